@@ -1,0 +1,431 @@
+"""Helpers shared by the bench/ scripts: ports, child processes, Maildirs, the
+reference stack, hatoba test homes and a fast asyncio SMTP load client.
+
+Benches print figures; they are not tests. They run only on 127.0.0.1.
+
+Rules:
+- Every child process a bench starts is registered with `Children` and is
+  killed (its whole process group) on any exit: normal end, exception,
+  Ctrl-C or SIGTERM.
+- Times that are compared with Maildir file mtimes use the wall clock
+  (`time.time()`); everything else uses `time.monotonic()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+HATOBA_STANDARD_PORTS = (25, 587, 465, 110, 995, 143, 993, 80)
+
+REFSTACK_DIR = Path(os.environ.get("HATOBA_REFSTACK", "/work/shared/refstack"))
+REFSTACK_ROOT = Path("/var/tmp/refstack")
+REFSTACK_SMTP_PORT = 30025
+
+
+class BenchError(RuntimeError):
+    """A bench could not set up or run its target; the message says why."""
+
+
+# -- ports and processes -----------------------------------------------------
+
+
+def port_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:port and we may bind it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_offset(ports: Sequence[int] = HATOBA_STANDARD_PORTS, low: int = 20000, high: int = 60000) -> int:
+    """A port offset N (a multiple of 1000) with every standard port + N free."""
+    candidates = list(range(low, high, 1000))
+    random.shuffle(candidates)
+    for offset in candidates:
+        if all(port_free(p + offset) for p in ports):
+            return offset
+    raise BenchError(f"no free port offset between {low} and {high}; stop other servers and retry")
+
+
+def wait_smtp_banner(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until 127.0.0.1:port answers with an SMTP 220 greeting."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BenchError(f"server exited with status {proc.returncode} before listening on port {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.settimeout(5)
+                if s.recv(512).startswith(b"220"):
+                    s.sendall(b"QUIT\r\n")
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise BenchError(f"nothing answered SMTP on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+class Children:
+    """Child processes to kill on any exit; use as a context manager."""
+
+    def __init__(self) -> None:
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: Sequence[str], *, stdin: int | IO[bytes] | None = None,
+              stdout: int | IO[bytes] | None = None, stderr: int | IO[bytes] | None = None) -> subprocess.Popen[bytes]:
+        """Popen in its own process group (so its children go with it)."""
+        proc = subprocess.Popen(list(argv), stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True)
+        self._procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], grace: float = 10.0) -> int | None:
+        """SIGTERM (graceful stop), then SIGKILL of the group after `grace` seconds."""
+        if proc in self._procs:
+            self._procs.remove(proc)
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait(5)
+        # Whatever the leader left behind in its group goes too.
+        _signal_group(proc, signal.SIGKILL)
+        return proc.returncode
+
+    def stop_all(self) -> None:
+        for proc in list(self._procs):
+            self.stop(proc, grace=5.0)
+
+    def __enter__(self) -> Children:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM/SIGHUP into SystemExit so `finally` blocks and `Children` run."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+
+
+def run(argv: Sequence[str], *, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a setup command; raise BenchError with its stderr when it fails."""
+    try:
+        proc = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise BenchError(f"{argv[0]} not found; install it or fix PATH") from None
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{' '.join(argv)} did not finish within {timeout:.0f}s") from None
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise BenchError(f"{' '.join(argv)} failed (exit {proc.returncode}): {detail[0]}")
+    return proc
+
+
+def as_root(argv: Sequence[str]) -> list[str]:
+    """argv, prefixed with non-interactive sudo unless we already are root."""
+    return list(argv) if os.geteuid() == 0 else ["sudo", "-n", *argv]
+
+
+# -- Maildir -------------------------------------------------------------------
+
+
+def maildir_count(maildir: Path) -> int:
+    """Messages in new/ and cur/ (0 when the Maildir does not exist yet)."""
+    total = 0
+    for sub in ("new", "cur"):
+        with contextlib.suppress(FileNotFoundError):
+            total += sum(1 for e in os.scandir(maildir / sub) if not e.name.startswith("."))
+    return total
+
+
+def maildir_last_mtime(maildir: Path) -> float | None:
+    """Wall-clock time the newest message file was written, or None if empty."""
+    newest: float | None = None
+    for sub in ("new", "cur"):
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(maildir / sub):
+                if not entry.name.startswith("."):
+                    with contextlib.suppress(FileNotFoundError):
+                        mtime = entry.stat().st_mtime
+                        newest = mtime if newest is None or mtime > newest else newest
+    return newest
+
+
+def wait_maildir(maildir: Path, expected: int, deadline: float) -> int:
+    """Poll until `expected` messages are in the Maildir or the monotonic deadline passes."""
+    count = maildir_count(maildir)
+    while count < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = maildir_count(maildir)
+    return count
+
+
+# -- targets -----------------------------------------------------------------
+
+
+def ensure_refstack(refstack_dir: Path = REFSTACK_DIR) -> None:
+    """Set up and start the Postfix + Dovecot reference stack unless it already answers."""
+    if _answers_smtp(REFSTACK_SMTP_PORT):
+        return
+    if not (refstack_dir / "setup.sh").is_file():
+        raise BenchError(f"reference stack scripts not found in {refstack_dir}; set HATOBA_REFSTACK")
+    if not (REFSTACK_ROOT / "tls" / "server.crt").is_file():
+        run(as_root(["bash", str(refstack_dir / "setup.sh")]), timeout=600)
+    run(as_root(["bash", str(refstack_dir / "start.sh")]), timeout=120)
+    wait_smtp_banner(REFSTACK_SMTP_PORT, timeout=30)
+
+
+def reset_refstack_mail(refstack_dir: Path = REFSTACK_DIR) -> None:
+    """Empty every reference-stack mailbox and its Postfix queue."""
+    run(as_root(["bash", str(refstack_dir / "reset-mail.sh")]), timeout=120)
+
+
+def refstack_maildir(user: str = "bob") -> Path:
+    return REFSTACK_ROOT / "mail" / "example.test" / user / "Maildir"
+
+
+def hatoba_command() -> list[str]:
+    """The hatoba CLI: the console script beside this Python, on PATH, or `-m hatoba`."""
+    beside = Path(sys.executable).with_name("hatoba")
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which("hatoba")
+    return [found] if found else [sys.executable, "-m", "hatoba"]
+
+
+@dataclass(frozen=True)
+class HatobaHome:
+    """A throwaway `hatoba init` folder with one user, for one bench run."""
+
+    root: Path
+    port_offset: int
+    address: str
+    cli: tuple[str, ...]
+
+    @property
+    def config(self) -> Path:
+        return self.root / "hatoba.toml"
+
+    @property
+    def smtp_port(self) -> int:
+        return 25 + self.port_offset
+
+    @property
+    def maildir(self) -> Path:
+        local, domain = self.address.split("@")
+        return self.root / "data" / "mail" / domain / local.lower() / "Maildir"
+
+    def serve_argv(self) -> list[str]:
+        return [*self.cli, "-c", str(self.config), "serve"]
+
+
+def make_hatoba_home(address: str = "bench@example.test", port_offset: int | None = None,
+                     cli: Sequence[str] | None = None) -> HatobaHome:
+    """`hatoba init` in a new temp folder (`home/` inside it), then `user add`, through the CLI.
+
+    The caller removes `home.root.parent` when done; on failure it is removed here.
+    """
+    domain = address.split("@")[1]
+    root = Path(tempfile.mkdtemp(prefix="hatoba-bench-")) / "home"
+    try:
+        offset = free_port_offset() if port_offset is None else port_offset
+        argv = tuple(cli) if cli else tuple(hatoba_command())
+        run([*argv, "init", str(root), "--hostname", f"mail.{domain}", "--domain", domain,
+             "--port-offset", str(offset)])
+        home = HatobaHome(root, offset, address, argv)
+        listed = run([*argv, "-c", str(home.config), "domain", "list"])
+        if domain not in listed.stdout.split():
+            run([*argv, "-c", str(home.config), "domain", "add", domain])
+        run([*argv, "-c", str(home.config), "user", "add", address, "--password-stdin"],
+            stdin=secrets.token_urlsafe(16) + "\n")
+    except BaseException:
+        shutil.rmtree(root.parent, ignore_errors=True)
+        raise
+    return home
+
+
+def _answers_smtp(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.settimeout(5)
+            ok = s.recv(512).startswith(b"220")
+            s.sendall(b"QUIT\r\n")
+            return ok
+    except OSError:
+        return False
+
+
+# -- the SMTP load client -----------------------------------------------------
+
+
+def make_message(size: int, sender: str, rcpt: str) -> bytes:
+    """A plain-text RFC 5322 message of about `size` bytes, CRLF lines, dot-stuffing-free."""
+    header = (
+        f"From: <{sender}>\r\nTo: <{rcpt}>\r\nSubject: bench {size} bytes\r\n"
+        "Date: Thu, 1 Jan 2026 00:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+    ).encode()
+    line = b"The quick brown fox jumps over the lazy dog; pack my box with five dozen.\r\n"
+    body_len = max(size - len(header), len(line))
+    body = (line * (body_len // len(line) + 1))[:body_len]
+    return header + body.rstrip(b"\r\n") + b"\r\n"
+
+
+@dataclass
+class LoadResult:
+    accepted: int = 0
+    rejected: int = 0
+    first_error: str = ""
+    elapsed: float = 0.0  # seconds from the first connect to the last 250
+
+
+class _Reader:
+    """SMTP replies off an asyncio stream: multi-line aware (RFC 5321 §4.2.1)."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+
+    async def reply(self) -> tuple[int, bytes]:
+        lines = []
+        while True:
+            line = await self.reader.readline()
+            if not line:
+                raise ConnectionError("server closed the connection")
+            lines.append(line)
+            if line[3:4] != b"-":
+                return int(line[:3]), b"".join(lines)
+
+
+async def smtp_load(port: int, sender: str, rcpt: str, message: bytes, count: int, sessions: int,
+                    ehlo_name: str = "bench.example.net", result: LoadResult | None = None) -> LoadResult:
+    """Send `count` copies of `message` over `sessions` parallel SMTP sessions.
+
+    Each session says EHLO once, then repeats MAIL/RCPT/DATA, pipelining the
+    three commands when the server offers PIPELINING (RFC 2920 §3.1: DATA may
+    end a pipelined group). Message-ID is unique per message. Counts go into
+    `result` as they happen, so a caller that cancels on timeout keeps them.
+    """
+    result = LoadResult() if result is None else result
+    remaining = [count]
+    payload = message if message.endswith(b"\r\n") else message + b"\r\n"
+    # RFC 5321 §4.5.2: dot-stuffing of lines that begin with "."
+    payload = payload.replace(b"\r\n.", b"\r\n..")
+    if payload.startswith(b"."):
+        payload = b"." + payload
+    started = time.monotonic()
+    last_ok = [started]
+    result.elapsed = 0.0
+
+    async def session(index: int) -> None:
+        reader_, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader = _Reader(reader_)
+        try:
+            code, text = await reader.reply()
+            if code != 220:
+                raise ConnectionError(f"greeting {text!r}")
+            writer.write(f"EHLO {ehlo_name}\r\n".encode())
+            code, text = await reader.reply()
+            if code != 250:
+                raise ConnectionError(f"EHLO refused: {text!r}")
+            pipelining = b"PIPELINING" in text.upper()
+            n = 0
+            while remaining[0] > 0:
+                remaining[0] -= 1
+                n += 1
+                mail = f"MAIL FROM:<{sender}>\r\n".encode()
+                rcpt_cmd = f"RCPT TO:<{rcpt}>\r\n".encode()
+                if pipelining:
+                    writer.write(mail + rcpt_cmd + b"DATA\r\n")
+                    codes = [(await reader.reply())[0] for _ in range(3)]
+                else:
+                    codes = []
+                    for cmd in (mail, rcpt_cmd, b"DATA\r\n"):
+                        writer.write(cmd)
+                        codes.append((await reader.reply())[0])
+                        if codes[-1] >= 400:
+                            break
+                if codes[-1] != 354:
+                    result.rejected += 1
+                    result.first_error = result.first_error or f"MAIL/RCPT/DATA replies {codes}"
+                    if codes[-1] < 400 and len(codes) == 3:
+                        # DATA got an unexpected positive reply; end it to resync.
+                        writer.write(b".\r\n")
+                        await reader.reply()
+                    writer.write(b"RSET\r\n")
+                    await reader.reply()
+                    continue
+                msgid = f"Message-ID: <{index}.{n}.{secrets.token_hex(4)}@{ehlo_name}>\r\n".encode()
+                writer.write(msgid + payload + b".\r\n")
+                code, text = await reader.reply()
+                if code == 250:
+                    result.accepted += 1
+                    last_ok[0] = time.monotonic()
+                    result.elapsed = last_ok[0] - started
+                else:
+                    result.rejected += 1
+                    result.first_error = result.first_error or f"end of DATA: {text.decode(errors='replace').strip()}"
+            writer.write(b"QUIT\r\n")
+            await writer.drain()
+            with contextlib.suppress(ConnectionError):
+                await reader.reply()
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    outcomes = await asyncio.gather(*(session(i) for i in range(sessions)), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not result.first_error:
+            result.first_error = f"session failed: {outcome!r}"
+    result.elapsed = last_ok[0] - started
+    return result
+
+
+def smtp_source_load(port: int, sender: str, rcpt: str, size: int, count: int, sessions: int,
+                     timeout: float) -> LoadResult:
+    """The same load with Postfix's smtp-source (-d: many messages per connection)."""
+    exe = shutil.which("smtp-source") or ("/usr/sbin/smtp-source" if Path("/usr/sbin/smtp-source").exists() else None)
+    if exe is None:
+        raise BenchError("smtp-source not found; install postfix or use --client asyncio")
+    argv = [exe, "-d", "-l", str(size), "-m", str(count), "-s", str(sessions),
+            "-f", sender, "-t", rcpt, f"127.0.0.1:{port}"]
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return LoadResult(first_error=f"smtp-source did not finish within {timeout:.0f}s",
+                          elapsed=time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        return LoadResult(first_error=f"smtp-source: {(proc.stderr or proc.stdout).strip()[-200:]}", elapsed=elapsed)
+    return LoadResult(accepted=count, elapsed=elapsed)
+

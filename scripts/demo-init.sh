@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Creates the demo setup for `make run` once: domain example.test, users
+# alice@ and bob@ with a random password printed once, listeners on 10000+port.
+set -euo pipefail
+HATOBA=$1
+DIR=$2
+[ -f "$DIR/hatoba.toml" ] && exit 0
+"$HATOBA" init "$DIR" --hostname mail.example.test --domain example.test --port-offset 10000
+PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')
+for user in alice bob; do
+  printf '%s\n' "$PASSWORD" | "$HATOBA" -c "$DIR/hatoba.toml" user add "$user@example.test" --password-stdin
+done
+cat <<MSG
+
+  Demo users alice@example.test and bob@example.test share the password:
+
+      $PASSWORD
+
+  (shown once; change it with: $HATOBA -c $DIR/hatoba.toml user passwd alice@example.test)
+  Trust $DIR/tls/ca.crt in your mail client to verify the server certificate.
+
+MSG

@@ -1,0 +1,3 @@
+"""hatoba: a complete, secure-by-default mail server."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,214 @@
+"""`hatoba init DIR --hostname HOST`: a complete, working setup in one folder.
+
+Rules:
+- Never overwrites anything: an existing DIR/hatoba.toml or key is an error.
+- hatoba.toml is written last and everything made before it is removed when
+  a step fails, so a failed init leaves nothing behind and can be retried.
+- Secrets are private from their first byte: tls/ and data/ are 0700, keys
+  and the directory database 0600.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from pathlib import Path
+
+from hatoba.cli.common import CliError
+from hatoba.config.schema import STANDARD_PORTS
+
+CONFIG_NAME = "hatoba.toml"
+SERVING = ("smtp", "submission", "smtps")  # the listeners this version runs
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "init",
+        help="create a new setup: config, private CA and certificate, data folder",
+        description="Create DIR/hatoba.toml, DIR/tls (a private CA and a server certificate) and DIR/data.",
+    )
+    p.add_argument("dir", metavar="DIR", help="folder for the new setup (created if missing)")
+    p.add_argument("--hostname", required=True, metavar="HOST", help="this server's DNS name, e.g. mail.example.org")
+    p.add_argument("--domain", metavar="DOMAIN", help="a first local domain to receive mail for")
+    p.add_argument(
+        "--port-offset", type=int, default=0, metavar="N",
+        help="listen on each standard port + N (e.g. 10000: 10025, 10587...); implies --bind 127.0.0.1",
+    )
+    p.add_argument("--bind", metavar="ADDR", help="IP address to listen on (default 0.0.0.0, or 127.0.0.1 with --port-offset)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hatoba.config.validate import hostname_problem
+
+    root = Path(args.dir).absolute()
+    problem = hostname_problem(args.hostname)
+    if problem:
+        raise CliError(f"--hostname: {problem}")
+    hostname = args.hostname.lower()
+    domain = _check_domain(args.domain) if args.domain else None
+    offset = _check_offset(args.port_offset)
+    bind = _check_bind(args.bind) if args.bind else ("127.0.0.1" if offset else "0.0.0.0")
+    config_file = root / CONFIG_NAME
+    if config_file.exists():
+        raise CliError(f"{config_file} already exists; hatoba init never overwrites a setup")
+    if root.exists() and not root.is_dir():
+        raise CliError(f"{root} exists and is not a folder; choose another DIR")
+
+    made = _Made()
+    try:
+        _create(root, hostname, domain, bind, offset, made)
+    except BaseException:
+        made.remove()
+        raise
+    _print_summary(root, hostname, domain, bind, offset)
+    return 0
+
+
+def _check_domain(text: str) -> str:
+    from hatoba.proto.address import AddressError, parse_domain
+
+    try:
+        return parse_domain(text)
+    except AddressError as exc:
+        raise CliError(f"--domain: {text!r} is not a valid domain name ({exc})") from None
+
+
+def _check_offset(offset: int) -> int:
+    highest = 65535 - max(STANDARD_PORTS.values())
+    if not 0 <= offset <= highest:
+        raise CliError(f"--port-offset: {offset} must be from 0 to {highest} so that every port stays valid")
+    return offset
+
+
+def _check_bind(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        raise CliError(f"--bind: {text!r} is not an IP address; e.g. 127.0.0.1, 0.0.0.0 or ::") from None
+
+
+class _Made:
+    """What init created, to remove it again when a later step fails."""
+
+    def __init__(self) -> None:
+        self.paths: list[Path] = []
+
+    def folder(self, path: Path, mode: int) -> Path:
+        if not path.is_dir():
+            path.mkdir(mode=mode)
+            os.chmod(path, mode)  # mkdir's mode is filtered by the umask
+            self.paths.append(path)
+        return path
+
+    def file(self, path: Path) -> Path:
+        self.paths.append(path)
+        return path
+
+    def remove(self) -> None:
+        for path in reversed(self.paths):
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    path.rmdir()
+                else:
+                    path.unlink(missing_ok=True)
+            except OSError:
+                pass  # best effort: the error that made us undo is the one to report
+
+
+def _create(root: Path, hostname: str, domain: str | None, bind: str, offset: int, made: _Made) -> None:
+    try:
+        if not root.is_dir():
+            root.mkdir(mode=0o755, parents=True)
+            made.paths.append(root)
+        tls = made.folder(root / "tls", 0o700)
+        _write_pki(tls, hostname, made)
+        data = made.folder(root / "data", 0o700)
+        made.folder(data / "mail", 0o700)
+        made.folder(data / "queue", 0o700)
+    except OSError as exc:
+        raise CliError(f"cannot create {exc.filename or root}: {exc.strerror or exc}") from None
+    _make_directory(data / "directory.sqlite3", domain, made)
+    _write_config(root, hostname, bind, offset, made)
+
+
+def _write_pki(tls: Path, hostname: str, made: _Made) -> None:
+    from hatoba.pki.ca import create_ca, issue_server_cert, write_cert_chain
+    from hatoba.pki.keys import write_private_key
+
+    ca_key, ca_cert = create_ca(f"hatoba private CA for {hostname}")
+    server_key, server_cert = issue_server_cert(ca_key, ca_cert, hostname)
+    steps = (
+        ("ca.key", lambda p: write_private_key(p, ca_key)),
+        ("ca.crt", lambda p: write_cert_chain(p, [ca_cert])),
+        ("server.key", lambda p: write_private_key(p, server_key)),
+        ("server.crt", lambda p: write_cert_chain(p, [server_cert, ca_cert])),
+    )
+    for name, write in steps:
+        path = tls / name
+        try:
+            write(path)
+        except FileExistsError:
+            raise CliError(
+                f"{path} already exists; hatoba init never overwrites keys or certificates: "
+                f"move {tls} away and run it again"
+            ) from None
+        made.file(path)
+
+
+def _make_directory(db: Path, domain: str | None, made: _Made) -> None:
+    from hatoba.store.api import DirectoryError
+    from hatoba.store.directory import Directory
+
+    existed = db.exists()
+    if not existed:
+        # SQLite's side files go too if init is undone.
+        for suffix in ("-journal", "-wal", "-shm", ""):
+            made.file(db.with_name(db.name + suffix))
+    try:
+        with Directory(db) as directory:
+            if domain and not directory.is_local_domain(domain):
+                directory.add_domain(domain)
+    except DirectoryError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _write_config(root: Path, hostname: str, bind: str, offset: int, made: _Made) -> None:
+    from hatoba.config.load import ConfigError, load_config
+    from hatoba.config.template import render_config
+    from hatoba.pki.keys import write_new_file
+
+    path = root / "hatoba.toml"
+    try:
+        write_new_file(path, render_config(hostname, bind, offset).encode(), 0o644)
+    except FileExistsError:
+        raise CliError(f"{path} already exists; hatoba init never overwrites a setup") from None
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    made.file(path)
+    try:
+        load_config(path)  # what init writes must start as it is
+    except ConfigError as exc:
+        raise CliError(f"the new config does not load: {exc}") from None
+
+
+def _print_summary(root: Path, hostname: str, domain: str | None, bind: str, offset: int) -> None:
+    config = root / CONFIG_NAME
+    prefix = f"hatoba -c {config}"
+    host = f"[{bind}]" if ":" in bind else bind
+    ports = ", ".join(f"{name} {host}:{STANDARD_PORTS[name] + offset}" for name in SERVING)
+    later = ", ".join(name for name in STANDARD_PORTS if name not in SERVING)
+    print(f"created {config}")
+    print(f"  {root / 'tls'}: private CA (ca.crt, ca.key), certificate and key for {hostname} (server.crt, server.key)")
+    print(f"  {root / 'data'}: directory database, mail store, queue")
+    if domain:
+        print(f"  local domain {domain}")
+    print(f"listeners: {ports} ({later}: not yet available)")
+    print("next steps:")
+    if not domain:
+        print(f"  {prefix} domain add example.org")
+    user_domain = domain or "example.org"
+    print(f"  {prefix} user add you@{user_domain}")
+    print(f"  {prefix} serve")
+    print(f"mail programs verify the server with {root / 'tls' / 'ca.crt'} (or install a public certificate)")

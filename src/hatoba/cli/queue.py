@@ -1,0 +1,116 @@
+"""`hatoba queue list|flush|delete|hold|release`: look at and steer the mail queue.
+
+Works on the queue files directly, so it also works while the server is
+stopped; a running server notices flush and release within a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from hatoba.cli.common import CliError, load_config
+from hatoba.cli.domain import missing_action
+from hatoba.queue.ids import is_queue_id
+from hatoba.queue.spool import Spool
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("queue", help="list the queue, retry now, delete, hold or release messages")
+    missing_action(p, "list|flush|delete ID|hold ID|release ID")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("list", help="one line per queued message").set_defaults(func=run_list)
+    actions.add_parser("flush", help="try every queued message now").set_defaults(func=run_flush)
+    for name, func, text in (
+        ("delete", run_delete, "remove a message from the queue (it is not delivered)"),
+        ("hold", run_hold, "stop delivery attempts for a message until release"),
+        ("release", run_release, "resume delivery of a held message, now"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("qid", metavar="ID", help="queue id, as `hatoba queue list` shows")
+        action.set_defaults(func=func)
+
+
+def _spool(args: argparse.Namespace) -> Spool:
+    config = load_config(args)
+    if not config.paths.queue_dir.is_dir():
+        raise CliError(f"no queue at {config.paths.queue_dir}; is the config right? (hatoba init creates it)")
+    return Spool(config.paths.queue_dir)
+
+
+def _queued(spool: Spool, qid: str) -> str:
+    if not is_queue_id(qid):
+        raise CliError(f"{qid!r} is not a queue id; `hatoba queue list` shows them")
+    if not spool.exists(qid):
+        raise CliError(f"no message {qid} in the queue (already delivered or deleted?)")
+    return qid
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    spool = _spool(args)
+    now = time.time()
+    ids = spool.list_ids()
+    for qid in ids:
+        try:
+            env = spool.envelope(qid)
+        except FileNotFoundError:
+            continue  # delivered while we looked
+        state = spool.state(qid)
+        pending = [r for r in env.recipients if r not in state.done]
+        if state.held:
+            when = "held"
+        elif state.attempts == 0:
+            when = "now"
+        else:
+            when = "in " + _age(state.next_try - now)
+        print(
+            f"{qid}  age {_age(now - env.received_at)}  from <{env.mail_from}>  "
+            f"to {', '.join(f'<{r}>' for r in pending) or '(done)'}  attempts {state.attempts}  "
+            f"next {when}" + (f"  last error: {state.last_error}" if state.last_error else "")
+        )
+    print(f"{len(ids)} message(s) in the queue")
+    return 0
+
+
+def run_flush(args: argparse.Namespace) -> int:
+    spool = _spool(args)
+    spool.request_flush()
+    print("flush requested: a running server tries every queued message within a second")
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    spool = _spool(args)
+    spool.remove(_queued(spool, args.qid))
+    print(f"deleted {args.qid}")
+    return 0
+
+
+def _set_held(args: argparse.Namespace, held: bool) -> Spool:
+    spool = _spool(args)
+    qid = _queued(spool, args.qid)
+    state = spool.state(qid)
+    state.held = held
+    spool.save_state(qid, state)
+    return spool
+
+
+def run_hold(args: argparse.Namespace) -> int:
+    _set_held(args, True)
+    print(f"held {args.qid}: no delivery attempts until `hatoba queue release {args.qid}`")
+    return 0
+
+
+def run_release(args: argparse.Namespace) -> int:
+    spool = _set_held(args, False)
+    spool.request_flush()
+    print(f"released {args.qid}: delivery is tried again now")
+    return 0

@@ -1,0 +1,59 @@
+"""`hatoba serve`: run every enabled listener in the foreground.
+
+SIGTERM and SIGINT stop it gracefully: listeners close, sessions get a few
+seconds to finish, the queue manager completes in-flight deliveries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from hatoba.cli.common import CliError, load_config
+from hatoba.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="run the mail server in the foreground")
+    p.add_argument("--debug", action="store_true", help="log every protocol line (secrets redacted)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    setup_logging("DEBUG" if args.debug else config.log.level, config.log.file)
+    try:
+        import uvloop  # optional speed-up ([speed] extra)
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        runner(_serve(config))
+    except OSError as exc:
+        raise CliError(f"cannot start: {exc.strerror or exc} (is another server using the port?)") from None
+    return 0
+
+
+async def _serve(config) -> None:  # type: ignore[no-untyped-def]
+    from hatoba.net.server import Server
+    from hatoba.pki.tlsctx import TlsSetupError
+
+    try:
+        server = Server(config)
+    except TlsSetupError as exc:
+        raise CliError(str(exc)) from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    log.info("hatoba is running as %s; stop with Ctrl-C or SIGTERM", config.server.hostname)
+    await stop.wait()
+    log.info("stopping")
+    await server.stop()
+    log.info("stopped")

@@ -1,0 +1,103 @@
+"""`hatoba user add|passwd|remove|list`: the mailbox owners; the login is the full address.
+
+A password never travels on the command line (other local users can read
+it in the process list): it is typed twice at a terminal prompt, or read as
+one line from standard input with --password-stdin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from hatoba.cli.common import CliError
+from hatoba.cli.domain import missing_action, open_directory
+from hatoba.store.api import DirectoryError
+from hatoba.store.directory import check_password
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("user", help="add, remove or list users, or change a password")
+    missing_action(p, "add|passwd|remove|list")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+
+    add = actions.add_parser("add", help="create a user (prompts for the password)")
+    add.add_argument("address", metavar="ADDRESS", help="the full address, which is also the login")
+    _password_stdin_flag(add)
+    add.set_defaults(func=run_add)
+
+    passwd = actions.add_parser("passwd", help="change a user's password")
+    passwd.add_argument("address", metavar="ADDRESS")
+    _password_stdin_flag(passwd)
+    passwd.set_defaults(func=run_passwd)
+
+    remove = actions.add_parser("remove", help="delete a user (its stored mail is left in place)")
+    remove.add_argument("address", metavar="ADDRESS")
+    remove.set_defaults(func=run_remove)
+
+    listing = actions.add_parser("list", help="print the users, one a line")
+    listing.add_argument("domain", metavar="DOMAIN", nargs="?", help="only the users of this domain")
+    listing.set_defaults(func=run_list)
+
+
+def _password_stdin_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password as one line from standard input (for scripts)",
+    )
+
+
+def read_password(args: argparse.Namespace, address: str) -> str:
+    """The new password: one stdin line with --password-stdin, else typed twice at a terminal."""
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise CliError("no password on standard input; write it as one line")
+        return line.removesuffix("\n").removesuffix("\r")
+    if not sys.stdin.isatty():
+        raise CliError("standard input is not a terminal: use --password-stdin and write the password to it")
+    first = getpass.getpass(f"Password for {address}: ")
+    try:
+        check_password(first)  # say so now, not after the second prompt
+    except DirectoryError as exc:
+        raise CliError(str(exc)) from None
+    if getpass.getpass("Repeat the password: ") != first:
+        raise CliError("the two passwords differ; nothing was changed, try again")
+    return first
+
+
+def run_add(args: argparse.Namespace) -> int:
+    with open_directory(args) as directory:
+        # Refuse a bad address before asking for a password.
+        address = directory.check_new_user(args.address)
+        password = read_password(args, address)
+        address = directory.add_user(args.address, password)
+    print(f"added user {address}")
+    return 0
+
+
+def run_passwd(args: argparse.Namespace) -> int:
+    with open_directory(args) as directory:
+        if not directory.user_exists(args.address):
+            raise CliError(f"no user {args.address}; see `hatoba user list`")
+        password = read_password(args, args.address)
+        address = directory.set_password(args.address, password)
+    print(f"changed the password of {address}")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    with open_directory(args) as directory:
+        address = directory.remove_user(args.address)
+    print(f"removed user {address} (its stored mail was left in place)")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with open_directory(args) as directory:
+        users = directory.list_users(args.domain)
+    for user in users:
+        print(user)
+    return 0

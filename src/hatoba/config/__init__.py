@@ -1,0 +1,3 @@
+"""Configuration: the schema (frozen dataclasses), loading and validation.
+
+The only package that reads config files. Must not import hatoba.net."""

@@ -1,0 +1,298 @@
+"""Reading hatoba.toml into a Config.
+
+Rules:
+- Every key the file may hold is named here; any other key or table is an
+  error naming it, so a typo never silently leaves a safe setting unset.
+- Types are checked (a quoted number is an error, not a string limit).
+- Relative paths are relative to the config file's folder, so a setup made
+  by `hatoba init` can be moved as one folder.
+- Errors are one line: "FILE: key: what is wrong; what to do".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hatoba.config.schema import (
+    STANDARD_PORTS,
+    Config,
+    DeliveryConfig,
+    DomainTls,
+    LimitsConfig,
+    ListenerConfig,
+    LogConfig,
+    PathsConfig,
+    ServerConfig,
+    SmtpConfig,
+    TlsConfig,
+)
+
+DEFAULT_DATA_DIR = "data"
+
+
+class ConfigError(Exception):
+    """The config cannot be used; the message is one line naming the file and the key."""
+
+
+def load_config(path: Path) -> Config:
+    """Read, check and validate the config file at `path`."""
+    from hatoba.config.validate import validate  # validate imports ConfigError from here
+
+    path = Path(path).absolute()
+    raw = _read_toml(path)
+    try:
+        config = _build(raw, path)
+        validate(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} not found; create one with: hatoba init DIR --hostname HOST"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder; give the config file inside it, e.g. {path / 'hatoba.toml'}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+# -- checked access to one TOML table ------------------------------------------
+
+_MISSING = object()
+
+_TYPE_WORDS = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return f"{type(value).__name__} {value!r}"
+
+
+class _Table:
+    """One TOML table: typed look-ups, and an error for every key never looked up."""
+
+    def __init__(self, data: object, where: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where} must be a table ([{where}]), not {_describe(data)}")
+        self.data: dict[str, Any] = data
+        self.where = where
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def get(self, name: str, kind: type, default: Any = _MISSING) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if default is _MISSING:
+                raise ConfigError(f"{self.key(name)} is missing; add it to [{self.where}]")
+            return default
+        value = self.data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{self.key(name)} must be {_TYPE_WORDS[kind]}, not {_describe(value)}")
+        return value
+
+    def table(self, name: str) -> _Table:
+        return _Table(self.get(name, dict, {}), self.key(name))
+
+    def path(self, name: str, base: Path, default: Any = _MISSING) -> Any:
+        value = self.get(name, str, default)
+        if not isinstance(value, str):
+            return value
+        if not value:
+            raise ConfigError(f"{self.key(name)} is empty; give a file name")
+        return base / Path(value).expanduser()
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        values = self.get(name, list, [])
+        for value in values:
+            if not isinstance(value, str):
+                raise ConfigError(f"{self.key(name)} must be a list of strings; {_describe(value)} is not one")
+        return tuple(values)
+
+    def done(self) -> None:
+        """Refuse the keys nobody asked for: they are typos or settings this version lacks."""
+        for name in self.data:
+            if name not in self.used:
+                hint = difflib.get_close_matches(name, sorted(self.used), n=1)
+                suggestion = f"; did you mean {self.key(hint[0])}?" if hint else ""
+                if isinstance(self.data[name], dict):
+                    raise ConfigError(f"unknown table [{self.key(name)}]{suggestion}")
+                raise ConfigError(f"unknown key {self.key(name)}{suggestion}")
+
+
+# -- building the Config ----------------------------------------------------------
+
+
+def _build(raw: dict[str, Any], path: Path) -> Config:
+    base = path.parent
+    root = _Table(raw, "")
+    server_t = root.table("server")
+    paths_t = root.table("paths")
+    hostname = server_t.get("hostname", str)
+    data_dir = _data_dir(server_t, paths_t, base)
+    server_t.done()
+    paths_t.done()
+    config = Config(
+        server=ServerConfig(hostname=hostname),
+        listeners=_listeners(root.table("listeners")),
+        tls=_tls(root, base),
+        paths=PathsConfig(data_dir=data_dir),
+        limits=_from_fields(LimitsConfig, root.table("limits")),
+        smtp=_from_fields(SmtpConfig, root.table("smtp")),
+        log=_log(root.table("log"), base),
+        delivery=_delivery(root.table("delivery")),
+        config_path=path,
+    )
+    root.done()
+    return config
+
+
+def _data_dir(server_t: _Table, paths_t: _Table, base: Path) -> Path:
+    """[paths] data_dir, also accepted as [server] data_dir (but not both)."""
+    if server_t.has("data_dir") and paths_t.has("data_dir"):
+        raise ConfigError("data_dir is set in both [server] and [paths]; keep the one in [paths]")
+    table = server_t if server_t.has("data_dir") else paths_t
+    return table.path("data_dir", base, base / DEFAULT_DATA_DIR)
+
+
+def _listeners(table: _Table) -> dict[str, ListenerConfig]:
+    listeners = {}
+    for name in table.data:
+        if name not in STANDARD_PORTS:
+            hint = difflib.get_close_matches(name, STANDARD_PORTS, n=1)
+            suggestion = f"did you mean listeners.{hint[0]}? " if hint else ""
+            raise ConfigError(
+                f"unknown listener listeners.{name}; {suggestion}the listeners are {', '.join(STANDARD_PORTS)}"
+            )
+        t = table.table(name)
+        address = t.get("address", str, f"0.0.0.0:{STANDARD_PORTS[name]}")
+        host, port = parse_listen_address(address, t.key("address"))
+        listeners[name] = ListenerConfig(name=name, host=host, port=port, enabled=t.get("enabled", bool, True))
+        t.done()
+    return listeners
+
+
+def parse_listen_address(text: str, key: str = "address") -> tuple[str, int]:
+    """"host:port" or "[ipv6]:port" -> (host, port); ConfigError naming `key` otherwise."""
+    example = 'write it as "host:port", e.g. "0.0.0.0:25" or "[::1]:25"'
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if not rest.startswith(":"):
+            raise ConfigError(f"{key}: {text!r} has no port; {example}")
+        port_text = rest[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(f"{key}: {host!r} in brackets is not an IPv6 address; {example}") from None
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise ConfigError(f"{key}: {text!r} has no port; {example}")
+        if ":" in host:
+            raise ConfigError(f"{key}: put an IPv6 address in brackets, e.g. \"[{host}]:{port_text}\"")
+        if not host:
+            raise ConfigError(f"{key}: {text!r} has no host; use 0.0.0.0 (every IPv4 address) or [::]; {example}")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(f"{key}: port {port_text!r} is not a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def _tls(root: _Table, base: Path) -> TlsConfig:
+    if not root.has("tls"):
+        raise ConfigError("[tls] is missing; it needs cert and key (hatoba init writes them)")
+    t = root.table("tls")
+    domains_t = t.table("domains")
+    domains = {}
+    for domain in domains_t.data:
+        d = domains_t.table(domain)
+        domains[domain.lower().rstrip(".")] = DomainTls(cert=d.path("cert", base), key=d.path("key", base))
+        d.done()
+    ca_file = t.get("ca_file", str, "")
+    tls = TlsConfig(
+        cert=t.path("cert", base),
+        key=t.path("key", base),
+        ca_file=base / Path(ca_file).expanduser() if ca_file else None,
+        domains=domains,
+    )
+    t.done()
+    return tls
+
+
+def _from_fields(cls: Callable[..., Any], table: _Table) -> Any:
+    """A dataclass whose fields are plain settings, each taking its type from its default."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if not table.has(f.name):
+            table.used.add(f.name)
+            continue
+        if isinstance(default, tuple):
+            values[f.name] = table.strings(f.name)
+        else:
+            values[f.name] = table.get(f.name, type(default))
+    table.done()
+    return cls(**values)
+
+
+def _log(table: _Table, base: Path) -> LogConfig:
+    level = table.get("level", str, LogConfig.level).upper()
+    file = table.get("file", str, "")
+    table.done()
+    return LogConfig(level=level, file=base / Path(file).expanduser() if file else None)
+
+
+def _delivery(table: _Table) -> DeliveryConfig:
+    routes_t = table.table("routes")
+    routes = {}
+    for domain in routes_t.data:
+        routes[domain.lower().rstrip(".")] = routes_t.get(domain, str)
+    routes_t.done()
+    defaults = DeliveryConfig()
+    delivery = DeliveryConfig(
+        relayhost=table.get("relayhost", str, defaults.relayhost),
+        resolver=table.get("resolver", str, defaults.resolver),
+        tls=table.get("tls", str, defaults.tls),
+        routes=routes,
+        retry_min=table.get("retry_min", float, defaults.retry_min),
+        retry_max=table.get("retry_max", float, defaults.retry_max),
+        max_queue_lifetime=table.get("max_queue_lifetime", float, defaults.max_queue_lifetime),
+    )
+    table.done()
+    return delivery

@@ -1,0 +1,161 @@
+"""The configuration schema: frozen dataclasses, every field with a safe default.
+
+Rules:
+- Nothing here reads files; load.py turns TOML into these objects.
+- Config objects are immutable and passed down explicitly (no global config).
+- Defaults are the secure choice; the operator opts out of safety, never in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The standard port of each listener, and what kind of service it runs.
+# RFC 8314 §3.3 (465 implicit TLS), RFC 6409 (587 submission), RFC 5321 (25).
+STANDARD_PORTS: dict[str, int] = {
+    "smtp": 25,
+    "submission": 587,
+    "smtps": 465,
+    "pop3": 110,
+    "pop3s": 995,
+    "imap": 143,
+    "imaps": 993,
+    "http": 80,
+}
+
+IMPLICIT_TLS_LISTENERS = frozenset({"smtps", "pop3s", "imaps"})
+SMTP_LISTENERS = ("smtp", "submission", "smtps")
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    """One listening socket. `name` is one of STANDARD_PORTS."""
+
+    name: str
+    host: str
+    port: int
+    enabled: bool = True
+
+    @property
+    def implicit_tls(self) -> bool:
+        """TLS from the first byte (465, 995, 993)."""
+        return self.name in IMPLICIT_TLS_LISTENERS
+
+    @property
+    def is_submission(self) -> bool:
+        """Users' own clients: AUTH required to send, TLS required before AUTH."""
+        return self.name in ("submission", "smtps")
+
+
+@dataclass(frozen=True)
+class DomainTls:
+    """A certificate chosen by SNI for one domain."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: Path  # chain file: leaf first, then intermediates
+    key: Path
+    ca_file: Path | None = None  # extra trust anchors for outbound verification
+    domains: dict[str, DomainTls] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Explicit limits; each default is what a careful Postfix setup uses."""
+
+    # Postfix message_size_limit is 10 MB; today's attachments need 25 MB.
+    max_message_size: int = 25 * 1024 * 1024
+    # RFC 5321 §4.5.3.1.4: 512 octets for a command line; we allow more for
+    # long AUTH lines (SASL-IR) but cap every line.
+    max_command_line: int = 4096
+    # RFC 5321 §4.5.3.1.6: 1000 octets for a text line; real mail breaks it,
+    # so (like Postfix line_length_limit) longer lines are accepted up to this.
+    max_data_line: int = 1_000_000
+    max_recipients: int = 100
+    command_timeout: float = 300.0  # RFC 5321 §4.5.3.2.7: at least 5 minutes
+    data_timeout: float = 600.0
+    # Before the first command (greeting wait) the client gets less patience.
+    max_connections: int = 1000
+    max_connections_per_ip: int = 20
+    max_bad_commands: int = 20  # Postfix smtpd_hard_error_limit
+    max_commands_per_session: int = 10000
+    auth_failures_before_delay: int = 3
+    auth_failures_per_ip: int = 10  # then 421 and a lock-out for auth_lockout seconds
+    auth_lockout: float = 600.0
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    # No AUTH on port 25: it is for other servers, which never log in.
+    auth_on_smtp_port: bool = False
+    # Networks (CIDR) whose clients may relay without AUTH (Postfix mynetworks).
+    trusted_networks: tuple[str, ...] = ()
+    # On submission, MAIL FROM must be the login or an alias pointing to it.
+    restrict_sender_to_login: bool = True
+    # Show the authenticated login in the Received header (Postfix
+    # smtpd_sasl_authenticated_header, off by default for privacy).
+    received_shows_login: bool = False
+    # Bare LF / bare CR in DATA (CVE-2023-51764): "reject" answers 554 like
+    # Postfix smtpd_forbid_bare_newline=reject; "normalize" turns them into
+    # CRLF (Postfix's "normalize", its default since 3.9).
+    bare_newline: str = "normalize"
+    # Allowed AUTH on cleartext connections (never recommended).
+    allow_plaintext_auth: bool = False
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    data_dir: Path
+
+    @property
+    def directory_db(self) -> Path:
+        return self.data_dir / "directory.sqlite3"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.data_dir / "mail"
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.data_dir / "queue"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"
+    file: Path | None = None  # besides stderr
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    relayhost: str = ""
+    resolver: str = ""
+    tls: str = "may"
+    routes: dict[str, str] = field(default_factory=dict)
+    # Retry schedule for temporary failures, in seconds.
+    retry_min: float = 60.0
+    retry_max: float = 4 * 3600.0
+    max_queue_lifetime: float = 5 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    hostname: str
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig
+    listeners: dict[str, ListenerConfig]
+    tls: TlsConfig
+    paths: PathsConfig
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    config_path: Path | None = None

@@ -1,0 +1,152 @@
+"""The commented hatoba.toml that `hatoba init` writes.
+
+Rules:
+- What it writes loads without change and equals the defaults except for
+  the names and ports it was given: defaults live in schema.py, and the
+  commented-out lines here show them, read from the schema.
+- Comments are for the operator: what each part is for and what is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from hatoba.config.schema import STANDARD_PORTS, DeliveryConfig, LimitsConfig, SmtpConfig
+
+_LISTENER_NOTES = {
+    "smtp": "Mail from other servers (the MX). STARTTLS offered; no AUTH here.",
+    "submission": "Your users' mail programs. STARTTLS, then AUTH, before sending.",
+    "smtps": "Like submission, with TLS from the first byte (RFC 8314).",
+    "pop3": "POP3 (STLS before login).",
+    "pop3s": "POP3 with TLS from the first byte.",
+    "imap": "IMAP (STARTTLS before login).",
+    "imaps": "IMAP with TLS from the first byte.",
+    "http": "Autoconfiguration and health checks.",
+}
+_AVAILABLE = frozenset({"smtp", "submission", "smtps"})
+
+_LIMIT_NOTES = {
+    "max_message_size": "bytes in one message",
+    "max_command_line": "bytes in one command line",
+    "max_data_line": "bytes in one line of a message",
+    "max_recipients": "RCPT TO per message",
+    "command_timeout": "seconds to wait for the next command",
+    "data_timeout": "seconds to wait for more message data",
+    "max_connections": "open connections in all",
+    "max_connections_per_ip": "open connections from one address",
+    "max_bad_commands": "wrong commands before the connection is closed",
+    "max_commands_per_session": "commands in one connection",
+    "auth_failures_before_delay": "failed logins before answers are slowed down",
+    "auth_failures_per_ip": "failed logins from one address before it is locked out",
+    "auth_lockout": "seconds a locked-out address waits",
+}
+
+
+def _str(value: str) -> str:
+    """A TOML basic string (JSON's escapes are a subset of TOML's)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:.1f}"
+    if isinstance(value, str):
+        return _str(value)
+    return str(value)
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def render_config(hostname: str, bind_host: str, port_offset: int) -> str:
+    """The text of a new hatoba.toml for `hostname`, listening on `bind_host` at standard port + offset."""
+    out = [
+        "# hatoba configuration, written by `hatoba init`.",
+        "# Relative paths are relative to this file's folder. `hatoba check` validates it.",
+        "# Lines starting with # show the defaults; remove the # to change one.",
+        "",
+        "[server]",
+        "# The name in the SMTP greeting and on the certificate. Point the domain's MX",
+        "# record at it, and give it matching A/AAAA and reverse DNS (PTR) records.",
+        f"hostname = {_str(hostname)}",
+        "",
+        "[paths]",
+        "# Directory database, mailboxes (mail/) and queue (queue/). Keep it private.",
+        'data_dir = "data"',
+        "",
+        '# Listeners: address = "host:port" ("[::]:25" for IPv6); enabled = false turns one off.',
+    ]
+    for name, port in STANDARD_PORTS.items():
+        out.append(f"[listeners.{name}]")
+        out.append(f"# {_LISTENER_NOTES[name]}")
+        if name not in _AVAILABLE:
+            out.append("# Not yet available in this version.")
+        out.append(f"address = {_str(format_address(bind_host, port + port_offset))}")
+        out.append(f"enabled = {_value(name in _AVAILABLE)}")
+        out.append("")
+    out += [
+        "[tls]",
+        "# Certificate chain (the server's certificate first, then intermediates) and its",
+        "# key. hatoba init made a private CA; give clients tls/ca.crt, or replace these",
+        "# two with a public certificate (e.g. from Let's Encrypt) for the hostname.",
+        'cert = "tls/server.crt"',
+        'key = "tls/server.key"',
+        "# Extra CA certificates trusted when delivering to other servers.",
+        'ca_file = "tls/ca.crt"',
+        "# Other certificates, chosen by the name the client asks for (SNI):",
+        '# [tls.domains."example.org"]',
+        '# cert = "tls/example.org.crt"',
+        '# key = "tls/example.org.key"',
+        "",
+        "[smtp]",
+        "# Networks whose clients may send mail anywhere without logging in (Postfix's",
+        "# mynetworks), e.g. [\"192.168.1.0/24\", \"2001:db8::/48\"]. Empty: every client",
+        "# must log in to send mail off this server. 0.0.0.0/0, ::/0 and any network",
+        "# wider than /8 (IPv4) or /32 (IPv6) are refused: they make an open relay.",
+        "trusted_networks = []",
+    ]
+    smtp = SmtpConfig()
+    out += [
+        f"# auth_on_smtp_port = {_value(smtp.auth_on_smtp_port)}  # AUTH on port 25 too (servers never log in)",
+        f"# restrict_sender_to_login = {_value(smtp.restrict_sender_to_login)}  # MAIL FROM must be the login or its alias",
+        f"# received_shows_login = {_value(smtp.received_shows_login)}  # put the login in the Received header",
+        f"# bare_newline = {_value(smtp.bare_newline)}  # or \"reject\": bare CR/LF in DATA (SMTP smuggling)",
+        f"# allow_plaintext_auth = {_value(smtp.allow_plaintext_auth)}  # AUTH without TLS: never on the Internet",
+        "",
+        "[limits]",
+    ]
+    limits = LimitsConfig()
+    for f in dataclasses.fields(limits):
+        note = _LIMIT_NOTES.get(f.name)
+        comment = f"  # {note}" if note else ""
+        out.append(f"# {f.name} = {_value(getattr(limits, f.name))}{comment}")
+    delivery = DeliveryConfig()
+    out += [
+        "",
+        "[delivery]",
+        '# Send all outgoing mail through this server ("[host]:port"); empty: look up MX.',
+        f"relayhost = {_str(delivery.relayhost)}",
+        '# DNS server for MX lookups ("host:port"); empty: the system\'s.',
+        f"resolver = {_str(delivery.resolver)}",
+        "# Outgoing TLS: may (STARTTLS when offered), encrypt (always), verify (and check",
+        "# the certificate).",
+        f"tls = {_str(delivery.tls)}",
+        f"# retry_min = {_value(delivery.retry_min)}  # seconds before the first retry",
+        f"# retry_max = {_value(delivery.retry_max)}  # longest wait between retries",
+        f"# max_queue_lifetime = {_value(delivery.max_queue_lifetime)}  # then the mail bounces",
+        "",
+        "[delivery.routes]",
+        "# Next hop for one domain, instead of its MX:",
+        '# "example.org" = "[10.0.0.5]:25"',
+        "",
+        "[log]",
+        "# DEBUG, INFO, WARNING or ERROR. DEBUG shows every protocol line (passwords hidden).",
+        'level = "INFO"',
+        '# file = "hatoba.log"  # besides standard error',
+        "",
+    ]
+    return "\n".join(out)

@@ -1,0 +1,187 @@
+"""Checks that need the whole Config: refusing unsafe or impossible setups.
+
+Rules:
+- load.py checks that each key has the right type; this module checks what
+  the values mean together (an open relay, two listeners on one port, a
+  certificate file that is not there).
+- Each problem is one line starting with the key, saying what to do.
+- It reads no file contents; it only asks whether the named files exist.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+
+from hatoba.config.load import ConfigError
+from hatoba.config.schema import Config, LimitsConfig
+from hatoba.proto.address import AddressError, parse_domain
+
+BARE_NEWLINE_MODES = ("normalize", "reject")
+DELIVERY_TLS_MODES = ("may", "encrypt", "verify")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# A trusted network wider than this lets a large part of the Internet relay
+# through us. Real sites trust a LAN (/16../32) or a provider block, never
+# a whole /8 of other people's addresses.
+MIN_IPV4_PREFIX = 8
+MIN_IPV6_PREFIX = 32
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+# RFC 5321 §4.5.3.1.4 and §4.5.3.1.6: the lines every server must accept.
+MIN_COMMAND_LINE = 512
+MIN_DATA_LINE = 1000
+
+
+def validate(config: Config) -> None:
+    """Raise ConfigError with the first problem found, if any."""
+    for problem in find_problems(config):
+        raise ConfigError(problem)
+
+
+def find_problems(config: Config) -> list[str]:
+    """Every problem in `config`, one line each (for `hatoba check`, which lists them all)."""
+    return [
+        *_server_problems(config),
+        *_listener_problems(config),
+        *_tls_problems(config),
+        *_smtp_problems(config),
+        *_limit_problems(config.limits),
+        *_delivery_problems(config),
+        *_log_problems(config),
+    ]
+
+
+def hostname_problem(hostname: str) -> str | None:
+    """Why `hostname` cannot be this server's name, or None when it is a fine DNS name."""
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        pass
+    else:
+        return f"{hostname!r} is an IP address; give the server's DNS name, e.g. mail.example.org"
+    if not hostname.isascii():
+        return f"{hostname!r} is not ASCII; write an internationalised name in its xn-- form"
+    try:
+        parse_domain(hostname)
+    except AddressError as exc:
+        return f"{hostname!r} is not a valid DNS name ({exc}); e.g. mail.example.org"
+    if hostname.endswith("."):
+        return f"{hostname!r} ends with a dot; write it without the dot"
+    return None
+
+
+def is_open_relay_network(cidr: str) -> bool:
+    """True when trusting `cidr` would let a large part of the Internet relay mail.
+
+    Raises ValueError when `cidr` is not a network. Host bits are ignored, as
+    the relay policy ignores them (10.1.2.3/8 means 10.0.0.0/8).
+    """
+    network = ipaddress.ip_network(cidr, strict=False)
+    if isinstance(network, ipaddress.IPv4Network):
+        return network.prefixlen < MIN_IPV4_PREFIX
+    if network.subnet_of(_IPV4_MAPPED):
+        # ::ffff:a.b.c.d/n names IPv4 addresses; judge it as the IPv4 network.
+        return network.prefixlen - 96 < MIN_IPV4_PREFIX
+    return network.prefixlen < MIN_IPV6_PREFIX
+
+
+def _server_problems(config: Config) -> Iterator[str]:
+    problem = hostname_problem(config.server.hostname)
+    if problem:
+        yield f"server.hostname: {problem}"
+
+
+def _listener_problems(config: Config) -> Iterator[str]:
+    seen: dict[tuple[str, int], str] = {}
+    for listener in config.listeners.values():
+        if not listener.enabled:
+            continue
+        where = (listener.host, listener.port)
+        # 0.0.0.0 takes the port on every IPv4 address: it clashes with each of them.
+        clashes = [name for (host, port), name in seen.items() if port == listener.port and _overlap(host, listener.host)]
+        if clashes:
+            yield (
+                f"listeners.{listener.name}: {_format(listener.host, listener.port)} is also the address of "
+                f"listeners.{clashes[0]}; give one of them another port or set enabled = false"
+            )
+        seen[where] = listener.name
+
+
+def _overlap(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        ip_a, ip_b = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    except ValueError:
+        return False
+    return ip_a.version == ip_b.version and (ip_a.is_unspecified or ip_b.is_unspecified)
+
+
+def _format(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _tls_problems(config: Config) -> Iterator[str]:
+    tls = config.tls
+    files = [
+        ("tls.cert", tls.cert, "run hatoba init or point it at your certificate chain"),
+        ("tls.key", tls.key, "run hatoba init or point it at your private key"),
+    ]
+    if tls.ca_file is not None:
+        files.append(("tls.ca_file", tls.ca_file, "remove the line or point it at a file of PEM CA certificates"))
+    for domain, d in tls.domains.items():
+        files.append((f'tls.domains."{domain}".cert', d.cert, "point it at that domain's certificate chain"))
+        files.append((f'tls.domains."{domain}".key', d.key, "point it at that domain's private key"))
+    for key, path, fix in files:
+        if not path.exists():
+            yield f"{key}: {path} does not exist; {fix}"
+        elif not path.is_file():
+            yield f"{key}: {path} is not a file; {fix}"
+
+
+def _smtp_problems(config: Config) -> Iterator[str]:
+    smtp = config.smtp
+    for cidr in smtp.trusted_networks:
+        try:
+            open_relay = is_open_relay_network(cidr)
+        except ValueError:
+            yield f"smtp.trusted_networks: {cidr!r} is not a network in CIDR notation; write e.g. 192.168.1.0/24"
+            continue
+        if open_relay:
+            yield (
+                f"smtp.trusted_networks: {cidr} would make hatoba an open relay (anyone could send mail "
+                "through it); list only your own networks, e.g. 192.168.1.0/24"
+            )
+    if smtp.bare_newline not in BARE_NEWLINE_MODES:
+        yield f"smtp.bare_newline: {smtp.bare_newline!r} is not one of {', '.join(BARE_NEWLINE_MODES)}"
+
+
+def _limit_problems(limits: LimitsConfig) -> Iterator[str]:
+    for name, value in vars(limits).items():
+        if value <= 0:
+            yield f"limits.{name}: {value} must be more than 0; remove the line for the default"
+    if limits.max_command_line < MIN_COMMAND_LINE:
+        yield f"limits.max_command_line: SMTP clients may send {MIN_COMMAND_LINE}-octet commands (RFC 5321); use at least that"
+    if limits.max_data_line < MIN_DATA_LINE:
+        yield f"limits.max_data_line: mail may hold {MIN_DATA_LINE}-octet lines (RFC 5321); use at least that"
+
+
+def _delivery_problems(config: Config) -> Iterator[str]:
+    delivery = config.delivery
+    if delivery.tls not in DELIVERY_TLS_MODES:
+        yield f"delivery.tls: {delivery.tls!r} is not one of {', '.join(DELIVERY_TLS_MODES)}"
+    for name in ("retry_min", "retry_max", "max_queue_lifetime"):
+        value = getattr(delivery, name)
+        if value <= 0:
+            yield f"delivery.{name}: {value:g} must be more than 0 seconds"
+    if 0 < delivery.retry_max < delivery.retry_min:
+        yield f"delivery.retry_max: {delivery.retry_max:g} is less than delivery.retry_min ({delivery.retry_min:g})"
+    for domain, target in delivery.routes.items():
+        if not target.strip():
+            yield f'delivery.routes."{domain}": empty next hop; give "host:port" or remove the line'
+
+
+def _log_problems(config: Config) -> Iterator[str]:
+    if config.log.level.upper() not in LOG_LEVELS:
+        yield f"log.level: {config.log.level!r} is not one of {', '.join(LOG_LEVELS)}"

@@ -1,0 +1,115 @@
+"""Local delivery of one queued message: aliases expanded, one copy per mailbox.
+
+Runs in a worker thread (SQLite, file writes and fsyncs block). Each final
+mailbox gets Return-Path and Delivered-To, then our Received header, then
+the message. Aliases are expanded at delivery time, as Postfix's local(8)
+does, so an alias changed while a message waits applies to it.
+
+Non-local targets (recipients relayed for trusted clients, forwards of
+aliases) stay queued for remote delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from hatoba.logs import mail_log
+from hatoba.queue.spool import Envelope, Spool
+from hatoba.store.api import AliasLoopError, DirectoryError, MailStore, QueueState, UserDB
+
+log = logging.getLogger(__name__)
+
+REMOTE_UNAVAILABLE = "remote delivery is not available in this version of hatoba; kept in the queue"
+
+
+@dataclass
+class Attempt:
+    """What one delivery attempt did to a message."""
+
+    finished: bool  # nothing left to deliver; the spool entry may go
+    state: QueueState
+    pending_remote: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (recipient, reason)
+    temporary_error: str = ""
+
+
+def trace_prefix(envelope: Envelope, mailbox: str) -> bytes:
+    """Return-Path (RFC 5321 §4.4) and Delivered-To (loop detection), then our Received."""
+    return (
+        f"Return-Path: <{envelope.mail_from}>\r\nDelivered-To: {mailbox}\r\n{envelope.received}"
+    ).encode("utf-8")
+
+
+def deliver_locally(
+    qid: str,
+    envelope: Envelope,
+    state: QueueState,
+    *,
+    spool: Spool,
+    directory: UserDB,
+    store: MailStore,
+    thorough: bool,
+) -> Attempt:
+    done = set(state.done)
+    attempt = Attempt(finished=False, state=state)
+    # Final mailbox -> the recipient it came from (first one wins: one copy each).
+    mailboxes: dict[str, str] = {}
+    for rcpt in envelope.recipients:
+        if rcpt in done:
+            continue
+        try:
+            resolution = directory.resolve(rcpt)
+        except AliasLoopError as exc:
+            attempt.failed.append((rcpt, f"5.4.6 alias loop: {exc}"))
+            continue
+        except DirectoryError as exc:
+            attempt.temporary_error = f"4.3.0 directory unavailable: {exc}"
+            continue
+        if not resolution.known:
+            attempt.failed.append((rcpt, "5.1.1 no such user here (removed after the message was accepted)"))
+            continue
+        for mailbox in resolution.mailboxes:
+            mailboxes.setdefault(mailbox, rcpt)
+        attempt.pending_remote += [f for f in resolution.forwards if f not in done]
+
+    body = spool.body_path(qid)
+    size = body.stat().st_size
+    for mailbox, rcpt in mailboxes.items():
+        if mailbox in done:
+            continue
+        try:
+            result = store.deliver(
+                mailbox,
+                body,
+                prefix=trace_prefix(envelope, mailbox),
+                unique_key=qid,
+                timestamp=envelope.received_at,
+                thorough=thorough,
+            )
+        except OSError as exc:
+            attempt.temporary_error = f"4.3.0 cannot write to the mailbox of {mailbox}: {exc.strerror}"
+            mail_log("deferred", qid=qid, to=f"<{mailbox}>", relay="local", reason=attempt.temporary_error)
+            continue
+        done.add(mailbox)
+        state.done.append(mailbox)
+        mail_log(
+            "delivered",
+            qid=qid,
+            to=f"<{mailbox}>",
+            orig_to=f"<{rcpt}>" if rcpt != mailbox else None,
+            relay="local",
+            size=size,
+            delay=f"{time.time() - envelope.received_at:.3f}s",
+            note="already there" if result.duplicate else None,
+        )
+    for rcpt, reason in attempt.failed:
+        state.done.append(rcpt)
+        # Bounce messages (DSNs) come with remote delivery; until then the log says it all.
+        mail_log("bounced", qid=qid, to=f"<{rcpt}>", sender=f"<{envelope.mail_from}>", reason=reason)
+    for target in attempt.pending_remote:
+        mail_log("deferred", qid=qid, to=f"<{target}>", relay="remote", reason=REMOTE_UNAVAILABLE)
+    if not attempt.temporary_error and not attempt.pending_remote:
+        attempt.finished = True
+    return attempt

@@ -1,0 +1,55 @@
+"""The few file-system moves that make mail durable.
+
+A file is durable once its data is fsynced; a name in a folder is durable
+once the folder is fsynced after the rename. Everything that says "250" or
+removes a queue entry goes through these helpers (as qmail and Postfix do:
+write to a temporary name, fsync, rename into place, fsync the folder).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the names in `path` (creations, renames, removals) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, sync_dir: bool = True) -> None:
+    """Replace `path` with `data` so a reader sees the old or the new content, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if sync_dir:
+        fsync_dir(path.parent)
+
+
+def make_private_dir(path: Path) -> Path:
+    """A folder only the owner can read (mail and queue hold private data).
+
+    Missing parents are made 0700 too (mkdir(parents=True) would use the umask).
+    """
+    missing = []
+    folder = path
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+    return path

@@ -1,0 +1,197 @@
+"""Server: wires config, directory, spool, store, queue manager and listeners together.
+
+This is the one place (with cli/) that knows every part; each part only
+knows the small interfaces it is handed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
+from hatoba.logs import mail_log, session_id
+from hatoba.net.ids import new_session_id
+from hatoba.net.limits import ConnectionLimiter
+from hatoba.net.smtp_session import SmtpContext, SmtpSession
+from hatoba.pki.tlsctx import server_context
+from hatoba.policy.auth_throttle import AuthThrottle
+from hatoba.policy.relay import TrustedNetworks
+from hatoba.proto.smtp import replies as R
+from hatoba.queue.manager import QueueManager
+from hatoba.queue.spool import Spool
+from hatoba.store.directory import Directory
+from hatoba.store.maildir import MaildirStore
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 10.0  # seconds sessions get to finish on stop
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        paths = config.paths
+        for folder in (paths.data_dir, paths.mail_dir, paths.queue_dir):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory = Directory(paths.directory_db)
+        self.store = MaildirStore(paths.mail_dir, hostname=config.server.hostname)
+        self.manager: QueueManager | None = None
+        self.spool = Spool(paths.queue_dir, on_commit=self._on_commit)
+        self.manager = QueueManager(self.spool, self.directory, self.store, retry=config.delivery)
+        self.tls_context: ssl.SSLContext | None = server_context(config.tls)
+        limits = config.limits
+        self.limiter = ConnectionLimiter(max_total=limits.max_connections, max_per_ip=limits.max_connections_per_ip)
+        self.smtp = SmtpContext(
+            config=config,
+            directory=self.directory,
+            spool=self.spool,
+            throttle=AuthThrottle(
+                delay_after=limits.auth_failures_before_delay,
+                lockout_after=limits.auth_failures_per_ip,
+                lockout_seconds=limits.auth_lockout,
+            ),
+            trusted=TrustedNetworks.parse(config.smtp.trusted_networks),
+            tls_context=self.tls_context,
+        )
+        self._servers: list[asyncio.Server] = []
+        self._sessions: set[asyncio.Task[Any]] = set()
+        self.bound: dict[str, tuple[str, int]] = {}  # listener name -> actual address
+
+    def _on_commit(self, qid: str) -> None:
+        if self.manager is not None:
+            self.manager.notify(qid)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_exception_handler)
+        assert self.manager is not None
+        await self.manager.start()
+        for listener in self.config.listeners.values():
+            if not listener.enabled:
+                continue
+            if listener.name not in SMTP_LISTENERS:
+                log.warning("listener %s is not available in this version; skipped", listener.name)
+                continue
+            server = await asyncio.start_server(
+                self._handler(listener),
+                host=listener.host,
+                port=listener.port,
+                ssl=self.tls_context if listener.implicit_tls else None,
+                ssl_handshake_timeout=30 if listener.implicit_tls else None,
+                reuse_address=True,
+                backlog=1024,
+                limit=2**20,
+            )
+            self._servers.append(server)
+            sock = server.sockets[0]
+            self.bound[listener.name] = sock.getsockname()[:2]
+            log.info(
+                "listening: %s on %s:%d (%s)", listener.name, listener.host, self.bound[listener.name][1],
+                _describe(listener),
+            )
+
+    def _handler(
+        self, listener: ListenerConfig
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._sessions.add(task)
+            try:
+                await self._serve_connection(listener, reader, writer)
+            except asyncio.CancelledError:
+                # Shutdown: the client got its 421. Ending quietly here keeps
+                # asyncio's stream callback (Python 3.11) from logging a traceback.
+                pass
+            finally:
+                self._sessions.discard(task)
+
+        return handle
+
+    async def _serve_connection(
+        self, listener: ListenerConfig, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        ip = str(peer[0])
+        sid = new_session_id()
+        session_id.set(sid)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        refusal = self.limiter.acquire(ip)
+        if refusal is not None:
+            mail_log("refused", ip=ip, listener=listener.name, reason=refusal.text)
+            await _close_with(writer, refusal)
+            return
+        started = time.monotonic()
+        mail_log("connect", ip=ip, port=peer[1], listener=listener.name)
+        session = SmtpSession(self.smtp, listener, reader, writer, sid, ip)
+        try:
+            await session.run()
+        except asyncio.CancelledError:
+            await _close_with(writer, R.R421_SHUTTING_DOWN)
+            raise
+        except (ConnectionError, OSError) as exc:
+            log.info("connection lost: %s", type(exc).__name__)
+        finally:
+            self.limiter.release(ip)
+            mail_log(
+                "disconnect",
+                ip=ip,
+                listener=listener.name,
+                helo=session.conn.helo,
+                tls=session.tls_info[0] if session.tls_info else "none",
+                login=session.conn.auth_login,
+                messages=session.messages_accepted,
+                commands=session.conn.commands,
+                errors=session.conn.bad_commands,
+                duration=f"{time.monotonic() - started:.3f}s",
+            )
+            writer.close()
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()  # stop accepting; open sessions get SHUTDOWN_GRACE
+        if self._sessions:
+            _done, pending = await asyncio.wait(set(self._sessions), timeout=SHUTDOWN_GRACE)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        if self.manager is not None:
+            await self.manager.stop()
+
+
+async def _close_with(writer: asyncio.StreamWriter, reply: R.Reply) -> None:
+    try:
+        writer.write(R.format_reply(reply))
+        async with asyncio.timeout(5):
+            await writer.drain()
+    except (OSError, ConnectionError, TimeoutError):
+        pass
+    writer.close()
+
+
+def _describe(listener: ListenerConfig) -> str:
+    if listener.name == "smtp":
+        return "mail from other servers; STARTTLS offered; no AUTH"
+    if listener.name == "submission":
+        return "users' clients; STARTTLS required, then AUTH"
+    if listener.name == "smtps":
+        return "users' clients; implicit TLS, then AUTH"
+    return listener.name
+
+
+def _quiet_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Failed TLS handshakes and dropped peers are the peer's problem: one line, no traceback."""
+    exc = context.get("exception")
+    if isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError, OSError)):
+        log.info("connection error: %s", context.get("message", type(exc).__name__))
+        return
+    loop.default_exception_handler(context)

@@ -1,0 +1,375 @@
+"""SmtpSession: runs one SMTP connection, joining the core to policy, directory and spool.
+
+read -> conn.receive_data -> conn.next_event -> decide (policy/directory/spool)
+-> conn.send(reply) -> write. No SMTP syntax is handled here; no file is touched
+here (the spool owns them). Blocking work (SQLite, Argon2) runs in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from hatoba.config.schema import Config, ListenerConfig
+from hatoba.logs import mail_log, trace_line
+from hatoba.policy import relay, submission
+from hatoba.policy.auth_throttle import AuthThrottle
+from hatoba.proto.smtp import replies as R
+from hatoba.proto.smtp.events import (
+    NEED_DATA,
+    AuthCredentials,
+    CoreReply,
+    DataChunk,
+    DataEnd,
+    DataStart,
+    Hello,
+    MailFrom,
+    QuitRequested,
+    RcptTo,
+    Reset,
+    StartTlsRequested,
+)
+from hatoba.proto.smtp.received import TraceInfo, format_received
+from hatoba.proto.smtp.replies import Reply
+from hatoba.proto.smtp.server import SessionFacts, SmtpServerConn, State
+from hatoba.queue.spool import Envelope, IncomingMessage, Spool, SpoolError
+from hatoba.store.api import UserDB
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+
+
+@dataclass
+class SmtpContext:
+    """What every SMTP session of one server shares."""
+
+    config: Config
+    directory: UserDB
+    spool: Spool
+    throttle: AuthThrottle
+    trusted: relay.TrustedNetworks
+    tls_context: ssl.SSLContext | None
+
+
+def session_facts(ctx: SmtpContext, listener: ListenerConfig) -> SessionFacts:
+    """Turn config into the facts the core enforces (the per-port security table)."""
+    cfg, limits = ctx.config, ctx.config.limits
+    submission_port = listener.is_submission
+    return SessionFacts(
+        hostname=cfg.server.hostname,
+        tls_available=ctx.tls_context is not None and not listener.implicit_tls,
+        tls_active=listener.implicit_tls,
+        auth_enabled=submission_port or cfg.smtp.auth_on_smtp_port,
+        require_auth=submission_port,
+        require_tls=submission_port and not cfg.smtp.allow_plaintext_auth,
+        allow_plaintext_auth=cfg.smtp.allow_plaintext_auth,
+        max_message_size=limits.max_message_size,
+        max_recipients=limits.max_recipients,
+        max_command_line=limits.max_command_line,
+        max_bad_commands=limits.max_bad_commands,
+        max_commands=limits.max_commands_per_session,
+        reject_bare_lf=cfg.smtp.bare_newline == "reject",
+    )
+
+
+class SmtpSession:
+    def __init__(
+        self,
+        ctx: SmtpContext,
+        listener: ListenerConfig,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        session_id: str,
+        client_ip: str,
+    ) -> None:
+        self.ctx = ctx
+        self.listener = listener
+        self.reader = reader
+        self.writer = writer
+        self.session_id = session_id
+        self.client_ip = client_ip
+        self.conn = SmtpServerConn(session_facts(ctx, listener))
+        self.out: list[bytes] = []
+        self.mail_from: str | None = None
+        self.mail_event: MailFrom | None = None
+        self.recipients: list[str] = []
+        self.message: IncomingMessage | None = None
+        self.spool_failed = False
+        self.messages_accepted = 0
+        self.tls_info: tuple[str, str, int] | None = None
+        if listener.implicit_tls:
+            self._record_tls()
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._write(self.conn.greeting())
+        await self._flush()
+        limits = self.ctx.config.limits
+        try:
+            while not self.conn.closed:
+                timeout = limits.data_timeout if self.conn.state in (State.DATA, State.BDAT) else limits.command_timeout
+                try:
+                    async with asyncio.timeout(timeout):
+                        data = await self.reader.read(READ_SIZE)
+                except TimeoutError:
+                    self._write(R.format_reply(R.R421_TIMEOUT))
+                    mail_log("timeout", ip=self.client_ip, state=self.conn.state.value)
+                    break
+                if not data:
+                    break
+                self.conn.receive_data(data)
+                await self._process_events()
+                await self._flush()
+        finally:
+            if self.message is not None:
+                await self.message.abort()
+                self.message = None
+            await self._flush(final=True)
+
+    async def _process_events(self) -> None:
+        while not self.conn.closed:
+            event = self.conn.next_event()
+            if event is NEED_DATA:
+                return
+            if isinstance(event, DataChunk):
+                await self._data_chunk(event)
+                continue
+            try:
+                reply = await self._handle(event)
+            except SpoolError as exc:  # disk full, permissions: the client retries later
+                log.error("%s", exc)
+                await self._drop_transaction()
+                reply = R.local_error(self.session_id)
+            except Exception:  # one catch per command: our bug or an I/O failure
+                log.exception("error handling %s", type(event).__name__)
+                await self._drop_transaction()
+                reply = R.local_error(self.session_id)
+            if reply is None:  # the handler has answered and switched to TLS itself
+                continue
+            self._write(self.conn.send(reply))
+            if isinstance(event, StartTlsRequested) or isinstance(event, QuitRequested):
+                await self._flush()
+
+    async def _handle(self, event: object) -> Reply | None:
+        match event:
+            case CoreReply(reply=reply):
+                return reply
+            case Hello():
+                return await self._hello(event)
+            case StartTlsRequested():
+                await self._starttls()
+                return None
+            case AuthCredentials():
+                return await self._auth(event)
+            case MailFrom():
+                return await self._mail_from(event)
+            case RcptTo():
+                return await self._rcpt_to(event)
+            case DataStart():
+                self.message = self.ctx.spool.new_message()
+                return R.R354_START_DATA
+            case DataEnd():
+                return await self._data_end(event)
+            case Reset(reply=reply):
+                await self._drop_transaction()
+                return reply
+            case QuitRequested():
+                return R.R221_BYE
+        raise AssertionError(f"unhandled event {event!r}")
+
+    # -- handlers ---------------------------------------------------------------------
+
+    async def _hello(self, event: Hello) -> Reply:
+        await self._drop_transaction()  # RFC 5321 §4.1.4: EHLO resets the transaction
+        return event.reply
+
+    async def _starttls(self) -> None:
+        assert self.ctx.tls_context is not None
+        self._write(self.conn.send(R.R220_READY_TLS))
+        await self._flush()
+        try:
+            async with asyncio.timeout(30):
+                await self.writer.start_tls(self.ctx.tls_context)
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
+            mail_log("tls-failed", ip=self.client_ip, reason=type(exc).__name__)
+            self.conn.state = State.CLOSED
+            return
+        self.conn.tls_started()
+        if self.conn.discarded_after_starttls:
+            mail_log("starttls-injection", ip=self.client_ip, discarded=self.conn.discarded_after_starttls)
+        self._record_tls()
+
+    def _record_tls(self) -> None:
+        obj = self.writer.get_extra_info("ssl_object")
+        if obj is not None:
+            cipher = obj.cipher() or ("?", "?", 0)
+            self.tls_info = (obj.version() or "TLS", cipher[0], cipher[2])
+
+    async def _auth(self, event: AuthCredentials) -> Reply:
+        throttle = self.ctx.throttle
+        ip = self.client_ip
+        if throttle.is_locked(ip):
+            mail_log("auth", result="locked", ip=ip)
+            return R.R421_AUTH_LOCKOUT
+        creds = event.credentials
+        ok = False
+        # Acting for another user (an authzid) is not supported: refuse it.
+        if not creds.authzid or creds.authzid.lower() == creds.username.lower():
+            ok = await asyncio.to_thread(self.ctx.directory.verify_password, creds.username, creds.password)
+        if ok:
+            throttle.success(ip)
+            mail_log("auth", result="ok", login=creds.username, mech=event.mechanism, ip=ip)
+            return R.R235_AUTH_OK
+        delay = throttle.failure(ip)
+        mail_log("auth", result="failed", login=creds.username, mech=event.mechanism, ip=ip)
+        if delay:
+            await asyncio.sleep(delay)
+        if throttle.is_locked(ip):
+            return R.R421_AUTH_LOCKOUT
+        return R.R535_AUTH_FAILED
+
+    async def _mail_from(self, event: MailFrom) -> Reply:
+        login = self.conn.auth_login
+        if login is not None and self.listener.is_submission and self.ctx.config.smtp.restrict_sender_to_login:
+            owned = await asyncio.to_thread(self.ctx.directory.sender_addresses, login)
+            decision = submission.check_sender(event.path, login=login, owned=owned)
+            if not decision.accept:
+                mail_log("rejected", stage="mail", reason=decision.log_reason, ip=self.client_ip,
+                         login=login, sender=event.path.address)
+                return decision.reply
+        self.mail_event = event
+        self.mail_from = "" if event.path.address is None else str(event.path.address)
+        self.recipients = []
+        return R.R250_SENDER_OK
+
+    async def _rcpt_to(self, event: RcptTo) -> Reply:
+        address = event.path.address
+        assert address is not None
+        relay_ok = relay.may_relay(
+            client_ip=self.client_ip, authenticated=self.conn.auth_login is not None, trusted=self.ctx.trusted
+        )
+        decision = await asyncio.to_thread(
+            relay.check_recipient, address, relay_allowed=relay_ok, directory=self.ctx.directory
+        )
+        if not decision.accept:
+            mail_log("rejected", stage="rcpt", reason=decision.log_reason, ip=self.client_ip,
+                     helo=self.conn.helo, sender=f"<{self.mail_from}>", rcpt=f"<{address}>")
+            return decision.reply
+        self.recipients.append(str(address))
+        return decision.reply
+
+    async def _data_chunk(self, event: DataChunk) -> None:
+        if self.spool_failed:
+            return  # the rest of this message is read and dropped; DataEnd answers 451
+        if self.message is None:  # BDAT transactions have no DataStart
+            self.message = self.ctx.spool.new_message()
+        try:
+            await self.message.write(event.data)
+        except SpoolError as exc:
+            log.error("%s", exc)
+            await self.message.abort()
+            self.message = None
+            self.spool_failed = True
+
+    async def _data_end(self, event: DataEnd) -> Reply:
+        if self.spool_failed:
+            await self._drop_transaction()
+            return R.local_error(self.session_id)
+        if event.error is not None:
+            await self._drop_transaction()
+            mail_log("rejected", stage="data", reason=event.error.status, size=event.size, ip=self.client_ip,
+                     sender=f"<{self.mail_from}>")
+            return event.error
+        if self.message is None:
+            self.message = self.ctx.spool.new_message()
+        assert self.mail_event is not None and self.mail_from is not None
+        message, self.message = self.message, None
+        envelope = Envelope(
+            mail_from=self.mail_from,
+            recipients=tuple(self.recipients),
+            received_at=datetime.now(timezone.utc).timestamp(),
+            client_ip=self.client_ip,
+            helo=self.conn.helo or "",
+            auth_login=self.conn.auth_login,
+            smtputf8=self.mail_event.smtputf8,
+            body_8bit=self.mail_event.body_8bit,
+            listener=self.listener.name,
+            session_id=self.session_id,
+        )
+        header = format_received(self._trace_info(envelope))
+        try:
+            qid = await message.commit(envelope, header)
+        except BaseException:
+            await message.abort()
+            raise
+        self.messages_accepted += 1
+        tls = self.tls_info
+        mail_log(
+            "accepted",
+            qid=qid,
+            ip=self.client_ip,
+            helo=self.conn.helo,
+            listener=self.listener.name,
+            tls=f"{tls[0]}/{tls[1]}" if tls else "none",
+            login=self.conn.auth_login,
+            sender=f"<{self.mail_from}>",
+            rcpts=",".join(f"<{r}>" for r in self.recipients),
+            nrcpt=len(self.recipients),
+            size=event.size + len(header),
+        )
+        self._clear_transaction()
+        return R.R250_QUEUED.with_text(f"OK: queued as {qid}")
+
+    def _trace_info(self, envelope: Envelope) -> TraceInfo:
+        tls = self.tls_info
+        return TraceInfo(
+            helo=envelope.helo,
+            client_ip=self.client_ip,
+            extended=self.conn.extended,
+            tls_version=tls[0] if tls else None,
+            tls_cipher=tls[1] if tls else None,
+            tls_bits=tls[2] if tls else None,
+            auth_login=self.conn.auth_login,
+            show_login=self.ctx.config.smtp.received_shows_login,
+            server_hostname=self.ctx.config.server.hostname,
+            session_id=self.session_id,
+            recipients=envelope.recipients,
+            when=datetime.now(timezone.utc),
+        )
+
+    async def _drop_transaction(self) -> None:
+        if self.message is not None:
+            message, self.message = self.message, None
+            await message.abort()
+        self._clear_transaction()
+
+    def _clear_transaction(self) -> None:
+        self.spool_failed = False
+        self.mail_from = None
+        self.mail_event = None
+        self.recipients = []
+
+    # -- output ---------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            for line in data.splitlines(keepends=True):
+                trace_line("->", line)
+            self.out.append(data)
+
+    async def _flush(self, *, final: bool = False) -> None:
+        if self.out:
+            data, self.out = b"".join(self.out), []
+            try:
+                self.writer.write(data)
+                async with asyncio.timeout(self.ctx.config.limits.command_timeout):
+                    await self.writer.drain()
+            except (OSError, ConnectionError, TimeoutError):
+                self.conn.state = State.CLOSED
+        if final or self.conn.closed:
+            self.conn.state = State.CLOSED

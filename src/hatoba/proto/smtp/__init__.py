@@ -1,0 +1,1 @@
+"""The SMTP protocol core (server and client halves), sans I/O."""

@@ -1,0 +1,177 @@
+"""The queue manager: picks committed messages and runs their deliveries.
+
+- New messages are announced by the spool (notify) and delivered at once.
+- At start-up everything left in the queue is delivered again; deliveries
+  are idempotent (see store/maildir.py), so a crash never duplicates mail.
+- Temporary failures are retried with exponential backoff between
+  delivery.retry_min and delivery.retry_max.
+- `hatoba queue flush|release` leave a request file that the manager sees
+  within a second; `hold` is a flag in the message's state, read before
+  every attempt.
+
+Deliveries run in a small thread pool of their own, so a burst of
+deliveries never delays the fsyncs that SMTP sessions wait for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from hatoba.config.schema import DeliveryConfig
+from hatoba.delivery.local import Attempt, deliver_locally
+from hatoba.logs import mail_log
+from hatoba.queue.spool import Spool
+from hatoba.store.api import MailStore, UserDB
+
+log = logging.getLogger(__name__)
+
+WORKERS = 8
+FLUSH_POLL = 1.0  # seconds between looks for a flush request
+
+
+class QueueManager:
+    def __init__(
+        self,
+        spool: Spool,
+        directory: UserDB,
+        store: MailStore,
+        *,
+        retry: DeliveryConfig | None = None,
+        workers: int = WORKERS,
+    ) -> None:
+        self.spool = spool
+        self.directory = directory
+        self.store = store
+        self.retry = retry or DeliveryConfig()
+        self._workers = workers
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delivery")
+        self._ready: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()  # in _ready or being delivered
+        self._deferred: list[tuple[float, str]] = []  # heap of (next_try, qid)
+        self._recovered: set[str] = set()
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+
+    # -- life cycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        recovered = await loop.run_in_executor(self._executor, self.spool.recover)
+        if recovered:
+            log.info("queue: %d message(s) waiting from before the start; delivering", len(recovered))
+        self._recovered = set(recovered)
+        for qid in recovered:
+            self.notify(qid)
+        self._tasks = [loop.create_task(self._worker()) for _ in range(self._workers)]
+        self._tasks.append(loop.create_task(self._scheduler()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        # Deliveries already in a thread finish; each step of them is crash-safe anyway.
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+
+    def notify(self, qid: str) -> None:
+        """A message is ready for delivery now."""
+        if qid in self._queued:
+            return
+        self._queued.add(qid)
+        self._idle.clear()
+        self._ready.put_nowait(qid)
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Until nothing is waiting to be delivered now (deferred messages may remain)."""
+        async with asyncio.timeout(timeout):
+            while self._queued:
+                self._idle.clear()
+                await self._idle.wait()
+
+    # -- workers -----------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            qid = await self._ready.get()
+            try:
+                next_try = await loop.run_in_executor(self._executor, self._attempt, qid)
+            except Exception:
+                log.exception("queue: delivery of %s failed; will retry", qid)
+                next_try = time.time() + self.retry.retry_min
+            finally:
+                self._queued.discard(qid)
+                if not self._queued:
+                    self._idle.set()
+            if next_try is not None:
+                heapq.heappush(self._deferred, (next_try, qid))
+                self._wake.set()
+
+    def _attempt(self, qid: str) -> float | None:
+        """One delivery attempt (in a thread). Returns when to try again, or None when done or gone."""
+        try:
+            envelope = self.spool.envelope(qid)
+        except FileNotFoundError:
+            return None  # deleted by `hatoba queue delete`
+        state = self.spool.state(qid)
+        if state.held:
+            return None  # `hatoba queue release` brings it back
+        thorough = qid in self._recovered or state.attempts > 0
+        attempt = deliver_locally(
+            qid, envelope, state,
+            spool=self.spool, directory=self.directory, store=self.store, thorough=thorough,
+        )
+        self._recovered.discard(qid)
+        if attempt.finished:
+            self.spool.remove(qid)
+            mail_log("removed", qid=qid)
+            return None
+        return self._defer(qid, attempt)
+
+    def _defer(self, qid: str, attempt: Attempt) -> float:
+        state = attempt.state
+        state.attempts += 1
+        delay = min(self.retry.retry_max, self.retry.retry_min * 2 ** (state.attempts - 1))
+        state.next_try = time.time() + delay
+        state.last_error = attempt.temporary_error or (
+            "waiting for remote delivery" if attempt.pending_remote else "unknown"
+        )
+        self.spool.save_state(qid, state)
+        return state.next_try
+
+    # -- scheduler -----------------------------------------------------------------
+
+    async def _scheduler(self) -> None:
+        """Moves deferred messages back to the workers when due; answers flush requests."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = time.time()
+            while self._deferred and self._deferred[0][0] <= now:
+                _, qid = heapq.heappop(self._deferred)
+                self.notify(qid)
+            if await loop.run_in_executor(self._executor, self.spool.take_flush_request):
+                await self._flush_all()
+            timeout = FLUSH_POLL
+            if self._deferred:
+                timeout = min(timeout, max(0.0, self._deferred[0][0] - now))
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def _flush_all(self) -> None:
+        """Try every queued message now (`hatoba queue flush` and `release`)."""
+        loop = asyncio.get_running_loop()
+        ids = await loop.run_in_executor(self._executor, self.spool.list_ids)
+        log.info("queue: flush requested; trying %d message(s) now", len(ids))
+        self._deferred = []
+        for qid in ids:
+            self.notify(qid)

@@ -1,0 +1,316 @@
+"""The durable spool: every accepted message is on stable storage before "250".
+
+Layout under data/queue (all 0700, files 0600):
+
+    incoming/QID        a message being received (removed on abort or restart)
+    active/QID.eml      the message as received (CRLF, dot-unstuffed), no trace header
+    active/QID.env      its envelope (JSON); written last: its presence means "accepted"
+    active/QID.state    delivery progress (JSON); optional, rewritten atomically
+
+commit() writes the body and the envelope, fsyncs both, renames them into
+active/ (body first) and fsyncs active/. Folder fsyncs of concurrent commits
+are shared (group commit): a commit waits for one fsync of active/ that
+started after its renames. Only then does the SMTP session answer 250.
+
+A crash leaves at worst an incoming/ file (never acknowledged: removed at
+start-up), a .eml without .env (never acknowledged: removed), or a .env
+without .eml (its renames were never made durable, so never acknowledged
+either: removed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from hatoba.fsutil import fsync_dir, make_private_dir, write_atomic
+from hatoba.queue.ids import is_queue_id, new_queue_id
+from hatoba.store.api import QueueState
+
+log = logging.getLogger(__name__)
+
+# Bodies up to this size stay in memory until commit (one write, one fsync);
+# larger ones are streamed to incoming/ as they arrive.
+MEMORY_LIMIT = 256 * 1024
+
+
+class SpoolError(Exception):
+    """The spool could not store a message (disk full, permissions); the client gets 451."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Everything about a message that is not in its bytes."""
+
+    mail_from: str  # "" for the null sender <>
+    recipients: tuple[str, ...]
+    received_at: float  # Unix time
+    client_ip: str = ""
+    helo: str = ""
+    auth_login: str | None = None
+    smtputf8: bool = False
+    body_8bit: bool = False
+    listener: str = ""
+    session_id: str = ""
+    received: str = ""  # the Received header we add, CRLF-terminated
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Envelope:
+        raw = json.loads(data)
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        values["recipients"] = tuple(values.get("recipients", ()))
+        return cls(**values)
+
+
+class _GroupFsync:
+    """One fsync of a folder shared by every commit that asked while it was pending."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._next: asyncio.Future[None] | None = None
+        self._running = False
+
+    async def sync(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._next is None:
+            self._next = loop.create_future()
+        waiter = self._next
+        if not self._running:
+            self._running = True
+            loop.create_task(self._run())
+        await waiter
+
+    async def _run(self) -> None:
+        try:
+            while self._next is not None:
+                # Requests that arrive during this fsync wait for the next one:
+                # their renames may not be covered by it.
+                waiter, self._next = self._next, None
+                try:
+                    await asyncio.to_thread(fsync_dir, self.folder)
+                except OSError as exc:
+                    if not waiter.done():
+                        waiter.set_exception(SpoolError(f"cannot sync {self.folder}: {exc.strerror}"))
+                else:
+                    if not waiter.done():
+                        waiter.set_result(None)
+        finally:
+            self._running = False
+
+
+class IncomingMessage:
+    """A message being received; commit() makes it durable, abort() forgets it."""
+
+    def __init__(self, spool: Spool) -> None:
+        self._spool = spool
+        self.qid = new_queue_id()
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._fd: int | None = None
+        self.size = 0
+        self._finished = False
+
+    @property
+    def _tmp_path(self) -> Path:
+        return self._spool.incoming_dir / self.qid
+
+    async def write(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        self.size += len(data)
+        if self._buffered >= MEMORY_LIMIT:
+            chunks, self._chunks, self._buffered = self._chunks, [], 0
+            await asyncio.to_thread(self._write_out, chunks)
+
+    def _write_out(self, chunks: list[bytes]) -> None:
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            _write_all(self._fd, b"".join(chunks))
+        except OSError as exc:
+            raise SpoolError(f"cannot write {self._tmp_path}: {exc.strerror}") from exc
+
+    async def commit(self, envelope: Envelope, received: bytes | str) -> str:
+        """Make message and envelope durable; returns the queue id. Only then may the caller say 250."""
+        if self._finished:
+            raise RuntimeError("message already committed or aborted")
+        self._finished = True
+        if isinstance(received, bytes):
+            received = received.decode("utf-8", "replace")
+        envelope = _with_received(envelope, received)
+        chunks, self._chunks = self._chunks, []
+        try:
+            await asyncio.to_thread(self._store, chunks, envelope.to_json())
+        except OSError as exc:
+            await asyncio.to_thread(self._spool._forget, self.qid)
+            raise SpoolError(f"cannot store message {self.qid}: {exc.strerror}") from exc
+        await self._spool._active_sync.sync()
+        if self._spool.on_commit is not None:
+            self._spool.on_commit(self.qid)
+        return self.qid
+
+    def _store(self, chunks: list[bytes], envelope_json: bytes) -> None:
+        spool = self._spool
+        body_tmp = self._tmp_path
+        if self._fd is None:
+            self._fd = os.open(body_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _write_all(self._fd, b"".join(chunks))
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+        env_tmp = spool.incoming_dir / f"{self.qid}.env"
+        fd = os.open(env_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _write_all(fd, envelope_json)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(body_tmp, spool.body_path(self.qid))
+        os.rename(env_tmp, spool.envelope_path(self.qid))
+
+    async def abort(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._chunks = []
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            await asyncio.to_thread(_discard, fd, self._tmp_path)
+
+
+def _with_received(envelope: Envelope, received: str) -> Envelope:
+    from dataclasses import replace
+
+    return replace(envelope, received=received)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _discard(fd: int, path: Path) -> None:
+    os.close(fd)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class Spool:
+    def __init__(self, queue_dir: Path, *, on_commit: Callable[[str], None] | None = None) -> None:
+        self.queue_dir = Path(queue_dir)
+        self.incoming_dir = make_private_dir(self.queue_dir / "incoming")
+        self.active_dir = make_private_dir(self.queue_dir / "active")
+        self.on_commit = on_commit
+        self._active_sync = _GroupFsync(self.active_dir)
+
+    # -- receiving -------------------------------------------------------------
+
+    def new_message(self) -> IncomingMessage:
+        return IncomingMessage(self)
+
+    # -- paths -------------------------------------------------------------------
+
+    def body_path(self, qid: str) -> Path:
+        return self.active_dir / f"{qid}.eml"
+
+    def envelope_path(self, qid: str) -> Path:
+        return self.active_dir / f"{qid}.env"
+
+    def state_path(self, qid: str) -> Path:
+        return self.active_dir / f"{qid}.state"
+
+    @property
+    def flush_request_path(self) -> Path:
+        """`hatoba queue flush` creates this file; the running queue manager acts on it."""
+        return self.queue_dir / "flush-request"
+
+    # -- reading and bookkeeping (blocking: call from a thread) ------------------
+
+    def recover(self) -> list[str]:
+        """Clean what a crash left behind; returns the queued ids, oldest first."""
+        for entry in os.scandir(self.incoming_dir):
+            os.unlink(entry.path)
+        bodies: set[str] = set()
+        envelopes: set[str] = set()
+        states: set[str] = set()
+        for entry in os.scandir(self.active_dir):
+            qid, _, kind = entry.name.partition(".")
+            {"eml": bodies, "env": envelopes, "state": states}.get(kind, set()).add(qid)
+            if kind not in ("eml", "env", "state") or not is_queue_id(qid):
+                log.warning("queue: unexpected file %s left alone", entry.path)
+        for qid in bodies - envelopes:
+            os.unlink(self.body_path(qid))  # its commit never finished: never acknowledged
+        for qid in envelopes - bodies:
+            log.warning("queue: envelope %s without its message removed (never acknowledged)", qid)
+            os.unlink(self.envelope_path(qid))
+        for qid in states - (bodies & envelopes):
+            os.unlink(self.state_path(qid))
+        fsync_dir(self.active_dir)
+        return sorted(bodies & envelopes)
+
+    def list_ids(self) -> list[str]:
+        names = (e.name for e in os.scandir(self.active_dir))
+        return sorted(n[:-4] for n in names if n.endswith(".env") and is_queue_id(n[:-4]))
+
+    def exists(self, qid: str) -> bool:
+        return is_queue_id(qid) and self.envelope_path(qid).exists()
+
+    def envelope(self, qid: str) -> Envelope:
+        return Envelope.from_json(self.envelope_path(qid).read_bytes())
+
+    def state(self, qid: str) -> QueueState:
+        try:
+            raw = json.loads(self.state_path(qid).read_bytes())
+        except FileNotFoundError:
+            return QueueState()
+        except ValueError:
+            log.warning("queue: unreadable state of %s; starting over (deliveries are not repeated)", qid)
+            return QueueState()
+        known = {f.name for f in fields(QueueState)}
+        return QueueState(**{k: v for k, v in raw.items() if k in known})
+
+    def save_state(self, qid: str, state: QueueState) -> None:
+        # No folder fsync: a lost state file means a retry, and delivery is idempotent.
+        write_atomic(self.state_path(qid), json.dumps(asdict(state)).encode(), sync_dir=False)
+
+    def remove(self, qid: str) -> None:
+        """Forget a message: envelope first, so a crash half-way leaves nothing that looks queued."""
+        for path in (self.envelope_path(qid), self.body_path(qid), self.state_path(qid)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        fsync_dir(self.active_dir)
+
+    def _forget(self, qid: str) -> None:
+        """Remove every trace of a commit that failed half-way (it was never acknowledged)."""
+        for path in (self.envelope_path(qid), self.body_path(qid), self.incoming_dir / qid,
+                     self.incoming_dir / f"{qid}.env"):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def request_flush(self) -> None:
+        self.flush_request_path.touch(mode=0o600)
+
+    def take_flush_request(self) -> bool:
+        try:
+            os.unlink(self.flush_request_path)
+        except FileNotFoundError:
+            return False
+        return True

@@ -1,0 +1,713 @@
+"""The directory: local domains, users with Argon2id password hashes, and aliases, in SQLite.
+
+Implements hatoba.store.api.UserDB for the server (called from worker threads
+per RCPT and per AUTH) and offers the management methods the CLI uses.
+
+Rules:
+- Every address is parsed by hatoba.proto.address (the one parser) and kept in
+  two spellings: as given (canonical syntax, case kept) for display, and a
+  lower-cased key for lookups, so uniqueness and matching ignore case without
+  any database-specific collation.
+- A local address is a user or an alias source, never both; users and alias
+  sources have plain local parts (no '%', '!', '@', quotes or white space),
+  because those characters were used to re-route mail through servers.
+- Alias lookups follow one rule everywhere (resolution, loop checks, sender
+  ownership): a user ends the expansion; else an exact alias expands; else the
+  domain's catch-all "@domain" expands; else the address is unknown.
+- No change may leave an alias loop behind: each change that alters where an
+  address leads re-runs the expansion from that address inside its own
+  transaction and is rolled back when it meets a loop.
+- Passwords are never logged or stored; only their Argon2id hashes are.
+- The logic uses plain SQL (no SQLite-only functions) so that another backend,
+  PostgreSQL for several nodes, can implement the same methods; only the
+  connection handling, the DDL and the transaction statements are SQLite's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+import time
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from hatoba.proto.address import Address, AddressError, parse_address, parse_domain
+from hatoba.store.api import AliasLoopError, DirectoryError, Resolution
+
+__all__ = ["Directory", "MAX_ALIAS_DEPTH", "MIN_PASSWORD_LENGTH", "check_password"]
+
+log = logging.getLogger(__name__)
+
+MIN_PASSWORD_LENGTH = 8
+# Postfix stops virtual alias expansion at 100 levels; real setups never nest
+# more than a handful, and a short limit keeps each RCPT cheap.
+MAX_ALIAS_DEPTH = 20
+# Characters a user or alias source may not have in its local part: '%'
+# (percent hack), '!' (UUCP bang path) and '@' route mail elsewhere on naive
+# servers; '"' means a quoted local part, which no client types correctly.
+_ROUTING_CHARS = frozenset('%!@"')
+
+# Each entry moves the schema one version up; never edit a released entry,
+# append a new one. The version reached is stored in schema_version.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE domains (
+            name    TEXT PRIMARY KEY,   -- lower-case, A-labels (parse_domain)
+            created INTEGER NOT NULL    -- Unix time
+        )""",
+        """CREATE TABLE users (
+            address_key   TEXT PRIMARY KEY,  -- lower-cased address: one user per spelling
+            address       TEXT NOT NULL,     -- as the operator wrote it (canonical syntax)
+            domain        TEXT NOT NULL REFERENCES domains(name),
+            password_hash TEXT NOT NULL,     -- Argon2id PHC string, parameters included
+            created       INTEGER NOT NULL
+        )""",
+        "CREATE INDEX users_domain ON users(domain)",
+        """CREATE TABLE aliases (
+            id            INTEGER PRIMARY KEY,  -- keeps targets in the order they were added
+            source_key    TEXT NOT NULL,        -- lower-cased; "@domain" for a catch-all
+            source        TEXT NOT NULL,
+            domain        TEXT NOT NULL REFERENCES domains(name),
+            target_key    TEXT NOT NULL,
+            target        TEXT NOT NULL,
+            target_domain TEXT NOT NULL,
+            UNIQUE (source_key, target_key)
+        )""",
+        "CREATE INDEX aliases_target ON aliases(target_key)",
+        "CREATE INDEX aliases_target_domain ON aliases(target_domain)",
+        "CREATE INDEX aliases_domain ON aliases(domain)",
+    ),
+)
+
+
+def check_password(password: str) -> str:
+    """Return the password as it is hashed, or raise DirectoryError saying why it is refused.
+
+    RFC 8265 §4.2 (OpaqueString): passwords are compared after NFC
+    normalisation and may not hold control characters, so the same password
+    typed on two systems that compose accents differently still matches, and
+    no password holds a NUL that SASL PLAIN could never carry (RFC 4616 §2).
+    """
+    if not password:
+        raise DirectoryError("the password is empty; choose one of at least 8 characters")
+    password = unicodedata.normalize("NFC", password)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise DirectoryError(
+            f"the password is too short ({len(password)} characters); use at least {MIN_PASSWORD_LENGTH}"
+        )
+    if any(unicodedata.category(c) == "Cc" for c in password):
+        raise DirectoryError("the password holds a control character; use printable characters only")
+    return password
+
+
+def _key(address: Address) -> str:
+    """The lookup key: local parts are compared case-insensitively (api.py rules)."""
+    return str(address).lower()
+
+
+def _is_plain_local(local: str) -> bool:
+    return not any(c in _ROUTING_CHARS or c.isspace() for c in local)
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    """(local part, domain) of a key or address; the domain never holds an '@'."""
+    local, _, domain = key.rpartition("@")
+    return local, domain
+
+
+@dataclass
+class _Expansion:
+    """What an alias walk has found so far, keyed by lookup key to drop duplicates."""
+
+    mailboxes: dict[str, str] = field(default_factory=dict)
+    forwards: dict[str, str] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+    local_domains: dict[str, bool] = field(default_factory=dict)
+    catch_alls: dict[str, bool] = field(default_factory=dict)
+
+
+class Directory:
+    """Domains, users and aliases in one SQLite file (implements api.UserDB).
+
+    Safe to share between threads: each thread gets its own connection, as
+    SQLite connections must not be used from two threads at once. Writers
+    take the database lock at the start of their transaction (BEGIN
+    IMMEDIATE), so the CLI and a running server never deadlock; readers in
+    WAL mode never wait for writers.
+    """
+
+    def __init__(self, path: Path, *, hasher: PasswordHasher | None = None) -> None:
+        """Open the directory at `path`, creating the file and its tables when missing.
+
+        `hasher` defaults to argon2-cffi's PasswordHasher(), whose parameters
+        are RFC 9106 §4's second recommended option (Argon2id, t=3, m=64 MiB,
+        p=4), the "low memory" profile meant for servers that verify many
+        logins. Tests pass cheaper parameters.
+        """
+        self.path = Path(path)
+        self._hasher = hasher or PasswordHasher()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._dummy_hash: str | None = None
+        if not self.path.parent.is_dir():
+            raise DirectoryError(
+                f"folder {self.path.parent} for the directory database does not exist; "
+                "create it or run `hatoba init`"
+            )
+        if not self.path.exists():
+            # The hashes are secrets: owner-only from the first byte. SQLite
+            # gives its -wal and -shm files the mode of the database file.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self._migrate()
+
+    # -- connections and transactions -----------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+                conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                # Every acknowledged change must survive a power cut.
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.DatabaseError as exc:
+                raise DirectoryError(f"cannot open the directory database {self.path}: {exc}") from None
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise DirectoryError(f"directory database {self.path}: {exc}") from None
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            raise DirectoryError(f"directory database {self.path}: {exc}") from None
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot across several queries."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN")
+        except sqlite3.OperationalError as exc:
+            raise DirectoryError(f"directory database {self.path}: {exc}") from None
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise DirectoryError(f"directory database {self.path}: {exc}") from None
+        finally:
+            _rollback(conn)
+
+    def _migrate(self) -> None:
+        try:
+            with self._write() as conn:
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                row = conn.execute("SELECT version FROM schema_version").fetchone()
+                version = 0 if row is None else int(row[0])
+                if version > len(_MIGRATIONS):
+                    raise DirectoryError(
+                        f"directory database {self.path} has schema version {version}, newer than this "
+                        f"hatoba knows ({len(_MIGRATIONS)}); upgrade hatoba"
+                    )
+                for statements in _MIGRATIONS[version:]:
+                    for statement in statements:
+                        conn.execute(statement)
+                if row is None:
+                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (len(_MIGRATIONS),))
+                elif version < len(_MIGRATIONS):
+                    conn.execute("UPDATE schema_version SET version = ?", (len(_MIGRATIONS),))
+        except sqlite3.DatabaseError as exc:
+            raise DirectoryError(f"cannot open the directory database {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        """Close every connection this object opened, in any thread."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> Directory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- parsing ------------------------------------------------------------------
+
+    @staticmethod
+    def _parse(text: str) -> Address:
+        try:
+            return parse_address(text)
+        except AddressError as exc:
+            raise DirectoryError(f"{text!r} is not a valid address: {exc}") from None
+
+    def _parse_local(self, conn: sqlite3.Connection, text: str, what: str) -> Address:
+        """Parse a user or alias source address: plain local part, local domain."""
+        address = self._parse(text)
+        if address.quoted or not _is_plain_local(address.local):
+            raise DirectoryError(
+                f"{text!r} cannot be a {what}: local parts may not hold '%', '!', '@', quotes or spaces"
+            )
+        self._require_domain(conn, address.domain)
+        return address
+
+    @staticmethod
+    def _parse_domain(name: str) -> str:
+        try:
+            return parse_domain(name)
+        except AddressError as exc:
+            raise DirectoryError(f"{name!r} is not a valid domain name: {exc}") from None
+
+    @staticmethod
+    def _require_domain(conn: sqlite3.Connection, domain: str) -> None:
+        if conn.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone() is None:
+            raise DirectoryError(
+                f"{domain} is not a local domain: add it first with `hatoba domain add {domain}`"
+            )
+
+    # -- domains ------------------------------------------------------------------
+
+    def add_domain(self, name: str) -> str:
+        """Make `name` a local domain; returns its normalised spelling."""
+        domain = self._parse_domain(name)
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone():
+                raise DirectoryError(f"{domain} is already a local domain")
+            conn.execute("INSERT INTO domains (name, created) VALUES (?, ?)", (domain, int(time.time())))
+        return domain
+
+    def remove_domain(self, name: str) -> str:
+        """Stop accepting mail for `name`; refused while users or aliases remain in it."""
+        domain = self._parse_domain(name)
+        with self._write() as conn:
+            self._require_domain(conn, domain)
+            users = conn.execute("SELECT COUNT(*) FROM users WHERE domain = ?", (domain,)).fetchone()[0]
+            aliases = conn.execute(
+                "SELECT COUNT(DISTINCT source_key) FROM aliases WHERE domain = ?", (domain,)
+            ).fetchone()[0]
+            if users or aliases:
+                raise DirectoryError(
+                    f"{domain} still has {_count(users, 'user')} and {_count(aliases, 'alias')}: "
+                    "remove them first with `hatoba user remove ADDRESS` and `hatoba alias remove SOURCE`"
+                )
+            conn.execute("DELETE FROM domains WHERE name = ?", (domain,))
+        return domain
+
+    def list_domains(self) -> list[str]:
+        with self._read() as conn:
+            return [row[0] for row in conn.execute("SELECT name FROM domains ORDER BY name")]
+
+    def is_local_domain(self, name: str) -> bool:
+        """Per RCPT: `name` is already normalised (lower-case, A-labels)."""
+        conn = self._conn()
+        return conn.execute("SELECT 1 FROM domains WHERE name = ?", (name.lower(),)).fetchone() is not None
+
+    # -- users --------------------------------------------------------------------
+
+    def check_new_user(self, address: str) -> str:
+        """Raise DirectoryError if `address` cannot become a user; return its canonical spelling.
+
+        The CLI calls this before asking for a password twice.
+        """
+        with self._read() as conn:
+            return str(self._check_new_user(conn, address))
+
+    def _check_new_user(self, conn: sqlite3.Connection, text: str) -> Address:
+        address = self._parse_local(conn, text, "user")
+        key = _key(address)
+        row = conn.execute("SELECT address FROM users WHERE address_key = ?", (key,)).fetchone()
+        if row:
+            raise DirectoryError(f"user {row[0]} already exists; change its password with `hatoba user passwd`")
+        row = conn.execute("SELECT source FROM aliases WHERE source_key = ?", (key,)).fetchone()
+        if row:
+            raise DirectoryError(f"{row[0]} is an alias; remove it first with `hatoba alias remove {row[0]}`")
+        return address
+
+    def add_user(self, address: str, password: str) -> str:
+        """Create a user; the login is the full address. Returns its canonical spelling."""
+        password = check_password(password)
+        with self._read() as conn:
+            self._check_new_user(conn, address)  # fail fast, before the slow hash
+        password_hash = self._hasher.hash(password)
+        with self._write() as conn:
+            parsed = self._check_new_user(conn, address)  # again: another writer may have won
+            conn.execute(
+                "INSERT INTO users (address_key, address, domain, password_hash, created) VALUES (?, ?, ?, ?, ?)",
+                (_key(parsed), str(parsed), parsed.domain, password_hash, int(time.time())),
+            )
+        return str(parsed)
+
+    def _find_user(self, conn: sqlite3.Connection, text: str) -> tuple[str, str]:
+        """(key, stored address) of an existing user, or DirectoryError."""
+        address = self._parse(text)
+        row = conn.execute("SELECT address FROM users WHERE address_key = ?", (_key(address),)).fetchone()
+        if row is None:
+            raise DirectoryError(f"no user {address}; see `hatoba user list`")
+        return _key(address), str(row[0])
+
+    def set_password(self, address: str, password: str) -> str:
+        """Replace a user's password. Returns the user's address."""
+        password = check_password(password)
+        with self._read() as conn:
+            self._find_user(conn, address)
+        password_hash = self._hasher.hash(password)
+        with self._write() as conn:
+            key, stored = self._find_user(conn, address)
+            conn.execute("UPDATE users SET password_hash = ? WHERE address_key = ?", (password_hash, key))
+        return stored
+
+    def remove_user(self, address: str) -> str:
+        """Delete a user (its stored mail is left alone). Returns the removed address.
+
+        Aliases pointing to the user stay: a user can be re-created under the
+        same address. Refused when the address would then fall to a catch-all
+        that leads back to it (a loop).
+        """
+        with self._write() as conn:
+            key, stored = self._find_user(conn, address)
+            conn.execute("DELETE FROM users WHERE address_key = ?", (key,))
+            self._refuse_loop(conn, key, stored, f"removing user {stored}")
+        return stored
+
+    def list_users(self, domain: str | None = None) -> list[str]:
+        with self._read() as conn:
+            if domain is None:
+                rows = conn.execute("SELECT address FROM users ORDER BY address_key")
+            else:
+                name = self._parse_domain(domain)
+                self._require_domain(conn, name)
+                rows = conn.execute("SELECT address FROM users WHERE domain = ? ORDER BY address_key", (name,))
+            return [row[0] for row in rows]
+
+    def user_exists(self, address: str) -> bool:
+        try:
+            key = _key(parse_address(address))
+        except AddressError:
+            return False
+        conn = self._conn()
+        return conn.execute("SELECT 1 FROM users WHERE address_key = ?", (key,)).fetchone() is not None
+
+    # -- passwords ----------------------------------------------------------------
+
+    def _dummy(self) -> str:
+        """A hash made with the current parameters, to verify against for unknown users."""
+        with self._lock:
+            if self._dummy_hash is None:
+                self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+            return self._dummy_hash
+
+    def verify_password(self, address: str, password: str) -> bool:
+        """True only for an existing user and the right password.
+
+        An unknown or malformed login costs one Argon2 verification all the
+        same, so the answer time does not tell which users exist. A hash made
+        with older parameters is replaced after a successful login.
+        """
+        password = unicodedata.normalize("NFC", password)  # as check_password stored it
+        row = None
+        try:
+            key = _key(parse_address(address))
+        except AddressError:
+            key = None
+        if key is not None:
+            row = self._conn().execute(
+                "SELECT password_hash FROM users WHERE address_key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            try:
+                self._hasher.verify(self._dummy(), password)
+            except VerificationError:
+                pass
+            return False
+        stored_hash: str = row[0]
+        try:
+            self._hasher.verify(stored_hash, password)
+        except VerifyMismatchError:
+            return False
+        except (VerificationError, InvalidHashError):
+            log.error("password hash of %s is unreadable; reset it with `hatoba user passwd`", key)
+            return False
+        if self._hasher.check_needs_rehash(stored_hash):
+            new_hash = self._hasher.hash(password)
+            with self._write() as conn:
+                # Only if nobody changed the password in between.
+                conn.execute(
+                    "UPDATE users SET password_hash = ? WHERE address_key = ? AND password_hash = ?",
+                    (new_hash, key, stored_hash),
+                )
+            log.info("password hash of %s updated to the current Argon2 parameters", key)
+        return True
+
+    # -- aliases ------------------------------------------------------------------
+
+    def _parse_source(self, conn: sqlite3.Connection, text: str) -> tuple[str, str, str]:
+        """(key, display, domain) of an alias source: an address or a catch-all "@domain"."""
+        stripped = text.strip(" \t")
+        if stripped.startswith("@"):
+            domain = self._parse_domain(stripped[1:])
+            self._require_domain(conn, domain)
+            return f"@{domain}", f"@{domain}", domain
+        address = self._parse_local(conn, text, "alias")
+        return _key(address), str(address), address.domain
+
+    def add_alias(self, source: str, targets: list[str]) -> list[str]:
+        """Add `targets` to the alias `source`; returns the targets that were new.
+
+        `source` is an address in a local domain, or "@domain" for the
+        domain's catch-all, used only when no user or alias matches exactly.
+        Targets may be users, other aliases, addresses not created yet, or
+        addresses in other domains (forwards).
+        """
+        parsed_targets: dict[str, Address] = {}
+        for text in targets:
+            if text.strip(" \t").startswith("@"):
+                raise DirectoryError(f"alias target {text!r} must be a full address, like user@example.org")
+            address = self._parse(text)
+            parsed_targets.setdefault(_key(address), address)
+        if not parsed_targets:
+            raise DirectoryError("give at least one alias target address")
+        with self._write() as conn:
+            key, display, domain = self._parse_source(conn, source)
+            row = conn.execute("SELECT address FROM users WHERE address_key = ?", (key,)).fetchone()
+            if row:
+                raise DirectoryError(
+                    f"{row[0]} is a user; an address cannot be a user and an alias "
+                    f"(remove the user with `hatoba user remove {row[0]}`)"
+                )
+            existing = set()
+            for target_key, stored_source in conn.execute(
+                "SELECT target_key, source FROM aliases WHERE source_key = ?", (key,)
+            ):
+                existing.add(target_key)
+                display = stored_source  # keep the spelling the alias was made with
+            added = []
+            for target_key, address in parsed_targets.items():
+                if target_key in existing:
+                    continue
+                conn.execute(
+                    "INSERT INTO aliases (source_key, source, domain, target_key, target, target_domain) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (key, display, domain, target_key, str(address), address.domain),
+                )
+                added.append(str(address))
+            if added:
+                self._refuse_loop(conn, key, display, f"alias {display} -> {', '.join(added)}")
+        return added
+
+    def remove_alias(self, source: str, target: str | None = None) -> str:
+        """Remove one target of an alias, or (target None) the whole alias. Returns the source."""
+        with self._write() as conn:
+            stripped = source.strip(" \t")
+            if stripped.startswith("@"):
+                key = display = f"@{self._parse_domain(stripped[1:])}"
+            else:
+                address = self._parse(source)
+                key, display = _key(address), str(address)
+            row = conn.execute("SELECT source FROM aliases WHERE source_key = ?", (key,)).fetchone()
+            if row is None:
+                raise DirectoryError(f"no alias {display}; see `hatoba alias list`")
+            display = str(row[0])
+            if target is None:
+                conn.execute("DELETE FROM aliases WHERE source_key = ?", (key,))
+            else:
+                target_key = _key(self._parse(target))
+                deleted = conn.execute(
+                    "DELETE FROM aliases WHERE source_key = ? AND target_key = ?", (key, target_key)
+                ).rowcount
+                if not deleted:
+                    raise DirectoryError(f"{target} is not a target of alias {display}; see `hatoba alias list`")
+            if conn.execute("SELECT 1 FROM aliases WHERE source_key = ?", (key,)).fetchone() is None:
+                # The source now falls through to its domain's catch-all.
+                self._refuse_loop(conn, key, display, f"removing alias {display}")
+        return display
+
+    def list_aliases(self) -> dict[str, list[str]]:
+        """Every alias source with its targets, in the order they were added."""
+        aliases: dict[str, list[str]] = {}
+        with self._read() as conn:
+            for source, target in conn.execute("SELECT source, target FROM aliases ORDER BY source_key, id"):
+                aliases.setdefault(source, []).append(target)
+        return aliases
+
+    def _refuse_loop(self, conn: sqlite3.Connection, key: str, display: str, change: str) -> None:
+        """Inside a write transaction: raise (and so roll back) if `key` now leads into a loop."""
+        try:
+            self._expand(conn, key, display, [], _Expansion())
+        except AliasLoopError as exc:
+            raise AliasLoopError(f"{change} refused ({exc}); change or remove one of those aliases") from None
+
+    # -- resolution ---------------------------------------------------------------
+
+    def resolve(self, address: str) -> Resolution:
+        """Expand aliases into local mailboxes and remote forwards (see Resolution)."""
+        with self._read() as conn:
+            return self._resolve(conn, address)
+
+    def _resolve(self, conn: sqlite3.Connection, text: str) -> Resolution:
+        try:
+            address = parse_address(text)
+        except AddressError:
+            return Resolution(known=False)
+        found = _Expansion()
+        if not self._is_local(conn, address.domain, found):
+            return Resolution(known=True, forwards=(str(address),))
+        self._expand(conn, _key(address), str(address), [], found)
+        if found.unknown and _key(address) not in found.unknown:
+            # Mail to these targets would go nowhere; the rest still gets it.
+            unknown = ", ".join(found.unknown.values())
+            log.warning("alias targets reached from %s name no user or alias: %s", address, unknown)
+        if not found.mailboxes and not found.forwards:
+            return Resolution(known=False)
+        return Resolution(
+            known=True, mailboxes=tuple(found.mailboxes.values()), forwards=tuple(found.forwards.values())
+        )
+
+    @staticmethod
+    def _is_local(conn: sqlite3.Connection, domain: str, found: _Expansion) -> bool:
+        local = found.local_domains.get(domain)
+        if local is None:
+            local = conn.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone() is not None
+            found.local_domains[domain] = local
+        return local
+
+    @staticmethod
+    def _targets(conn: sqlite3.Connection, source_key: str) -> list[tuple[str, str]]:
+        """(target_key, target) of one alias, in the order they were added."""
+        rows = conn.execute("SELECT target_key, target FROM aliases WHERE source_key = ? ORDER BY id", (source_key,))
+        return list(rows)
+
+    @staticmethod
+    def _has_catch_all(conn: sqlite3.Connection, domain: str, found: _Expansion) -> bool:
+        has = found.catch_alls.get(domain)
+        if has is None:
+            row = conn.execute("SELECT 1 FROM aliases WHERE source_key = ?", (f"@{domain}",)).fetchone()
+            has = found.catch_alls[domain] = row is not None
+        return has
+
+    def _expand(
+        self, conn: sqlite3.Connection, key: str, display: str, path: list[tuple[str, str]], found: _Expansion
+    ) -> None:
+        """Depth-first expansion of one node (an address or a catch-all "@domain") into `found`.
+
+        `path` holds the nodes being expanded above this one: meeting one of
+        them again is a loop. A node expanded once is not expanded again
+        (diamonds are common: team -> alice, friends; friends -> alice).
+        """
+        for index, (seen, _) in enumerate(path):
+            if seen == key:
+                cycle = [name for _, name in path[index:]] + [display]
+                raise AliasLoopError(f"alias loop {' -> '.join(cycle)}")
+        if key in found.done:
+            return
+        if len(path) > MAX_ALIAS_DEPTH:
+            raise AliasLoopError(f"aliases nest deeper than {MAX_ALIAS_DEPTH} levels at {display}")
+        local, domain = _split_key(key)
+        targets: list[tuple[str, str]] = []
+        if not local:  # a catch-all node "@domain"
+            targets = self._targets(conn, key)
+        elif not self._is_local(conn, domain, found):
+            found.forwards.setdefault(key, display)
+        else:
+            row = conn.execute("SELECT address FROM users WHERE address_key = ?", (key,)).fetchone()
+            if row is not None:
+                found.mailboxes.setdefault(key, row[0])
+            else:
+                targets = self._targets(conn, key)
+                if not targets:
+                    if _is_plain_local(local) and self._has_catch_all(conn, domain, found):
+                        targets = [(f"@{domain}", f"@{domain}")]
+                    else:
+                        found.unknown[key] = display
+        if targets:
+            path.append((key, display))
+            for target_key, target in targets:
+                self._expand(conn, target_key, target, path, found)
+            path.pop()
+        found.done.add(key)
+
+    def sender_addresses(self, login: str) -> frozenset[str]:
+        """The login and every alias source whose expansion reaches its mailbox, lower-cased.
+
+        Walks the alias graph backwards from the login (indexed on targets) to
+        find candidate sources, then confirms each with a forward resolution,
+        so both directions follow exactly the same rules.
+        """
+        try:
+            login_key = _key(parse_address(login))
+        except AddressError:
+            return frozenset()
+        owned = {login_key}
+        with self._read() as conn:
+            seen = {login_key}
+            frontier = [login_key]
+            candidates: list[str] = []
+            while frontier:
+                node = frontier.pop()
+                local, domain = _split_key(node)
+                if local:
+                    rows = conn.execute(
+                        "SELECT DISTINCT source_key, source FROM aliases WHERE target_key = ?", (node,)
+                    )
+                    predecessors = []
+                    for source_key, source in rows:
+                        predecessors.append(source_key)
+                        if source_key not in seen and not source_key.startswith("@"):
+                            candidates.append(source)
+                else:
+                    # A catch-all is reached from alias targets in its domain
+                    # that are neither users nor aliases themselves.
+                    rows = conn.execute(
+                        "SELECT DISTINCT a.target_key FROM aliases a WHERE a.target_domain = ? "
+                        "AND NOT EXISTS (SELECT 1 FROM users u WHERE u.address_key = a.target_key) "
+                        "AND NOT EXISTS (SELECT 1 FROM aliases s WHERE s.source_key = a.target_key)",
+                        (domain,),
+                    )
+                    predecessors = [row[0] for row in rows if _is_plain_local(_split_key(row[0])[0])]
+                for predecessor in predecessors:
+                    if predecessor not in seen:
+                        seen.add(predecessor)
+                        frontier.append(predecessor)
+            for candidate in candidates:
+                try:
+                    resolution = self._resolve(conn, candidate)
+                except AliasLoopError:
+                    continue
+                if any(mailbox.lower() == login_key for mailbox in resolution.mailboxes):
+                    owned.add(candidate.lower())
+        return frozenset(owned)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back by itself (disk full, I/O error).
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _count(n: int, noun: str) -> str:
+    plural = "aliases" if noun == "alias" else f"{noun}s"
+    return f"{n} {noun if n == 1 else plural}"

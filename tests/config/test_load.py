@@ -1,0 +1,299 @@
+"""load_config and validate on real files: what loads, and every one-line refusal."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hatoba.config.load import ConfigError, load_config
+from hatoba.config.schema import (
+    STANDARD_PORTS,
+    DeliveryConfig,
+    DomainTls,
+    LimitsConfig,
+    LogConfig,
+    SmtpConfig,
+)
+from hatoba.config.template import render_config
+from hatoba.config.validate import is_open_relay_network
+
+MINIMAL = """\
+[server]
+hostname = "mail.example.test"
+
+[tls]
+cert = "tls/server.crt"
+key = "tls/server.key"
+"""
+
+OPEN_RELAY = (
+    "smtp.trusted_networks: {} would make hatoba an open relay (anyone could send mail "
+    "through it); list only your own networks, e.g. 192.168.1.0/24"
+)
+
+
+def write_setup(root: Path, text: str) -> Path:
+    """A config file plus the TLS files it names (validate checks that they exist)."""
+    (root / "tls").mkdir(parents=True, exist_ok=True)
+    for name in ("server.crt", "server.key", "ca.crt"):
+        (root / "tls" / name).write_text("placeholder\n")
+    path = root / "hatoba.toml"
+    path.write_text(text)
+    return path
+
+
+def refusal(path: Path) -> str:
+    """The ConfigError message of loading `path`, checked to be one line naming the file."""
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ") or message.startswith("config file ")
+    return message.removeprefix(f"{path}: ")
+
+
+def test_init_template_loads_with_the_schema_defaults(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, render_config("mail.example.test", "0.0.0.0", 0))
+    config = load_config(path)
+    assert config.server.hostname == "mail.example.test"
+    assert config.config_path == path
+    assert set(config.listeners) == set(STANDARD_PORTS)
+    for name, port in STANDARD_PORTS.items():
+        listener = config.listeners[name]
+        assert (listener.host, listener.port) == ("0.0.0.0", port)
+        assert listener.enabled == (name in ("smtp", "submission", "smtps"))
+    assert config.tls.cert == tmp_path / "tls" / "server.crt"
+    assert config.tls.key == tmp_path / "tls" / "server.key"
+    assert config.tls.ca_file == tmp_path / "tls" / "ca.crt"
+    assert config.tls.domains == {}
+    assert config.paths.data_dir == tmp_path / "data"
+    assert config.limits == LimitsConfig()
+    assert config.smtp == SmtpConfig()
+    assert config.delivery == DeliveryConfig()
+    assert config.log == LogConfig()
+
+
+def test_template_with_offset_and_ipv6_bind(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, render_config("mail.example.test", "::1", 20000))
+    config = load_config(path)
+    assert {(lc.host, lc.port) for lc in config.listeners.values()} == {
+        ("::1", port + 20000) for port in STANDARD_PORTS.values()
+    }
+    assert '"[::1]:20025"' in path.read_text()
+
+
+def test_relative_paths_are_relative_to_the_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "etc" / "hatoba"
+    write_setup(root, MINIMAL + '[paths]\ndata_dir = "../../var/mail"\n[log]\nfile = "hatoba.log"\n'
+                f'[tls.domains."Example.ORG"]\ncert = "tls/server.crt"\nkey = "{root}/tls/server.key"\n')
+    monkeypatch.chdir(tmp_path)  # the config is named relative to another folder
+    config = load_config(Path("etc/hatoba/hatoba.toml"))
+    assert config.config_path == root / "hatoba.toml"
+    assert config.paths.data_dir == root / "../../var/mail"
+    assert config.paths.directory_db.resolve() == (tmp_path / "var" / "mail" / "directory.sqlite3")
+    assert config.log.file == root / "hatoba.log"
+    assert config.tls.cert == root / "tls" / "server.crt"
+    assert config.tls.ca_file is None
+    assert config.tls.domains == {
+        "example.org": DomainTls(cert=root / "tls" / "server.crt", key=root / "tls" / "server.key")
+    }
+
+
+def test_every_table_and_key(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, MINIMAL + """
+[listeners.smtp]
+address = "[::]:2525"
+[listeners.submission]
+address = "127.0.0.1:2587"
+enabled = false
+[listeners.imap]
+[limits]
+max_message_size = 1000000
+command_timeout = 30
+[smtp]
+trusted_networks = ["192.168.1.0/24", "10.0.0.0/8", "2001:db8::/32", "127.0.0.1"]
+bare_newline = "reject"
+auth_on_smtp_port = true
+[log]
+level = "debug"
+[delivery]
+relayhost = "[smarthost.example]:587"
+resolver = "127.0.0.1:5353"
+tls = "verify"
+retry_min = 5
+[delivery.routes]
+"Example.ORG" = "127.0.0.1:30025"
+""")
+    config = load_config(path)
+    assert config.listeners["smtp"].host == "::"
+    assert config.listeners["smtp"].port == 2525
+    assert config.listeners["submission"].enabled is False
+    assert (config.listeners["imap"].host, config.listeners["imap"].port, config.listeners["imap"].enabled) == (
+        "0.0.0.0", 143, True,
+    )
+    assert config.limits.max_message_size == 1000000
+    assert config.limits.command_timeout == 30.0 and isinstance(config.limits.command_timeout, float)
+    assert config.smtp.trusted_networks == ("192.168.1.0/24", "10.0.0.0/8", "2001:db8::/32", "127.0.0.1")
+    assert config.smtp.bare_newline == "reject"
+    assert config.smtp.auth_on_smtp_port is True
+    assert config.log.level == "DEBUG"
+    assert config.delivery.relayhost == "[smarthost.example]:587"
+    assert config.delivery.tls == "verify"
+    assert config.delivery.retry_min == 5.0
+    assert config.delivery.routes == {"example.org": "127.0.0.1:30025"}
+
+
+def test_data_dir_in_server_table(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, MINIMAL.replace("[tls]", 'data_dir = "/srv/hatoba"\n\n[tls]'))
+    assert load_config(path).paths.data_dir == Path("/srv/hatoba")
+    path.write_text(path.read_text() + '[paths]\ndata_dir = "data"\n')
+    assert refusal(path) == "data_dir is set in both [server] and [paths]; keep the one in [paths]"
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "hatoba.toml"
+    assert refusal(path) == (
+        f"config file {path} not found; create one with: hatoba init DIR --hostname HOST"
+    )
+
+
+def test_toml_syntax_error_is_one_line(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, MINIMAL + "[limits\nmax_recipients = 5\n")
+    assert refusal(path).startswith("invalid TOML: ")
+
+
+def test_unknown_keys_and_tables(tmp_path: Path) -> None:
+    cases = {
+        "[smtp]\ntrusted_network = []\n": "unknown key smtp.trusted_network; did you mean smtp.trusted_networks?",
+        "[limits]\nmax_recipient = 5\n": "unknown key limits.max_recipient; did you mean limits.max_recipients?",
+        "[listener.smtp]\naddress = \"127.0.0.1:25\"\n": "unknown table [listener]; did you mean listeners?",
+        "[listeners.smtpd]\n": "unknown listener listeners.smtpd; did you mean listeners.smtp? the listeners are "
+        "smtp, submission, smtps, pop3, pop3s, imap, imaps, http",
+        "[listeners.smtp]\nadress = \"127.0.0.1:25\"\n": "unknown key listeners.smtp.adress; did you mean "
+        "listeners.smtp.address?",
+        "[tls.domains.\"example.org\"]\ncert = \"a\"\nkey = \"b\"\nchain = \"c\"\n": "unknown key "
+        "tls.domains.example.org.chain",
+        "[delivery]\nrelay_host = \"x\"\n": "unknown key delivery.relay_host; did you mean delivery.relayhost?",
+        "hostname = \"x\"\n": "unknown key hostname",
+    }
+    for extra, expected in cases.items():
+        text = extra + MINIMAL if not extra.startswith("[") else MINIMAL + extra
+        path = write_setup(tmp_path, text)
+        assert refusal(path) == expected, extra
+
+
+def test_wrong_types(tmp_path: Path) -> None:
+    cases = {
+        '[limits]\nmax_recipients = "100"\n': "limits.max_recipients must be an integer, not the string '100'",
+        "[limits]\nmax_recipients = true\n": "limits.max_recipients must be an integer, not true",
+        "[limits]\ncommand_timeout = \"5m\"\n": "limits.command_timeout must be a number, not the string '5m'",
+        '[listeners.smtp]\nenabled = "yes"\n': "listeners.smtp.enabled must be true or false, not the string 'yes'",
+        '[smtp]\ntrusted_networks = "10.0.0.0/8"\n': "smtp.trusted_networks must be a list, not the string "
+        "'10.0.0.0/8'",
+        "[smtp]\ntrusted_networks = [10]\n": "smtp.trusted_networks must be a list of strings; int 10 is not one",
+        "[delivery.routes]\n\"example.org\" = 25\n": "delivery.routes.example.org must be a string, not int 25",
+        "[log]\nlevel = 10\n": "log.level must be a string, not int 10",
+        "listeners = 5\n": "listeners must be a table, not int 5",
+    }
+    for extra, expected in cases.items():
+        text = extra + MINIMAL if not extra.startswith("[") else MINIMAL + extra
+        path = write_setup(tmp_path, text)
+        assert refusal(path) == expected, extra
+
+
+def test_required_keys(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, MINIMAL.replace('hostname = "mail.example.test"\n', ""))
+    assert refusal(path) == "server.hostname is missing; add it to [server]"
+    path = write_setup(tmp_path, MINIMAL.split("[tls]")[0])
+    assert refusal(path) == "[tls] is missing; it needs cert and key (hatoba init writes them)"
+    path = write_setup(tmp_path, MINIMAL.replace('key = "tls/server.key"\n', ""))
+    assert refusal(path) == "tls.key is missing; add it to [tls]"
+
+
+def test_listen_addresses(tmp_path: Path) -> None:
+    good = {"[::1]:2525": ("::1", 2525), "127.0.0.1:25": ("127.0.0.1", 25), "localhost:587": ("localhost", 587)}
+    for address, expected in good.items():
+        path = write_setup(tmp_path, MINIMAL + f'[listeners.smtp]\naddress = "{address}"\n')
+        lc = load_config(path).listeners["smtp"]
+        assert (lc.host, lc.port) == expected
+    bad = {
+        "::1:25": 'listeners.smtp.address: put an IPv6 address in brackets, e.g. "[::1]:25"',
+        "127.0.0.1": "listeners.smtp.address: '127.0.0.1' has no port",
+        "127.0.0.1:70000": "listeners.smtp.address: port '70000' is not a number from 1 to 65535",
+        "127.0.0.1:0": "listeners.smtp.address: port '0' is not a number from 1 to 65535",
+        "[mail.example]:25": "listeners.smtp.address: 'mail.example' in brackets is not an IPv6 address",
+        ":25": "listeners.smtp.address: ':25' has no host",
+    }
+    for address, expected in bad.items():
+        path = write_setup(tmp_path, MINIMAL + f'[listeners.smtp]\naddress = "{address}"\n')
+        assert refusal(path).startswith(expected), address
+
+
+@pytest.mark.parametrize("cidr", ["0.0.0.0/0", "::/0", "10.0.0.0/7", "128.0.0.0/1", "2000::/3", "::ffff:0:0/96"])
+def test_open_relay_networks_are_refused(tmp_path: Path, cidr: str) -> None:
+    assert is_open_relay_network(cidr)
+    path = write_setup(tmp_path, MINIMAL + f'[smtp]\ntrusted_networks = ["192.168.1.0/24", "{cidr}"]\n')
+    assert refusal(path) == OPEN_RELAY.format(cidr)
+
+
+def test_own_networks_are_accepted() -> None:
+    for cidr in ("10.0.0.0/8", "192.168.1.0/24", "127.0.0.1", "2001:db8::/32", "fd00::/48", "::1/128",
+                 "::ffff:10.0.0.0/104"):
+        assert not is_open_relay_network(cidr), cidr
+    with pytest.raises(ValueError):
+        is_open_relay_network("10.0.0.0/33")
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.0/33", "example.org", "10.0.0.0/8 ", "", "192.168.1.0/24,10.0.0.0/8"])
+def test_bad_cidr(tmp_path: Path, cidr: str) -> None:
+    path = write_setup(tmp_path, MINIMAL + f'[smtp]\ntrusted_networks = ["{cidr}"]\n')
+    assert refusal(path) == (
+        f"smtp.trusted_networks: {cidr!r} is not a network in CIDR notation; write e.g. 192.168.1.0/24"
+    )
+
+
+def test_meaning_checks(tmp_path: Path) -> None:
+    cases = {
+        '[smtp]\nbare_newline = "allow"\n': "smtp.bare_newline: 'allow' is not one of normalize, reject",
+        '[delivery]\ntls = "none"\n': "delivery.tls: 'none' is not one of may, encrypt, verify",
+        '[log]\nlevel = "loud"\n': "log.level: 'LOUD' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        "[limits]\nmax_recipients = 0\n": "limits.max_recipients: 0 must be more than 0; remove the line for the default",
+        "[limits]\nauth_lockout = -1\n": "limits.auth_lockout: -1.0 must be more than 0; remove the line for the default",
+        "[delivery]\nretry_min = 600\nretry_max = 60\n": "delivery.retry_max: 60 is less than delivery.retry_min (600)",
+        '[listeners.smtp]\naddress = "127.0.0.1:2525"\n[listeners.submission]\naddress = "127.0.0.1:2525"\n':
+            "listeners.submission: 127.0.0.1:2525 is also the address of listeners.smtp; "
+            "give one of them another port or set enabled = false",
+        '[listeners.smtp]\naddress = "0.0.0.0:2525"\n[listeners.submission]\naddress = "127.0.0.1:2525"\n':
+            "listeners.submission: 127.0.0.1:2525 is also the address of listeners.smtp; "
+            "give one of them another port or set enabled = false",
+    }
+    for extra, expected in cases.items():
+        path = write_setup(tmp_path, MINIMAL + extra)
+        assert refusal(path) == expected, extra
+    hostname = MINIMAL.replace("mail.example.test", "mail_server.example")
+    assert refusal(write_setup(tmp_path, hostname)).startswith("server.hostname: 'mail_server.example' is not a valid DNS name")
+
+
+def test_same_port_on_other_addresses_or_disabled_is_fine(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, MINIMAL + (
+        '[listeners.smtp]\naddress = "0.0.0.0:2525"\n'
+        '[listeners.submission]\naddress = "[::]:2525"\n'
+        '[listeners.smtps]\naddress = "127.0.0.1:2525"\nenabled = false\n'
+    ))
+    assert len(load_config(path).listeners) == 3
+
+
+def test_missing_certificate_files(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, MINIMAL)
+    os.unlink(tmp_path / "tls" / "server.crt")
+    assert refusal(path) == (
+        f"tls.cert: {tmp_path}/tls/server.crt does not exist; run hatoba init or point it at your certificate chain"
+    )
+    path = write_setup(tmp_path, MINIMAL.replace("tls/server.key", "tls/other.key"))
+    assert refusal(path) == (
+        f"tls.key: {tmp_path}/tls/other.key does not exist; run hatoba init or point it at your private key"
+    )
+    path = write_setup(tmp_path, MINIMAL + 'ca_file = "tls"\n')
+    assert refusal(path).startswith(f"tls.ca_file: {tmp_path}/tls is not a file")

@@ -1,0 +1,176 @@
+"""Queue manager + local delivery over the real directory, spool and Maildir."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+
+from hatoba.config.schema import DeliveryConfig
+from hatoba.queue.manager import QueueManager
+from hatoba.queue.spool import Envelope, Spool
+from hatoba.store.directory import Directory
+from hatoba.store.maildir import MaildirStore
+
+CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+class Setup:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.directory = Directory(root / "dir.sqlite3", hasher=CHEAP)
+        d = self.directory
+        d.add_domain("example.test")
+        for user in ("alice", "bob", "carol"):
+            d.add_user(f"{user}@example.test", "password-123456")
+        d.add_alias("team@example.test", ["alice@example.test", "bob@example.test", "friends@example.test"])
+        d.add_alias("friends@example.test", ["carol@example.test", "bob@example.test"])
+        d.add_alias("forward@example.test", ["someone@elsewhere.example", "alice@example.test"])
+        self.store = MaildirStore(root / "mail", hostname="mail.example.test")
+
+    def spool(self, on_commit=None) -> Spool:
+        return Spool(self.root / "queue", on_commit=on_commit)
+
+    def manager(self, spool: Spool) -> QueueManager:
+        return QueueManager(spool, self.directory, self.store, retry=DeliveryConfig(retry_min=0.2, retry_max=1.0))
+
+    def messages(self, user: str) -> list[bytes]:
+        new = self.root / "mail" / "example.test" / user / "Maildir" / "new"
+        return [p.read_bytes() for p in sorted(new.iterdir())] if new.is_dir() else []
+
+
+@pytest.fixture
+def setup(tmp_path):
+    return Setup(tmp_path)
+
+
+async def queue_one(spool: Spool, rcpts: tuple[str, ...], body: bytes = b"Subject: t\r\n\r\nhello\r\n") -> str:
+    msg = spool.new_message()
+    await msg.write(body)
+    env = Envelope(mail_from="sender@example.net", recipients=rcpts, received_at=1700000000.0)
+    return await msg.commit(env, "Received: from x by mail.example.test; Tue, 14 Nov 2023 22:13:20 +0000\r\n")
+
+
+def run_server(setup: Setup, rcpts_list: list[tuple[str, ...]]) -> list[str]:
+    async def main() -> list[str]:
+        manager: QueueManager | None = None
+        spool = setup.spool(on_commit=lambda qid: manager.notify(qid))
+        manager = setup.manager(spool)
+        await manager.start()
+        ids = [await queue_one(spool, r) for r in rcpts_list]
+        await manager.wait_idle()
+        await manager.stop()
+        return ids
+
+    return asyncio.run(main())
+
+
+def test_alias_fan_out_gives_one_copy_per_mailbox(setup):
+    run_server(setup, [("team@example.test", "bob@example.test")])
+    assert len(setup.messages("alice")) == 1
+    assert len(setup.messages("bob")) == 1  # reached three ways, delivered once
+    assert len(setup.messages("carol")) == 1
+    assert setup.spool().list_ids() == []
+
+
+def test_trace_headers_come_first_with_lf_endings(setup):
+    run_server(setup, [("bob@example.test",)])
+    (msg,) = setup.messages("bob")
+    lines = msg.split(b"\n")
+    assert lines[0] == b"Return-Path: <sender@example.net>"
+    assert lines[1] == b"Delivered-To: bob@example.test"
+    assert lines[2].startswith(b"Received: from x by mail.example.test")
+    assert b"\r" not in msg and msg.endswith(b"hello\n")
+
+
+def test_remote_forward_stays_queued_while_local_part_is_delivered(setup):
+    (qid,) = run_server(setup, [("forward@example.test",)])
+    assert len(setup.messages("alice")) == 1
+    spool = setup.spool()
+    assert spool.list_ids() == [qid]
+    state = spool.state(qid)
+    assert state.attempts == 1 and "alice@example.test" in state.done
+    assert "remote" in state.last_error
+    # A retry does not deliver to alice again.
+    run_server(setup, [])
+    assert len(setup.messages("alice")) == 1
+
+
+def test_restart_delivers_what_was_queued_and_nothing_twice(setup):
+    async def accept_only() -> str:
+        spool = setup.spool()  # no manager: the "server" dies after the 250
+        return await queue_one(spool, ("alice@example.test", "bob@example.test"))
+
+    qid = asyncio.run(accept_only())
+    # Simulate a crash after alice's copy was written but before the queue entry went.
+    spool = setup.spool()
+    setup.store.deliver(
+        "alice@example.test", spool.body_path(qid), prefix=b"", unique_key=qid, timestamp=1700000000.0
+    )
+    run_server(setup, [])
+    assert len(setup.messages("alice")) == 1
+    assert len(setup.messages("bob")) == 1
+    assert spool.list_ids() == []
+
+
+def test_unknown_recipient_at_delivery_time_is_dropped_with_a_log_line(setup, caplog):
+    caplog.set_level("INFO", logger="hatoba.mail")
+    run_server(setup, [("ghost@example.test", "bob@example.test")])
+    assert len(setup.messages("bob")) == 1
+    assert any("bounced" in r.getMessage() and "ghost@example.test" in r.getMessage() for r in caplog.records)
+    assert setup.spool().list_ids() == []
+
+
+def test_held_message_waits_for_release(setup):
+    async def main():
+        manager = None
+        spool = setup.spool(on_commit=lambda q: None)  # hold before the manager sees it
+        qid = await queue_one(spool, ("carol@example.test",))
+        state = spool.state(qid)
+        state.held = True
+        spool.save_state(qid, state)
+        manager = setup.manager(spool)
+        await manager.start()
+        await manager.wait_idle()
+        assert setup.messages("carol") == []
+        state.held = False
+        spool.save_state(qid, state)
+        spool.request_flush()
+        for _ in range(100):
+            if setup.messages("carol"):
+                break
+            await asyncio.sleep(0.05)
+        await manager.stop()
+
+    asyncio.run(main())
+    assert len(setup.messages("carol")) == 1
+
+
+def test_mailbox_write_failure_is_retried(setup):
+    # bob's Maildir is a file: delivery fails (as on a full or broken disk), then works once fixed.
+    bob = setup.root / "mail" / "example.test" / "bob"
+    bob.parent.mkdir(parents=True)
+    bob.write_bytes(b"")
+
+    async def main():
+        manager = None
+        spool = setup.spool(on_commit=lambda q: manager.notify(q))
+        manager = setup.manager(spool)
+        await manager.start()
+        qid = await queue_one(spool, ("bob@example.test",))
+        await manager.wait_idle()
+        assert spool.state(qid).attempts >= 1
+        os.unlink(bob)
+        for _ in range(100):
+            if not spool.list_ids():
+                break
+            await asyncio.sleep(0.05)
+        await manager.stop()
+        return spool
+
+    spool = asyncio.run(main())
+    assert spool.list_ids() == []
+    assert len(setup.messages("bob")) == 1

@@ -1,0 +1,44 @@
+"""The dependency rules of STYLE.md §2, checked on the source (not only written down)."""
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "hatoba"
+
+FORBIDDEN = {
+    "proto": {"asyncio", "ssl", "socket", "os", "subprocess", "hatoba.store", "hatoba.policy", "hatoba.net",
+              "hatoba.config", "hatoba.queue", "hatoba.delivery", "hatoba.cli"},
+    "policy": {"asyncio", "socket", "ssl", "hatoba.net", "hatoba.cli"},
+    "store": {"socket", "ssl", "hatoba.net", "hatoba.cli", "hatoba.proto.smtp"},
+    "queue": {"socket", "ssl", "hatoba.net", "hatoba.cli"},
+    "delivery": {"hatoba.net", "hatoba.cli"},
+    "config": {"asyncio", "socket", "hatoba.net", "hatoba.cli", "hatoba.store", "hatoba.queue"},
+    "pki": {"hatoba.net", "hatoba.store", "hatoba.queue", "hatoba.cli"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_packages_respect_their_import_rules():
+    problems = []
+    for package, forbidden in FORBIDDEN.items():
+        for path in (SRC / package).rglob("*.py"):
+            for name in imported_modules(path):
+                if any(name == f or name.startswith(f + ".") for f in forbidden):
+                    problems.append(f"{path.relative_to(SRC)} imports {name}")
+    assert problems == []
+
+
+def test_every_package_says_what_it_must_not_import():
+    for init in SRC.glob("*/__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc, f"{init} has no docstring"

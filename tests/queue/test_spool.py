@@ -1,0 +1,134 @@
+"""The spool: durable commit, recovery after a crash, state and removal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+
+import pytest
+
+from hatoba.queue.ids import is_queue_id, new_queue_id
+from hatoba.queue.spool import MEMORY_LIMIT, Envelope, Spool
+from hatoba.store.api import QueueState
+
+
+def envelope(**kw) -> Envelope:
+    values = dict(mail_from="a@example.net", recipients=("alice@example.test",), received_at=1700000000.5)
+    values.update(kw)
+    return Envelope(**values)
+
+
+def commit(spool: Spool, chunks: list[bytes], env: Envelope | None = None, received: str = "Received: x\r\n") -> str:
+    async def run() -> str:
+        msg = spool.new_message()
+        for chunk in chunks:
+            await msg.write(chunk)
+        return await msg.commit(env or envelope(), received)
+
+    return asyncio.run(run())
+
+
+def test_queue_ids_are_unique_sortable_and_checked():
+    ids = [new_queue_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(is_queue_id(i) for i in ids)
+    assert not is_queue_id("../etc/passwd")
+    assert not is_queue_id("")
+
+
+def test_commit_stores_body_and_envelope_privately(tmp_path):
+    spool = Spool(tmp_path / "q")
+    qid = commit(spool, [b"Subject: hi\r\n\r\n", b"body\r\n"])
+    assert spool.list_ids() == [qid]
+    assert spool.body_path(qid).read_bytes() == b"Subject: hi\r\n\r\nbody\r\n"
+    env = spool.envelope(qid)
+    assert env.recipients == ("alice@example.test",)
+    assert env.received == "Received: x\r\n"
+    assert stat.S_IMODE(os.stat(spool.body_path(qid)).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "q" / "active").st_mode) == 0o700
+    assert os.listdir(spool.incoming_dir) == []
+
+
+def test_large_message_is_streamed_through_incoming(tmp_path):
+    spool = Spool(tmp_path / "q")
+    chunk = b"x" * 1000 + b"\r\n"
+    chunks = [chunk] * (3 * MEMORY_LIMIT // len(chunk))
+    qid = commit(spool, chunks)
+    assert spool.body_path(qid).stat().st_size == len(chunk) * len(chunks)
+
+
+def test_on_commit_is_called_after_the_files_exist(tmp_path):
+    seen = []
+    spool = Spool(tmp_path / "q", on_commit=lambda qid: seen.append((qid, spool.exists(qid))))
+    qid = commit(spool, [b"x\r\n"])
+    assert seen == [(qid, True)]
+
+
+def test_abort_leaves_nothing(tmp_path):
+    spool = Spool(tmp_path / "q")
+
+    async def run():
+        msg = spool.new_message()
+        await msg.write(b"y" * (MEMORY_LIMIT + 10))  # spilled to incoming/
+        assert os.listdir(spool.incoming_dir)
+        await msg.abort()
+
+    asyncio.run(run())
+    assert os.listdir(spool.incoming_dir) == []
+    assert spool.list_ids() == []
+
+
+def test_concurrent_commits_share_folder_fsyncs_and_all_land(tmp_path):
+    spool = Spool(tmp_path / "q")
+
+    async def one(i: int) -> str:
+        msg = spool.new_message()
+        await msg.write(b"message %d\r\n" % i)
+        return await msg.commit(envelope(), "")
+
+    async def run():
+        return await asyncio.gather(*(one(i) for i in range(200)))
+
+    ids = asyncio.run(run())
+    assert sorted(ids) == spool.list_ids()
+    bodies = {spool.body_path(q).read_bytes() for q in ids}
+    assert len(bodies) == 200
+
+
+def test_recover_removes_what_was_never_acknowledged(tmp_path):
+    spool = Spool(tmp_path / "q")
+    kept = commit(spool, [b"kept\r\n"])
+    # A crash mid-receive, mid-commit (body renamed, envelope not), and the reverse.
+    (spool.incoming_dir / new_queue_id()).write_bytes(b"partial")
+    half = new_queue_id()
+    spool.body_path(half).write_bytes(b"no envelope")
+    lonely = new_queue_id()
+    spool.envelope_path(lonely).write_bytes(envelope().to_json())
+    spool.save_state(half, QueueState(attempts=2))
+    assert spool.recover() == [kept]
+    assert os.listdir(spool.incoming_dir) == []
+    assert sorted(os.listdir(spool.active_dir)) == sorted([f"{kept}.eml", f"{kept}.env"])
+
+
+def test_state_round_trip_and_remove(tmp_path):
+    spool = Spool(tmp_path / "q")
+    qid = commit(spool, [b"x\r\n"])
+    assert spool.state(qid) == QueueState()
+    spool.save_state(qid, QueueState(done=["alice@example.test"], attempts=1, next_try=5.0, held=True))
+    assert spool.state(qid).held and spool.state(qid).done == ["alice@example.test"]
+    spool.remove(qid)
+    assert spool.list_ids() == [] and not spool.exists(qid)
+    assert os.listdir(spool.active_dir) == []
+
+
+def test_commit_failure_is_a_spool_error_and_leaves_no_entry(tmp_path):
+    from hatoba.queue.spool import SpoolError
+
+    spool = Spool(tmp_path / "q")
+    # The queue folder replaced by a file: every rename into it fails (as on a broken disk).
+    os.rmdir(spool.active_dir)
+    spool.active_dir.write_bytes(b"")
+    with pytest.raises(SpoolError):
+        commit(spool, [b"x\r\n"])
+    assert os.listdir(spool.incoming_dir) == []
