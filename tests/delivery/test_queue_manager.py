@@ -107,8 +107,9 @@ def test_restart_delivers_what_was_queued_and_nothing_twice(setup):
     qid = asyncio.run(accept_only())
     # Simulate a crash after alice's copy was written but before the queue entry went.
     spool = setup.spool()
+    queued = spool.read(qid)
     setup.store.deliver(
-        "alice@example.test", spool.body_path(qid), prefix=b"", unique_key=qid, timestamp=1700000000.0
+        "alice@example.test", queued.path, length=queued.body_length, unique_key=qid, timestamp=1700000000.0
     )
     run_server(setup, [])
     assert len(setup.messages("alice")) == 1

@@ -41,11 +41,11 @@ def test_commit_stores_body_and_envelope_privately(tmp_path):
     spool = Spool(tmp_path / "q")
     qid = commit(spool, [b"Subject: hi\r\n\r\n", b"body\r\n"])
     assert spool.list_ids() == [qid]
-    assert spool.body_path(qid).read_bytes() == b"Subject: hi\r\n\r\nbody\r\n"
+    assert spool.body(qid) == b"Subject: hi\r\n\r\nbody\r\n"
     env = spool.envelope(qid)
     assert env.recipients == ("alice@example.test",)
     assert env.received == "Received: x\r\n"
-    assert stat.S_IMODE(os.stat(spool.body_path(qid)).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(spool.message_path(qid)).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(tmp_path / "q" / "active").st_mode) == 0o700
     assert os.listdir(spool.incoming_dir) == []
 
@@ -55,7 +55,8 @@ def test_large_message_is_streamed_through_incoming(tmp_path):
     chunk = b"x" * 1000 + b"\r\n"
     chunks = [chunk] * (3 * MEMORY_LIMIT // len(chunk))
     qid = commit(spool, chunks)
-    assert spool.body_path(qid).stat().st_size == len(chunk) * len(chunks)
+    assert spool.read(qid).body_length == len(chunk) * len(chunks)
+    assert spool.body(qid) == chunk * len(chunks)
 
 
 def test_on_commit_is_called_after_the_files_exist(tmp_path):
@@ -92,23 +93,41 @@ def test_concurrent_commits_share_folder_fsyncs_and_all_land(tmp_path):
 
     ids = asyncio.run(run())
     assert sorted(ids) == spool.list_ids()
-    bodies = {spool.body_path(q).read_bytes() for q in ids}
+    bodies = {spool.body(q) for q in ids}
     assert len(bodies) == 200
 
 
 def test_recover_removes_what_was_never_acknowledged(tmp_path):
     spool = Spool(tmp_path / "q")
     kept = commit(spool, [b"kept\r\n"])
-    # A crash mid-receive, mid-commit (body renamed, envelope not), and the reverse.
+    # A crash mid-receive, and the state file of a message that is gone.
     (spool.incoming_dir / new_queue_id()).write_bytes(b"partial")
-    half = new_queue_id()
-    spool.body_path(half).write_bytes(b"no envelope")
-    lonely = new_queue_id()
-    spool.envelope_path(lonely).write_bytes(envelope().to_json())
-    spool.save_state(half, QueueState(attempts=2))
+    spool.save_state(new_queue_id(), QueueState(attempts=2))
     assert spool.recover() == [kept]
     assert os.listdir(spool.incoming_dir) == []
-    assert sorted(os.listdir(spool.active_dir)) == sorted([f"{kept}.eml", f"{kept}.env"])
+    assert os.listdir(spool.active_dir) == [f"{kept}.msg"]
+    assert spool.body(kept) == b"kept\r\n"
+
+
+def test_envelope_survives_a_body_that_looks_like_a_footer(tmp_path):
+    from hatoba.queue.spool import FOOTER_FORMAT
+
+    spool = Spool(tmp_path / "q")
+    tricky = b"x\r\n" + FOOTER_FORMAT % 3 + b"{}\r\n"
+    qid = commit(spool, [tricky], envelope(mail_from="", recipients=("bob@example.test",)))
+    assert spool.body(qid) == tricky
+    assert spool.envelope(qid).recipients == ("bob@example.test",)
+
+
+def test_damaged_queue_file_is_a_clear_error(tmp_path):
+    from hatoba.queue.spool import SpoolError
+
+    spool = Spool(tmp_path / "q")
+    qid = commit(spool, [b"x\r\n"])
+    path = spool.message_path(qid)
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(SpoolError, match="damaged"):
+        spool.read(qid)
 
 
 def test_state_round_trip_and_remove(tmp_path):

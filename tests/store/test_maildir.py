@@ -75,3 +75,9 @@ def test_without_key_every_delivery_is_new(store, tmp_path):
 def test_mailbox_names_cannot_escape_the_store(store, tmp_path, bad):
     with pytest.raises(ValueError):
         store.deliver(bad, source(tmp_path, b"m\r\n"))
+
+
+def test_length_stops_at_the_end_of_the_message(store, tmp_path):
+    src = source(tmp_path, b"a\r\nb\r\n" + b"ENVELOPE AFTER")
+    result = store.deliver("bob@example.test", src, length=6)
+    assert result.path.read_bytes() == b"a\nb\n"

@@ -12,7 +12,7 @@ import time
 from hatoba.cli.common import CliError, load_config
 from hatoba.cli.domain import missing_action
 from hatoba.queue.ids import is_queue_id
-from hatoba.queue.spool import Spool
+from hatoba.queue.spool import Spool, SpoolError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -63,6 +63,9 @@ def run_list(args: argparse.Namespace) -> int:
             env = spool.envelope(qid)
         except FileNotFoundError:
             continue  # delivered while we looked
+        except SpoolError as exc:
+            print(f"{qid}  {exc}")
+            continue
         state = spool.state(qid)
         pending = [r for r in env.recipients if r not in state.done]
         if state.held:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from hatoba.logs import mail_log
-from hatoba.queue.spool import Envelope, Spool
+from hatoba.queue.spool import Envelope, QueuedMessage
 from hatoba.store.api import AliasLoopError, DirectoryError, MailStore, QueueState, UserDB
 
 log = logging.getLogger(__name__)
@@ -43,15 +43,14 @@ def trace_prefix(envelope: Envelope, mailbox: str) -> bytes:
 
 
 def deliver_locally(
-    qid: str,
-    envelope: Envelope,
+    queued: QueuedMessage,
     state: QueueState,
     *,
-    spool: Spool,
     directory: UserDB,
     store: MailStore,
     thorough: bool,
 ) -> Attempt:
+    qid, envelope = queued.qid, queued.envelope
     done = set(state.done)
     attempt = Attempt(finished=False, state=state)
     # Final mailbox -> the recipient it came from (first one wins: one copy each).
@@ -74,16 +73,16 @@ def deliver_locally(
             mailboxes.setdefault(mailbox, rcpt)
         attempt.pending_remote += [f for f in resolution.forwards if f not in done]
 
-    body = spool.body_path(qid)
-    size = body.stat().st_size
+    size = queued.body_length
     for mailbox, rcpt in mailboxes.items():
         if mailbox in done:
             continue
         try:
             result = store.deliver(
                 mailbox,
-                body,
+                queued.path,
                 prefix=trace_prefix(envelope, mailbox),
+                length=queued.body_length,
                 unique_key=qid,
                 timestamp=envelope.received_at,
                 thorough=thorough,

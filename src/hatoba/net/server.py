@@ -24,6 +24,7 @@ from hatoba.policy.auth_throttle import AuthThrottle
 from hatoba.policy.relay import TrustedNetworks
 from hatoba.proto.smtp import replies as R
 from hatoba.queue.manager import QueueManager
+from hatoba.queue.process import DeliveryProcess
 from hatoba.queue.spool import Spool
 from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
@@ -34,16 +35,21 @@ SHUTDOWN_GRACE = 10.0  # seconds sessions get to finish on stop
 
 
 class Server:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, delivery_process: bool = True) -> None:
+        """`delivery_process`: deliver from a child process (the default when
+        the config came from a file); else in this process's threads."""
         self.config = config
         paths = config.paths
         for folder in (paths.data_dir, paths.mail_dir, paths.queue_dir):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory = Directory(paths.directory_db)
         self.store = MaildirStore(paths.mail_dir, hostname=config.server.hostname)
-        self.manager: QueueManager | None = None
         self.spool = Spool(paths.queue_dir, on_commit=self._on_commit)
-        self.manager = QueueManager(self.spool, self.directory, self.store, retry=config.delivery)
+        self.manager: QueueManager | DeliveryProcess
+        if delivery_process and config.config_path is not None:
+            self.manager = DeliveryProcess(config.config_path, config.log.level)
+        else:
+            self.manager = QueueManager(self.spool, self.directory, self.store, retry=config.delivery)
         self.tls_context: ssl.SSLContext | None = server_context(config.tls)
         limits = config.limits
         self.limiter = ConnectionLimiter(max_total=limits.max_connections, max_per_ip=limits.max_connections_per_ip)
@@ -64,13 +70,16 @@ class Server:
         self.bound: dict[str, tuple[str, int]] = {}  # listener name -> actual address
 
     def _on_commit(self, qid: str) -> None:
-        if self.manager is not None:
-            self.manager.notify(qid)
+        self.manager.notify(qid)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_quiet_exception_handler)
-        assert self.manager is not None
+        # Clean what a crash left in the spool before anything is accepted
+        # (never while sessions commit), then start delivering.
+        recovered = await asyncio.to_thread(self.spool.recover)
+        if recovered:
+            log.info("queue: %d message(s) from before the start", len(recovered))
         await self.manager.start()
         for listener in self.config.listeners.values():
             if not listener.enabled:
@@ -164,8 +173,7 @@ class Server:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
-        if self.manager is not None:
-            await self.manager.stop()
+        await self.manager.stop()
 
 
 async def _close_with(writer: asyncio.StreamWriter, reply: R.Reply) -> None:

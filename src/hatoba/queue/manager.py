@@ -24,12 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from hatoba.config.schema import DeliveryConfig
 from hatoba.delivery.local import Attempt, deliver_locally
 from hatoba.logs import mail_log
-from hatoba.queue.spool import Spool
+from hatoba.queue.spool import Spool, SpoolError
 from hatoba.store.api import MailStore, UserDB
 
 log = logging.getLogger(__name__)
 
-WORKERS = 8
+# Deliveries in flight at once. More threads only fight over the interpreter
+# lock; four keep the disk busy while one waits in fsync.
+WORKERS = 4
 FLUSH_POLL = 1.0  # seconds between looks for a flush request
 
 
@@ -52,6 +54,7 @@ class QueueManager:
         self._ready: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()  # in _ready or being delivered
         self._deferred: list[tuple[float, str]] = []  # heap of (next_try, qid)
+        self._waiting: set[str] = set()  # the qids in _deferred
         self._recovered: set[str] = set()
         self._busy = 0
         self._idle = asyncio.Event()
@@ -62,12 +65,14 @@ class QueueManager:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        recovered = await loop.run_in_executor(self._executor, self.spool.recover)
+        # The server cleaned the spool (Spool.recover) before it began to accept
+        # mail; here we only list, as messages may be committed meanwhile.
+        recovered = await loop.run_in_executor(self._executor, self.spool.list_ids)
         if recovered:
             log.info("queue: %d message(s) waiting from before the start; delivering", len(recovered))
         self._recovered = set(recovered)
         for qid in recovered:
-            self.notify(qid)
+            self._enqueue(qid)
         self._tasks = [loop.create_task(self._worker()) for _ in range(self._workers)]
         self._tasks.append(loop.create_task(self._scheduler()))
 
@@ -80,7 +85,12 @@ class QueueManager:
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
 
     def notify(self, qid: str) -> None:
-        """A message is ready for delivery now."""
+        """A new message is ready for delivery (one already deferred keeps its schedule)."""
+        if qid in self._waiting:
+            return
+        self._enqueue(qid)
+
+    def _enqueue(self, qid: str) -> None:
         if qid in self._queued:
             return
         self._queued.add(qid)
@@ -111,22 +121,27 @@ class QueueManager:
                     self._idle.set()
             if next_try is not None:
                 heapq.heappush(self._deferred, (next_try, qid))
+                self._waiting.add(qid)
                 self._wake.set()
 
     def _attempt(self, qid: str) -> float | None:
         """One delivery attempt (in a thread). Returns when to try again, or None when done or gone."""
         try:
-            envelope = self.spool.envelope(qid)
+            queued = self.spool.read(qid)
+            state = self.spool.state(qid)
+            if state.held:
+                return None  # `hatoba queue release` brings it back
+            thorough = qid in self._recovered or state.attempts > 0
+            attempt = deliver_locally(
+                queued, state, directory=self.directory, store=self.store, thorough=thorough
+            )
         except FileNotFoundError:
-            return None  # deleted by `hatoba queue delete`
-        state = self.spool.state(qid)
-        if state.held:
-            return None  # `hatoba queue release` brings it back
-        thorough = qid in self._recovered or state.attempts > 0
-        attempt = deliver_locally(
-            qid, envelope, state,
-            spool=self.spool, directory=self.directory, store=self.store, thorough=thorough,
-        )
+            if self.spool.exists(qid):
+                raise
+            return None  # delivered by an earlier attempt, or `hatoba queue delete`
+        except SpoolError as exc:
+            log.error("%s; left in place for the operator, not delivered", exc)
+            return None
         self._recovered.discard(qid)
         if attempt.finished:
             self.spool.remove(qid)
@@ -139,9 +154,11 @@ class QueueManager:
         state.attempts += 1
         delay = min(self.retry.retry_max, self.retry.retry_min * 2 ** (state.attempts - 1))
         state.next_try = time.time() + delay
-        state.last_error = attempt.temporary_error or (
-            "waiting for remote delivery" if attempt.pending_remote else "unknown"
-        )
+        if attempt.temporary_error:
+            state.last_error = attempt.temporary_error
+        else:
+            targets = ", ".join(f"<{t}>" for t in attempt.pending_remote)
+            state.last_error = f"waiting for remote delivery to {targets}"
         self.spool.save_state(qid, state)
         return state.next_try
 
@@ -154,7 +171,8 @@ class QueueManager:
             now = time.time()
             while self._deferred and self._deferred[0][0] <= now:
                 _, qid = heapq.heappop(self._deferred)
-                self.notify(qid)
+                self._waiting.discard(qid)
+                self._enqueue(qid)
             if await loop.run_in_executor(self._executor, self.spool.take_flush_request):
                 await self._flush_all()
             timeout = FLUSH_POLL
@@ -173,5 +191,6 @@ class QueueManager:
         ids = await loop.run_in_executor(self._executor, self.spool.list_ids)
         log.info("queue: flush requested; trying %d message(s) now", len(ids))
         self._deferred = []
+        self._waiting = set()
         for qid in ids:
-            self.notify(qid)
+            self._enqueue(qid)

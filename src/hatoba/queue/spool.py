@@ -1,21 +1,23 @@
 """The durable spool: every accepted message is on stable storage before "250".
 
-Layout under data/queue (all 0700, files 0600):
+Layout under data/queue (folders 0700, files 0600):
 
     incoming/QID        a message being received (removed on abort or restart)
-    active/QID.eml      the message as received (CRLF, dot-unstuffed), no trace header
-    active/QID.env      its envelope (JSON); written last: its presence means "accepted"
+    active/QID.msg      a queued message: the bytes as received (CRLF,
+                        dot-unstuffed), then its envelope as JSON, then a
+                        fixed-size footer giving the JSON's length
     active/QID.state    delivery progress (JSON); optional, rewritten atomically
 
-commit() writes the body and the envelope, fsyncs both, renames them into
-active/ (body first) and fsyncs active/. Folder fsyncs of concurrent commits
-are shared (group commit): a commit waits for one fsync of active/ that
-started after its renames. Only then does the SMTP session answer 250.
+commit() writes the rest of the message and the envelope to incoming/QID,
+fsyncs it, renames it into active/ and fsyncs active/. One file per message
+means one fsync and one rename; the folder fsyncs of concurrent commits are
+shared (group commit): a commit waits for one fsync of active/ that started
+after its rename. Only then does the SMTP session answer 250.
 
-A crash leaves at worst an incoming/ file (never acknowledged: removed at
-start-up), a .eml without .env (never acknowledged: removed), or a .env
-without .eml (its renames were never made durable, so never acknowledged
-either: removed).
+The envelope goes last because the body may already be on disk (large
+messages stream to incoming/ as they arrive) when the envelope is known.
+A crash leaves at worst an incoming/ file, never acknowledged, which
+recover() removes before the server accepts mail again.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ log = logging.getLogger(__name__)
 # Bodies up to this size stay in memory until commit (one write, one fsync);
 # larger ones are streamed to incoming/ as they arrive.
 MEMORY_LIMIT = 256 * 1024
+
+
+FOOTER_FORMAT = b"\nHATOBA-ENVELOPE %010d\n"
+FOOTER_SIZE = len(FOOTER_FORMAT % 0)
 
 
 class SpoolError(Exception):
@@ -69,6 +75,16 @@ class Envelope:
         values = {k: v for k, v in raw.items() if k in known}
         values["recipients"] = tuple(values.get("recipients", ()))
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """A committed message: its envelope, and its bytes at path[0:body_length]."""
+
+    qid: str
+    envelope: Envelope
+    path: Path
+    body_length: int
 
 
 class _GroupFsync:
@@ -160,24 +176,17 @@ class IncomingMessage:
 
     def _store(self, chunks: list[bytes], envelope_json: bytes) -> None:
         spool = self._spool
-        body_tmp = self._tmp_path
+        tmp = self._tmp_path
         if self._fd is None:
-            self._fd = os.open(body_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self._fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        chunks += [envelope_json, FOOTER_FORMAT % len(envelope_json)]
         try:
             _write_all(self._fd, b"".join(chunks))
             os.fsync(self._fd)
         finally:
             os.close(self._fd)
             self._fd = None
-        env_tmp = spool.incoming_dir / f"{self.qid}.env"
-        fd = os.open(env_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            _write_all(fd, envelope_json)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(body_tmp, spool.body_path(self.qid))
-        os.rename(env_tmp, spool.envelope_path(self.qid))
+        os.rename(tmp, spool.message_path(self.qid))
 
     async def abort(self) -> None:
         if self._finished:
@@ -224,11 +233,8 @@ class Spool:
 
     # -- paths -------------------------------------------------------------------
 
-    def body_path(self, qid: str) -> Path:
-        return self.active_dir / f"{qid}.eml"
-
-    def envelope_path(self, qid: str) -> Path:
-        return self.active_dir / f"{qid}.env"
+    def message_path(self, qid: str) -> Path:
+        return self.active_dir / f"{qid}.msg"
 
     def state_path(self, qid: str) -> Path:
         return self.active_dir / f"{qid}.state"
@@ -241,36 +247,61 @@ class Spool:
     # -- reading and bookkeeping (blocking: call from a thread) ------------------
 
     def recover(self) -> list[str]:
-        """Clean what a crash left behind; returns the queued ids, oldest first."""
+        """Clean what a crash left behind; returns the queued ids, oldest first.
+
+        Only while no message is being received: it removes incoming/ files
+        and bodies whose envelope is not there (yet).
+        """
         for entry in os.scandir(self.incoming_dir):
             os.unlink(entry.path)
-        bodies: set[str] = set()
-        envelopes: set[str] = set()
+        messages: set[str] = set()
         states: set[str] = set()
         for entry in os.scandir(self.active_dir):
             qid, _, kind = entry.name.partition(".")
-            {"eml": bodies, "env": envelopes, "state": states}.get(kind, set()).add(qid)
-            if kind not in ("eml", "env", "state") or not is_queue_id(qid):
+            if kind in ("msg", "state") and is_queue_id(qid):
+                (messages if kind == "msg" else states).add(qid)
+            elif not entry.name.startswith("."):
                 log.warning("queue: unexpected file %s left alone", entry.path)
-        for qid in bodies - envelopes:
-            os.unlink(self.body_path(qid))  # its commit never finished: never acknowledged
-        for qid in envelopes - bodies:
-            log.warning("queue: envelope %s without its message removed (never acknowledged)", qid)
-            os.unlink(self.envelope_path(qid))
-        for qid in states - (bodies & envelopes):
+        for qid in states - messages:
             os.unlink(self.state_path(qid))
         fsync_dir(self.active_dir)
-        return sorted(bodies & envelopes)
+        return sorted(messages)
 
     def list_ids(self) -> list[str]:
         names = (e.name for e in os.scandir(self.active_dir))
-        return sorted(n[:-4] for n in names if n.endswith(".env") and is_queue_id(n[:-4]))
+        return sorted(n[:-4] for n in names if n.endswith(".msg") and is_queue_id(n[:-4]))
 
     def exists(self, qid: str) -> bool:
-        return is_queue_id(qid) and self.envelope_path(qid).exists()
+        return is_queue_id(qid) and self.message_path(qid).exists()
+
+    def read(self, qid: str) -> QueuedMessage:
+        """The envelope of a queued message and where its bytes are. FileNotFoundError if gone."""
+        path = self.message_path(qid)
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size < FOOTER_SIZE:
+                raise SpoolError(f"queue file {path} is damaged (too short)")
+            f.seek(size - FOOTER_SIZE)
+            footer = f.read(FOOTER_SIZE)
+            try:
+                length = int(footer[len(b"\nHATOBA-ENVELOPE "):-1])
+            except ValueError:
+                raise SpoolError(f"queue file {path} is damaged (no envelope footer)") from None
+            body_length = size - FOOTER_SIZE - length
+            if body_length < 0 or footer != FOOTER_FORMAT % length:
+                raise SpoolError(f"queue file {path} is damaged (bad envelope footer)")
+            f.seek(body_length)
+            envelope = Envelope.from_json(f.read(length))
+        return QueuedMessage(qid, envelope, path, body_length)
 
     def envelope(self, qid: str) -> Envelope:
-        return Envelope.from_json(self.envelope_path(qid).read_bytes())
+        return self.read(qid).envelope
+
+    def body(self, qid: str) -> bytes:
+        """The message as received (for tests and small tools; delivery streams it)."""
+        queued = self.read(qid)
+        with open(queued.path, "rb") as f:
+            return f.read(queued.body_length)
 
     def state(self, qid: str) -> QueueState:
         try:
@@ -288,8 +319,8 @@ class Spool:
         write_atomic(self.state_path(qid), json.dumps(asdict(state)).encode(), sync_dir=False)
 
     def remove(self, qid: str) -> None:
-        """Forget a message: envelope first, so a crash half-way leaves nothing that looks queued."""
-        for path in (self.envelope_path(qid), self.body_path(qid), self.state_path(qid)):
+        """Forget a message (delivered, or deleted by the operator)."""
+        for path in (self.message_path(qid), self.state_path(qid)):
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -298,8 +329,7 @@ class Spool:
 
     def _forget(self, qid: str) -> None:
         """Remove every trace of a commit that failed half-way (it was never acknowledged)."""
-        for path in (self.envelope_path(qid), self.body_path(qid), self.incoming_dir / qid,
-                     self.incoming_dir / f"{qid}.env"):
+        for path in (self.message_path(qid), self.incoming_dir / qid):
             try:
                 os.unlink(path)
             except OSError:

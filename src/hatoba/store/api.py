@@ -68,11 +68,13 @@ class MailStore(Protocol):
         source: Path,
         *,
         prefix: bytes = b"",
+        length: int | None = None,
         unique_key: str | None = None,
         timestamp: float | None = None,
         thorough: bool = False,
     ) -> DeliveredMessage:
-        """Store `prefix` followed by the bytes of `source` into `mailbox`.
+        """Store `prefix` followed by the bytes of `source` (the first
+        `length` of them, when given) into `mailbox`.
 
         Returns only after the message is on stable storage. When `unique_key`
         is given and a message with that key was already delivered to this

@@ -53,12 +53,15 @@ class MaildirStore:
         source: Path,
         *,
         prefix: bytes = b"",
+        length: int | None = None,
         unique_key: str | None = None,
         timestamp: float | None = None,
         thorough: bool = False,
     ) -> DeliveredMessage:
         """Store `prefix` + the bytes of `source` (CRLF or LF) into `mailbox`'s new/.
 
+        `length` limits how much of `source` is the message (the queue keeps
+        its envelope after it).
         With `unique_key`, a message already delivered under that key is not
         written again; `thorough` also looks in cur/ (a reader may have moved
         it there), for redeliveries after a restart.
@@ -77,7 +80,7 @@ class MaildirStore:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with open(source, "rb") as src:
-                _copy_as_lf(prefix, src, fd)
+                _copy_as_lf(prefix, src, fd, length)
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -104,11 +107,14 @@ class MaildirStore:
         return None
 
 
-def _copy_as_lf(prefix: bytes, src, fd: int) -> None:  # type: ignore[no-untyped-def]
-    """Copy prefix + src to fd with CRLF turned into LF, in bounded memory."""
+def _copy_as_lf(prefix: bytes, src, fd: int, length: int | None) -> None:  # type: ignore[no-untyped-def]
+    """Copy prefix + `length` bytes of src (all when None) to fd, CRLF turned into LF, in bounded memory."""
     pending = prefix
+    left = length
     while True:
-        chunk = src.read(CHUNK)
+        chunk = src.read(CHUNK if left is None else min(CHUNK, left))
+        if left is not None:
+            left -= len(chunk)
         data = pending + chunk
         if not chunk:
             _write_all(fd, data.replace(b"\r\n", b"\n"))

@@ -1,0 +1,139 @@
+"""The queue manager in a process of its own.
+
+The SMTP listeners and the deliveries then run on different cores and
+never wait for each other's interpreter lock (Postfix separates smtpd and
+local(8) for similar reasons). The server starts this process, writes the
+id of each committed message to its stdin, one a line, and closes stdin to
+stop it. When the server dies (even by kill -9) stdin reaches end of file
+and the process finishes its deliveries in flight and exits. It recovers
+the queue from disk at start, so nothing depends on the notifications
+arriving: they only make delivery immediate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from hatoba.config.schema import Config
+from hatoba.queue.ids import is_queue_id
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY = 1.0
+STOP_TIMEOUT = 30.0
+
+
+class DeliveryProcess:
+    """The server's handle on the child process (start, notify, stop, restart on a crash)."""
+
+    def __init__(self, config_path: Path, log_level: str) -> None:
+        self.config_path = config_path
+        self.log_level = log_level
+        self._proc: asyncio.subprocess.Process | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        await self._spawn()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _spawn(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hatoba.queue.process", str(self.config_path), "--log-level", self.log_level,
+            stdin=asyncio.subprocess.PIPE,
+        )
+
+    def notify(self, qid: str) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.returncode is not None or proc.stdin.is_closing():
+            return  # a restarted process finds the message on disk
+        proc.stdin.write(qid.encode("ascii") + b"\n")
+
+    async def _watch(self) -> None:
+        while not self._stopping:
+            assert self._proc is not None
+            status = await self._proc.wait()
+            if self._stopping:
+                return
+            log.error("delivery process exited with status %s; starting it again", status)
+            await asyncio.sleep(RESTART_DELAY)
+            if not self._stopping:
+                await self._spawn()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await proc.wait()
+        except TimeoutError:
+            log.warning("delivery process did not stop within %.0f s; killed", STOP_TIMEOUT)
+            proc.kill()
+            await proc.wait()
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
+async def _serve(config: Config) -> None:
+    from hatoba.queue.manager import QueueManager
+    from hatoba.queue.spool import Spool
+    from hatoba.store.directory import Directory
+    from hatoba.store.maildir import MaildirStore
+
+    paths = config.paths
+    directory = Directory(paths.directory_db)
+    store = MaildirStore(paths.mail_dir, hostname=config.server.hostname)
+    manager = QueueManager(Spool(paths.queue_dir), directory, store, retry=config.delivery)
+    await manager.start()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+
+    async def read_ids() -> None:
+        while line := await reader.readline():
+            qid = line.strip().decode("ascii", "replace")
+            if is_queue_id(qid):
+                manager.notify(qid)
+        stop.set()  # end of file: the server stopped or died
+
+    reading = loop.create_task(read_ids())
+    await stop.wait()
+    reading.cancel()
+    await manager.stop()
+    directory.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hatoba.logs import setup_logging
+
+    parser = argparse.ArgumentParser(prog="hatoba-delivery")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    # Ctrl-C reaches the whole process group; the server decides when we stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from hatoba.config.load import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"hatoba delivery: {exc}", file=sys.stderr)
+        return 1
+    setup_logging(args.log_level, config.log.file)
+    asyncio.run(_serve(config))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
