@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 $(BIN)/hatoba: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,speed]'
 	touch $@
 
 venv: $(BIN)/hatoba

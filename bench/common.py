@@ -429,3 +429,109 @@ def smtp_source_load(port: int, sender: str, rcpt: str, size: int, count: int, s
         return LoadResult(first_error=f"smtp-source: {(proc.stderr or proc.stdout).strip()[-200:]}", elapsed=elapsed)
     return LoadResult(accepted=count, elapsed=elapsed)
 
+
+
+# -- filling stores directly ---------------------------------------------------
+# Read benches (POP3, IMAP) need big mailboxes fast: writing Maildir files
+# directly takes seconds where delivering them over SMTP takes minutes.
+
+REFSTACK_POP3S_PORT = 30995
+REFSTACK_CA = REFSTACK_ROOT / "tls" / "ca.crt"
+REFSTACK_MAIL_UID = 5000  # the vmail user Dovecot reads and writes mail as
+MAILDIR_NAME_TIME = 1700000000
+
+
+def fill_maildir(maildir: Path, message: bytes, count: int, *, owner: tuple[int, int] | None = None,
+                 tag: str = "bench") -> int:
+    """Write `count` copies of `message` into maildir/new/, as a delivery agent would.
+
+    Each copy gets its own Message-ID line first. Files hold LF line ends
+    (what every Maildir reader expects) and are named
+    "TIME.M<n>P<pid>.<tag>,S=<bytes on disk>,W=<bytes with CRLF>", the
+    size fields Dovecot's own delivery writes so that no reader has to open
+    a file just to learn its size. Nothing is fsynced: this is bench data.
+    `owner` (uid, gid) is applied to the folders and files (needs root).
+    Returns the bytes written.
+    """
+    body = message.replace(b"\r\n", b"\n")
+    for sub in ("", "tmp", "new", "cur"):
+        path = maildir / sub if sub else maildir
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if owner is not None:
+            os.chown(path, *owner)
+    pid = os.getpid()
+    written = 0
+    new = maildir / "new"
+    for n in range(1, count + 1):
+        data = f"Message-ID: <{n}.{pid}.{tag}@example.test>\n".encode() + body
+        vsize = len(data) + data.count(b"\n")
+        path = new / f"{MAILDIR_NAME_TIME + n}.M{n}P{pid}.{tag},S={len(data)},W={vsize}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _write_fully(fd, data)
+            if owner is not None:
+                os.fchown(fd, *owner)
+        finally:
+            os.close(fd)
+        written += len(data)
+    return written
+
+
+def _write_fully(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def fill_refstack_maildir(user: str, message: bytes, count: int) -> int:
+    """fill_maildir() for a reference-stack user, owned by vmail as Dovecot expects.
+
+    As root the files are written in place; otherwise they are written to a
+    temp folder and copied in with sudo.
+    """
+    owner = (REFSTACK_MAIL_UID, REFSTACK_MAIL_UID)
+    target = refstack_maildir(user)
+    if os.geteuid() == 0:
+        for parent in (target.parent.parent, target.parent):  # example.test/ and the user's home
+            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chown(parent, *owner)
+        return fill_maildir(target, message, count, owner=owner)
+    stage = Path(tempfile.mkdtemp(prefix="refstack-fill-"))
+    try:
+        written = fill_maildir(stage / "Maildir", message, count)
+        run(as_root(["mkdir", "-p", str(target.parent)]))
+        run(as_root(["cp", "-r", str(stage / "Maildir"), str(target.parent)]), timeout=600)
+        run(as_root(["chown", "-R", f"{owner[0]}:{owner[1]}", str(target.parent.parent)]), timeout=600)
+        return written
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def hatoba_user_maildir(home: HatobaHome, address: str) -> Path:
+    """Where hatoba keeps `address`'s mail: DATA/mail/DOMAIN/LOCAL/Maildir."""
+    local, domain = address.split("@")
+    return home.root / "data" / "mail" / domain.lower() / local.lower() / "Maildir"
+
+
+def add_hatoba_user(home: HatobaHome, address: str, password: str) -> None:
+    """`hatoba user add ADDRESS --password-stdin` in the home."""
+    run([*home.cli, "-c", str(home.config), "user", "add", address, "--password-stdin"], stdin=password + "\n")
+
+
+def enable_hatoba_listeners(home: HatobaHome, names: Sequence[str]) -> None:
+    """Set `enabled = true` in the [listeners.NAME] tables of the home's hatoba.toml."""
+    lines = home.config.read_text().splitlines()
+    for name in names:
+        header = f"[listeners.{name}]"
+        try:
+            start = next(i for i, line in enumerate(lines) if line.strip() == header)
+        except StopIteration:
+            raise BenchError(f"{home.config} has no {header} table") from None
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+        for i in range(start + 1, end):
+            if lines[i].split("=")[0].strip() == "enabled":
+                lines[i] = "enabled = true"
+                break
+        else:
+            lines.insert(start + 1, "enabled = true")
+    home.config.write_text("\n".join(lines) + "\n")

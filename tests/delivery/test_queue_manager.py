@@ -10,6 +10,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from hatoba.config.schema import DeliveryConfig
+from hatoba.delivery.local import trace_prefix
 from hatoba.queue.manager import QueueManager
 from hatoba.queue.spool import Envelope, Spool
 from hatoba.store.directory import Directory
@@ -109,7 +110,8 @@ def test_restart_delivers_what_was_queued_and_nothing_twice(setup):
     spool = setup.spool()
     queued = spool.read(qid)
     setup.store.deliver(
-        "alice@example.test", queued.path, length=queued.body_length, unique_key=qid, timestamp=1700000000.0
+        "alice@example.test", queued.path, length=queued.body_length, unique_key=qid,
+        prefix=trace_prefix(queued.envelope, "alice@example.test"), timestamp=1700000000.0,
     )
     run_server(setup, [])
     assert len(setup.messages("alice")) == 1

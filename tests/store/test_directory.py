@@ -62,7 +62,7 @@ def test_file_created_private_in_wal_mode_with_schema_version(db: Directory, db_
     assert db_path.stat().st_mode & 0o777 == 0o600
     conn = raw(db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"domains", "users", "aliases", "schema_version"} <= tables
     assert db._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -550,3 +550,25 @@ def test_close_closes_connections_opened_in_other_threads(db: Directory) -> None
     db.close()
     assert db._connections == []
     assert db.list_domains() == ["example.test"]  # reopens on demand
+
+
+def test_version_1_database_gains_the_apop_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from hatoba.store.directory import _MIGRATIONS
+
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    for statement in _MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.execute("INSERT INTO domains VALUES ('example.test', 0)")
+    conn.execute("INSERT INTO users VALUES ('a@example.test', 'a@example.test', 'example.test', 'x', 0)")
+    conn.commit()
+    conn.close()
+    with Directory(path) as db:
+        assert db.apop_secret("a@example.test") is None
+        db.set_apop_secret("a@example.test", "sealed")
+        assert db.apop_secret("A@example.test") == "sealed"
+    assert raw(path).execute("SELECT version FROM schema_version").fetchall() == [(2,)]

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from hatoba.store.maildir import CHUNK, MaildirStore
+from hatoba.store.maildir import CHUNK, MaildirName, MaildirStore
 
 
 @pytest.fixture
@@ -29,9 +29,12 @@ def test_delivery_lands_in_new_with_lf_endings(store, tmp_path):
     assert os.listdir(md / "tmp") == [] and os.listdir(md / "cur") == []
     assert stat.S_IMODE(os.stat(md).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(result.path).st_mode) == 0o600
-    # Maildir name: time.unique.host, no ':' or '/'
+    # Maildir name: time.unique.host,S=size,W=size-with-CRLF; no ':' or '/'
     parts = result.path.name.split(".", 2)
-    assert parts[0].isdigit() and parts[2] == "mail.example.test"
+    assert parts[0].isdigit() and parts[2].startswith("mail.example.test,")
+    name = MaildirName.parse(result.path.name)
+    assert name.size == len(b"X-A: 1\nSubject: a\n\nhi\n") == result.path.stat().st_size
+    assert name.wire_size == len(b"X-A: 1\r\nSubject: a\r\n\r\nhi\r\n")
 
 
 def test_crlf_split_across_chunks_becomes_one_lf(store, tmp_path):
@@ -81,3 +84,17 @@ def test_length_stops_at_the_end_of_the_message(store, tmp_path):
     src = source(tmp_path, b"a\r\nb\r\n" + b"ENVELOPE AFTER")
     result = store.deliver("bob@example.test", src, length=6)
     assert result.path.read_bytes() == b"a\nb\n"
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("1700000000.Qabc.host,S=10,W=12:2,RS", ("1700000000.Qabc.host", 10, 12, "RS")),
+        ("1700000000.M1P2.host", ("1700000000.M1P2.host", None, None, "")),
+        ("1700000000.x.host:2,", ("1700000000.x.host", None, None, "")),
+        ("odd,S=x,W=5", ("odd", None, 5, "")),
+    ],
+)
+def test_maildir_names_parse(name, expected):
+    parsed = MaildirName.parse(name)
+    assert (parsed.base, parsed.size, parsed.wire_size, parsed.flags) == expected

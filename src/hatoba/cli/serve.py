@@ -26,14 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     setup_logging("DEBUG" if args.debug else config.log.level, config.log.file)
-    try:
-        import uvloop  # optional speed-up ([speed] extra)
+    from hatoba.runloop import run as run_loop
 
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
     try:
-        runner(_serve(config))
+        run_loop(_serve(config))
     except OSError as exc:
         raise CliError(f"cannot start: {exc.strerror or exc} (is another server using the port?)") from None
     return 0

@@ -1,4 +1,4 @@
-"""`hatoba user add|passwd|remove|list`: the mailbox owners; the login is the full address.
+"""`hatoba user add|passwd|apop|remove|list`: the mailbox owners; the login is the full address.
 
 A password never travels on the command line (other local users can read
 it in the process list): it is typed twice at a terminal prompt, or read as
@@ -35,6 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     remove = actions.add_parser("remove", help="delete a user (its stored mail is left in place)")
     remove.add_argument("address", metavar="ADDRESS")
     remove.set_defaults(func=run_remove)
+
+    apop = actions.add_parser(
+        "apop", help="turn APOP on (with its own secret) or off for a user; POP3S is the better protection"
+    )
+    apop.add_argument("address", metavar="ADDRESS")
+    switch = apop.add_mutually_exclusive_group(required=True)
+    switch.add_argument("--enable", action="store_true", help="set an APOP secret (prompts, or --password-stdin)")
+    switch.add_argument("--disable", action="store_true", help="forget the APOP secret")
+    _password_stdin_flag(apop)
+    apop.set_defaults(func=run_apop)
 
     listing = actions.add_parser("list", help="print the users, one a line")
     listing.add_argument("domain", metavar="DOMAIN", nargs="?", help="only the users of this domain")
@@ -85,6 +95,32 @@ def run_passwd(args: argparse.Namespace) -> int:
         password = read_password(args, args.address)
         address = directory.set_password(args.address, password)
     print(f"changed the password of {address}")
+    return 0
+
+
+def run_apop(args: argparse.Namespace) -> int:
+    from hatoba.cli.common import load_config
+    from hatoba.store.secretbox import SecretBox, SecretBoxError
+
+    with open_directory(args) as directory:
+        if not directory.user_exists(args.address):
+            raise CliError(f"no user {args.address}; see `hatoba user list`")
+        if args.disable:
+            address = directory.set_apop_secret(args.address, None)
+            print(f"APOP is off for {address}")
+            return 0
+        secret = read_password(args, args.address)
+        if directory.verify_password(args.address, secret):
+            raise CliError(
+                "use a secret other than the login password: APOP keeps it readable by the server "
+                "and sends an MD5 digest of it"
+            )
+        try:
+            box = SecretBox(load_config(args).paths.secrets_key)
+        except (SecretBoxError, OSError) as exc:
+            raise CliError(str(exc)) from None
+        address = directory.set_apop_secret(args.address, box.seal(secret))
+    print(f"APOP is on for {address}; mail programs must use this secret with APOP (POP3S is still better)")
     return 0
 
 

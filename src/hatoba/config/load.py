@@ -29,6 +29,7 @@ from hatoba.config.schema import (
     LogConfig,
     PathsConfig,
     ServerConfig,
+    Pop3Config,
     SmtpConfig,
     TlsConfig,
 )
@@ -176,6 +177,7 @@ def _build(raw: dict[str, Any], path: Path) -> Config:
         paths=PathsConfig(data_dir=data_dir),
         limits=_from_fields(LimitsConfig, root.table("limits")),
         smtp=_from_fields(SmtpConfig, root.table("smtp")),
+        pop3=_from_fields(Pop3Config, root.table("pop3")),
         log=_log(root.table("log"), base),
         delivery=_delivery(root.table("delivery")),
         config_path=path,

@@ -106,6 +106,21 @@ class SmtpConfig:
     bare_newline: str = "normalize"
     # Allowed AUTH on cleartext connections (never recommended).
     allow_plaintext_auth: bool = False
+    # POP-before-SMTP (legacy): after a POP3 or IMAP login from an address,
+    # clients at that address may relay on port 25 for this many minutes.
+    # 0 = off. Prefer AUTH on 587/465: an address is not a person.
+    pop_before_smtp_minutes: int = 0
+
+
+@dataclass(frozen=True)
+class Pop3Config:
+    # Networks (CIDR) whose clients may log in on port 110 without STLS.
+    # Empty by default: passwords never cross an unencrypted channel.
+    plaintext_auth_networks: tuple[str, ...] = ()
+    # Offer APOP (RFC 1939 §7) to users who have an APOP secret (hatoba user apop).
+    apop: bool = True
+    # Failed logins before the connection is closed.
+    max_auth_failures: int = 3
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,11 @@ class PathsConfig:
     @property
     def queue_dir(self) -> Path:
         return self.data_dir / "queue"
+
+    @property
+    def secrets_key(self) -> Path:
+        """The key that seals secrets the server must read back (APOP)."""
+        return self.data_dir / "secrets.key"
 
 
 @dataclass(frozen=True)
@@ -156,6 +176,7 @@ class Config:
     paths: PathsConfig
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    pop3: Pop3Config = field(default_factory=Pop3Config)
     log: LogConfig = field(default_factory=LogConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     config_path: Path | None = None

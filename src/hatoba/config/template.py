@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from hatoba.config.schema import STANDARD_PORTS, DeliveryConfig, LimitsConfig, SmtpConfig
+from hatoba.config.schema import STANDARD_PORTS, DeliveryConfig, LimitsConfig, Pop3Config, SmtpConfig
 
 _LISTENER_NOTES = {
     "smtp": "Mail from other servers (the MX). STARTTLS offered; no AUTH here.",
@@ -24,7 +24,7 @@ _LISTENER_NOTES = {
     "imaps": "IMAP with TLS from the first byte.",
     "http": "Autoconfiguration and health checks.",
 }
-_AVAILABLE = frozenset({"smtp", "submission", "smtps"})
+_AVAILABLE = frozenset({"smtp", "submission", "smtps", "pop3", "pop3s"})
 
 _LIMIT_NOTES = {
     "max_message_size": "bytes in one message",
@@ -116,6 +116,14 @@ def render_config(hostname: str, bind_host: str, port_offset: int) -> str:
         f"# received_shows_login = {_value(smtp.received_shows_login)}  # put the login in the Received header",
         f"# bare_newline = {_value(smtp.bare_newline)}  # or \"reject\": bare CR/LF in DATA (SMTP smuggling)",
         f"# allow_plaintext_auth = {_value(smtp.allow_plaintext_auth)}  # AUTH without TLS: never on the Internet",
+        f"# pop_before_smtp_minutes = {_value(smtp.pop_before_smtp_minutes)}  # legacy POP-before-SMTP relaying; 0 = off",
+        "",
+        "[pop3]",
+        "# Networks whose clients may log in on port 110 without STLS (never on the",
+        "# Internet). Empty: a password is only accepted over TLS.",
+        "plaintext_auth_networks = []",
+        f"# apop = {_value(Pop3Config().apop)}  # APOP for users given a secret with `hatoba user apop`",
+        f"# max_auth_failures = {_value(Pop3Config().max_auth_failures)}  # failed logins before the connection closes",
         "",
         "[limits]",
     ]

@@ -46,6 +46,7 @@ def find_problems(config: Config) -> list[str]:
         *_listener_problems(config),
         *_tls_problems(config),
         *_smtp_problems(config),
+        *_pop3_problems(config),
         *_limit_problems(config.limits),
         *_delivery_problems(config),
         *_log_problems(config),
@@ -155,6 +156,25 @@ def _smtp_problems(config: Config) -> Iterator[str]:
             )
     if smtp.bare_newline not in BARE_NEWLINE_MODES:
         yield f"smtp.bare_newline: {smtp.bare_newline!r} is not one of {', '.join(BARE_NEWLINE_MODES)}"
+    if smtp.pop_before_smtp_minutes < 0:
+        yield "smtp.pop_before_smtp_minutes: must be 0 (off) or more"
+
+
+def _pop3_problems(config: Config) -> Iterator[str]:
+    pop3 = config.pop3
+    for cidr in pop3.plaintext_auth_networks:
+        try:
+            too_wide = is_open_relay_network(cidr)
+        except ValueError:
+            yield f"pop3.plaintext_auth_networks: {cidr!r} is not a network in CIDR notation; write e.g. 192.168.1.0/24"
+            continue
+        if too_wide:
+            yield (
+                f"pop3.plaintext_auth_networks: {cidr} would let passwords cross the Internet unencrypted; "
+                "list only networks you trust, e.g. 127.0.0.1/32"
+            )
+    if pop3.max_auth_failures <= 0:
+        yield "pop3.max_auth_failures: must be more than 0"
 
 
 def _limit_problems(limits: LimitsConfig) -> Iterator[str]:

@@ -18,20 +18,25 @@ from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
 from hatoba.logs import mail_log, session_id
 from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
+from hatoba.net.pop3_session import MailboxLocks, Pop3Context, Pop3Session
 from hatoba.net.smtp_session import SmtpContext, SmtpSession
 from hatoba.pki.tlsctx import server_context
 from hatoba.policy.auth_throttle import AuthThrottle
+from hatoba.policy.pop_before_smtp import PopBeforeSmtp
 from hatoba.policy.relay import TrustedNetworks
+from hatoba.proto.pop3 import replies as pop3_replies
 from hatoba.proto.smtp import replies as R
 from hatoba.queue.manager import QueueManager
 from hatoba.queue.process import DeliveryProcess
 from hatoba.queue.spool import Spool
 from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
+from hatoba.store.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0  # seconds sessions get to finish on stop
+SERVED_LISTENERS = (*SMTP_LISTENERS, "pop3", "pop3s")
 
 
 class Server:
@@ -53,17 +58,32 @@ class Server:
         self.tls_context: ssl.SSLContext | None = server_context(config.tls)
         limits = config.limits
         self.limiter = ConnectionLimiter(max_total=limits.max_connections, max_per_ip=limits.max_connections_per_ip)
+        # Shared by every protocol: failed logins on POP3 count against SMTP AUTH too.
+        throttle = AuthThrottle(
+            delay_after=limits.auth_failures_before_delay,
+            lockout_after=limits.auth_failures_per_ip,
+            lockout_seconds=limits.auth_lockout,
+        )
+        self.pop_before_smtp = PopBeforeSmtp(config.smtp.pop_before_smtp_minutes)
         self.smtp = SmtpContext(
             config=config,
             directory=self.directory,
             spool=self.spool,
-            throttle=AuthThrottle(
-                delay_after=limits.auth_failures_before_delay,
-                lockout_after=limits.auth_failures_per_ip,
-                lockout_seconds=limits.auth_lockout,
-            ),
+            throttle=throttle,
             trusted=TrustedNetworks.parse(config.smtp.trusted_networks),
+            pop_before_smtp=self.pop_before_smtp,
             tls_context=self.tls_context,
+        )
+        self.pop3 = Pop3Context(
+            config=config,
+            directory=self.directory,
+            store=self.store,
+            throttle=throttle,
+            pop_before_smtp=self.pop_before_smtp,
+            plaintext_networks=TrustedNetworks.parse(config.pop3.plaintext_auth_networks),
+            tls_context=self.tls_context,
+            locks=MailboxLocks(),
+            secrets=SecretBox(paths.secrets_key) if config.pop3.apop else None,
         )
         self._servers: list[asyncio.Server] = []
         self._sessions: set[asyncio.Task[Any]] = set()
@@ -84,7 +104,7 @@ class Server:
         for listener in self.config.listeners.values():
             if not listener.enabled:
                 continue
-            if listener.name not in SMTP_LISTENERS:
+            if listener.name not in SERVED_LISTENERS:
                 log.warning("listener %s is not available in this version; skipped", listener.name)
                 continue
             server = await asyncio.start_server(
@@ -136,15 +156,19 @@ class Server:
         refusal = self.limiter.acquire(ip)
         if refusal is not None:
             mail_log("refused", ip=ip, listener=listener.name, reason=refusal.text)
-            await _close_with(writer, refusal)
+            await _close_with(writer, _farewell(listener, refusal))
             return
         started = time.monotonic()
         mail_log("connect", ip=ip, port=peer[1], listener=listener.name)
-        session = SmtpSession(self.smtp, listener, reader, writer, sid, ip)
+        session: SmtpSession | Pop3Session
+        if listener.name in SMTP_LISTENERS:
+            session = SmtpSession(self.smtp, listener, reader, writer, sid, ip)
+        else:
+            session = Pop3Session(self.pop3, listener, reader, writer, sid, ip)
         try:
             await session.run()
         except asyncio.CancelledError:
-            await _close_with(writer, R.R421_SHUTTING_DOWN)
+            await _close_with(writer, _farewell(listener, R.R421_SHUTTING_DOWN))
             raise
         except (ConnectionError, OSError) as exc:
             log.info("connection lost: %s", type(exc).__name__)
@@ -154,10 +178,8 @@ class Server:
                 "disconnect",
                 ip=ip,
                 listener=listener.name,
-                helo=session.conn.helo,
                 tls=session.tls_info[0] if session.tls_info else "none",
-                login=session.conn.auth_login,
-                messages=session.messages_accepted,
+                **_session_summary(session),
                 commands=session.conn.commands,
                 errors=session.conn.bad_commands,
                 duration=f"{time.monotonic() - started:.3f}s",
@@ -176,14 +198,27 @@ class Server:
         await self.manager.stop()
 
 
-async def _close_with(writer: asyncio.StreamWriter, reply: R.Reply) -> None:
+def _farewell(listener: ListenerConfig, reply: R.Reply) -> bytes:
+    """The last words before closing (limits, shutdown), in the listener's protocol."""
+    if listener.name in SMTP_LISTENERS:
+        return R.format_reply(reply)
+    return pop3_replies.format_reply(pop3_replies.err(reply.text, "SYS/TEMP"))
+
+
+async def _close_with(writer: asyncio.StreamWriter, data: bytes) -> None:
     try:
-        writer.write(R.format_reply(reply))
+        writer.write(data)
         async with asyncio.timeout(5):
             await writer.drain()
     except (OSError, ConnectionError, TimeoutError):
         pass
     writer.close()
+
+
+def _session_summary(session: SmtpSession | Pop3Session) -> dict[str, object]:
+    if isinstance(session, SmtpSession):
+        return {"helo": session.conn.helo, "login": session.conn.auth_login, "messages": session.messages_accepted}
+    return {"login": session.mailbox, "retrieved": session.retrieved, "deleted": session.deleted}
 
 
 def _describe(listener: ListenerConfig) -> str:
@@ -193,6 +228,10 @@ def _describe(listener: ListenerConfig) -> str:
         return "users' clients; STARTTLS required, then AUTH"
     if listener.name == "smtps":
         return "users' clients; implicit TLS, then AUTH"
+    if listener.name == "pop3":
+        return "mail pick-up; STLS before any password"
+    if listener.name == "pop3s":
+        return "mail pick-up; implicit TLS"
     return listener.name
 
 

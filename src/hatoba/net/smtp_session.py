@@ -17,6 +17,7 @@ from hatoba.config.schema import Config, ListenerConfig
 from hatoba.logs import mail_log, trace_line
 from hatoba.policy import relay, submission
 from hatoba.policy.auth_throttle import AuthThrottle
+from hatoba.policy.pop_before_smtp import PopBeforeSmtp
 from hatoba.proto.smtp import replies as R
 from hatoba.proto.smtp.events import (
     NEED_DATA,
@@ -52,6 +53,7 @@ class SmtpContext:
     spool: Spool
     throttle: AuthThrottle
     trusted: relay.TrustedNetworks
+    pop_before_smtp: PopBeforeSmtp
     tls_context: ssl.SSLContext | None
 
 
@@ -253,9 +255,16 @@ class SmtpSession:
         relay_ok = relay.may_relay(
             client_ip=self.client_ip, authenticated=self.conn.auth_login is not None, trusted=self.ctx.trusted
         )
+        pop_login = None
+        if not relay_ok and self.listener.name == "smtp":
+            pop_login = self.ctx.pop_before_smtp.login_for(self.client_ip)
         decision = await asyncio.to_thread(
-            relay.check_recipient, address, relay_allowed=relay_ok, directory=self.ctx.directory
+            relay.check_recipient, address, relay_allowed=relay_ok or pop_login is not None,
+            directory=self.ctx.directory,
         )
+        if decision.accept and decision.log_reason == "relay" and pop_login is not None:
+            mail_log("relay", via="pop-before-smtp", ip=self.client_ip, pop_login=pop_login,
+                     sender=f"<{self.mail_from}>", rcpt=f"<{address}>")
         if not decision.accept:
             mail_log("rejected", stage="rcpt", reason=decision.log_reason, ip=self.client_ip,
                      helo=self.conn.helo, sender=f"<{self.mail_from}>", rcpt=f"<{address}>")

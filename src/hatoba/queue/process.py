@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hatoba delivery: {exc}", file=sys.stderr)
         return 1
     setup_logging(args.log_level, config.log.file)
-    asyncio.run(_serve(config))
+    from hatoba.runloop import run as run_loop
+
+    run_loop(_serve(config))
     return 0
 
 

@@ -86,6 +86,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX aliases_target_domain ON aliases(target_domain)",
         "CREATE INDEX aliases_domain ON aliases(domain)",
     ),
+    (
+        # APOP secret sealed by store/secretbox.py; NULL = APOP off for the user.
+        "ALTER TABLE users ADD COLUMN apop_secret TEXT",
+    ),
 )
 
 
@@ -411,6 +415,25 @@ class Directory:
             return False
         conn = self._conn()
         return conn.execute("SELECT 1 FROM users WHERE address_key = ?", (key,)).fetchone() is not None
+
+    # -- APOP --------------------------------------------------------------------
+
+    def set_apop_secret(self, address: str, sealed: str | None) -> str:
+        """Store a user's sealed APOP secret (None turns APOP off). Returns the address."""
+        with self._write() as conn:
+            key, stored = self._find_user(conn, address)
+            conn.execute("UPDATE users SET apop_secret = ? WHERE address_key = ?", (sealed, key))
+        return stored
+
+    def apop_secret(self, address: str) -> str | None:
+        """The sealed APOP secret of a user, or None (no such user, or APOP off)."""
+        try:
+            key = _key(parse_address(address))
+        except AddressError:
+            return None
+        with self._read() as conn:
+            row = conn.execute("SELECT apop_secret FROM users WHERE address_key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
 
     # -- passwords ----------------------------------------------------------------
 

@@ -4,10 +4,10 @@ Delivery follows the Maildir rules (write in tmp/, fsync, rename into new/,
 fsync new/), so mutt, Dovecot or any Maildir tool can read the store.
 Lines end in LF on disk, as every Maildir reader expects.
 
-File names are "TIME.QKEY.HOST" when the queue gives a unique key (its
-queue id): the same message delivered twice after a crash gets the same
-name, and the second delivery finds it and writes nothing (exactly once).
-Without a key the unique part is "M<random>P<pid>".
+File names are "TIME.QKEY.HOST,S=SIZE,W=WIRESIZE" when the queue gives a
+unique key (its queue id): the same message delivered twice after a crash
+gets the same name, and the second delivery finds it and writes nothing
+(exactly once). Without a key the unique part is "M<random>P<pid>".
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from hatoba.fsutil import fsync_dir, make_private_dir
@@ -70,29 +71,35 @@ class MaildirStore:
         self._ensure(maildir)
         when = int(timestamp if timestamp is not None else time.time())
         unique = f"Q{unique_key}" if unique_key else f"M{secrets.token_hex(8)}P{os.getpid()}"
-        name = f"{when}.{unique}.{self._host}"
-        final = maildir / "new" / name
-        if unique_key:
-            existing = self._find(maildir, name, thorough)
-            if existing is not None:
-                return DeliveredMessage(mailbox, existing, duplicate=True)
-        tmp = maildir / "tmp" / name
+        base = f"{when}.{unique}.{self._host}"
+        tmp = maildir / "tmp" / base
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with open(source, "rb") as src:
-                _copy_as_lf(prefix, src, fd, length)
+                size, lines = _copy_as_lf(prefix, src, fd, length)
+            # Dovecot's convention: S= the file size, W= the size with CRLF line
+            # ends (what POP3 and IMAP report), so listing never opens a file.
+            name = f"{base},S={size},W={size + lines}"
+            if unique_key:
+                existing = self._find(maildir, name, thorough)
+                if existing is not None:
+                    os.close(fd)
+                    _unlink_quietly(tmp)
+                    return DeliveredMessage(mailbox, existing, duplicate=True)
             os.fsync(fd)
         except BaseException:
             os.close(fd)
             _unlink_quietly(tmp)
             raise
         os.close(fd)
+        final = maildir / "new" / name
         os.rename(tmp, final)
         fsync_dir(final.parent)
         return DeliveredMessage(mailbox, final)
 
     @staticmethod
     def _find(maildir: Path, name: str, thorough: bool) -> Path | None:
+        """The file delivered as `name` earlier, in new/ or cur/ (any flags when thorough)."""
         candidate = maildir / "new" / name
         if candidate.exists():
             return candidate
@@ -107,24 +114,56 @@ class MaildirStore:
         return None
 
 
-def _copy_as_lf(prefix: bytes, src, fd: int, length: int | None) -> None:  # type: ignore[no-untyped-def]
-    """Copy prefix + `length` bytes of src (all when None) to fd, CRLF turned into LF, in bounded memory."""
+def _copy_as_lf(prefix: bytes, src, fd: int, length: int | None) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """Copy prefix + `length` bytes of src (all when None) to fd, CRLF turned into LF, in bounded memory.
+
+    Returns (bytes written, line feeds written).
+    """
     pending = prefix
     left = length
+    size = lines = 0
     while True:
         chunk = src.read(CHUNK if left is None else min(CHUNK, left))
         if left is not None:
             left -= len(chunk)
         data = pending + chunk
+        if chunk:
+            # A CR at the end may be the first half of a CRLF split across chunks.
+            if data.endswith(b"\r"):
+                data, pending = data[:-1], b"\r"
+            else:
+                pending = b""
+        out = data.replace(b"\r\n", b"\n")
+        _write_all(fd, out)
+        size += len(out)
+        lines += out.count(b"\n")
         if not chunk:
-            _write_all(fd, data.replace(b"\r\n", b"\n"))
-            return
-        # A CR at the end may be the first half of a CRLF split across chunks.
-        if data.endswith(b"\r"):
-            data, pending = data[:-1], b"\r"
-        else:
-            pending = b""
-        _write_all(fd, data.replace(b"\r\n", b"\n"))
+            return size, lines
+
+
+@dataclass(frozen=True)
+class MaildirName:
+    """What a Maildir file name tells: "BASE[,S=n][,W=n][:2,FLAGS]"."""
+
+    base: str  # the unique part, stable when flags change or the file moves to cur/
+    size: int | None  # S=: bytes in the file
+    wire_size: int | None  # W=: bytes with CRLF line ends
+    flags: str
+
+    @classmethod
+    def parse(cls, name: str) -> MaildirName:
+        stem, _, info = name.partition(":")
+        flags = info[2:] if info.startswith("2,") else ""
+        base, *fields = stem.split(",")
+        size = wire = None
+        for field in fields:
+            key, _, value = field.partition("=")
+            if value.isdigit():
+                if key == "S":
+                    size = int(value)
+                elif key == "W":
+                    wire = int(value)
+        return cls(base, size, wire, flags)
 
 
 def _write_all(fd: int, data: bytes) -> None:

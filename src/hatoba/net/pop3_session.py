@@ -1,0 +1,354 @@
+"""Pop3Session: runs one POP3 connection, joining the POP3 core to the directory and the store.
+
+read -> conn.receive_data -> conn.next_event -> verify logins, open the
+maildrop, stream messages, delete on QUIT -> write. No POP3 syntax is
+handled here. Blocking work (Argon2, SQLite, files) runs in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import ssl
+import time
+from dataclasses import dataclass
+
+from hatoba.config.schema import Config, ListenerConfig
+from hatoba.logs import mail_log, trace_line
+from hatoba.policy.auth_throttle import AuthThrottle
+from hatoba.policy.pop_before_smtp import PopBeforeSmtp
+from hatoba.policy.relay import TrustedNetworks
+from hatoba.proto.pop3 import replies as R
+from hatoba.proto.pop3.body import RetrEncoder, TopEncoder
+from hatoba.proto.pop3.events import (
+    NEED_DATA,
+    ApopLogin,
+    AuthCredentials,
+    CoreReply,
+    MessageInfo,
+    Quit,
+    Retrieve,
+    StartTlsRequested,
+    Top,
+    UserPass,
+)
+from hatoba.proto.pop3.replies import Pop3Reply
+from hatoba.proto.pop3.server import Pop3Facts, Pop3ServerConn, State
+from hatoba.store.directory import Directory
+from hatoba.store.maildir import MaildirStore
+from hatoba.store.maildrop import Maildrop
+from hatoba.store.secretbox import SecretBox, SecretBoxError
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+WHOLE_MESSAGE = 256 * 1024  # messages up to this size are read in one go
+STREAM_CHUNK = 64 * 1024
+# RFC 1939 §3: the autologout timer is at least 10 minutes.
+POP3_IDLE_TIMEOUT = 600.0
+
+
+class MailboxLocks:
+    """One POP3 session per maildrop (RFC 1939 §8: an exclusive-access lock)."""
+
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+
+    def acquire(self, mailbox: str) -> bool:
+        key = mailbox.lower()
+        if key in self._held:
+            return False
+        self._held.add(key)
+        return True
+
+    def release(self, mailbox: str) -> None:
+        self._held.discard(mailbox.lower())
+
+
+@dataclass
+class Pop3Context:
+    """What every POP3 session of one server shares."""
+
+    config: Config
+    directory: Directory
+    store: MaildirStore
+    throttle: AuthThrottle
+    pop_before_smtp: PopBeforeSmtp
+    plaintext_networks: TrustedNetworks
+    tls_context: ssl.SSLContext | None
+    locks: MailboxLocks
+    secrets: SecretBox | None
+
+
+def apop_digest(timestamp: str, secret: str) -> str:
+    """RFC 1939 §7: MD5 of the greeting's timestamp followed by the shared secret."""
+    return hashlib.md5((timestamp + secret).encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+class Pop3Session:
+    def __init__(
+        self,
+        ctx: Pop3Context,
+        listener: ListenerConfig,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        session_id: str,
+        client_ip: str,
+    ) -> None:
+        self.ctx = ctx
+        self.listener = listener
+        self.reader = reader
+        self.writer = writer
+        self.session_id = session_id
+        self.client_ip = client_ip
+        cfg = ctx.config
+        self.timestamp = f"<{os.getpid()}.{time.time_ns()}@{cfg.server.hostname}>"
+        apop_on = cfg.pop3.apop and ctx.secrets is not None
+        self.conn = Pop3ServerConn(
+            Pop3Facts(
+                hostname=cfg.server.hostname,
+                tls_available=ctx.tls_context is not None and not listener.implicit_tls,
+                tls_active=listener.implicit_tls,
+                allow_plaintext_auth=client_ip in ctx.plaintext_networks,
+                apop_timestamp=self.timestamp if apop_on else None,
+                max_line=cfg.limits.max_command_line,
+                max_bad_commands=cfg.limits.max_bad_commands,
+                # No max_commands from the SMTP limit: fetching a big maildrop
+                # takes a RETR and a DELE per message.
+            )
+        )
+        self.out: list[bytes] = []
+        self.maildrop: Maildrop | None = None
+        self.mailbox: str | None = None
+        self.auth_failures = 0
+        self.retrieved = 0
+        self.deleted = 0
+        self.tls_info: tuple[str, str, int] | None = None
+        if listener.implicit_tls:
+            self._record_tls()
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._write(self.conn.greeting())
+        await self._flush()
+        timeout = min(self.ctx.config.limits.command_timeout * 2, POP3_IDLE_TIMEOUT)
+        try:
+            while not self.conn.closed:
+                try:
+                    async with asyncio.timeout(timeout):
+                        data = await self.reader.read(READ_SIZE)
+                except TimeoutError:
+                    self._write(R.format_reply(R.err("Autologout; idle for too long")))
+                    mail_log("timeout", ip=self.client_ip, proto="pop3")
+                    break
+                if not data:
+                    break  # dropped: nothing is deleted (RFC 1939 §6)
+                self.conn.receive_data(data)
+                await self._process_events()
+                await self._flush()
+        finally:
+            if self.mailbox is not None:
+                self.ctx.locks.release(self.mailbox)
+            await self._flush()
+
+    async def _process_events(self) -> None:
+        while not self.conn.closed:
+            event = self.conn.next_event()
+            if event is NEED_DATA:
+                return
+            try:
+                await self._handle(event)
+            except Exception:  # our bug or an I/O failure: the client gets -ERR, the server stays up
+                log.exception("error handling %s", type(event).__name__)
+                if self.conn.closed:
+                    return
+                self._write(self.conn.send(R.err(f"Local error; try again later (id={self.session_id})", "SYS/TEMP")))
+
+    async def _handle(self, event: object) -> None:
+        match event:
+            case CoreReply(reply=reply):
+                self._write(self.conn.send(reply))
+            case StartTlsRequested():
+                await self._starttls()
+            case UserPass(user=user, password=password):
+                await self._login(user, "USER", self._check_password(user, password))
+            case ApopLogin(user=user, digest=digest):
+                await self._login(user, "APOP", self._check_apop(user, digest))
+            case AuthCredentials(mechanism=mechanism, credentials=creds):
+                if creds.authzid and creds.authzid.lower() != creds.username.lower():
+                    check = _refuse()  # acting for another user is not supported
+                else:
+                    check = self._check_password(creds.username, creds.password)
+                await self._login(creds.username, mechanism, check)
+            case Retrieve(index=index, info=info):
+                # Maildir files have LF line ends: lf_only keeps RETR equal to LIST's W= size.
+                if await self._send_message(index, info, RetrEncoder(lf_only=True), self.conn.retr_ok):
+                    self.retrieved += 1
+            case Top(index=index, info=info, lines=lines):
+                await self._send_message(index, info, TopEncoder(lines, lf_only=True), self.conn.top_ok)
+            case Quit(deleted=deleted):
+                await self._quit(deleted)
+            case _:
+                raise AssertionError(f"unexpected POP3 event {event!r}")
+
+    # -- STLS ----------------------------------------------------------------------
+
+    async def _starttls(self) -> None:
+        self._write(self.conn.send(R.ok("Begin TLS negotiation")))
+        await self._flush()
+        assert self.ctx.tls_context is not None
+        try:
+            async with asyncio.timeout(30):
+                await self.writer.start_tls(self.ctx.tls_context)
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
+            mail_log("tls-failed", ip=self.client_ip, proto="pop3", reason=type(exc).__name__)
+            self.conn.state = State.CLOSED
+            return
+        self.conn.tls_started()
+        self._record_tls()
+
+    def _record_tls(self) -> None:
+        obj = self.writer.get_extra_info("ssl_object")
+        if obj is not None:
+            cipher = obj.cipher() or ("?", "?", 0)
+            self.tls_info = (obj.version() or "TLS", cipher[0], cipher[2])
+
+    # -- logins ----------------------------------------------------------------------
+
+    async def _check_password(self, user: str, password: str) -> bool:
+        return await asyncio.to_thread(self.ctx.directory.verify_password, user, password)
+
+    async def _check_apop(self, user: str, digest: str) -> bool:
+        def check() -> bool:
+            sealed = self.ctx.directory.apop_secret(user)
+            if sealed is None or self.ctx.secrets is None:
+                return False
+            try:
+                secret = self.ctx.secrets.open(sealed)
+            except SecretBoxError as exc:
+                log.error("%s", exc)
+                return False
+            return hmac.compare_digest(apop_digest(self.timestamp, secret), digest.lower())
+
+        return await asyncio.to_thread(check)
+
+    async def _login(self, user: str, mechanism: str, check) -> None:  # type: ignore[no-untyped-def]
+        throttle, ip = self.ctx.throttle, self.client_ip
+        if throttle.is_locked(ip):
+            check.close()
+            mail_log("auth", result="locked", proto="pop3", ip=ip)
+            self._write(self.conn.send(R.err("Too many failed logins from your address; try again later", "AUTH")))
+            self.conn.state = State.CLOSED
+            return
+        if not await check:
+            delay = throttle.failure(ip)
+            self.auth_failures += 1
+            mail_log("auth", result="failed", proto="pop3", login=user, mech=mechanism, ip=ip)
+            if delay:
+                await asyncio.sleep(delay)
+            self._write(self.conn.send(R.ERR_LOGIN_FAILED))
+            if self.auth_failures >= self.ctx.config.pop3.max_auth_failures or throttle.is_locked(ip):
+                self._write(R.format_reply(R.err("Too many failed logins; closing")))
+                self.conn.state = State.CLOSED
+            return
+        throttle.success(ip)
+        mailbox = user.lower()
+        if not self.ctx.locks.acquire(mailbox):
+            mail_log("auth", result="in-use", proto="pop3", login=user, ip=ip)
+            self._write(self.conn.send(R.ERR_IN_USE))
+            return
+        self.mailbox = mailbox
+        try:
+            maildrop = await asyncio.to_thread(Maildrop.open, self.ctx.store.maildir(mailbox))
+        except OSError as exc:
+            log.error("cannot open the maildrop of %s: %s", mailbox, exc)
+            self.ctx.locks.release(mailbox)
+            self.mailbox = None
+            self._write(self.conn.send(R.err("Cannot open your maildrop now; try again later", "SYS/TEMP")))
+            return
+        self.maildrop = maildrop
+        self.ctx.pop_before_smtp.record_login(ip, mailbox)
+        tls = self.tls_info
+        mail_log("auth", result="ok", proto="pop3", login=user, mech=mechanism, ip=ip,
+                 tls=f"{tls[0]}/{tls[1]}" if tls else "none", messages=len(maildrop.messages))
+        infos = [MessageInfo(m.wire_size, m.uid) for m in maildrop.messages]
+        self._write(self.conn.login_succeeded(mailbox, infos))
+
+    # -- messages ----------------------------------------------------------------------
+
+    async def _send_message(self, index: int, info: MessageInfo, encoder, start) -> bool:  # type: ignore[no-untyped-def]
+        """Stream one message (RETR or TOP); False when it could not be read."""
+        assert self.maildrop is not None
+        maildrop = self.maildrop
+        small = info.size <= WHOLE_MESSAGE
+        try:
+            if small:  # the common case: one trip to a thread for the whole message
+                data = await asyncio.to_thread(maildrop.read_message, index)
+            else:
+                f = await asyncio.to_thread(maildrop.open_message, index)
+        except FileNotFoundError:
+            # Removed by another client (IMAP) since the session began.
+            self._write(self.conn.send(R.err("That message was deleted by another session", "SYS/PERM")))
+            return False
+        except OSError as exc:
+            log.error("cannot read message %d of %s: %s", index + 1, self.mailbox, exc)
+            self._write(self.conn.send(R.ERR_MESSAGE_UNAVAILABLE))
+            return False
+        self._write(start(info))
+        if small:
+            self._write(encoder.feed(data) + encoder.finish(), trace=False)
+        else:
+            try:
+                while not getattr(encoder, "done", False):
+                    chunk = await asyncio.to_thread(f.read, STREAM_CHUNK)
+                    if not chunk:
+                        break
+                    self._write(encoder.feed(chunk), trace=False)
+                    await self._flush()  # bounded memory: one chunk at a time
+                self._write(encoder.finish(), trace=False)
+            finally:
+                await asyncio.to_thread(f.close)
+        self.conn.message_sent()
+        return True
+
+    async def _quit(self, deleted: tuple[int, ...]) -> None:
+        assert self.maildrop is not None
+        try:
+            removed = await asyncio.to_thread(self.maildrop.delete, deleted)
+        except OSError as exc:
+            log.error("cannot delete messages of %s: %s", self.mailbox, exc)
+            self._write(self.conn.send(R.ERR_QUIT_FAILED))
+            return
+        self.deleted = removed
+        mail_log("pop3-update", login=self.mailbox, ip=self.client_ip, retrieved=self.retrieved, deleted=removed)
+        self._write(self.conn.send(R.ok(f"{self.ctx.config.server.hostname} closing; {removed} messages deleted")))
+
+    # -- output ----------------------------------------------------------------------------
+
+    def _write(self, data: bytes, *, trace: bool = True) -> None:
+        if data:
+            if trace:
+                for line in data.splitlines(keepends=True):
+                    trace_line("->", line)
+            self.out.append(data)
+
+    async def _flush(self) -> None:
+        if self.out:
+            data, self.out = b"".join(self.out), []
+            try:
+                self.writer.write(data)
+                async with asyncio.timeout(self.ctx.config.limits.command_timeout):
+                    await self.writer.drain()
+            except (OSError, ConnectionError, TimeoutError):
+                self.conn.state = State.CLOSED
+
+
+async def _refuse() -> bool:
+    return False
+
+
+__all__ = ["MailboxLocks", "Pop3Context", "Pop3Reply", "Pop3Session", "apop_digest"]

@@ -1,0 +1,122 @@
+"""A user's Maildir as a POP3 maildrop: a fixed, numbered list of messages.
+
+Opening lists new/ and cur/ by name only: the sizes come from the S=/W=
+fields of the names (written at delivery), so a 10,000-message maildrop
+opens without reading a message. Files dropped in by other tools without
+W= are read once to count their lines.
+
+Unique ids (UIDL) are the Maildir base names: stable across sessions,
+restarts and moves from new/ to cur/ (RFC 1939 §7 allows 1-70 printable
+characters; longer or odd names are replaced by their SHA-1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hatoba.fsutil import fsync_dir
+from hatoba.store.maildir import MaildirName
+
+MAX_UID_LENGTH = 70
+
+
+@dataclass(frozen=True)
+class DropMessage:
+    path: Path
+    uid: str
+    wire_size: int  # octets with CRLF line ends, before dot-stuffing (what LIST reports)
+
+
+def _uid(base: str) -> str:
+    if len(base) <= MAX_UID_LENGTH and all(0x21 <= ord(c) <= 0x7E for c in base):
+        return base
+    return hashlib.sha1(base.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _wire_size(path: Path) -> int:
+    """Size with every bare LF counted as CRLF, for files without W= in their name."""
+    data = path.read_bytes()
+    return len(data) + data.count(b"\n") - data.count(b"\r\n")
+
+
+def _order(name: MaildirName) -> tuple[int, str]:
+    head = name.base.split(".", 1)[0]
+    return (int(head) if head.isdigit() else 0, name.base)
+
+
+@dataclass
+class Maildrop:
+    maildir: Path
+    messages: list[DropMessage]
+
+    @classmethod
+    def open(cls, maildir: Path) -> Maildrop:
+        found: list[tuple[tuple[int, str], DropMessage]] = []
+        for sub in ("cur", "new"):
+            try:
+                entries = list(os.scandir(maildir / sub))
+            except FileNotFoundError:
+                continue  # no mail delivered yet
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                name = MaildirName.parse(entry.name)
+                path = Path(entry.path)
+                try:
+                    wire = name.wire_size if name.wire_size is not None else _wire_size(path)
+                except FileNotFoundError:
+                    continue  # removed while we looked (IMAP expunge)
+                found.append((_order(name), DropMessage(path, _uid(name.base), wire)))
+        found.sort(key=lambda item: item[0])
+        return cls(maildir, [message for _, message in found])
+
+    def delete(self, indices: Iterable[int]) -> int:
+        """Remove the messages at these 0-based indices; returns how many were there to remove."""
+        removed = 0
+        folders: set[Path] = set()
+        for index in indices:
+            path = self.messages[index].path
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                path = self._moved(self.messages[index])
+                if path is None:
+                    continue  # already gone (another client removed it)
+                os.unlink(path)
+            removed += 1
+            folders.add(path.parent)
+        for folder in folders:
+            fsync_dir(folder)
+        return removed
+
+    def _moved(self, message: DropMessage) -> Path | None:
+        """The message's file after another client renamed it (new/ -> cur/, flags changed)."""
+        base = message.path.name.split(":", 1)[0]
+        for sub in ("cur", "new"):
+            try:
+                for entry in os.scandir(self.maildir / sub):
+                    if entry.name.split(":", 1)[0] == base:
+                        return Path(entry.path)
+            except FileNotFoundError:
+                continue
+        return None
+
+    def open_message(self, index: int):  # type: ignore[no-untyped-def]
+        """The message file, open for reading (follows a rename by another client)."""
+        message = self.messages[index]
+        try:
+            return open(message.path, "rb")
+        except FileNotFoundError:
+            moved = self._moved(message)
+            if moved is None:
+                raise
+            return open(moved, "rb")
+
+    def read_message(self, index: int) -> bytes:
+        """The whole stored message (for small ones: one call instead of open, read, close)."""
+        with self.open_message(index) as f:
+            return f.read()
