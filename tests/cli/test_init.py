@@ -17,7 +17,7 @@ from hatoba.pki.ca import load_certs
 from hatoba.pki.tlsctx import server_context
 from hatoba.store.directory import Directory
 
-SERVING = {"smtp", "submission", "smtps", "pop3", "pop3s"}
+SERVING = {"smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"}
 
 
 def init(root: Path, *extra: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -76,8 +76,8 @@ def test_port_offset_binds_loopback(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert {name: (lc.host, lc.port) for name, lc in config.listeners.items()} == {
         name: ("127.0.0.1", port + 10000) for name, port in STANDARD_PORTS.items()
     }
-    assert not any(config.listeners[name].enabled for name in ("imap", "imaps", "http"))
-    assert all(config.listeners[name].enabled for name in ("smtp", "submission", "smtps", "pop3", "pop3s"))
+    assert not config.listeners["http"].enabled
+    assert all(config.listeners[name].enabled for name in ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"))
     with Directory(config.paths.directory_db) as directory:
         assert directory.list_domains() == []
 

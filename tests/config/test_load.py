@@ -63,7 +63,7 @@ def test_init_template_loads_with_the_schema_defaults(tmp_path: Path) -> None:
     for name, port in STANDARD_PORTS.items():
         listener = config.listeners[name]
         assert (listener.host, listener.port) == ("0.0.0.0", port)
-        assert listener.enabled == (name in ("smtp", "submission", "smtps", "pop3", "pop3s"))
+        assert listener.enabled == (name != "http")
     assert config.tls.cert == tmp_path / "tls" / "server.crt"
     assert config.tls.key == tmp_path / "tls" / "server.key"
     assert config.tls.ca_file == tmp_path / "tls" / "ca.crt"

@@ -24,7 +24,7 @@ _LISTENER_NOTES = {
     "imaps": "IMAP with TLS from the first byte.",
     "http": "Autoconfiguration and health checks.",
 }
-_AVAILABLE = frozenset({"smtp", "submission", "smtps", "pop3", "pop3s"})
+_AVAILABLE = frozenset({"smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"})
 
 _LIMIT_NOTES = {
     "max_message_size": "bytes in one message",

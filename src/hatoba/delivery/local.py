@@ -33,6 +33,7 @@ class Attempt:
     pending_remote: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (recipient, reason)
     temporary_error: str = ""
+    delivered: list[str] = field(default_factory=list)  # mailboxes that got a new message
 
 
 def trace_prefix(envelope: Envelope, mailbox: str) -> bytes:
@@ -93,6 +94,8 @@ def deliver_locally(
             continue
         done.add(mailbox)
         state.done.append(mailbox)
+        if not result.duplicate:
+            attempt.delivered.append(mailbox)
         mail_log(
             "delivered",
             qid=qid,

@@ -15,6 +15,7 @@ import os
 import ssl
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from hatoba.config.schema import Config, ListenerConfig
 from hatoba.logs import mail_log, trace_line
@@ -51,6 +52,10 @@ STREAM_CHUNK = 64 * 1024
 POP3_IDLE_TIMEOUT = 600.0
 
 
+class MailboxChanges(Protocol):
+    def changed(self, user: str) -> None: ...
+
+
 class MailboxLocks:
     """One POP3 session per maildrop (RFC 1939 §8: an exclusive-access lock)."""
 
@@ -81,6 +86,7 @@ class Pop3Context:
     tls_context: ssl.SSLContext | None
     locks: MailboxLocks
     secrets: SecretBox | None
+    events: MailboxChanges | None = None  # tells IMAP sessions about deletions
 
 
 def apop_digest(timestamp: str, secret: str) -> str:
@@ -324,6 +330,8 @@ class Pop3Session:
             self._write(self.conn.send(R.ERR_QUIT_FAILED))
             return
         self.deleted = removed
+        if removed and self.ctx.events is not None and self.mailbox is not None:
+            self.ctx.events.changed(self.mailbox)
         mail_log("pop3-update", login=self.mailbox, ip=self.client_ip, retrieved=self.retrieved, deleted=removed)
         self._write(self.conn.send(R.ok(f"{self.ctx.config.server.hostname} closing; {removed} messages deleted")))
 

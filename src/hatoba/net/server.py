@@ -18,6 +18,7 @@ from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
 from hatoba.logs import mail_log, session_id
 from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
+from hatoba.net.imap_session import ImapContext, ImapSession, MailboxEvents
 from hatoba.net.pop3_session import MailboxLocks, Pop3Context, Pop3Session
 from hatoba.net.smtp_session import SmtpContext, SmtpSession
 from hatoba.pki.tlsctx import server_context
@@ -31,12 +32,13 @@ from hatoba.queue.process import DeliveryProcess
 from hatoba.queue.spool import Spool
 from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
+from hatoba.store.mailboxes import MailboxStore
 from hatoba.store.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0  # seconds sessions get to finish on stop
-SERVED_LISTENERS = (*SMTP_LISTENERS, "pop3", "pop3s")
+SERVED_LISTENERS = (*SMTP_LISTENERS, "pop3", "pop3s", "imap", "imaps")
 
 
 class Server:
@@ -51,10 +53,16 @@ class Server:
         self.store = MaildirStore(paths.mail_dir, hostname=config.server.hostname)
         self.spool = Spool(paths.queue_dir, on_commit=self._on_commit)
         self.manager: QueueManager | DeliveryProcess
+        self.mailbox_events = MailboxEvents()
         if delivery_process and config.config_path is not None:
-            self.manager = DeliveryProcess(config.config_path, config.log.level)
+            self.manager = DeliveryProcess(
+                config.config_path, config.log.level, on_delivered=self.mailbox_events.changed
+            )
         else:
-            self.manager = QueueManager(self.spool, self.directory, self.store, retry=config.delivery)
+            self.manager = QueueManager(
+                self.spool, self.directory, self.store, retry=config.delivery,
+                on_delivered=self.mailbox_events.changed,
+            )
         self.tls_context: ssl.SSLContext | None = server_context(config.tls)
         limits = config.limits
         self.limiter = ConnectionLimiter(max_total=limits.max_connections, max_per_ip=limits.max_connections_per_ip)
@@ -84,6 +92,17 @@ class Server:
             tls_context=self.tls_context,
             locks=MailboxLocks(),
             secrets=SecretBox(paths.secrets_key) if config.pop3.apop else None,
+            events=self.mailbox_events,
+        )
+        self.imap = ImapContext(
+            config=config,
+            directory=self.directory,
+            mailboxes=MailboxStore(paths.mail_dir),
+            throttle=throttle,
+            pop_before_smtp=self.pop_before_smtp,
+            plaintext_networks=TrustedNetworks.parse(config.pop3.plaintext_auth_networks),
+            tls_context=self.tls_context,
+            events=self.mailbox_events,
         )
         self._servers: list[asyncio.Server] = []
         self._sessions: set[asyncio.Task[Any]] = set()
@@ -160,11 +179,13 @@ class Server:
             return
         started = time.monotonic()
         mail_log("connect", ip=ip, port=peer[1], listener=listener.name)
-        session: SmtpSession | Pop3Session
+        session: SmtpSession | Pop3Session | ImapSession
         if listener.name in SMTP_LISTENERS:
             session = SmtpSession(self.smtp, listener, reader, writer, sid, ip)
-        else:
+        elif listener.name in ("pop3", "pop3s"):
             session = Pop3Session(self.pop3, listener, reader, writer, sid, ip)
+        else:
+            session = ImapSession(self.imap, listener, reader, writer, sid, ip)
         try:
             await session.run()
         except asyncio.CancelledError:
@@ -180,8 +201,6 @@ class Server:
                 listener=listener.name,
                 tls=session.tls_info[0] if session.tls_info else "none",
                 **_session_summary(session),
-                commands=session.conn.commands,
-                errors=session.conn.bad_commands,
                 duration=f"{time.monotonic() - started:.3f}s",
             )
             writer.close()
@@ -202,6 +221,8 @@ def _farewell(listener: ListenerConfig, reply: R.Reply) -> bytes:
     """The last words before closing (limits, shutdown), in the listener's protocol."""
     if listener.name in SMTP_LISTENERS:
         return R.format_reply(reply)
+    if listener.name in ("imap", "imaps"):
+        return b"* BYE " + reply.text.encode() + b"\r\n"
     return pop3_replies.format_reply(pop3_replies.err(reply.text, "SYS/TEMP"))
 
 
@@ -215,10 +236,14 @@ async def _close_with(writer: asyncio.StreamWriter, data: bytes) -> None:
     writer.close()
 
 
-def _session_summary(session: SmtpSession | Pop3Session) -> dict[str, object]:
+def _session_summary(session: SmtpSession | Pop3Session | ImapSession) -> dict[str, object]:
     if isinstance(session, SmtpSession):
-        return {"helo": session.conn.helo, "login": session.conn.auth_login, "messages": session.messages_accepted}
-    return {"login": session.mailbox, "retrieved": session.retrieved, "deleted": session.deleted}
+        return {"helo": session.conn.helo, "login": session.conn.auth_login, "messages": session.messages_accepted,
+                "commands": session.conn.commands, "errors": session.conn.bad_commands}
+    if isinstance(session, Pop3Session):
+        return {"login": session.mailbox, "retrieved": session.retrieved, "deleted": session.deleted,
+                "commands": session.conn.commands, "errors": session.conn.bad_commands}
+    return {"login": session.user, "commands": session.command_count, "errors": session.bad_commands}
 
 
 def _describe(listener: ListenerConfig) -> str:
@@ -232,6 +257,10 @@ def _describe(listener: ListenerConfig) -> str:
         return "mail pick-up; STLS before any password"
     if listener.name == "pop3s":
         return "mail pick-up; implicit TLS"
+    if listener.name == "imap":
+        return "mail access; STARTTLS before any password"
+    if listener.name == "imaps":
+        return "mail access; implicit TLS"
     return listener.name
 
 

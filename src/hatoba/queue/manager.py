@@ -19,6 +19,7 @@ import asyncio
 import heapq
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from hatoba.config.schema import DeliveryConfig
@@ -44,7 +45,10 @@ class QueueManager:
         *,
         retry: DeliveryConfig | None = None,
         workers: int = WORKERS,
+        on_delivered: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_delivered(mailbox)` runs in the event loop after each new message in a mailbox."""
+        self.on_delivered = on_delivered
         self.spool = spool
         self.directory = directory
         self.store = store
@@ -111,7 +115,10 @@ class QueueManager:
         while True:
             qid = await self._ready.get()
             try:
-                next_try = await loop.run_in_executor(self._executor, self._attempt, qid)
+                next_try, delivered = await loop.run_in_executor(self._executor, self._attempt, qid)
+                if self.on_delivered is not None:
+                    for mailbox in delivered:
+                        self.on_delivered(mailbox)
             except Exception:
                 log.exception("queue: delivery of %s failed; will retry", qid)
                 next_try = time.time() + self.retry.retry_min
@@ -124,13 +131,14 @@ class QueueManager:
                 self._waiting.add(qid)
                 self._wake.set()
 
-    def _attempt(self, qid: str) -> float | None:
-        """One delivery attempt (in a thread). Returns when to try again, or None when done or gone."""
+    def _attempt(self, qid: str) -> tuple[float | None, list[str]]:
+        """One delivery attempt (in a thread): when to try again (None when done or gone), and
+        the mailboxes that got the message."""
         try:
             queued = self.spool.read(qid)
             state = self.spool.state(qid)
             if state.held:
-                return None  # `hatoba queue release` brings it back
+                return None, []  # `hatoba queue release` brings it back
             thorough = qid in self._recovered or state.attempts > 0
             attempt = deliver_locally(
                 queued, state, directory=self.directory, store=self.store, thorough=thorough
@@ -138,16 +146,16 @@ class QueueManager:
         except FileNotFoundError:
             if self.spool.exists(qid):
                 raise
-            return None  # delivered by an earlier attempt, or `hatoba queue delete`
+            return None, []  # delivered by an earlier attempt, or `hatoba queue delete`
         except SpoolError as exc:
             log.error("%s; left in place for the operator, not delivered", exc)
-            return None
+            return None, []
         self._recovered.discard(qid)
         if attempt.finished:
             self.spool.remove(qid)
             mail_log("removed", qid=qid)
-            return None
-        return self._defer(qid, attempt)
+            return None, attempt.delivered
+        return self._defer(qid, attempt), attempt.delivered
 
     def _defer(self, qid: str, attempt: Attempt) -> float:
         state = attempt.state

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from hatoba.config.schema import Config
@@ -31,9 +32,13 @@ STOP_TIMEOUT = 30.0
 class DeliveryProcess:
     """The server's handle on the child process (start, notify, stop, restart on a crash)."""
 
-    def __init__(self, config_path: Path, log_level: str) -> None:
+    def __init__(
+        self, config_path: Path, log_level: str, *, on_delivered: Callable[[str], None] | None = None
+    ) -> None:
+        """`on_delivered(mailbox)` is called for each new message the child reports."""
         self.config_path = config_path
         self.log_level = log_level
+        self.on_delivered = on_delivered
         self._proc: asyncio.subprocess.Process | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
@@ -46,7 +51,17 @@ class DeliveryProcess:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hatoba.queue.process", str(self.config_path), "--log-level", self.log_level,
             stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
+        asyncio.get_running_loop().create_task(self._read_reports(self._proc))
+
+    async def _read_reports(self, proc: asyncio.subprocess.Process) -> None:
+        """The child writes "delivered MAILBOX" for each new message (IMAP IDLE wakes on it)."""
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            kind, _, mailbox = line.decode("utf-8", "replace").strip().partition(" ")
+            if kind == "delivered" and mailbox and self.on_delivered is not None:
+                self.on_delivered(mailbox)
 
     def notify(self, qid: str) -> None:
         proc = self._proc
@@ -92,7 +107,11 @@ async def _serve(config: Config) -> None:
     paths = config.paths
     directory = Directory(paths.directory_db)
     store = MaildirStore(paths.mail_dir, hostname=config.server.hostname)
-    manager = QueueManager(Spool(paths.queue_dir), directory, store, retry=config.delivery)
+    def report(mailbox: str) -> None:
+        sys.stdout.buffer.write(f"delivered {mailbox}\n".encode())
+        sys.stdout.buffer.flush()
+
+    manager = QueueManager(Spool(paths.queue_dir), directory, store, retry=config.delivery, on_delivered=report)
     await manager.start()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()

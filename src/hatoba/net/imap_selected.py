@@ -1,0 +1,116 @@
+"""The selected mailbox as one IMAP session sees it: sequence numbers, flags, pending news.
+
+RFC 9051 §7.5.1 / RFC 3501 §7.4.1: a session learns of expunges only when
+the server may renumber (not during FETCH, STORE or SEARCH by sequence
+number), so news from other sessions and deliveries waits here until the
+session can be told. Every method that touches the store blocks: call it in
+a thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hatoba.proto.imap import encode as E
+from hatoba.store.mailboxes import Mailbox, MessageRecord
+
+
+@dataclass
+class SelectedMailbox:
+    mailbox: Mailbox
+    readonly: bool
+    condstore: bool = False
+    uids: list[int] = field(default_factory=list)  # index = sequence number - 1
+    records: dict[int, MessageRecord] = field(default_factory=dict)
+    pending_expunges: list[int] = field(default_factory=list)
+    saved: list[int] = field(default_factory=list)  # SEARCHRES "$" (uids)
+
+    @classmethod
+    def open(cls, mailbox: Mailbox, *, readonly: bool, condstore: bool) -> SelectedMailbox:
+        mailbox.sync()
+        view = cls(mailbox, readonly, condstore)
+        for record in mailbox.messages():
+            view.uids.append(record.uid)
+            view.records[record.uid] = record
+        return view
+
+    # -- numbers ------------------------------------------------------------------
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int | None:
+        if uid not in self.records:
+            return None
+        return self.uids.index(uid) + 1
+
+    def uids_for(self, sequence, *, uid: bool) -> list[int]:  # type: ignore[no-untyped-def]
+        """The uids a sequence set names (by uid or by sequence number), ascending, existing only."""
+        if sequence.saved:
+            return [u for u in self.saved if u in self.records]
+        if uid:
+            largest = self.uids[-1] if self.uids else 0
+            return [u for u in self.uids if sequence.contains(u, largest)]
+        numbers = sequence.resolve(len(self.uids))
+        return [self.uids[n - 1] for n in numbers if 1 <= n <= len(self.uids)]
+
+    def bad_sequence(self, sequence) -> bool:  # type: ignore[no-untyped-def]
+        """RFC 9051 §6.4.5: a sequence number beyond EXISTS is an error (uids are not)."""
+        if sequence.saved:
+            return False
+        for r in sequence.ranges:
+            for n in (r.first, r.last):
+                if n is not None and n > len(self.uids):
+                    return True
+        return False
+
+    # -- news ---------------------------------------------------------------------------
+
+    def refresh(self, *, allow_expunge: bool, qresync: bool = False) -> bytes:
+        """Untagged responses for what changed in the store since we last looked."""
+        result = self.mailbox.sync()
+        out: list[bytes] = []
+        self.pending_expunges += [u for u in result.expunged if u in self.records]
+        if allow_expunge and self.pending_expunges:
+            gone, self.pending_expunges = self.pending_expunges, []
+            out.append(self.forget(gone, qresync=qresync))
+        for record in result.flags_changed:
+            if record.uid in self.records and record.uid not in self.pending_expunges:
+                self.records[record.uid] = record
+                out.append(self.flags_line(record))
+        added = [r for r in result.added if r.uid not in self.records]
+        for record in added:
+            self.uids.append(record.uid)
+            self.records[record.uid] = record
+        if added:
+            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+        return b"".join(out)
+
+    def forget(self, uids, *, qresync: bool) -> bytes:  # type: ignore[no-untyped-def]
+        """Drop expunged messages from the view; the EXPUNGE (or VANISHED) responses that say so."""
+        gone = {u for u in uids if u in self.records}
+        if not gone:
+            return b""
+        out: list[bytes] = []
+        if qresync:
+            out.append(b"* VANISHED " + E.format_sequence_set(sorted(gone)) + b"\r\n")
+            self.uids = [u for u in self.uids if u not in gone]
+        else:
+            # Highest first, so the numbers of the ones still to report do not shift.
+            for seq in range(len(self.uids), 0, -1):
+                if self.uids[seq - 1] in gone:
+                    out.append(b"* %d EXPUNGE\r\n" % seq)
+                    del self.uids[seq - 1]
+        for u in gone:
+            self.records.pop(u, None)
+        return b"".join(out)
+
+    def flags_line(self, record: MessageRecord, *, with_uid: bool = True) -> bytes:
+        seq = self.seq_of(record.uid)
+        items = [b"FLAGS " + E.format_flags(record.flags)]
+        if with_uid:
+            items.append(b"UID %d" % record.uid)
+        if self.condstore:
+            items.append(b"MODSEQ (%d)" % record.modseq)
+        return b"* %d FETCH (%s)\r\n" % (seq or 0, b" ".join(items))

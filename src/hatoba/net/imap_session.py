@@ -1,0 +1,393 @@
+"""ImapSession: one IMAP connection: reading commands, logins, TLS, IDLE, dispatch.
+
+read -> CommandReader (proto/imap/args.py) -> the state table
+(proto/imap/states.py) -> one handler per command in net/imap_commands.py
+-> write. Protocol syntax lives in proto/imap; mailboxes in store/mailboxes.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from hatoba.config.schema import Config, ListenerConfig
+from hatoba.logs import mail_log
+from hatoba.policy.auth_throttle import AuthThrottle
+from hatoba.policy.pop_before_smtp import PopBeforeSmtp
+from hatoba.policy.relay import TrustedNetworks
+from hatoba.proto import sasl
+from hatoba.proto.imap.args import (
+    ArgError,
+    CommandError,
+    CommandReader,
+    ContinuationRequest,
+    RawCommand,
+    as_text,
+)
+from hatoba.proto.imap.states import ALLOWED, KNOWN, ImapFacts, State, capabilities
+from hatoba.proto.smtp.events import NEED_DATA
+from hatoba.store.api import UserDB
+from hatoba.store.mailboxes import MailboxError, MailboxStore, UserMailboxes
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+PRE_LOGIN_TIMEOUT = 60.0
+# RFC 9051 §5.4: the autologout timer is at least 30 minutes once logged in.
+IDLE_AUTOLOGOUT = 30 * 60.0
+
+
+class MailboxEvents:
+    """Wakes IMAP sessions (IDLE) when a mailbox changes: deliveries, POP3, other sessions."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+
+    def subscribe(self, user: str) -> asyncio.Event:
+        event = asyncio.Event()
+        self._waiters.setdefault(user.lower(), set()).add(event)
+        return event
+
+    def unsubscribe(self, user: str, event: asyncio.Event) -> None:
+        waiters = self._waiters.get(user.lower())
+        if waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                del self._waiters[user.lower()]
+
+    def changed(self, user: str) -> None:
+        for event in self._waiters.get(user.lower(), ()):
+            event.set()
+
+
+@dataclass
+class ImapContext:
+    config: Config
+    directory: UserDB
+    mailboxes: MailboxStore
+    throttle: AuthThrottle
+    pop_before_smtp: PopBeforeSmtp
+    plaintext_networks: TrustedNetworks
+    tls_context: ssl.SSLContext | None
+    events: MailboxEvents
+
+
+class ImapSession:
+    def __init__(
+        self,
+        ctx: ImapContext,
+        listener: ListenerConfig,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        session_id: str,
+        client_ip: str,
+    ) -> None:
+        self.ctx = ctx
+        self.listener = listener
+        self.reader = reader
+        self.writer = writer
+        self.session_id = session_id
+        self.client_ip = client_ip
+        cfg = ctx.config
+        self.facts = ImapFacts(
+            hostname=cfg.server.hostname,
+            tls_available=ctx.tls_context is not None and not listener.implicit_tls,
+            tls_active=listener.implicit_tls,
+            allow_plaintext_auth=client_ip in ctx.plaintext_networks,
+            max_bad_commands=cfg.limits.max_bad_commands,
+        )
+        self.commands = CommandReader(max_line=self.facts.max_line, max_literal=self.facts.max_literal)
+        self.state = State.NOT_AUTHENTICATED
+        self.user: str | None = None
+        self.boxes: UserMailboxes | None = None
+        self.selected = None  # SelectedMailbox when in State.SELECTED
+        self.enabled: set[str] = set()
+        self.out: list[bytes] = []
+        self.bad_commands = 0
+        self.command_count = 0
+        self.tls_info: tuple[str, str, int] | None = None
+        self.closed = False
+        self._compress: zlib._Compress | None = None  # type: ignore[name-defined]
+        self._decompress: zlib._Decompress | None = None  # type: ignore[name-defined]
+        self._change_event: asyncio.Event | None = None
+        if listener.implicit_tls:
+            self._record_tls()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        caps = capabilities(self.facts, self.state)
+        self.write(f"* OK [CAPABILITY {caps}] {self.facts.hostname} hatoba IMAP ready\r\n".encode())
+        await self.flush()
+        try:
+            while not self.closed:
+                data = await self.read()
+                if data is None:
+                    break
+                self.commands.feed(data)
+                await self.process()
+                await self.flush()
+        finally:
+            if self._change_event is not None and self.user is not None:
+                self.ctx.events.unsubscribe(self.user, self._change_event)
+            await self.flush()
+
+    async def read(self) -> bytes | None:
+        timeout = PRE_LOGIN_TIMEOUT if self.state is State.NOT_AUTHENTICATED else IDLE_AUTOLOGOUT
+        try:
+            async with asyncio.timeout(timeout):
+                data = await self.reader.read(READ_SIZE)
+        except TimeoutError:
+            self.write(b"* BYE Autologout; idle for too long\r\n")
+            self.closed = True
+            return None
+        if not data:
+            return None
+        if self._decompress is not None:
+            data = self._decompress.decompress(data)
+        return data
+
+    async def process(self) -> None:
+        while not self.closed:
+            item = self.commands.next()
+            if item is NEED_DATA:
+                return
+            if isinstance(item, ContinuationRequest):
+                self.write(b"+ Ready for literal data\r\n")
+                await self.flush()
+                continue
+            if isinstance(item, CommandError):
+                await self.command_error(item)
+                continue
+            assert isinstance(item, RawCommand)
+            await self.dispatch(item)
+            await self.flush()
+
+    async def command_error(self, error: CommandError) -> None:
+        tag = error.tag.encode() if error.tag else b"*"
+        if error.toobig:
+            self.write(tag + b" NO [TOOBIG] " + error.text.encode() + b"\r\n")
+        else:
+            self.write(tag + b" BAD " + error.text.encode() + b"\r\n")
+        self.count_bad()
+        if error.fatal:
+            self.write(b"* BYE " + error.text.encode() + b"\r\n")
+            self.closed = True
+
+    def count_bad(self) -> None:
+        self.bad_commands += 1
+        if self.bad_commands >= self.facts.max_bad_commands and not self.closed:
+            self.write(b"* BYE Too many errors; closing\r\n")
+            self.closed = True
+
+    async def dispatch(self, cmd: RawCommand) -> None:
+        from hatoba.net.imap_commands import COMMANDS
+
+        self.command_count += 1
+        tag = cmd.tag
+        name = cmd.name
+        if name not in KNOWN or name not in COMMANDS:
+            self.tagged(tag, "BAD", f"Unknown command {name[:20]}")
+            self.count_bad()
+            return
+        if name not in ALLOWED[self.state]:
+            where = {
+                State.NOT_AUTHENTICATED: "log in first",
+                State.AUTHENTICATED: "select a mailbox first",
+                State.SELECTED: "not in this state",
+            }.get(self.state, "closing")
+            self.tagged(tag, "BAD", f"{name} is not allowed now: {where}")
+            self.count_bad()
+            return
+        handler = COMMANDS[name]
+        try:
+            await handler(self, cmd)
+        except ArgError as exc:
+            self.tagged(tag, "BAD", str(exc) or "Syntax error")
+            self.count_bad()
+        except MailboxError as exc:
+            self.tagged(tag, "NO", str(exc))
+        except (ConnectionError, ssl.SSLError):
+            raise
+        except Exception:
+            log.exception("error in IMAP %s", name)
+            self.tagged(tag, "NO", f"[SERVERBUG] Internal error; try again later (id={self.session_id})")
+
+    # -- output ---------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.out.append(data)
+
+    def tagged(self, tag: str, status: str, text: str) -> None:
+        self.write(f"{tag} {status} {text}\r\n".encode("utf-8", "replace"))
+
+    async def flush(self) -> None:
+        if not self.out:
+            return
+        data, self.out = b"".join(self.out), []
+        if self._compress is not None:
+            data = self._compress.compress(data) + self._compress.flush(zlib.Z_SYNC_FLUSH)
+        try:
+            self.writer.write(data)
+            async with asyncio.timeout(self.ctx.config.limits.command_timeout):
+                await self.writer.drain()
+        except (OSError, ConnectionError, TimeoutError):
+            self.closed = True
+
+    # -- TLS --------------------------------------------------------------------------
+
+    def _record_tls(self) -> None:
+        obj = self.writer.get_extra_info("ssl_object")
+        if obj is not None:
+            cipher = obj.cipher() or ("?", "?", 0)
+            self.tls_info = (obj.version() or "TLS", cipher[0], cipher[2])
+
+    async def start_tls(self, tag: str) -> None:
+        self.tagged(tag, "OK", "Begin TLS negotiation now")
+        await self.flush()
+        assert self.ctx.tls_context is not None
+        try:
+            async with asyncio.timeout(30):
+                await self.writer.start_tls(self.ctx.tls_context)
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
+            mail_log("tls-failed", ip=self.client_ip, proto="imap", reason=type(exc).__name__)
+            self.closed = True
+            return
+        # RFC 9051 §6.2.1: forget anything pipelined before TLS (CVE-2011-0411 style injection).
+        self.commands = CommandReader(max_line=self.facts.max_line, max_literal=self.facts.max_literal)
+        self.facts = ImapFacts(**{**self.facts.__dict__, "tls_active": True, "tls_available": False})
+        self._record_tls()
+
+    # -- logins -----------------------------------------------------------------------
+
+    async def login(self, tag: str, user: str, password: str, mechanism: str) -> None:
+        throttle, ip = self.ctx.throttle, self.client_ip
+        if throttle.is_locked(ip):
+            mail_log("auth", result="locked", proto="imap", ip=ip)
+            self.tagged(tag, "NO", "[UNAVAILABLE] Too many failed logins from your address; try again later")
+            return
+        ok = await asyncio.to_thread(self.ctx.directory.verify_password, user, password)
+        if not ok:
+            delay = throttle.failure(ip)
+            mail_log("auth", result="failed", proto="imap", login=user, mech=mechanism, ip=ip)
+            if delay:
+                await asyncio.sleep(delay)
+            self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Wrong login or password")
+            self.count_bad()
+            return
+        throttle.success(ip)
+        self.user = user.lower()
+        self.boxes = await asyncio.to_thread(self._open_user)
+        self.state = State.AUTHENTICATED
+        self._change_event = self.ctx.events.subscribe(self.user)
+        self.ctx.pop_before_smtp.record_login(ip, self.user)
+        tls = self.tls_info
+        mail_log("auth", result="ok", proto="imap", login=user, mech=mechanism, ip=ip,
+                 tls=f"{tls[0]}/{tls[1]}" if tls else "none")
+        self.tagged(tag, "OK", f"[CAPABILITY {capabilities(self.facts, self.state)}] Logged in")
+
+    def _open_user(self) -> UserMailboxes:
+        assert self.user is not None
+        boxes = self.ctx.mailboxes.for_user(self.user)
+        boxes.ensure_defaults()
+        return boxes
+
+    async def authenticate(self, cmd: RawCommand) -> None:
+        tag = cmd.tag
+        if not cmd.args:
+            raise ArgError("AUTHENTICATE needs a mechanism")
+        mech_name = as_text(cmd.args[0]).upper()
+        if not self.facts.may_login:
+            self.tagged(tag, "NO", "[PRIVACYREQUIRED] Use STARTTLS first, or port 993")
+            return
+        mechanism = sasl.server_mechanism(mech_name) if mech_name in self.facts.sasl_mechanisms else None
+        if mechanism is None:
+            self.tagged(tag, "NO", f"[CANNOT] Unsupported mechanism; use {' or '.join(self.facts.sasl_mechanisms)}")
+            return
+        try:
+            initial = None
+            if len(cmd.args) > 1:  # SASL-IR (RFC 4959)
+                decoded = sasl.decode_response(as_text(cmd.args[1]).encode())
+                if isinstance(decoded, sasl.Cancelled):
+                    self.tagged(tag, "BAD", "Authentication cancelled")
+                    return
+                initial = decoded
+            result = mechanism.start(initial)
+            while isinstance(result, sasl.Challenge):
+                self.write(b"+ " + sasl.encode_challenge(result.data) + b"\r\n")
+                await self.flush()
+                line = await self.raw_line()
+                if line is None:
+                    self.closed = True
+                    return
+                decoded = sasl.decode_response(line)
+                if isinstance(decoded, sasl.Cancelled):
+                    self.tagged(tag, "BAD", "Authentication cancelled")
+                    return
+                result = mechanism.step(decoded)
+        except sasl.SaslError as exc:
+            self.tagged(tag, "BAD", str(exc))
+            self.count_bad()
+            return
+        creds = result
+        if creds.authzid and creds.authzid.lower() != creds.username.lower():
+            self.tagged(tag, "NO", "[AUTHORIZATIONFAILED] Acting as another user is not allowed")
+            return
+        await self.login(tag, creds.username, creds.password, mech_name)
+
+    async def raw_line(self) -> bytes | None:
+        """The next line as sent (AUTHENTICATE responses, DONE after IDLE)."""
+        while True:
+            line = self.commands.next_raw_line()
+            if line is not NEED_DATA and line is not None:
+                return line
+            data = await self.read()
+            if data is None:
+                return None
+            self.commands.feed(data)
+
+    # -- IDLE -------------------------------------------------------------------------
+
+    async def idle(self, tag: str, refresh: Callable[[], Awaitable[None]]) -> None:
+        """RFC 2177: push news until the client sends DONE."""
+        self.write(b"+ idling\r\n")
+        await self.flush()
+        assert self._change_event is not None
+        line_task = asyncio.ensure_future(self.raw_line())
+        try:
+            while True:
+                self._change_event.clear()
+                change = asyncio.ensure_future(self._change_event.wait())
+                done, _ = await asyncio.wait({line_task, change}, timeout=30,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                change.cancel()
+                if line_task in done:
+                    break
+                await refresh()  # a change, or the 30 s poll for outside tools
+                await self.flush()
+        finally:
+            if not line_task.done():
+                line_task.cancel()
+        line = line_task.result() if not line_task.cancelled() else None
+        if line is None:
+            self.closed = True
+            return
+        if line.strip().upper() != b"DONE":
+            self.tagged(tag, "BAD", "Expected DONE to end IDLE")
+            return
+        self.tagged(tag, "OK", "IDLE terminated")
+
+    def mailbox_changed(self) -> None:
+        """This session changed its mailboxes: wake the other sessions of the user."""
+        if self.user is not None:
+            self.ctx.events.changed(self.user)
+
+    def start_compression(self) -> None:
+        # RFC 4978: raw deflate both ways, from the next byte on.
+        self._compress = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self._decompress = zlib.decompressobj(-15)

@@ -1,0 +1,432 @@
+"""One Maildir folder's IMAP state: UIDs, MODSEQs, keyword letters.
+
+A folder (INBOX = the Maildir root, or a Maildir++ ".Name" subfolder) keeps:
+
+  hatoba-uidlist       "V1 UIDVALIDITY UIDNEXT HIGHESTMODSEQ FIRSTRECENT VANISHEDFLOOR",
+                       then "UID MODSEQ FILENAME" per message (FILENAME is in cur/)
+                       and "X UID MODSEQ" per remembered expunge (QRESYNC, RFC 7162 §3.2.10)
+  dovecot-keywords     "N keyword" lines: letter chr(ord("a") + N) in the ":2,FLAGS"
+                       part of a file name means that keyword (Dovecot's format, so
+                       Dovecot and hatoba read each other's keyword letters)
+  hatoba-uidlist.lock  flock()ed around every change, for other processes
+
+Rules:
+- The file names are the truth for which messages exist and which flags they
+  have; the UID list only remembers which UID and MODSEQ each file got.
+- A message is known by its "stem", the name before ":" (flags change the rest).
+- Every change is written (write_atomic) before the lock is released, so a
+  restart finds the same UIDs; UIDs are never reused within a UIDVALIDITY.
+- Callers hold Folder.lock() around every other method.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hatoba.fsutil import fsync_dir, write_atomic
+from hatoba.store.maildir import MaildirName
+
+log = logging.getLogger(__name__)
+
+UIDLIST = "hatoba-uidlist"
+KEYWORDS = "dovecot-keywords"
+LOCKFILE = "hatoba-uidlist.lock"
+MAX_VANISHED = 10_000  # expunges remembered for QRESYNC; older ones fall back to "all missing UIDs"
+MAX_KEYWORDS = 26  # one lower-case letter each
+
+# Maildir info letters (Dovecot, maildir(5)); letters are kept in ASCII order.
+SYSTEM_FLAGS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S", "\\Deleted": "T"}
+_FLAG_OF_LETTER = {letter: flag for flag, letter in SYSTEM_FLAGS.items()}
+_SYSTEM_BY_LOWER = {flag.lower(): flag for flag in SYSTEM_FLAGS}
+_ATOM_SPECIALS = frozenset('(){ %*"\\]')
+
+NONEXISTENT = "[NONEXISTENT] No such mailbox"
+
+
+class MailboxError(Exception):
+    """A refusal the IMAP session sends after "NO": one line, led by a response code."""
+
+
+def normalize_flags(flags: Iterable[str]) -> frozenset[str]:
+    """Canonical spelling of system flags; keywords checked to be atoms (RFC 9051 §9 flag-keyword)."""
+    out: set[str] = set()
+    for flag in flags:
+        if flag.startswith("\\"):
+            canonical = _SYSTEM_BY_LOWER.get(flag.lower())
+            if canonical is None:
+                if flag.lower() == "\\recent":
+                    continue  # RFC 3501 §2.3.2: a session flag, never stored
+                raise MailboxError(f"[CANNOT] Flag {flag[:40]} cannot be stored")
+            out.add(canonical)
+        elif not flag or len(flag) > 100 or any(c in _ATOM_SPECIALS or not 0x20 < ord(c) < 0x7F for c in flag):
+            raise MailboxError("[CANNOT] Invalid keyword")
+        else:
+            out.add(flag)
+    return frozenset(out)
+
+
+def info_letters(name: str) -> str:
+    info = name.partition(":")[2]
+    return info[2:] if info.startswith("2,") else ""
+
+
+def with_letters(name: str, letters: str) -> str:
+    return f"{name.split(':', 1)[0]}:2,{''.join(sorted(set(letters)))}"
+
+
+def order_key(stem: str) -> tuple[int, str]:
+    """New files get UIDs in delivery-time order, then name order."""
+    head = stem.split(".", 1)[0]
+    return (int(head) if head.isdigit() else 0, stem)
+
+
+@dataclass
+class Entry:
+    uid: int
+    modseq: int
+    name: str  # file name in cur/
+    date: datetime | None = None  # cached file mtime
+    size: int | None = None  # cached size with CRLF line ends
+
+    @property
+    def stem(self) -> str:
+        return self.name.split(":", 1)[0]
+
+
+class Folder:
+    """Shared state of one folder; one object per folder per process (MailboxStore caches it)."""
+
+    def __init__(self, path: Path, new_uidvalidity: Callable[[], int]) -> None:
+        self.path = path
+        self._identity = _identity(path)
+        self._thread_lock = threading.Lock()
+        self._new_uidvalidity = new_uidvalidity
+        self._list_stat: tuple[int, int, int] | None = None
+        self._keywords_stat: tuple[int, int, int] | None = None
+        self._loaded = False
+        self._retired = False
+        self.uidvalidity = 0
+        self.uidnext = 1
+        self.highestmodseq = 1
+        self.first_recent = 1
+        self.vanished_floor = 0  # expunges at or below this MODSEQ were forgotten
+        self.entries: dict[int, Entry] = {}  # uid -> entry, ascending
+        self.by_stem: dict[str, int] = {}
+        self.vanished: list[tuple[int, int]] = []  # (uid, modseq), oldest first
+        self.keywords: list[str | None] = []  # index = letter - "a"; None = a gap in the file
+
+    def same_directory(self) -> bool:
+        """False once the folder was deleted or renamed (maybe re-created under the same name)."""
+        return not self._retired and _identity(self.path) == self._identity
+
+    def retire(self) -> None:
+        """The folder was deleted or renamed: views still holding this object get [NONEXISTENT].
+
+        (The inode check alone is not enough: a folder made again may get the same inode.)
+        """
+        self._retired = True
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        with self._thread_lock:
+            if not self.same_directory():
+                raise MailboxError(NONEXISTENT)
+            try:
+                fd = os.open(self.path / LOCKFILE, os.O_RDWR | os.O_CREAT, 0o600)
+            except FileNotFoundError:
+                raise MailboxError(NONEXISTENT) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the flock
+
+    # -- loading and saving -------------------------------------------------------
+
+    def _load(self) -> None:
+        """Read the UID list and keywords again when another process changed them."""
+        stat = _stat_key(self.path / KEYWORDS)
+        if stat != self._keywords_stat:
+            self.keywords = _parse_keywords(self.path / KEYWORDS) if stat else []
+            self._keywords_stat = stat
+        stat = _stat_key(self.path / UIDLIST)
+        if stat is None:
+            if not self._loaded:
+                self._start_fresh()
+            # A list removed under us: the state in memory is still right; rewrite it.
+            self.save()
+        elif stat != self._list_stat:
+            try:
+                self._parse((self.path / UIDLIST).read_text("utf-8", "surrogateescape"))
+            except (ValueError, IndexError):
+                log.warning("unreadable %s in %s, new UIDVALIDITY", UIDLIST, self.path)
+                self._start_fresh()
+                self.save()
+            else:
+                self._list_stat = stat
+        self._loaded = True
+
+    def _start_fresh(self) -> None:
+        self.uidvalidity = self._new_uidvalidity()
+        self.uidnext = self.first_recent = 1
+        self.highestmodseq = 1
+        self.vanished_floor = 0
+        self.entries, self.by_stem, self.vanished = {}, {}, []
+
+    def _parse(self, text: str) -> None:
+        lines = text.split("\n")
+        head = lines[0].split()
+        if head[0] != "V1" or len(head) < 4:
+            raise ValueError("not a V1 uid list")
+        numbers = [int(x) for x in head[1:]] + [1, 0]
+        uidvalidity, uidnext, highest, first_recent, floor = numbers[:5]
+        entries: dict[int, Entry] = {}
+        vanished: list[tuple[int, int]] = []
+        for line in lines[1:]:
+            if not line:
+                continue
+            if line.startswith("X "):
+                _, uid, modseq = line.split(" ")
+                vanished.append((int(uid), int(modseq)))
+                continue
+            uid, modseq, name = line.split(" ", 2)
+            entries[int(uid)] = Entry(int(uid), int(modseq), name)
+        old = self.entries
+        self.uidvalidity = uidvalidity
+        self.entries = dict(sorted(entries.items()))
+        self.uidnext = max([uidnext, *(uid + 1 for uid in self.entries)])
+        self.highestmodseq = max([highest, *(e.modseq for e in self.entries.values())])
+        self.first_recent, self.vanished_floor, self.vanished = first_recent, floor, vanished
+        self.by_stem = {e.stem: e.uid for e in self.entries.values()}
+        for uid, entry in self.entries.items():  # keep what was learnt about unchanged files
+            known = old.get(uid)
+            if known is not None and known.stem == entry.stem:
+                entry.date, entry.size = known.date, known.size
+
+    def save(self) -> None:
+        lines = [
+            f"V1 {self.uidvalidity} {self.uidnext} {self.highestmodseq} {self.first_recent} {self.vanished_floor}"
+        ]
+        lines += [f"{e.uid} {e.modseq} {e.name}" for e in self.entries.values()]
+        lines += [f"X {uid} {modseq}" for uid, modseq in self.vanished]
+        path = self.path / UIDLIST
+        write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
+        self._list_stat = _stat_key(path)
+
+    # -- reading the folder ---------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Bring the state in line with the files: new ones get UIDs, vanished ones are expunged."""
+        self._load()
+        found = self._scan()
+        changed = False
+        modseq: int | None = None
+
+        def bump() -> int:
+            nonlocal modseq
+            if modseq is None:
+                modseq = self.next_modseq()
+            return modseq
+
+        moved = False
+        gone: list[int] = []
+        for uid, entry in self.entries.items():
+            where = found.pop(entry.stem, None)
+            if where is not None and where[0] == "new":  # put back by some tool
+                where = ("cur", self._move_to_cur(where[1]) or "")
+                moved = True
+            if where is None or not where[1]:
+                gone.append(uid)  # POP3, another process or a user removed it
+                continue
+            if where[1] != entry.name:
+                if info_letters(where[1]) != info_letters(entry.name):
+                    entry.modseq = bump()  # flags changed by an outside tool
+                entry.name = where[1]
+                changed = True
+        if gone:
+            self.forget(gone, bump())
+        for stem, (sub, name) in sorted(found.items(), key=lambda item: order_key(item[0])):
+            if sub == "new":
+                # Dovecot moves a message to cur/ once a client has seen it (maildir(5)).
+                moved_name = self._move_to_cur(name)
+                if moved_name is None:
+                    continue  # removed while we looked
+                name, moved = moved_name, True
+            uid = self.uidnext
+            self.uidnext += 1
+            self.entries[uid] = Entry(uid, bump(), name)
+            self.by_stem[stem] = uid
+        if moved:
+            fsync_dir(self.path / "cur")
+            fsync_dir(self.path / "new")
+        if changed or modseq is not None:
+            self.save()
+
+    def _scan(self) -> dict[str, tuple[str, str]]:
+        found: dict[str, tuple[str, str]] = {}
+        for sub in ("cur", "new"):
+            try:
+                names = os.listdir(self.path / sub)
+            except FileNotFoundError:
+                raise MailboxError(NONEXISTENT) from None
+            for name in names:
+                if name.startswith(".") or "\n" in name:
+                    continue
+                found.setdefault(name.split(":", 1)[0], (sub, name))
+        return found
+
+    def _move_to_cur(self, name: str) -> str | None:
+        target = name if ":" in name else name + ":2,"
+        try:
+            os.rename(self.path / "new" / name, self.path / "cur" / target)
+        except FileNotFoundError:
+            return None
+        return target
+
+    def details(self, entry: Entry) -> tuple[datetime, int]:
+        """(internal date, size with CRLF line ends), learnt once per file."""
+        if entry.date is None or entry.size is None:
+            path = self.path / "cur" / entry.name
+            parsed = MaildirName.parse(entry.name)
+            try:
+                entry.date = datetime.fromtimestamp(int(os.stat(path).st_mtime), UTC)
+                if parsed.wire_size is not None:
+                    entry.size = parsed.wire_size
+                else:
+                    data = path.read_bytes()
+                    entry.size = len(data) + data.count(b"\n") - data.count(b"\r\n")
+            except FileNotFoundError:  # gone since the last look; the next sync says so
+                return datetime.now(UTC), parsed.wire_size or parsed.size or 0
+        return entry.date, entry.size
+
+    # -- changes --------------------------------------------------------------------
+
+    def next_modseq(self) -> int:
+        self.highestmodseq += 1
+        return self.highestmodseq
+
+    def forget(self, uids: Iterable[int], modseq: int) -> None:
+        """Drop entries (their files are gone) and remember the expunge for QRESYNC."""
+        for uid in uids:
+            entry = self.entries.pop(uid, None)
+            if entry is None:
+                continue
+            self.by_stem.pop(entry.stem, None)
+            self.vanished.append((uid, modseq))
+        if len(self.vanished) > MAX_VANISHED:
+            cut = len(self.vanished) - MAX_VANISHED
+            self.vanished_floor = max(self.vanished_floor, *(m for _, m in self.vanished[:cut]))
+            del self.vanished[:cut]
+
+    def remove(self, uids: Iterable[int]) -> list[int]:
+        """Delete these messages' files and entries; returns the UIDs removed."""
+        removed = []
+        for uid in uids:
+            entry = self.entries.get(uid)
+            if entry is None:
+                continue
+            try:
+                os.unlink(self.path / "cur" / entry.name)
+            except FileNotFoundError:
+                pass  # someone else removed it: still expunged
+            removed.append(uid)
+        if removed:
+            fsync_dir(self.path / "cur")
+            self.forget(removed, self.next_modseq())
+            self.save()
+        return removed
+
+    def flags(self, name: str) -> frozenset[str]:
+        out = set()
+        for letter in info_letters(name):
+            if letter in _FLAG_OF_LETTER:
+                out.add(_FLAG_OF_LETTER[letter])
+            elif (keyword := self._keyword_of(letter)) is not None:
+                out.add(keyword)
+        return frozenset(out)
+
+    def canonical(self, flags: frozenset[str]) -> frozenset[str]:
+        """Keywords in the spelling this folder already knows them by."""
+        known = {k.lower(): k for k in self.keywords if k is not None}
+        return frozenset(known.get(f.lower(), f) if f not in SYSTEM_FLAGS else f for f in flags)
+
+    def _keyword_of(self, letter: str) -> str | None:
+        index = ord(letter) - ord("a")
+        return self.keywords[index] if 0 <= index < len(self.keywords) else None
+
+    def letters(self, flags: frozenset[str], old_name: str = "") -> str:
+        """Info letters for `flags`, keeping letters of `old_name` IMAP has no name for (e.g. P)."""
+        out = {c for c in info_letters(old_name) if not self._managed(c)}
+        for flag in sorted(flags):  # new keywords get letters in a repeatable order
+            if flag in SYSTEM_FLAGS:
+                out.add(SYSTEM_FLAGS[flag])
+            else:
+                out.add(chr(ord("a") + self._keyword_index(flag)))
+        return "".join(sorted(out))
+
+    def _managed(self, letter: str) -> bool:
+        return letter in _FLAG_OF_LETTER or self._keyword_of(letter) is not None
+
+    def _keyword_index(self, keyword: str) -> int:
+        lowered = keyword.lower()
+        for index, known in enumerate(self.keywords):
+            if known is not None and known.lower() == lowered:  # keywords match without regard to case, like Dovecot's
+                return index
+        if len(self.keywords) >= MAX_KEYWORDS:
+            raise MailboxError("[LIMIT] Too many keywords in this mailbox")
+        self.keywords.append(keyword)
+        path = self.path / KEYWORDS
+        # Written before any file name uses the new letter.
+        text = "".join(f"{i} {k}\n" for i, k in enumerate(self.keywords) if k is not None)
+        write_atomic(path, text.encode())
+        self._keywords_stat = _stat_key(path)
+        return len(self.keywords) - 1
+
+    def rename_entry(self, entry: Entry, letters: str, modseq: int) -> bool:
+        """Give the message new flag letters; False when its file is gone."""
+        new_name = with_letters(entry.name, letters)
+        if new_name != entry.name:
+            try:
+                os.rename(self.path / "cur" / entry.name, self.path / "cur" / new_name)
+            except FileNotFoundError:
+                return False
+        entry.name = new_name
+        entry.modseq = modseq
+        return True
+
+
+def _parse_keywords(path: Path) -> list[str | None]:
+    found: dict[int, str] = {}
+    try:
+        text = path.read_text("utf-8", "replace")
+    except FileNotFoundError:
+        return []
+    for line in text.splitlines():
+        number, _, keyword = line.partition(" ")
+        if number.isdigit() and keyword and int(number) < MAX_KEYWORDS:
+            found[int(number)] = keyword
+    return [found.get(i) for i in range(max(found, default=-1) + 1)]
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)

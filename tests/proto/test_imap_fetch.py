@@ -1,0 +1,289 @@
+"""FETCH data items from message bytes (RFC 9051 §7.5.2, RFC 3516), expected bytes written by hand."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from hatoba.proto.imap.fetch import FetchError, fetch, needs_message, to_crlf
+from hatoba.proto.imap.types import FetchItem, MessageMeta, Section
+
+# Stored with LF line ends, as the store keeps messages.
+MESSAGE = b"""From: =?UTF-8?B?5bGx55Sw?= <yamada@example.test>
+To: "Doe, John" <john@example.test>, team: ann@example.test, Bob <bob@example.test>;
+Cc: undisclosed-recipients:;
+Subject: =?UTF-8?Q?caf=C3=A9?= report
+Date: Wed, 17 Jul 1996 02:23:25 -0700
+Message-ID: <1@example.test>
+In-Reply-To: <0@example.test>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="outer"
+
+preamble
+--outer
+Content-Type: multipart/alternative; boundary=inner
+
+--inner
+Content-Type: text/plain; charset=utf-8
+Content-Transfer-Encoding: quoted-printable
+
+caf=C3=A9 au lait
+second line
+--inner
+Content-Type: text/html; charset=utf-8
+
+<p>caf\xc3\xa9</p>
+--inner--
+--outer
+Content-Type: application/pdf; name="=?UTF-8?B?5pel5pys?=.pdf"
+Content-Disposition: attachment; filename*=UTF-8''%E6%97%A5%E6%9C%AC.pdf
+Content-Transfer-Encoding: base64
+Content-Language: ja
+
+JVBERi0xLjQKJeLjz9MK
+--outer
+Content-Type: message/rfc822
+
+From: Ann <ann@example.test>
+Subject: inner
+Content-Type: text/plain
+
+Hello inner
+--outer
+Content-Type: text/plain; name*0*=utf-8''%E6%97%A5; name*1*=%E6%9C%AC.txt
+Content-Disposition: inline; filename*0="long"; filename*1="name.txt"
+Content-Transfer-Encoding: x-uuencode
+Content-ID: <part5@example.test>
+Content-Description: notes
+Content-Location: http://example.test/n
+
+abc
+--outer--
+epilogue
+"""
+
+CRLF = MESSAGE.replace(b"\n", b"\r\n")
+WIRE_SIZE = len(MESSAGE) + MESSAGE.count(b"\n") - MESSAGE.count(b"\r\n")  # the store's W= rule
+META = MessageMeta(
+    uid=5,
+    seq=2,
+    flags=frozenset({"$Junk", "\\Seen", "\\Answered"}),
+    internal_date=datetime(1996, 7, 17, 2, 44, 25, tzinfo=timezone(-timedelta(hours=7))),
+    size=WIRE_SIZE,
+    modseq=42,
+)
+
+
+def one(item: FetchItem, message: bytes | None = MESSAGE, meta: MessageMeta = META) -> bytes:
+    result = fetch([item], meta, message)
+    assert result.data.startswith(b"(") and result.data.endswith(b")")
+    return result.data[1:-1]
+
+
+def body(section: Section, partial=None, message: bytes = MESSAGE) -> bytes:
+    return one(FetchItem("BODY", section, peek=True, partial=partial), message)
+
+
+def lit(data: bytes) -> bytes:
+    return b"{%d}\r\n" % len(data) + data
+
+
+BODYSTRUCTURE = (
+    b'((("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 30 2 NIL NIL NIL NIL)'
+    b'("text" "html" ("charset" "utf-8") NIL NIL "7bit" 12 1 NIL NIL NIL NIL)'
+    b' "alternative" ("boundary" "inner") NIL NIL NIL)'
+    b'("application" "pdf" ("name" "=?UTF-8?B?5pel5pys?=.pdf") NIL NIL "base64" 20'
+    b' NIL ("attachment" ("filename*" "UTF-8\'\'%E6%97%A5%E6%9C%AC.pdf")) "ja" NIL)'
+    b'("message" "rfc822" NIL NIL NIL "7bit" 85'
+    b' (NIL "inner" (("Ann" NIL "ann" "example.test")) (("Ann" NIL "ann" "example.test"))'
+    b' (("Ann" NIL "ann" "example.test")) NIL NIL NIL NIL NIL)'
+    b' ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 11 1 NIL NIL NIL NIL) 5 NIL NIL NIL NIL)'
+    b'("text" "plain" ("name*" "utf-8\'\'%E6%97%A5%E6%9C%AC.txt") "<part5@example.test>" "notes" "x-uuencode" 3 1'
+    b' NIL ("inline" ("filename" "longname.txt")) NIL "http://example.test/n")'
+    b' "mixed" ("boundary" "outer") NIL NIL NIL)'
+)
+
+
+def test_bodystructure_is_exact():
+    assert one(FetchItem("BODYSTRUCTURE")) == b"BODYSTRUCTURE " + BODYSTRUCTURE
+
+
+def test_bodystructure_same_for_crlf_input():
+    assert one(FetchItem("BODYSTRUCTURE"), CRLF) == b"BODYSTRUCTURE " + BODYSTRUCTURE
+
+
+def test_body_is_bodystructure_without_extension_data():
+    assert one(FetchItem("BODY")) == (
+        b'BODY ((("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 30 2)'
+        b'("text" "html" ("charset" "utf-8") NIL NIL "7bit" 12 1) "alternative")'
+        b'("application" "pdf" ("name" "=?UTF-8?B?5pel5pys?=.pdf") NIL NIL "base64" 20)'
+        b'("message" "rfc822" NIL NIL NIL "7bit" 85'
+        b' (NIL "inner" (("Ann" NIL "ann" "example.test")) (("Ann" NIL "ann" "example.test"))'
+        b' (("Ann" NIL "ann" "example.test")) NIL NIL NIL NIL NIL)'
+        b' ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 11 1) 5)'
+        b'("text" "plain" ("name*" "utf-8\'\'%E6%97%A5%E6%9C%AC.txt") "<part5@example.test>" "notes" "x-uuencode" 3 1)'
+        b' "mixed")'
+    )
+
+
+def test_envelope_keeps_encoded_words_and_groups():
+    assert one(FetchItem("ENVELOPE")) == (
+        b'ENVELOPE ("Wed, 17 Jul 1996 02:23:25 -0700" "=?UTF-8?Q?caf=C3=A9?= report"'
+        b' (("=?UTF-8?B?5bGx55Sw?=" NIL "yamada" "example.test"))'
+        b' (("=?UTF-8?B?5bGx55Sw?=" NIL "yamada" "example.test"))'
+        b' (("=?UTF-8?B?5bGx55Sw?=" NIL "yamada" "example.test"))'
+        b' (("Doe, John" NIL "john" "example.test")(NIL NIL "team" NIL)(NIL NIL "ann" "example.test")'
+        b'("Bob" NIL "bob" "example.test")(NIL NIL NIL NIL))'
+        b' ((NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL))'
+        b' NIL "<0@example.test>" "<1@example.test>")'
+    )
+
+
+def test_envelope_of_sparse_message_uses_nil_and_from_for_sender():
+    msg = b"From: a@example.test (Ann Example)\nReply-To:\nTo: <@relay.test:b@example.test>\n\nhi\n"
+    assert one(FetchItem("ENVELOPE"), msg) == (
+        b'ENVELOPE (NIL NIL (("Ann Example" NIL "a" "example.test")) (("Ann Example" NIL "a" "example.test"))'
+        b' (("Ann Example" NIL "a" "example.test")) ((NIL "@relay.test" "b" "example.test")) NIL NIL NIL NIL)'
+    )
+
+
+def test_body_parts_and_mime_headers():
+    assert body(Section((1, 2))) == b"BODY[1.2] " + lit(b"<p>caf\xc3\xa9</p>")
+    assert body(Section((1, 1))) == b"BODY[1.1] " + lit(b"caf=C3=A9 au lait\r\nsecond line")
+    assert body(Section((1,), "MIME")) == b"BODY[1.MIME] " + lit(
+        b"Content-Type: multipart/alternative; boundary=inner\r\n\r\n"
+    )
+    assert body(Section((1, 2), "MIME")) == b"BODY[1.2.MIME] " + lit(b"Content-Type: text/html; charset=utf-8\r\n\r\n")
+
+
+def test_header_fields_and_not():
+    assert body(Section((), "HEADER.FIELDS", ("SUBJECT", "FROM"))) == b"BODY[HEADER.FIELDS (SUBJECT FROM)] " + lit(
+        b"From: =?UTF-8?B?5bGx55Sw?= <yamada@example.test>\r\nSubject: =?UTF-8?Q?caf=C3=A9?= report\r\n\r\n"
+    )
+    got = body(Section((), "HEADER.FIELDS.NOT", ("TO", "CC", "FROM", "SUBJECT", "DATE", "MIME-VERSION")))
+    assert got == b"BODY[HEADER.FIELDS.NOT (TO CC FROM SUBJECT DATE MIME-VERSION)] " + lit(
+        b"Message-ID: <1@example.test>\r\nIn-Reply-To: <0@example.test>\r\n"
+        b'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n'
+    )
+
+
+def test_header_and_text_add_up_to_the_whole_message():
+    header = CRLF[: CRLF.index(b"\r\n\r\n") + 4]
+    assert body(Section((), "HEADER")) == b"BODY[HEADER] " + lit(header)
+    assert body(Section((), "TEXT")) == b"BODY[TEXT] " + lit(CRLF[len(header) :])
+    assert body(Section()) == b"BODY[] " + lit(CRLF)
+
+
+def test_partials():
+    assert body(Section((), "TEXT"), (0, 10)) == b"BODY[TEXT]<0> " + lit(b"preamble\r\n")
+    assert body(Section((1, 2)), (3, 100)) == b"BODY[1.2]<3> " + lit(b"caf\xc3\xa9</p>")
+    assert body(Section((1, 2)), (12, 5)) == b'BODY[1.2]<12> ""'
+    assert body(Section(), (100000, 10)) == b'BODY[]<100000> ""'
+
+
+def test_encapsulated_message_parts():
+    inner = b"From: Ann <ann@example.test>\r\nSubject: inner\r\nContent-Type: text/plain\r\n\r\nHello inner"
+    assert body(Section((3,))) == b"BODY[3] " + lit(inner)
+    assert body(Section((3,), "HEADER")) == b"BODY[3.HEADER] " + lit(inner[: inner.index(b"Hello")])
+    assert body(Section((3,), "TEXT")) == b"BODY[3.TEXT] " + lit(b"Hello inner")
+    assert body(Section((3, 1))) == b"BODY[3.1] " + lit(b"Hello inner")
+    assert body(Section((3,), "MIME")) == b"BODY[3.MIME] " + lit(b"Content-Type: message/rfc822\r\n\r\n")
+    assert body(Section((3,), "HEADER.FIELDS", ("SUBJECT",))) == b"BODY[3.HEADER.FIELDS (SUBJECT)] " + lit(
+        b"Subject: inner\r\n\r\n"
+    )
+
+
+def test_missing_parts_are_empty_strings():
+    assert body(Section((9,))) == b'BODY[9] ""'
+    assert body(Section((1, 2, 1))) == b'BODY[1.2.1] ""'
+    assert body(Section((2,), "TEXT")) == b'BODY[2.TEXT] ""'  # not a message/rfc822 part
+
+
+def test_unknown_section_text_is_an_error():
+    with pytest.raises(FetchError):
+        fetch([FetchItem("BODY", Section((), "BOGUS"))], META, MESSAGE)
+    with pytest.raises(FetchError):
+        fetch([FetchItem("X-UNKNOWN")], META, MESSAGE)
+
+
+def test_binary_decodes_base64_and_reports_size():
+    pdf = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n"
+    assert one(FetchItem("BINARY", Section((2,)), peek=True)) == b"BINARY[2] " + lit(pdf)
+    assert one(FetchItem("BINARY.SIZE", Section((2,)))) == b"BINARY.SIZE[2] %d" % len(pdf)
+    assert one(FetchItem("BINARY", Section((1, 1)), peek=True)) == b"BINARY[1.1] " + lit(
+        b"caf\xc3\xa9 au lait\r\nsecond line"
+    )
+    assert one(FetchItem("BINARY", Section((2,)), peek=True, partial=(1, 3))) == b"BINARY[2]<1> " + lit(b"PDF")
+
+
+def test_binary_with_nul_is_literal8():
+    msg = b"Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\nAAEC\n"
+    assert one(FetchItem("BINARY", Section((1,)), peek=True), msg) == b"BINARY[1] ~{3}\r\n\x00\x01\x02"
+
+
+def test_binary_of_unknown_encoding_is_unknown_cte():
+    with pytest.raises(FetchError, match=r"\[UNKNOWN-CTE\]"):
+        fetch([FetchItem("BINARY", Section((4,)))], META, MESSAGE)
+
+
+def test_rfc822_size_equals_crlf_size_for_lf_input():
+    result = fetch([FetchItem("RFC822.SIZE"), FetchItem("BODY", Section(), peek=True)], META, MESSAGE)
+    assert result.data == b"(RFC822.SIZE %d BODY[] {%d}\r\n" % (len(CRLF), len(CRLF)) + CRLF + b")"
+    assert b"\n" not in CRLF.replace(b"\r\n", b"")
+    assert to_crlf(MESSAGE) == CRLF == to_crlf(CRLF)
+
+
+def test_meta_items_without_message():
+    items = [FetchItem("UID"), FetchItem("FLAGS"), FetchItem("INTERNALDATE"), FetchItem("RFC822.SIZE"), FetchItem("MODSEQ")]
+    assert not needs_message(items)
+    assert needs_message(items + [FetchItem("ENVELOPE")])
+    result = fetch(items, META, None)
+    assert result.data == (
+        b'(UID 5 FLAGS (\\Answered \\Seen $Junk) INTERNALDATE "17-Jul-1996 02:44:25 -0700"'
+        b" RFC822.SIZE %d MODSEQ (42))" % WIRE_SIZE
+    )
+    assert result.sets_seen is False
+
+
+@pytest.mark.parametrize(
+    ("item", "seen"),
+    [
+        (FetchItem("BODY", Section()), True),
+        (FetchItem("BODY", Section(), peek=True), False),
+        (FetchItem("BINARY", Section((2,))), True),
+        (FetchItem("BINARY", Section((2,)), peek=True), False),
+        (FetchItem("RFC822"), True),
+        (FetchItem("RFC822.TEXT"), True),
+        (FetchItem("RFC822.HEADER"), False),
+        (FetchItem("BODYSTRUCTURE"), False),
+    ],
+)
+def test_sets_seen(item, seen):
+    assert fetch([item], META, MESSAGE).sets_seen is seen
+
+
+def test_rfc822_items():
+    header = CRLF[: CRLF.index(b"\r\n\r\n") + 4]
+    assert one(FetchItem("RFC822")) == b"RFC822 " + lit(CRLF)
+    assert one(FetchItem("RFC822.HEADER")) == b"RFC822.HEADER " + lit(header)
+    assert one(FetchItem("RFC822.TEXT")) == b"RFC822.TEXT " + lit(CRLF[len(header) :])
+
+
+def test_single_part_message():
+    msg = b"Subject: plain\n\nline one\nline two\n"
+    assert one(FetchItem("BODYSTRUCTURE"), msg) == (
+        b'BODYSTRUCTURE ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 20 2 NIL NIL NIL NIL)'
+    )
+    assert body(Section((1,)), message=msg) == b"BODY[1] " + lit(b"line one\r\nline two\r\n")
+    assert body(Section((2,)), message=msg) == b'BODY[2] ""'
+
+
+def test_multipart_digest_defaults_to_message_parts():
+    msg = (
+        b"Content-Type: multipart/digest; boundary=d\n\n--d\n\nSubject: one\n\nbody\n--d--\n"
+    )
+    assert one(FetchItem("BODYSTRUCTURE"), msg) == (
+        b'BODYSTRUCTURE (("message" "rfc822" NIL NIL NIL "7bit" 20'
+        b' (NIL "one" NIL NIL NIL NIL NIL NIL NIL NIL)'
+        b' ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 4 1 NIL NIL NIL NIL) 3 NIL NIL NIL NIL)'
+        b' "digest" ("boundary" "d") NIL NIL NIL)'
+    )

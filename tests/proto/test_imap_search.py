@@ -1,0 +1,211 @@
+"""SEARCH keys (RFC 9051 §6.4.4) against one message, and the SEARCH / ESEARCH responses (RFC 4731)."""
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from hatoba.proto.imap.search import (
+    esearch_response,
+    matches,
+    needs_headers_only,
+    needs_message,
+    search_response,
+)
+from hatoba.proto.imap.types import MessageMeta, SearchKey, SeqRange, SequenceSet
+
+LOCAL = datetime.now().astimezone().tzinfo
+
+MESSAGE = b"""From: =?UTF-8?B?5bGx55Sw5aSq6YOO?= <yamada@example.test>
+To: Bob <bob@example.test>
+Cc: carol@example.test
+Bcc: dave@example.test
+Subject: =?UTF-8?Q?Caf=C3=A9_menu?= for Friday
+Date: Mon, 03 Jun 2024 23:30:00 -1000
+X-Mailer: Hatoba Test
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/plain; charset=iso-8859-1
+Content-Transfer-Encoding: quoted-printable
+
+Cr=E8me br=FBl=E9e tonight
+--b
+Content-Type: application/octet-stream
+Content-Transfer-Encoding: base64
+
+c2VjcmV0IHBheWxvYWQ=
+--b--
+"""
+
+META = MessageMeta(
+    uid=17,
+    seq=3,
+    flags=frozenset({"\\Seen", "\\Flagged", "$Important", "\\Recent"}),
+    internal_date=datetime(2024, 6, 5, 12, 0, tzinfo=LOCAL),
+    size=500,
+    modseq=9,
+)
+
+
+def K(name, **kw):
+    return SearchKey(name, **kw)
+
+
+def seq(*ranges, saved=False):
+    return SequenceSet(tuple(SeqRange(a, b) for a, b in ranges), saved=saved)
+
+
+def check(key, meta=META, message=MESSAGE, saved=()):
+    return matches(key, meta, message, largest_seq=10, largest_uid=40, saved=saved)
+
+
+CASES = [
+    (K("ALL"), True),
+    (K("ANSWERED"), False),
+    (K("UNANSWERED"), True),
+    (K("DELETED"), False),
+    (K("UNDELETED"), True),
+    (K("DRAFT"), False),
+    (K("UNDRAFT"), True),
+    (K("FLAGGED"), True),
+    (K("UNFLAGGED"), False),
+    (K("SEEN"), True),
+    (K("UNSEEN"), False),
+    (K("RECENT"), True),
+    (K("OLD"), False),
+    (K("NEW"), False),  # recent but seen
+    (K("KEYWORD", text="$important"), True),
+    (K("KEYWORD", text="$Junk"), False),
+    (K("UNKEYWORD", text="$Junk"), True),
+    (K("UNKEYWORD", text="$Important"), False),
+    (K("LARGER", number=499), True),
+    (K("LARGER", number=500), False),
+    (K("SMALLER", number=501), True),
+    (K("SMALLER", number=500), False),
+    (K("MODSEQ", number=9), True),
+    (K("MODSEQ", number=10), False),
+    (K("UID", sequence=seq((17, 17))), True),
+    (K("UID", sequence=seq((1, 16), (18, None))), False),
+    (K("UID", sequence=seq((None, 10))), True),  # *:10 is 10:40
+    (K("SEQSET", sequence=seq((1, 3))), True),
+    (K("SEQSET", sequence=seq((4, None))), False),
+    (K("SINCE", day=date(2024, 6, 5)), True),
+    (K("SINCE", day=date(2024, 6, 6)), False),
+    (K("BEFORE", day=date(2024, 6, 6)), True),
+    (K("BEFORE", day=date(2024, 6, 5)), False),
+    (K("ON", day=date(2024, 6, 5)), True),
+    (K("ON", day=date(2024, 6, 4)), False),
+    # Date: is June 3rd as written (June 4th in UTC): the written day counts.
+    (K("SENTON", day=date(2024, 6, 3)), True),
+    (K("SENTON", day=date(2024, 6, 4)), False),
+    (K("SENTSINCE", day=date(2024, 6, 3)), True),
+    (K("SENTSINCE", day=date(2024, 6, 4)), False),
+    (K("SENTBEFORE", day=date(2024, 6, 4)), True),
+    (K("SENTBEFORE", day=date(2024, 6, 3)), False),
+    (K("FROM", text="山田"), True),  # RFC 2047 decoded
+    (K("FROM", text="YAMADA@EXAMPLE"), True),
+    (K("FROM", text="bob"), False),
+    (K("TO", text="bob@"), True),
+    (K("TO", text="carol"), False),
+    (K("CC", text="Carol"), True),
+    (K("CC", text="dave"), False),
+    (K("BCC", text="dave"), True),
+    (K("BCC", text="bob"), False),
+    (K("SUBJECT", text="café MENU"), True),
+    (K("SUBJECT", text="=?utf-8?"), False),
+    (K("HEADER", header="x-mailer", text="hatoba"), True),
+    (K("HEADER", header="X-Mailer", text="outlook"), False),
+    (K("HEADER", header="X-Mailer", text=""), True),  # field present
+    (K("HEADER", header="X-Spam", text=""), False),
+    (K("BODY", text="CRÈME BRÛLÉE"), True),  # quoted-printable and latin-1 decoded
+    (K("BODY", text="secret payload"), False),  # attachments are not text
+    (K("BODY", text="Subject"), False),  # BODY is not the header
+    (K("TEXT", text="crème"), True),
+    (K("TEXT", text="x-mailer: hatoba"), True),  # TEXT covers the header
+    (K("TEXT", text="absent words"), False),
+    (K("NOT", keys=(K("SEEN"),)), False),
+    (K("NOT", keys=(K("DRAFT"),)), True),
+    (K("OR", keys=(K("DRAFT"), K("FLAGGED"))), True),
+    (K("OR", keys=(K("DRAFT"), K("DELETED"))), False),
+    (K("AND", keys=(K("SEEN"), K("FLAGGED"), K("TO", text="bob"))), True),
+    (K("AND", keys=(K("SEEN"), K("DRAFT"))), False),
+]
+
+
+@pytest.mark.parametrize(("key", "expected"), CASES, ids=[f"{k.name}-{i}" for i, (k, _) in enumerate(CASES)])
+def test_every_key(key, expected):
+    assert check(key) is expected
+
+
+def test_every_documented_key_is_covered():
+    names = {k.name for k, _ in CASES}
+    assert names >= set(
+        "ALL ANSWERED BCC BEFORE BODY CC DELETED DRAFT FLAGGED FROM HEADER KEYWORD LARGER NEW NOT OLD ON OR"
+        " RECENT SEEN SENTBEFORE SENTON SENTSINCE SINCE SMALLER SUBJECT TEXT TO UID UNANSWERED UNDELETED"
+        " UNDRAFT UNFLAGGED UNKEYWORD UNSEEN MODSEQ SEQSET AND".split()
+    )
+
+
+def test_new_is_recent_and_unseen():
+    meta = MessageMeta(uid=1, seq=1, flags=frozenset({"\\Recent"}))
+    assert check(K("NEW"), meta, None)
+    assert not check(K("OLD"), meta, None)
+
+
+def test_saved_result_names_uids():
+    saved_set = seq(saved=True)
+    assert check(K("SEQSET", sequence=saved_set), saved=[17, 20])
+    assert check(K("UID", sequence=saved_set), saved=[17])
+    assert not check(K("UID", sequence=saved_set), saved=[3])
+
+
+def test_sent_dates_fall_back_to_internal_date():
+    msg = b"Subject: no date\n\nbody\n"
+    assert check(K("SENTON", day=date(2024, 6, 5)), message=msg)
+
+
+def test_internal_date_uses_local_day():
+    # Stored in a far-west zone where it is still June 4th; the server's day is June 5th.
+    when = datetime(2024, 6, 5, 2, 30, tzinfo=LOCAL).astimezone(timezone(timedelta(hours=-11)))
+    assert when.day == 4
+    meta = MessageMeta(uid=1, seq=1, internal_date=when)
+    assert check(K("ON", day=date(2024, 6, 5)), meta, None)
+    assert not check(K("ON", day=date(2024, 6, 4)), meta, None)
+
+
+def test_header_only_message_is_enough_for_header_keys():
+    header = MESSAGE[: MESSAGE.index(b"\n\n") + 2]
+    assert check(K("SUBJECT", text="friday"), message=header)
+    assert not check(K("BODY", text="crème"), message=header)
+
+
+def test_lf_and_crlf_input_agree():
+    crlf = MESSAGE.replace(b"\n", b"\r\n")
+    for key, expected in CASES:
+        assert check(key, message=crlf) is expected, key
+
+
+def test_needs_message_and_headers_only():
+    assert not needs_message(K("OR", keys=(K("SEEN"), K("UID", sequence=seq((1, 2))))))
+    assert not needs_message(K("SINCE", day=date(2024, 1, 1)))
+    assert needs_message(K("NOT", keys=(K("SUBJECT", text="x"),)))
+    assert needs_message(K("SENTON", day=date(2024, 1, 1)))
+    assert needs_headers_only(K("AND", keys=(K("FROM", text="a"), K("HEADER", header="X", text=""))))
+    assert not needs_headers_only(K("OR", keys=(K("FROM", text="a"), K("BODY", text="b"))))
+    assert not needs_headers_only(K("TEXT", text="a"))
+
+
+def test_search_response():
+    assert search_response([1, 2, 3]) == b"* SEARCH 1 2 3\r\n"
+    assert search_response([]) == b"* SEARCH\r\n"
+
+
+def test_esearch_response():
+    assert esearch_response("A282", [1, 2, 3, 9], ("MIN", "MAX", "COUNT", "ALL"), uid=True) == (
+        b'* ESEARCH (TAG "A282") UID MIN 1 MAX 9 COUNT 4 ALL 1:3,9\r\n'
+    )
+    assert esearch_response("a", [4, 2], (), uid=False) == b'* ESEARCH (TAG "a") ALL 2,4\r\n'
+    assert esearch_response("a", [], ("MIN", "COUNT", "ALL"), uid=False) == b'* ESEARCH (TAG "a") COUNT 0\r\n'
+    assert esearch_response("a", [], (), uid=True) == b'* ESEARCH (TAG "a") UID\r\n'
+    assert esearch_response("t", [5], ("count",), uid=False) == b'* ESEARCH (TAG "t") COUNT 1\r\n'

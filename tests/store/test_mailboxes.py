@@ -1,0 +1,387 @@
+"""IMAP mailboxes over Maildir: UIDs, UIDVALIDITY, flags, MODSEQ, folders, quota."""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from hatoba.store.maildir import MaildirStore
+from hatoba.store.maildrop import Maildrop
+from hatoba.store.mailboxes import (
+    MailboxError,
+    MailboxStore,
+    decode_mutf7,
+    encode_mutf7,
+)
+from hatoba.store.uidlist import MAX_KEYWORDS, UIDLIST
+
+USER = "bob@example.test"
+MSG = b"Subject: hi\r\n\r\nbody\r\n"
+
+
+def deliver(root: Path, n: int, start: int = 0) -> list[Path]:
+    store = MaildirStore(root, hostname="mx.example.test")
+    src = root.parent / "m.eml"
+    paths = []
+    for i in range(start, start + n):
+        src.write_bytes(b"Subject: %d\r\n\r\nbody %d\r\n" % (i, i))
+        paths.append(store.deliver(USER, src, unique_key=f"k{i:04d}", timestamp=1700000000 + i).path)
+    return paths
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "mail"
+
+
+def user(root: Path, **kw):  # type: ignore[no-untyped-def]
+    return MailboxStore(root, hostname="imap.example.test", **kw).for_user(USER)
+
+
+def test_user_root_is_the_delivery_maildir(root):
+    deliver(root, 1)
+    assert user(root).root == MaildirStore(root, hostname="x").maildir("Bob@example.test")
+
+
+def test_new_mail_gets_uids_in_order_and_moves_to_cur_keeping_size_fields(root):
+    paths = deliver(root, 3)
+    box = user(root).open("INBOX")
+    records = box.messages()
+    assert [r.uid for r in records] == [1, 2, 3]
+    assert box.uidnext == 4
+    maildir = user(root).root
+    assert os.listdir(maildir / "new") == []
+    for record, old in zip(records, paths):
+        assert record.path.parent == maildir / "cur"
+        assert record.path.name == old.name + ":2,"  # S=, W= kept
+        assert record.size == len(record.path.read_bytes().replace(b"\n", b"\r\n"))
+        assert record.internal_date == datetime.fromtimestamp(int(record.path.stat().st_mtime), UTC)
+        assert record.flags == frozenset()
+    assert box.read(2) == b"Subject: 1\n\nbody 1\n"
+
+
+def test_uids_and_uidvalidity_survive_a_restart_and_are_never_reused(root):
+    deliver(root, 3)
+    box = user(root).open("INBOX")
+    validity = box.uidvalidity
+    box.store_flags([2], "+", ["\\Deleted"])
+    assert box.expunge() == [2]
+    again = user(root).open("INBOX")  # a new MailboxStore: as after a restart
+    assert again.uidvalidity == validity
+    assert [r.uid for r in again.messages()] == [1, 3]
+    deliver(root, 1, start=10)
+    assert [r.uid for r in again.sync().added] == [4]
+    third = user(root).open("INBOX")
+    assert [r.uid for r in third.messages()] == [1, 3, 4]
+    assert third.uidnext == 5
+
+
+def test_lost_uidlist_gives_a_new_uidvalidity(root):
+    deliver(root, 2)
+    mailboxes = user(root)
+    first = mailboxes.status("INBOX").uidvalidity
+    os.unlink(mailboxes.root / UIDLIST)
+    status = user(root).status("INBOX")
+    assert status.uidvalidity > first
+    assert status.messages == 2
+
+
+def test_outside_file_in_new_is_picked_up_and_pop3_deletion_is_an_expunge(root):
+    deliver(root, 2)
+    box = user(root).open("INBOX")
+    maildir = user(root).root
+    (maildir / "new" / "1800000000.outside.tool").write_bytes(b"a\nb\r\nc\n")
+    result = box.sync()
+    assert [r.uid for r in result.added] == [3]
+    assert result.added[0].size == len(b"a\r\nb\r\nc\r\n")
+    assert (maildir / "cur" / "1800000000.outside.tool:2,").exists()
+    drop = Maildrop.open(maildir)
+    assert drop.delete([0]) == 1
+    result = box.sync()
+    assert result.expunged == [1]
+    assert [r.uid for r in box.messages()] == [2, 3]
+
+
+def test_two_views_see_each_others_flags_and_expunges_only_after_sync(root):
+    deliver(root, 3)
+    mailboxes = user(root)
+    a = mailboxes.open("INBOX")
+    b = mailboxes.open("INBOX")
+    changed, failed = a.store_flags([1, 2], "+", ["\\Seen", "\\Deleted"])
+    assert failed == []
+    assert [r.uid for r in changed] == [1, 2]
+    assert all(r.flags == {"\\Seen", "\\Deleted"} for r in changed)
+    assert b.messages()[0].flags == frozenset()  # not until b syncs
+    result = b.sync()
+    assert [r.uid for r in result.flags_changed] == [1, 2]
+    assert result.flags_changed[0].flags == {"\\Seen", "\\Deleted"}
+    assert a.sync().flags_changed == []  # a already knows its own change
+    assert b.expunge([2]) == [2]
+    assert [r.uid for r in b.messages()] == [1, 3]
+    assert [r.uid for r in a.messages()] == [1, 2, 3]
+    assert a.sync().expunged == [2]
+    # A flag change by an outside tool (mutt renames the file).
+    record = a.messages()[-1]
+    os.rename(record.path, record.path.with_name(record.path.name.split(":")[0] + ":2,F"))
+    result = a.sync()
+    assert [(r.uid, r.flags) for r in result.flags_changed] == [(3, {"\\Flagged"})]
+    assert result.flags_changed[0].modseq > record.modseq
+
+
+def test_store_modes_modseq_and_unchangedsince(root):
+    deliver(root, 3)
+    box = user(root).open("INBOX")
+    start = box.highestmodseq
+    changed, _ = box.store_flags([1], "+", ["\\seen", "\\Flagged"])
+    assert changed[0].flags == {"\\Seen", "\\Flagged"}
+    assert changed[0].path.name.endswith(":2,FS")
+    assert changed[0].modseq > start
+    assert box.highestmodseq == changed[0].modseq
+    changed, _ = box.store_flags([1], "-", ["\\Flagged"])
+    assert changed[0].flags == {"\\Seen"}
+    changed, _ = box.store_flags([1], "", ["\\Answered", "\\Draft"])
+    assert changed[0].flags == {"\\Answered", "\\Draft"}
+    assert changed[0].path.name.endswith(":2,DR")
+    assert box.store_flags([1], "+", ["\\Answered"]) == ([], [])  # nothing to change
+    mark = box.highestmodseq
+    changed, failed = box.store_flags([1, 2], "+", ["\\Seen"], unchangedsince=start)
+    assert failed == [1]  # changed after `start`
+    assert [r.uid for r in changed] == [2]
+    changed, failed = box.store_flags([1], "+", ["\\Seen"], unchangedsince=mark)
+    assert failed == [] and changed[0].flags == {"\\Answered", "\\Draft", "\\Seen"}
+    assert [r.uid for r in box.changed_since(mark)] == [1, 2]
+    with pytest.raises(MailboxError, match=r"^\[CANNOT\]"):
+        box.store_flags([1], "+", ["\\Bogus"])
+
+
+def test_keywords_use_dovecot_letters_and_survive_a_restart(root):
+    deliver(root, 2)
+    mailboxes = user(root)
+    box = mailboxes.open("INBOX")
+    changed, _ = box.store_flags([1], "+", ["$Forwarded", "Work"])
+    assert changed[0].flags == {"$Forwarded", "Work"}
+    assert changed[0].path.name.endswith(":2,ab")
+    keywords = (mailboxes.root / "dovecot-keywords").read_text().splitlines()
+    assert keywords == ["0 $Forwarded", "1 Work"]
+    changed, _ = box.store_flags([2], "+", ["work"])  # matched without regard to case
+    assert changed[0].path.name.endswith(":2,b") and changed[0].flags == {"Work"}
+    assert box.store_flags([1], "+", ["WORK"]) == ([], [])
+    again = user(root).open("INBOX")
+    assert again.messages()[0].flags == {"$Forwarded", "Work"}
+    assert set(again.keywords) == {"$Forwarded", "Work"}
+    changed, _ = again.store_flags([1], "-", ["work"])
+    assert changed[0].flags == {"$Forwarded"}
+    for i in range(MAX_KEYWORDS - 2):
+        again.store_flags([2], "+", [f"k{i}"])
+    with pytest.raises(MailboxError, match=r"^\[LIMIT\]"):
+        again.store_flags([2], "+", ["onetoomany"])
+
+
+def test_append_copy_move_expunge(root):
+    mailboxes = user(root)
+    mailboxes.ensure_defaults()
+    inbox = mailboxes.open("INBOX")
+    when = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    uid = inbox.append(MSG, ["\\Seen", "Urgent"], when)
+    assert uid == 1
+    assert inbox.messages() == []  # the view learns of it at the next sync
+    added = inbox.sync().added
+    assert [(r.uid, r.flags, r.internal_date, r.size) for r in added] == [(1, {"\\Seen", "Urgent"}, when, len(MSG))]
+    assert inbox.read(1) == MSG.replace(b"\r\n", b"\n")
+    inbox.append(b"Subject: two\r\n\r\nx\r\n", [], None)
+    inbox.sync()
+
+    archive = mailboxes.open("Archive")
+    pairs = inbox.copy([1, 2, 99], archive)
+    assert pairs == [(1, 1), (2, 2)]
+    result = archive.sync()
+    assert [r.flags for r in result.added] == [{"\\Seen", "Urgent"}, frozenset()]
+    assert result.added[0].internal_date == when
+    assert archive.read(1) == inbox.read(1)
+    assert [r.uid for r in inbox.messages()] == [1, 2]  # copy leaves the source alone
+
+    trash = mailboxes.open("Trash")
+    pairs = inbox.move([2], trash)
+    assert pairs == [(2, 1)]
+    assert [r.uid for r in inbox.messages()] == [1]
+    assert trash.sync().added[0].path.read_bytes() == b"Subject: two\n\nx\n"
+    assert inbox.vanished_since(0) == [2]
+    assert inbox.sync().expunged == []  # already told by move
+
+    archive.store_flags([1, 2], "+", ["\\Deleted"])
+    assert archive.expunge([2]) == [2]  # UID EXPUNGE only those named
+    assert archive.expunge() == [1]
+    assert archive.messages() == []
+    assert user(root).status("Archive").messages == 0
+    assert user(root).status("Archive").uidnext == 3
+
+
+def test_status_counts_without_disturbing_a_selected_view(root):
+    deliver(root, 3)
+    mailboxes = user(root)
+    box = mailboxes.open("INBOX")
+    box.store_flags([1], "+", ["\\Seen"])
+    box.store_flags([2], "+", ["\\Deleted"])
+    deliver(root, 1, start=5)
+    status = mailboxes.status("INBOX")
+    assert (status.messages, status.unseen, status.deleted, status.uidnext) == (4, 3, 1, 5)
+    assert status.recent == 1  # the first session claimed 1-3
+    assert status.highestmodseq >= box.highestmodseq
+    assert status.size == sum(len(p.read_bytes().replace(b"\n", b"\r\n")) for p in (mailboxes.root / "cur").iterdir())
+    assert len(box.messages()) == 3
+    assert box.recent == {1, 2, 3}
+    assert [r.uid for r in box.sync().added] == [4]
+    assert box.recent == {1, 2, 3, 4}
+    other = mailboxes.open("INBOX")
+    assert other.recent == set()
+    deliver(root, 1, start=6)
+    examined = mailboxes.open("INBOX", readonly=True)
+    assert examined.recent == {5}  # shown, not claimed
+    assert mailboxes.open("INBOX").recent == {5}
+    with pytest.raises(MailboxError, match=r"^\[READ-ONLY\]"):
+        examined.store_flags([5], "+", ["\\Seen"])
+
+
+def test_vanished_since_and_changed_since(root):
+    deliver(root, 4)
+    box = user(root).open("INBOX")
+    mark = box.highestmodseq
+    box.store_flags([1, 3], "+", ["\\Deleted"])
+    box.expunge()
+    box.store_flags([2], "+", ["\\Seen"])
+    assert box.vanished_since(mark) == [1, 3]
+    assert box.vanished_since(box.highestmodseq) == []
+    assert [r.uid for r in box.changed_since(mark)] == [2]
+    again = user(root).open("INBOX")
+    assert again.vanished_since(mark) == [1, 3]
+
+
+def test_folders_special_use_subscriptions_and_utf7_names(root):
+    mailboxes = user(root)
+    mailboxes.ensure_defaults()
+    mailboxes.ensure_defaults()  # idempotent
+    infos = {i.name: i for i in mailboxes.list()}
+    assert list(infos)[0] == "INBOX"
+    for name in ["Drafts", "Sent", "Trash", "Junk", "Archive"]:
+        use = "\\" + name
+        assert infos[name].special_use == use and infos[name].subscribed and infos[name].selectable
+        assert (mailboxes.root / f".{name}" / "maildirfolder").exists()
+    mailboxes.create("Entwürfe")
+    assert (mailboxes.root / ".Entw&APw-rfe" / "cur").is_dir()
+    assert "Entwürfe" in {i.name for i in mailboxes.list()}
+    mailboxes.create("Projekte.2024.Q1")
+    infos = {i.name: i for i in mailboxes.list()}
+    assert infos["Projekte"].has_children and infos["Projekte.2024"].selectable
+    assert not infos["Projekte.2024.Q1"].has_children
+    with pytest.raises(MailboxError, match=r"^\[ALREADYEXISTS\]"):
+        mailboxes.create("Entwürfe")
+    with pytest.raises(MailboxError, match=r"^\[ALREADYEXISTS\]"):
+        mailboxes.create("inbox")
+    for bad in ["", "a/b", "..", "a..b", ".a", "a\x00b", "../x", "x*"]:
+        with pytest.raises(MailboxError):
+            mailboxes.create(bad)
+    with pytest.raises(MailboxError, match=r"^\[NONEXISTENT\]"):
+        mailboxes.open("Nope")
+    mailboxes.subscribe("Entwürfe")
+    mailboxes.unsubscribe("Sent")
+    infos = {i.name: i for i in mailboxes.list()}
+    assert infos["Entwürfe"].subscribed and not infos["Sent"].subscribed
+    assert encode_mutf7("A&B 日本語") == "A&-B &ZeVnLIqe-"
+    assert decode_mutf7("A&-B &ZeVnLIqe-") == "A&B 日本語"
+    assert decode_mutf7(encode_mutf7("😀 x")) == "😀 x"
+
+
+def test_delete_and_rename_folders(root):
+    mailboxes = user(root)
+    mailboxes.create("Work.Old")
+    old = mailboxes.open("Work.Old")
+    old.append(MSG, [], None)
+    validity = old.uidvalidity
+    mailboxes.subscribe("Work.Old")
+    mailboxes.rename("Work", "Jobs")
+    names = {i.name: i for i in mailboxes.list()}
+    assert "Work" not in names and "Work.Old" not in names
+    assert names["Jobs.Old"].subscribed
+    moved = mailboxes.open("Jobs.Old")
+    assert moved.uidvalidity == validity and [r.uid for r in moved.messages()] == [1]
+    with pytest.raises(MailboxError, match=r"^\[NONEXISTENT\]"):
+        old.sync()  # the old view's folder is gone
+    with pytest.raises(MailboxError, match=r"^\[CANNOT\]"):
+        mailboxes.rename("Jobs", "Jobs.Sub")
+    with pytest.raises(MailboxError, match=r"^\[CANNOT\]"):
+        mailboxes.delete("INBOX")
+    mailboxes.delete("Jobs")  # has a child: becomes \Noselect
+    names = {i.name: i for i in mailboxes.list()}
+    assert names["Jobs"].selectable is False and names["Jobs"].has_children
+    with pytest.raises(MailboxError, match=r"^\[HASCHILDREN\]"):
+        mailboxes.delete("Jobs")
+    mailboxes.delete("Jobs.Old")
+    assert {i.name for i in mailboxes.list()} == {"INBOX"}
+    mailboxes.create("Jobs.Old")  # made again: a new UIDVALIDITY
+    assert mailboxes.status("Jobs.Old").uidvalidity > validity
+    assert mailboxes.status("Jobs.Old").messages == 0
+
+
+def test_rename_inbox_moves_its_messages(root):
+    deliver(root, 2)
+    mailboxes = user(root)
+    inbox = mailboxes.open("INBOX")
+    inbox.store_flags([2], "+", ["\\Flagged"])
+    mailboxes.rename("INBOX", "Old Mail")
+    assert inbox.sync().expunged == [1, 2]
+    moved = mailboxes.open("Old Mail")
+    assert [(r.uid, r.flags) for r in moved.messages()] == [(1, frozenset()), (2, {"\\Flagged"})]
+    assert mailboxes.status("INBOX").messages == 0
+    deliver(root, 1, start=9)
+    assert [r.uid for r in inbox.sync().added] == [3]  # INBOX's UIDs go on
+
+
+def test_quota_refuses_append_and_copy(root):
+    deliver(root, 1)
+    mailboxes = user(root, quota_bytes=100)
+    used, limit = mailboxes.quota()
+    assert limit == 100 and used == sum(p.stat().st_size for p in (mailboxes.root / "new").iterdir())
+    inbox = mailboxes.open("INBOX")
+    inbox.append(MSG, [], None)
+    inbox.sync()
+    with pytest.raises(MailboxError, match=r"^\[OVERQUOTA\]"):
+        inbox.append(b"x" * 70, [], None)  # 19 + 18 + 70 > 100
+    mailboxes.create("Copies")
+    copies = mailboxes.open("Copies")
+    inbox.copy([1], copies)
+    inbox.copy([1], copies)
+    with pytest.raises(MailboxError, match=r"^\[OVERQUOTA\]"):
+        inbox.copy([1, 2], copies)
+    assert os.listdir(mailboxes.root / "tmp") == []
+
+
+def test_threads_share_one_folder(root):
+    deliver(root, 5)
+    store = MailboxStore(root, hostname="imap.example.test")
+    errors: list[BaseException] = []
+    appended: list[int] = []
+
+    def session(n: int) -> None:
+        try:
+            box = store.for_user(USER).open("INBOX")
+            for i in range(10):
+                appended.append(box.append(b"Subject: %d-%d\r\n\r\n" % (n, i), [], None))
+                box.store_flags([1 + (i % 5)], "+" if i % 2 else "-", ["\\Seen", f"t{n}"])
+                box.sync()
+        except BaseException as exc:  # collected and re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(appended) == list(range(6, 66))
+    box = MailboxStore(root, hostname="x").for_user(USER).open("INBOX")
+    assert [r.uid for r in box.messages()] == list(range(1, 66))
+    assert len({r.modseq for r in box.messages()}) > 1
