@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import random
+import resource
 import secrets
 import shutil
 import signal
@@ -534,4 +535,129 @@ def enable_hatoba_listeners(home: HatobaHome, names: Sequence[str]) -> None:
                 break
         else:
             lines.insert(start + 1, "enabled = true")
+    home.config.write_text("\n".join(lines) + "\n")
+
+
+# -- processes: open-file limit, memory, CPU -------------------------------------
+# Connection benches hold thousands of sockets and weigh servers by what the
+# kernel says they hold (/proc), the same way for one process or for many.
+
+REFSTACK_IMAP_PORT = 30143
+REFSTACK_IMAPS_PORT = 30993
+
+
+def raise_open_files_limit(wanted: int) -> int:
+    """Raise RLIMIT_NOFILE to `wanted` (the hard limit too when we may: root);
+    children started afterwards inherit it. Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return soft
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+@dataclass(frozen=True)
+class ProcMemory:
+    """Memory of a set of processes: RSS counts shared pages once per process,
+    PSS divides them among the processes that share them (fair for many)."""
+
+    rss: int = 0  # bytes
+    pss: int = 0  # bytes; 0 when /proc/PID/smaps_rollup cannot be read
+    processes: int = 0
+
+    def __add__(self, other: ProcMemory) -> ProcMemory:
+        return ProcMemory(self.rss + other.rss, self.pss + other.pss, self.processes + other.processes)
+
+
+def _proc_field_kb(path: str, name: bytes) -> int | None:
+    with contextlib.suppress(OSError):
+        with open(path, "rb") as f:
+            for line in f:
+                if line.startswith(name):
+                    return int(line.split()[1])
+    return None
+
+
+def process_memory(pids: Sequence[int]) -> ProcMemory:
+    """VmRSS (/proc/PID/status) and Pss (/proc/PID/smaps_rollup) summed over
+    `pids`; processes that are gone are skipped."""
+    total = ProcMemory()
+    for pid in pids:
+        rss = _proc_field_kb(f"/proc/{pid}/status", b"VmRSS:")
+        if rss is None:
+            continue
+        pss = _proc_field_kb(f"/proc/{pid}/smaps_rollup", b"Pss:") or 0
+        total = total + ProcMemory(rss * 1024, pss * 1024, 1)
+    return total
+
+
+def process_name(pid: int) -> str:
+    """The kernel's short name of the process (/proc/PID/comm), "" when gone."""
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    return ""
+
+
+def process_cmdline(pid: int) -> str:
+    """The process's argv joined by spaces, "" when gone."""
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    return ""
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """Every process below `pid` (children, their children, ...), from the
+    parent field of /proc/*/stat."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = Path(f"/proc/{entry.name}/stat").read_bytes()
+            ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time used so far by `pids` (not their reaped children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+            fields = stat[stat.rindex(b")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / tick
+
+
+def set_hatoba_setting(home: HatobaHome, table: str, key: str, value: str) -> None:
+    """Write `key = value` (value as TOML text, e.g. "20000" or '["127.0.0.1/32"]')
+    into [table] of the home's hatoba.toml, replacing the key or its
+    commented-out default; the table is added when missing."""
+    lines = home.config.read_text().splitlines()
+    header = f"[{table}]"
+    start = next((i for i, line in enumerate(lines) if line.strip() == header), None)
+    if start is None:
+        lines += ["", header, f"{key} = {value}"]
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+        for i in range(start + 1, end):
+            if lines[i].lstrip("# ").split("=")[0].strip() == key and "=" in lines[i]:
+                lines[i] = f"{key} = {value}"
+                break
+        else:
+            lines.insert(start + 1, f"{key} = {value}")
     home.config.write_text("\n".join(lines) + "\n")

@@ -124,6 +124,14 @@ class Pop3Config:
 
 
 @dataclass(frozen=True)
+class ImapConfig:
+    # Storage per user in MiB across all folders (0 = no limit). Enforced on
+    # APPEND and COPY (NO [OVERQUOTA]) and on delivery (kept in the queue and
+    # retried while the mailbox is full, as Dovecot's quota_full_tempfail).
+    quota_mb: int = 0
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     data_dir: Path
 
@@ -177,6 +185,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     pop3: Pop3Config = field(default_factory=Pop3Config)
+    imap: ImapConfig = field(default_factory=ImapConfig)
     log: LogConfig = field(default_factory=LogConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     config_path: Path | None = None

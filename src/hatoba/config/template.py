@@ -125,6 +125,11 @@ def render_config(hostname: str, bind_host: str, port_offset: int) -> str:
         f"# apop = {_value(Pop3Config().apop)}  # APOP for users given a secret with `hatoba user apop`",
         f"# max_auth_failures = {_value(Pop3Config().max_auth_failures)}  # failed logins before the connection closes",
         "",
+        "[imap]",
+        "# Storage per user in MiB, all folders together; 0 = no limit. Full mailboxes",
+        "# refuse APPEND and keep new mail in the queue until there is room.",
+        "# quota_mb = 0",
+        "",
         "[limits]",
     ]
     limits = LimitsConfig()

@@ -175,6 +175,8 @@ def _pop3_problems(config: Config) -> Iterator[str]:
             )
     if pop3.max_auth_failures <= 0:
         yield "pop3.max_auth_failures: must be more than 0"
+    if config.imap.quota_mb < 0:
+        yield "imap.quota_mb: must be 0 (no limit) or more"
 
 
 def _limit_problems(limits: LimitsConfig) -> Iterator[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hatoba.logs import mail_log
@@ -50,7 +51,10 @@ def deliver_locally(
     directory: UserDB,
     store: MailStore,
     thorough: bool,
+    mailbox_full: Callable[[str], bool] | None = None,
 ) -> Attempt:
+    """Deliver `queued` to every local mailbox it is for; `mailbox_full(mailbox)`
+    (the quota check) keeps the message queued for mailboxes that are full."""
     qid, envelope = queued.qid, queued.envelope
     done = set(state.done)
     attempt = Attempt(finished=False, state=state)
@@ -77,6 +81,10 @@ def deliver_locally(
     size = queued.body_length
     for mailbox, rcpt in mailboxes.items():
         if mailbox in done:
+            continue
+        if mailbox_full is not None and mailbox_full(mailbox):
+            attempt.temporary_error = f"4.2.2 the mailbox of {mailbox} is full (quota); will retry"
+            mail_log("deferred", qid=qid, to=f"<{mailbox}>", relay="local", reason=attempt.temporary_error)
             continue
         try:
             result = store.deliver(

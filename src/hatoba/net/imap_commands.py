@@ -169,7 +169,8 @@ async def _select(s: ImapSession, cmd: RawCommand, readonly: bool) -> None:
     s.write(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % mailbox.uidnext)
     if condstore or qresync:
         s.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % max(mailbox.highestmodseq, 1))
-    s.write(b"* LIST () \".\" " + _mailbox_name(s, name) + b"\r\n")
+    if "IMAP4REV2" in s.enabled:  # RFC 9051 §6.3.2: the canonical name; IMAP4rev1 clients do not expect it
+        s.write(b"* LIST () \".\" " + _mailbox_name(s, name) + b"\r\n")
     if qresync is not None and qresync[0] == mailbox.uidvalidity:
         known_modseq = qresync[1]
         vanished = await asyncio.to_thread(mailbox.vanished_since, known_modseq)
@@ -684,7 +685,8 @@ async def _sort_or_thread(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: 
     items = await asyncio.to_thread(headers)
     number = (lambda m: m.uid) if uid else (lambda m: m.seq)
     if thread:
-        pairs = [(number(meta), head) for _, meta, head in items]
+        # The internal date stands in for a missing Date header (RFC 5256 §2.2).
+        pairs = [(number(meta), head, meta.internal_date) for _, meta, head in items]
         tree = SORT.thread_references(pairs) if algorithm == "REFERENCES" else SORT.thread_orderedsubject(pairs)
         s.write(b"* THREAD " + tree + b"\r\n")
     else:

@@ -28,7 +28,7 @@ from hatoba.policy.relay import TrustedNetworks
 from hatoba.proto.pop3 import replies as pop3_replies
 from hatoba.proto.smtp import replies as R
 from hatoba.queue.manager import QueueManager
-from hatoba.queue.process import DeliveryProcess
+from hatoba.queue.process import DeliveryProcess, quota_check
 from hatoba.queue.spool import Spool
 from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
@@ -61,7 +61,7 @@ class Server:
         else:
             self.manager = QueueManager(
                 self.spool, self.directory, self.store, retry=config.delivery,
-                on_delivered=self.mailbox_events.changed,
+                on_delivered=self.mailbox_events.changed, mailbox_full=quota_check(config),
             )
         self.tls_context: ssl.SSLContext | None = server_context(config.tls)
         limits = config.limits
@@ -97,7 +97,7 @@ class Server:
         self.imap = ImapContext(
             config=config,
             directory=self.directory,
-            mailboxes=MailboxStore(paths.mail_dir),
+            mailboxes=MailboxStore(paths.mail_dir, quota_bytes=config.imap.quota_mb * 1024 * 1024),
             throttle=throttle,
             pop_before_smtp=self.pop_before_smtp,
             plaintext_networks=TrustedNetworks.parse(config.pop3.plaintext_auth_networks),

@@ -46,9 +46,11 @@ class QueueManager:
         retry: DeliveryConfig | None = None,
         workers: int = WORKERS,
         on_delivered: Callable[[str], None] | None = None,
+        mailbox_full: Callable[[str], bool] | None = None,
     ) -> None:
         """`on_delivered(mailbox)` runs in the event loop after each new message in a mailbox."""
         self.on_delivered = on_delivered
+        self.mailbox_full = mailbox_full
         self.spool = spool
         self.directory = directory
         self.store = store
@@ -141,7 +143,8 @@ class QueueManager:
                 return None, []  # `hatoba queue release` brings it back
             thorough = qid in self._recovered or state.attempts > 0
             attempt = deliver_locally(
-                queued, state, directory=self.directory, store=self.store, thorough=thorough
+                queued, state, directory=self.directory, store=self.store, thorough=thorough,
+                mailbox_full=self.mailbox_full,
             )
         except FileNotFoundError:
             if self.spool.exists(qid):

@@ -98,6 +98,21 @@ class DeliveryProcess:
             self._watcher.cancel()
 
 
+def quota_check(config: Config) -> Callable[[str], bool] | None:
+    """The delivery-time quota check, when imap.quota_mb sets a limit."""
+    if not config.imap.quota_mb:
+        return None
+    from hatoba.store.mailboxes import MailboxStore
+
+    boxes = MailboxStore(config.paths.mail_dir, quota_bytes=config.imap.quota_mb * 1024 * 1024)
+
+    def full(mailbox: str) -> bool:
+        used, limit = boxes.for_user(mailbox).quota()
+        return bool(limit) and used >= limit
+
+    return full
+
+
 async def _serve(config: Config) -> None:
     from hatoba.queue.manager import QueueManager
     from hatoba.queue.spool import Spool
@@ -111,7 +126,10 @@ async def _serve(config: Config) -> None:
         sys.stdout.buffer.write(f"delivered {mailbox}\n".encode())
         sys.stdout.buffer.flush()
 
-    manager = QueueManager(Spool(paths.queue_dir), directory, store, retry=config.delivery, on_delivered=report)
+    manager = QueueManager(
+        Spool(paths.queue_dir), directory, store, retry=config.delivery, on_delivered=report,
+        mailbox_full=quota_check(config),
+    )
     await manager.start()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
