@@ -178,8 +178,10 @@ def test_quota_refuses_append_and_holds_deliveries(hatoba_home):
         assert typ == "NO" and b"[OVERQUOTA]" in data[0]
         with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as c:
             c.sendmail("a@elsewhere.example", [BOB[0]], big)
+        # That delivery still found room (the limit was not reached yet); after it, the next must wait.
+        assert len(hatoba_home.wait_messages(BOB[0], 2)) == 2
+        with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as c:
             c.sendmail("a@elsewhere.example", [BOB[0]], b"Subject: small\r\n\r\nfits\r\n")
-        # The first delivery fits under the limit by the old usage; the next waits in the queue.
         deadline = __import__("time").monotonic() + 10
         while "4.2.2" not in hatoba_home.cli("queue", "list").stdout:
             assert __import__("time").monotonic() < deadline, hatoba_home.cli("queue", "list").stdout

@@ -37,6 +37,8 @@ from hatoba.proto.imap.types import ArgList, Atom, FetchItem, MessageMeta, Strin
 from hatoba.store.mailboxes import DELIMITER, MailboxError
 
 Handler = Callable[[ImapSession, RawCommand], Awaitable[None]]
+FETCH_BATCH = 2000  # messages per trip to a thread when no message bytes are needed
+FETCH_BATCH_WITH_BODIES = 32
 PERMANENT_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft", b"\\*")
 SYSTEM_FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft)"
 
@@ -465,9 +467,9 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
     needs = F.needs_message(items)
     seen_uids: list[int] = []
 
-    def work() -> list[bytes]:
+    def work(batch: list[int]) -> list[bytes]:
         out = []
-        for u in uids:
+        for u in batch:
             record = view.records.get(u)
             if record is None:
                 continue
@@ -479,7 +481,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
                     message = view.mailbox.read(u)
                 except (FileNotFoundError, MailboxError):
                     continue  # expunged meanwhile; reported at the next chance
-            meta = MessageMeta(uid=u, seq=view.uids.index(u) + 1, flags=record.flags,
+            meta = MessageMeta(uid=u, seq=view.seq_of(u) or 0, flags=record.flags,
                                internal_date=record.internal_date, size=record.size, modseq=record.modseq)
             result = F.fetch(items, meta, message)
             if result.sets_seen and "\\Seen" not in record.flags and not view.readonly:
@@ -487,11 +489,11 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
             out.append(b"* %d FETCH " % meta.seq + result.data + b"\r\n")
         return out
 
-    lines = await asyncio.to_thread(work)
-    for line in lines:
-        s.write(line)
-        if sum(map(len, s.out)) > 256 * 1024:
-            await s.flush()
+    # Bodies go out in batches: a FETCH 1:* BODY[] never holds the mailbox in memory.
+    batch_size = FETCH_BATCH_WITH_BODIES if needs else FETCH_BATCH
+    for start in range(0, len(uids), batch_size):
+        s.write(b"".join(await asyncio.to_thread(work, uids[start : start + batch_size])))
+        await s.flush()
     if seen_uids:
         changed, _ = await asyncio.to_thread(view.mailbox.store_flags, seen_uids, "+", ("\\Seen",))
         for record in changed:

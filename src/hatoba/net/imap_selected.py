@@ -24,6 +24,7 @@ class SelectedMailbox:
     records: dict[int, MessageRecord] = field(default_factory=dict)
     pending_expunges: list[int] = field(default_factory=list)
     saved: list[int] = field(default_factory=list)  # SEARCHRES "$" (uids)
+    _positions: dict[int, int] | None = None  # uid -> sequence number, rebuilt after changes
 
     @classmethod
     def open(cls, mailbox: Mailbox, *, readonly: bool, condstore: bool) -> SelectedMailbox:
@@ -41,9 +42,9 @@ class SelectedMailbox:
         return len(self.uids)
 
     def seq_of(self, uid: int) -> int | None:
-        if uid not in self.records:
-            return None
-        return self.uids.index(uid) + 1
+        if self._positions is None or len(self._positions) != len(self.uids):
+            self._positions = {u: i for i, u in enumerate(self.uids, start=1)}
+        return self._positions.get(uid)
 
     def uids_for(self, sequence, *, uid: bool) -> list[int]:  # type: ignore[no-untyped-def]
         """The uids a sequence set names (by uid or by sequence number), ascending, existing only."""
@@ -83,6 +84,7 @@ class SelectedMailbox:
         for record in added:
             self.uids.append(record.uid)
             self.records[record.uid] = record
+        self._positions = None
         if added:
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
         return b"".join(out)
@@ -104,6 +106,7 @@ class SelectedMailbox:
                     del self.uids[seq - 1]
         for u in gone:
             self.records.pop(u, None)
+        self._positions = None
         return b"".join(out)
 
     def flags_line(self, record: MessageRecord, *, with_uid: bool = True) -> bytes:
