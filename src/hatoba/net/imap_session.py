@@ -32,6 +32,7 @@ from hatoba.proto.imap.states import ALLOWED, KNOWN, ImapFacts, State, capabilit
 from hatoba.proto.smtp.events import NEED_DATA
 from hatoba.store.api import UserDB
 from hatoba.store.mailboxes import MailboxError, MailboxStore, UserMailboxes
+from hatoba.net.session_base import SessionBase
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class ImapContext:
     events: MailboxEvents
 
 
-class ImapSession:
+class ImapSession(SessionBase):
     def __init__(
         self,
         ctx: ImapContext,
@@ -86,12 +87,8 @@ class ImapSession:
         session_id: str,
         client_ip: str,
     ) -> None:
-        self.ctx = ctx
-        self.listener = listener
-        self.reader = reader
-        self.writer = writer
-        self.session_id = session_id
-        self.client_ip = client_ip
+        super().__init__(ctx, listener, reader, writer, session_id, client_ip)
+        self.ctx: ImapContext = ctx
         cfg = ctx.config
         self.facts = ImapFacts(
             hostname=cfg.server.hostname,
@@ -109,13 +106,10 @@ class ImapSession:
         self.out: list[bytes] = []
         self.bad_commands = 0
         self.command_count = 0
-        self.tls_info: tuple[str, str, int] | None = None
         self.closed = False
         self._compress: zlib._Compress | None = None  # type: ignore[name-defined]
         self._decompress: zlib._Decompress | None = None  # type: ignore[name-defined]
         self._change_event: asyncio.Event | None = None
-        if listener.implicit_tls:
-            self._record_tls()
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -240,12 +234,6 @@ class ImapSession:
             self.closed = True
 
     # -- TLS --------------------------------------------------------------------------
-
-    def _record_tls(self) -> None:
-        obj = self.writer.get_extra_info("ssl_object")
-        if obj is not None:
-            cipher = obj.cipher() or ("?", "?", 0)
-            self.tls_info = (obj.version() or "TLS", cipher[0], cipher[2])
 
     async def start_tls(self, tag: str) -> None:
         self.tagged(tag, "OK", "Begin TLS negotiation now")

@@ -42,6 +42,7 @@ from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
 from hatoba.store.maildrop import Maildrop
 from hatoba.store.secretbox import SecretBox, SecretBoxError
+from hatoba.net.session_base import SessionBase
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def apop_digest(timestamp: str, secret: str) -> str:
     return hashlib.md5((timestamp + secret).encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
-class Pop3Session:
+class Pop3Session(SessionBase):
     def __init__(
         self,
         ctx: Pop3Context,
@@ -104,12 +105,8 @@ class Pop3Session:
         session_id: str,
         client_ip: str,
     ) -> None:
-        self.ctx = ctx
-        self.listener = listener
-        self.reader = reader
-        self.writer = writer
-        self.session_id = session_id
-        self.client_ip = client_ip
+        super().__init__(ctx, listener, reader, writer, session_id, client_ip)
+        self.ctx: Pop3Context = ctx
         cfg = ctx.config
         self.timestamp = f"<{os.getpid()}.{time.time_ns()}@{cfg.server.hostname}>"
         apop_on = cfg.pop3.apop and ctx.secrets is not None
@@ -132,9 +129,6 @@ class Pop3Session:
         self.auth_failures = 0
         self.retrieved = 0
         self.deleted = 0
-        self.tls_info: tuple[str, str, int] | None = None
-        if listener.implicit_tls:
-            self._record_tls()
 
     # -- the loop ----------------------------------------------------------------
 
@@ -216,12 +210,6 @@ class Pop3Session:
             return
         self.conn.tls_started()
         self._record_tls()
-
-    def _record_tls(self) -> None:
-        obj = self.writer.get_extra_info("ssl_object")
-        if obj is not None:
-            cipher = obj.cipher() or ("?", "?", 0)
-            self.tls_info = (obj.version() or "TLS", cipher[0], cipher[2])
 
     # -- logins ----------------------------------------------------------------------
 

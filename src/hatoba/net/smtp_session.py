@@ -38,6 +38,7 @@ from hatoba.proto.smtp.replies import Reply
 from hatoba.proto.smtp.server import SessionFacts, SmtpServerConn, State
 from hatoba.queue.spool import Envelope, IncomingMessage, Spool, SpoolError
 from hatoba.store.api import UserDB
+from hatoba.net.session_base import SessionBase
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def session_facts(ctx: SmtpContext, listener: ListenerConfig) -> SessionFacts:
     )
 
 
-class SmtpSession:
+class SmtpSession(SessionBase):
     def __init__(
         self,
         ctx: SmtpContext,
@@ -88,12 +89,8 @@ class SmtpSession:
         session_id: str,
         client_ip: str,
     ) -> None:
-        self.ctx = ctx
-        self.listener = listener
-        self.reader = reader
-        self.writer = writer
-        self.session_id = session_id
-        self.client_ip = client_ip
+        super().__init__(ctx, listener, reader, writer, session_id, client_ip)
+        self.ctx: SmtpContext = ctx
         self.conn = SmtpServerConn(session_facts(ctx, listener))
         self.out: list[bytes] = []
         self.mail_from: str | None = None
@@ -102,9 +99,6 @@ class SmtpSession:
         self.message: IncomingMessage | None = None
         self.spool_failed = False
         self.messages_accepted = 0
-        self.tls_info: tuple[str, str, int] | None = None
-        if listener.implicit_tls:
-            self._record_tls()
 
     # -- the loop ----------------------------------------------------------------
 
@@ -205,12 +199,6 @@ class SmtpSession:
         if self.conn.discarded_after_starttls:
             mail_log("starttls-injection", ip=self.client_ip, discarded=self.conn.discarded_after_starttls)
         self._record_tls()
-
-    def _record_tls(self) -> None:
-        obj = self.writer.get_extra_info("ssl_object")
-        if obj is not None:
-            cipher = obj.cipher() or ("?", "?", 0)
-            self.tls_info = (obj.version() or "TLS", cipher[0], cipher[2])
 
     async def _auth(self, event: AuthCredentials) -> Reply:
         throttle = self.ctx.throttle

@@ -1,0 +1,35 @@
+"""What every protocol session (SMTP, POP3, IMAP) knows about its connection."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hatoba.config.schema import ListenerConfig
+
+
+class SessionBase:
+    def __init__(
+        self,
+        ctx: Any,
+        listener: ListenerConfig,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        session_id: str,
+        client_ip: str,
+    ) -> None:
+        self.ctx = ctx
+        self.listener = listener
+        self.reader = reader
+        self.writer = writer
+        self.session_id = session_id
+        self.client_ip = client_ip
+        self.tls_info: tuple[str, str, int] | None = None  # (version, cipher, bits) once encrypted
+        if listener.implicit_tls:
+            self._record_tls()
+
+    def _record_tls(self) -> None:
+        obj = self.writer.get_extra_info("ssl_object")
+        if obj is not None:
+            cipher = obj.cipher() or ("?", "?", 0)
+            self.tls_info = (obj.version() or "TLS", cipher[0], cipher[2])
