@@ -584,15 +584,16 @@ def _proc_field_kb(path: str, name: bytes) -> int | None:
     return None
 
 
-def process_memory(pids: Sequence[int]) -> ProcMemory:
+def process_memory(pids: Sequence[int], *, with_pss: bool = True) -> ProcMemory:
     """VmRSS (/proc/PID/status) and Pss (/proc/PID/smaps_rollup) summed over
-    `pids`; processes that are gone are skipped."""
+    `pids`; processes that are gone are skipped. PSS walks the page tables:
+    leave it out (with_pss=False) when sampling often."""
     total = ProcMemory()
     for pid in pids:
         rss = _proc_field_kb(f"/proc/{pid}/status", b"VmRSS:")
         if rss is None:
             continue
-        pss = _proc_field_kb(f"/proc/{pid}/smaps_rollup", b"Pss:") or 0
+        pss = (_proc_field_kb(f"/proc/{pid}/smaps_rollup", b"Pss:") or 0) if with_pss else 0
         total = total + ProcMemory(rss * 1024, pss * 1024, 1)
     return total
 

@@ -337,6 +337,8 @@ class Round:
 class Idle:
     wanted: int
     mode: str  # "IMAPS" or "IMAP, no TLS"
+    main_label: str = ""
+    other_label: str = ""
     opened: int = 0
     failed: int = 0
     first_error: str = ""
@@ -366,9 +368,12 @@ class Probe:
     """Which processes make up a server: `main` hold the connections, `other`
     is the rest of it (hatoba's delivery child; Dovecot's master, auth, ...)."""
 
-    def __init__(self, main: Callable[[], list[int]], other: Callable[[], list[int]]) -> None:
+    def __init__(self, main: Callable[[], list[int]], other: Callable[[], list[int]], main_label: str,
+                 other_label: str) -> None:
         self.main = main
         self.other = other
+        self.main_label = main_label
+        self.other_label = other_label
 
 
 # -- fetch ----------------------------------------------------------------------------
@@ -601,8 +606,8 @@ async def idle_phase(spec: Spec, port: int, ctx: ssl.SSLContext | None, login: t
 
     async def sample_peak() -> None:
         while True:
-            await asyncio.sleep(1)
-            result.peak_rss = max(result.peak_rss, process_memory(probe.main()).rss)
+            await asyncio.sleep(2)
+            result.peak_rss = max(result.peak_rss, process_memory(probe.main(), with_pss=False).rss)
 
     sampler = asyncio.create_task(sample_peak())
     tasks = [asyncio.create_task(one()) for _ in range(spec.idle_connections)]
@@ -638,7 +643,7 @@ async def idle_phase(spec: Spec, port: int, ctx: ssl.SSLContext | None, login: t
 def measure_idle(outcome: Outcome, spec: Spec, port: int, ctx: ssl.SSLContext | None,
                  login: tuple[str, str], probe: Probe, cap: str = "") -> None:
     mode = "IMAP, no TLS" if ctx is None else "IMAPS"
-    result = Idle(spec.idle_connections, mode, cap=cap)
+    result = Idle(spec.idle_connections, mode, probe.main_label, probe.other_label, cap=cap)
     outcome.idle = result
     if note := first_logins(port, ctx, [login], spec.timeout):
         outcome.notes.append(note)
@@ -712,7 +717,8 @@ def dovecot_probe() -> Probe:
             (main if process_name(pid) in DOVECOT_SESSION_PROCESSES else other).append(pid)
         return main, other
 
-    return Probe(lambda: split()[0], lambda: split()[1])
+    return Probe(lambda: split()[0], lambda: split()[1], "imap + imap-login",
+                 "master, auth, anvil, log, config, stats")
 
 
 def dovecot_cap() -> str:
@@ -748,7 +754,7 @@ def hatoba_probe(server: subprocess.Popen[bytes]) -> Probe:
         delivery = [p for p in kids if "hatoba.queue.process" in process_cmdline(p)]
         return delivery or kids
 
-    return Probe(lambda: [server.pid], other)
+    return Probe(lambda: [server.pid], other, "hatoba serve", "delivery child")
 
 
 def run_hatoba(spec: Spec, message: bytes, port_offset: int | None, keep: bool, cli: list[str] | None,
@@ -864,13 +870,15 @@ def format_idle(target: str, r: Idle, spec: Spec) -> list[str]:
         lines.append(f"{target:<9} idle  server limits: {r.cap}")
     rss_each = (r.server.rss - r.at_rest.rss) / r.opened / 1024 if r.opened else 0.0
     pss_each = (r.server.pss - r.at_rest.pss) / r.opened / 1024 if r.opened else 0.0
-    lines.append(
+    lines += [
         f"{target:<9} idle  after {spec.idle_hold:.0f} s: {r.still_open} still open;"
-        f" connection processes ({r.server.processes}) RSS {r.server.rss / MIB:.1f} MiB"
-        f" PSS {r.server.pss / MIB:.1f} MiB (at rest RSS {r.at_rest.rss / MIB:.1f} MiB,"
-        f" per connection +{rss_each:.1f} KiB RSS, +{pss_each:.1f} KiB PSS; peak RSS while opening {r.peak_rss / MIB:.1f} MiB);"
-        f" other processes ({r.other.processes}) RSS {r.other.rss / MIB:.1f} MiB PSS {r.other.pss / MIB:.1f} MiB;"
-        f" CPU while idle {r.cpu_share * 100:.1f}% of a core")
+        f" CPU {r.cpu_share * 100:.1f}% of a core while idle",
+        f"{target:<9} idle  {r.main_label} ({r.server.processes} processes): RSS {r.server.rss / MIB:.1f} MiB"
+        f"  PSS {r.server.pss / MIB:.1f} MiB  (before: RSS {r.at_rest.rss / MIB:.1f} MiB; per connection"
+        f" +{rss_each:.1f} KiB RSS, +{pss_each:.1f} KiB PSS; peak RSS while opening {r.peak_rss / MIB:.1f} MiB)",
+        f"{target:<9} idle  {r.other_label} ({r.other.processes} processes): RSS {r.other.rss / MIB:.1f} MiB"
+        f"  PSS {r.other.pss / MIB:.1f} MiB",
+    ]
     return lines
 
 
@@ -956,8 +964,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-messages", type=int, default=10, help="messages in the idle mailbox (default 10)")
     parser.add_argument("--idle-hold", type=float, default=40,
                         help="seconds the idle connections are held before the server is weighed (default 40)")
-    parser.add_argument("--idle-timeout", type=float, default=1200,
-                        help="seconds allowed to open the idle connections (default 1200)")
+    parser.add_argument("--idle-timeout", type=float, default=1800,
+                        help="seconds allowed to open the idle connections (default 1800)")
     parser.add_argument("--idle-plain", action="store_true",
                         help="idle connections over plain IMAP (port 143, no TLS; hatoba gets "
                              "[pop3] plaintext_auth_networks = [\"127.0.0.1/32\"])")

@@ -69,7 +69,7 @@ def tool(name: str) -> pytest.MarkDecorator:
 # -- mbsync (isync) ---------------------------------------------------------------------------
 
 MBSYNC_READONLY_COMMANDS = {"AUTHENTICATE", "LOGIN", "CAPABILITY", "NAMESPACE", "LIST", "SELECT",
-                            "EXAMINE", "FETCH", "CLOSE", "LOGOUT", "ENABLE", "ID"}
+                            "EXAMINE", "FETCH", "CLOSE", "LOGOUT", "ENABLE", "ID", "COMPRESS"}
 
 
 def mbsync_config(tmp_path: Path, server, home) -> Path:

@@ -49,7 +49,7 @@ def test_imaps_select_fetch_store_search(two_for_bob, hatoba_home):
     typ, data = m.select("INBOX")
     assert typ == "OK" and data == [b"2"]
     typ, data = m.fetch("1:*", "(UID FLAGS RFC822.SIZE)")
-    assert typ == "OK" and len(data) == 2 and b"FLAGS ()" in data[0]
+    assert typ == "OK" and len(data) == 2 and b"FLAGS (\\Recent)" in data[0]  # new to this session
     typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
     assert b"Subject: first" in data[0][1]
     typ, data = m.fetch("2", "(RFC822)")

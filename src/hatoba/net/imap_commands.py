@@ -68,7 +68,8 @@ async def _refresh(session: ImapSession, *, allow_expunge: bool = True) -> None:
 
 
 async def cmd_capability(s: ImapSession, cmd: RawCommand) -> None:
-    s.write(f"* CAPABILITY {capabilities(s.facts, s.state)}\r\n".encode())
+    caps = capabilities(s.facts, s.state, compress_available=s._compress is None)
+    s.write(f"* CAPABILITY {caps}\r\n".encode())
     s.tagged(cmd.tag, "OK", "CAPABILITY completed")
 
 
@@ -161,12 +162,13 @@ async def _select(s: ImapSession, cmd: RawCommand, readonly: bool) -> None:
     view = await asyncio.to_thread(SelectedMailbox.open, mailbox, readonly=readonly, condstore=condstore)
     s.selected = view
     s.state = State.SELECTED
-    s.write(b"* FLAGS " + SYSTEM_FLAGS + b"\r\n")
-    perm = b"()" if readonly else b"(" + b" ".join(PERMANENT_FLAGS) + b")"
+    keywords = [k.encode() for k in mailbox.keywords]
+    s.write(b"* FLAGS " + SYSTEM_FLAGS[:-1] + b"".join(b" " + k for k in keywords) + b")\r\n")
+    perm = b"()" if readonly else b"(" + b" ".join([*PERMANENT_FLAGS[:-1], *keywords, PERMANENT_FLAGS[-1]]) + b")"
     s.write(b"* OK [PERMANENTFLAGS " + perm + b"] Flags you can change\r\n")
     s.write(b"* %d EXISTS\r\n" % view.exists)
     if "IMAP4REV2" not in s.enabled:
-        s.write(b"* 0 RECENT\r\n")
+        s.write(b"* %d RECENT\r\n" % len(mailbox.recent))
     s.write(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % mailbox.uidvalidity)
     s.write(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % mailbox.uidnext)
     if condstore or qresync:
@@ -269,8 +271,12 @@ async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
     special_only = "SPECIAL-USE" in selection
     status_items = largs.status_items
     verb = b"LSUB" if lsub else b"LIST"
+    full_patterns = [reference + p for p in patterns]
+    if subscribed_only:
+        await _list_subscribed(s, infos, full_patterns, verb, lsub=lsub, special_only=special_only)
+        s.tagged(cmd.tag, "OK", f"{verb.decode()} completed")
+        return
     for info in infos:
-        full_patterns = [reference + p for p in patterns]
         if not any(_pattern_matches(p, info.name) for p in full_patterns):
             continue
         if subscribed_only and not info.subscribed:
@@ -290,6 +296,41 @@ async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
         if status_items and info.selectable:
             await _status_line(s, info.name, status_items)
     s.tagged(cmd.tag, "OK", f"{verb.decode()} completed")
+
+
+async def _list_subscribed(s: ImapSession, infos, patterns: list[str], verb: bytes, *,  # type: ignore[no-untyped-def]
+                           lsub: bool, special_only: bool) -> None:
+    """LSUB and LIST (SUBSCRIBED): subscribed names, existing or not (RFC 3501 §6.3.9, RFC 5258 §3.1)."""
+    assert s.boxes is not None
+    subscribed = await asyncio.to_thread(s.boxes.subscriptions)
+    by_name = {info.name: info for info in infos}
+    shown: set[str] = set()
+    for name in subscribed:
+        info = by_name.get(name)
+        if special_only and (info is None or not info.special_use):
+            continue
+        if any(_pattern_matches(p, name) for p in patterns):
+            attrs = []
+            if info is None:
+                attrs.append("\\NonExistent" if not lsub else "\\Noselect")
+            elif not info.selectable:
+                attrs.append("\\Noselect")
+            if not lsub:
+                attrs.append("\\Subscribed")
+                if info is not None and info.special_use:
+                    attrs.append(info.special_use)
+            s.write(b"* " + verb + b" (" + " ".join(attrs).encode() + b') "." ' + _mailbox_name(s, name) + b"\r\n")
+            shown.add(name)
+        elif lsub:
+            # "%" stops at the delimiter: an unsubscribed parent of a subscribed
+            # name matches as \Noselect (RFC 3501 §6.3.9).
+            parts = name.split(DELIMITER)
+            for depth in range(1, len(parts)):
+                parent = DELIMITER.join(parts[:depth])
+                if parent not in shown and parent not in subscribed and any(
+                        _pattern_matches(p, parent) for p in patterns):
+                    s.write(b'* LSUB (\\Noselect) "." ' + _mailbox_name(s, parent) + b"\r\n")
+                    shown.add(parent)
 
 
 async def cmd_list(s: ImapSession, cmd: RawCommand) -> None:
@@ -345,7 +386,11 @@ async def cmd_append(s: ImapSession, cmd: RawCommand) -> None:
     data = rest[0].value
     if "\\Recent" in flags:
         raise ArgError("\\Recent cannot be set")
-    mailbox = await asyncio.to_thread(s.boxes.open, name)
+    try:
+        mailbox = await asyncio.to_thread(s.boxes.open, name)
+    except MailboxError:
+        s.tagged(cmd.tag, "NO", "[TRYCREATE] No such mailbox; create it first")
+        return
     uid = await asyncio.to_thread(mailbox.append, data, flags, when)
     s.mailbox_changed()
     await _refresh(s)
@@ -360,8 +405,10 @@ async def cmd_getquotaroot(s: ImapSession, cmd: RawCommand) -> None:
     assert s.boxes is not None
     name = _one_mailbox(s, cmd)
     used, limit = await asyncio.to_thread(s.boxes.quota)
-    s.write(b"* QUOTAROOT " + _mailbox_name(s, name) + b' ""\r\n')
-    if limit:
+    if not limit:  # RFC 9208 §4.3: no quota root when nothing limits the mailbox
+        s.write(b"* QUOTAROOT " + _mailbox_name(s, name) + b"\r\n")
+    else:
+        s.write(b"* QUOTAROOT " + _mailbox_name(s, name) + b' ""\r\n')
         s.write(b'* QUOTA "" (STORAGE %d %d)\r\n' % ((used + 1023) // 1024, limit // 1024))
     s.tagged(cmd.tag, "OK", "GETQUOTAROOT completed")
 
@@ -466,6 +513,8 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
             s.write(b"* VANISHED (EARLIER) " + E.format_sequence_set(sorted(gone)) + b"\r\n")
     needs = F.needs_message(items)
     seen_uids: list[int] = []
+    # \Recent is an IMAP4rev1 flag (RFC 3501 §2.3.2); IMAP4rev2 dropped it.
+    recent = set() if "IMAP4REV2" in s.enabled else view.mailbox.recent
 
     def work(batch: list[int]) -> list[bytes]:
         out = []
@@ -481,7 +530,8 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
                     message = view.mailbox.read(u)
                 except (FileNotFoundError, MailboxError):
                     continue  # expunged meanwhile; reported at the next chance
-            meta = MessageMeta(uid=u, seq=view.seq_of(u) or 0, flags=record.flags,
+            flags = record.flags | {"\\Recent"} if u in recent else record.flags
+            meta = MessageMeta(uid=u, seq=view.seq_of(u) or 0, flags=flags,
                                internal_date=record.internal_date, size=record.size, modseq=record.modseq)
             result = F.fetch(items, meta, message)
             if result.sets_seen and "\\Seen" not in record.flags and not view.readonly:
@@ -492,7 +542,11 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
     # Bodies go out in batches: a FETCH 1:* BODY[] never holds the mailbox in memory.
     batch_size = FETCH_BATCH_WITH_BODIES if needs else FETCH_BATCH
     for start in range(0, len(uids), batch_size):
-        s.write(b"".join(await asyncio.to_thread(work, uids[start : start + batch_size])))
+        try:
+            s.write(b"".join(await asyncio.to_thread(work, uids[start : start + batch_size])))
+        except F.FetchError as exc:  # e.g. BINARY of an unknown encoding: NO [UNKNOWN-CTE]
+            s.tagged(cmd.tag, "NO", str(exc))
+            return
         await s.flush()
     if seen_uids:
         changed, _ = await asyncio.to_thread(view.mailbox.store_flags, seen_uids, "+", ("\\Seen",))

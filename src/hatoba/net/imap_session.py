@@ -277,7 +277,7 @@ class ImapSession(SessionBase):
         tls = self.tls_info
         mail_log("auth", result="ok", proto="imap", login=user, mech=mechanism, ip=ip,
                  tls=f"{tls[0]}/{tls[1]}" if tls else "none")
-        self.tagged(tag, "OK", f"[CAPABILITY {capabilities(self.facts, self.state)}] Logged in")
+        self.tagged(tag, "OK", f"[CAPABILITY {capabilities(self.facts, self.state, compress_available=True)}] Logged in")
 
     def _open_user(self) -> UserMailboxes:
         assert self.user is not None
