@@ -13,8 +13,10 @@ Rules:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import math
 import os
 import random
 import resource
@@ -662,3 +664,24 @@ def set_hatoba_setting(home: HatobaHome, table: str, key: str, value: str) -> No
         else:
             lines.insert(start + 1, f"{key} = {value}")
     home.config.write_text("\n".join(lines) + "\n")
+
+
+# -- figures -----------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile (p in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def parse_size(text: str) -> int:
+    """A message size option: 4096, 4k, 4kb or 1m (argparse type)."""
+    text = text.strip().lower().removesuffix("b")
+    factor = 1024 if text.endswith("k") else 1024 * 1024 if text.endswith("m") else 1
+    number = text.rstrip("km")
+    if not number.isdigit() or int(number) <= 0:
+        raise argparse.ArgumentTypeError(f"size {text!r} must look like 4096, 4k or 1m")
+    return int(number) * factor

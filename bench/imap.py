@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
 import secrets
 import shlex
 import shutil
@@ -46,6 +45,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -67,6 +67,8 @@ from common import (  # noqa: E402
     hatoba_user_maildir,
     make_hatoba_home,
     make_message,
+    parse_size,
+    percentile,
     process_cmdline,
     process_memory,
     process_name,
@@ -90,6 +92,9 @@ MIB = 1024 * 1024
 
 class ImapError(Exception):
     """The server answered NO/BAD, or something that is not IMAP."""
+
+
+CLIENT_ERRORS = (OSError, ssl.SSLError, ConnectionError, ImapError, TimeoutError)
 
 
 # -- the IMAP client ----------------------------------------------------------------
@@ -268,7 +273,7 @@ def wait_imap_greeting(port: int, ctx: ssl.SSLContext, timeout: float, what: str
     async def probe() -> bool:
         try:
             client = await asyncio.wait_for(ImapClient.connect(port, ctx), 5)
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError, ImapError):
+        except CLIENT_ERRORS:
             return False
         client.abort()
         return True
@@ -288,9 +293,6 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:240]
-
-
-CLIENT_ERRORS = (OSError, ssl.SSLError, ConnectionError, ImapError, TimeoutError)
 
 
 # -- what a run measures ------------------------------------------------------------
@@ -344,6 +346,7 @@ class Idle:
     first_error: str = ""
     open_seconds: float = 0.0
     stopped: str = ""  # why opening stopped early
+    capped: bool = False  # it stopped because the server refused more (a limit of its own)
     still_open: int = 0
     at_rest: ProcMemory = field(default_factory=ProcMemory)
     peak_rss: int = 0  # server (main processes) while connections were being opened
@@ -364,16 +367,14 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
 
 
-class Probe:
+class Probe(NamedTuple):
     """Which processes make up a server: `main` hold the connections, `other`
     is the rest of it (hatoba's delivery child; Dovecot's master, auth, ...)."""
 
-    def __init__(self, main: Callable[[], list[int]], other: Callable[[], list[int]], main_label: str,
-                 other_label: str) -> None:
-        self.main = main
-        self.other = other
-        self.main_label = main_label
-        self.other_label = other_label
+    main: Callable[[], list[int]]
+    other: Callable[[], list[int]]
+    main_label: str
+    other_label: str
 
 
 # -- fetch ----------------------------------------------------------------------------
@@ -433,12 +434,8 @@ def fetch_round(port: int, ctx: ssl.SSLContext, logins: Sequence[tuple[str, str]
 
 def first_logins(port: int, ctx: ssl.SSLContext | None, logins: Sequence[tuple[str, str]], timeout: float) -> str:
     """LOGIN + LOGOUT once per user, one after the other; "" or what failed.
-
-    A user's first login may set up their folders (hatoba creates the
-    default mailboxes then); the runs measure users who have logged in
-    before, and many first logins of one user at the same instant are not
-    what a server meets in practice.
-    """
+    A first login may set up the user's folders: the runs measure users who
+    have logged in before, as a server mostly meets them."""
 
     async def once(user: str, password: str) -> None:
         client = await ImapClient.connect(port, ctx)
@@ -562,7 +559,7 @@ async def idle_phase(spec: Spec, port: int, ctx: ssl.SSLContext | None, login: t
     watchers: list[asyncio.Task[None]] = []
     closed = [0]
     stop = [""]
-    consecutive = [0]
+    consecutive = [0, 0]  # failures in a row, and how many of them were refusals
     # A server that stops accepting (a process cap) leaves connections
     # hanging until they time out; a whole batch of failures in a row ends
     # the opening instead of waiting out every remaining connection.
@@ -593,10 +590,13 @@ async def idle_phase(spec: Spec, port: int, ctx: ssl.SSLContext | None, login: t
                 result.failed += 1
                 result.first_error = result.first_error or _describe(exc)
                 consecutive[0] += 1
+                consecutive[1] += _refused(exc)
                 if consecutive[0] >= give_up_after and not stop[0]:
-                    stop[0] = f"{consecutive[0]} connections in a row failed"
+                    result.capped = consecutive[1] == consecutive[0]
+                    what = "were refused by the server" if result.capped else "failed"
+                    stop[0] = f"{consecutive[0]} connections in a row {what}; opening stopped"
                 return
-            consecutive[0] = 0
+            consecutive[0] = consecutive[1] = 0
             clients.append(client)
             watchers.append(asyncio.create_task(watch(client)))
             result.opened = len(clients)
@@ -640,6 +640,12 @@ async def idle_phase(spec: Spec, port: int, ctx: ssl.SSLContext | None, login: t
         await asyncio.sleep(0)
 
 
+def _refused(exc: BaseException) -> bool:
+    """The server said no to a new connection (its own limit): "* BYE", a
+    reset or a refused connect, as opposed to a timeout or an error."""
+    return isinstance(exc, (ConnectionResetError, ConnectionRefusedError)) or "* BYE" in _describe(exc)
+
+
 def measure_idle(outcome: Outcome, spec: Spec, port: int, ctx: ssl.SSLContext | None,
                  login: tuple[str, str], probe: Probe, cap: str = "") -> None:
     mode = "IMAP, no TLS" if ctx is None else "IMAPS"
@@ -655,7 +661,7 @@ def measure_idle(outcome: Outcome, spec: Spec, port: int, ctx: ssl.SSLContext | 
         result.stopped = result.stopped or _describe(exc)
     for line in format_idle(outcome.target, result, spec):
         print(line, flush=True)
-    if result.opened < result.wanted:
+    if result.opened < result.wanted and not result.capped:
         outcome.notes.append(f"idle: {result.opened} of {result.wanted} connections opened")
     if result.still_open < result.opened:
         outcome.notes.append(f"idle: {result.opened - result.still_open} connections closed by the server while idle")
@@ -695,7 +701,6 @@ def run_refstack(spec: Spec, message: bytes) -> Outcome:
             port, idle_ctx = (REFSTACK_IMAP_PORT, None) if spec.idle_plain else (REFSTACK_IMAPS_PORT, ctx)
             measure_idle(outcome, spec, port, idle_ctx, login_of(REFSTACK_IDLE_USER), dovecot_probe(),
                          dovecot_cap())
-            wait_dovecot_sessions_gone(30)
     finally:
         reset_refstack_mail()  # leave no 10,000-message mailbox behind
     return outcome
@@ -735,17 +740,6 @@ def dovecot_cap() -> str:
         if found:
             values.append(f"{service}: {', '.join(found)}")
     return "; ".join(values)
-
-
-def wait_dovecot_sessions_gone(timeout: float) -> None:
-    """After the idle phase, wait for Dovecot's per-connection processes to exit."""
-    with contextlib.suppress(BenchError):
-        master = dovecot_master()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not any(process_name(p) in DOVECOT_SESSION_PROCESSES for p in descendant_pids(master)):
-                return
-            time.sleep(0.5)
 
 
 def hatoba_probe(server: subprocess.Popen[bytes]) -> Probe:
@@ -835,14 +829,6 @@ def _log_hint(log_path: Path, exited: bool) -> str:
 # -- output ---------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 def format_round(o: Outcome, number: int, r: Round) -> str:
     boxes = f"{o.mailboxes} mailbox{'es' if o.mailboxes != 1 else ''}"
     if o.mailboxes < o.clients:
@@ -898,15 +884,16 @@ def format_tables(outcomes: list[Outcome]) -> str:
         good = [r for r in o.rounds if not r.note]
         first = o.rounds[0].rate if o.rounds and not o.rounds[0].note else None
         i = o.idle
-        idle_cells = (f"{i.opened:>10} {i.open_seconds:>7.1f} {i.server.rss / MIB:>8.1f} {i.server.pss / MIB:>8.1f}"
+        opened = f"{i.opened}{'*' if i.capped else ''}" if i else "-"
+        idle_cells = (f"{opened:>10} {i.open_seconds:>7.1f} {i.server.rss / MIB:>8.1f} {i.server.pss / MIB:>8.1f}"
                       f" {i.other.rss / MIB:>9.1f} {i.cpu_share * 100:>6.1f}") if i else \
-            f"{'-':>10} {'-':>7} {'-':>8} {'-':>8} {'-':>9} {'-':>6}"
+            f"{opened:>10} {'-':>7} {'-':>8} {'-':>8} {'-':>9} {'-':>6}"
         rows.append(f"{o.target:<9} {o.clients:>7} {o.mailboxes:>5} {_cell(first, 10)} "
                     f"{_cell(_median([r.rate for r in good]), 10)} {_cell(_median([r.mbps for r in good]), 9)} "
                     + idle_cells)
     rows.append("RSS/PSS: the processes that hold the connections (hatoba: the server; Dovecot: imap + imap-login),"
                 " with the idle connections open; other: hatoba's delivery child, Dovecot's other processes"
-                " (RSS); CPU %: theirs while idle")
+                " (RSS); CPU %: theirs while idle; * the server refused more connections")
     labels: list[str] = []
     for o in outcomes:
         labels += [label for label in o.latencies if label not in labels]
@@ -919,15 +906,6 @@ def format_tables(outcomes: list[Outcome]) -> str:
                             f" {_cell(percentile(o.latencies.get(label, []), 99), 13, 1000)}" for o in outcomes)
             rows.append(f"{label:<34}{cells}")
     return "\n".join(rows)
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().lower().removesuffix("b")
-    factor = 1024 if text.endswith("k") else 1024 * 1024 if text.endswith("m") else 1
-    number = text.rstrip("km")
-    if not number.isdigit() or int(number) <= 0:
-        raise argparse.ArgumentTypeError(f"size {text!r} must look like 4096, 4k or 1m")
-    return int(number) * factor
 
 
 def parse_phases(text: str) -> tuple[str, ...]:
@@ -949,30 +927,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=parse_size, default=4096, help="message size (default 4k)")
     parser.add_argument("--rounds", type=int, default=3, help="fetch rounds over the same mailboxes (default 3)")
     parser.add_argument("--batch", type=int, default=100, help="messages per FETCH command (default 100)")
-    parser.add_argument("--mailboxes", type=int, default=None,
-                        help="hatoba fetch mailboxes the clients share (default: one per client)")
-    parser.add_argument("--latency-messages", type=int, default=10000,
-                        help="messages in the mailbox the latency runs use (default 10000)")
+    parser.add_argument("--mailboxes", type=int, help="hatoba fetch mailboxes the clients share (default: one each)")
+    parser.add_argument("--latency-messages", type=int, default=10000, help="latency mailbox size (default 10000)")
     parser.add_argument("--runs", type=int, default=100, help="runs of each timed command (default 100)")
-    parser.add_argument("--op-seconds", type=float, default=60,
-                        help="start no more runs of a command after this many seconds (default 60)")
+    parser.add_argument("--op-seconds", type=float, default=60, help="no new run of a command after (default 60)")
     parser.add_argument("--search", action="append", default=None, metavar="KEY",
                         help='SEARCH keys to time (repeatable; default: UNSEEN and FROM "nobody@example.net")')
     parser.add_argument("--idle-connections", type=int, default=10000, help="IDLE connections to hold (default 10000)")
-    parser.add_argument("--idle-concurrency", type=int, default=200,
-                        help="idle connections being opened at a time (default 200)")
+    parser.add_argument("--idle-concurrency", type=int, default=200, help="opened at a time (default 200)")
     parser.add_argument("--idle-messages", type=int, default=10, help="messages in the idle mailbox (default 10)")
-    parser.add_argument("--idle-hold", type=float, default=40,
-                        help="seconds the idle connections are held before the server is weighed (default 40)")
-    parser.add_argument("--idle-timeout", type=float, default=1800,
-                        help="seconds allowed to open the idle connections (default 1800)")
+    parser.add_argument("--idle-hold", type=float, default=40, help="seconds held before weighing (default 40)")
+    parser.add_argument("--idle-timeout", type=float, default=1800, help="seconds to open them in (default 1800)")
     parser.add_argument("--idle-plain", action="store_true",
                         help="idle connections over plain IMAP (port 143, no TLS; hatoba gets "
                              "[pop3] plaintext_auth_networks = [\"127.0.0.1/32\"])")
-    parser.add_argument("--timeout", type=float, default=300,
-                        help="seconds allowed per fetch round or per command (default 300)")
-    parser.add_argument("--port-offset", type=int, default=None, help="hatoba port offset (default: a free one)")
-    parser.add_argument("--hatoba", metavar="CMD", default=None,
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per fetch round or command (default 300)")
+    parser.add_argument("--port-offset", type=int, help="hatoba port offset (default: a free one)")
+    parser.add_argument("--hatoba", metavar="CMD",
                         help="hatoba command to run (default: the one beside this Python, on PATH, or -m hatoba)")
     parser.add_argument("--keep", action="store_true", help="keep the hatoba temp folder and its server log")
     args = parser.parse_args(argv)

@@ -385,3 +385,27 @@ def test_threads_share_one_folder(root):
     box = MailboxStore(root, hostname="x").for_user(USER).open("INBOX")
     assert [r.uid for r in box.messages()] == list(range(1, 66))
     assert len({r.modseq for r in box.messages()}) > 1
+
+
+def test_concurrent_first_logins_all_get_the_default_folders(tmp_path):
+    import threading
+
+    from hatoba.store.mailboxes import MailboxStore
+
+    store = MailboxStore(tmp_path / "mail")
+    errors: list[Exception] = []
+
+    def login() -> None:
+        try:
+            store.for_user("new@example.test").ensure_defaults()
+        except Exception as exc:  # a refused login in the server
+            errors.append(exc)
+
+    threads = [threading.Thread(target=login) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    names = {info.name for info in store.for_user("new@example.test").list()}
+    assert {"INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive"} <= names

@@ -40,6 +40,9 @@ READ_SIZE = 65536
 PRE_LOGIN_TIMEOUT = 60.0
 # RFC 9051 §5.4: the autologout timer is at least 30 minutes once logged in.
 IDLE_AUTOLOGOUT = 30 * 60.0
+# Deliveries, POP3 and other sessions wake IDLE at once; this slow rescan only
+# catches files that outside tools put into the Maildir.
+IDLE_RESCAN = 120.0
 
 
 class MailboxEvents:
@@ -351,12 +354,12 @@ class ImapSession(SessionBase):
             while True:
                 self._change_event.clear()
                 change = asyncio.ensure_future(self._change_event.wait())
-                done, _ = await asyncio.wait({line_task, change}, timeout=30,
+                done, _ = await asyncio.wait({line_task, change}, timeout=IDLE_RESCAN,
                                              return_when=asyncio.FIRST_COMPLETED)
                 change.cancel()
                 if line_task in done:
                     break
-                await refresh()  # a change, or the 30 s poll for outside tools
+                await refresh()  # a change, or the periodic look for outside tools
                 await self.flush()
         finally:
             if not line_task.done():

@@ -286,7 +286,12 @@ class UserMailboxes:
             if use in meta["special_use"].values():
                 continue
             if not names.get(name):
-                self.create(name)
+                try:
+                    self.create(name)
+                except MailboxError:
+                    # Another login of the same user made it a moment ago.
+                    if not self._names().get(name):
+                        raise
 
             def mark(meta: dict, name: str = name, use: str = use) -> None:  # type: ignore[type-arg]
                 meta["special_use"][name] = use
