@@ -648,6 +648,7 @@ async def cmd_move(s: ImapSession, cmd: RawCommand) -> None:
 async def _search_uids(s: ImapSession, key, view: SelectedMailbox) -> list[int]:  # type: ignore[no-untyped-def]
     largest_seq, largest_uid = _largest(view)
     needs = S.needs_message(key)
+    read = _read_header if needs and S.needs_headers_only(key) else (lambda mailbox, u: mailbox.read(u))
     saved = list(view.saved)
 
     def work() -> list[int]:
@@ -659,7 +660,7 @@ async def _search_uids(s: ImapSession, key, view: SelectedMailbox) -> list[int]:
             message = None
             if needs:
                 try:
-                    message = view.mailbox.read(u)
+                    message = read(view.mailbox, u)
                 except (FileNotFoundError, MailboxError):
                     continue
             meta = MessageMeta(uid=u, seq=seq, flags=record.flags, internal_date=record.internal_date,
@@ -669,6 +670,17 @@ async def _search_uids(s: ImapSession, key, view: SelectedMailbox) -> list[int]:
         return found
 
     return await asyncio.to_thread(work)
+
+
+def _read_header(mailbox, uid: int) -> bytes:  # type: ignore[no-untyped-def]
+    """The header of a stored message (up to the blank line): all a header SEARCH needs."""
+    lines = []
+    with mailbox.open_file(uid) as f:
+        for line in f:
+            lines.append(line)
+            if line in (b"\n", b"\r\n"):
+                break
+    return b"".join(lines)
 
 
 async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> None:

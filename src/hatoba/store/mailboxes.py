@@ -546,7 +546,9 @@ class Mailbox:
 
     def open_file(self, uid: int) -> BinaryIO:
         for _ in range(3):  # another session may rename it (flags) between look-up and open
-            with self._folder.lock():
+            # Only the in-memory entry is read: the thread lock is enough (no flock, no
+            # lock-file open per message, which halved FETCH throughput).
+            with self._folder._thread_lock:
                 entry = self._folder.entries.get(uid)
                 path = self._folder.path / "cur" / entry.name if entry else None
             if path is None:

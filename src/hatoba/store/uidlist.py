@@ -25,6 +25,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from pathlib import Path
 
 from hatoba.fsutil import fsync_dir, write_atomic
 from hatoba.store.maildir import MaildirName
+
+STAMP_TRUST_NS = 2_000_000_000  # folder times younger than this are not trusted to mean "unchanged"
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,8 @@ class Folder:
         self._thread_lock = threading.Lock()
         self._new_uidvalidity = new_uidvalidity
         self._list_stat: tuple[int, int, int] | None = None
+        # (cur/ mtime, new/ mtime, uid list stat) at the last full scan, when old enough to trust.
+        self._scanned: tuple[object, ...] | None = None
         self._keywords_stat: tuple[int, int, int] | None = None
         self._loaded = False
         self._retired = False
@@ -226,6 +231,27 @@ class Folder:
     def refresh(self) -> None:
         """Bring the state in line with the files: new ones get UIDs, vanished ones are expunged."""
         self._load()
+        stamp = self._stamp()
+        if stamp is not None and stamp == self._scanned:
+            return  # nothing in cur/ or new/ changed since the last scan
+        self._full_refresh()
+        # Trust the folder times only when they are old enough that a change in the
+        # same clock tick cannot hide behind them (Dovecot does the same).
+        after = self._stamp()
+        if after is not None and time.time_ns() - max(after[0], after[1]) > STAMP_TRUST_NS:  # type: ignore[arg-type]
+            self._scanned = after
+        else:
+            self._scanned = None
+
+    def _stamp(self) -> tuple[object, ...] | None:
+        try:
+            cur = os.stat(self.path / "cur").st_mtime_ns
+            new = os.stat(self.path / "new").st_mtime_ns
+        except FileNotFoundError:
+            return None
+        return (cur, new, self._list_stat)
+
+    def _full_refresh(self) -> None:
         found = self._scan()
         changed = False
         modseq: int | None = None
