@@ -685,3 +685,15 @@ def parse_size(text: str) -> int:
     if not number.isdigit() or int(number) <= 0:
         raise argparse.ArgumentTypeError(f"size {text!r} must look like 4096, 4k or 1m")
     return int(number) * factor
+
+
+def server_log_hint(log_path: Path, exited: bool, keyword: str) -> str:
+    """The server's own word, as ` (server log: ...)`: its last line when it
+    exited (the error), else the first line that mentions `keyword`."""
+    with contextlib.suppress(OSError):
+        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+        related = [line for line in lines if keyword in line.lower()]
+        pick = lines[-1:] if exited else related[:1]
+        if pick:
+            return f" (server log: {pick[0][:160]})"
+    return ""

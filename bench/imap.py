@@ -50,6 +50,7 @@ from typing import NamedTuple
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
+    server_log_hint,
     REFSTACK_CA,
     REFSTACK_IMAP_PORT,
     REFSTACK_IMAPS_PORT,
@@ -815,15 +816,7 @@ def run_hatoba(spec: Spec, message: bytes, port_offset: int | None, keep: bool, 
 
 
 def _log_hint(log_path: Path, exited: bool) -> str:
-    """The server's own word, as ` (server log: ...)`: its last line when it
-    exited (the error), else the first line that mentions IMAP."""
-    with contextlib.suppress(OSError):
-        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
-        imap = [line for line in lines if "imap" in line.lower()]
-        pick = lines[-1:] if exited else imap[:1]
-        if pick:
-            return f" (server log: {pick[0][:160]})"
-    return ""
+    return server_log_hint(log_path, exited, "imap")
 
 
 # -- output ---------------------------------------------------------------------------

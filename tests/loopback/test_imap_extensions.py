@@ -187,3 +187,14 @@ def test_quota_refuses_append_and_holds_deliveries(hatoba_home):
             assert __import__("time").monotonic() < deadline, hatoba_home.cli("queue", "list").stdout
             __import__("time").sleep(0.1)
         m.logout()
+
+
+def test_list_inbox_is_case_insensitive_other_names_are_not(server, hatoba_home):
+    m = client(server, hatoba_home)
+    _, lines = raw(m, 'LIST "" "inbox"')
+    assert lines == [b'* LIST (\\HasNoChildren) "." INBOX'], lines
+    _, lines = raw(m, 'LIST "" "drafts"')
+    assert lines == []
+    _, lines = raw(m, 'LIST "" "Drafts"')
+    assert len(lines) == 1 and lines[0].endswith(b" Drafts")
+    m.logout()

@@ -8,6 +8,7 @@ are ArgError (BAD); store refusals are MailboxError (NO).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -241,17 +242,19 @@ async def cmd_unsubscribe(s: ImapSession, cmd: RawCommand) -> None:
     s.tagged(cmd.tag, "OK", "UNSUBSCRIBE completed")
 
 
-def _pattern_matches(pattern: str, name: str) -> bool:
-    """LIST wildcards: "*" matches anything, "%" anything but the delimiter (RFC 9051 §6.3.9)."""
-    import re
+def _pattern_matcher(patterns: list[str]) -> Callable[[str], bool]:
+    """LIST wildcards: "*" matches anything, "%" anything but the delimiter (RFC 9051 §6.3.9).
 
-    regex = "".join(
-        ".*" if c == "*" else f"[^{re.escape(DELIMITER)}]*" if c == "%" else re.escape(c) for c in pattern
-    )
-    flags = re.IGNORECASE if name.upper().startswith("INBOX") and pattern.upper().startswith("INBOX") else 0
-    if name.upper() == "INBOX" or name.upper().startswith("INBOX" + DELIMITER):
-        return re.fullmatch(regex, "INBOX" + name[5:], flags=re.IGNORECASE) is not None
-    return re.fullmatch(regex, name, flags=flags) is not None
+    INBOX is case-insensitive (the store always spells it "INBOX"); the rest of a name is not.
+    """
+    regexes = []
+    for pattern in patterns:
+        if pattern[:5].upper() == "INBOX" and pattern[5:6] in ("", DELIMITER, "*", "%"):
+            pattern = "INBOX" + pattern[5:]
+        regexes.append(re.compile("".join(
+            ".*" if c == "*" else f"[^{re.escape(DELIMITER)}]*" if c == "%" else re.escape(c) for c in pattern
+        )))
+    return lambda name: any(r.fullmatch(name) for r in regexes)
 
 
 async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
@@ -271,13 +274,13 @@ async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
     special_only = "SPECIAL-USE" in selection
     status_items = largs.status_items
     verb = b"LSUB" if lsub else b"LIST"
-    full_patterns = [reference + p for p in patterns]
+    matches = _pattern_matcher([reference + p for p in patterns])
     if subscribed_only:
-        await _list_subscribed(s, infos, full_patterns, verb, lsub=lsub, special_only=special_only)
+        await _list_subscribed(s, infos, matches, verb, lsub=lsub, special_only=special_only)
         s.tagged(cmd.tag, "OK", f"{verb.decode()} completed")
         return
     for info in infos:
-        if not any(_pattern_matches(p, info.name) for p in full_patterns):
+        if not matches(info.name):
             continue
         if subscribed_only and not info.subscribed:
             continue
@@ -298,7 +301,7 @@ async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
     s.tagged(cmd.tag, "OK", f"{verb.decode()} completed")
 
 
-async def _list_subscribed(s: ImapSession, infos, patterns: list[str], verb: bytes, *,  # type: ignore[no-untyped-def]
+async def _list_subscribed(s: ImapSession, infos, matches: Callable[[str], bool], verb: bytes, *,  # type: ignore[no-untyped-def]
                            lsub: bool, special_only: bool) -> None:
     """LSUB and LIST (SUBSCRIBED): subscribed names, existing or not (RFC 3501 §6.3.9, RFC 5258 §3.1)."""
     assert s.boxes is not None
@@ -309,7 +312,7 @@ async def _list_subscribed(s: ImapSession, infos, patterns: list[str], verb: byt
         info = by_name.get(name)
         if special_only and (info is None or not info.special_use):
             continue
-        if any(_pattern_matches(p, name) for p in patterns):
+        if matches(name):
             attrs = []
             if info is None:
                 attrs.append("\\NonExistent" if not lsub else "\\Noselect")
@@ -327,8 +330,7 @@ async def _list_subscribed(s: ImapSession, infos, patterns: list[str], verb: byt
             parts = name.split(DELIMITER)
             for depth in range(1, len(parts)):
                 parent = DELIMITER.join(parts[:depth])
-                if parent not in shown and parent not in subscribed and any(
-                        _pattern_matches(p, parent) for p in patterns):
+                if parent not in shown and parent not in subscribed and matches(parent):
                     s.write(b'* LSUB (\\Noselect) "." ' + _mailbox_name(s, parent) + b"\r\n")
                     shown.add(parent)
 
@@ -697,7 +699,7 @@ async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) ->
             s.write(S.esearch_response(cmd.tag, numbers, shown or ("ALL",), uid=uid))
     else:
         line = S.search_response(numbers)
-        if view.condstore and any(_uses_modseq(key) for _ in [0]) and found:
+        if view.condstore and _uses_modseq(key) and found:  # RFC 7162 §3.1.5
             top = max(view.records[u].modseq for u in found)
             line = line.rstrip(b"\r\n") + b" (MODSEQ %d)\r\n" % top
         s.write(line)

@@ -8,6 +8,7 @@ read -> CommandReader (proto/imap/args.py) -> the state table
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl
 import zlib
@@ -251,7 +252,7 @@ class ImapSession(SessionBase):
             return
         # RFC 9051 §6.2.1: forget anything pipelined before TLS (CVE-2011-0411 style injection).
         self.commands = CommandReader(max_line=self.facts.max_line, max_literal=self.facts.max_literal)
-        self.facts = ImapFacts(**{**self.facts.__dict__, "tls_active": True, "tls_available": False})
+        self.facts = dataclasses.replace(self.facts, tls_active=True, tls_available=False)
         self._record_tls()
 
     # -- logins -----------------------------------------------------------------------

@@ -27,7 +27,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from hatoba.fsutil import fsync_dir, make_private_dir, write_atomic
@@ -162,7 +162,7 @@ class IncomingMessage:
         self._finished = True
         if isinstance(received, bytes):
             received = received.decode("utf-8", "replace")
-        envelope = _with_received(envelope, received)
+        envelope = replace(envelope, received=received)
         chunks, self._chunks = self._chunks, []
         try:
             await asyncio.to_thread(self._store, chunks, envelope.to_json())
@@ -196,12 +196,6 @@ class IncomingMessage:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             await asyncio.to_thread(_discard, fd, self._tmp_path)
-
-
-def _with_received(envelope: Envelope, received: str) -> Envelope:
-    from dataclasses import replace
-
-    return replace(envelope, received=received)
 
 
 def _write_all(fd: int, data: bytes) -> None:

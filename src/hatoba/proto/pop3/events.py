@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from hatoba.proto.pop3.replies import Pop3Reply
 from hatoba.proto.sasl import Credentials
-from hatoba.proto.smtp.events import NEED_DATA, PAUSED  # the same sentinels for every core
+from hatoba.proto.smtp.events import NEED_DATA, PAUSED  # noqa: F401  (re-exported: one pair of sentinels for every core)
 
 
 

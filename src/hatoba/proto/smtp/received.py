@@ -53,6 +53,6 @@ def format_received(info: TraceInfo) -> bytes:
     if len(info.recipients) == 1:
         lines.append(f"\tfor <{info.recipients[0]}>; {format_datetime(info.when)}")
     else:
-        lines[-1] += f";"
+        lines[-1] += ";"
         lines.append(f"\t{format_datetime(info.when)}")
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hatoba.proto import sasl
-from hatoba.proto.address import AddressError, Path, parse_path, split_esmtp_params
+from hatoba.proto.address import AddressError, parse_path, split_esmtp_params
 from hatoba.proto.lines import LINE_TOO_LONG, LineBuffer
 from hatoba.proto.smtp import replies as R
 from hatoba.proto.smtp.data import DataDecoder
