@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import os
 from pathlib import Path
 
@@ -36,7 +38,7 @@ class Setup:
         return Spool(self.root / "queue", on_commit=on_commit)
 
     def manager(self, spool: Spool) -> QueueManager:
-        return QueueManager(spool, self.directory, self.store, retry=DeliveryConfig(retry_min=0.2, retry_max=1.0))
+        return QueueManager(spool, self.directory, self.store, retry=DeliveryConfig(retry_min=0.2, retry_max=1.0, max_queue_lifetime=100 * 365 * 86400.0))
 
     def messages(self, user: str) -> list[bytes]:
         new = self.root / "mail" / "example.test" / user / "Maildir" / "new"
@@ -48,20 +50,23 @@ def setup(tmp_path):
     return Setup(tmp_path)
 
 
-async def queue_one(spool: Spool, rcpts: tuple[str, ...], body: bytes = b"Subject: t\r\n\r\nhello\r\n") -> str:
+async def queue_one(
+    spool: Spool, rcpts: tuple[str, ...], body: bytes = b"Subject: t\r\n\r\nhello\r\n",
+    mail_from: str = "sender@example.net",
+) -> str:
     msg = spool.new_message()
     await msg.write(body)
-    env = Envelope(mail_from="sender@example.net", recipients=rcpts, received_at=1700000000.0)
+    env = Envelope(mail_from=mail_from, recipients=rcpts, received_at=1700000000.0)
     return await msg.commit(env, "Received: from x by mail.example.test; Tue, 14 Nov 2023 22:13:20 +0000\r\n")
 
 
-def run_server(setup: Setup, rcpts_list: list[tuple[str, ...]]) -> list[str]:
+def run_server(setup: Setup, rcpts_list: list[tuple[str, ...]], mail_from: str = "sender@example.net") -> list[str]:
     async def main() -> list[str]:
         manager: QueueManager | None = None
         spool = setup.spool(on_commit=lambda qid: manager.notify(qid))
         manager = setup.manager(spool)
         await manager.start()
-        ids = [await queue_one(spool, r) for r in rcpts_list]
+        ids = [await queue_one(spool, r, mail_from=mail_from) for r in rcpts_list]
         await manager.wait_idle()
         await manager.stop()
         return ids
@@ -119,12 +124,28 @@ def test_restart_delivers_what_was_queued_and_nothing_twice(setup):
     assert spool.list_ids() == []
 
 
-def test_unknown_recipient_at_delivery_time_is_dropped_with_a_log_line(setup, caplog):
+def test_unknown_recipient_at_delivery_time_bounces_to_the_sender(setup, caplog):
     caplog.set_level("INFO", logger="hatoba.mail")
-    run_server(setup, [("ghost@example.test", "bob@example.test")])
+    run_server(setup, [("ghost@example.test", "bob@example.test")], mail_from="alice@example.test")
     assert len(setup.messages("bob")) == 1
     assert any("bounced" in r.getMessage() and "ghost@example.test" in r.getMessage() for r in caplog.records)
     assert setup.spool().list_ids() == []
+    (dsn,) = setup.messages("alice")
+    report = email.message_from_bytes(dsn, policy=email.policy.default)
+    assert report.get_content_type() == "multipart/report"
+    assert report["To"] == "alice@example.test"
+    assert b"Return-Path: <>" in dsn
+    status = report.get_payload()[1].get_payload()
+    (rcpt,) = status[1:]
+    assert rcpt["Final-Recipient"] == "rfc822; ghost@example.test" and rcpt["Action"] == "failed"
+    assert rcpt["Status"] == "5.1.1"
+
+
+def test_no_bounce_for_the_null_sender(setup, caplog):
+    caplog.set_level("INFO", logger="hatoba.mail")
+    run_server(setup, [("ghost@example.test",)], mail_from="")
+    assert setup.spool().list_ids() == []  # nothing queued in return
+    assert any(r.getMessage().startswith("no-bounce") for r in caplog.records)
 
 
 def test_held_message_waits_for_release(setup):

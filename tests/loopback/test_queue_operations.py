@@ -7,7 +7,7 @@ import signal
 import smtplib
 import time
 
-from support.harness import ServerThread, _merge_config
+from support.harness import ServerThread, _merge_config, wait_for
 
 MSG = b"From: a@elsewhere.example\r\nSubject: q\r\n\r\nqueued\r\n"
 
@@ -20,15 +20,6 @@ def send(server, rcpt: str) -> str:
         code, text = c.data(MSG)
         assert code == 250
         return text.decode().rsplit(" ", 1)[-1]  # "OK: queued as QID"
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_delivery_process_is_restarted_after_a_crash(server, hatoba_home):

@@ -76,6 +76,16 @@ class HatobaHome:
         return ctx
 
 
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    """Poll `predicate` every 50 ms until it is true (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def make_home(root: Path, *, port_offset: int = 0, extra_config: str = "") -> HatobaHome:
     """`hatoba init` + domain, users and aliases, done through the real code."""
     from hatoba.store.directory import Directory
@@ -85,6 +95,9 @@ def make_home(root: Path, *, port_offset: int = 0, extra_config: str = "") -> Ha
         args += ["--port-offset", str(port_offset)]
     assert hatoba_main(args) == 0
     config_path = root / "hatoba.toml"
+    # Mail for the forward alias's outside domain goes to a closed port: it
+    # stays queued (deferred) instead of asking the Internet's DNS.
+    _merge_config(config_path, '[delivery.routes]\n"elsewhere.example" = "[127.0.0.1]:1"\n')
     if extra_config:
         _merge_config(config_path, extra_config)
     directory = Directory(root / "data" / "directory.sqlite3")
@@ -102,23 +115,41 @@ def _merge_config(path: Path, extra: str) -> None:
     import tomllib
 
     text = path.read_text()
-    extra_doc = tomllib.loads(extra)
+    extra_doc = _flatten_tables(tomllib.loads(extra))
     for table, values in extra_doc.items():
         header = f"[{table}]"
         lines = text.split("\n")
         try:
             start = lines.index(header)
         except ValueError:
-            text += f"\n{header}\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in values.items())
+            text += f"\n{header}\n" + "".join(f"{_key(k)} = {_toml(v)}\n" for k, v in values.items())
             continue
         end = start + 1
         while end < len(lines) and not lines[end].startswith("["):
             end += 1
-        body = [l for l in lines[start + 1 : end] if l.split("=")[0].strip() not in values]
-        body += [f"{k} = {_toml(v)}" for k, v in values.items()]
+        keys = {_key(k) for k in values}
+        body = [l for l in lines[start + 1 : end] if l.split("=")[0].strip() not in keys]
+        body += [f"{_key(k)} = {_toml(v)}" for k, v in values.items()]
         lines[start + 1 : end] = body
         text = "\n".join(lines)
     path.write_text(text)
+
+
+def _flatten_tables(doc: dict, prefix: str = "") -> dict[str, dict]:
+    """{"delivery": {"tls": "may", "routes": {...}}} -> {"delivery": {...}, "delivery.routes": {...}}."""
+    tables: dict[str, dict] = {}
+    for name, values in doc.items():
+        full = f"{prefix}{_key(name)}"
+        scalars = {k: v for k, v in values.items() if not isinstance(v, dict)}
+        if scalars or not any(isinstance(v, dict) for v in values.values()):
+            tables[full] = scalars
+        tables.update(_flatten_tables({k: v for k, v in values.items() if isinstance(v, dict)}, full + "."))
+    return tables
+
+
+def _key(name: str) -> str:
+    bare = name.replace("-", "").replace("_", "").isalnum()
+    return name if bare else '"' + name.replace('"', '\\"') + '"'
 
 
 def _toml(value: object) -> str:

@@ -22,6 +22,8 @@ SUBCOMMAND_MODULES = (
     "hatoba.cli.user",
     "hatoba.cli.alias",
     "hatoba.cli.queue",
+    "hatoba.cli.dkim",
+    "hatoba.cli.cert",
 )
 
 

@@ -67,7 +67,7 @@ def run_list(args: argparse.Namespace) -> int:
             print(f"{qid}  {exc}")
             continue
         state = spool.state(qid)
-        pending = [r for r in env.recipients if r not in state.done]
+        pending = state.pending or [r for r in env.recipients if r not in state.done]
         if state.held:
             when = "held"
         elif state.attempts == 0:

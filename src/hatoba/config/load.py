@@ -23,6 +23,7 @@ from hatoba.config.schema import (
     STANDARD_PORTS,
     Config,
     DeliveryConfig,
+    DkimConfig,
     DomainTls,
     LimitsConfig,
     ListenerConfig,
@@ -182,6 +183,7 @@ def _build(raw: dict[str, Any], path: Path) -> Config:
         imap=_from_fields(ImapConfig, root.table("imap")),
         log=_log(root.table("log"), base),
         delivery=_delivery(root.table("delivery")),
+        dkim=_from_fields(DkimConfig, root.table("dkim")),
         config_path=path,
     )
     root.done()
@@ -282,21 +284,23 @@ def _log(table: _Table, base: Path) -> LogConfig:
     return LogConfig(level=level, file=base / Path(file).expanduser() if file else None)
 
 
-def _delivery(table: _Table) -> DeliveryConfig:
-    routes_t = table.table("routes")
-    routes = {}
-    for domain in routes_t.data:
-        routes[domain.lower().rstrip(".")] = routes_t.get(domain, str)
-    routes_t.done()
-    defaults = DeliveryConfig()
-    delivery = DeliveryConfig(
-        relayhost=table.get("relayhost", str, defaults.relayhost),
-        resolver=table.get("resolver", str, defaults.resolver),
-        tls=table.get("tls", str, defaults.tls),
-        routes=routes,
-        retry_min=table.get("retry_min", float, defaults.retry_min),
-        retry_max=table.get("retry_max", float, defaults.retry_max),
-        max_queue_lifetime=table.get("max_queue_lifetime", float, defaults.max_queue_lifetime),
-    )
+def _domain_map(table: _Table) -> dict[str, str]:
+    """A table of "domain" = "string" (routes, TLS policies); domains lower-cased."""
+    values = {}
+    for domain in table.data:
+        values[domain.lower().rstrip(".")] = table.get(domain, str)
     table.done()
-    return delivery
+    return values
+
+
+def _delivery(table: _Table) -> DeliveryConfig:
+    routes = _domain_map(table.table("routes"))
+    policies = _domain_map(table.table("tls_policies"))
+    scalars = {}
+    for f in dataclasses.fields(DeliveryConfig):
+        if f.name in ("routes", "tls_policies"):
+            continue
+        default = f.default
+        scalars[f.name] = table.get(f.name, type(default), default)
+    table.done()
+    return DeliveryConfig(routes=routes, tls_policies=policies, **scalars)

@@ -152,6 +152,11 @@ class PathsConfig:
         """The key that seals secrets the server must read back (APOP)."""
         return self.data_dir / "secrets.key"
 
+    @property
+    def dkim_dir(self) -> Path:
+        """DKIM signing keys: DOMAIN/SELECTOR.key, and DOMAIN/selector naming the one in use."""
+        return self.data_dir / "dkim"
+
 
 @dataclass(frozen=True)
 class LogConfig:
@@ -161,14 +166,53 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class DeliveryConfig:
+    # Smarthost "[host]:port" (brackets: no MX lookup, as in Postfix); empty =
+    # deliver by MX. Port 465 means implicit TLS, any other port STARTTLS.
     relayhost: str = ""
+    # Credentials for the relayhost (SMTP AUTH, only ever sent over TLS).
+    # The password may instead live in relayhost_password_file (mode 0600):
+    # one line, the password.
+    relayhost_username: str = ""
+    relayhost_password: str = ""
+    relayhost_password_file: str = ""
+    # TLS towards the relayhost: "" = verify when credentials are set (a
+    # password must not go to an impostor), else the default policy below.
+    relayhost_tls: str = ""
+    # DNS server "host:port" for MX/A/AAAA/TXT lookups; empty = the system's.
     resolver: str = ""
+    # Outbound TLS by default: may (STARTTLS when offered), encrypt (STARTTLS
+    # must succeed), verify (and the certificate must match the MX name).
     tls: str = "may"
+    # Per destination domain TLS policy, overriding `tls` ("example.org" = "verify").
+    tls_policies: dict[str, str] = field(default_factory=dict)
+    # Per destination domain next hop, overriding MX ("example.org" = "[10.0.0.5]:25").
     routes: dict[str, str] = field(default_factory=dict)
+    # The port of MX hosts (25 on the Internet; other values for lab setups).
+    mx_port: int = 25
     # Retry schedule for temporary failures, in seconds.
     retry_min: float = 60.0
     retry_max: float = 4 * 3600.0
     max_queue_lifetime: float = 5 * 24 * 3600.0
+    # Tell the sender when a message has waited this long (0 = never), as
+    # Postfix delay_warning_time.
+    delay_warning_hours: float = 0.0
+    # Connections at once to one destination domain (Postfix
+    # default_destination_concurrency_limit) and recipients per transaction.
+    destination_concurrency: int = 20
+    max_recipients_per_transaction: int = 50
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0
+    # Idle outbound connections are kept this long for the next message.
+    connection_reuse_seconds: float = 5.0
+    # Where bounces that cannot be delivered go; "" = postmaster@ the first local domain.
+    postmaster: str = ""
+
+
+@dataclass(frozen=True)
+class DkimConfig:
+    # Sign mail sent by authenticated users when the From domain has a key
+    # (hatoba dkim keygen DOMAIN). Keys live in data/dkim/.
+    sign: bool = True
 
 
 @dataclass(frozen=True)
@@ -188,4 +232,5 @@ class Config:
     imap: ImapConfig = field(default_factory=ImapConfig)
     log: LogConfig = field(default_factory=LogConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)
     config_path: Path | None = None

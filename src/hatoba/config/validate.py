@@ -202,6 +202,20 @@ def _delivery_problems(config: Config) -> Iterator[str]:
     for domain, target in delivery.routes.items():
         if not target.strip():
             yield f'delivery.routes."{domain}": empty next hop; give "host:port" or remove the line'
+    for domain, level in delivery.tls_policies.items():
+        if level not in DELIVERY_TLS_MODES:
+            yield f'delivery.tls_policies."{domain}": {level!r} is not one of {", ".join(DELIVERY_TLS_MODES)}'
+    if delivery.relayhost_tls and delivery.relayhost_tls not in DELIVERY_TLS_MODES:
+        yield f"delivery.relayhost_tls: {delivery.relayhost_tls!r} is not one of {', '.join(DELIVERY_TLS_MODES)}"
+    if delivery.relayhost_password and delivery.relayhost_password_file:
+        yield "delivery.relayhost_password and relayhost_password_file are both set; keep one"
+    if (delivery.relayhost_password or delivery.relayhost_password_file) and not delivery.relayhost_username:
+        yield "delivery.relayhost_username is empty but a password is set; give the login name too"
+    if (delivery.relayhost_username or delivery.relayhost_password) and not delivery.relayhost:
+        yield "delivery.relayhost_username is set but delivery.relayhost is empty; give the smarthost"
+    for name in ("destination_concurrency", "max_recipients_per_transaction", "mx_port"):
+        if getattr(delivery, name) <= 0:
+            yield f"delivery.{name}: must be more than 0; remove the line for the default"
 
 
 def _log_problems(config: Config) -> Iterator[str]:

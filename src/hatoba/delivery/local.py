@@ -6,7 +6,7 @@ the message. Aliases are expanded at delivery time, as Postfix's local(8)
 does, so an alias changed while a message waits applies to it.
 
 Non-local targets (recipients relayed for trusted clients, forwards of
-aliases) stay queued for remote delivery.
+aliases) are returned in `pending_remote` for delivery/remote.py.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from hatoba.store.api import AliasLoopError, DirectoryError, MailStore, QueueSta
 
 log = logging.getLogger(__name__)
 
-REMOTE_UNAVAILABLE = "remote delivery is not available in this version of hatoba; kept in the queue"
-
 
 @dataclass
 class Attempt:
@@ -34,6 +32,7 @@ class Attempt:
     pending_remote: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (recipient, reason)
     temporary_error: str = ""
+    deferred: list[tuple[str, str, str]] = field(default_factory=list)  # (recipient, mailbox, reason) to retry
     delivered: list[str] = field(default_factory=list)  # mailboxes that got a new message
 
 
@@ -84,6 +83,7 @@ def deliver_locally(
             continue
         if mailbox_full is not None and mailbox_full(mailbox):
             attempt.temporary_error = f"4.2.2 the mailbox of {mailbox} is full (quota); will retry"
+            attempt.deferred.append((rcpt, mailbox, attempt.temporary_error))
             mail_log("deferred", qid=qid, to=f"<{mailbox}>", relay="local", reason=attempt.temporary_error)
             continue
         try:
@@ -98,6 +98,7 @@ def deliver_locally(
             )
         except OSError as exc:
             attempt.temporary_error = f"4.3.0 cannot write to the mailbox of {mailbox}: {exc.strerror}"
+            attempt.deferred.append((rcpt, mailbox, attempt.temporary_error))
             mail_log("deferred", qid=qid, to=f"<{mailbox}>", relay="local", reason=attempt.temporary_error)
             continue
         done.add(mailbox)
@@ -116,10 +117,7 @@ def deliver_locally(
         )
     for rcpt, reason in attempt.failed:
         state.done.append(rcpt)
-        # Bounce messages (DSNs) come with remote delivery; until then the log says it all.
-        mail_log("bounced", qid=qid, to=f"<{rcpt}>", sender=f"<{envelope.mail_from}>", reason=reason)
-    for target in attempt.pending_remote:
-        mail_log("deferred", qid=qid, to=f"<{target}>", relay="remote", reason=REMOTE_UNAVAILABLE)
+        mail_log("bounced", qid=qid, to=f"<{rcpt}>", sender=f"<{envelope.mail_from}>", relay="local", reason=reason)
     if not attempt.temporary_error and not attempt.pending_remote:
         attempt.finished = True
     return attempt

@@ -28,7 +28,7 @@ from hatoba.policy.relay import TrustedNetworks
 from hatoba.proto.pop3 import replies as pop3_replies
 from hatoba.proto.smtp import replies as R
 from hatoba.queue.manager import QueueManager
-from hatoba.queue.process import DeliveryProcess, quota_check
+from hatoba.queue.process import DeliveryProcess, build_manager
 from hatoba.queue.spool import Spool
 from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
@@ -59,9 +59,8 @@ class Server:
                 config.config_path, config.log.level, on_delivered=self.mailbox_events.changed
             )
         else:
-            self.manager = QueueManager(
-                self.spool, self.directory, self.store, retry=config.delivery,
-                on_delivered=self.mailbox_events.changed, mailbox_full=quota_check(config),
+            self.manager = build_manager(
+                config, self.spool, self.directory, self.store, on_delivered=self.mailbox_events.changed
             )
         self.tls_context: ssl.SSLContext | None = server_context(config.tls)
         limits = config.limits

@@ -4,11 +4,18 @@
 clients that are given ca.crt verify the server fully, and the operator can
 later swap in a public certificate without changing anything else.
 
+`hatoba cert` uses the same profiles with keys of the operator's choice
+(RSA or ECDSA), for requests from elsewhere and for sub-CAs.
+
 Rules:
-- Everything is ECDSA P-256 signed with SHA-256.
+- `hatoba init` uses ECDSA P-256 signed with SHA-256; the general functions
+  sign with SHA-256, or SHA-384 when the CA key is P-384.
 - Server certificates last 825 days at most, the longest validity that
-  Apple's TLS clients accept for certificates from a private CA.
+  Apple's TLS clients accept for certificates from a private CA; no
+  certificate outlives the CA that signs it.
 - Serial numbers are random (RFC 5280 §4.1.2.2 allows up to 20 octets).
+- Every issued certificate carries SKI and AKI (RFC 5280 §4.2.1.1-2), which
+  chain builders use to find the issuer and strict verifiers require.
 """
 
 from __future__ import annotations
@@ -19,9 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from hatoba.pki.errors import PkiError
+from hatoba.pki.keyfiles import SigningKey, same_key, signature_hash
 from hatoba.pki.keys import PrivateKey, generate_key, write_new_file
 
 # Accepts small clock differences between this machine and its clients.
@@ -37,39 +48,12 @@ def _name(common_name: str) -> x509.Name:
 
 
 def create_ca(common_name: str, days: int = 3650) -> tuple[PrivateKey, x509.Certificate]:
-    """A new self-signed CA key and certificate, valid for `days`."""
+    """A new self-signed CA key and certificate, valid for `days`.
+
+    path_length=0: this CA signs server certificates, never other CAs.
+    """
     key = generate_key()
-    now = _now()
-    public = key.public_key()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + datetime.timedelta(days=days))
-        # RFC 5280 §4.2.1.9: CA certificates mark basicConstraints critical.
-        # path_length=0: this CA signs server certificates, never other CAs.
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
+    return key, self_signed_ca(key, _name(common_name), days, path_length=0)
 
 
 def issue_server_cert(
@@ -81,8 +65,6 @@ def issue_server_cert(
     and tests can verify the certificate without a DNS name.
     """
     key = generate_key()
-    now = _now()
-    public = key.public_key()
     # Clients check only the SAN (RFC 6125 §6.4.4); the CN is kept for humans.
     names: list[x509.GeneralName] = [x509.DNSName(hostname)]
     if hostname != "localhost":
@@ -91,39 +73,179 @@ def issue_server_cert(
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("::1")),
     ]
-    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    cert = (
+    cert = issue_leaf(ca_key, ca_cert, key.public_key(), _name(hostname), names, days)
+    return key, cert
+
+
+# -- general profiles (any RSA or ECDSA key) -------------------------------------------
+
+
+def self_signed_ca(
+    key: SigningKey,
+    subject: x509.Name,
+    days: int = 3650,
+    path_length: int | None = 0,
+    now: datetime.datetime | None = None,
+) -> x509.Certificate:
+    """A root CA certificate for `key`; path_length None lets it issue sub-CAs."""
+    public = key.public_key()
+    return (
+        _self_issued(subject, public, days, now)
+        # RFC 5280 §4.2.1.9: CA certificates mark basicConstraints critical.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(_key_usage(ca=True, rsa_subject=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .sign(key, signature_hash(key))
+    )
+
+
+def issue_leaf(
+    ca_key: SigningKey,
+    ca_cert: x509.Certificate,
+    public: CertificatePublicKeyTypes,
+    subject: x509.Name,
+    names: Sequence[x509.GeneralName],
+    days: int = 825,
+    now: datetime.datetime | None = None,
+) -> x509.Certificate:
+    """A TLS server certificate for `public` with SANs `names`, signed by the CA."""
+    builder = _issued(ca_cert, public, subject, days, now)
+    return _leaf_extensions(builder, public, subject, names, _aki(ca_cert)).sign(ca_key, signature_hash(ca_key))
+
+
+def issue_sub_ca(
+    ca_key: SigningKey,
+    ca_cert: x509.Certificate,
+    public: CertificatePublicKeyTypes,
+    subject: x509.Name,
+    days: int = 1825,
+    now: datetime.datetime | None = None,
+) -> x509.Certificate:
+    """An intermediate CA certificate (path length 0: it signs server certificates only)."""
+    return (
+        _issued(ca_cert, public, subject, days, now)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(ca=True, rsa_subject=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(_aki(ca_cert), critical=False)
+        .sign(ca_key, signature_hash(ca_key))
+    )
+
+
+def self_signed_leaf(
+    key: SigningKey,
+    subject: x509.Name,
+    names: Sequence[x509.GeneralName],
+    days: int = 825,
+    now: datetime.datetime | None = None,
+) -> x509.Certificate:
+    """A self-signed server certificate: its own issuer, not a CA."""
+    public = key.public_key()
+    builder = _self_issued(subject, public, days, now)
+    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(public)
+    return _leaf_extensions(builder, public, subject, names, aki).sign(key, signature_hash(key))
+
+
+def _self_issued(
+    subject: x509.Name, public: CertificatePublicKeyTypes, days: int, now: datetime.datetime | None
+) -> x509.CertificateBuilder:
+    """A builder for a certificate that is its own issuer, valid from now (backdated) for `days`."""
+    now = now or _now()
+    return (
         x509.CertificateBuilder()
-        .subject_name(_name(hostname))
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
+
+
+def check_issuer(ca_key: SigningKey, ca_cert: x509.Certificate, sub_ca: bool) -> None:
+    """PkiError unless `ca_cert` is a CA allowed to sign what is asked, and `ca_key` is its key."""
+    subject = ca_cert.subject.rfc4514_string()
+    try:
+        constraints = ca_cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        raise PkiError(f"{subject} is not a CA certificate (no basicConstraints CA:TRUE); give the CA's certificate")
+    try:
+        usage = ca_cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.key_cert_sign:
+        raise PkiError(f"the CA certificate {subject} does not allow signing certificates (keyCertSign)")
+    if not same_key(ca_key.public_key(), ca_cert.public_key()):
+        raise PkiError(f"the CA key does not belong to the CA certificate {subject}; give the matching pair")
+    if sub_ca and constraints.path_length == 0:
+        raise PkiError(
+            f"the CA {subject} has path length 0: it may sign server certificates only, not sub-CAs; "
+            "sign the intermediate with a root made by `hatoba cert ca-init`"
+        )
+
+
+def _issued(
+    ca_cert: x509.Certificate,
+    public: CertificatePublicKeyTypes,
+    subject: x509.Name,
+    days: int,
+    now: datetime.datetime | None,
+) -> x509.CertificateBuilder:
+    now = now or _now()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
         .issuer_name(ca_cert.subject)
         .public_key(public)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,  # ECDSA keys sign; they never encrypt a key
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
     )
-    return key, cert
+
+
+def _leaf_extensions(
+    builder: x509.CertificateBuilder,
+    public: CertificatePublicKeyTypes,
+    subject: x509.Name,
+    names: Sequence[x509.GeneralName],
+    aki: x509.AuthorityKeyIdentifier,
+) -> x509.CertificateBuilder:
+    return (
+        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(ca=False, rsa_subject=isinstance(public, rsa.RSAPublicKey)), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        # RFC 5280 §4.2.1.6: with an empty subject the SAN extension is critical.
+        .add_extension(x509.SubjectAlternativeName(list(names)), critical=len(subject) == 0)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(aki, critical=False)
+    )
+
+
+def _key_usage(ca: bool, rsa_subject: bool) -> x509.KeyUsage:
+    """CAs sign certificates and CRLs; servers sign handshakes, and RSA ones may also
+    decrypt a TLS 1.2 RSA key exchange (keyEncipherment); ECDSA keys never encrypt."""
+    return x509.KeyUsage(
+        digital_signature=not ca,
+        content_commitment=False,
+        key_encipherment=rsa_subject and not ca,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _aki(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The AKI for certificates `ca_cert` issues: its SKI, or one computed from its key."""
+    try:
+        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key())  # type: ignore[arg-type]
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
 def cert_to_pem(cert: x509.Certificate) -> bytes:

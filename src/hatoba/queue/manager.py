@@ -21,19 +21,69 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hatoba.config.schema import DeliveryConfig
 from hatoba.delivery.local import Attempt, deliver_locally
+from hatoba.dkim.sign import DkimSigner, from_domain
 from hatoba.logs import mail_log
-from hatoba.queue.spool import Spool, SpoolError
+from hatoba.queue.dsn import RecipientReport, build_dsn, header_block
+from hatoba.queue.spool import Envelope, QueuedMessage, Spool, SpoolError
 from hatoba.store.api import MailStore, UserDB
+
+if TYPE_CHECKING:
+    from hatoba.delivery.remote import Outcome, RemoteDelivery
 
 log = logging.getLogger(__name__)
 
-# Deliveries in flight at once. More threads only fight over the interpreter
-# lock; four keep the disk busy while one waits in fsync.
+# Threads for the blocking steps (local delivery, spool files). More only
+# fight over the interpreter lock; four keep the disk busy while one waits
+# in fsync.
 WORKERS = 4
+# Messages in progress at once: remote deliveries mostly wait on the network,
+# so many more than threads (delivery.destination_concurrency still caps
+# the connections per destination).
+IN_FLIGHT = 64
 FLUSH_POLL = 1.0  # seconds between looks for a flush request
+DSN_LISTENER = "dsn"  # Envelope.listener of the bounces we write
+DOUBLE_BOUNCE_LISTENER = "dsn-postmaster"
+
+
+@dataclass
+class _Step:
+    """A message after its local deliveries, with what is left for remote delivery."""
+
+    queued: QueuedMessage
+    attempt: Attempt
+    remote_targets: list[str]
+    data: bytes  # the wire form for the remote targets
+
+
+def _status(reason: str, default: str) -> str:
+    first = reason.split(" ", 1)[0]
+    parts = first.split(".")
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        return first
+    words = reason.split(" ", 2)
+    if len(words) > 1 and words[0].isdigit():
+        return _status(words[1], default)
+    return default
+
+
+def _local_report(rcpt: str, reason: str) -> RecipientReport:
+    status = _status(reason, "5.0.0")
+    text = reason[len(status):].strip() if reason.startswith(status) else reason
+    return RecipientReport(recipient=rcpt, action="failed", status=status, diagnostic=f"550 {status} {text}",
+                           last_attempt=time.time())
+
+
+def _remote_report(outcome: Outcome, action: str) -> RecipientReport:
+    reply = outcome.reply
+    return RecipientReport(
+        recipient=outcome.recipient, action=action, status=reply.enhanced, diagnostic=str(reply),
+        remote_mta=outcome.remote_mta, diagnostic_from_remote=reply.remote, last_attempt=time.time(),
+    )
 
 
 class QueueManager:
@@ -47,8 +97,19 @@ class QueueManager:
         workers: int = WORKERS,
         on_delivered: Callable[[str], None] | None = None,
         mailbox_full: Callable[[str], bool] | None = None,
+        remote: RemoteDelivery | None = None,
+        dkim: DkimSigner | None = None,
+        hostname: str = "localhost",
+        postmaster: str = "",
+        in_flight: int = IN_FLIGHT,
     ) -> None:
-        """`on_delivered(mailbox)` runs in the event loop after each new message in a mailbox."""
+        """`on_delivered(mailbox)` runs in the event loop after each new message in a mailbox.
+        Without `remote`, mail for other domains stays queued (and expires)."""
+        self.remote = remote
+        self.dkim = dkim
+        self.hostname = hostname
+        self.postmaster = postmaster
+        self._in_flight = max(in_flight, workers)
         self.on_delivered = on_delivered
         self.mailbox_full = mailbox_full
         self.spool = spool
@@ -79,7 +140,9 @@ class QueueManager:
         self._recovered = set(recovered)
         for qid in recovered:
             self._enqueue(qid)
-        self._tasks = [loop.create_task(self._worker()) for _ in range(self._workers)]
+        if self.remote is not None:
+            self.remote.start()
+        self._tasks = [loop.create_task(self._worker()) for _ in range(self._in_flight)]
         self._tasks.append(loop.create_task(self._scheduler()))
 
     async def stop(self) -> None:
@@ -87,6 +150,8 @@ class QueueManager:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self.remote is not None:
+            await self.remote.close()
         # Deliveries already in a thread finish; each step of them is crash-safe anyway.
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
 
@@ -116,11 +181,19 @@ class QueueManager:
         loop = asyncio.get_running_loop()
         while True:
             qid = await self._ready.get()
+            next_try: float | None = None
             try:
-                next_try, delivered = await loop.run_in_executor(self._executor, self._attempt, qid)
-                if self.on_delivered is not None:
-                    for mailbox in delivered:
-                        self.on_delivered(mailbox)
+                step = await loop.run_in_executor(self._executor, self._local_step, qid)
+                if step is not None:
+                    outcomes: list[Outcome] = []
+                    if step.remote_targets and self.remote is not None:
+                        outcomes = await self.remote.deliver(step.queued, step.remote_targets, step.data)
+                    next_try, new_ids = await loop.run_in_executor(self._executor, self._finish, step, outcomes)
+                    for new_qid in new_ids:
+                        self._enqueue(new_qid)
+                    if self.on_delivered is not None:
+                        for mailbox in step.attempt.delivered:
+                            self.on_delivered(mailbox)
             except Exception:
                 log.exception("queue: delivery of %s failed; will retry", qid)
                 next_try = time.time() + self.retry.retry_min
@@ -133,45 +206,130 @@ class QueueManager:
                 self._waiting.add(qid)
                 self._wake.set()
 
-    def _attempt(self, qid: str) -> tuple[float | None, list[str]]:
-        """One delivery attempt (in a thread): when to try again (None when done or gone), and
-        the mailboxes that got the message."""
+    def _local_step(self, qid: str) -> _Step | None:
+        """Local deliveries (in a thread), and the bytes for the remote ones; None when
+        the message is gone, held or unreadable."""
         try:
             queued = self.spool.read(qid)
             state = self.spool.state(qid)
             if state.held:
-                return None, []  # `hatoba queue release` brings it back
+                return None  # `hatoba queue release` brings it back
             thorough = qid in self._recovered or state.attempts > 0
             attempt = deliver_locally(
                 queued, state, directory=self.directory, store=self.store, thorough=thorough,
                 mailbox_full=self.mailbox_full,
             )
+            remote_targets = [t for t in dict.fromkeys(attempt.pending_remote) if t not in state.done]
+            data = self._wire_form(queued) if remote_targets and self.remote is not None else b""
         except FileNotFoundError:
             if self.spool.exists(qid):
                 raise
-            return None, []  # delivered by an earlier attempt, or `hatoba queue delete`
+            return None  # delivered by an earlier attempt, or `hatoba queue delete`
         except SpoolError as exc:
             log.error("%s; left in place for the operator, not delivered", exc)
-            return None, []
+            return None
         self._recovered.discard(qid)
-        if attempt.finished:
-            self.spool.remove(qid)
-            mail_log("removed", qid=qid)
-            return None, attempt.delivered
-        return self._defer(qid, attempt), attempt.delivered
+        return _Step(queued, attempt, remote_targets, data)
 
-    def _defer(self, qid: str, attempt: Attempt) -> float:
+    def _wire_form(self, queued: QueuedMessage) -> bytes:
+        """The message as it leaves: a DKIM signature for mail of our own users, our Received, the bytes."""
+        body = self.spool.body(queued.qid)
+        envelope = queued.envelope
+        signature = b""
+        if self.dkim is not None and envelope.auth_login:
+            domain = from_domain(body)
+            if domain:
+                try:
+                    signature = self.dkim.sign(body, domain) or b""
+                except Exception as exc:  # a broken key must not stop the mail
+                    log.error("DKIM signing for %s failed (%s); sending %s unsigned", domain, exc, queued.qid)
+        return signature + envelope.received.encode("utf-8") + body
+
+    def _finish(self, step: _Step, outcomes: list[Outcome]) -> tuple[float | None, list[str]]:
+        """Record what the attempt did (in a thread): state, bounces, delay warnings, the
+        next try. Returns when to try again (None: done) and the ids of new bounces."""
+        queued, attempt = step.queued, step.attempt
         state = attempt.state
+        failed = [_local_report(rcpt, reason) for rcpt, reason in attempt.failed]
+        waiting: list[tuple[str, str, str]] = list(attempt.deferred)  # (recipient, done-key, reason)
+        for outcome in outcomes:
+            if outcome.delivered:
+                state.done.append(outcome.recipient)
+            elif outcome.bounced:
+                state.done.append(outcome.recipient)
+                failed.append(_remote_report(outcome, "failed"))
+            else:
+                waiting.append((outcome.recipient, outcome.recipient, str(outcome.reply)))
+        if step.remote_targets and self.remote is None:
+            waiting += [(t, t, "4.4.0 remote delivery is switched off here") for t in step.remote_targets]
+        now = time.time()
+        age = now - queued.envelope.received_at
+        if waiting and age >= self.retry.max_queue_lifetime:
+            days = self.retry.max_queue_lifetime / 86400
+            for rcpt, key, reason in waiting:
+                state.done.append(key)
+                failed.append(RecipientReport(
+                    recipient=rcpt, action="failed", status="4.4.7",
+                    diagnostic=f"gave up after {days:g} days in the queue; last error: {reason}",
+                    last_attempt=now,
+                ))
+                mail_log("expired", qid=queued.qid, to=f"<{rcpt}>", reason=reason)
+            waiting = []
+        new_ids: list[str] = []
+        if failed:
+            new_ids += self._bounce(queued, failed, now=now)
+        warn_after = self.retry.delay_warning_hours * 3600
+        if waiting and warn_after and age >= warn_after and not state.warned:
+            state.warned = True
+            delayed = [RecipientReport(recipient=r, action="delayed", status=_status(reason, "4.0.0"),
+                                       diagnostic=reason, last_attempt=now) for r, _, reason in waiting]
+            new_ids += self._bounce(queued, delayed, now=now,
+                                    retry_until=queued.envelope.received_at + self.retry.max_queue_lifetime)
+        if not waiting:
+            self.spool.remove(queued.qid)
+            mail_log("removed", qid=queued.qid)
+            return None, new_ids
         state.attempts += 1
         delay = min(self.retry.retry_max, self.retry.retry_min * 2 ** (state.attempts - 1))
-        state.next_try = time.time() + delay
-        if attempt.temporary_error:
-            state.last_error = attempt.temporary_error
+        state.next_try = now + delay
+        state.last_error = "; ".join(dict.fromkeys(reason for _, _, reason in waiting))
+        state.pending = list(dict.fromkeys(rcpt for rcpt, _, _ in waiting))
+        self.spool.save_state(queued.qid, state)
+        return state.next_try, new_ids
+
+    def _bounce(
+        self, queued: QueuedMessage, reports: list[RecipientReport], *, now: float, retry_until: float | None = None
+    ) -> list[str]:
+        """Queue a DSN about `reports` to the sender; none for the null sender, except that
+        a bounce of ours that fails goes to the postmaster."""
+        envelope = queued.envelope
+        kind = "delay warning" if retry_until else "bounce"
+        if envelope.mail_from:
+            to, listener = envelope.mail_from, DSN_LISTENER
+        elif envelope.listener == DSN_LISTENER and retry_until is None:
+            to, listener = self._postmaster(), DOUBLE_BOUNCE_LISTENER
         else:
-            targets = ", ".join(f"<{t}>" for t in attempt.pending_remote)
-            state.last_error = f"waiting for remote delivery to {targets}"
-        self.spool.save_state(qid, state)
-        return state.next_try
+            mail_log("no-bounce", qid=queued.qid, reason=f"null sender; no {kind} sent")
+            return []
+        if not to:
+            log.error("queue: no postmaster address for the undeliverable bounce %s; set delivery.postmaster", queued.qid)
+            return []
+        headers = header_block(self.spool.body(queued.qid))
+        message = build_dsn(
+            reporting_mta=self.hostname, sender=to, original_headers=headers, reports=reports,
+            arrival=envelope.received_at, queue_id=queued.qid, now=now, will_retry_until=retry_until,
+        )
+        dsn = Envelope(mail_from="", recipients=(to,), received_at=now, listener=listener,
+                       smtputf8=not to.isascii())
+        qid = self.spool.inject(dsn, message)
+        mail_log("bounce" if retry_until is None else "delay-warning", qid=queued.qid, notice=qid, to=f"<{to}>")
+        return [qid]
+
+    def _postmaster(self) -> str:
+        if self.postmaster:
+            return self.postmaster
+        domains = self.directory.list_domains()
+        return f"postmaster@{domains[0]}" if domains else ""
 
     # -- scheduler -----------------------------------------------------------------
 

@@ -113,8 +113,23 @@ def quota_check(config: Config) -> Callable[[str], bool] | None:
     return full
 
 
-async def _serve(config: Config) -> None:
+def build_manager(config: Config, spool, directory, store, *, on_delivered=None):  # type: ignore[no-untyped-def]
+    """The queue manager with everything the config asks for: remote delivery, DKIM, quota."""
+    from hatoba.delivery.remote import RemoteDelivery
+    from hatoba.dkim.sign import DkimSigner
     from hatoba.queue.manager import QueueManager
+
+    return QueueManager(
+        spool, directory, store, retry=config.delivery, on_delivered=on_delivered,
+        mailbox_full=quota_check(config),
+        remote=RemoteDelivery(config),
+        dkim=DkimSigner(config.paths.dkim_dir) if config.dkim.sign else None,
+        hostname=config.server.hostname,
+        postmaster=config.delivery.postmaster,
+    )
+
+
+async def _serve(config: Config) -> None:
     from hatoba.queue.spool import Spool
     from hatoba.store.directory import Directory
     from hatoba.store.maildir import MaildirStore
@@ -122,14 +137,12 @@ async def _serve(config: Config) -> None:
     paths = config.paths
     directory = Directory(paths.directory_db)
     store = MaildirStore(paths.mail_dir, hostname=config.server.hostname)
+
     def report(mailbox: str) -> None:
         sys.stdout.buffer.write(f"delivered {mailbox}\n".encode())
         sys.stdout.buffer.flush()
 
-    manager = QueueManager(
-        Spool(paths.queue_dir), directory, store, retry=config.delivery, on_delivered=report,
-        mailbox_full=quota_check(config),
-    )
+    manager = build_manager(config, Spool(paths.queue_dir), directory, store, on_delivered=report)
     await manager.start()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()

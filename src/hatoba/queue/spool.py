@@ -225,6 +225,28 @@ class Spool:
     def new_message(self) -> IncomingMessage:
         return IncomingMessage(self)
 
+    def inject(self, envelope: Envelope, message: bytes) -> str:
+        """Queue a message hatoba wrote itself (a bounce), durably, from a worker thread.
+
+        The same steps as a commit: write and fsync in incoming/, rename into
+        active/, fsync active/. The caller notifies the queue manager."""
+        qid = new_queue_id()
+        tmp = self.incoming_dir / qid
+        envelope_json = envelope.to_json()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                _write_all(fd, b"".join([message, envelope_json, FOOTER_FORMAT % len(envelope_json)]))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, self.message_path(qid))
+            fsync_dir(self.active_dir)
+        except OSError as exc:
+            self._forget(qid)
+            raise SpoolError(f"cannot store message {qid}: {exc.strerror}") from exc
+        return qid
+
     # -- paths -------------------------------------------------------------------
 
     def message_path(self, qid: str) -> Path:

@@ -93,3 +93,5 @@ class QueueState:
     next_try: float = 0.0
     last_error: str = ""
     held: bool = False
+    warned: bool = False  # the sender was told the message is delayed
+    pending: list[str] = field(default_factory=list)  # addresses still to deliver (after aliases)

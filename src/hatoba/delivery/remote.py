@@ -1,0 +1,315 @@
+"""Remote delivery: the recipients of one message that live elsewhere.
+
+- Recipients are grouped by destination domain; each domain goes to its
+  next hop (delivery/nexthop.py: route, relayhost or MX) with the TLS policy
+  of delivery/tlspolicy.py.
+- MX hosts are tried in RFC 5321 §5.1 order, each of their addresses in
+  turn, until one answers for the recipients; a host that cannot be reached
+  or refuses the connection is skipped. Null MX (RFC 7505) bounces at once.
+- Up to delivery.max_recipients_per_transaction recipients share a
+  transaction; at most delivery.destination_concurrency transactions run
+  at once per next hop; idle connections are kept a few seconds and reused.
+- Every attempt writes one mail-log line: the host and address, TLS version
+  and cipher, whether the certificate was verified, and the remote reply.
+
+The result is one Outcome per recipient; the queue manager turns them into
+state, retries and bounces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hatoba.config.schema import Config
+from hatoba.delivery.nexthop import NextHop, NextHopError, is_ip_literal, next_hop_for
+from hatoba.delivery.smtp_client import ConnectionFailed, Reply, SmtpConnection, TlsContexts
+from hatoba.delivery.tlspolicy import TlsPolicy, TlsPolicyLookup
+from hatoba.dnsutil.resolver import DnsError, NullMx, Resolver
+from hatoba.logs import mail_log
+from hatoba.pki.tlsctx import client_context
+from hatoba.queue.spool import QueuedMessage
+
+log = logging.getLogger(__name__)
+
+# Addresses tried per transaction before giving up until the next retry
+# (Postfix smtp_mx_address_limit is 5).
+MAX_ADDRESSES = 5
+REAP_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one recipient in one attempt."""
+
+    recipient: str
+    reply: Reply
+    remote_mta: str = ""  # the server that answered, for the DSN
+
+    @property
+    def delivered(self) -> bool:
+        return self.reply.ok
+
+    @property
+    def bounced(self) -> bool:
+        return not self.reply.ok and not self.reply.temporary
+
+
+@dataclass(frozen=True)
+class Candidate:
+    server_name: str  # the name the certificate must carry (MX host or next hop)
+    ip: str
+
+
+class ConnectionPool:
+    """Idle connections by (address, port, name, TLS level, login), for the next message."""
+
+    def __init__(self, keep_seconds: float) -> None:
+        self.keep_seconds = keep_seconds
+        self._idle: dict[tuple[object, ...], list[SmtpConnection]] = defaultdict(list)
+
+    def take(self, key: tuple[object, ...]) -> SmtpConnection | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if conn.usable and time.monotonic() - conn.last_used < self.keep_seconds:
+                return conn
+            asyncio.get_running_loop().create_task(conn.close())
+        return None
+
+    def give_back(self, key: tuple[object, ...], conn: SmtpConnection) -> None:
+        if self.keep_seconds > 0 and conn.usable:
+            self._idle[key].append(conn)
+        else:
+            asyncio.get_running_loop().create_task(conn.close())
+
+    async def reap(self, *, everything: bool = False) -> None:
+        now = time.monotonic()
+        closing = []
+        for key, idle in list(self._idle.items()):
+            keep = [c for c in idle if not everything and c.usable and now - c.last_used < self.keep_seconds]
+            closing += [c for c in idle if c not in keep]
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+        await asyncio.gather(*(c.close() for c in closing), return_exceptions=True)
+
+
+class RemoteDelivery:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        resolver: Resolver | None = None,
+        policies: TlsPolicyLookup | None = None,
+    ) -> None:
+        delivery = config.delivery
+        self.config = config
+        self.delivery = delivery
+        self.helo_name = config.server.hostname
+        self.resolver = resolver or Resolver(delivery.resolver)
+        self.policies = policies or TlsPolicyLookup(delivery)
+        self.contexts = TlsContexts(
+            verifying=client_context(config.tls.ca_file, verify=True),
+            opportunistic=client_context(config.tls.ca_file, verify=False),
+        )
+        self.credentials = _relayhost_credentials(config)
+        self.pool = ConnectionPool(delivery.connection_reuse_seconds)
+        self._limits: dict[tuple[object, ...], asyncio.Semaphore] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    # -- life cycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await self.pool.reap(everything=True)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            await self.pool.reap()
+
+    # -- delivery ----------------------------------------------------------------
+
+    async def deliver(self, queued: QueuedMessage, recipients: Sequence[str], data: bytes) -> list[Outcome]:
+        """Try every recipient once; `data` is the message as it goes on the wire (unstuffed)."""
+        by_domain: dict[str, list[str]] = defaultdict(list)
+        for rcpt in recipients:
+            by_domain[rcpt.rpartition("@")[2].lower()].append(rcpt)
+        results = await asyncio.gather(
+            *(self._deliver_domain(queued, domain, rcpts, data) for domain, rcpts in by_domain.items())
+        )
+        return [outcome for outcomes in results for outcome in outcomes]
+
+    async def _deliver_domain(
+        self, queued: QueuedMessage, domain: str, recipients: list[str], data: bytes
+    ) -> list[Outcome]:
+        try:
+            hop = next_hop_for(domain, self.delivery)
+        except NextHopError as exc:
+            reply = Reply(451, f"4.3.5 next hop for {domain} is misconfigured: {exc}", remote=False)
+            return self._log_all(queued, recipients, reply, relay="none")
+        policy = await self.policies.lookup(domain, hop)
+        limit = self._limits.setdefault(hop.key, asyncio.Semaphore(self.delivery.destination_concurrency))
+        size = self.delivery.max_recipients_per_transaction
+        outcomes: list[Outcome] = []
+        for start in range(0, len(recipients), size):
+            batch = recipients[start : start + size]
+            async with limit:
+                outcomes += await self._deliver_batch(queued, hop, policy, batch, data)
+        return outcomes
+
+    async def _deliver_batch(
+        self, queued: QueuedMessage, hop: NextHop, policy: TlsPolicy, recipients: list[str], data: bytes
+    ) -> list[Outcome]:
+        try:
+            candidates = await self._candidates(hop)
+        except NullMx as exc:
+            reply = Reply(556, f"5.1.10 {exc}", remote=False)
+            return self._log_all(queued, recipients, reply, relay="none")
+        except DnsError as exc:
+            if exc.temporary:
+                reply = Reply(451, f"4.4.3 DNS lookup for {hop.host} failed: {exc}; will retry", remote=False)
+            else:
+                reply = Reply(550, f"5.1.2 cannot find the mail server of {hop.host}: {exc}", remote=False)
+            return self._log_all(queued, recipients, reply, relay="none")
+        last = Reply(451, f"4.4.4 no mail server address found for {hop.describe()}", remote=False)
+        for candidate in candidates:
+            try:
+                result, conn = await self._transaction(queued, hop, policy, candidate, recipients, data)
+            except ConnectionFailed as exc:
+                last = exc.reply
+                mail_log(
+                    "deferred", qid=queued.qid, to=_list(recipients),
+                    relay=f"{candidate.server_name}[{candidate.ip}]:{hop.port}", reason=str(last),
+                )
+                if not last.temporary and last.remote:
+                    break  # a 5xx greeting or login refusal: the answer is no, whatever the host
+                continue
+            return [self._log_outcome(queued, rcpt, result[rcpt], conn) for rcpt in recipients]
+        return self._log_all(queued, recipients, last, relay=hop.describe(), logged=True)
+
+    async def _transaction(
+        self,
+        queued: QueuedMessage,
+        hop: NextHop,
+        policy: TlsPolicy,
+        candidate: Candidate,
+        recipients: list[str],
+        data: bytes,
+    ) -> tuple[dict[str, Reply], SmtpConnection]:
+        credentials = self.credentials if hop.relayhost else None
+        key = (candidate.ip, hop.port, candidate.server_name, policy.level, hop.implicit_tls,
+               credentials[0] if credentials else "")
+        envelope = queued.envelope
+        conn = self.pool.take(key)
+        if conn is not None:
+            try:
+                result = await conn.send(
+                    envelope.mail_from, recipients, data, smtputf8=envelope.smtputf8, body_8bit=envelope.body_8bit
+                )
+                self.pool.give_back(key, conn)
+                return result.replies, conn
+            except ConnectionFailed:
+                pass  # the server closed the idle connection; open a fresh one
+        conn = await self._open(hop, policy, candidate, credentials)
+        result = await conn.send(
+            envelope.mail_from, recipients, data, smtputf8=envelope.smtputf8, body_8bit=envelope.body_8bit
+        )
+        self.pool.give_back(key, conn)
+        return result.replies, conn
+
+    async def _open(
+        self, hop: NextHop, policy: TlsPolicy, candidate: Candidate, credentials: tuple[str, str] | None
+    ) -> SmtpConnection:
+        options = dict(
+            ip=candidate.ip, port=hop.port, server_name=candidate.server_name, helo_name=self.helo_name,
+            policy=policy, implicit_tls=hop.implicit_tls, contexts=self.contexts,
+            connect_timeout=self.delivery.connect_timeout, command_timeout=self.delivery.command_timeout,
+            credentials=credentials,
+        )
+        try:
+            return await SmtpConnection.open(**options)  # type: ignore[arg-type]
+        except ConnectionFailed as exc:
+            if policy.requires_tls or hop.implicit_tls or not exc.tls_handshake_failed:
+                raise
+            # Opportunistic TLS whose handshake failed: Postfix then delivers in
+            # clear rather than not at all; so do we, and say so in the log.
+            log.warning("TLS handshake with %s[%s] failed (%s); delivering without TLS",
+                        candidate.server_name, candidate.ip, exc.reply.text)
+            return await SmtpConnection.open(**options, try_tls=False)  # type: ignore[arg-type]
+
+    async def _candidates(self, hop: NextHop) -> list[Candidate]:
+        if not hop.mx_lookup:
+            if is_ip_literal(hop.host):
+                return [Candidate(hop.host, hop.host)]
+            return [Candidate(hop.host, ip) for ip in (await self.resolver.addresses(hop.host))[:MAX_ADDRESSES]]
+        candidates: list[Candidate] = []
+        first_error: DnsError | None = None
+        for mx in await self.resolver.mx_hosts(hop.host):
+            try:
+                addresses = await self.resolver.addresses(mx.name)
+            except DnsError as exc:
+                first_error = first_error or exc
+                continue
+            candidates += [Candidate(mx.name, ip) for ip in addresses]
+            if len(candidates) >= MAX_ADDRESSES:
+                break
+        if not candidates and first_error is not None:
+            raise first_error
+        return candidates[:MAX_ADDRESSES]
+
+    # -- logging -------------------------------------------------------------------
+
+    def _log_outcome(self, queued: QueuedMessage, rcpt: str, reply: Reply, conn: SmtpConnection) -> Outcome:
+        event = "delivered" if reply.ok else ("deferred" if reply.temporary else "bounced")
+        mail_log(
+            event, qid=queued.qid, to=f"<{rcpt}>", relay=conn.relay_text, tls=conn.tls_text,
+            verified="yes" if conn.verified else "no",
+            delay=f"{time.time() - queued.envelope.received_at:.3f}s", reply=str(reply),
+        )
+        return Outcome(rcpt, reply, remote_mta=conn.server_name)
+
+    def _log_all(
+        self, queued: QueuedMessage, recipients: list[str], reply: Reply, *, relay: str, logged: bool = False
+    ) -> list[Outcome]:
+        if not logged or not reply.temporary:
+            event = "deferred" if reply.temporary else "bounced"
+            for rcpt in recipients:
+                mail_log(event, qid=queued.qid, to=f"<{rcpt}>", relay=relay, reason=str(reply))
+        return [Outcome(rcpt, reply) for rcpt in recipients]
+
+
+def _list(recipients: list[str]) -> str:
+    return ",".join(f"<{r}>" for r in recipients)
+
+
+def _relayhost_credentials(config: Config) -> tuple[str, str] | None:
+    """(username, password) for the relayhost, from the config or its password file."""
+    delivery = config.delivery
+    if not delivery.relayhost_username:
+        return None
+    password = delivery.relayhost_password
+    if delivery.relayhost_password_file:
+        base = config.config_path.parent if config.config_path else Path.cwd()
+        path = base / Path(delivery.relayhost_password_file).expanduser()
+        mode = path.stat().st_mode & 0o077
+        if mode:
+            raise PermissionError(
+                f"{path} is readable by others (mode {oct(path.stat().st_mode & 0o777)}); chmod 600 it"
+            )
+        password = path.read_text("utf-8").strip("\r\n")
+    return delivery.relayhost_username, password

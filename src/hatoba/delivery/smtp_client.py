@@ -1,0 +1,303 @@
+"""One outbound SMTP connection: connect, EHLO, TLS by policy, AUTH, transactions.
+
+Built on aiosmtplib for the wire protocol. What this module adds is the
+policy: when STARTTLS must succeed, when a certificate must verify, when a
+password may be sent (only over TLS), and turning every failure into a
+reply code that says whether to retry (4xx) or bounce (5xx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+
+import aiosmtplib
+
+from hatoba.delivery.tlspolicy import TlsPolicy
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An SMTP reply, ours or the server's (`remote` says which)."""
+
+    code: int
+    text: str
+    remote: bool = True
+
+    @property
+    def temporary(self) -> bool:
+        return self.code < 500
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def enhanced(self) -> str:
+        """The RFC 3463 status code of the reply, or one derived from the basic code."""
+        first = self.text.split(" ", 1)[0]
+        parts = first.split(".")
+        if len(parts) == 3 and all(p.isdigit() for p in parts) and first[0] in "245":
+            return first
+        return {2: "2.0.0", 4: "4.0.0", 5: "5.0.0"}.get(self.code // 100, "4.0.0")
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}"
+
+
+class ConnectionFailed(Exception):
+    """The host could not take mail now: try the next MX host, or later. Carries our reply."""
+
+    def __init__(self, reply: Reply, *, tls_handshake_failed: bool = False) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+        self.tls_handshake_failed = tls_handshake_failed
+
+
+@dataclass(frozen=True)
+class TlsContexts:
+    verifying: ssl.SSLContext
+    opportunistic: ssl.SSLContext
+
+
+@dataclass
+class TransactionResult:
+    replies: dict[str, Reply]  # per recipient: the final word on it
+
+
+def _reply_of(exc: aiosmtplib.SMTPResponseException) -> Reply:
+    return Reply(exc.code, " ".join(exc.message.split()))
+
+
+class SmtpConnection:
+    """An open, greeted (and maybe TLS-protected, authenticated) connection to one server."""
+
+    def __init__(self, smtp: aiosmtplib.SMTP, *, server_name: str, ip: str, port: int) -> None:
+        self.smtp = smtp
+        self.server_name = server_name
+        self.ip = ip
+        self.port = port
+        self.tls_version = ""
+        self.tls_cipher = ""
+        self.verified = False
+        self.last_used = time.monotonic()
+        self.transactions = 0
+
+    @property
+    def relay_text(self) -> str:
+        return f"{self.server_name}[{self.ip}]:{self.port}"
+
+    @property
+    def tls_text(self) -> str:
+        if not self.tls_version:
+            return "none"
+        return f"{self.tls_version} {self.tls_cipher}"
+
+    @classmethod
+    async def open(
+        cls,
+        *,
+        ip: str,
+        port: int,
+        server_name: str,
+        helo_name: str,
+        policy: TlsPolicy,
+        implicit_tls: bool,
+        contexts: TlsContexts,
+        connect_timeout: float,
+        command_timeout: float,
+        credentials: tuple[str, str] | None = None,
+        try_tls: bool = True,
+    ) -> SmtpConnection:
+        """Connect and get ready for MAIL FROM, or raise ConnectionFailed."""
+        where = f"{server_name}[{ip}]:{port}"
+        context = contexts.verifying if policy.verifies else contexts.opportunistic
+        sock = await _connect(ip, port, connect_timeout, where)
+        smtp = aiosmtplib.SMTP(
+            hostname=server_name, sock=sock, use_tls=implicit_tls, start_tls=False,
+            tls_context=context, local_hostname=helo_name, timeout=command_timeout,
+        )
+        conn = cls(smtp, server_name=server_name, ip=ip, port=port)
+        try:
+            await conn._greet(policy, implicit_tls, context, try_tls, credentials, where)
+        except ConnectionFailed:
+            smtp.close()
+            raise
+        except ssl.SSLCertVerificationError as exc:
+            smtp.close()
+            raise ConnectionFailed(
+                Reply(454, f"4.7.5 TLS certificate of {where} not trusted ({exc.verify_message}); "
+                           f"TLS policy verify from {policy.source}", remote=False)
+            ) from None
+        except ssl.SSLError as exc:
+            smtp.close()
+            raise ConnectionFailed(
+                Reply(454, f"4.7.5 TLS handshake with {where} failed: {_words(exc)}", remote=False),
+                tls_handshake_failed=True,
+            ) from None
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            smtp.close()
+            if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 400:
+                raise ConnectionFailed(_reply_of(exc)) from None
+            raise ConnectionFailed(Reply(451, f"4.4.2 lost connection with {where}: {_words(exc)}", remote=False)) from None
+        return conn
+
+    async def _greet(
+        self,
+        policy: TlsPolicy,
+        implicit_tls: bool,
+        context: ssl.SSLContext,
+        try_tls: bool,
+        credentials: tuple[str, str] | None,
+        where: str,
+    ) -> None:
+        smtp = self.smtp
+        await smtp.connect()
+        await self._ehlo()
+        if implicit_tls:
+            self._record_tls(policy)
+        elif smtp.supports_extension("starttls") and (try_tls or policy.requires_tls):
+            await smtp.starttls(server_hostname=self.server_name, tls_context=context)
+            self._record_tls(policy)
+            await self._ehlo()
+        elif policy.requires_tls:
+            raise ConnectionFailed(
+                Reply(454, f"4.7.4 {where} does not offer STARTTLS; TLS policy {policy.level} "
+                           f"from {policy.source} forbids clear text", remote=False)
+            )
+        if credentials is not None:
+            if not self.tls_version:
+                raise ConnectionFailed(
+                    Reply(454, f"4.7.4 not sending the relayhost password to {where} without TLS", remote=False)
+                )
+            try:
+                await smtp.login(*credentials)
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                raise ConnectionFailed(
+                    Reply(exc.code if exc.code >= 400 else 535,
+                          f"relayhost {where} refused the login: {' '.join(exc.message.split())}")
+                ) from None
+            except aiosmtplib.SMTPException as exc:
+                raise ConnectionFailed(Reply(454, f"4.7.0 cannot log in to {where}: {_words(exc)}", remote=False)) from None
+
+    async def _ehlo(self) -> None:
+        try:
+            await self.smtp.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await self.smtp.helo()  # an old server without ESMTP
+
+    def _record_tls(self, policy: TlsPolicy) -> None:
+        transport = self.smtp.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is None:
+            return
+        self.tls_version = ssl_object.version() or ""
+        cipher = ssl_object.cipher()
+        self.tls_cipher = cipher[0] if cipher else ""
+        self.verified = policy.verifies
+
+    async def send(
+        self, mail_from: str, recipients: list[str], data: bytes, *, smtputf8: bool, body_8bit: bool
+    ) -> TransactionResult:
+        """One transaction; raises ConnectionFailed when the connection broke before an answer."""
+        smtp = self.smtp
+        self.last_used = time.monotonic()
+        self.transactions += 1
+        options = []
+        encoding = "ascii"
+        if smtp.supports_extension("size"):
+            options.append(f"SIZE={len(data)}")
+        if body_8bit and smtp.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if smtputf8:
+            if not smtp.supports_extension("smtputf8"):
+                reply = Reply(553, f"5.6.7 {self.relay_text} does not support SMTPUTF8, needed for this message", remote=False)
+                return TransactionResult({r: reply for r in recipients})
+            options.append("SMTPUTF8")
+            encoding = "utf-8"
+        try:
+            try:
+                await smtp.mail(mail_from, options=options, encoding=encoding)
+            except aiosmtplib.SMTPResponseException as exc:
+                await self._reset()
+                reply = _reply_of(exc)
+                return TransactionResult({r: reply for r in recipients})
+            replies: dict[str, Reply] = {}
+            accepted = []
+            for rcpt in recipients:
+                try:
+                    response = await smtp.rcpt(rcpt, encoding=encoding)
+                except aiosmtplib.SMTPResponseException as exc:
+                    replies[rcpt] = _reply_of(exc)
+                    continue
+                accepted.append(rcpt)
+                replies[rcpt] = Reply(response.code, response.message)
+            if not accepted:
+                await self._reset()
+                return TransactionResult(replies)
+            if not data.endswith(b"\r\n"):
+                data += b"\r\n"
+            try:
+                response = await smtp.data(data)
+                final = Reply(response.code, " ".join(response.message.split()))
+            except aiosmtplib.SMTPResponseException as exc:
+                final = _reply_of(exc)
+                if exc.code == 354:  # never reached; keeps type checkers calm
+                    final = Reply(451, "4.0.0 unexpected reply to DATA", remote=False)
+            for rcpt in accepted:
+                replies[rcpt] = final
+            return TransactionResult(replies)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+            self.smtp.close()
+            raise ConnectionFailed(
+                Reply(451, f"4.4.2 lost connection with {self.relay_text}: {_words(exc)}", remote=False)
+            ) from None
+        finally:
+            self.last_used = time.monotonic()
+
+    async def _reset(self) -> None:
+        try:
+            await self.smtp.rset()
+        except aiosmtplib.SMTPException:
+            self.smtp.close()
+
+    @property
+    def usable(self) -> bool:
+        return self.smtp.is_connected
+
+    async def close(self) -> None:
+        if not self.smtp.is_connected:
+            return
+        try:
+            async with asyncio.timeout(5):
+                await self.smtp.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            self.smtp.close()
+
+
+async def _connect(ip: str, port: int, timeout: float, where: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.get_running_loop().sock_connect(sock, (ip, port))
+    except TimeoutError:
+        sock.close()
+        raise ConnectionFailed(Reply(451, f"4.4.1 connection to {where} timed out", remote=False)) from None
+    except OSError as exc:
+        sock.close()
+        raise ConnectionFailed(
+            Reply(451, f"4.4.1 cannot connect to {where}: {os.strerror(exc.errno) if exc.errno else exc}", remote=False)
+        ) from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _words(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

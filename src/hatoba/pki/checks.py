@@ -1,0 +1,273 @@
+"""The checks of `hatoba cert verify`: each one a verdict, a line of detail and a fix in plain words.
+
+Every check runs even after one fails, so the operator sees all problems of
+a certificate setup at once instead of fixing them one run at a time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509 import verification
+
+from hatoba.pki.chain import describe, is_self_signed, issued_by, order_chain
+from hatoba.pki.errors import PkiError
+from hatoba.pki.keyfiles import same_key
+from hatoba.pki.pemfiles import parse_cert, read_blocks
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verdict: `name` is what was checked; `fix` says what to do when it failed."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+        return text if self.ok or not self.fix else f"{text}; fix: {self.fix}"
+
+
+def check_order(certs: Sequence[x509.Certificate]) -> tuple[Check, list[x509.Certificate]]:
+    """Whether each certificate was issued by the next; also the chain in the right order.
+
+    The ordered chain lets the other checks look at the real server
+    certificate even when the file has it in the wrong place.
+    """
+    ordered, unrelated = order_chain(certs)
+    expected = "the server certificate first, then the CA certificate that issued it, then that CA's issuer"
+    for i in range(len(certs) - 1):
+        cert, nxt = certs[i], certs[i + 1]
+        if issued_by(cert, nxt):
+            continue
+        if not unrelated and len(ordered) == len(certs):
+            if certs[0] != ordered[0]:
+                where = f"the server certificate {describe(ordered[0])} is #{certs.index(ordered[0]) + 1}, not #1"
+            else:
+                where = f"{_place(certs, nxt)} is not the issuer of {_place(certs, cert)}"
+            return (
+                Check(
+                    "chain order",
+                    False,
+                    f"the certificates are in the wrong order: {where}",
+                    f"expected order is {expected}: " + " -> ".join(describe(c) for c in ordered),
+                ),
+                ordered,
+            )
+        if cert.issuer == nxt.subject:
+            detail = f"the signature of {_place(certs, cert)} does not verify with the key of {_place(certs, nxt)}"
+            fix = "use the CA certificate that really issued it (same name, but another key)"
+        else:
+            detail = (
+                f"{_place(certs, nxt)} did not issue {_place(certs, cert)}, "
+                f"which was issued by {cert.issuer.rfc4514_string()}"
+            )
+            fix = f"put the certificate of {cert.issuer.rfc4514_string()} right after it ({expected})"
+        return Check("chain order", False, detail, fix), ordered + unrelated
+    if len(certs) == 1:
+        return Check("chain order", True, "one certificate, no intermediates in the file"), list(certs)
+    return Check("chain order", True, "leaf first, each certificate issued by the next"), list(certs)
+
+
+def _place(certs: Sequence[x509.Certificate], cert: x509.Certificate) -> str:
+    return f"certificate #{certs.index(cert) + 1} ({describe(cert)})"
+
+
+def check_key(leaf: x509.Certificate, key: PrivateKeyTypes, key_path: Path, certs: Sequence[x509.Certificate]) -> Check:
+    if same_key(key.public_key(), leaf.public_key()):
+        return Check("private key", True, f"{key_path} belongs to {describe(leaf)}")
+    other = next((c for c in certs if same_key(key.public_key(), c.public_key())), None)
+    if other is not None:
+        return Check(
+            "private key",
+            False,
+            f"{key_path} belongs to {describe(other)}, not to the server certificate {describe(leaf)}",
+            "the server certificate must come first in the file, and the key must be its own",
+        )
+    return Check(
+        "private key",
+        False,
+        f"{key_path} does not belong to {describe(leaf)}",
+        "give the key the certificate was issued for, or issue a certificate for this key",
+    )
+
+
+def san_list(cert: x509.Certificate) -> list[x509.GeneralName]:
+    try:
+        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        return []
+
+
+def format_name(name: x509.GeneralName) -> str:
+    if isinstance(name, x509.DNSName):
+        return f"DNS:{name.value}"
+    if isinstance(name, x509.IPAddress):
+        return f"IP:{name.value}"
+    return f"{type(name).__name__}:{name.value}"
+
+
+def host_matches(host: str, names: Sequence[x509.GeneralName]) -> x509.GeneralName | None:
+    """The SAN that `host` matches, or None.
+
+    RFC 6125 §6.4.3: a wildcard is the whole leftmost label and stands for
+    exactly one label, so *.example.org matches mail.example.org but neither
+    example.org nor a.mail.example.org. IP addresses match IP SANs only.
+    """
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    if address is not None:
+        return next((n for n in names if isinstance(n, x509.IPAddress) and n.value == address), None)
+    wanted = host.rstrip(".").lower().split(".")
+    for name in names:
+        if not isinstance(name, x509.DNSName):
+            continue
+        pattern = name.value.rstrip(".").lower().split(".")
+        if len(pattern) != len(wanted):
+            continue
+        if pattern == wanted or (pattern[0] == "*" and len(pattern) > 2 and pattern[1:] == wanted[1:] and wanted[0]):
+            return name
+    return None
+
+
+def check_host(leaf: x509.Certificate, host: str) -> Check:
+    names = san_list(leaf)
+    if not names:
+        return Check(
+            "host name",
+            False,
+            f"{describe(leaf)} has no subjectAltName; clients ignore the common name",
+            f"issue a certificate with --san {host}",
+        )
+    match = host_matches(host, names)
+    if match is not None:
+        return Check("host name", True, f"{host} matches {format_name(match)}")
+    return Check(
+        "host name",
+        False,
+        f"{host} matches none of the certificate's names ({', '.join(format_name(n) for n in names)})",
+        f"issue a certificate with --san {host}, or connect with one of those names",
+    )
+
+
+def check_validity(cert: x509.Certificate, now: datetime.datetime) -> Check:
+    name = f"validity of {describe(cert)}"
+    after, before = cert.not_valid_after_utc, cert.not_valid_before_utc
+    if now > after:
+        return Check(
+            name,
+            False,
+            f"EXPIRED {(now - after).days} days ago ({after:%Y-%m-%d})",
+            "issue a new certificate and replace this one",
+        )
+    if now < before:
+        return Check(
+            name,
+            False,
+            f"not valid until {before:%Y-%m-%d %H:%M} UTC",
+            "check this machine's clock (date -u), or wait until then",
+        )
+    return Check(name, True, f"valid until {after:%Y-%m-%d} ({(after - now).days} days left)")
+
+
+def system_ca_file() -> Path | None:
+    """The system's bundle of trusted roots, as the ssl module finds it."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def load_anchors(path: Path) -> list[x509.Certificate]:
+    """The trust anchors in a CA file; certificates that cannot be parsed are skipped, as OpenSSL does."""
+    anchors = []
+    with warnings.catch_warnings():
+        # System bundles hold a few old roots that break RFC 5280 in small
+        # ways (negative serials); they still load, and warnings would only
+        # clutter the report.
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        for block in read_blocks(path):
+            if block.kind != "certificate":
+                continue
+            try:
+                anchors.append(parse_cert(block, path))
+            except PkiError:
+                continue
+    if not anchors:
+        raise PkiError(f"{path} holds no CA certificate")
+    return anchors
+
+
+def check_trust(
+    chain: Sequence[x509.Certificate], ca_file: Path | None, now: datetime.datetime
+) -> Check:
+    """Whether a path from the leaf reaches a trusted root, built and checked by cryptography's verifier.
+
+    The verifier also checks what OpenSSL checks (CA flags, path lengths,
+    key usage, validity) and the CA/Browser Forum profile that clients
+    enforce. It must be given a name to check; any of the leaf's own names
+    does, since host names are a separate check.
+    """
+    source = ca_file if ca_file is not None else system_ca_file()
+    if source is None:
+        return Check("trust", False, "no system trust store found", "give the CA certificate with --ca-file")
+    try:
+        anchors = load_anchors(source)
+    except PkiError as exc:
+        return Check("trust", False, str(exc), "give a PEM file of CA certificates with --ca-file")
+    leaf, intermediates = chain[0], list(chain[1:])
+    subject = _verifier_subject(leaf)
+    if subject is None:
+        return Check(
+            "trust",
+            False,
+            f"cannot check: {describe(leaf)} has no DNS or IP subjectAltName",
+            "issue a certificate with --san for each server name",
+        )
+    trusted_by = "the CA file" if ca_file is not None else f"the system store {source}"
+    verifier = (
+        verification.PolicyBuilder()
+        .store(verification.Store(anchors))
+        .time(now)
+        .build_server_verifier(subject)
+    )
+    try:
+        path = verifier.verify(leaf, intermediates)
+    except verification.VerificationError as exc:
+        reason = str(exc).split(" (encountered", 1)[0].removeprefix("validation failed: ")
+        if "candidates exhausted" in reason:
+            reason = "no path from the certificate to a trusted root"
+        top = chain[-1]
+        if is_self_signed(top) and "no path" in reason:
+            fix = f"the chain ends at the root {describe(top)}, which is not among the trusted roots: give it with --ca-file"
+        else:
+            fix = "add the missing intermediate certificates (--chain), or give the issuing root with --ca-file"
+        return Check("trust", False, f"not trusted by {trusted_by}: {reason}", fix)
+    root = path[-1]
+    if is_self_signed(leaf) and len(path) == 1:
+        return Check("trust", True, f"self-signed, and listed in {trusted_by}")
+    return Check("trust", True, f"issued under {describe(root)}, trusted by {trusted_by}")
+
+
+def _verifier_subject(leaf: x509.Certificate) -> verification.Subject | None:
+    for name in san_list(leaf):
+        if isinstance(name, x509.IPAddress):
+            return verification.IPAddress(name.value)  # type: ignore[arg-type]
+        if isinstance(name, x509.DNSName):
+            # A wildcard is checked with a name it matches.
+            return verification.DNSName(name.value.replace("*", "wildcard", 1))
+    return None
