@@ -287,3 +287,54 @@ def test_multipart_digest_defaults_to_message_parts():
         b' ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 4 1 NIL NIL NIL NIL) 3 NIL NIL NIL NIL)'
         b' "digest" ("boundary" "d") NIL NIL NIL)'
     )
+
+
+# -- many messages at once: meta_lines, and the whole-message sections without a MIME tree ----
+
+
+@pytest.mark.parametrize("names", [
+    ("FLAGS",), ("FLAGS", "UID"), ("UID", "FLAGS", "MODSEQ"),
+    ("RFC822.SIZE", "INTERNALDATE", "FLAGS", "UID", "MODSEQ"),
+])
+def test_meta_lines_equal_fetch_line_by_line(names):
+    from hatoba.proto.imap.fetch import meta_lines
+
+    items = [FetchItem(n) for n in names]
+    metas = [
+        MessageMeta(uid=7, seq=1, flags=frozenset({"\\Seen", "$Work"}), internal_date=META.internal_date,
+                    size=10, modseq=3),
+        MessageMeta(uid=9, seq=2, flags=frozenset(), internal_date=None, size=0, modseq=4),
+        MessageMeta(uid=12, seq=3, flags=frozenset({"\\Seen", "$Work"}), internal_date=META.internal_date,
+                    size=99, modseq=5),
+    ]
+    recent = {9}
+    want = []
+    for m in metas:
+        flags = m.flags | {"\\Recent"} if m.uid in recent else m.flags
+        shown = MessageMeta(uid=m.uid, seq=m.seq, flags=flags, internal_date=m.internal_date, size=m.size,
+                            modseq=m.modseq)
+        want.append(b"* %d FETCH " % m.seq + fetch(items, shown, None).data + b"\r\n")
+    assert meta_lines(items, [(m.seq, m) for m in metas], recent) == want
+
+
+@pytest.mark.parametrize("raw", [b"a\nb\n", b"a\r\nb\n", b"a\rb\r\r\n\n", b"", b"\n\n\r\n"])
+def test_to_crlf_turns_only_bare_lf_into_crlf(raw):
+    import re
+
+    assert to_crlf(raw) == re.sub(rb"(?<!\r)\n", b"\r\n", raw)
+
+
+@pytest.mark.parametrize("section", [
+    Section(), Section(text="HEADER"), Section(text="TEXT"),
+    Section(text="HEADER.FIELDS", fields=("Subject", "FROM")), Section(text="HEADER.FIELDS.NOT", fields=("To",)),
+])
+def test_whole_message_sections_agree_with_the_mime_tree(section):
+    from hatoba.proto.imap.fetch import _header_block, parse_message
+
+    data = to_crlf(MESSAGE)
+    root = parse_message(data)  # what BODY[...] of the whole message was cut from before
+    via_tree = {"": data, "HEADER": data[: root.body_start], "TEXT": data[root.body_start :]}.get(section.text)
+    if via_tree is None:
+        via_tree = _header_block(data, root, section)
+    assert via_tree
+    assert body(section).endswith(b" " + lit(via_tree))

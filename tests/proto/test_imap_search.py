@@ -209,3 +209,100 @@ def test_esearch_response():
     assert esearch_response("a", [], ("MIN", "COUNT", "ALL"), uid=False) == b'* ESEARCH (TAG "a") COUNT 0\r\n'
     assert esearch_response("a", [], (), uid=True) == b'* ESEARCH (TAG "a") UID\r\n'
     assert esearch_response("t", [5], ("count",), uid=False) == b'* ESEARCH (TAG "t") COUNT 1\r\n'
+
+
+# -- search(): many messages at once, the answers matches() gives one by one -------------------
+
+from hatoba.proto.imap.search import ParsedHeader, search  # noqa: E402
+
+OTHER = b"From: Zed <zed@example.org>\nSubject: lunch\nDate: Tue, 04 Jun 2024 08:00:00 +0000\n\nplain body\n"
+
+
+class Source:
+    """Messages by UID; `gone` ones answer like an expunged file; counts what was read."""
+
+    def __init__(self, messages: dict[int, bytes], gone: set[int] = frozenset()):
+        self.messages, self.gone = messages, gone
+        self.header_reads: list[int] = []
+        self.message_reads: list[int] = []
+
+    def headers(self, uids, names):
+        self.header_reads += uids
+        return {u: ParsedHeader(self.messages[u].split(b"\n\n")[0] + b"\n") for u in uids if u not in self.gone}
+
+    def message(self, uid):
+        self.message_reads.append(uid)
+        return None if uid in self.gone else self.messages[uid]
+
+
+def mailbox(count: int = 6):
+    """META-like messages with varied flags, sizes, dates; odd ones carry MESSAGE, even ones OTHER."""
+    metas, messages = [], {}
+    for i in range(count):
+        uid = 10 + 3 * i
+        flags = [frozenset({"\\Seen", "\\Flagged", "$Important"}), frozenset(), frozenset({"\\Deleted", "$junk"})][i % 3]
+        metas.append(MessageMeta(uid=uid, seq=i + 1, flags=flags, size=100 * i,
+                                 internal_date=datetime(2024, 6, 3 + i, 12, 0, tzinfo=LOCAL), modseq=5 + i))
+        messages[uid] = MESSAGE if i % 2 else OTHER
+    return metas, messages
+
+
+def one_by_one(key, metas, messages, recent=(), saved=(), gone=()):
+    out = []
+    for m in metas:
+        if m.uid in gone and needs_message(key):
+            continue
+        flags = m.flags | {"\\Recent"} if m.uid in recent else m.flags
+        shown = MessageMeta(uid=m.uid, seq=m.seq, flags=flags, internal_date=m.internal_date, size=m.size,
+                            modseq=m.modseq)
+        if matches(key, shown, messages[m.uid], largest_seq=len(metas), largest_uid=metas[-1].uid, saved=saved):
+            out.append(m.uid)
+    return out
+
+
+MANY = [key for key, _ in CASES] + [
+    K("SEQSET", sequence=seq((2, None))),
+    K("SEQSET", sequence=seq((None, None), (1, 1))),
+    K("UID", sequence=seq((13, 19))),
+    K("UID", sequence=seq((None, 20))),
+    K("NOT", keys=(K("FROM", text="zed"),)),
+    K("OR", keys=(K("SEEN"), K("SUBJECT", text="lunch"))),
+    K("AND", keys=(K("UNSEEN"), K("TEXT", text="plain"))),
+    K("KEYWORD", text="$JUNK"),
+    K("HEADER", header="x-mailer", text=""),
+    K("SENTON", day=date(2024, 6, 4)),
+]
+
+
+@pytest.mark.parametrize("key", MANY, ids=[f"{k.name}-{i}" for i, k in enumerate(MANY)])
+def test_search_answers_what_matches_answers(key):
+    metas, messages = mailbox()
+    recent = {13, 16}
+    found = search(key, metas, Source(messages), recent=recent, saved=[16, 22])
+    assert found == one_by_one(key, metas, messages, recent=recent, saved=[16, 22])
+
+
+def test_flag_keys_read_no_message_and_and_narrows_before_reading_headers():
+    metas, messages = mailbox(9)
+    source = Source(messages)
+    assert search(K("UNSEEN"), metas, source) == [m.uid for m in metas if "\\Seen" not in m.flags]
+    assert source.header_reads == [] and source.message_reads == []
+    found = search(K("AND", keys=(K("FROM", text="zed"), K("FLAGGED"))), metas, source)
+    flagged = [m.uid for m in metas if "\\Flagged" in m.flags]
+    assert sorted(source.header_reads) == flagged  # only the flagged ones had their header read
+    assert found == [u for u in flagged if messages[u] is OTHER]
+
+
+def test_messages_gone_meanwhile_match_nothing():
+    metas, messages = mailbox()
+    gone = {metas[0].uid, metas[1].uid}
+    for key in (K("NOT", keys=(K("FROM", text="nobody"),)), K("NOT", keys=(K("BODY", text="nothing"),))):
+        found = search(key, metas, Source(messages, gone))
+        assert found == [m.uid for m in metas if m.uid not in gone]
+
+
+def test_parsed_header_values_and_search_text():
+    header = ParsedHeader(b"Subject: =?UTF-8?Q?Caf=C3=A9?=\r\n folded\r\nsubject: Second\r\n\r\n")
+    assert header.values("SUBJECT") == [b"=?UTF-8?Q?Caf=C3=A9?= folded", b"Second"]
+    assert header.text("subject") == ["café folded", "second"]
+    assert header.values("From") == [] and header.text("from") == []

@@ -572,3 +572,47 @@ def test_version_1_database_gains_the_apop_column(tmp_path: Path) -> None:
         db.set_apop_secret("a@example.test", "sealed")
         assert db.apop_secret("A@example.test") == "sealed"
     assert raw(path).execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+
+
+class CountingHasher:
+    """The directory's hasher, counting the Argon2 verifications it is asked for."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def verify(self, stored: str, password: str) -> bool:
+        self.calls.append(password)
+        return self.inner.verify(stored, password)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+def test_login_cache_skips_argon2_for_a_repeated_login_only(db: Directory) -> None:
+    db.add_user("alice@example.test", PW)
+    db.login_cache_seconds = 60
+    db._hasher = counting = CountingHasher(db._hasher)
+    assert db.verify_password("alice@example.test", PW)
+    assert db.verify_password("alice@example.test", PW)
+    assert len(counting.calls) == 1  # the second login was remembered
+    assert not db.verify_password("alice@example.test", PW + "x")  # a wrong one is always checked
+    assert len(counting.calls) == 2
+    db.set_password("alice@example.test", "another secret")  # a new hash: the cache misses
+    assert not db.verify_password("alice@example.test", PW)
+    assert db.verify_password("alice@example.test", "another secret")
+    db.remove_user("alice@example.test")
+    assert not db.verify_password("alice@example.test", "another secret")
+    assert all(PW not in repr(v) for v in db._login_cache.values())
+
+
+def test_login_cache_entries_expire(db: Directory) -> None:
+    db.add_user("alice@example.test", PW)
+    db.login_cache_seconds = 60
+    assert db.verify_password("alice@example.test", PW)
+    key = next(iter(db._login_cache))
+    proof, until = db._login_cache[key]
+    db._login_cache[key] = (proof, until - 61)  # as if its time had passed
+    db._hasher = counting = CountingHasher(db._hasher)
+    assert db.verify_password("alice@example.test", PW)
+    assert counting.calls == [PW]

@@ -87,6 +87,9 @@ class LimitsConfig:
     auth_failures_before_delay: int = 3
     auth_failures_per_ip: int = 10  # then 421 and a lock-out for auth_lockout seconds
     auth_lockout: float = 600.0
+    # Seconds a verified login is remembered in memory, so a client that logs
+    # in again skips the Argon2 check (Dovecot auth_cache_ttl); 0 = off.
+    login_cache_seconds: float = 300.0
 
 
 @dataclass(frozen=True)

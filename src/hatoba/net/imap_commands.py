@@ -38,10 +38,13 @@ from hatoba.proto.imap.types import ArgList, Atom, FetchItem, MessageMeta, Strin
 from hatoba.store.mailboxes import DELIMITER, MailboxError
 
 Handler = Callable[[ImapSession, RawCommand], Awaitable[None]]
-FETCH_BATCH = 2000  # messages per trip to a thread when no message bytes are needed
-FETCH_BATCH_WITH_BODIES = 32
+FETCH_BATCH = 5000  # messages per trip to a thread when no message bytes are needed
+FETCH_BATCH_WITH_BODIES = 256  # at most this many messages per trip to a thread ...
+FETCH_BATCH_BYTES = 1 << 20  # ... and about this many response bytes: one large write each
 PERMANENT_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft", b"\\*")
 SYSTEM_FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft)"
+# The fields SORT (RFC 5256 §3, RFC 5957) and THREAD (RFC 5256 §2) read; all kept in the header cache.
+SORT_FIELDS = frozenset({"cc", "date", "from", "in-reply-to", "message-id", "references", "subject", "to"})
 
 
 def _utf8(session: ImapSession) -> bool:
@@ -518,16 +521,41 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
     # \Recent is an IMAP4rev1 flag (RFC 3501 §2.3.2); IMAP4rev2 dropped it.
     recent = set() if "IMAP4REV2" in s.enabled else view.mailbox.recent
 
-    def work(batch: list[int]) -> list[bytes]:
+    records = view.records
+    since = int(changedsince) if changedsince is not None else None
+
+    def meta_work(start: int) -> tuple[list[bytes], int]:
+        """FLAGS, UID, ...: answered from the records alone, one format per line."""
+        end = start + FETCH_BATCH
+        positions = view.positions()
+        chosen = [(positions.get(u, 0), records[u]) for u in uids[start:end] if u in records]
+        if since is not None:
+            chosen = [pair for pair in chosen if pair[1].modseq > since]
+        return F.meta_lines(items, chosen, recent), end
+
+    # ENVELOPE reads only fields the folder's header cache keeps: no message file is opened.
+    from_cache = all(item.name.upper() in F.META_ITEMS or item.name.upper() == "ENVELOPE" for item in items)
+
+    def body_work(start: int) -> tuple[list[bytes], int]:
         out = []
-        for u in batch:
-            record = view.records.get(u)
+        size = 0
+        i = start
+        if from_cache:
+            heads = view.mailbox.headers(uids[start : start + FETCH_BATCH_WITH_BODIES])
+        while i < len(uids) and i - start < FETCH_BATCH_WITH_BODIES and size < FETCH_BATCH_BYTES:
+            u = uids[i]
+            i += 1
+            record = records.get(u)
             if record is None:
                 continue
-            if changedsince is not None and record.modseq <= int(changedsince):
+            if since is not None and record.modseq <= since:
                 continue
-            message = None
-            if needs:
+            if from_cache:
+                header = heads.get(u)
+                if header is None:
+                    continue  # expunged meanwhile; reported at the next chance
+                message = header.raw + b"\n"  # the cached fields, then the empty line
+            else:
                 try:
                     message = view.mailbox.read(u)
                 except (FileNotFoundError, MailboxError):
@@ -538,17 +566,20 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
             result = F.fetch(items, meta, message)
             if result.sets_seen and "\\Seen" not in record.flags and not view.readonly:
                 seen_uids.append(u)
-            out.append(b"* %d FETCH " % meta.seq + result.data + b"\r\n")
-        return out
+            out.append(b"* %d FETCH %s\r\n" % (meta.seq, result.data))
+            size += len(result.data)
+        return out, i
 
     # Bodies go out in batches: a FETCH 1:* BODY[] never holds the mailbox in memory.
-    batch_size = FETCH_BATCH_WITH_BODIES if needs else FETCH_BATCH
-    for start in range(0, len(uids), batch_size):
+    work = body_work if needs else meta_work
+    start = 0
+    while start < len(uids):
         try:
-            s.write(b"".join(await asyncio.to_thread(work, uids[start : start + batch_size])))
+            lines, start = await asyncio.to_thread(work, start)
         except F.FetchError as exc:  # e.g. BINARY of an unknown encoding: NO [UNKNOWN-CTE]
             s.tagged(cmd.tag, "NO", str(exc))
             return
+        s.write(b"".join(lines))
         await s.flush()
     if seen_uids:
         changed, _ = await asyncio.to_thread(view.mailbox.store_flags, seen_uids, "+", ("\\Seen",))
@@ -648,41 +679,13 @@ async def cmd_move(s: ImapSession, cmd: RawCommand) -> None:
 
 
 async def _search_uids(s: ImapSession, key, view: SelectedMailbox) -> list[int]:  # type: ignore[no-untyped-def]
-    largest_seq, largest_uid = _largest(view)
-    needs = S.needs_message(key)
-    read = _read_header if needs and S.needs_headers_only(key) else (lambda mailbox, u: mailbox.read(u))
+    """UIDs of the messages that match, ascending: flags and numbers from the records,
+    header fields from the folder's header cache, bodies from the files (proto/imap/search.py)."""
     saved = list(view.saved)
-
-    def work() -> list[int]:
-        found = []
-        for seq, u in enumerate(list(view.uids), start=1):
-            record = view.records.get(u)
-            if record is None:
-                continue
-            message = None
-            if needs:
-                try:
-                    message = read(view.mailbox, u)
-                except (FileNotFoundError, MailboxError):
-                    continue
-            meta = MessageMeta(uid=u, seq=seq, flags=record.flags, internal_date=record.internal_date,
-                               size=record.size, modseq=record.modseq)
-            if S.matches(key, meta, message, largest_seq=largest_seq, largest_uid=largest_uid, saved=saved):
-                found.append(u)
-        return found
-
-    return await asyncio.to_thread(work)
-
-
-def _read_header(mailbox, uid: int) -> bytes:  # type: ignore[no-untyped-def]
-    """The header of a stored message (up to the blank line): all a header SEARCH needs."""
-    lines = []
-    with mailbox.open_file(uid) as f:
-        for line in f:
-            lines.append(line)
-            if line in (b"\n", b"\r\n"):
-                break
-    return b"".join(lines)
+    records = [view.records[u] for u in view.uids]
+    # \Recent is an IMAP4rev1 flag (RFC 3501 §2.3.2); IMAP4rev2 dropped it.
+    recent = set() if "IMAP4REV2" in s.enabled else view.mailbox.recent
+    return await asyncio.to_thread(S.search, key, records, view.mailbox, recent=recent, saved=saved)
 
 
 async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> None:
@@ -690,7 +693,8 @@ async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) ->
     key, options = parse_search(args, utf8_accepted=_utf8(s))
     found = await _search_uids(s, key, view)
     returns = options.get("return")
-    numbers = found if uid else [view.seq_of(u) or 0 for u in found]
+    positions = view.positions()
+    numbers = found if uid else [positions.get(u, 0) for u in found]
     if returns is not None:
         if "SAVE" in returns:
             view.saved = found
@@ -740,28 +744,31 @@ async def _sort_or_thread(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: 
 
     def headers() -> list[tuple[int, MessageMeta, bytes]]:
         out = []
+        heads = view.mailbox.headers(found, SORT_FIELDS)  # from the header cache
         for u in found:
-            try:
-                data = view.mailbox.read(u)
-            except (FileNotFoundError, MailboxError):
-                continue
-            head = data.split(b"\n\n", 1)[0] + b"\n"
+            header = heads.get(u)
+            if header is None:
+                continue  # gone meanwhile
+            head = header.raw
             record = view.records[u]
             meta = MessageMeta(uid=u, seq=view.seq_of(u) or 0, flags=record.flags,
                                internal_date=record.internal_date, size=record.size, modseq=record.modseq)
             out.append((u, meta, head))
         return out
 
-    items = await asyncio.to_thread(headers)
     number = (lambda m: m.uid) if uid else (lambda m: m.seq)
-    if thread:
-        # The internal date stands in for a missing Date header (RFC 5256 §2.2).
-        pairs = [(number(meta), head, meta.internal_date) for _, meta, head in items]
-        tree = SORT.thread_references(pairs) if algorithm == "REFERENCES" else SORT.thread_orderedsubject(pairs)
-        s.write(b"* THREAD " + tree + b"\r\n")
-    else:
+
+    def answer() -> bytes:  # in a thread too: sorting 10,000 headers takes a while
+        items = headers()
+        if thread:
+            # The internal date stands in for a missing Date header (RFC 5256 §2.2).
+            pairs = [(number(meta), head, meta.internal_date) for _, meta, head in items]
+            tree = SORT.thread_references(pairs) if algorithm == "REFERENCES" else SORT.thread_orderedsubject(pairs)
+            return b"* THREAD " + tree + b"\r\n"
         items.sort(key=lambda item: SORT.sort_keys(criteria, item[1], item[2]))
-        s.write(b"* SORT" + b"".join(b" %d" % number(meta) for _, meta, _ in items) + b"\r\n")
+        return b"* SORT" + b"".join(b" %d" % number(meta) for _, meta, _ in items) + b"\r\n"
+
+    s.write(await asyncio.to_thread(answer))
     await _refresh(s, allow_expunge=uid)
     s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}{'THREAD' if thread else 'SORT'} completed")
 

@@ -42,9 +42,13 @@ class SelectedMailbox:
         return len(self.uids)
 
     def seq_of(self, uid: int) -> int | None:
+        return self.positions().get(uid)
+
+    def positions(self) -> dict[int, int]:
+        """uid -> sequence number, for many look-ups at once."""
         if self._positions is None or len(self._positions) != len(self.uids):
-            self._positions = {u: i for i, u in enumerate(self.uids, start=1)}
-        return self._positions.get(uid)
+            self._positions = dict(zip(self.uids, range(1, len(self.uids) + 1)))
+        return self._positions
 
     def uids_for(self, sequence, *, uid: bool) -> list[int]:  # type: ignore[no-untyped-def]
         """The uids a sequence set names (by uid or by sequence number), ascending, existing only."""
@@ -53,6 +57,13 @@ class SelectedMailbox:
         if uid:
             largest = self.uids[-1] if self.uids else 0
             return [u for u in self.uids if sequence.contains(u, largest)]
+        if len(sequence.ranges) == 1:  # "1:*", "5:10": a slice, not a number at a time
+            r = sequence.ranges[0]
+            count = len(self.uids)
+            first = count if r.first is None else r.first
+            last = count if r.last is None else r.last
+            low, high = min(first, last), max(first, last)
+            return self.uids[max(low, 1) - 1 : high] if count else []
         numbers = sequence.resolve(len(self.uids))
         return [self.uids[n - 1] for n in numbers if 1 <= n <= len(self.uids)]
 
@@ -84,8 +95,8 @@ class SelectedMailbox:
         for record in added:
             self.uids.append(record.uid)
             self.records[record.uid] = record
-        self._positions = None
         if added:
+            self._positions = None
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
         return b"".join(out)
 

@@ -25,6 +25,8 @@ Rules:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -48,6 +50,7 @@ __all__ = ["Directory", "MAX_ALIAS_DEPTH", "MIN_PASSWORD_LENGTH", "check_passwor
 log = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 8
+LOGIN_CACHE_SIZE = 10_000  # remembered logins at most (see _remember_login)
 # Postfix stops virtual alias expansion at 100 levels; real setups never nest
 # more than a handful, and a short limit keeps each RCPT cheap.
 MAX_ALIAS_DEPTH = 20
@@ -160,6 +163,10 @@ class Directory:
         """
         self.path = Path(path)
         self._hasher = hasher or PasswordHasher()
+        # Verified logins remembered in memory (0 = off); the server sets limits.login_cache_seconds.
+        self.login_cache_seconds = 0.0
+        self._login_cache: dict[str, tuple[bytes, float]] = {}
+        self._cache_secret = secrets.token_bytes(32)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -468,6 +475,10 @@ class Directory:
                 pass
             return False
         stored_hash: str = row[0]
+        remembered = self._login_cache.get(key) if self.login_cache_seconds else None
+        proof = hmac.new(self._cache_secret, f"{stored_hash}\0{password}".encode(), hashlib.sha256).digest()
+        if remembered is not None and remembered[1] > time.monotonic() and hmac.compare_digest(remembered[0], proof):
+            return True
         try:
             self._hasher.verify(stored_hash, password)
         except VerifyMismatchError:
@@ -484,7 +495,23 @@ class Directory:
                     (new_hash, key, stored_hash),
                 )
             log.info("password hash of %s updated to the current Argon2 parameters", key)
+        elif self.login_cache_seconds:
+            self._remember_login(key, proof)
         return True
+
+    def _remember_login(self, key: str, proof: bytes) -> None:
+        """Keep proof of a verified login for login_cache_seconds, as Dovecot's auth cache:
+        mail clients log in again every few minutes, and each Argon2 check costs ~150 ms of CPU.
+        Only a keyed hash of (stored hash, password) is kept, with a key that never leaves
+        this process; a changed password changes the stored hash and misses the cache."""
+        cache = self._login_cache
+        if len(cache) >= LOGIN_CACHE_SIZE:
+            now = time.monotonic()
+            for stale in [k for k, (_, until) in cache.items() if until <= now]:
+                del cache[stale]
+            if len(cache) >= LOGIN_CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+        cache[key] = (proof, time.monotonic() + self.login_cache_seconds)
 
     # -- aliases ------------------------------------------------------------------
 

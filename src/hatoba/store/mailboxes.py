@@ -36,10 +36,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from hatoba.fsutil import fsync_dir, make_private_dir, write_atomic
 from hatoba.proto.imap import mutf7
+from hatoba.proto.imap.search import ParsedHeader
+from hatoba.store.headercache import CACHED_FIELDS, cached_part
 from hatoba.store.maildir import MaildirName, MaildirStore
 from hatoba.store.uidlist import (
     NONEXISTENT,
@@ -101,14 +103,20 @@ class MailboxStatus:
     highestmodseq: int
 
 
-@dataclass(frozen=True)
-class MessageRecord:
+class MessageRecord(NamedTuple):
+    """One message as a session saw it. A tuple: a SELECT makes one per message."""
+
     uid: int
-    path: Path
+    name: str  # file name in cur/
     flags: frozenset[str]
     internal_date: datetime
     size: int  # with CRLF line ends
     modseq: int
+    cur: str  # the folder's cur/ directory
+
+    @property
+    def path(self) -> Path:
+        return Path(self.cur, self.name)
 
 
 @dataclass
@@ -482,6 +490,8 @@ class Mailbox:
         self._owner = owner
         self._folder = folder
         self._view: dict[int, MessageRecord] = {}
+        self._generation = 0  # the folder generation the view last matched
+        self._cur = os.path.join(folder.path, "cur")
         self.recent: set[int] = set()  # RFC 3501 §2.3.2 \Recent, for this session only
         with folder.lock():
             folder.refresh()
@@ -504,6 +514,11 @@ class Mailbox:
         """Move the view to the folder's state; called with the lock held."""
         if folder.uidvalidity != self.uidvalidity:
             raise MailboxError("[CANNOT] Mailbox was reset (new UIDVALIDITY); select it again")
+        if folder.generation == self._generation:
+            # Nothing changed since the view last matched the folder: no per-message work.
+            self.uidnext = folder.uidnext
+            self.highestmodseq = folder.highestmodseq
+            return SyncResult([], [], [])
         expunged = [uid for uid in self._view if uid not in folder.entries]
         for uid in expunged:
             del self._view[uid]
@@ -516,7 +531,7 @@ class Mailbox:
                 record = self._record(entry)
                 added.append(record)
                 self._view[uid] = record
-            elif known.modseq != entry.modseq or known.path.name != entry.name:
+            elif known.modseq != entry.modseq or known.name != entry.name:
                 record = self._record(entry)
                 self._view[uid] = record
                 if record.modseq != known.modseq or record.flags != known.flags:
@@ -529,17 +544,24 @@ class Mailbox:
             folder.save()
         self.uidnext = folder.uidnext
         self.highestmodseq = folder.highestmodseq
+        self._generation = folder.generation
         return SyncResult(added, expunged, changed)
 
     def _record(self, entry: Entry) -> MessageRecord:
         date, size = self._folder.details(entry)
-        path = self._folder.path / "cur" / entry.name
-        return MessageRecord(entry.uid, path, self._folder.flags(entry.name), date, size, entry.modseq)
+        return MessageRecord(entry.uid, entry.name, self._folder.flags(entry.name), date, size, entry.modseq,
+                             self._cur)
 
-    def _own_change(self, before: int) -> None:
-        """Advance HIGHESTMODSEQ past our own change only if no unseen change lies between."""
+    def _own_change(self, before: int, generation: int | None = None) -> None:
+        """Advance HIGHESTMODSEQ past our own change only if no unseen change lies between.
+
+        `generation` is the folder's before the change: if the view matched it,
+        the view (which the caller updated) matches the folder now.
+        """
         if self.highestmodseq == before:
             self.highestmodseq = self._folder.highestmodseq
+        if self._generation == generation:
+            self._generation = self._folder.generation
 
     def messages(self) -> list[MessageRecord]:
         return list(self._view.values())
@@ -550,7 +572,7 @@ class Mailbox:
             # lock-file open per message, which halved FETCH throughput).
             with self._folder._thread_lock:
                 entry = self._folder.entries.get(uid)
-                path = self._folder.path / "cur" / entry.name if entry else None
+                path = os.path.join(self._cur, entry.name) if entry else None
             if path is None:
                 break
             try:
@@ -563,6 +585,65 @@ class Mailbox:
         with self.open_file(uid) as f:
             return f.read()
 
+    def message(self, uid: int) -> bytes | None:
+        """The whole message; None when it is gone (SEARCH BODY / TEXT)."""
+        try:
+            return self.read(uid)
+        except (FileNotFoundError, MailboxError):
+            return None
+
+    def read_header(self, uid: int) -> bytes:
+        """The header block of a message, up to and with its empty line."""
+        lines = []
+        with self.open_file(uid) as f:
+            for line in f:
+                lines.append(line)
+                if line in (b"\n", b"\r\n"):
+                    break
+        return b"".join(lines)
+
+    def headers(self, uids: Iterable[int], names: frozenset[str] = CACHED_FIELDS) -> dict[int, ParsedHeader]:
+        """Headers of these messages holding at least the fields `names` (lower case); gone ones left out.
+
+        When the folder's header cache keeps every one of `names`, hits come
+        from it and misses are read once and added; otherwise each header is
+        read from its file. A UID the folder no longer has (expunged by
+        someone, not yet told to this session) is gone.
+        """
+        folder = self._folder
+        cacheable = names <= CACHED_FIELDS
+        out: dict[int, ParsedHeader] = {}
+        missing: list[tuple[int, str]] = []
+        with folder.lock():
+            folder.refresh()
+            entries = folder.entries
+            cache = folder.header_cache() if cacheable else None
+            for uid in uids:
+                entry = entries.get(uid)
+                if entry is None:
+                    continue
+                stem = entry.stem
+                header = cache.get(uid, stem) if cache is not None else None
+                if header is None:
+                    missing.append((uid, stem))
+                else:
+                    out[uid] = header
+        read: list[tuple[int, str, bytes]] = []
+        for uid, stem in missing:  # without the lock: other sessions go on meanwhile
+            try:
+                read.append((uid, stem, self.read_header(uid)))
+            except (FileNotFoundError, MailboxError):
+                continue
+        if not cacheable:
+            out.update((uid, ParsedHeader(block)) for uid, _, block in read)
+        elif read:
+            with folder.lock():
+                cache = folder.header_cache()
+                for uid, stem, block in read:
+                    out[uid] = cache.add(uid, stem, cached_part(block))
+                cache.save()
+        return out
+
     def store_flags(
         self, uids: Iterable[int], mode: str, flags: Iterable[str], *, unchangedsince: int | None = None
     ) -> tuple[list[MessageRecord], list[int]]:
@@ -574,7 +655,7 @@ class Mailbox:
         folder = self._folder
         with folder.lock():
             folder.refresh()
-            before = folder.highestmodseq
+            before, generation = folder.highestmodseq, folder.generation
             wanted = folder.canonical(wanted)
             failed: list[int] = []
             pending: list[tuple[Entry, frozenset[str]]] = []
@@ -599,7 +680,7 @@ class Mailbox:
                         self._view[entry.uid] = record
                         changed.append(record)
                 folder.save()
-                self._own_change(before)
+                self._own_change(before, generation)
             return changed, failed
 
     def append(self, data: bytes, flags: Iterable[str] = (), internal_date: datetime | None = None) -> int:
@@ -676,7 +757,7 @@ class Mailbox:
         folder = self._folder
         with folder.lock():
             folder.refresh()
-            before = folder.highestmodseq
+            before, generation = folder.highestmodseq, folder.generation
             targets = [
                 uid
                 for uid in self._view
@@ -689,7 +770,7 @@ class Mailbox:
                 del self._view[uid]
                 self.recent.discard(uid)
             if removed:
-                self._own_change(before)
+                self._own_change(before, generation)
             return removed
 
     def vanished_since(self, modseq: int) -> list[int]:

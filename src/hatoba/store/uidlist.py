@@ -22,6 +22,7 @@ Rules:
 from __future__ import annotations
 
 import fcntl
+import itertools
 import logging
 import os
 import threading
@@ -33,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hatoba.fsutil import fsync_dir, write_atomic
+from hatoba.store.headercache import HeaderCache
 from hatoba.store.maildir import MaildirName
 
 STAMP_TRUST_NS = 2_000_000_000  # folder times younger than this are not trusted to mean "unchanged"
@@ -44,6 +46,9 @@ KEYWORDS = "dovecot-keywords"
 LOCKFILE = "hatoba-uidlist.lock"
 MAX_VANISHED = 10_000  # expunges remembered for QRESYNC; older ones fall back to "all missing UIDs"
 MAX_KEYWORDS = 26  # one lower-case letter each
+# Each change to a folder's entries gets a number from here, unique in the process,
+# so a session's view can tell "nothing changed" without comparing every message.
+_generations = itertools.count(1)
 
 # Maildir info letters (Dovecot, maildir(5)); letters are kept in ASCII order.
 SYSTEM_FLAGS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S", "\\Deleted": "T"}
@@ -115,6 +120,8 @@ class Folder:
         self._list_stat: tuple[int, int, int] | None = None
         # (cur/ mtime, new/ mtime, uid list stat) at the last full scan, when old enough to trust.
         self._scanned: tuple[object, ...] | None = None
+        # (generation, names in cur/) after a scan that found the entries exactly matching the files.
+        self._quiet: tuple[int, set[str]] | None = None
         self._keywords_stat: tuple[int, int, int] | None = None
         self._loaded = False
         self._retired = False
@@ -127,6 +134,9 @@ class Folder:
         self.by_stem: dict[str, int] = {}
         self.vanished: list[tuple[int, int]] = []  # (uid, modseq), oldest first
         self.keywords: list[str | None] = []  # index = letter - "a"; None = a gap in the file
+        self.generation = next(_generations)  # changes whenever entries may have changed
+        self._flag_sets: dict[str, frozenset[str]] = {}  # info letters -> flags (few distinct ones)
+        self._header_cache: HeaderCache | None = None
 
     def same_directory(self) -> bool:
         """False once the folder was deleted or renamed (maybe re-created under the same name)."""
@@ -162,6 +172,7 @@ class Folder:
         if stat != self._keywords_stat:
             self.keywords = _parse_keywords(self.path / KEYWORDS) if stat else []
             self._keywords_stat = stat
+            self._flag_sets = {}
         stat = _stat_key(self.path / UIDLIST)
         if stat is None:
             if not self._loaded:
@@ -205,6 +216,7 @@ class Folder:
             uid, modseq, name = line.split(" ", 2)
             entries[int(uid)] = Entry(int(uid), int(modseq), name)
         old = self.entries
+        self.generation = next(_generations)
         self.uidvalidity = uidvalidity
         self.entries = dict(sorted(entries.items()))
         self.uidnext = max([uidnext, *(uid + 1 for uid in self.entries)])
@@ -225,6 +237,17 @@ class Folder:
         path = self.path / UIDLIST
         write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
         self._list_stat = _stat_key(path)
+        # Every change to the entries is saved before the lock is released, so this is enough.
+        self.generation = next(_generations)
+
+    def header_cache(self) -> HeaderCache:
+        """The folder's header cache, loaded and matched to the current UIDVALIDITY and entries."""
+        if self._header_cache is None:
+            self._header_cache = HeaderCache(self.path)
+        cache = self._header_cache
+        cache.use(self.uidvalidity)
+        cache.prune(self.entries, self.generation)
+        return cache
 
     # -- reading the folder ---------------------------------------------------------
 
@@ -252,7 +275,16 @@ class Folder:
         return (cur, new, self._list_stat)
 
     def _full_refresh(self) -> None:
-        found = self._scan()
+        listing = self._list()
+        cur_names = set(listing[0])
+        if not listing[1] and self._quiet == (self.generation, cur_names):
+            return  # the same files as at the last scan, which changed nothing: still nothing to do
+        self._quiet = None
+        found = self._scan(listing)
+        if not found.keys() - self.by_stem.keys() and len(found) == len(self.entries) and not listing[1]:
+            quiet: tuple[int, set[str]] | None = (0, cur_names)
+        else:
+            quiet = None
         changed = False
         modseq: int | None = None
 
@@ -295,14 +327,19 @@ class Folder:
             fsync_dir(self.path / "new")
         if changed or modseq is not None:
             self.save()
+        elif quiet is not None and not moved:
+            self._quiet = (self.generation, quiet[1])
 
-    def _scan(self) -> dict[str, tuple[str, str]]:
+    def _list(self) -> tuple[list[str], list[str]]:
+        """The names in cur/ and new/."""
+        try:
+            return os.listdir(self.path / "cur"), os.listdir(self.path / "new")
+        except FileNotFoundError:
+            raise MailboxError(NONEXISTENT) from None
+
+    def _scan(self, listing: tuple[list[str], list[str]]) -> dict[str, tuple[str, str]]:
         found: dict[str, tuple[str, str]] = {}
-        for sub in ("cur", "new"):
-            try:
-                names = os.listdir(self.path / sub)
-            except FileNotFoundError:
-                raise MailboxError(NONEXISTENT) from None
+        for sub, names in zip(("cur", "new"), listing):
             for name in names:
                 if name.startswith(".") or "\n" in name:
                     continue
@@ -311,8 +348,9 @@ class Folder:
 
     def _move_to_cur(self, name: str) -> str | None:
         target = name if ":" in name else name + ":2,"
+        folder = str(self.path)  # plain strings: this runs once per new message
         try:
-            os.rename(self.path / "new" / name, self.path / "cur" / target)
+            os.rename(os.path.join(folder, "new", name), os.path.join(folder, "cur", target))
         except FileNotFoundError:
             return None
         return target
@@ -320,14 +358,15 @@ class Folder:
     def details(self, entry: Entry) -> tuple[datetime, int]:
         """(internal date, size with CRLF line ends), learnt once per file."""
         if entry.date is None or entry.size is None:
-            path = self.path / "cur" / entry.name
+            path = os.path.join(self.path, "cur", entry.name)
             parsed = MaildirName.parse(entry.name)
             try:
                 entry.date = datetime.fromtimestamp(int(os.stat(path).st_mtime), UTC)
                 if parsed.wire_size is not None:
                     entry.size = parsed.wire_size
                 else:
-                    data = path.read_bytes()
+                    with open(path, "rb") as f:
+                        data = f.read()
                     entry.size = len(data) + data.count(b"\n") - data.count(b"\r\n")
             except FileNotFoundError:  # gone since the last look; the next sync says so
                 return datetime.now(UTC), parsed.wire_size or parsed.size or 0
@@ -371,13 +410,18 @@ class Folder:
         return removed
 
     def flags(self, name: str) -> frozenset[str]:
+        letters = info_letters(name)
+        known = self._flag_sets.get(letters)
+        if known is not None:
+            return known  # one shared frozenset per distinct letter string
         out = set()
-        for letter in info_letters(name):
+        for letter in letters:
             if letter in _FLAG_OF_LETTER:
                 out.add(_FLAG_OF_LETTER[letter])
             elif (keyword := self._keyword_of(letter)) is not None:
                 out.add(keyword)
-        return frozenset(out)
+        self._flag_sets[letters] = frozen = frozenset(out)
+        return frozen
 
     def canonical(self, flags: frozenset[str]) -> frozenset[str]:
         """Keywords in the spelling this folder already knows them by."""
@@ -409,6 +453,7 @@ class Folder:
         if len(self.keywords) >= MAX_KEYWORDS:
             raise MailboxError("[LIMIT] Too many keywords in this mailbox")
         self.keywords.append(keyword)
+        self._flag_sets = {}
         path = self.path / KEYWORDS
         # Written before any file name uses the new letter.
         text = "".join(f"{i} {k}\n" for i, k in enumerate(self.keywords) if k is not None)

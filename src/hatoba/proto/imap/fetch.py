@@ -30,12 +30,14 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email import policy
 from email.message import Message
 from email.parser import BytesHeaderParser
+from operator import itemgetter
+from typing import NamedTuple, Protocol
 from urllib.parse import quote
 
 from hatoba.proto.errors import LocalProtocolError
@@ -49,6 +51,7 @@ __all__ = [
     "fetch",
     "header_fields",
     "header_value",
+    "meta_lines",
     "needs_message",
     "parse_address_list",
     "to_crlf",
@@ -81,44 +84,99 @@ def needs_message(items: Sequence[FetchItem]) -> bool:
 
 def to_crlf(message: bytes) -> bytes:
     """Every bare LF turned into CRLF (the wire form; the store's W= size counts the same)."""
-    return re.sub(rb"(?<!\r)\n", b"\r\n", message)
+    if b"\r" not in message:  # the store's usual LF-only form: one pass in C
+        return message.replace(b"\n", b"\r\n")
+    # CRLF -> LF, then every LF -> CRLF: a CRLF stays, a bare LF gains its CR, a bare CR stays.
+    return message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+# -- FETCH of store facts only (FLAGS, UID, ...): many messages at a time ----------------
+
+
+class MetaRecord(Protocol):
+    """The store facts meta_lines reads from each message (the store's record has them)."""
+
+    @property
+    def uid(self) -> int: ...
+    @property
+    def flags(self) -> frozenset[str]: ...
+    @property
+    def internal_date(self) -> datetime | None: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def modseq(self) -> int: ...
+
+
+# item -> (its format, where its value is in the tuple meta_lines makes per message)
+_META_FORMAT = {
+    "FLAGS": (b"FLAGS %s", 1),
+    "UID": (b"UID %d", 2),
+    "INTERNALDATE": (b"INTERNALDATE %s", 3),
+    "RFC822.SIZE": (b"RFC822.SIZE %d", 4),
+    "MODSEQ": (b"MODSEQ (%d)", 5),
+}
+_RECENT = frozenset({"\\Recent"})
+
+
+def meta_lines(items: Sequence[FetchItem], messages: Iterable[tuple[int, MetaRecord]],
+               recent: Container[int] = ()) -> list[bytes]:
+    """The "* n FETCH (...)" lines for (sequence number, record) pairs; items must all be META_ITEMS.
+
+    The same bytes fetch() gives, made with one format per line: a FETCH 1:*
+    (FLAGS) of a large mailbox is the common client resync. `recent` holds
+    the UIDs that carry \\Recent in this session.
+    """
+    names = [item.name.upper() for item in items]
+    template = b"* %d FETCH (" + b" ".join(_META_FORMAT[name][0] for name in names) + b")\r\n"
+    pick = itemgetter(0, *(_META_FORMAT[name][1] for name in names))  # the format's arguments, in C
+    want_date = "INTERNALDATE" in names
+    flag_text: dict[frozenset[str], bytes] = {}  # few distinct flag sets: each formatted once
+    out = []
+    for seq, record in messages:
+        flags = record.flags
+        uid = record.uid
+        if uid in recent:
+            flags = flags | _RECENT
+        text = flag_text.get(flags)
+        if text is None:
+            text = flag_text[flags] = format_flags(flags)
+        date = format_internaldate(record.internal_date or _EPOCH) if want_date else b""
+        out.append(template % pick((seq, text, uid, date, record.size, record.modseq)))
+    return out
 
 
 # -- header fields ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderField:
+class HeaderField(NamedTuple):
     name: str  # as written
     raw: bytes  # the whole field with its continuation lines and final CRLF
     value: bytes  # unfolded (RFC 5322 §2.2.3) and stripped
 
 
+_UNFOLD = re.compile(rb"\r?\n(?=[ \t])")
+
+
 def header_fields(header: bytes) -> list[HeaderField]:
     """The fields of a header block (CRLF or LF), in order; lines without a colon are skipped."""
-    fields: list[HeaderField] = []
-    lines = header.splitlines(keepends=True)
-    current: list[bytes] = []
-
-    def flush() -> None:
-        if not current:
-            return
-        raw = b"".join(current)
-        name, sep, rest = raw.partition(b":")
-        if sep and name.strip() and b" " not in name.strip():
-            value = re.sub(rb"\r?\n(?=[ \t])", b"", rest).strip()
-            fields.append(HeaderField(name.strip().decode("ascii", "replace"), raw, value))
-        current.clear()
-
-    for line in lines:
-        if line in (b"\r\n", b"\n"):
+    grouped: list[list[bytes]] = []  # each field's lines: the first, then its continuation lines
+    for line in header.splitlines(keepends=True):
+        if line == b"\r\n" or line == b"\n":
             break
-        if line[:1] in (b" ", b"\t") and current:
-            current.append(line)
+        if line[0] in (0x20, 0x09) and grouped:
+            grouped[-1].append(line)
         else:
-            flush()
-            current.append(line)
-    flush()
+            grouped.append([line])
+    fields: list[HeaderField] = []
+    for lines in grouped:
+        raw = lines[0] if len(lines) == 1 else b"".join(lines)
+        name, sep, rest = raw.partition(b":")
+        name = name.strip()
+        if sep and name and b" " not in name:
+            # A one-line field has nothing to unfold (RFC 5322 §2.2.3).
+            value = (rest if len(lines) == 1 else _UNFOLD.sub(b"", rest)).strip()
+            fields.append(HeaderField(name.decode("ascii", "replace"), raw, value))
     return fields
 
 
@@ -569,6 +627,8 @@ def section_data(data: bytes, root: Part, section: Section) -> bytes:
     """The octets of BODY[section] (before any partial), b"" for a part that does not exist."""
     if section.text not in ("", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"):
         raise FetchError(f"unknown section text {ascii(section.text[:30])}")
+    if not section.part and section.text in _TOP_TEXTS:
+        return _top_section(data, section)
     node = _resolve(root, section.part)
     if node is None:
         return b""
@@ -585,6 +645,24 @@ def section_data(data: bytes, root: Part, section: Section) -> bytes:
     if section.text == "TEXT":
         return data[node.body_start : node.end]
     return _header_block(data, node, section)
+
+
+_TOP_TEXTS = frozenset({"", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT"})
+
+
+def _top_section(data: bytes, section: Section) -> bytes:
+    """BODY[], BODY[HEADER...], BODY[TEXT] of the whole message: no MIME tree needed."""
+    if section.text == "":
+        return data
+    body_start = _header_end(data, 0, len(data))
+    if section.text == "TEXT":
+        return data[body_start:]
+    if section.text == "HEADER":
+        return data[:body_start]
+    wanted = {f.upper() for f in section.fields}
+    keep = section.text == "HEADER.FIELDS"
+    chosen = [f.raw for f in header_fields(data[:body_start]) if (f.name.upper() in wanted) == keep]
+    return b"".join(chosen) + b"\r\n"
 
 
 def decode_transfer(body: bytes, cte: str) -> bytes:
@@ -679,14 +757,19 @@ def _item(item: FetchItem, meta: MessageMeta, msg: _Message | None) -> tuple[byt
     if name in ("BODYSTRUCTURE", "BODY") and item.section is None:
         return name.encode() + b" " + bodystructure(msg.data, msg.root, extensible=name == "BODYSTRUCTURE"), False
     if name == "BODY":
-        assert item.section is not None
-        content, suffix = _partial(section_data(msg.data, msg.root, item.section), item.partial)
+        section = item.section
+        assert section is not None
+        if not section.part and section.text in _TOP_TEXTS:
+            whole = _top_section(msg.data, section)  # the MIME tree is not needed
+        else:
+            whole = section_data(msg.data, msg.root, section)
+        content, suffix = _partial(whole, item.partial)
         return b"BODY" + _section_name(item.section) + suffix + b" " + _body_value(content), not item.peek
     if name in ("BINARY", "BINARY.SIZE"):
         section = item.section or Section()
         if section.text:
             raise FetchError("BINARY takes part numbers only")
-        decoded = binary_data(msg.data, msg.root, section.part)
+        decoded = binary_data(msg.data, msg.root, section.part) if section.part else msg.data
         if name == "BINARY.SIZE":
             return b"BINARY.SIZE" + _section_name(section, binary=True) + b" %d" % len(decoded), False
         content, suffix = _partial(decoded, item.partial)

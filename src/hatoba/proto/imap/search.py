@@ -13,29 +13,42 @@ Rules:
 - `saved` (the "$" of RFC 5182 SEARCHRES) holds the UIDs of the messages the
   last SEARCH ... SAVE found: UIDs name messages across expunges, so "$" in a
   sequence-set key and in a UID key both test meta.uid against it.
+- search() answers what matches() answers for every message, but key by
+  key over sets of messages: flag keys test each distinct flag set once,
+  an AND narrows the candidates before its costlier keys run (headers,
+  then bodies), and header keys read ParsedHeader values the caller may
+  keep from one search to the next. A message whose header or body cannot
+  be had any more (expunged meanwhile) matches nothing.
 """
 
 from __future__ import annotations
 
 import email
-from collections.abc import Callable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Container, Mapping, Sequence
 from datetime import date, datetime, timezone
 from email import errors, policy
 from email.header import decode_header, make_header
 from email.utils import parsedate_tz
+from typing import Protocol
 
 from hatoba.proto.errors import LocalProtocolError
 from hatoba.proto.imap.encode import format_sequence_set, string
-from hatoba.proto.imap.fetch import HeaderField, header_fields, header_value, to_crlf
+from hatoba.proto.imap.fetch import HeaderField, MetaRecord, header_fields, header_value, to_crlf
 from hatoba.proto.imap.types import MessageMeta, SearchKey, SequenceSet
 
 __all__ = [
+    "ParsedHeader",
+    "SearchSource",
     "decode_header_text",
     "esearch_response",
+    "header_names",
     "matches",
     "needs_headers_only",
     "needs_message",
+    "search",
     "search_response",
+    "search_text",
 ]
 
 _HEADER_KEYS = frozenset({"BCC", "CC", "FROM", "HEADER", "SUBJECT", "TO", "SENTBEFORE", "SENTON", "SENTSINCE"})
@@ -60,6 +73,19 @@ def needs_headers_only(key: SearchKey) -> bool:
     return not any(k.name in _BODY_KEYS for k in _keys(key))
 
 
+def header_names(key: SearchKey) -> frozenset[str]:
+    """The header fields (lower case) the key's header keys read; BODY / TEXT read the message instead."""
+    names = set()
+    for k in _keys(key):
+        if k.name == "HEADER":
+            names.add(k.header.lower())
+        elif k.name in _ADDRESS_HEADERS:
+            names.add(_ADDRESS_HEADERS[k.name].lower())
+        elif k.name.startswith("SENT"):
+            names.add("date")
+    return frozenset(names)
+
+
 def decode_header_text(value: bytes) -> str:
     """A header value with RFC 2047 encoded words decoded; raw 8-bit read as UTF-8 (RFC 6532)."""
     text = value.decode("utf-8", "replace")
@@ -69,6 +95,56 @@ def decode_header_text(value: bytes) -> str:
         return str(make_header(decode_header(text)))
     except (ValueError, LookupError, UnicodeError, AssertionError, errors.MessageError):
         return text  # a malformed encoded word is matched as written
+
+
+def search_text(value: bytes) -> str:
+    """A header value in the form text keys compare with: encoded words decoded, casefolded."""
+    return decode_header_text(value).casefold()
+
+
+class ParsedHeader:
+    """A header block's fields by name, with the search forms made once (a cache may keep it).
+
+    `raw` is the header block (CRLF or LF, with or without its empty line),
+    or only some of its fields as written: then only those can be asked for.
+    """
+
+    __slots__ = ("raw", "_values", "_text")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._values: dict[str, list[bytes]] | None = None
+        self._text: dict[str, list[str]] = {}
+
+    def fields(self) -> list[HeaderField]:
+        return header_fields(self.raw)
+
+    def values(self, name: str) -> list[bytes]:
+        """Every field called `name` (any case), unfolded, in header order."""
+        if self._values is None:
+            found: dict[str, list[bytes]] = {}
+            for f in header_fields(self.raw):
+                found.setdefault(f.name.lower(), []).append(f.value)
+            self._values = found
+        return self._values.get(name.lower(), [])
+
+    def text(self, name: str) -> list[str]:
+        """search_text() of every field called `name`."""
+        key = name.lower()
+        known = self._text.get(key)
+        if known is None:
+            known = self._text[key] = [search_text(v) for v in self.values(key)]
+        return known
+
+
+class SearchSource(Protocol):
+    """Where search() gets what the records do not hold."""
+
+    def headers(self, uids: Sequence[int], names: frozenset[str]) -> Mapping[int, ParsedHeader]:
+        """Headers holding at least the fields `names`; a UID left out is a message gone."""
+
+    def message(self, uid: int) -> bytes | None:
+        """The whole message, None when it is gone."""
 
 
 class _Context:
@@ -239,9 +315,215 @@ def matches(
     return test(key)
 
 
+# -- many messages at once ---------------------------------------------------------------
+
+# Evaluation order inside AND / OR: cheap keys first, so costly ones see fewer messages.
+_COST_FLAGS, _COST_META, _COST_HEADER, _COST_BODY = 0, 1, 2, 3
+_META_KEYS = frozenset({"LARGER", "SMALLER", "MODSEQ", "SINCE", "BEFORE", "ON"})
+
+
+def _cost(key: SearchKey) -> int:
+    if key.name in _BODY_KEYS:
+        return _COST_BODY
+    if key.name in _HEADER_KEYS:
+        return _COST_HEADER
+    if key.name in _META_KEYS:
+        return _COST_META
+    return max((_cost(k) for k in key.keys), default=_COST_FLAGS)
+
+
+def search(
+    key: SearchKey,
+    records: Sequence[MetaRecord],
+    source: SearchSource,
+    *,
+    recent: Container[int] = (),
+    saved: Sequence[int] = (),
+) -> list[int]:
+    """The UIDs of `records` (sequence number = position + 1) that satisfy `key`, in record order.
+
+    `recent` holds the UIDs that carry \\Recent in this session. The answer
+    is the one matches() gives message by message (see the module Rules).
+    """
+    run = _Search(records, source, recent, saved, header_names(key))
+    found = run.eval(key, set(range(len(records)))) - run.gone
+    return [records[i].uid for i in sorted(found)]
+
+
+class _Search:
+    """One search: candidates are sets of record positions."""
+
+    def __init__(self, records: Sequence[MetaRecord], source: SearchSource, recent: Container[int],
+                 saved: Sequence[int], names: frozenset[str]) -> None:
+        self.records = records
+        self.source = source
+        self.recent = recent
+        self.saved = set(saved)
+        self.names = names
+        self.gone: set[int] = set()
+        self._groups: list[tuple[set[str], list[int]]] | None = None
+        self._headers: dict[int, ParsedHeader] = {}
+        self._asked: set[int] = set()
+        self._uid_index: dict[int, int] | None = None
+
+    def eval(self, k: SearchKey, cand: set[int]) -> set[int]:
+        if not cand:
+            return cand
+        name = k.name
+        if name in _FLAG_KEYS:
+            flag, present = _FLAG_KEYS[name]
+            lowered = flag.lower()
+            return self._by_flags(cand, lambda flags: (lowered in flags) == present)
+        if name == "ALL":
+            return cand
+        if name == "AND":
+            for sub in sorted(k.keys, key=_cost):
+                cand = self.eval(sub, cand)
+                if not cand:
+                    break
+            return cand
+        if name == "OR":
+            found: set[int] = set()
+            rest = cand
+            for sub in sorted(k.keys, key=_cost):
+                hit = self.eval(sub, rest)
+                found |= hit
+                rest = rest - hit
+            return found
+        if name == "NOT":
+            return cand - self.eval(SearchKey("AND", keys=k.keys), cand)
+        if name == "NEW":
+            return self._by_flags(cand, lambda flags: "\\recent" in flags and "\\seen" not in flags)
+        if name in ("KEYWORD", "UNKEYWORD"):
+            word, present = k.text.lower(), name == "KEYWORD"
+            return self._by_flags(cand, lambda flags: (word in flags) == present)
+        if name in ("UID", "SEQSET"):
+            return self._in_set(k.sequence, cand, uid=name == "UID")
+        if name in _META_KEYS:
+            return self._by_meta(k, cand)
+        if name in _BODY_KEYS:
+            return self._by_body(k, cand)
+        if name in _HEADER_KEYS:
+            return self._by_header(k, cand)
+        raise LocalProtocolError(f"unknown search key {ascii(name[:30])}")
+
+    # -- flags: each distinct flag set tested once -------------------------------------
+
+    def _by_flags(self, cand: set[int], test: Callable[[set[str]], bool]) -> set[int]:
+        if self._groups is None:
+            groups: dict[tuple[frozenset[str], bool], list[int]] = {}
+            recent = self.recent
+            for i, record in enumerate(self.records):
+                groups.setdefault((record.flags, record.uid in recent), []).append(i)
+            self._groups = [
+                ({f.lower() for f in flags} | ({"\\recent"} if is_recent else set()), members)
+                for (flags, is_recent), members in groups.items()
+            ]
+        hits: set[int] = set()
+        for flags, members in self._groups:
+            if test(flags):
+                hits.update(members)
+        return cand & hits
+
+    # -- numbers, sizes, dates ------------------------------------------------------------
+
+    def _in_set(self, seqset: SequenceSet | None, cand: set[int], *, uid: bool) -> set[int]:
+        records = self.records
+        if seqset is None or not records:
+            return set()
+        if seqset.saved:
+            return {i for i in cand if records[i].uid in self.saved}
+        out: set[int] = set()
+        if not uid:
+            largest = len(records)
+            for r in seqset.ranges:
+                first = largest if r.first is None else r.first
+                last = largest if r.last is None else r.last
+                low, high = max(min(first, last), 1), min(max(first, last), largest)
+                if low <= high:
+                    out.update(range(low - 1, high))
+            return cand & out
+        if self._uid_index is None:
+            self._uid_index = {record.uid: i for i, record in enumerate(records)}
+        uids = sorted(self._uid_index)
+        largest = uids[-1]
+        for r in seqset.ranges:
+            first = largest if r.first is None else r.first
+            last = largest if r.last is None else r.last
+            low, high = min(first, last), max(first, last)
+            out.update(self._uid_index[u] for u in uids[bisect_left(uids, low) : bisect_right(uids, high)])
+        return cand & out
+
+    def _by_meta(self, k: SearchKey, cand: set[int]) -> set[int]:
+        records, name, n = self.records, k.name, k.number
+        if name == "LARGER":
+            return {i for i in cand if records[i].size > n}
+        if name == "SMALLER":
+            return {i for i in cand if records[i].size < n}
+        if name == "MODSEQ":
+            return {i for i in cand if records[i].modseq >= n}
+        return {i for i in cand if _compare_day(_local_day(records[i].internal_date), k.day, name)}
+
+    # -- headers and bodies ------------------------------------------------------------------
+
+    def _header_of(self, cand: set[int]) -> dict[int, ParsedHeader]:
+        """Position -> header for the candidates; those gone are added to self.gone."""
+        records = self.records
+        wanted = [records[i].uid for i in sorted(cand) if i not in self._asked]
+        if wanted:
+            self._headers.update(self.source.headers(wanted, self.names))
+            self._asked.update(i for i in cand)
+        out = {}
+        for i in cand:
+            header = self._headers.get(records[i].uid)
+            if header is None:
+                self.gone.add(i)
+            else:
+                out[i] = header
+        return out
+
+    def _by_header(self, k: SearchKey, cand: set[int]) -> set[int]:
+        headers = self._header_of(cand)
+        if k.name.startswith("SENT"):
+            op = k.name[4:]
+            records = self.records
+            return {i for i, h in headers.items()
+                    if _compare_day(_sent_day_of(h.values("Date"), records[i].internal_date), k.day, op)}
+        field_name = k.header if k.name == "HEADER" else _ADDRESS_HEADERS[k.name]
+        needle = k.text.casefold()
+        return {i for i, h in headers.items() if any(needle in v for v in h.text(field_name))}
+
+    def _by_body(self, k: SearchKey, cand: set[int]) -> set[int]:
+        needle = k.text.casefold()
+        out = set()
+        for i in sorted(cand):
+            message = self.source.message(self.records[i].uid)
+            if message is None:
+                self.gone.add(i)
+                continue
+            ctx = _Context(message)
+            if (k.name == "TEXT" and needle in ctx.header_text()) or needle in ctx.body():
+                out.add(i)
+        return out
+
+
+def _sent_day_of(dates: list[bytes], internal: datetime | None) -> date | None:
+    """The Date: field's day as written; the internal date's local day without one (see Rules)."""
+    if dates:
+        parsed = parsedate_tz(dates[0].decode("ascii", "replace"))
+        if parsed is not None:
+            try:
+                return date(parsed[0], parsed[1], parsed[2])
+            except ValueError:
+                pass
+    return _local_day(internal)
+
+
 def search_response(results: Sequence[int]) -> bytes:
     """ "* SEARCH 1 2 3\\r\\n" in the order given (RFC 9051 §7.3.5 in IMAP4rev1 form)."""
-    return b"* SEARCH" + b"".join(b" %d" % n for n in results) + b"\r\n"
+    if not results:
+        return b"* SEARCH\r\n"
+    return b"* SEARCH " + " ".join(map(str, results)).encode("ascii") + b"\r\n"
 
 
 def esearch_response(tag: str, results: Sequence[int], returns: tuple[str, ...], *, uid: bool) -> bytes:
