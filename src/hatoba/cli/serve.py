@@ -1,5 +1,6 @@
 """`hatoba serve`: run every enabled listener in the foreground.
 
+SIGHUP reloads the certificates and keys (open connections stay up).
 SIGTERM and SIGINT stop it gracefully: listeners close, sessions get a few
 seconds to finish, the queue manager completes in-flight deliveries.
 """
@@ -47,6 +48,7 @@ async def _serve(config) -> None:  # type: ignore[no-untyped-def]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     await server.start()
     log.info("hatoba is running as %s; stop with Ctrl-C or SIGTERM", config.server.hostname)
     await stop.wait()

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hatoba.config.load import ConfigError, load_config
 from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
 from hatoba.logs import mail_log, session_id
 from hatoba.net.ids import new_session_id
@@ -21,7 +22,7 @@ from hatoba.net.limits import ConnectionLimiter
 from hatoba.net.imap_session import ImapContext, ImapSession, MailboxEvents
 from hatoba.net.pop3_session import MailboxLocks, Pop3Context, Pop3Session
 from hatoba.net.smtp_session import SmtpContext, SmtpSession
-from hatoba.pki.tlsctx import server_context
+from hatoba.pki.tlsctx import TlsSetupError, server_context
 from hatoba.policy.auth_throttle import AuthThrottle
 from hatoba.policy.pop_before_smtp import PopBeforeSmtp
 from hatoba.policy.relay import TrustedNetworks
@@ -110,6 +111,33 @@ class Server:
 
     def _on_commit(self, qid: str) -> None:
         self.manager.notify(qid)
+
+    def reload_tls(self) -> bool:
+        """SIGHUP: take the certificates and keys from disk again (renewals, SNI changes).
+
+        The new files are loaded into a fresh context first, so a broken renewal
+        keeps the old certificates instead of breaking TLS. Then the live context
+        takes the new chain and key in place: connections already open keep their
+        session, new handshakes get the new certificate, and no listener restarts.
+        """
+        if self.tls_context is None:
+            return False
+        tls = self.config.tls
+        if self.config.config_path is not None:
+            try:
+                tls = load_config(self.config.config_path).tls
+            except ConfigError as exc:
+                log.error("certificate reload: %s; kept the certificates in use", exc)
+                return False
+        try:
+            fresh = server_context(tls)
+            self.tls_context.load_cert_chain(str(tls.cert), str(tls.key), password=lambda: b"")
+        except (TlsSetupError, OSError, ssl.SSLError) as exc:
+            log.error("certificate reload failed: %s; kept the certificates in use", exc)
+            return False
+        self.tls_context.sni_callback = fresh.sni_callback
+        log.info("certificates reloaded from %s (%d SNI domain(s))", tls.cert, len(tls.domains))
+        return True
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
