@@ -91,6 +91,17 @@ def test_no_mx_falls_back_to_the_address_record(tmp_path, dns):
             assert len(sink.wait_messages(1)) == 1
 
 
+def test_ipv6_mx_host(tmp_path, dns):
+    with SmtpSink(host="::1") as sink:
+        dns.add("six.example", "MX", "10 mx.six.example.")
+        dns.add("mx.six.example", "AAAA", "::1")
+        home = outbound_home(tmp_path, dns, sink.port)
+        with ServerThread(home) as server:
+            submit(server, home, ["dan@six.example"])
+            (dump,) = sink.wait_messages(1)
+    assert envelope_of(dump)[1] == ["dan@six.example"]
+
+
 def dsn_parts(stored: bytes):
     report = email.message_from_bytes(stored, policy=email.policy.default)
     assert report.get_content_type() == "multipart/report"

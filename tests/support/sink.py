@@ -32,11 +32,12 @@ def free_port() -> int:
 class SmtpSink:
     def __init__(
         self, dump_dir: Path | None = None, *, port: int | None = None, reject: str = "", defer: str = "",
-        backlog: int = 256,
+        backlog: int = 256, host: str = "127.0.0.1",
     ) -> None:
         # smtp-sink writes as an unprivileged user, who cannot enter pytest's
         # 0700 temp folders: the dumps go to a folder of their own in /tmp.
         self.dump_dir = Path(tempfile.mkdtemp(prefix="hatoba-sink-"))
+        self.host = host
         self.port = port or free_port()
         self.reject = reject
         self.defer = defer
@@ -45,7 +46,7 @@ class SmtpSink:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def start(self) -> SmtpSink:
         self.dump_dir.mkdir(parents=True, exist_ok=True)
@@ -59,12 +60,14 @@ class SmtpSink:
             args += ["-f", self.reject]
         if self.defer:
             args += ["-r", self.defer]
+        if ":" in self.host:
+            args.append("-6")
         args += [self.address, str(self.backlog)]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                with socket.create_connection((self.host, self.port), timeout=1):
                     return self
             except OSError:
                 if self._proc.poll() is not None:
@@ -101,7 +104,9 @@ class SmtpSink:
         while True:
             found = self.messages()
             if len(found) >= count or time.monotonic() > deadline:
-                return found
+                # smtp-sink writes a dump while the message arrives: let the last one finish.
+                time.sleep(0.3)
+                return self.messages()
             time.sleep(0.05)
 
 
