@@ -1,4 +1,4 @@
-"""`hatoba user add|passwd|apop|remove|list`: the mailbox owners; the login is the full address.
+"""`hatoba user add|passwd|apop|quota|remove|list`: the mailbox owners; the login is the full address.
 
 A password never travels on the command line (other local users can read
 it in the process list): it is typed twice at a terminal prompt, or read as
@@ -19,7 +19,7 @@ from hatoba.store.directory import check_password
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("user", help="add, remove or list users, or change a password")
-    missing_action(p, "add|passwd|remove|list")
+    missing_action(p, "add|passwd|apop|quota|remove|list")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
 
     add = actions.add_parser("add", help="create a user (prompts for the password)")
@@ -45,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     switch.add_argument("--disable", action="store_true", help="forget the APOP secret")
     _password_stdin_flag(apop)
     apop.set_defaults(func=run_apop)
+
+    quota = actions.add_parser("quota", help="set a user's own storage limit, or go back to imap.quota_mb")
+    quota.add_argument("address", metavar="ADDRESS")
+    quota.add_argument("limit", metavar="MIB|none|default",
+                       help="MiB across all folders; none = no limit; default = imap.quota_mb")
+    quota.set_defaults(func=run_quota)
 
     listing = actions.add_parser("list", help="print the users, one a line")
     listing.add_argument("domain", metavar="DOMAIN", nargs="?", help="only the users of this domain")
@@ -121,6 +127,27 @@ def run_apop(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
         address = directory.set_apop_secret(args.address, box.seal(secret))
     print(f"APOP is on for {address}; mail programs must use this secret with APOP (POP3S is still better)")
+    return 0
+
+
+def run_quota(args: argparse.Namespace) -> int:
+    text = args.limit.strip().lower()
+    if text == "default":
+        megabytes = None
+    elif text == "none":
+        megabytes = 0
+    elif text.isdigit():
+        megabytes = int(text)
+    else:
+        raise CliError(f"{args.limit!r} is not a size in MiB, 'none' or 'default'")
+    with open_directory(args) as directory:
+        address = directory.set_quota(args.address, megabytes)
+    if megabytes is None:
+        print(f"{address} now has the server's limit (imap.quota_mb)")
+    elif megabytes == 0:
+        print(f"{address} has no storage limit")
+    else:
+        print(f"{address} may store {megabytes} MiB; new mail waits in the queue while the mailbox is full")
     return 0
 
 

@@ -43,15 +43,19 @@ class ConfigError(Exception):
     """The config cannot be used; the message is one line naming the file and the key."""
 
 
-def load_config(path: Path) -> Config:
-    """Read, check and validate the config file at `path`."""
-    from hatoba.config.validate import validate  # validate imports ConfigError from here
+def load_config(path: Path, *, validate: bool = True) -> Config:
+    """Read, check and validate the config file at `path`.
+
+    validate=False keeps unsafe but well-formed values (an open relay, say):
+    `hatoba check` reports them instead of refusing the file."""
+    from hatoba.config.validate import validate as check  # validate imports ConfigError from here
 
     path = Path(path).absolute()
     raw = _read_toml(path)
     try:
         config = _build(raw, path)
-        validate(config)
+        if validate:
+            check(config)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return config

@@ -194,6 +194,11 @@ class Resolver:
         # else becomes U+FFFD and fails to parse where it is used.
         return [b"".join(rd.strings).decode("utf-8", errors="replace") for rd in records]
 
+    async def tlsa(self, name: str) -> list[str]:
+        """TLSA records (RFC 6698) as text, e.g. "3 1 1 ab12..."; [] when there are none."""
+        records = await self._lookup(_to_name(name), dns.rdatatype.TLSA, nxdomain_ok=True)
+        return [rd.to_text() for rd in records]
+
     async def _lookup(
         self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType, *, nxdomain_ok: bool = False
     ) -> list[Any]:

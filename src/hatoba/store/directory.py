@@ -93,6 +93,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # APOP secret sealed by store/secretbox.py; NULL = APOP off for the user.
         "ALTER TABLE users ADD COLUMN apop_secret TEXT",
     ),
+    (
+        # Storage limit in MiB for this user; NULL = imap.quota_mb, 0 = no limit.
+        "ALTER TABLE users ADD COLUMN quota_mb INTEGER",
+    ),
 )
 
 
@@ -440,6 +444,27 @@ class Directory:
             return None
         with self._read() as conn:
             row = conn.execute("SELECT apop_secret FROM users WHERE address_key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    # -- quota --------------------------------------------------------------------
+
+    def set_quota(self, address: str, megabytes: int | None) -> str:
+        """A user's own storage limit in MiB (0 = none; None = the server's imap.quota_mb)."""
+        if megabytes is not None and megabytes < 0:
+            raise DirectoryError("a quota is 0 (no limit) or more MiB")
+        with self._write() as conn:
+            key, stored = self._find_user(conn, address)
+            conn.execute("UPDATE users SET quota_mb = ? WHERE address_key = ?", (megabytes, key))
+        return stored
+
+    def quota_mb(self, address: str) -> int | None:
+        """A user's own storage limit, or None when the server default applies (or no such user)."""
+        try:
+            key = _key(parse_address(address))
+        except AddressError:
+            return None
+        with self._read() as conn:
+            row = conn.execute("SELECT quota_mb FROM users WHERE address_key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
     # -- passwords ----------------------------------------------------------------

@@ -1,0 +1,93 @@
+"""The DNS records each hosted domain should publish, ready to paste into a zone.
+
+MX (RFC 5321 §5.1) at server.hostname; SPF (RFC 7208) "v=spf1 mx -all":
+only the MX hosts send for the domain; DKIM (RFC 6376) from the key in use
+(hatoba dkim keygen); DMARC (RFC 7489) quarantining what fails both;
+MTA-STS (RFC 8461) with the policy file it points to; TLS-RPT (RFC 8460);
+and one TLSA record (RFC 7672, DANE) for the server: "3 1 1" pins the
+SHA-256 of the leaf's public key, so renewals that keep the key keep it valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from cryptography import x509
+
+from hatoba.config.schema import Config
+from hatoba.dkim.keys import DkimKey
+from hatoba.pki.keyfiles import public_der
+from hatoba.selfcheck.findings import DnsRecord, Finding
+
+MTA_STS_MAX_AGE = 604800  # one week, RFC 8461 §3.2's usual value
+
+
+def mta_sts_policy(hostname: str) -> str:
+    """The policy file served at https://mta-sts.DOMAIN/.well-known/mta-sts.txt.
+
+    "testing" first: senders report failures (TLS-RPT) but still deliver;
+    switch to "enforce" once reports are clean and the certificate is public.
+    """
+    return f"version: STSv1\nmode: testing\nmx: {hostname}\nmax_age: {MTA_STS_MAX_AGE}\n"
+
+
+def mta_sts_id(policy: str) -> str:
+    """RFC 8461 §3.1: the id changes whenever the policy does; a hash of it does that by itself."""
+    return hashlib.sha256(policy.encode()).hexdigest()[:16]
+
+
+def tlsa_value(leaf: x509.Certificate) -> str:
+    """DANE-EE(3) SPKI(1) SHA-256(1) of the server certificate (RFC 7671 §5.1)."""
+    return "3 1 1 " + hashlib.sha256(public_der(leaf.public_key())).hexdigest()
+
+
+def expected_records(
+    config: Config,
+    domains: list[str],
+    dkim_keys: list[DkimKey],
+    leaf: x509.Certificate | None,
+) -> tuple[list[DnsRecord], list[Finding]]:
+    host = config.server.hostname
+    by_domain = {key.domain: key for key in dkim_keys}
+    records: list[DnsRecord] = []
+    findings: list[Finding] = []
+    if not domains:
+        findings.append(Finding(
+            "dns", "dns.no-domain", "warning", "No hosted domain",
+            "The directory holds no domain, so this server accepts mail for no one.",
+            "Add one with: hatoba domain add DOMAIN",
+        ))
+    policy = mta_sts_policy(host)
+    for domain in domains:
+        records += [
+            DnsRecord(domain, "MX", domain, "MX", f"10 {host}.", "Mail for the domain goes to this server."),
+            DnsRecord(domain, "SPF", domain, "TXT", "v=spf1 mx -all",
+                      "Only the domain's MX hosts send its mail; merge with an existing SPF record, never publish two."),
+        ]
+        key = by_domain.get(domain)
+        if key is not None:
+            records.append(DnsRecord(domain, "DKIM", key.dns_name(), "TXT", key.txt_value(),
+                                     f"Public half of {key.path}; receivers check signatures with it."))
+        else:
+            findings.append(Finding(
+                "dns", f"dns.{domain}.dkim-key", "warning", f"{domain}: no DKIM key",
+                f"Mail from {domain} leaves unsigned, so receivers cannot tell it from forgeries and DMARC relies on SPF alone.",
+                f"Run: hatoba dkim keygen {domain}, then publish the record it prints.",
+            ))
+        records += [
+            DnsRecord(domain, "DMARC", f"_dmarc.{domain}", "TXT",
+                      f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}",
+                      "Mail failing both SPF and DKIM goes to spam; daily reports go to postmaster."),
+            DnsRecord(domain, "MTA-STS", f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={mta_sts_id(policy)}",
+                      f"Also serve this policy at https://mta-sts.{domain}/.well-known/mta-sts.txt with a publicly "
+                      f"trusted certificate (hatoba does not serve it): {policy.strip().replace(chr(10), '; ')}"),
+            DnsRecord(domain, "TLS-RPT", f"_smtp._tls.{domain}", "TXT",
+                      f"v=TLSRPTv1; rua=mailto:postmaster@{domain}",
+                      "Senders report TLS failures delivering to this server."),
+        ]
+    if leaf is not None:
+        records.append(DnsRecord(
+            host, "TLSA", f"_25._tcp.{host}", "TLSA", tlsa_value(leaf),
+            "DANE: counts only in a DNSSEC-signed zone; publish a new one before changing the server key.",
+        ))
+    return records, findings

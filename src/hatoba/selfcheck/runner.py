@@ -1,0 +1,118 @@
+"""Runs every part of the self-check in report order and collects one Report.
+
+Rules:
+- Every part runs even after another found something critical: the
+  operator sees all problems of a setup at once.
+- The config is checked as written, unvalidated: the setups that
+  validation refuses (an open relay) are exactly the ones to report.
+- Nothing is written: the live probe stops before DATA, DNS is only read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from dataclasses import dataclass
+
+from hatoba.config.schema import Config
+from hatoba.config.validate import find_problems
+from hatoba.dkim.keys import DkimError, DkimKey, list_keys
+from hatoba.selfcheck.certificates import certificate_findings, read_leaf
+from hatoba.selfcheck.dnscompare import LOOKUP_TIMEOUT, CheckResolver, compare_records
+from hatoba.selfcheck.dnsrecords import expected_records
+from hatoba.selfcheck.findings import Finding, Report
+from hatoba.selfcheck.listeners import listener_findings
+from hatoba.selfcheck.relay_policy import relay_findings
+from hatoba.selfcheck.relay_probe import probe_findings, probe_target
+from hatoba.store.api import DirectoryError
+from hatoba.store.directory import Directory
+
+
+@dataclass(frozen=True)
+class Options:
+    live: bool = True  # run the open-relay test against port 25
+    dns: bool = True  # compare the records with what DNS answers
+    probe: tuple[str, int] | None = None  # test this address instead of the smtp listener's
+    now: datetime.datetime | None = None
+
+
+def run(config: Config, options: Options = Options()) -> Report:
+    now = options.now or datetime.datetime.now(datetime.timezone.utc)
+    report = Report()
+    add = report.findings.extend
+    add(config_findings(find_problems(config)))
+    add(listener_findings(config))
+    add(relay_findings(config))
+    domains, domain_findings = hosted_domains(config)
+    if options.live:
+        our_domain = domains[0] if domains else config.server.hostname
+        add(probe_findings(config, probe_target(config, options.probe), our_domain))
+    else:
+        add([Finding("relay-probe", "relay-probe.skipped", "info", "Open relay test skipped (--no-live)",
+                     "No connection was made to port 25.", "Run without --no-live to test the running server.")])
+    add(certificate_findings(config, now))
+    keys, key_findings = dkim_keys(config)
+    leaf = read_leaf(config.tls.cert) if config.tls.cert.is_file() else None
+    records, dns_findings = expected_records(config, domains, keys, leaf)
+    add(domain_findings + key_findings + dns_findings)
+    if not options.dns:
+        add([Finding("dns", "dns.lookup", "info", "Published DNS records not checked (--no-dns)",
+                     "The records below are what to publish; DNS was not asked what is there now.",
+                     "Run without --no-dns to compare them with DNS.")])
+    elif records:
+        try:
+            resolver = CheckResolver(config.delivery.resolver, timeout=LOOKUP_TIMEOUT)
+        except ValueError as exc:
+            add([Finding("dns", "dns.lookup", "info", "Published DNS records not checked", f"delivery.resolver: {exc}.",
+                         "Fix [delivery] resolver (host:port of a DNS server) or leave it empty for the system's.")])
+        else:
+            report.dns_records, compared = asyncio.run(compare_records(records, resolver))
+            add(compared)
+            return report
+    report.dns_records = records
+    return report
+
+
+def config_findings(problems: list[str]) -> list[Finding]:
+    """validate.find_problems lines ("key: what is wrong; what to do") as critical findings."""
+    if not problems:
+        return [Finding("config", "config.valid", "ok", "Config file valid",
+                        "Every setting is understood and consistent.")]
+    findings = []
+    for problem in problems:
+        key, sep, rest = problem.partition(": ")
+        if not sep or " " in key:
+            key, rest = "config", problem
+        what, sep, fix = rest.rpartition("; ")
+        if not sep:
+            what, fix = rest, "change the setting named above"
+        findings.append(Finding("config", f"config.{key}", "critical", f"{key}: refused by hatoba serve",
+                                f"{_sentence(what)}.", f"{_sentence(fix)}."))
+    return findings
+
+
+def hosted_domains(config: Config) -> tuple[list[str], list[Finding]]:
+    path = config.paths.directory_db
+    if not path.is_file():
+        return [], [Finding("dns", "dns.directory", "warning", "No directory database",
+                            f"{path} does not exist, so no domain is hosted yet.",
+                            "Add a domain with: hatoba domain add DOMAIN")]
+    try:
+        with Directory(path) as directory:
+            return directory.list_domains(), []
+    except DirectoryError as exc:
+        return [], [Finding("dns", "dns.directory", "warning", "Directory unreadable", f"{_sentence(str(exc))}.",
+                            "Check the data folder's permissions, then run the check again.")]
+
+
+def dkim_keys(config: Config) -> tuple[list[DkimKey], list[Finding]]:
+    try:
+        return list_keys(config.paths.dkim_dir), []
+    except DkimError as exc:
+        return [], [Finding("dns", "dns.dkim", "warning", "DKIM keys unreadable", f"{_sentence(str(exc))}.",
+                            "Make a new key with: hatoba dkim keygen DOMAIN")]
+
+
+def _sentence(text: str) -> str:
+    text = text.strip().rstrip(".")
+    return text[:1].upper() + text[1:]
