@@ -62,7 +62,7 @@ def test_file_created_private_in_wal_mode_with_schema_version(db: Directory, db_
     assert db_path.stat().st_mode & 0o777 == 0o600
     conn = raw(db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"domains", "users", "aliases", "schema_version"} <= tables
     assert db._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -571,7 +571,7 @@ def test_version_1_database_gains_the_apop_column(tmp_path: Path) -> None:
         assert db.apop_secret("a@example.test") is None
         db.set_apop_secret("a@example.test", "sealed")
         assert db.apop_secret("A@example.test") == "sealed"
-    assert raw(path).execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert raw(path).execute("SELECT version FROM schema_version").fetchall() == [(3,)]
 
 
 class CountingHasher:
@@ -616,3 +616,19 @@ def test_login_cache_entries_expire(db: Directory) -> None:
     db._hasher = counting = CountingHasher(db._hasher)
     assert db.verify_password("alice@example.test", PW)
     assert counting.calls == [PW]
+
+
+def test_per_user_quota(db: Directory) -> None:
+    db.add_user("alice@example.test", PW)
+    assert db.quota_mb("alice@example.test") is None  # the server default applies
+    db.set_quota("Alice@example.test", 50)
+    assert db.quota_mb("alice@example.test") == 50
+    db.set_quota("alice@example.test", 0)
+    assert db.quota_mb("alice@example.test") == 0
+    db.set_quota("alice@example.test", None)
+    assert db.quota_mb("alice@example.test") is None
+    assert db.quota_mb("nobody@example.test") is None
+    with pytest.raises(DirectoryError):
+        db.set_quota("alice@example.test", -1)
+    with pytest.raises(DirectoryError):
+        db.set_quota("nobody@example.test", 5)
