@@ -1,0 +1,128 @@
+"""Remote delivery pieces: next-hop syntax, TLS policy lookup, and RemoteDelivery
+against smtp-sink on loopback (connection reuse, recipient batches, SMTPUTF8)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+
+from hatoba.config.schema import DeliveryConfig
+from hatoba.delivery.nexthop import NextHopError, next_hop_for, parse_next_hop
+from hatoba.delivery.remote import RemoteDelivery
+from hatoba.delivery.tlspolicy import TlsPolicyLookup
+from hatoba.queue.spool import Envelope, QueuedMessage
+from support.harness import make_home
+from support.sink import SmtpSink, envelope_of, sink_unavailable_reason
+
+
+@pytest.mark.parametrize(
+    "text, host, port, mx, implicit",
+    [
+        ("[smtp.isp.example]:587", "smtp.isp.example", 587, False, False),
+        ("smtp.isp.example:465", "smtp.isp.example", 465, True, True),
+        ("Relay.Example.", "relay.example", 25, True, False),
+        ("192.0.2.7:2525", "192.0.2.7", 2525, False, False),
+        ("[2001:db8::1]:25", "2001:db8::1", 25, False, False),
+        ("2001:db8::1", "2001:db8::1", 25, False, False),
+    ],
+)
+def test_next_hop_syntax_follows_postfix(text, host, port, mx, implicit):
+    hop = parse_next_hop(text, default_port=25, kind="route")
+    assert (hop.host, hop.port, hop.mx_lookup, hop.implicit_tls) == (host, port, mx, implicit)
+
+
+@pytest.mark.parametrize("text", ["", "[host", "[host]x", "host:99999", "host:port", ":25"])
+def test_bad_next_hops_say_why(text):
+    with pytest.raises(NextHopError):
+        parse_next_hop(text, default_port=25, kind="route")
+
+
+def test_route_wins_over_relayhost_which_wins_over_mx():
+    delivery = DeliveryConfig(relayhost="[smart.example]:587", routes={"lab.example": "10.0.0.5:25"})
+    assert next_hop_for("LAB.example", delivery).kind == "route"
+    relay = next_hop_for("other.example", delivery)
+    assert relay.relayhost and relay.host == "smart.example" and not relay.mx_lookup
+    mx = next_hop_for("other.example", DeliveryConfig(mx_port=2525))
+    assert (mx.kind, mx.host, mx.port, mx.mx_lookup) == ("mx", "other.example", 2525, True)
+
+
+def test_tls_policy_sources_in_order():
+    delivery = DeliveryConfig(
+        tls="may", tls_policies={"bank.example": "verify", ".corp.example": "encrypt"},
+        relayhost="[smart.example]:587", relayhost_username="me",
+    )
+    lookup = TlsPolicyLookup(delivery)
+    hop = next_hop_for("x.example", DeliveryConfig())
+
+    async def level(domain, hop=hop):
+        return (await lookup.lookup(domain, hop)).level
+
+    assert asyncio.run(level("bank.example")) == "verify"
+    assert asyncio.run(level("mail.corp.example")) == "encrypt"
+    assert asyncio.run(level("corp.example")) == "may"  # ".corp.example" covers subdomains only
+    assert asyncio.run(level("x.example")) == "may"
+    relay_hop = next_hop_for("x.example", delivery)
+    assert asyncio.run(level("x.example", relay_hop)) == "verify"  # a password goes there
+    relaxed = TlsPolicyLookup(dataclasses.replace(delivery, relayhost_tls="encrypt"))
+    assert asyncio.run(relaxed.lookup("x.example", relay_hop)).level == "encrypt"
+
+
+needs_sink = pytest.mark.skipif(sink_unavailable_reason() is not None, reason=str(sink_unavailable_reason()))
+
+
+def queued(tmp_path: Path, recipients: tuple[str, ...], *, smtputf8: bool = False) -> tuple[QueuedMessage, bytes]:
+    body = b"From: a@example.test\r\nSubject: remote\r\n\r\nbody\r\n"
+    path = tmp_path / "msg"
+    path.write_bytes(body)
+    envelope = Envelope(mail_from="a@example.test", recipients=recipients, received_at=time.time(),
+                        smtputf8=smtputf8)
+    return QueuedMessage("0" * 19, envelope, path, len(body)), body
+
+
+@needs_sink
+def test_connections_are_reused_and_recipients_batched(tmp_path):
+    with SmtpSink() as sink:
+        home = make_home(tmp_path / "home", extra_config=(
+            f'[delivery]\nmax_recipients_per_transaction = 2\n[delivery.routes]\n"far.example" = "{sink.address}"\n'
+        ))
+        config = home.config()
+
+        async def run():
+            remote = RemoteDelivery(config)
+            remote.start()
+            rcpts = ("a@far.example", "b@far.example", "c@far.example")
+            message, data = queued(tmp_path, rcpts)
+            first = await remote.deliver(message, rcpts, data)
+            second = await remote.deliver(message, rcpts[:1], data)
+            idle = [c for conns in remote.pool._idle.values() for c in conns]
+            await remote.close()
+            return first, second, idle
+
+        first, second, idle = asyncio.run(run())
+        assert all(o.delivered for o in first + second)
+        dumps = sink.wait_messages(3)
+    batches = sorted(len(envelope_of(d)[1]) for d in dumps)
+    assert batches == [1, 1, 2]  # 3 recipients in transactions of at most 2, then 1 more message
+    assert len(idle) == 1 and idle[0].transactions == 3  # one connection carried all three
+
+
+@needs_sink
+def test_smtputf8_message_to_a_server_without_it_bounces(tmp_path):
+    with SmtpSink() as sink:
+        home = make_home(tmp_path / "home", extra_config=f'[delivery.routes]\n"far.example" = "{sink.address}"\n')
+
+        async def run():
+            remote = RemoteDelivery(home.config())
+            message, data = queued(tmp_path, ("ü@far.example",), smtputf8=True)
+            outcomes = await remote.deliver(message, ["ü@far.example"], data)
+            await remote.close()
+            return outcomes
+
+        (outcome,) = asyncio.run(run())
+    # smtp-sink does not announce SMTPUTF8 (RFC 6531 §3.2: then the message cannot be relayed).
+    assert outcome.bounced and outcome.reply.enhanced == "5.6.7"
+    assert "SMTPUTF8" in outcome.reply.text
