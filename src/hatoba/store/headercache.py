@@ -37,7 +37,7 @@ import zlib
 from collections.abc import Container
 from pathlib import Path
 
-from hatoba.proto.imap.fetch import header_fields
+from hatoba.proto.imap.headers import header_fields
 from hatoba.proto.imap.search import ParsedHeader
 
 __all__ = ["CACHED_FIELDS", "HEADER_CACHE", "HeaderCache", "cached_part"]

@@ -1,23 +1,19 @@
-"""IMAP mailboxes over a user's Maildir: folders, UIDs, flags, MODSEQ.
+"""A user's IMAP folder tree over their Maildir: names, CREATE, DELETE, RENAME,
+SUBSCRIBE, LIST, STATUS, quota, and opening a folder as a Mailbox.
 
 Layout (Dovecot's Maildir++): INBOX is the Maildir root that delivery and
 POP3 use; a folder "Parent.Child" is the directory ".Parent.Child" in it,
 each name component in modified UTF-7 (RFC 3501 §5.1.3), with tmp/ new/ cur/
 and an empty "maildirfolder" file. Per-folder state is in uidlist.py;
 per-user state (special-use, subscriptions, the last UIDVALIDITY handed out)
-is the small JSON file "hatoba-mailboxes.json" in the Maildir root.
+is the small JSON file "hatoba-mailboxes.json" in the Maildir root. One
+session's view of an open folder is mailbox.py.
 
 Rules:
 - All methods block (file I/O, fsync); IMAP sessions call them from threads.
-- Each Mailbox object is one session's view: the messages, flags and MODSEQs
-  it has been told about. sync() moves the view to the folder's current
-  state and says what changed, so sequence numbers change only when the
-  session allows it (RFC 9051 §7.5.1).
 - Deleting a folder that has children deletes its messages and leaves the
   name as \\Noselect, as RFC 3501 §6.3.4 describes; deleting a \\Noselect
   name that still has children is refused with [HASCHILDREN].
-- Delivery (new/) and POP3 (unlinks) change INBOX at any time: every
-  operation re-reads the folder first.
 - Quota counts stored bytes (LF line ends) in every folder; delivery does not
   check it, APPEND and COPY do.
 """
@@ -31,27 +27,21 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
 
 from hatoba.fsutil import fsync_dir, make_private_dir, write_atomic
 from hatoba.proto.imap import mutf7
-from hatoba.proto.imap.search import ParsedHeader
-from hatoba.store.headercache import CACHED_FIELDS, cached_part
+from hatoba.store.mailbox import Mailbox, MessageRecord, SyncResult, transfer_messages
 from hatoba.store.maildir import MaildirName, MaildirStore
 from hatoba.store.uidlist import (
     NONEXISTENT,
     SYSTEM_FLAGS,
-    Entry,
     Folder,
     MailboxError,
     info_letters,
-    normalize_flags,
-    with_letters,
 )
 
 __all__ = [
@@ -101,29 +91,6 @@ class MailboxStatus:
     deleted: int
     size: int  # sum of RFC822.SIZE (RFC 8438)
     highestmodseq: int
-
-
-class MessageRecord(NamedTuple):
-    """One message as a session saw it. A tuple: a SELECT makes one per message."""
-
-    uid: int
-    name: str  # file name in cur/
-    flags: frozenset[str]
-    internal_date: datetime
-    size: int  # with CRLF line ends
-    modseq: int
-    cur: str  # the folder's cur/ directory
-
-    @property
-    def path(self) -> Path:
-        return Path(self.cur, self.name)
-
-
-@dataclass
-class SyncResult:
-    added: list[MessageRecord]
-    expunged: list[int]
-    flags_changed: list[MessageRecord]
 
 
 # -- names ---------------------------------------------------------------------------
@@ -380,7 +347,7 @@ class UserMailboxes:
                     stack.enter_context(folder.lock())
                 inbox.refresh()
                 target.refresh()
-                _transfer(self.store, inbox, target, list(inbox.entries), remove=True)
+                transfer_messages(self.store, inbox, target, list(inbox.entries), remove=True)
             return
         parent = new.rpartition(DELIMITER)[0]
         if parent and not names.get(parent):
@@ -476,370 +443,3 @@ class UserMailboxes:
         used, limit = self.quota()
         if limit and used + extra > limit:
             raise MailboxError("[OVERQUOTA] Quota exceeded")
-
-
-# -- one session's view of a folder --------------------------------------------------------
-
-
-class Mailbox:
-    """A selected folder as one IMAP session sees it (see the module Rules)."""
-
-    def __init__(self, owner: UserMailboxes, folder: Folder, name: str, *, readonly: bool = False) -> None:
-        self.name = name
-        self.readonly = readonly
-        self._owner = owner
-        self._folder = folder
-        self._view: dict[int, MessageRecord] = {}
-        self._generation = 0  # the folder generation the view last matched
-        self._cur = os.path.join(folder.path, "cur")
-        self.recent: set[int] = set()  # RFC 3501 §2.3.2 \Recent, for this session only
-        with folder.lock():
-            folder.refresh()
-            self.uidvalidity = folder.uidvalidity
-            self.uidnext = folder.uidnext
-            self.highestmodseq = folder.highestmodseq
-            self._take(folder)
-
-    @property
-    def keywords(self) -> list[str]:
-        """Keywords defined in this folder (for FLAGS and PERMANENTFLAGS)."""
-        return [k for k in self._folder.keywords if k is not None]
-
-    def sync(self) -> SyncResult:
-        with self._folder.lock():
-            self._folder.refresh()
-            return self._take(self._folder)
-
-    def _take(self, folder: Folder) -> SyncResult:
-        """Move the view to the folder's state; called with the lock held."""
-        if folder.uidvalidity != self.uidvalidity:
-            raise MailboxError("[CANNOT] Mailbox was reset (new UIDVALIDITY); select it again")
-        if folder.generation == self._generation:
-            # Nothing changed since the view last matched the folder: no per-message work.
-            self.uidnext = folder.uidnext
-            self.highestmodseq = folder.highestmodseq
-            return SyncResult([], [], [])
-        expunged = [uid for uid in self._view if uid not in folder.entries]
-        for uid in expunged:
-            del self._view[uid]
-            self.recent.discard(uid)
-        added: list[MessageRecord] = []
-        changed: list[MessageRecord] = []
-        for uid, entry in folder.entries.items():
-            known = self._view.get(uid)
-            if known is None:
-                record = self._record(entry)
-                added.append(record)
-                self._view[uid] = record
-            elif known.modseq != entry.modseq or known.name != entry.name:
-                record = self._record(entry)
-                self._view[uid] = record
-                if record.modseq != known.modseq or record.flags != known.flags:
-                    changed.append(record)
-        if added and len(self._view) > len(added) and added[0].uid < max(self._view):
-            self._view = dict(sorted(self._view.items()))
-        self.recent.update(r.uid for r in added if r.uid >= folder.first_recent)
-        if not self.readonly and folder.first_recent < folder.uidnext:
-            folder.first_recent = folder.uidnext  # claimed: no other session sees them \Recent
-            folder.save()
-        self.uidnext = folder.uidnext
-        self.highestmodseq = folder.highestmodseq
-        self._generation = folder.generation
-        return SyncResult(added, expunged, changed)
-
-    def _record(self, entry: Entry) -> MessageRecord:
-        date, size = self._folder.details(entry)
-        return MessageRecord(entry.uid, entry.name, self._folder.flags(entry.name), date, size, entry.modseq,
-                             self._cur)
-
-    def _own_change(self, before: int, generation: int | None = None) -> None:
-        """Advance HIGHESTMODSEQ past our own change only if no unseen change lies between.
-
-        `generation` is the folder's before the change: if the view matched it,
-        the view (which the caller updated) matches the folder now.
-        """
-        if self.highestmodseq == before:
-            self.highestmodseq = self._folder.highestmodseq
-        if self._generation == generation:
-            self._generation = self._folder.generation
-
-    def messages(self) -> list[MessageRecord]:
-        return list(self._view.values())
-
-    def open_file(self, uid: int) -> BinaryIO:
-        for _ in range(3):  # another session may rename it (flags) between look-up and open
-            # Only the in-memory entry is read: the thread lock is enough (no flock, no
-            # lock-file open per message, which halved FETCH throughput).
-            with self._folder._thread_lock:
-                entry = self._folder.entries.get(uid)
-                path = os.path.join(self._cur, entry.name) if entry else None
-            if path is None:
-                break
-            try:
-                return open(path, "rb")
-            except FileNotFoundError:
-                continue
-        raise MailboxError("[EXPUNGEISSUED] Message was expunged")
-
-    def read(self, uid: int) -> bytes:
-        with self.open_file(uid) as f:
-            return f.read()
-
-    def message(self, uid: int) -> bytes | None:
-        """The whole message; None when it is gone (SEARCH BODY / TEXT)."""
-        try:
-            return self.read(uid)
-        except (FileNotFoundError, MailboxError):
-            return None
-
-    def read_header(self, uid: int) -> bytes:
-        """The header block of a message, up to and with its empty line."""
-        lines = []
-        with self.open_file(uid) as f:
-            for line in f:
-                lines.append(line)
-                if line in (b"\n", b"\r\n"):
-                    break
-        return b"".join(lines)
-
-    def headers(self, uids: Iterable[int], names: frozenset[str] = CACHED_FIELDS) -> dict[int, ParsedHeader]:
-        """Headers of these messages holding at least the fields `names` (lower case); gone ones left out.
-
-        When the folder's header cache keeps every one of `names`, hits come
-        from it and misses are read once and added; otherwise each header is
-        read from its file. A UID the folder no longer has (expunged by
-        someone, not yet told to this session) is gone.
-        """
-        folder = self._folder
-        cacheable = names <= CACHED_FIELDS
-        out: dict[int, ParsedHeader] = {}
-        missing: list[tuple[int, str]] = []
-        with folder.lock():
-            folder.refresh()
-            entries = folder.entries
-            cache = folder.header_cache() if cacheable else None
-            for uid in uids:
-                entry = entries.get(uid)
-                if entry is None:
-                    continue
-                stem = entry.stem
-                header = cache.get(uid, stem) if cache is not None else None
-                if header is None:
-                    missing.append((uid, stem))
-                else:
-                    out[uid] = header
-        read: list[tuple[int, str, bytes]] = []
-        for uid, stem in missing:  # without the lock: other sessions go on meanwhile
-            try:
-                read.append((uid, stem, self.read_header(uid)))
-            except (FileNotFoundError, MailboxError):
-                continue
-        if not cacheable:
-            out.update((uid, ParsedHeader(block)) for uid, _, block in read)
-        elif read:
-            with folder.lock():
-                cache = folder.header_cache()
-                for uid, stem, block in read:
-                    out[uid] = cache.add(uid, stem, cached_part(block))
-                cache.save()
-        return out
-
-    def store_flags(
-        self, uids: Iterable[int], mode: str, flags: Iterable[str], *, unchangedsince: int | None = None
-    ) -> tuple[list[MessageRecord], list[int]]:
-        """STORE: mode "+" adds, "-" removes, "" replaces. Returns (changed, failed UNCHANGEDSINCE)."""
-        if mode not in ("+", "-", ""):
-            raise ValueError(f"bad store mode {mode!r}")
-        self._writable()
-        wanted = normalize_flags(flags)
-        folder = self._folder
-        with folder.lock():
-            folder.refresh()
-            before, generation = folder.highestmodseq, folder.generation
-            wanted = folder.canonical(wanted)
-            failed: list[int] = []
-            pending: list[tuple[Entry, frozenset[str]]] = []
-            for uid in sorted(set(uids)):
-                entry = folder.entries.get(uid)
-                if entry is None or uid not in self._view:
-                    continue
-                # RFC 7162 §3.1.3: compared with the message's current MODSEQ.
-                if unchangedsince is not None and entry.modseq > unchangedsince:
-                    failed.append(uid)
-                    continue
-                current = folder.flags(entry.name)
-                new = current | wanted if mode == "+" else current - wanted if mode == "-" else wanted
-                if new != current:
-                    pending.append((entry, new))
-            changed: list[MessageRecord] = []
-            if pending:
-                modseq = folder.next_modseq()
-                for entry, new in pending:
-                    if folder.rename_entry(entry, folder.letters(new, entry.name), modseq):
-                        record = self._record(entry)
-                        self._view[entry.uid] = record
-                        changed.append(record)
-                folder.save()
-                self._own_change(before, generation)
-            return changed, failed
-
-    def append(self, data: bytes, flags: Iterable[str] = (), internal_date: datetime | None = None) -> int:
-        """APPEND: store the message (LF line ends) in cur/; returns its UID."""
-        wanted = normalize_flags(flags)
-        body = data.replace(b"\r\n", b"\n")
-        self._owner.check_quota(len(body))
-        wire = len(body) + body.count(b"\n")
-        stem = self._owner.store.new_stem(f",S={len(body)},W={wire}")
-        folder = self._folder
-        tmp = folder.path / "tmp" / stem
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(body)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
-        if internal_date is not None:
-            stamp = internal_date.timestamp()
-            os.utime(tmp, (stamp, stamp))
-        with folder.lock():
-            try:
-                name = with_letters(stem, folder.letters(wanted))
-            except MailboxError:
-                os.unlink(tmp)
-                raise
-            os.rename(tmp, folder.path / "cur" / name)
-            fsync_dir(folder.path / "cur")
-            folder.refresh()
-            return folder.by_stem[stem]
-
-    def copy(self, uids: Iterable[int], dest: Mailbox) -> list[tuple[int, int]]:
-        """COPY: hard links (copies across file systems), flags kept; (source uid, new uid) pairs."""
-        return self._transfer(uids, dest, remove=False)
-
-    def move(self, uids: Iterable[int], dest: Mailbox) -> list[tuple[int, int]]:
-        """MOVE (RFC 6851): a rename into the destination, then the source entries are expunged."""
-        self._writable()
-        return self._transfer(uids, dest, remove=True)
-
-    def _writable(self) -> None:
-        if self.readonly:
-            raise MailboxError("[READ-ONLY] Mailbox was opened read-only")
-
-    def _transfer(self, uids: Iterable[int], dest: Mailbox, *, remove: bool) -> list[tuple[int, int]]:
-        source, target = self._folder, dest._folder
-        with ExitStack() as stack:
-            for folder in sorted({source, target}, key=lambda f: str(f.path)):
-                stack.enter_context(folder.lock())
-            source.refresh()
-            if target is not source:
-                target.refresh()
-            before = source.highestmodseq
-            picked = [uid for uid in sorted(set(uids)) if uid in self._view and uid in source.entries]
-            if not remove:
-                self._owner.check_quota(sum(_stored_size(source, source.entries[uid]) for uid in picked))
-            pairs = _transfer(self._owner.store, source, target, picked, remove=remove)
-            if remove:
-                for uid, _ in pairs:
-                    self._view.pop(uid, None)
-                    self.recent.discard(uid)
-                self._own_change(before)
-            return pairs
-
-    def expunge(self, uids: Iterable[int] | None = None) -> list[int]:
-        """EXPUNGE, or UID EXPUNGE (RFC 4315) with `uids`: removes \\Deleted messages this view knows."""
-        self._writable()
-        only = None if uids is None else set(uids)
-        folder = self._folder
-        with folder.lock():
-            folder.refresh()
-            before, generation = folder.highestmodseq, folder.generation
-            targets = [
-                uid
-                for uid in self._view
-                if uid in folder.entries
-                and "T" in info_letters(folder.entries[uid].name)
-                and (only is None or uid in only)
-            ]
-            removed = folder.remove(targets)
-            for uid in removed:
-                del self._view[uid]
-                self.recent.discard(uid)
-            if removed:
-                self._own_change(before, generation)
-            return removed
-
-    def vanished_since(self, modseq: int) -> list[int]:
-        """UIDs expunged after `modseq` (RFC 7162 §3.2.5.1); may say more than needed, never less."""
-        with self._folder.lock():
-            folder = self._folder
-            if modseq < folder.vanished_floor:
-                return [uid for uid in range(1, self.uidnext) if uid not in self._view]
-            return sorted({uid for uid, m in folder.vanished if m > modseq and uid not in self._view})
-
-    def changed_since(self, modseq: int) -> list[MessageRecord]:
-        return [record for record in self._view.values() if record.modseq > modseq]
-
-
-def _transfer(
-    store: MailboxStore, source: Folder, target: Folder, uids: list[int], *, remove: bool
-) -> list[tuple[int, int]]:
-    """Copy or move messages between folders whose locks are held; returns (old uid, new uid)."""
-    planned: list[tuple[int, str]] = []
-    for uid in uids:
-        entry = source.entries[uid]
-        stem = entry.stem
-        fields = stem[stem.index(",") :] if "," in stem else ""  # keep S= and W=
-        new_stem = store.new_stem(fields)
-        name = with_letters(new_stem, target.letters(source.flags(entry.name)))
-        origin = source.path / "cur" / entry.name
-        destination = target.path / "cur" / name
-        try:
-            if remove:
-                os.rename(origin, destination)
-            else:
-                _link_or_copy(origin, destination, target.path / "tmp" / new_stem)
-        except FileNotFoundError:
-            continue  # expunged by someone else meanwhile
-        planned.append((uid, new_stem))
-    if not planned:
-        return []
-    fsync_dir(target.path / "cur")
-    if remove:
-        if source is not target:
-            fsync_dir(source.path / "cur")
-        source.forget([uid for uid, _ in planned], source.next_modseq())
-        source.save()
-    target.refresh()
-    return [(uid, target.by_stem[stem]) for uid, stem in planned if stem in target.by_stem]
-
-
-def _stored_size(folder: Folder, entry: Entry) -> int:
-    size = MaildirName.parse(entry.name).size
-    if size is None:
-        try:
-            size = os.stat(folder.path / "cur" / entry.name).st_size
-        except FileNotFoundError:
-            size = 0
-    return size
-
-
-def _link_or_copy(origin: Path, destination: Path, tmp: Path) -> None:
-    try:
-        os.link(origin, destination)
-        return
-    except FileNotFoundError:
-        raise
-    except OSError:
-        pass  # another file system, or links not allowed: copy
-    shutil.copy2(origin, tmp)  # keeps the mtime, which is the internal date
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, destination)

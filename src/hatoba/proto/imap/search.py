@@ -34,7 +34,8 @@ from typing import Protocol
 
 from hatoba.proto.errors import LocalProtocolError
 from hatoba.proto.imap.encode import format_sequence_set, string
-from hatoba.proto.imap.fetch import HeaderField, MetaRecord, header_fields, header_value, to_crlf
+from hatoba.proto.imap.fetch import MetaRecord, to_crlf
+from hatoba.proto.imap.headers import HeaderField, header_fields, header_value
 from hatoba.proto.imap.types import MessageMeta, SearchKey, SequenceSet
 
 __all__ = [

@@ -22,7 +22,8 @@ from functools import total_ordering
 from typing import Any
 
 from hatoba.proto.errors import LocalProtocolError
-from hatoba.proto.imap.fetch import HeaderField, header_fields, header_value, parse_address_list
+from hatoba.proto.imap.envelope import parse_address_list
+from hatoba.proto.imap.headers import HeaderField, header_fields, header_value
 from hatoba.proto.imap.search import decode_header_text
 from hatoba.proto.imap.types import MessageMeta
 

@@ -1,0 +1,51 @@
+"""Helpers every IMAP command module shares: the client's mailbox-name
+encoding, the selected mailbox, and the untagged news sent before a tagged reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from hatoba.net.imap_selected import SelectedMailbox
+from hatoba.net.imap_session import ImapSession
+from hatoba.proto.imap import encode as E
+from hatoba.proto.imap.args import parse_mailbox
+from hatoba.proto.imap.reader import RawCommand
+from hatoba.proto.imap.scalars import ArgError
+
+
+def is_utf8(session: ImapSession) -> bool:
+    """The client said ENABLE UTF8=ACCEPT: mailbox names travel as UTF-8 (RFC 6855)."""
+    return "UTF8=ACCEPT" in session.enabled
+
+
+def mailbox_name(session: ImapSession, name: str) -> bytes:
+    """A mailbox name as this client reads it: UTF-8 or modified UTF-7 (RFC 3501 §5.1.3)."""
+    return E.astring(name if is_utf8(session) else _mutf7(name))
+
+
+def _mutf7(name: str) -> str:
+    from hatoba.proto.imap import mutf7
+
+    return mutf7.encode(name)
+
+
+async def refresh_selected(session: ImapSession, *, allow_expunge: bool = True) -> None:
+    """Write the selected mailbox's news (EXISTS, FETCH FLAGS, EXPUNGE when allowed)."""
+    if session.selected is not None:
+        qresync = "QRESYNC" in session.enabled
+        session.write(await asyncio.to_thread(session.selected.refresh, allow_expunge=allow_expunge,
+                                              qresync=qresync))
+
+
+def selected_view(s: ImapSession) -> SelectedMailbox:
+    """The selected mailbox; the state table lets these commands run only in SELECTED."""
+    assert s.selected is not None
+    return s.selected
+
+
+def one_mailbox(s: ImapSession, cmd: RawCommand) -> str:
+    """The only argument of DELETE, SUBSCRIBE, GETQUOTAROOT...: a mailbox name."""
+    if len(cmd.args) != 1:
+        raise ArgError(f"{cmd.name} needs one mailbox name")
+    return parse_mailbox(cmd.args[0], utf8_accepted=is_utf8(s))

@@ -1,0 +1,311 @@
+"""IMAP commands on mailboxes as a whole: SELECT, EXAMINE, CREATE, DELETE,
+RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, NAMESPACE, STATUS, APPEND and the
+QUOTA commands (RFC 9051 §6.3, RFC 5258, RFC 6154, RFC 5819, RFC 7162 §3.2.5,
+RFC 9208).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from datetime import datetime
+
+from hatoba.net.imap_cmd_common import is_utf8, mailbox_name, one_mailbox, refresh_selected
+from hatoba.net.imap_selected import SelectedMailbox
+from hatoba.net.imap_session import ImapSession
+from hatoba.proto.imap import encode as E
+from hatoba.proto.imap.args import parse_list_args, parse_mailbox, parse_status_items
+from hatoba.proto.imap.reader import RawCommand
+from hatoba.proto.imap.scalars import ArgError, as_number, as_text, parse_datetime, parse_flags, parse_sequence_set
+from hatoba.proto.imap.states import State
+from hatoba.proto.imap.types import ArgList, Atom, String
+from hatoba.store.mailboxes import DELIMITER, MailboxError
+
+PERMANENT_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft", b"\\*")
+SYSTEM_FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft)"
+
+
+async def _select(s: ImapSession, cmd: RawCommand, readonly: bool) -> None:
+    if not cmd.args:
+        raise ArgError(f"{cmd.name} needs a mailbox name")
+    name = parse_mailbox(cmd.args[0], utf8_accepted=is_utf8(s))
+    params = cmd.args[1].items if len(cmd.args) > 1 and isinstance(cmd.args[1], ArgList) else ()
+    condstore = "CONDSTORE" in s.enabled
+    qresync: tuple | None = None
+    i = 0
+    while i < len(params):
+        word = as_text(params[i]).upper()
+        if word == "CONDSTORE":
+            condstore = True
+            s.enabled.add("CONDSTORE")
+        elif word == "QRESYNC" and i + 1 < len(params) and isinstance(params[i + 1], ArgList):
+            if "QRESYNC" not in s.enabled:
+                raise ArgError("QRESYNC must be enabled first (ENABLE QRESYNC)")
+            q = params[i + 1].items
+            qresync = (as_number(q[0]), as_number(q[1]) if len(q) > 1 else 0,
+                       parse_sequence_set(as_text(q[2])) if len(q) > 2 else None)
+            i += 1
+        i += 1
+    if s.selected is not None:
+        s.selected = None
+        s.state = State.AUTHENTICATED
+        s.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
+    assert s.boxes is not None
+    mailbox = await asyncio.to_thread(s.boxes.open, name, readonly=readonly)
+    view = await asyncio.to_thread(SelectedMailbox.open, mailbox, readonly=readonly, condstore=condstore)
+    s.selected = view
+    s.state = State.SELECTED
+    keywords = [k.encode() for k in mailbox.keywords]
+    s.write(b"* FLAGS " + SYSTEM_FLAGS[:-1] + b"".join(b" " + k for k in keywords) + b")\r\n")
+    perm = b"()" if readonly else b"(" + b" ".join([*PERMANENT_FLAGS[:-1], *keywords, PERMANENT_FLAGS[-1]]) + b")"
+    s.write(b"* OK [PERMANENTFLAGS " + perm + b"] Flags you can change\r\n")
+    s.write(b"* %d EXISTS\r\n" % view.exists)
+    if "IMAP4REV2" not in s.enabled:
+        s.write(b"* %d RECENT\r\n" % len(mailbox.recent))
+    s.write(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % mailbox.uidvalidity)
+    s.write(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % mailbox.uidnext)
+    if condstore or qresync:
+        s.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % max(mailbox.highestmodseq, 1))
+    if "IMAP4REV2" in s.enabled:  # RFC 9051 §6.3.2: the canonical name; IMAP4rev1 clients do not expect it
+        s.write(b"* LIST () \".\" " + mailbox_name(s, name) + b"\r\n")
+    if qresync is not None and qresync[0] == mailbox.uidvalidity:
+        known_modseq = qresync[1]
+        vanished = await asyncio.to_thread(mailbox.vanished_since, known_modseq)
+        if vanished:
+            s.write(b"* VANISHED (EARLIER) " + E.format_sequence_set(sorted(vanished)) + b"\r\n")
+        changed = await asyncio.to_thread(mailbox.changed_since, known_modseq)
+        for record in changed:
+            if record.uid in view.records:
+                s.write(view.flags_line(record))
+    s.tagged(cmd.tag, "OK", "[READ-ONLY] EXAMINE completed" if readonly else "[READ-WRITE] SELECT completed")
+
+
+async def cmd_select(s: ImapSession, cmd: RawCommand) -> None:
+    await _select(s, cmd, readonly=False)
+
+
+async def cmd_examine(s: ImapSession, cmd: RawCommand) -> None:
+    await _select(s, cmd, readonly=True)
+
+
+async def cmd_create(s: ImapSession, cmd: RawCommand) -> None:
+    assert s.boxes is not None
+    name = parse_mailbox(cmd.args[0], utf8_accepted=is_utf8(s)) if cmd.args else ""
+    if not name:
+        raise ArgError("CREATE needs a mailbox name")
+    await asyncio.to_thread(s.boxes.create, name.rstrip(DELIMITER))
+    s.mailbox_changed()
+    s.tagged(cmd.tag, "OK", "CREATE completed")
+
+
+async def cmd_delete(s: ImapSession, cmd: RawCommand) -> None:
+    assert s.boxes is not None
+    await asyncio.to_thread(s.boxes.delete, one_mailbox(s, cmd))
+    s.mailbox_changed()
+    s.tagged(cmd.tag, "OK", "DELETE completed")
+
+
+async def cmd_rename(s: ImapSession, cmd: RawCommand) -> None:
+    assert s.boxes is not None
+    if len(cmd.args) != 2:
+        raise ArgError("RENAME needs the old and the new name")
+    old = parse_mailbox(cmd.args[0], utf8_accepted=is_utf8(s))
+    new = parse_mailbox(cmd.args[1], utf8_accepted=is_utf8(s))
+    await asyncio.to_thread(s.boxes.rename, old, new)
+    s.mailbox_changed()
+    s.tagged(cmd.tag, "OK", "RENAME completed")
+
+
+async def cmd_subscribe(s: ImapSession, cmd: RawCommand) -> None:
+    assert s.boxes is not None
+    await asyncio.to_thread(s.boxes.subscribe, one_mailbox(s, cmd))
+    s.tagged(cmd.tag, "OK", "SUBSCRIBE completed")
+
+
+async def cmd_unsubscribe(s: ImapSession, cmd: RawCommand) -> None:
+    assert s.boxes is not None
+    await asyncio.to_thread(s.boxes.unsubscribe, one_mailbox(s, cmd))
+    s.tagged(cmd.tag, "OK", "UNSUBSCRIBE completed")
+
+
+def _pattern_matcher(patterns: list[str]) -> Callable[[str], bool]:
+    """LIST wildcards: "*" matches anything, "%" anything but the delimiter (RFC 9051 §6.3.9).
+
+    INBOX is case-insensitive (the store always spells it "INBOX"); the rest of a name is not.
+    """
+    regexes = []
+    for pattern in patterns:
+        if pattern[:5].upper() == "INBOX" and pattern[5:6] in ("", DELIMITER, "*", "%"):
+            pattern = "INBOX" + pattern[5:]
+        regexes.append(re.compile("".join(
+            ".*" if c == "*" else f"[^{re.escape(DELIMITER)}]*" if c == "%" else re.escape(c) for c in pattern
+        )))
+    return lambda name: any(r.fullmatch(name) for r in regexes)
+
+
+async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
+    assert s.boxes is not None
+    largs = parse_list_args(cmd.args)
+    reference = largs.reference
+    patterns = largs.patterns
+    if len(patterns) == 1 and patterns[0] == "" and not lsub:
+        # RFC 9051 §6.3.9: the delimiter and the root of the reference.
+        s.write(b'* LIST (\\Noselect) "." ""\r\n')
+        s.tagged(cmd.tag, "OK", "LIST completed")
+        return
+    infos = await asyncio.to_thread(s.boxes.list)
+    selection = {o.upper() for o in largs.selection}
+    returns = {o.upper() for o in largs.return_options}
+    subscribed_only = lsub or "SUBSCRIBED" in selection
+    special_only = "SPECIAL-USE" in selection
+    status_items = largs.status_items
+    verb = b"LSUB" if lsub else b"LIST"
+    matches = _pattern_matcher([reference + p for p in patterns])
+    if subscribed_only:
+        await _list_subscribed(s, infos, matches, verb, lsub=lsub, special_only=special_only)
+        s.tagged(cmd.tag, "OK", f"{verb.decode()} completed")
+        return
+    for info in infos:
+        if not matches(info.name):
+            continue
+        if subscribed_only and not info.subscribed:
+            continue
+        if special_only and not info.special_use:
+            continue
+        attrs = []
+        if not info.selectable:
+            attrs.append("\\Noselect")
+        attrs.append("\\HasChildren" if info.has_children else "\\HasNoChildren")
+        if info.subscribed and ("SUBSCRIBED" in returns or "SUBSCRIBED" in selection):
+            attrs.append("\\Subscribed")
+        if info.special_use and (not lsub):
+            attrs.append(info.special_use)
+        s.write(verb + b" (" + " ".join(attrs).encode() + b') "." ' + mailbox_name(s, info.name) + b"\r\n")
+        s.out[-1] = b"* " + s.out[-1]
+        if status_items and info.selectable:
+            await _status_line(s, info.name, status_items)
+    s.tagged(cmd.tag, "OK", f"{verb.decode()} completed")
+
+
+async def _list_subscribed(s: ImapSession, infos, matches: Callable[[str], bool], verb: bytes, *,  # type: ignore[no-untyped-def]
+                           lsub: bool, special_only: bool) -> None:
+    """LSUB and LIST (SUBSCRIBED): subscribed names, existing or not (RFC 3501 §6.3.9, RFC 5258 §3.1)."""
+    assert s.boxes is not None
+    subscribed = await asyncio.to_thread(s.boxes.subscriptions)
+    by_name = {info.name: info for info in infos}
+    shown: set[str] = set()
+    for name in subscribed:
+        info = by_name.get(name)
+        if special_only and (info is None or not info.special_use):
+            continue
+        if matches(name):
+            attrs = []
+            if info is None:
+                attrs.append("\\NonExistent" if not lsub else "\\Noselect")
+            elif not info.selectable:
+                attrs.append("\\Noselect")
+            if not lsub:
+                attrs.append("\\Subscribed")
+                if info is not None and info.special_use:
+                    attrs.append(info.special_use)
+            s.write(b"* " + verb + b" (" + " ".join(attrs).encode() + b') "." ' + mailbox_name(s, name) + b"\r\n")
+            shown.add(name)
+        elif lsub:
+            # "%" stops at the delimiter: an unsubscribed parent of a subscribed
+            # name matches as \Noselect (RFC 3501 §6.3.9).
+            parts = name.split(DELIMITER)
+            for depth in range(1, len(parts)):
+                parent = DELIMITER.join(parts[:depth])
+                if parent not in shown and parent not in subscribed and matches(parent):
+                    s.write(b'* LSUB (\\Noselect) "." ' + mailbox_name(s, parent) + b"\r\n")
+                    shown.add(parent)
+
+
+async def cmd_list(s: ImapSession, cmd: RawCommand) -> None:
+    await _list(s, cmd, lsub=False)
+
+
+async def cmd_lsub(s: ImapSession, cmd: RawCommand) -> None:
+    await _list(s, cmd, lsub=True)
+
+
+async def cmd_namespace(s: ImapSession, cmd: RawCommand) -> None:
+    s.write(b'* NAMESPACE (("" ".")) NIL NIL\r\n')
+    s.tagged(cmd.tag, "OK", "NAMESPACE completed")
+
+
+async def _status_line(s: ImapSession, name: str, items: tuple[str, ...]) -> None:
+    assert s.boxes is not None
+    status = await asyncio.to_thread(s.boxes.status, name)
+    values = {
+        "MESSAGES": status.messages, "RECENT": status.recent, "UIDNEXT": status.uidnext,
+        "UIDVALIDITY": status.uidvalidity, "UNSEEN": status.unseen, "DELETED": status.deleted,
+        "SIZE": status.size, "HIGHESTMODSEQ": status.highestmodseq, "APPENDLIMIT": s.facts.max_literal,
+    }
+    parts = " ".join(f"{item} {values[item]}" for item in items if item in values)
+    s.write(b"* STATUS " + mailbox_name(s, name) + f" ({parts})\r\n".encode())
+
+
+async def cmd_status(s: ImapSession, cmd: RawCommand) -> None:
+    if len(cmd.args) != 2:
+        raise ArgError("STATUS needs a mailbox name and a list of items")
+    name = parse_mailbox(cmd.args[0], utf8_accepted=is_utf8(s))
+    await _status_line(s, name, parse_status_items(cmd.args[1]))
+    s.tagged(cmd.tag, "OK", "STATUS completed")
+
+
+async def cmd_append(s: ImapSession, cmd: RawCommand) -> None:
+    assert s.boxes is not None
+    if len(cmd.args) < 2:
+        raise ArgError("APPEND needs a mailbox name and a message")
+    name = parse_mailbox(cmd.args[0], utf8_accepted=is_utf8(s))
+    rest = list(cmd.args[1:])
+    flags: tuple[str, ...] = ()
+    when: datetime | None = None
+    if rest and isinstance(rest[0], ArgList):
+        flags = parse_flags(rest.pop(0))
+    if rest and isinstance(rest[0], String) and not rest[0].literal and not rest[0].literal8:
+        when = parse_datetime(rest.pop(0).value.decode("ascii", "replace"))
+    if rest and isinstance(rest[0], Atom) and rest[0].value.upper() == "UTF8" and len(rest) > 1:
+        inner = rest[1]  # RFC 6855: UTF8 (literal8)
+        rest = [inner.items[0]] if isinstance(inner, ArgList) and inner.items else rest[1:]
+    if len(rest) != 1 or not isinstance(rest[0], String):
+        raise ArgError("APPEND: expected the message as a literal")
+    data = rest[0].value
+    if "\\Recent" in flags:
+        raise ArgError("\\Recent cannot be set")
+    try:
+        mailbox = await asyncio.to_thread(s.boxes.open, name)
+    except MailboxError:
+        s.tagged(cmd.tag, "NO", "[TRYCREATE] No such mailbox; create it first")
+        return
+    uid = await asyncio.to_thread(mailbox.append, data, flags, when)
+    s.mailbox_changed()
+    await refresh_selected(s)
+    s.tagged(cmd.tag, "OK", f"[APPENDUID {mailbox.uidvalidity} {uid}] APPEND completed")
+
+
+async def cmd_getquotaroot(s: ImapSession, cmd: RawCommand) -> None:
+    assert s.boxes is not None
+    name = one_mailbox(s, cmd)
+    used, limit = await asyncio.to_thread(s.boxes.quota)
+    if not limit:  # RFC 9208 §4.3: no quota root when nothing limits the mailbox
+        s.write(b"* QUOTAROOT " + mailbox_name(s, name) + b"\r\n")
+    else:
+        s.write(b"* QUOTAROOT " + mailbox_name(s, name) + b' ""\r\n')
+        s.write(b'* QUOTA "" (STORAGE %d %d)\r\n' % ((used + 1023) // 1024, limit // 1024))
+    s.tagged(cmd.tag, "OK", "GETQUOTAROOT completed")
+
+
+async def cmd_getquota(s: ImapSession, cmd: RawCommand) -> None:
+    assert s.boxes is not None
+    used, limit = await asyncio.to_thread(s.boxes.quota)
+    if not limit:
+        raise MailboxError("[NONEXISTENT] No quota is set for you")
+    s.write(b'* QUOTA "" (STORAGE %d %d)\r\n' % ((used + 1023) // 1024, limit // 1024))
+    s.tagged(cmd.tag, "OK", "GETQUOTA completed")
+
+
+async def cmd_setquota(s: ImapSession, cmd: RawCommand) -> None:
+    s.tagged(cmd.tag, "NO", "[NOPERM] Quotas are set by the operator")

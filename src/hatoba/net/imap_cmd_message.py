@@ -1,0 +1,384 @@
+"""IMAP commands on the selected mailbox's messages: CLOSE, UNSELECT, EXPUNGE,
+FETCH, STORE, COPY, MOVE, SEARCH, SORT, THREAD and their UID forms
+(RFC 9051 §6.4, RFC 6851, RFC 4731, RFC 5256, RFC 7162, RFC 4315).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from hatoba.net.imap_cmd_common import is_utf8, refresh_selected, selected_view
+from hatoba.net.imap_selected import SelectedMailbox
+from hatoba.net.imap_session import ImapSession
+from hatoba.proto.imap import encode as E
+from hatoba.proto.imap import fetch as F
+from hatoba.proto.imap import search as S
+from hatoba.proto.imap import sort as SORT
+from hatoba.proto.imap.args import parse_mailbox, parse_store
+from hatoba.proto.imap.fetchitems import parse_fetch_items
+from hatoba.proto.imap.reader import RawCommand
+from hatoba.proto.imap.scalars import ArgError, as_text, parse_sequence_set
+from hatoba.proto.imap.searchkeys import parse_search
+from hatoba.proto.imap.states import State
+from hatoba.proto.imap.types import ArgList, Atom, FetchItem, MessageMeta
+from hatoba.store.mailboxes import MailboxError
+
+FETCH_BATCH = 5000  # messages per trip to a thread when no message bytes are needed
+FETCH_BATCH_WITH_BODIES = 256  # at most this many messages per trip to a thread ...
+FETCH_BATCH_BYTES = 1 << 20  # ... and about this many response bytes: one large write each
+
+# The fields SORT (RFC 5256 §3, RFC 5957) and THREAD (RFC 5256 §2) read; all kept in the header cache.
+SORT_FIELDS = frozenset({"cc", "date", "from", "in-reply-to", "message-id", "references", "subject", "to"})
+
+
+async def cmd_close(s: ImapSession, cmd: RawCommand) -> None:
+    view = selected_view(s)
+    if not view.readonly:
+        expunged = await asyncio.to_thread(view.mailbox.expunge, None)
+        if expunged:
+            s.mailbox_changed()
+    s.selected = None
+    s.state = State.AUTHENTICATED
+    s.tagged(cmd.tag, "OK", "CLOSE completed")
+
+
+async def cmd_unselect(s: ImapSession, cmd: RawCommand) -> None:
+    s.selected = None
+    s.state = State.AUTHENTICATED
+    s.tagged(cmd.tag, "OK", "UNSELECT completed")
+
+
+async def _expunge(s: ImapSession, cmd: RawCommand, uids: list[int] | None) -> None:
+    view = selected_view(s)
+    if view.readonly:
+        s.tagged(cmd.tag, "NO", "[READ-ONLY] Mailbox was opened with EXAMINE")
+        return
+    expunged = await asyncio.to_thread(view.mailbox.expunge, uids)
+    if expunged:
+        s.write(view.forget(expunged, qresync="QRESYNC" in s.enabled))
+        s.mailbox_changed()
+    await refresh_selected(s)
+    s.tagged(cmd.tag, "OK", "EXPUNGE completed")
+
+
+async def cmd_expunge(s: ImapSession, cmd: RawCommand) -> None:
+    await _expunge(s, cmd, None)
+
+
+def _largest(view: SelectedMailbox) -> tuple[int, int]:
+    return view.exists, (view.uids[-1] if view.uids else 0)
+
+
+async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> None:
+    view = selected_view(s)
+    if len(args) < 2:
+        raise ArgError("FETCH needs a sequence set and data items")
+    sequence = parse_sequence_set(as_text(args[0]))
+    if not uid and view.bad_sequence(sequence):
+        s.tagged(cmd.tag, "BAD", "Message sequence number beyond the last message")
+        s.count_bad()
+        return
+    items, modifiers = parse_fetch_items(args[1:])
+    if uid and not any(i.name == "UID" for i in items):
+        items = [*items, FetchItem("UID")]
+    changedsince = modifiers.get("CHANGEDSINCE")
+    if changedsince is not None or any(i.name == "MODSEQ" for i in items):
+        view.condstore = True
+        if not any(i.name == "MODSEQ" for i in items):
+            items = [*items, FetchItem("MODSEQ")]
+    uids = view.uids_for(sequence, uid=uid)
+    vanished = modifiers.get("VANISHED")
+    if uid and vanished and changedsince is not None:
+        gone = await asyncio.to_thread(view.mailbox.vanished_since, int(changedsince))
+        gone = [u for u in gone if sequence.contains(u, _largest(view)[1] or u)]
+        if gone:
+            s.write(b"* VANISHED (EARLIER) " + E.format_sequence_set(sorted(gone)) + b"\r\n")
+    needs = F.needs_message(items)
+    seen_uids: list[int] = []
+    # \Recent is an IMAP4rev1 flag (RFC 3501 §2.3.2); IMAP4rev2 dropped it.
+    recent = set() if "IMAP4REV2" in s.enabled else view.mailbox.recent
+
+    records = view.records
+    since = int(changedsince) if changedsince is not None else None
+
+    def meta_work(start: int) -> tuple[list[bytes], int]:
+        """FLAGS, UID, ...: answered from the records alone, one format per line."""
+        end = start + FETCH_BATCH
+        positions = view.positions()
+        chosen = [(positions.get(u, 0), records[u]) for u in uids[start:end] if u in records]
+        if since is not None:
+            chosen = [pair for pair in chosen if pair[1].modseq > since]
+        return F.meta_lines(items, chosen, recent), end
+
+    # ENVELOPE reads only fields the folder's header cache keeps: no message file is opened.
+    from_cache = all(item.name.upper() in F.META_ITEMS or item.name.upper() == "ENVELOPE" for item in items)
+
+    def body_work(start: int) -> tuple[list[bytes], int]:
+        out = []
+        size = 0
+        i = start
+        if from_cache:
+            heads = view.mailbox.headers(uids[start : start + FETCH_BATCH_WITH_BODIES])
+        while i < len(uids) and i - start < FETCH_BATCH_WITH_BODIES and size < FETCH_BATCH_BYTES:
+            u = uids[i]
+            i += 1
+            record = records.get(u)
+            if record is None:
+                continue
+            if since is not None and record.modseq <= since:
+                continue
+            if from_cache:
+                header = heads.get(u)
+                if header is None:
+                    continue  # expunged meanwhile; reported at the next chance
+                message = header.raw + b"\n"  # the cached fields, then the empty line
+            else:
+                try:
+                    message = view.mailbox.read(u)
+                except (FileNotFoundError, MailboxError):
+                    continue  # expunged meanwhile; reported at the next chance
+            flags = record.flags | {"\\Recent"} if u in recent else record.flags
+            meta = MessageMeta(uid=u, seq=view.seq_of(u) or 0, flags=flags,
+                               internal_date=record.internal_date, size=record.size, modseq=record.modseq)
+            result = F.fetch(items, meta, message)
+            if result.sets_seen and "\\Seen" not in record.flags and not view.readonly:
+                seen_uids.append(u)
+            out.append(b"* %d FETCH %s\r\n" % (meta.seq, result.data))
+            size += len(result.data)
+        return out, i
+
+    # Bodies go out in batches: a FETCH 1:* BODY[] never holds the mailbox in memory.
+    work = body_work if needs else meta_work
+    start = 0
+    while start < len(uids):
+        try:
+            lines, start = await asyncio.to_thread(work, start)
+        except F.FetchError as exc:  # e.g. BINARY of an unknown encoding: NO [UNKNOWN-CTE]
+            s.tagged(cmd.tag, "NO", str(exc))
+            return
+        s.write(b"".join(lines))
+        await s.flush()
+    if seen_uids:
+        changed, _ = await asyncio.to_thread(view.mailbox.store_flags, seen_uids, "+", ("\\Seen",))
+        for record in changed:
+            view.records[record.uid] = record
+            s.write(view.flags_line(record))
+        s.mailbox_changed()
+    await refresh_selected(s, allow_expunge=uid)
+    s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}FETCH completed")
+
+
+async def cmd_fetch(s: ImapSession, cmd: RawCommand) -> None:
+    await _fetch(s, cmd, cmd.args, uid=False)
+
+
+async def _store(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> None:
+    view = selected_view(s)
+    if view.readonly:
+        s.tagged(cmd.tag, "NO", "[READ-ONLY] Mailbox was opened with EXAMINE")
+        return
+    if len(args) < 3:
+        raise ArgError("STORE needs a sequence set, an action and flags")
+    sequence = parse_sequence_set(as_text(args[0]))
+    if not uid and view.bad_sequence(sequence):
+        s.tagged(cmd.tag, "BAD", "Message sequence number beyond the last message")
+        return
+    mode, silent, flags, unchangedsince = parse_store(args[1:])
+    if "\\Recent" in flags:
+        raise ArgError("\\Recent cannot be stored")
+    uids = view.uids_for(sequence, uid=uid)
+    changed, failed = await asyncio.to_thread(view.mailbox.store_flags, uids, mode, flags,
+                                              unchangedsince=unchangedsince)
+    if unchangedsince is not None:
+        view.condstore = True
+    for record in changed:
+        view.records[record.uid] = record
+        if not silent or unchangedsince is not None:
+            s.write(view.flags_line(record, with_uid=uid))
+    if changed:
+        s.mailbox_changed()
+    await refresh_selected(s, allow_expunge=uid)
+    if failed:
+        numbers = sorted(failed) if uid else sorted(view.seq_of(u) or 0 for u in failed)
+        s.tagged(cmd.tag, "OK", f"[MODIFIED {E.format_sequence_set(numbers).decode()}] Conditional STORE failed")
+        return
+    s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}STORE completed")
+
+
+async def cmd_store(s: ImapSession, cmd: RawCommand) -> None:
+    await _store(s, cmd, cmd.args, uid=False)
+
+
+async def _copy(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool, move: bool) -> None:
+    view = selected_view(s)
+    assert s.boxes is not None
+    if len(args) != 2:
+        raise ArgError(f"{'MOVE' if move else 'COPY'} needs a sequence set and a mailbox")
+    if move and view.readonly:
+        s.tagged(cmd.tag, "NO", "[READ-ONLY] Mailbox was opened with EXAMINE")
+        return
+    sequence = parse_sequence_set(as_text(args[0]))
+    if not uid and view.bad_sequence(sequence):
+        s.tagged(cmd.tag, "BAD", "Message sequence number beyond the last message")
+        return
+    dest_name = parse_mailbox(args[1], utf8_accepted=is_utf8(s))
+    try:
+        dest = await asyncio.to_thread(s.boxes.open, dest_name)
+    except MailboxError:
+        s.tagged(cmd.tag, "NO", "[TRYCREATE] No such mailbox; create it first")
+        return
+    uids = view.uids_for(sequence, uid=uid)
+    method = view.mailbox.move if move else view.mailbox.copy
+    pairs = await asyncio.to_thread(method, uids, dest)
+    s.mailbox_changed()
+    code = ""
+    if pairs:
+        src = E.format_sequence_set([p[0] for p in pairs]).decode()
+        new = ",".join(str(p[1]) for p in pairs)
+        code = f"[COPYUID {dest.uidvalidity} {src} {new}] "
+    if move:
+        if code:
+            s.write(f"* OK {code}Moved\r\n".encode())
+        s.write(view.forget([p[0] for p in pairs], qresync="QRESYNC" in s.enabled))
+        await refresh_selected(s, allow_expunge=True)
+        s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}MOVE completed")
+    else:
+        await refresh_selected(s, allow_expunge=uid)
+        s.tagged(cmd.tag, "OK", f"{code}{'UID ' if uid else ''}COPY completed")
+
+
+async def cmd_copy(s: ImapSession, cmd: RawCommand) -> None:
+    await _copy(s, cmd, cmd.args, uid=False, move=False)
+
+
+async def cmd_move(s: ImapSession, cmd: RawCommand) -> None:
+    await _copy(s, cmd, cmd.args, uid=False, move=True)
+
+
+async def _search_uids(s: ImapSession, key, view: SelectedMailbox) -> list[int]:  # type: ignore[no-untyped-def]
+    """UIDs of the messages that match, ascending: flags and numbers from the records,
+    header fields from the folder's header cache, bodies from the files (proto/imap/search.py)."""
+    saved = list(view.saved)
+    records = [view.records[u] for u in view.uids]
+    # \Recent is an IMAP4rev1 flag (RFC 3501 §2.3.2); IMAP4rev2 dropped it.
+    recent = set() if "IMAP4REV2" in s.enabled else view.mailbox.recent
+    return await asyncio.to_thread(S.search, key, records, view.mailbox, recent=recent, saved=saved)
+
+
+async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> None:
+    view = selected_view(s)
+    key, options = parse_search(args, utf8_accepted=is_utf8(s))
+    found = await _search_uids(s, key, view)
+    returns = options.get("return")
+    positions = view.positions()
+    numbers = found if uid else [positions.get(u, 0) for u in found]
+    if returns is not None:
+        if "SAVE" in returns:
+            view.saved = found
+        shown = tuple(r for r in returns if r != "SAVE")
+        if shown or not returns:
+            s.write(S.esearch_response(cmd.tag, numbers, shown or ("ALL",), uid=uid))
+    else:
+        line = S.search_response(numbers)
+        if view.condstore and _uses_modseq(key) and found:  # RFC 7162 §3.1.5
+            top = max(view.records[u].modseq for u in found)
+            line = line.rstrip(b"\r\n") + b" (MODSEQ %d)\r\n" % top
+        s.write(line)
+    await refresh_selected(s, allow_expunge=uid)
+    s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}SEARCH completed")
+
+
+def _uses_modseq(key) -> bool:  # type: ignore[no-untyped-def]
+    return key.name == "MODSEQ" or any(_uses_modseq(k) for k in key.keys)
+
+
+async def cmd_search(s: ImapSession, cmd: RawCommand) -> None:
+    await _search(s, cmd, cmd.args, uid=False)
+
+
+async def _sort_or_thread(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool, thread: bool) -> None:
+    view = selected_view(s)
+    if len(args) < 3:
+        raise ArgError("SORT/THREAD need criteria, a charset and search keys")
+    if thread:
+        algorithm = as_text(args[0]).upper()
+        if algorithm not in ("REFERENCES", "ORDEREDSUBJECT"):
+            raise ArgError("THREAD algorithm must be REFERENCES or ORDEREDSUBJECT")
+        criteria: list[tuple[str, bool]] = []
+    else:
+        if not isinstance(args[0], ArgList):
+            raise ArgError("SORT criteria must be a list")
+        criteria, reverse = [], False
+        for item in args[0].items:
+            word = as_text(item).upper()
+            if word == "REVERSE":
+                reverse = True
+                continue
+            criteria.append((word, reverse))
+            reverse = False
+    key, _ = parse_search((Atom("CHARSET"), *args[1:]), utf8_accepted=is_utf8(s))
+    found = await _search_uids(s, key, view)
+
+    def headers() -> list[tuple[int, MessageMeta, bytes]]:
+        out = []
+        heads = view.mailbox.headers(found, SORT_FIELDS)  # from the header cache
+        for u in found:
+            header = heads.get(u)
+            if header is None:
+                continue  # gone meanwhile
+            head = header.raw
+            record = view.records[u]
+            meta = MessageMeta(uid=u, seq=view.seq_of(u) or 0, flags=record.flags,
+                               internal_date=record.internal_date, size=record.size, modseq=record.modseq)
+            out.append((u, meta, head))
+        return out
+
+    number = (lambda m: m.uid) if uid else (lambda m: m.seq)
+
+    def answer() -> bytes:  # in a thread too: sorting 10,000 headers takes a while
+        items = headers()
+        if thread:
+            # The internal date stands in for a missing Date header (RFC 5256 §2.2).
+            pairs = [(number(meta), head, meta.internal_date) for _, meta, head in items]
+            tree = SORT.thread_references(pairs) if algorithm == "REFERENCES" else SORT.thread_orderedsubject(pairs)
+            return b"* THREAD " + tree + b"\r\n"
+        items.sort(key=lambda item: SORT.sort_keys(criteria, item[1], item[2]))
+        return b"* SORT" + b"".join(b" %d" % number(meta) for _, meta, _ in items) + b"\r\n"
+
+    s.write(await asyncio.to_thread(answer))
+    await refresh_selected(s, allow_expunge=uid)
+    s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}{'THREAD' if thread else 'SORT'} completed")
+
+
+async def cmd_sort(s: ImapSession, cmd: RawCommand) -> None:
+    await _sort_or_thread(s, cmd, cmd.args, uid=False, thread=False)
+
+
+async def cmd_thread(s: ImapSession, cmd: RawCommand) -> None:
+    await _sort_or_thread(s, cmd, cmd.args, uid=False, thread=True)
+
+
+async def cmd_uid(s: ImapSession, cmd: RawCommand) -> None:
+    if not cmd.args:
+        raise ArgError("UID needs a command")
+    sub = as_text(cmd.args[0]).upper()
+    rest = cmd.args[1:]
+    if sub == "FETCH":
+        await _fetch(s, cmd, rest, uid=True)
+    elif sub == "STORE":
+        await _store(s, cmd, rest, uid=True)
+    elif sub in ("COPY", "MOVE"):
+        await _copy(s, cmd, rest, uid=True, move=sub == "MOVE")
+    elif sub == "SEARCH":
+        await _search(s, cmd, rest, uid=True)
+    elif sub == "SORT":
+        await _sort_or_thread(s, cmd, rest, uid=True, thread=False)
+    elif sub == "THREAD":
+        await _sort_or_thread(s, cmd, rest, uid=True, thread=True)
+    elif sub == "EXPUNGE":
+        if len(rest) != 1:
+            raise ArgError("UID EXPUNGE needs a uid set")
+        view = selected_view(s)
+        await _expunge(s, cmd, view.uids_for(parse_sequence_set(as_text(rest[0])), uid=True))
+    else:
+        raise ArgError(f"UID {sub[:20]} is not a UID command")
