@@ -198,3 +198,27 @@ def test_list_inbox_is_case_insensitive_other_names_are_not(server, hatoba_home)
     _, lines = raw(m, 'LIST "" "Drafts"')
     assert len(lines) == 1 and lines[0].endswith(b" Drafts")
     m.logout()
+
+
+def test_per_user_quota_overrides_the_server_default(hatoba_home):
+    import smtplib
+
+    from support.harness import ServerThread, wait_for
+
+    assert hatoba_home.cli("user", "quota", BOB[0], "1").returncode == 0
+    big = b"Subject: big\r\n\r\n" + (b"x" * 76 + b"\r\n") * 14000  # ~1.1 MB: over bob's 1 MiB
+    with ServerThread(hatoba_home) as server:
+        m = client(server, hatoba_home)  # bob, with his own limit and no server default
+        typ, data = m.getquotaroot("INBOX")
+        assert typ == "OK" and any(d and b"STORAGE 0 1024" in d for d in data[1]), data
+        m.logout()
+        with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as c:
+            c.sendmail("a@elsewhere.example", [BOB[0], "alice@example.test"], big)
+            assert len(hatoba_home.wait_messages(BOB[0], 1)) == 1
+            c.sendmail("a@elsewhere.example", [BOB[0], "alice@example.test"], b"Subject: small\r\n\r\nfits\r\n")
+        assert len(hatoba_home.wait_messages("alice@example.test", 2)) == 2  # alice has no limit
+        assert wait_for(lambda: "4.2.2" in hatoba_home.cli("queue", "list").stdout, 10)
+        assert len(hatoba_home.messages(BOB[0])) == 1  # the second waits for room
+        assert hatoba_home.cli("user", "quota", BOB[0], "none").returncode == 0
+        hatoba_home.cli("queue", "flush")
+        assert len(hatoba_home.wait_messages(BOB[0], 2)) == 2

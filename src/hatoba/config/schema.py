@@ -128,7 +128,8 @@ class Pop3Config:
 
 @dataclass(frozen=True)
 class ImapConfig:
-    # Storage per user in MiB across all folders (0 = no limit). Enforced on
+    # Storage per user in MiB across all folders (0 = no limit); `hatoba user
+    # quota ADDRESS MIB|none|default` gives one user their own. Enforced on
     # APPEND and COPY (NO [OVERQUOTA]) and on delivery (kept in the queue and
     # retried while the mailbox is full, as Dovecot's quota_full_tempfail).
     quota_mb: int = 0

@@ -98,7 +98,10 @@ class Server:
         self.imap = ImapContext(
             config=config,
             directory=self.directory,
-            mailboxes=MailboxStore(paths.mail_dir, quota_bytes=config.imap.quota_mb * 1024 * 1024),
+            mailboxes=MailboxStore(
+                paths.mail_dir, quota_bytes=config.imap.quota_mb * 1024 * 1024,
+                user_quota_mb=self.directory.quota_mb,
+            ),
             throttle=throttle,
             pop_before_smtp=self.pop_before_smtp,
             plaintext_networks=TrustedNetworks.parse(config.pop3.plaintext_auth_networks),

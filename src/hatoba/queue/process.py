@@ -98,15 +98,17 @@ class DeliveryProcess:
             self._watcher.cancel()
 
 
-def quota_check(config: Config) -> Callable[[str], bool] | None:
-    """The delivery-time quota check, when imap.quota_mb sets a limit."""
-    if not config.imap.quota_mb:
-        return None
+def quota_check(config: Config, directory) -> Callable[[str], bool]:  # type: ignore[no-untyped-def]
+    """The delivery-time quota check: imap.quota_mb, or the user's own (hatoba user quota)."""
     from hatoba.store.mailboxes import MailboxStore
 
-    boxes = MailboxStore(config.paths.mail_dir, quota_bytes=config.imap.quota_mb * 1024 * 1024)
+    boxes = MailboxStore(
+        config.paths.mail_dir, quota_bytes=config.imap.quota_mb * 1024 * 1024, user_quota_mb=directory.quota_mb
+    )
 
     def full(mailbox: str) -> bool:
+        if not boxes.quota_limit(mailbox):
+            return False  # no limit: no need to count the mailbox
         used, limit = boxes.for_user(mailbox).quota()
         return bool(limit) and used >= limit
 
@@ -121,7 +123,7 @@ def build_manager(config: Config, spool, directory, store, *, on_delivered=None)
 
     return QueueManager(
         spool, directory, store, retry=config.delivery, on_delivered=on_delivered,
-        mailbox_full=quota_check(config),
+        mailbox_full=quota_check(config, directory),
         remote=RemoteDelivery(config),
         dkim=DkimSigner(config.paths.dkim_dir) if config.dkim.sign else None,
         hostname=config.server.hostname,

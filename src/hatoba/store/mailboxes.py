@@ -139,9 +139,19 @@ def name_of_dirname(dirname: str) -> str | None:
 class MailboxStore:
     """Every user's mailboxes; holds the per-folder state and locks all sessions share."""
 
-    def __init__(self, mail_root: Path, *, quota_bytes: int = 0, hostname: str | None = None) -> None:
+    def __init__(
+        self,
+        mail_root: Path,
+        *,
+        quota_bytes: int = 0,
+        hostname: str | None = None,
+        user_quota_mb: Callable[[str], int | None] | None = None,
+    ) -> None:
+        """`quota_bytes` is every user's limit (0 = none) unless `user_quota_mb(address)`
+        gives the user's own, in MiB (0 = none; None = the default)."""
         self.mail_root = Path(mail_root)
         self.quota_bytes = quota_bytes
+        self.user_quota_mb = user_quota_mb
         host = hostname or os.uname().nodename
         self._host = host.replace("/", "\\057").replace(":", "\\072")
         self._addresses = MaildirStore(self.mail_root, hostname=host)
@@ -150,7 +160,15 @@ class MailboxStore:
         self._meta_locks: dict[Path, threading.Lock] = {}
 
     def for_user(self, address: str) -> UserMailboxes:
-        return UserMailboxes(self, self._addresses.maildir(address))
+        return UserMailboxes(self, self._addresses.maildir(address), address)
+
+    def quota_limit(self, address: str) -> int:
+        """The storage limit of `address` in bytes (0 = none)."""
+        if self.user_quota_mb is not None:
+            own = self.user_quota_mb(address)
+            if own is not None:
+                return own * 1024 * 1024
+        return self.quota_bytes
 
     def folder(self, path: Path, new_uidvalidity: Callable[[], int]) -> Folder:
         with self._lock:
@@ -180,9 +198,10 @@ class MailboxStore:
 class UserMailboxes:
     """One user's folders: LIST, CREATE, DELETE, RENAME, SUBSCRIBE, STATUS, SELECT."""
 
-    def __init__(self, store: MailboxStore, root: Path) -> None:
+    def __init__(self, store: MailboxStore, root: Path, address: str = "") -> None:
         self.store = store
         self.root = root
+        self.address = address
 
     # -- paths and per-user metadata ---------------------------------------------------
 
@@ -419,6 +438,7 @@ class UserMailboxes:
 
     def quota(self) -> tuple[int, int]:
         """(bytes stored in all folders, limit; 0 = none)."""
+        limit = self.store.quota_limit(self.address)
         used = 0
         for name, selectable in self._names().items():
             if not selectable:
@@ -437,7 +457,7 @@ class UserMailboxes:
                         except FileNotFoundError:
                             continue
                     used += size
-        return used, self.store.quota_bytes
+        return used, limit
 
     def check_quota(self, extra: int) -> None:
         used, limit = self.quota()
