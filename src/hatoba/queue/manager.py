@@ -286,7 +286,7 @@ class QueueManager:
             new_ids += self._bounce(queued, delayed, now=now,
                                     retry_until=queued.envelope.received_at + self.retry.max_queue_lifetime)
         if not waiting:
-            self.spool.remove(queued.qid)
+            self.spool.remove(queued.qid, sync=False)
             mail_log("removed", qid=queued.qid)
             return None, new_ids
         state.attempts += 1

@@ -334,14 +334,19 @@ class Spool:
         # No folder fsync: a lost state file means a retry, and delivery is idempotent.
         write_atomic(self.state_path(qid), json.dumps(asdict(state)).encode(), sync_dir=False)
 
-    def remove(self, qid: str) -> None:
-        """Forget a message (delivered, or deleted by the operator)."""
+    def remove(self, qid: str, *, sync: bool = True) -> None:
+        """Forget a message (delivered, or deleted by the operator).
+
+        sync=False skips the folder fsync, as Postfix's queue manager does: if a
+        crash undoes the unlink, the message is tried again; local deliveries
+        notice they are done (store/maildir.py), remote ones are sent again."""
         for path in (self.message_path(qid), self.state_path(qid)):
             try:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-        fsync_dir(self.active_dir)
+        if sync:
+            fsync_dir(self.active_dir)
 
     def _forget(self, qid: str) -> None:
         """Remove every trace of a commit that failed half-way (it was never acknowledged)."""
