@@ -15,7 +15,7 @@ from hatoba.proto.imap import encode as E
 from hatoba.store.mailboxes import Mailbox, MessageRecord
 
 
-@dataclass
+@dataclass(slots=True)  # one per selected session, kept for as long as the client idles
 class SelectedMailbox:
     mailbox: Mailbox
     readonly: bool

@@ -47,26 +47,30 @@ IDLE_RESCAN = 120.0
 
 
 class MailboxEvents:
-    """Wakes IMAP sessions (IDLE) when a mailbox changes: deliveries, POP3, other sessions."""
+    """Wakes IMAP sessions (IDLE) when a mailbox changes: deliveries, POP3, other sessions.
+
+    It holds the sessions themselves, not an asyncio.Event each: with
+    thousands of clients sitting in IDLE, an Event (and the deque inside it)
+    per connection was a measurable share of the memory they cost.
+    """
 
     def __init__(self) -> None:
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._sessions: dict[str, set[ImapSession]] = {}
 
-    def subscribe(self, user: str) -> asyncio.Event:
-        event = asyncio.Event()
-        self._waiters.setdefault(user.lower(), set()).add(event)
-        return event
+    def subscribe(self, user: str, session: ImapSession) -> None:
+        self._sessions.setdefault(user.lower(), set()).add(session)
 
-    def unsubscribe(self, user: str, event: asyncio.Event) -> None:
-        waiters = self._waiters.get(user.lower())
-        if waiters is not None:
-            waiters.discard(event)
-            if not waiters:
-                del self._waiters[user.lower()]
+    def unsubscribe(self, user: str, session: ImapSession) -> None:
+        sessions = self._sessions.get(user.lower())
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self._sessions[user.lower()]
 
     def changed(self, user: str) -> None:
-        for event in self._waiters.get(user.lower(), ()):
-            event.set()
+        """Runs in the event loop (see QueueManager.on_delivered)."""
+        for session in tuple(self._sessions.get(user.lower(), ())):
+            session.mailbox_news()
 
 
 @dataclass
@@ -82,6 +86,14 @@ class ImapContext:
 
 
 class ImapSession(SessionBase):
+    # Slots: one of these lives as long as its connection, and IDLE clients
+    # keep connections for hours; a slotted instance has no per-object dict.
+    __slots__ = (
+        "facts", "commands", "state", "user", "boxes", "selected", "enabled", "out",
+        "bad_commands", "command_count", "closed", "_compress", "_decompress",
+        "_subscribed", "_news", "_idle_timer",
+    )
+
     def __init__(
         self,
         ctx: ImapContext,
@@ -113,7 +125,9 @@ class ImapSession(SessionBase):
         self.closed = False
         self._compress: zlib._Compress | None = None  # type: ignore[name-defined]
         self._decompress: zlib._Decompress | None = None  # type: ignore[name-defined]
-        self._change_event: asyncio.Event | None = None
+        self._subscribed = False  # in ctx.events, to hear of other sessions' and deliveries' changes
+        self._news = False  # a mailbox changed since the last IDLE refresh
+        self._idle_timer: asyncio.Timeout | None = None  # the wait of an IDLE in progress
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -130,8 +144,8 @@ class ImapSession(SessionBase):
                 await self.process()
                 await self.flush()
         finally:
-            if self._change_event is not None and self.user is not None:
-                self.ctx.events.unsubscribe(self.user, self._change_event)
+            if self._subscribed and self.user is not None:
+                self.ctx.events.unsubscribe(self.user, self)
             await self.flush()
 
     async def read(self) -> bytes | None:
@@ -145,6 +159,10 @@ class ImapSession(SessionBase):
             return None
         if not data:
             return None
+        return self._inflate(data)
+
+    def _inflate(self, data: bytes) -> bytes:
+        """Bytes as the client meant them: after COMPRESS (RFC 4978), inflated."""
         if self._decompress is not None:
             data = self._decompress.decompress(data)
         return data
@@ -276,7 +294,8 @@ class ImapSession(SessionBase):
         self.user = user.lower()
         self.boxes = await asyncio.to_thread(self._open_user)
         self.state = State.AUTHENTICATED
-        self._change_event = self.ctx.events.subscribe(self.user)
+        self.ctx.events.subscribe(self.user, self)
+        self._subscribed = True
         self.ctx.pop_before_smtp.record_login(ip, self.user)
         tls = self.tls_info
         mail_log("auth", result="ok", proto="imap", login=user, mech=mechanism, ip=ip,
@@ -346,33 +365,68 @@ class ImapSession(SessionBase):
     # -- IDLE -------------------------------------------------------------------------
 
     async def idle(self, tag: str, refresh: Callable[[], Awaitable[None]]) -> None:
-        """RFC 2177: push news until the client sends DONE."""
+        """RFC 2177: push news until the client sends DONE.
+
+        Rules:
+        - One task, one pending read: a change in the mailbox (mailbox_news)
+          cuts the read's wait short by moving its timeout to now, instead of
+          racing the read against an Event in extra tasks; an idle connection
+          then holds no more asyncio objects than any other waiting for a
+          command. Cancelling a StreamReader read loses no data: what arrived
+          stays in the reader's buffer for the next read.
+        - The wait also ends every IDLE_RESCAN seconds, for files that outside
+          tools put into the Maildir; both ends lead to one refresh.
+        - RFC 9051 §5.4: the autologout timer keeps running while idling; it
+          restarts whenever the client sends anything.
+        """
         self.write(b"+ idling\r\n")
         await self.flush()
-        assert self._change_event is not None
-        line_task = asyncio.ensure_future(self.raw_line())
-        try:
-            while True:
-                self._change_event.clear()
-                change = asyncio.ensure_future(self._change_event.wait())
-                done, _ = await asyncio.wait({line_task, change}, timeout=IDLE_RESCAN,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                change.cancel()
-                if line_task in done:
-                    break
-                await refresh()  # a change, or the periodic look for outside tools
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + IDLE_AUTOLOGOUT
+        self._news = False
+        while True:
+            line = self.commands.next_raw_line()
+            if line is None:
+                continue  # a line over the limit, dropped: look at the next one
+            if line is not NEED_DATA:
+                break
+            now = loop.time()
+            if now >= deadline:
+                self.write(b"* BYE Autologout; idle for too long\r\n")
+                self.closed = True
+                return
+            if self._news:
+                self._news = False  # first: a change during the refresh asks for another
+                await refresh()
                 await self.flush()
-        finally:
-            if not line_task.done():
-                line_task.cancel()
-        line = line_task.result() if not line_task.cancelled() else None
-        if line is None:
-            self.closed = True
-            return
+                if self.closed:
+                    return
+                continue
+            try:
+                async with asyncio.timeout(min(IDLE_RESCAN, deadline - now)) as timer:
+                    self._idle_timer = timer
+                    data = await self.reader.read(READ_SIZE)
+            except TimeoutError:
+                self._news = True  # a change, or time for the periodic look
+                continue
+            finally:
+                self._idle_timer = None
+            if not data:
+                self.closed = True
+                return
+            deadline = loop.time() + IDLE_AUTOLOGOUT
+            self.commands.feed(self._inflate(data))
         if line.strip().upper() != b"DONE":
             self.tagged(tag, "BAD", "Expected DONE to end IDLE")
             return
         self.tagged(tag, "OK", "IDLE terminated")
+
+    def mailbox_news(self) -> None:
+        """A mailbox of this user changed (MailboxEvents): an IDLE in progress reports it now."""
+        self._news = True
+        timer = self._idle_timer
+        if timer is not None and not timer.expired():
+            timer.reschedule(asyncio.get_running_loop().time())
 
     def mailbox_changed(self) -> None:
         """This session changed its mailboxes: wake the other sessions of the user."""

@@ -9,6 +9,10 @@ from hatoba.config.schema import ListenerConfig
 
 
 class SessionBase:
+    # Slots here let a subclass with __slots__ of its own (ImapSession, whose
+    # IDLE connections last for hours) go without a per-instance dict.
+    __slots__ = ("ctx", "listener", "reader", "writer", "session_id", "client_ip", "tls_info")
+
     def __init__(
         self,
         ctx: Any,
