@@ -66,3 +66,17 @@ def test_serve_refuses_an_open_relay_config(hatoba_home):
     assert r.returncode == 1
     assert "open relay" in r.stderr and "0.0.0.0/0" in r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_serve_refuses_a_relayhost_password_file_others_can_read(hatoba_home):
+    secret = hatoba_home.root / "relay-password"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o644)
+    _merge_config(hatoba_home.config_path, (
+        '[delivery]\nrelayhost = "[smtp.provider.example]:587"\nrelayhost_username = "me"\n'
+        f'relayhost_password_file = "{secret}"\n'
+    ))
+    r = hatoba_home.cli("serve")
+    assert r.returncode == 1
+    assert "relay-password" in r.stderr and "chmod 600" in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr

@@ -37,12 +37,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config) -> None:  # type: ignore[no-untyped-def]
+    from hatoba.delivery.remote import DeliverySetupError
     from hatoba.net.server import Server
     from hatoba.pki.tlsctx import TlsSetupError
 
     try:
         server = Server(config)
-    except TlsSetupError as exc:
+    except (TlsSetupError, DeliverySetupError) as exc:
         raise CliError(str(exc)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -28,6 +28,7 @@ from hatoba.policy.pop_before_smtp import PopBeforeSmtp
 from hatoba.policy.relay import TrustedNetworks
 from hatoba.proto.pop3 import replies as pop3_replies
 from hatoba.proto.smtp import replies as R
+from hatoba.delivery.remote import check_setup as check_delivery_setup
 from hatoba.queue.manager import QueueManager
 from hatoba.queue.process import DeliveryProcess, build_manager
 from hatoba.queue.spool import Spool
@@ -65,6 +66,7 @@ class Server:
                 config, self.spool, self.directory, self.store, on_delivered=self.mailbox_events.changed
             )
         self.tls_context: ssl.SSLContext | None = server_context(config.tls)
+        check_delivery_setup(config)
         limits = config.limits
         self.limiter = ConnectionLimiter(max_total=limits.max_connections, max_per_ip=limits.max_connections_per_ip)
         # Shared by every protocol: failed logins on POP3 count against SMTP AUTH too.

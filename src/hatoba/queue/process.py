@@ -186,7 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, config.log.file)
     from hatoba.runloop import run as run_loop
 
-    run_loop(_serve(config))
+    from hatoba.delivery.remote import DeliverySetupError
+    from hatoba.pki.tlsctx import TlsSetupError
+
+    try:
+        run_loop(_serve(config))
+    except (DeliverySetupError, TlsSetupError) as exc:
+        print(f"hatoba delivery: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
