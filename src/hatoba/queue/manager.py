@@ -233,7 +233,7 @@ class QueueManager:
 
     def _wire_form(self, queued: QueuedMessage) -> bytes:
         """The message as it leaves: a DKIM signature for mail of our own users, our Received, the bytes."""
-        body = self.spool.body(queued.qid)
+        body = queued.body()
         envelope = queued.envelope
         signature = b""
         if self.dkim is not None and envelope.auth_login:
@@ -314,7 +314,7 @@ class QueueManager:
         if not to:
             log.error("queue: no postmaster address for the undeliverable bounce %s; set delivery.postmaster", queued.qid)
             return []
-        headers = header_block(self.spool.body(queued.qid))
+        headers = header_block(queued.body())
         message = build_dsn(
             reporting_mta=self.hostname, sender=to, original_headers=headers, reports=reports,
             arrival=envelope.received_at, queue_id=queued.qid, now=now, will_retry_until=retry_until,

@@ -86,6 +86,11 @@ class QueuedMessage:
     path: Path
     body_length: int
 
+    def body(self) -> bytes:
+        """The message bytes as received (FileNotFoundError once it left the queue)."""
+        with open(self.path, "rb") as f:
+            return f.read(self.body_length)
+
 
 class _GroupFsync:
     """One fsync of a folder shared by every commit that asked while it was pending."""
@@ -315,9 +320,7 @@ class Spool:
 
     def body(self, qid: str) -> bytes:
         """The message as received (for tests and small tools; delivery streams it)."""
-        queued = self.read(qid)
-        with open(queued.path, "rb") as f:
-            return f.read(queued.body_length)
+        return self.read(qid).body()
 
     def state(self, qid: str) -> QueueState:
         try:
