@@ -126,3 +126,119 @@ def test_smtputf8_message_to_a_server_without_it_bounces(tmp_path):
     # smtp-sink does not announce SMTPUTF8 (RFC 6531 §3.2: then the message cannot be relayed).
     assert outcome.bounced and outcome.reply.enhanced == "5.6.7"
     assert "SMTPUTF8" in outcome.reply.text
+
+
+def remote_for(tmp_path: Path, routes: dict[str, str], extra: str = "") -> RemoteDelivery:
+    lines = "".join(f'"{d}" = "{t}"\n' for d, t in routes.items())
+    home = make_home(tmp_path / "home", extra_config=f"[delivery.routes]\n{lines}" + extra)
+    return RemoteDelivery(home.config())
+
+
+def deliver(remote: RemoteDelivery, message: QueuedMessage, data: bytes, recipients) -> list:
+    async def run():
+        remote.start()
+        try:
+            return [await remote.deliver(message, list(r), data) for r in recipients]
+        finally:
+            await remote.close()
+
+    return asyncio.run(run())
+
+
+def test_enhanced_status_must_match_the_reply_class():
+    from hatoba.delivery.smtp_client import Reply
+
+    assert Reply(550, "5.1.1 unknown").enhanced == "5.1.1"
+    assert Reply(550, "2.1.5 ok?").enhanced == "5.0.0"
+    assert Reply(550, "5.1234.1 odd").enhanced == "5.0.0"
+    assert Reply(451, "try later").enhanced == "4.0.0"
+
+
+@needs_sink
+def test_refused_data_leaves_the_pooled_connection_clean(tmp_path):
+    with SmtpSink(defer="data") as sink:
+        remote = remote_for(tmp_path, {"far.example": sink.address})
+        message, data = queued(tmp_path, ("a@far.example",))
+        first, second = deliver(remote, message, data, [["a@far.example"], ["b@far.example"]])
+    assert first[0].reply.code // 100 == 4 and second[0].reply.code // 100 == 4
+    assert "nested" not in second[0].reply.text.lower() and second[0].reply.code != 503
+
+
+@needs_sink
+def test_552_to_rcpt_means_try_later(tmp_path):
+    with SmtpSink(reject="rcpt", hard_reply="552 5.5.3 Too many recipients") as sink:
+        remote = remote_for(tmp_path, {"far.example": sink.address})
+        message, data = queued(tmp_path, ("a@far.example",))
+        ((outcome,),) = deliver(remote, message, data, [["a@far.example"]])
+    assert outcome.reply.code == 452 and outcome.reply.temporary and not outcome.bounced
+
+
+@needs_sink
+def test_non_ascii_forward_without_smtputf8_bounces_instead_of_crashing(tmp_path):
+    with SmtpSink() as sink:
+        remote = remote_for(tmp_path, {"far.example": sink.address})
+        message, data = queued(tmp_path, ("a@far.example",))  # an ASCII message, forwarded to ü@
+        ((outcome,),) = deliver(remote, message, data, [["ü@far.example"]])
+    assert outcome.bounced and outcome.reply.enhanced == "5.6.7"
+
+
+def test_a_looping_message_bounces(tmp_path):
+    remote = remote_for(tmp_path, {"far.example": "[127.0.0.1]:1"})
+    message, body = queued(tmp_path, ("a@far.example",))
+    data = b"".join(b"Received: from h%d by x; now\r\n" % i for i in range(51)) + body
+    ((outcome,),) = deliver(remote, message, data, [["a@far.example"]])
+    assert outcome.bounced and outcome.reply.enhanced == "5.4.6"
+
+
+@needs_sink
+def test_5xx_greeting_moves_on_to_the_next_mx_host(tmp_path):
+    from support.dnsserver import DnsServer
+    from support.fakesmtp import ScriptedSmtp
+
+    with DnsServer() as dns, ScriptedSmtp(greeting="554 5.7.1 go away") as rude:
+        # Two MX hosts on one port (mx_port): the rude one on 127.0.0.1 first, smtp-sink on 127.0.0.2.
+        dns.add("far.example", "MX", "10 rude.far.example.")
+        dns.add("far.example", "MX", "20 good.far.example.")
+        dns.add("rude.far.example", "A", "127.0.0.1")
+        dns.add("good.far.example", "A", "127.0.0.2")
+        with SmtpSink(host="127.0.0.2", port=rude.port) as good:
+            remote = remote_for(tmp_path, {}, extra=f'[delivery]\nresolver = "{dns.address}"\nmx_port = {rude.port}\n')
+            message, data = queued(tmp_path, ("a@far.example",))
+            ((outcome,),) = deliver(remote, message, data, [["a@far.example"]])
+            assert outcome.delivered, outcome
+            assert outcome.remote_mta == "good.far.example"
+            assert len(good.wait_messages(1)) == 1
+        assert rude.sessions == 1
+
+
+def test_refused_starttls_under_may_falls_back_to_clear_text(tmp_path):
+    from support.fakesmtp import ScriptedSmtp
+
+    with ScriptedSmtp(starttls_reply="454 4.7.0 TLS not available") as peer:
+        remote = remote_for(tmp_path, {"far.example": f"127.0.0.1:{peer.port}"})
+        message, data = queued(tmp_path, ("a@far.example",))
+        ((outcome,),) = deliver(remote, message, data, [["a@far.example"]])
+    assert outcome.delivered
+    assert peer.sessions == 2 and len(peer.messages) == 1  # the second session, in clear
+
+
+def test_refused_starttls_under_encrypt_defers(tmp_path):
+    from support.fakesmtp import ScriptedSmtp
+
+    with ScriptedSmtp(starttls_reply="454 4.7.0 TLS not available") as peer:
+        remote = remote_for(tmp_path, {"far.example": f"127.0.0.1:{peer.port}"},
+                            extra='[delivery.tls_policies]\n"far.example" = "encrypt"\n')
+        message, data = queued(tmp_path, ("a@far.example",))
+        ((outcome,),) = deliver(remote, message, data, [["a@far.example"]])
+    assert outcome.reply.temporary and not outcome.delivered and peer.messages == []
+
+
+def test_our_own_host_as_best_mx_bounces_as_a_loop(tmp_path):
+    from support.dnsserver import DnsServer
+
+    with DnsServer() as dns:
+        dns.add("far.example", "MX", "10 mail.example.test.")  # make_home's server.hostname
+        remote = remote_for(tmp_path, {}, extra=f'[delivery]\nresolver = "{dns.address}"\n')
+        message, data = queued(tmp_path, ("a@far.example",))
+        ((outcome,),) = deliver(remote, message, data, [["a@far.example"]])
+    assert outcome.bounced and outcome.reply.enhanced == "5.4.6" and "loops back" in outcome.reply.text

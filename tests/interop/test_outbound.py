@@ -407,3 +407,20 @@ def test_dkim_signature_of_a_users_mail_verifies_against_the_printed_record(tmp_
     assert b"DKIM-Signature" not in relayed
     assert dkim.verify(signed, dnsfunc=dns_txt_from(dns))
     assert not dkim.verify(signed.replace(b"Hello, world.", b"Hello, World!"), dnsfunc=dns_txt_from(dns))
+
+
+def test_relayhost_refusing_our_login_defers_instead_of_bouncing(tmp_path, dns):
+    smarthost = make_home(tmp_path / "smarthost")
+    with ServerThread(smarthost) as relay:
+        dns.add("mail.example.test", "A", "127.0.0.1")
+        home = make_home(tmp_path / "sender", extra_config=(
+            f'[delivery]\nresolver = "{dns.address}"\nretry_min = 0.5\nretry_max = 1.0\n'
+            f'relayhost = "[mail.example.test]:{relay.port("submission")}"\n'
+            'relayhost_username = "alice@example.test"\nrelayhost_password = "wrong-password"\n'
+            f'[tls]\nca_file = "{smarthost.ca_file}"\n'
+        ))
+        with ServerThread(home) as server:
+            submit(server, home, ["dan@far.example"])
+            assert wait_for(lambda: "refused the login" in queue_text(home), 20), queue_text(home)
+            assert "1 message(s)" in queue_text(home)
+    assert home.messages("alice@example.test") == []  # no bounce for our own configuration error

@@ -32,12 +32,13 @@ def free_port() -> int:
 class SmtpSink:
     def __init__(
         self, dump_dir: Path | None = None, *, port: int | None = None, reject: str = "", defer: str = "",
-        backlog: int = 256, host: str = "127.0.0.1",
+        backlog: int = 256, host: str = "127.0.0.1", hard_reply: str = "",
     ) -> None:
         # smtp-sink writes as an unprivileged user, who cannot enter pytest's
         # 0700 temp folders: the dumps go to a folder of their own in /tmp.
         self.dump_dir = Path(tempfile.mkdtemp(prefix="hatoba-sink-"))
         self.host = host
+        self.hard_reply = hard_reply
         self.port = port or free_port()
         self.reject = reject
         self.defer = defer
@@ -58,6 +59,8 @@ class SmtpSink:
         args += ["-d", f"{self.dump_dir}/%M."]
         if self.reject:
             args += ["-f", self.reject]
+        if self.hard_reply:
+            args += ["-B", self.hard_reply]
         if self.defer:
             args += ["-r", self.defer]
         if ":" in self.host:

@@ -69,6 +69,7 @@ def deliver_locally(
             continue
         except DirectoryError as exc:
             attempt.temporary_error = f"4.3.0 directory unavailable: {exc}"
+            attempt.deferred.append((rcpt, rcpt, attempt.temporary_error))
             continue
         if not resolution.known:
             attempt.failed.append((rcpt, "5.1.1 no such user here (removed after the message was accepted)"))

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 # Addresses tried per transaction before giving up until the next retry
 # (Postfix smtp_mx_address_limit is 5).
 MAX_ADDRESSES = 5
+MAX_HOPS = 50  # Received headers before a message counts as looping
 REAP_INTERVAL = 1.0
 
 
@@ -73,6 +74,12 @@ class ConnectionPool:
     def __init__(self, keep_seconds: float) -> None:
         self.keep_seconds = keep_seconds
         self._idle: dict[tuple[object, ...], list[SmtpConnection]] = defaultdict(list)
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _close_later(self, conn: SmtpConnection) -> None:
+        task = asyncio.get_running_loop().create_task(conn.close())
+        self._closing.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._closing.discard)
 
     def take(self, key: tuple[object, ...]) -> SmtpConnection | None:
         idle = self._idle.get(key)
@@ -80,14 +87,14 @@ class ConnectionPool:
             conn = idle.pop()
             if conn.usable and time.monotonic() - conn.last_used < self.keep_seconds:
                 return conn
-            asyncio.get_running_loop().create_task(conn.close())
+            self._close_later(conn)
         return None
 
     def give_back(self, key: tuple[object, ...], conn: SmtpConnection) -> None:
         if self.keep_seconds > 0 and conn.usable:
             self._idle[key].append(conn)
         else:
-            asyncio.get_running_loop().create_task(conn.close())
+            self._close_later(conn)
 
     async def reap(self, *, everything: bool = False) -> None:
         now = time.monotonic()
@@ -146,13 +153,30 @@ class RemoteDelivery:
 
     async def deliver(self, queued: QueuedMessage, recipients: Sequence[str], data: bytes) -> list[Outcome]:
         """Try every recipient once; `data` is the message as it goes on the wire (unstuffed)."""
+        hops = _hop_count(data)
+        if hops > MAX_HOPS:  # RFC 5321 §6.3: a loop; Postfix's hopcount_limit is 50 too
+            reply = Reply(554, f"5.4.6 too many hops ({hops} Received headers): a mail loop", remote=False)
+            return self._log_all(queued, list(recipients), reply, relay="none")
         by_domain: dict[str, list[str]] = defaultdict(list)
         for rcpt in recipients:
             by_domain[rcpt.rpartition("@")[2].lower()].append(rcpt)
+        domains = list(by_domain.items())
         results = await asyncio.gather(
-            *(self._deliver_domain(queued, domain, rcpts, data) for domain, rcpts in by_domain.items())
+            *(self._deliver_domain(queued, domain, rcpts, data) for domain, rcpts in domains),
+            return_exceptions=True,
         )
-        return [outcome for outcomes in results for outcome in outcomes]
+        outcomes: list[Outcome] = []
+        for (domain, rcpts), result in zip(domains, results):
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                # A bug must cost a retry, not the other domains' results.
+                log.error("delivery of %s to %s failed", queued.qid, domain, exc_info=result)
+                reply = Reply(451, f"4.3.0 internal error delivering to {domain}: {_one_line(result)}", remote=False)
+                outcomes += self._log_all(queued, rcpts, reply, relay="none")
+            else:
+                outcomes += result
+        return outcomes
 
     async def _deliver_domain(
         self, queued: QueuedMessage, domain: str, recipients: list[str], data: bytes
@@ -186,6 +210,8 @@ class RemoteDelivery:
             else:
                 reply = Reply(550, f"5.1.2 cannot find the mail server of {hop.host}: {exc}", remote=False)
             return self._log_all(queued, recipients, reply, relay="none")
+        except LoopsBack as exc:
+            return self._log_all(queued, recipients, Reply(554, f"5.4.6 {exc}", remote=False), relay="none")
         last = Reply(451, f"4.4.4 no mail server address found for {hop.describe()}", remote=False)
         for candidate in candidates:
             try:
@@ -196,10 +222,13 @@ class RemoteDelivery:
                     "deferred", qid=queued.qid, to=_list(recipients),
                     relay=f"{candidate.server_name}[{candidate.ip}]:{hop.port}", reason=str(last),
                 )
-                if not last.temporary and last.remote:
-                    break  # a 5xx greeting or login refusal: the answer is no, whatever the host
-                continue
+                continue  # a host that failed or refused the session: the next one may not
             return [self._log_outcome(queued, rcpt, result[rcpt], conn) for rcpt in recipients]
+        if not last.temporary:
+            # Every host refused the session itself (5xx greeting, HELO or STARTTLS):
+            # wait and retry, as Postfix with smtp_skip_5xx_greeting; the queue
+            # lifetime bounces it in the end.
+            last = Reply(451, f"4.4.0 no host took the message; the last said: {last}", remote=False)
         return self._log_all(queued, recipients, last, relay=hop.describe(), logged=True)
 
     async def _transaction(
@@ -218,19 +247,32 @@ class RemoteDelivery:
         conn = self.pool.take(key)
         if conn is not None:
             try:
-                result = await conn.send(
-                    envelope.mail_from, recipients, data, smtputf8=envelope.smtputf8, body_8bit=envelope.body_8bit
-                )
-                self.pool.give_back(key, conn)
-                return result.replies, conn
+                result = await self._send(conn, envelope, recipients, data)
+                if conn.usable or not all(r.temporary for r in result.replies.values()):
+                    self.pool.give_back(key, conn)
+                    return result.replies, conn
+                # An idle connection the server gave up on (421 to MAIL): use a fresh one.
             except ConnectionFailed:
                 pass  # the server closed the idle connection; open a fresh one
         conn = await self._open(hop, policy, candidate, credentials)
-        result = await conn.send(
-            envelope.mail_from, recipients, data, smtputf8=envelope.smtputf8, body_8bit=envelope.body_8bit
-        )
+        result = await self._send(conn, envelope, recipients, data)
         self.pool.give_back(key, conn)
         return result.replies, conn
+
+    @staticmethod
+    async def _send(conn: SmtpConnection, envelope, recipients: list[str], data: bytes):  # type: ignore[no-untyped-def]
+        try:
+            return await conn.send(
+                envelope.mail_from, recipients, data, smtputf8=envelope.smtputf8, body_8bit=envelope.body_8bit
+            )
+        except ConnectionFailed:
+            raise
+        except Exception as exc:  # a library surprise: this connection is not to be trusted again
+            conn.smtp.close()
+            log.error("SMTP client error with %s", conn.relay_text, exc_info=True)
+            raise ConnectionFailed(
+                Reply(451, f"4.3.0 SMTP client error with {conn.relay_text}: {_one_line(exc)}", remote=False)
+            ) from None
 
     async def _open(
         self, hop: NextHop, policy: TlsPolicy, candidate: Candidate, credentials: tuple[str, str] | None
@@ -258,18 +300,26 @@ class RemoteDelivery:
                 return [Candidate(hop.host, hop.host)]
             return [Candidate(hop.host, ip) for ip in (await self.resolver.addresses(hop.host))[:MAX_ADDRESSES]]
         candidates: list[Candidate] = []
-        first_error: DnsError | None = None
-        for mx in await self.resolver.mx_hosts(hop.host):
+        errors: list[DnsError] = []
+        hosts = await self.resolver.mx_hosts(hop.host)
+        names = [mx.name for mx in hosts]
+        if self.helo_name in names:
+            # RFC 5321 §5.1: we are one of the MX hosts; only better ones may take it.
+            hosts = hosts[: names.index(self.helo_name)]
+            if not hosts:
+                raise LoopsBack(f"mail for {hop.host} loops back to myself ({self.helo_name} is its best MX)")
+        for mx in hosts:
             try:
                 addresses = await self.resolver.addresses(mx.name)
             except DnsError as exc:
-                first_error = first_error or exc
+                errors.append(exc)
                 continue
             candidates += [Candidate(mx.name, ip) for ip in addresses]
             if len(candidates) >= MAX_ADDRESSES:
                 break
-        if not candidates and first_error is not None:
-            raise first_error
+        if not candidates and errors:
+            # One host's temporary failure outweighs another's NXDOMAIN: no bounce in an outage.
+            raise next((e for e in errors if e.temporary), errors[0])
         return candidates[:MAX_ADDRESSES]
 
     # -- logging -------------------------------------------------------------------
@@ -291,6 +341,20 @@ class RemoteDelivery:
             for rcpt in recipients:
                 mail_log(event, qid=queued.qid, to=f"<{rcpt}>", relay=relay, reason=str(reply))
         return [Outcome(rcpt, reply) for rcpt in recipients]
+
+
+class LoopsBack(Exception):
+    """The destination's best MX host is this server."""
+
+
+def _hop_count(data: bytes) -> int:
+    end = data.find(b"\r\n\r\n")
+    head = data[: end if end >= 0 else len(data)]
+    return head.count(b"\nReceived:") + head.startswith(b"Received:")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _list(recipients: list[str]) -> str:

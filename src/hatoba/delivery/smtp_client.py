@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import ssl
 import time
@@ -18,6 +19,9 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from hatoba.delivery.tlspolicy import TlsPolicy
+
+
+_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 
 
 @dataclass(frozen=True)
@@ -38,10 +42,10 @@ class Reply:
 
     @property
     def enhanced(self) -> str:
-        """The RFC 3463 status code of the reply, or one derived from the basic code."""
+        """The RFC 3463 status code of the reply when it is well formed and of the reply's
+        class (a 550 with "2.1.5" is not trusted), else one derived from the basic code."""
         first = self.text.split(" ", 1)[0]
-        parts = first.split(".")
-        if len(parts) == 3 and all(p.isdigit() for p in parts) and first[0] in "245":
+        if _ENHANCED.fullmatch(first) and first[0] == str(self.code)[0]:
             return first
         return {2: "2.0.0", 4: "4.0.0", 5: "5.0.0"}.get(self.code // 100, "4.0.0")
 
@@ -161,7 +165,17 @@ class SmtpConnection:
         if implicit_tls:
             self._record_tls(policy)
         elif smtp.supports_extension("starttls") and (try_tls or policy.requires_tls):
-            await smtp.starttls(server_hostname=self.server_name, tls_context=context)
+            try:
+                await smtp.starttls(server_hostname=self.server_name, tls_context=context)
+            except ssl.SSLCertVerificationError:
+                raise
+            except (aiosmtplib.SMTPException, ssl.SSLError, OSError, asyncio.TimeoutError) as exc:
+                # Refused (454/554), reset or timed out: under `may` the caller
+                # tries again in clear, as Postfix does; otherwise it defers.
+                raise ConnectionFailed(
+                    Reply(454, f"4.7.5 STARTTLS with {where} failed: {_words(exc)}", remote=False),
+                    tls_handshake_failed=True,
+                ) from None
             self._record_tls(policy)
             await self._ehlo()
         elif policy.requires_tls:
@@ -177,9 +191,12 @@ class SmtpConnection:
             try:
                 await smtp.login(*credentials)
             except aiosmtplib.SMTPAuthenticationError as exc:
+                # Temporary, as Postfix's smtp_sasl_auth_soft_bounce: a wrong
+                # password in our config must not bounce everyone's mail.
                 raise ConnectionFailed(
-                    Reply(exc.code if exc.code >= 400 else 535,
-                          f"relayhost {where} refused the login: {' '.join(exc.message.split())}")
+                    Reply(454, f"4.7.8 relayhost {where} refused the login ({exc.code} "
+                               f"{' '.join(exc.message.split())}); check delivery.relayhost_username "
+                               "and the password", remote=False)
                 ) from None
             except aiosmtplib.SMTPException as exc:
                 raise ConnectionFailed(Reply(454, f"4.7.0 cannot log in to {where}: {_words(exc)}", remote=False)) from None
@@ -213,6 +230,7 @@ class SmtpConnection:
             options.append(f"SIZE={len(data)}")
         if body_8bit and smtp.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")
+        smtputf8 = smtputf8 or not (mail_from.isascii() and all(r.isascii() for r in recipients))
         if smtputf8:
             if not smtp.supports_extension("smtputf8"):
                 reply = Reply(553, f"5.6.7 {self.relay_text} does not support SMTPUTF8, needed for this message", remote=False)
@@ -232,7 +250,10 @@ class SmtpConnection:
                 try:
                     response = await smtp.rcpt(rcpt, encoding=encoding)
                 except aiosmtplib.SMTPResponseException as exc:
-                    replies[rcpt] = _reply_of(exc)
+                    reply = _reply_of(exc)
+                    if reply.code == 552:  # RFC 5321 §4.5.3.1.10: too many recipients, a 452
+                        reply = Reply(452, reply.text.replace("5.", "4.", 1) if reply.text.startswith("5.") else reply.text)
+                    replies[rcpt] = reply
                     continue
                 accepted.append(rcpt)
                 replies[rcpt] = Reply(response.code, response.message)
@@ -246,12 +267,14 @@ class SmtpConnection:
                 final = Reply(response.code, " ".join(response.message.split()))
             except aiosmtplib.SMTPResponseException as exc:
                 final = _reply_of(exc)
-                if exc.code == 354:  # never reached; keeps type checkers calm
-                    final = Reply(451, "4.0.0 unexpected reply to DATA", remote=False)
+                # Refused at the DATA command itself the transaction is still
+                # open; after the body it is over. RSET is right either way and
+                # keeps the pooled connection clean for the next message.
+                await self._reset()
             for rcpt in accepted:
                 replies[rcpt] = final
             return TransactionResult(replies)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError, asyncio.TimeoutError) as exc:
             self.smtp.close()
             raise ConnectionFailed(
                 Reply(451, f"4.4.2 lost connection with {self.relay_text}: {_words(exc)}", remote=False)
@@ -281,7 +304,10 @@ class SmtpConnection:
 
 async def _connect(ip: str, port: int, timeout: float, where: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:  # e.g. IPv6 switched off on this host
+        raise ConnectionFailed(Reply(451, f"4.4.1 cannot connect to {where}: {exc.strerror or exc}", remote=False)) from None
     sock.setblocking(False)
     try:
         async with asyncio.timeout(timeout):

@@ -28,7 +28,7 @@ from hatoba.config.schema import DeliveryConfig
 from hatoba.delivery.local import Attempt, deliver_locally
 from hatoba.dkim.sign import DkimSigner, from_domain
 from hatoba.logs import mail_log
-from hatoba.queue.dsn import RecipientReport, build_dsn, header_block
+from hatoba.queue.dsn import RecipientReport, build_dsn, header_block, is_delivery_report
 from hatoba.queue.spool import Envelope, QueuedMessage, Spool, SpoolError
 from hatoba.store.api import MailStore, UserDB
 
@@ -315,12 +315,21 @@ class QueueManager:
             log.error("queue: no postmaster address for the undeliverable bounce %s; set delivery.postmaster", queued.qid)
             return []
         headers = header_block(queued.body())
-        message = build_dsn(
-            reporting_mta=self.hostname, sender=to, original_headers=headers, reports=reports,
-            arrival=envelope.received_at, queue_id=queued.qid, now=now, will_retry_until=retry_until,
-        )
+        if listener == DSN_LISTENER and is_delivery_report(headers):
+            # RFC 3464 §6.2: a delivery report is never answered with another one.
+            mail_log("no-bounce", qid=queued.qid, reason=f"the message is itself a delivery report; no {kind} sent")
+            return []
+        try:
+            message = build_dsn(
+                reporting_mta=self.hostname, sender=to, original_headers=headers, reports=reports,
+                arrival=envelope.received_at, queue_id=queued.qid, now=now, will_retry_until=retry_until,
+            )
+        except ValueError as exc:
+            log.error("queue: cannot write the %s for %s (%s); logged only", kind, queued.qid, exc)
+            return []
+        utf8 = not to.isascii() or any(not r.recipient.isascii() or not r.original.isascii() for r in reports)
         dsn = Envelope(mail_from="", recipients=(to,), received_at=now, listener=listener,
-                       smtputf8=not to.isascii())
+                       smtputf8=utf8, body_8bit=not message.isascii())
         qid = self.spool.inject(dsn, message)
         mail_log("bounce" if retry_until is None else "delay-warning", qid=queued.qid, notice=qid, to=f"<{to}>")
         return [qid]
