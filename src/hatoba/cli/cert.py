@@ -24,6 +24,8 @@ from hatoba.pki.errors import PkiError
 ACTIONS = "key|csr|selfsign|ca-init|ca-sign|show|verify|unprotect|import"
 # Apple's clients refuse TLS server certificates valid for longer (2019 rule).
 MAX_LEAF_DAYS = 825
+# CAs: a century is more than enough, and keeps the end date far from datetime's limits.
+MAX_CA_DAYS = 36500
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -147,16 +149,36 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def _passphrase(args: argparse.Namespace) -> bytes | None:
+def _passphrase(args: argparse.Namespace, new: bool = False) -> bytes | None:
+    """The --passphrase-stdin passphrase: one line from a pipe, or typed unseen at a terminal.
+
+    At a terminal the passphrase for a new key is asked twice, since a typo
+    nobody saw would lock the key away for good.
+    """
     if not args.passphrase_stdin:
         return None
-    line = sys.stdin.readline()
-    if not line:
-        raise CliError("no passphrase on standard input; write it as one line")
-    passphrase = line.removesuffix("\n").removesuffix("\r")
+    if sys.stdin.isatty():
+        passphrase = _typed_passphrase(new)
+    else:
+        line = sys.stdin.readline()
+        if not line:
+            raise CliError("no passphrase on standard input; write it as one line")
+        passphrase = line.removesuffix("\n").removesuffix("\r")
     if not passphrase:
         raise CliError("the passphrase on standard input is empty")
     return passphrase.encode("utf-8")
+
+
+def _typed_passphrase(new: bool) -> str:
+    import getpass
+
+    try:
+        passphrase = getpass.getpass("passphrase for the new key: " if new else "passphrase: ")
+        if new and passphrase and getpass.getpass("the same passphrase again: ") != passphrase:
+            raise CliError("the two passphrases do not match; nothing was written")
+    except EOFError:
+        raise CliError("no passphrase was typed") from None
+    return passphrase
 
 
 def _sans(args: argparse.Namespace) -> list[str]:
@@ -170,11 +192,13 @@ def _must_be_new(*paths: Path) -> None:
             raise CliError(f"{path} already exists; it is never overwritten: remove it or choose another name")
 
 
-def _days(value: int | None, default: int, limit: int | None = None) -> int:
+def _days(value: int | None, default: int, limit: int = MAX_LEAF_DAYS, ca: bool = False) -> int:
     days = default if value is None else value
     if days < 1:
         raise CliError(f"--days {days}: give a number of days of 1 or more")
-    if limit is not None and days > limit:
+    if days > limit and ca:
+        raise CliError(f"--days {days}: a CA certificate may last {limit} days (100 years) at most")
+    if days > limit:
         raise CliError(f"--days {days}: server certificates may last {limit} days at most (clients refuse longer ones)")
     return days
 
@@ -200,7 +224,7 @@ def run_key(args: argparse.Namespace) -> int:
     from hatoba.pki.keyfiles import describe_key, new_key, write_key
 
     _must_be_new(args.out)
-    passphrase = _passphrase(args)
+    passphrase = _passphrase(args, new=True)
     key = new_key(args.type, args.bits, args.curve)
     write_key(args.out, key, passphrase)
     protection = ", encrypted" if passphrase else ""
@@ -229,7 +253,7 @@ def run_selfsign(args: argparse.Namespace) -> int:
     from hatoba.pki.keyfiles import read_signing_key
 
     _must_be_new(args.out)
-    days = _days(args.days, MAX_LEAF_DAYS, MAX_LEAF_DAYS)
+    days = _days(args.days, MAX_LEAF_DAYS)
     key = read_signing_key(args.key, _passphrase(args))
     names = subject_names(args.cn, _sans(args))
     cert = self_signed_leaf(key, common_name(args.cn), names, days)
@@ -245,9 +269,9 @@ def run_ca_init(args: argparse.Namespace) -> int:
 
     key_path, cert_path = args.dir / "ca.key", args.dir / "ca.crt"
     _must_be_new(key_path, cert_path)
-    days = _days(args.days, 3650)
+    days = _days(args.days, 3650, MAX_CA_DAYS, ca=True)
     subject = common_name(args.cn or f"hatoba private CA {_now():%Y-%m-%d}")
-    passphrase = _passphrase(args)
+    passphrase = _passphrase(args, new=True)
     key = new_key(args.type, args.bits, args.curve)
     # path_length None: this root may issue sub-CAs (`ca-sign --intermediate`), which get path length 0.
     cert = self_signed_ca(key, subject, days, path_length=None)
@@ -278,7 +302,10 @@ def run_ca_sign(args: argparse.Namespace) -> int:
         raise CliError("say what to sign: --csr REQUEST, or --cn NAME with --key KEY")
     if args.intermediate and args.san:
         raise CliError("--san is for server certificates; a sub-CA (--intermediate) has no host names")
-    days = _days(args.days, 1825 if args.intermediate else MAX_LEAF_DAYS, None if args.intermediate else MAX_LEAF_DAYS)
+    if args.intermediate:
+        days = _days(args.days, 1825, MAX_CA_DAYS, ca=True)
+    else:
+        days = _days(args.days, MAX_LEAF_DAYS)
     passphrase = _passphrase(args)
 
     ca_certs = _read_certs(args.ca_cert)
@@ -311,7 +338,7 @@ def _request(
     """(subject, public key, SANs) of what to sign, from --csr or from --cn and --key."""
     from cryptography.x509.oid import NameOID
 
-    from hatoba.pki.csr import check_csr, common_name, csr_names, subject_names, with_common_name
+    from hatoba.pki.csr import check_csr, common_name, csr_names, request_names, subject_names, with_common_name
     from hatoba.pki.keyfiles import check_public_key, read_key
     from hatoba.pki.pemfiles import read_csr
 
@@ -323,15 +350,21 @@ def _request(
     csr = read_csr(args.csr)
     check_csr(csr, str(args.csr))
     cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    cn = str(cns[0].value) if cns else ""
+    cn = str(cns[0].value).strip() if cns else ""
     if args.intermediate:
         names = []
     elif _sans(args) or not csr_names(csr):
         # --san replaces the request's names: the CA decides what it certifies.
         names = subject_names(cn, _sans(args))
     else:
-        names = with_common_name(cn, csr_names(csr))
-    return csr.subject, csr.public_key(), names
+        names = with_common_name(cn, request_names(csr, str(args.csr)))
+    # The subject is the CN alone: other attributes (O=, OU=) would be
+    # vouched for by the CA without anyone having checked them.
+    if not cn and names:
+        cn = names[0].value if isinstance(names[0], x509.DNSName) else str(names[0].value)
+    if not cn:
+        raise CliError(f"{args.csr} has no common name and no subjectAltName; give the names with --san")
+    return common_name(cn), csr.public_key(), names
 
 
 def _read_certs(path: Path) -> list[x509.Certificate]:
@@ -393,7 +426,9 @@ def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from hatoba.pki.checks import check_host, check_key, check_order, check_trust, check_validity
+    from hatoba.pki.checks import (
+        check_host, check_key, check_order, check_strength, check_trust, check_validity, is_root,
+    )
     from hatoba.pki.keyfiles import read_key
 
     certs = _read_certs(args.cert)
@@ -408,6 +443,7 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.host:
         checks.append(check_host(chain[0], args.host))
     checks += [check_validity(c, now) for c in chain]
+    checks += [check_strength(c, is_root(chain, i)) for i, c in enumerate(chain)]
     checks.append(check_trust(chain, args.ca_file, now))
     for check in checks:
         print(check.line())
@@ -459,7 +495,12 @@ def run_import(args: argparse.Namespace) -> int:
         top = bundle.chain[-1]
         print(f"no root certificate in {args.combined}: {ca_path} not written (the chain ends at {top.issuer.rfc4514_string()})")
     for cert in bundle.unrelated:
-        print(f"left out {describe(cert)}: not on the server certificate's chain")
+        print(
+            f"left out {describe(cert)} (valid until {cert.not_valid_after_utc:%Y-%m-%d}): "
+            "not on the server certificate's chain, or an older copy"
+        )
+    for warning in bundle.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for label in bundle.other_blocks:
         print(f"left out a {label} block")
     return 0

@@ -194,6 +194,13 @@ def _issued(
     now: datetime.datetime | None,
 ) -> x509.CertificateBuilder:
     now = now or _now()
+    # No certificate outlives its CA (the end is capped below), so an expired
+    # CA could only make certificates that end before they begin.
+    if ca_cert.not_valid_after_utc <= now:
+        raise PkiError(
+            f"the CA certificate {ca_cert.subject.rfc4514_string()} expired on {ca_cert.not_valid_after_utc:%Y-%m-%d}; "
+            "renew the CA (or make a new one with `hatoba cert ca-init`) before signing with it"
+        )
     return (
         x509.CertificateBuilder()
         .subject_name(subject)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 
 
 def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -26,6 +27,24 @@ def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True
+
+
+def weak_signature_hash(cert: x509.Certificate) -> str | None:
+    """"SHA-1" or "MD5" when `cert` is signed with a broken hash, else None.
+
+    cryptography refuses to check such signatures ("Unsupported signature
+    algorithm"), so issued_by says False for them; callers use this to name
+    the real reason instead of blaming the issuer's key.
+    """
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        return None
+    if isinstance(algorithm, hashes.SHA1):
+        return "SHA-1"
+    if isinstance(algorithm, hashes.MD5):
+        return "MD5"
+    return None
 
 
 def is_self_signed(cert: x509.Certificate) -> bool:

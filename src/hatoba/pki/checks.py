@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509 import verification
 
-from hatoba.pki.chain import describe, is_self_signed, issued_by, order_chain
+from hatoba.pki.chain import describe, is_self_signed, issued_by, order_chain, weak_signature_hash
 from hatoba.pki.errors import PkiError
-from hatoba.pki.keyfiles import same_key
+from hatoba.pki.keyfiles import MIN_RSA_BITS, describe_key, same_key
 from hatoba.pki.pemfiles import parse_cert, read_blocks
 
 
@@ -65,7 +67,14 @@ def check_order(certs: Sequence[x509.Certificate]) -> tuple[Check, list[x509.Cer
                 ),
                 ordered,
             )
-        if cert.issuer == nxt.subject:
+        weak = weak_signature_hash(cert)
+        if cert.issuer == nxt.subject and weak is not None:
+            detail = (
+                f"{_place(certs, cert)} is signed with {weak}, a broken hash that clients no longer accept, "
+                f"so it cannot be checked against {_place(certs, nxt)}"
+            )
+            fix = "have the certificate reissued with a SHA-256 signature"
+        elif cert.issuer == nxt.subject:
             detail = f"the signature of {_place(certs, cert)} does not verify with the key of {_place(certs, nxt)}"
             fix = "use the CA certificate that really issued it (same name, but another key)"
         else:
@@ -74,7 +83,9 @@ def check_order(certs: Sequence[x509.Certificate]) -> tuple[Check, list[x509.Cer
                 f"which was issued by {cert.issuer.rfc4514_string()}"
             )
             fix = f"put the certificate of {cert.issuer.rfc4514_string()} right after it ({expected})"
-        return Check("chain order", False, detail, fix), ordered + unrelated
+        # Only the ordered chain goes on: an unrelated certificate (a root
+        # after a leaf whose intermediate is missing) must not make it look complete.
+        return Check("chain order", False, detail, fix), ordered
     if len(certs) == 1:
         return Check("chain order", True, "one certificate, no intermediates in the file"), list(certs)
     return Check("chain order", True, "leaf first, each certificate issued by the next"), list(certs)
@@ -183,6 +194,50 @@ def check_validity(cert: x509.Certificate, now: datetime.datetime) -> Check:
     return Check(name, True, f"valid until {after:%Y-%m-%d} ({(after - now).days} days left)")
 
 
+# Curves every TLS client accepts (RFC 8422 §5.1.1); cryptography's names.
+STRONG_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+
+
+def check_strength(cert: x509.Certificate, root: bool) -> Check:
+    """Whether the key and signature of one certificate of a chain are strong enough.
+
+    A root's own signature is never checked by clients (they trust its key
+    directly), so `root` exempts it from the hash rule; its key still counts.
+    """
+    name = f"strength of {describe(cert)}"
+    try:
+        public = cert.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        return Check(name, False, "its key is of a kind this system cannot read", "use an ECDSA P-256 or RSA 2048+ key")
+    key = describe_key(public)
+    if isinstance(public, rsa.RSAPublicKey) and public.key_size < MIN_RSA_BITS:
+        return Check(
+            name, False, f"{key}: under {MIN_RSA_BITS} bits, RSA can be factored and clients refuse it",
+            "make a new key (hatoba cert key) and have the certificate reissued for it",
+        )
+    if isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name not in STRONG_CURVES:
+        return Check(name, False, f"{key}: a curve TLS clients do not accept", "use an ECDSA P-256 or P-384 key")
+    if not isinstance(public, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+        return Check(name, False, f"{key}: many mail clients accept only RSA and ECDSA keys",
+                     "use an ECDSA P-256 or RSA 2048+ key")
+    weak = weak_signature_hash(cert)
+    if weak is not None and not root:
+        return Check(
+            name, False, f"{key}, but signed with {weak}, which can be forged and which clients refuse",
+            "have the certificate reissued with a SHA-256 signature",
+        )
+    return Check(name, True, key if weak is None else f"{key} (a root: its own {weak} signature is not used)")
+
+
+def is_root(chain: Sequence[x509.Certificate], index: int) -> bool:
+    """True for a self-issued CA at the top of a chain of more than one certificate.
+
+    By name, not by signature: a SHA-1 root's signature cannot be checked here.
+    """
+    cert = chain[index]
+    return index > 0 and index == len(chain) - 1 and cert.issuer == cert.subject
+
+
 def system_ca_file() -> Path | None:
     """The system's bundle of trusted roots, as the ssl module finds it."""
     paths = ssl.get_default_verify_paths()
@@ -251,16 +306,33 @@ def check_trust(
         reason = str(exc).split(" (encountered", 1)[0].removeprefix("validation failed: ")
         if "candidates exhausted" in reason:
             reason = "no path from the certificate to a trusted root"
-        top = chain[-1]
-        if is_self_signed(top) and "no path" in reason:
-            fix = f"the chain ends at the root {describe(top)}, which is not among the trusted roots: give it with --ca-file"
-        else:
-            fix = "add the missing intermediate certificates (--chain), or give the issuing root with --ca-file"
-        return Check("trust", False, f"not trusted by {trusted_by}: {reason}", fix)
+        return Check("trust", False, f"not trusted by {trusted_by}: {reason}", _trust_fix(chain, anchors, ca_file, now))
     root = path[-1]
     if is_self_signed(leaf) and len(path) == 1:
         return Check("trust", True, f"self-signed, and listed in {trusted_by}")
     return Check("trust", True, f"issued under {describe(root)}, trusted by {trusted_by}")
+
+
+def _trust_fix(
+    chain: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate], ca_file: Path | None, now: datetime.datetime
+) -> str:
+    """What to do when no trusted path was found: the advice fits the cause, most specific first."""
+    stale = next((c for c in chain if not c.not_valid_before_utc <= now <= c.not_valid_after_utc), None)
+    if stale is not None:
+        return f"renew {describe(stale)}, which is outside its validity (see its validity line)"
+    top = chain[-1]
+    if is_self_signed(top) and len(chain) > 1:
+        if any(a.subject == top.subject and same_key(a.public_key(), top.public_key()) for a in anchors):
+            return f"the root {describe(top)} is trusted, so a certificate below it is wrong: check the chain order line"
+        if ca_file is not None:
+            return f"the chain ends at the root {describe(top)}, which is not in {ca_file}: give the file that holds it"
+        return f"the chain ends at the root {describe(top)}, which is not among the trusted roots: give it with --ca-file"
+    if any(a.subject == top.issuer for a in anchors):
+        return f"{top.issuer.rfc4514_string()} is trusted, but it did not issue {describe(top)} with this key: check the chain"
+    missing = f"add the missing intermediate certificate {top.issuer.rfc4514_string()} (--chain)"
+    if ca_file is not None:
+        return missing
+    return f"{missing}, or give the issuing root with --ca-file"
 
 
 def _verifier_subject(leaf: x509.Certificate) -> verification.Subject | None:

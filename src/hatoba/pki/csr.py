@@ -102,6 +102,34 @@ def csr_names(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
         return []
 
 
+def request_names(csr: x509.CertificateSigningRequest, where: str) -> list[x509.GeneralName]:
+    """The request's SANs, each held to the rules of --san; PkiError for anything a server certificate must not name.
+
+    A CA signs what it checked: a request from elsewhere may ask for "*",
+    "*.com", a URI or an e-mail address, and copying those would certify them.
+    """
+    names: list[x509.GeneralName] = []
+    for name in csr_names(csr):
+        if isinstance(name, x509.DNSName):
+            try:
+                checked = parse_name(name.value)
+            except PkiError as exc:
+                raise PkiError(f"{where} asks for {exc}; give the names to certify with --san") from None
+            if not isinstance(checked, x509.DNSName):
+                raise PkiError(f"{where} asks for DNS:{name.value}, an IP address written as a DNS name; "
+                               "give the names to certify with --san")
+        elif isinstance(name, x509.IPAddress) and not isinstance(name.value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            checked = name
+        else:
+            raise PkiError(
+                f"{where} asks for {type(name).__name__} {name.value}; only DNS names and IP addresses are certified: "
+                "give the names to certify with --san"
+            )
+        if checked not in names:
+            names.append(checked)
+    return names
+
+
 def check_csr(csr: x509.CertificateSigningRequest, where: str) -> None:
     """PkiError unless the request is signed with a strong hash, correctly, by a strong key."""
     algorithm = _hash_name(csr)

@@ -15,6 +15,7 @@ Rules:
 from __future__ import annotations
 
 import datetime
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from hatoba.config.schema import Config
 from hatoba.pki.certinfo import signature_name
-from hatoba.pki.chain import describe, is_self_signed
-from hatoba.pki.checks import check_key, check_order, format_name, host_matches, san_list
+from hatoba.pki.chain import describe
+from hatoba.pki.checks import check_key, check_order, format_name, host_matches, is_root, san_list
 from hatoba.pki.errors import PkiError
 from hatoba.pki.keyfiles import MIN_RSA_BITS, describe_key, read_key
 from hatoba.pki.pemfiles import read_certs
@@ -91,7 +92,7 @@ def _setup_findings(setup: CertSetup, anchors: Anchors, now: datetime.datetime) 
                          f"Point {setup.where}.cert at a PEM chain file (server certificate first).")]
     order, chain = check_order(certs)
     leaf = chain[0]
-    findings = [_key_match(setup, leaf, certs)]
+    findings = [_key_match(setup, leaf, certs), _key_mode(setup)]
     if not order.ok:
         findings.append(_finding(setup, "order", "warning", "chain in the wrong order", f"{order.detail}.",
                                  f"Reorder {setup.cert}: {order.fix}."))
@@ -114,6 +115,22 @@ def _key_match(setup: CertSetup, leaf: x509.Certificate, certs: list[x509.Certif
         return _finding(setup, "key", "ok", "key matches the certificate", f"{check.detail}.")
     return _finding(setup, "key", "critical", "key does not match the certificate", f"{check.detail}.",
                     f"{check.fix[0].upper()}{check.fix[1:]}.")
+
+
+def _key_mode(setup: CertSetup) -> Finding:
+    """The key file must be the owner's alone: whoever reads it can pose as this server."""
+    try:
+        mode = stat.S_IMODE(setup.key.stat().st_mode)
+    except OSError as exc:
+        return _finding(setup, "key-mode", "warning", "private key file not checked", f"{setup.key}: {exc.strerror}.")
+    if mode & 0o077:
+        return _finding(
+            setup, "key-mode", "critical", f"private key readable by others (mode {mode:04o})",
+            f"{setup.key} can be read by its group or by every user of this machine, who can then "
+            "impersonate the server and read intercepted mail.",
+            f"chmod 600 {setup.key}",
+        )
+    return _finding(setup, "key-mode", "ok", f"private key file mode {mode:04o}", f"Only the owner of {setup.key} can read it.")
 
 
 def _validity(setup: CertSetup, chain: list[x509.Certificate], now: datetime.datetime) -> list[Finding]:
@@ -169,7 +186,9 @@ def _strength(setup: CertSetup, chain: list[x509.Certificate]) -> list[Finding]:
             "Many mail clients only accept RSA and ECDSA server keys.",
             "Use an ECDSA P-256 or RSA 2048+ key (hatoba cert key).",
         ))
-    weak = [c for c in chain if not is_self_signed(c) and isinstance(_hash(c), WEAK_HASHES)]
+    # A root's own signature is never checked (clients trust its key); a
+    # self-signed server certificate's is, so only a root further up is exempt.
+    weak = [c for i, c in enumerate(chain) if not is_root(chain, i) and isinstance(_hash(c), WEAK_HASHES)]
     for cert in weak:
         findings.append(_finding(
             setup, "signature", "critical", f"signed with {signature_name(cert.signature_algorithm_oid)}",

@@ -5,9 +5,13 @@ Rules:
   same server outbound delivery asks, all at once with a short timeout.
 - "match" means the published record does the job, not that it is
   byte-identical: any DMARC or TLS-RPT record counts, an SPF record counts
-  when it lets the MX hosts send, an MTA-STS id is the operator's own.
-- A lookup that fails (no DNS server, timeout) is "unknown", reported as
-  info: the check cannot tell, which is no fault of the records.
+  when it lets the MX hosts send and ends refusing everyone else (-all or
+  ~all), an MX record when no other host is preferred over this server, a
+  DKIM record when its key is ours (v= is optional), an MTA-STS id is the
+  operator's own.
+- A lookup that fails (no DNS server, timeout, an answer that cannot be
+  read) is "unknown", reported as info: the check cannot tell, which is no
+  fault of the records.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ CheckResolver = Resolver  # the delivery resolver answers every lookup the check
 
 async def compare_records(records: list[DnsRecord], resolver: CheckResolver) -> tuple[list[DnsRecord], list[Finding]]:
     results = await asyncio.gather(*(_published(r, resolver) for r in records), return_exceptions=True)
-    compared: list[DnsRecord] = []
+    hosts = {r.domain: r.value.split()[-1].rstrip(".").lower() for r in records if r.kind == "MX"}
+    compared: list[tuple[DnsRecord, str]] = []
     errors: list[str] = []
     for record, result in zip(records, results):
+        reason = ""
         if isinstance(result, NullMx):
             status, published = "mismatch", ("0 .",)
         elif isinstance(result, DnsError) and result.temporary:
@@ -37,18 +43,24 @@ async def compare_records(records: list[DnsRecord], resolver: CheckResolver) -> 
             status, published = "unknown", ()
         elif isinstance(result, DnsError):
             status, published = "missing", ()  # no such name, or no such records
+        elif isinstance(result, Exception):
+            # An answer the resolver could not make sense of: the check cannot
+            # tell, which is no reason to stop the whole report.
+            errors.append(f"unreadable answer for {record.name} ({type(result).__name__})")
+            status, published = "unknown", ()
         elif isinstance(result, BaseException):
             raise result
         else:
-            status, published = _status(record, result), tuple(result)
-        compared.append(dataclasses.replace(record, status=status, published=published))
+            status, reason = _status(record, result, hosts.get(record.domain, ""))
+            published = tuple(result)
+        compared.append((dataclasses.replace(record, status=status, published=published), reason))
     if records and len(errors) == len(records):
-        return compared, [Finding(
+        return [r for r, _ in compared], [Finding(
             "dns", "dns.lookup", "info", "Published DNS records not checked",
             f"No lookup succeeded ({errors[0]}).",
             "Set [delivery] resolver to a reachable DNS server, or run the check where DNS works (--no-dns skips this).",
         )]
-    return compared, [_finding(r) for r in compared]
+    return [r for r, _ in compared], [_finding(r, reason) for r, reason in compared]
 
 
 async def _published(record: DnsRecord, resolver: CheckResolver) -> list[str]:
@@ -60,26 +72,59 @@ async def _published(record: DnsRecord, resolver: CheckResolver) -> list[str]:
     return await resolver.txt(record.name)
 
 
-def _status(record: DnsRecord, published: list[str]) -> str:
+def _status(record: DnsRecord, published: list[str], host: str) -> tuple[str, str]:
+    """(match, mismatch or missing; why it is a mismatch, when that needs saying)."""
     if record.kind == "MX":
-        ours = record.value.split()[-1].lower()
-        hosts = [p.split()[-1].lower() for p in published]
-        return "missing" if not hosts else "match" if ours in hosts else "mismatch"
+        return _mx_status(record, published)
     if record.kind == "TLSA":
         wanted = _tlsa_key(record.value)
         if not published:
-            return "missing"
-        return "match" if any(_tlsa_key(p) == wanted for p in published) else "mismatch"
-    prefix = TXT_PREFIX[record.kind]
-    mine = [p for p in published if p.strip().lower().startswith(prefix)]
+            return "missing", ""
+        return ("match" if any(_tlsa_key(p) == wanted for p in published) else "mismatch"), ""
+    mine = [p for p in published if _is_kind(p, record.kind)]
     if not mine:
         # Other TXT records may share the domain's name (site verifications), never the others'.
-        return "mismatch" if published and record.kind != "SPF" else "missing"
+        return ("mismatch" if published and record.kind != "SPF" else "missing"), ""
     if record.kind == "SPF":
-        return "match" if len(mine) == 1 and _spf_allows_mx(mine[0], record) else "mismatch"
+        if len(mine) > 1:
+            return "mismatch", "there are several SPF records, which RFC 7208 §3.2 makes an error for every receiver"
+        problem = _spf_problem(mine[0], record, host)
+        return ("mismatch", problem) if problem else ("match", "")
     if record.kind == "DKIM":
-        return "match" if any(_dkim_p(p) == _dkim_p(record.value) for p in mine) else "mismatch"
-    return "match"
+        return ("match" if any(_dkim_p(p) == _dkim_p(record.value) for p in mine) else "mismatch"), ""
+    return "match", ""
+
+
+def _is_kind(txt: str, kind: str) -> bool:
+    """Whether a TXT string is a record of `kind`: its version tag is a whole first term."""
+    text = txt.strip().lower()
+    if kind == "SPF":
+        # RFC 7208 §4.5: "v=spf1" followed by a space or the end; "v=spf10" is not SPF.
+        return text.split(" ", 1)[0] == "v=spf1"
+    if kind == "DKIM":
+        # RFC 6376 §3.6.1: v= is optional, but must come first when present.
+        first = text.split(";", 1)[0].replace(" ", "")
+        return first == "v=dkim1" or (not first.startswith("v=") and bool(_dkim_p(txt)))
+    return text.startswith(TXT_PREFIX[kind])
+
+
+def _mx_status(record: DnsRecord, published: list[str]) -> tuple[str, str]:
+    """Match only when our host is among the MX hosts and none is preferred over it (RFC 5321 §5.1)."""
+    ours = record.value.split()[-1].lower()
+    hosts = []
+    for entry in published:
+        preference, _, name = entry.partition(" ")
+        hosts.append((int(preference) if preference.isdigit() else 0, name.strip().lower()))
+    if not hosts:
+        return "missing", ""
+    mine = [p for p, name in hosts if name == ours]
+    if not mine:
+        return "mismatch", ""
+    better = [(p, name) for p, name in hosts if name != ours and p < min(mine)]
+    if better:
+        p, name = min(better)
+        return "mismatch", f"{name} has a better preference ({p}) than this server ({min(mine)}), so mail goes there first"
+    return "match", ""
 
 
 def _tlsa_key(text: str) -> str:
@@ -87,10 +132,29 @@ def _tlsa_key(text: str) -> str:
     return " ".join(fields[:3]) + " " + "".join(fields[3:]).lower()
 
 
-def _spf_allows_mx(spf: str, record: DnsRecord) -> bool:
-    """True when the record lets this server send: the mx mechanism, or a:/include of it."""
-    terms = [t.lower().lstrip("+") for t in spf.split()[1:]]
-    return "mx" in terms or f"mx:{record.domain}" in terms or spf.strip().lower() == record.value.lower()
+def _spf_problem(spf: str, record: DnsRecord, host: str) -> str:
+    """Why an SPF record does not do the job, or "" when it lets this server send and refuses strangers.
+
+    RFC 7208 §5: mechanisms are tried left to right; "all" matches everyone,
+    so its qualifier decides what strangers get, and +all or ?all lets any
+    host send as the domain. redirect= hands the whole decision to another
+    domain's record, which this check does not follow.
+    """
+    terms = [t.lower() for t in spf.split()[1:]]
+    redirect = next((t for t in terms if t.startswith("redirect=")), None)
+    if redirect is not None:
+        return f"it hands the decision to another domain ({redirect}), which this check does not follow"
+    mechanisms = [t for t in terms if "=" not in t.split(":", 1)[0]]  # modifiers are name=value
+    alls = [t for t in mechanisms if t.lstrip("+-~?") == "all"]
+    if any(t in ("all", "+all", "?all") for t in alls):
+        return "it has +all or ?all, which lets any host on the internet send mail as the domain"
+    if not alls or mechanisms[-1] not in ("-all", "~all"):
+        return "it does not end in -all or ~all, so it says nothing about hosts it does not list"
+    allowed = {"mx", f"mx:{record.domain}"} | ({f"a:{host}"} if host else set())
+    tried = mechanisms[: mechanisms.index(alls[0])]  # nothing after the first "all" is ever looked at
+    if not any(t.lstrip("+").split("/", 1)[0] in allowed for t in tried if not t.startswith(("-", "~", "?"))):
+        return f"it does not let this server send (no mx{f' or a:{host}' if host else ''} before -all)"
+    return ""
 
 
 def _dkim_p(txt: str) -> str:
@@ -101,7 +165,7 @@ def _dkim_p(txt: str) -> str:
     return ""
 
 
-def _finding(record: DnsRecord) -> Finding:
+def _finding(record: DnsRecord, reason: str = "") -> Finding:
     check = f"dns.{record.domain}.{record.kind}"
     label = f"{record.name} {record.kind}"
     published = "; ".join(record.published) or "nothing"
@@ -113,5 +177,7 @@ def _finding(record: DnsRecord) -> Finding:
     if record.status == "missing":
         return Finding("dns", check, "warning", f"{label}: missing", f"DNS has no {record.kind} record at {record.name}.",
                        f"Publish: {record.zone_line()}")
-    return Finding("dns", check, "warning", f"{label}: differs", f"DNS answers {published}, not what this server needs.",
+    why = f": {reason}" if reason else ""
+    return Finding("dns", check, "warning", f"{label}: differs",
+                   f"DNS answers {published}, not what this server needs{why}.",
                    f"Publish instead: {record.zone_line()}")

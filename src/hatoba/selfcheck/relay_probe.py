@@ -95,7 +95,9 @@ def run_probe(target: tuple[str, int], our_domain: str) -> tuple[str, list[Attem
     replies so far.
     """
     done: list[Attempt] = []
-    with smtplib.SMTP(timeout=TIMEOUT) as client:
+    # No `with`: its QUIT would raise again from a server that just stalled.
+    client = smtplib.SMTP(timeout=TIMEOUT)
+    try:
         client.connect(target[0], target[1])
         source = client.sock.getsockname()[0] if client.sock else ""
         code, _ = client.ehlo("relay-check.invalid")
@@ -104,9 +106,13 @@ def run_probe(target: tuple[str, int], our_domain: str) -> tuple[str, list[Attem
         try:
             _try_all(client, our_domain, done)
             client.docmd("RSET")
-            client.quit()
-        except smtplib.SMTPServerDisconnected:
+            client.docmd("QUIT")
+        except OSError:
+            # Hung up or stalled mid-test (SMTPServerDisconnected, a timeout):
+            # judge the replies so far; an accepted recipient must not be lost.
             pass
+    finally:
+        client.close()
     return source, done
 
 
@@ -136,6 +142,17 @@ def judge(config: Config, where: str, source: str, results: list[Attempt]) -> li
             "relay-probe.inconclusive", f"Open relay test inconclusive ({where})",
             f"{where} refused every MAIL FROM ({reply}), so no recipient could be tried.",
             "Check that the address tested is hatoba's port 25, then run the check again.",
+        )]
+    deferred = [a for a in results if a.stage == "RCPT" and 400 <= a.code < 500]
+    if not relayed and deferred:
+        # "Try later" is no refusal: the same server may accept the retry.
+        answered = ", ".join(f"{a.label} {a.code}" for a in results)
+        return [Finding(
+            "relay-probe", "relay-probe.result", "warning",
+            f"Relay test inconclusive: the server answered 4xx ({where})",
+            f"From {source}, {where} answered {answered}; a temporary refusal may turn into acceptance "
+            "on a retry, so this run cannot tell whether the server relays.",
+            "Look at the server's log for why it deferred the recipients, then run the check again.",
         )]
     if not relayed:
         refused = ", ".join(f"{a.label} {a.code}" for a in results)
