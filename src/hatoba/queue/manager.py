@@ -1,18 +1,22 @@
 """The queue manager: picks committed messages and runs their deliveries.
 
 - New messages are announced by the spool (notify) and delivered at once.
-- At start-up everything left in the queue is delivered again; deliveries
-  are idempotent (see store/maildir.py), so a crash never duplicates mail.
+- Each attempt: local deliveries in a thread (delivery/local.py), then the
+  remote recipients in the event loop (delivery/remote.py), then the
+  bookkeeping in a thread again (_finish: state, bounces, next try).
+- At start-up everything left in the queue is tried again. Local
+  deliveries are idempotent (see store/maildir.py), so a crash never
+  duplicates them; a remote one that a crash interrupted is sent again.
 - Temporary failures are retried with exponential backoff between
-  delivery.retry_min and delivery.retry_max.
+  delivery.retry_min and delivery.retry_max; after
+  delivery.max_queue_lifetime the rest bounces (RFC 3464 reports, queue/dsn.py).
 - `hatoba queue flush|release` leave a request file that the manager sees
   within a second; `hold` is a flag in the message's state, read before
   every attempt.
 
-Deliveries run in a small thread pool of their own, so a burst of
+Blocking steps run in a small thread pool of their own, so a burst of
 deliveries never delays the fsyncs that SMTP sessions wait for.
 """
-
 from __future__ import annotations
 
 import asyncio
