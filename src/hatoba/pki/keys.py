@@ -8,11 +8,12 @@ Rules:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from hatoba.fsutil import write_new_file  # re-exported: the PKI modules write with it
 
 PrivateKey = ec.EllipticCurvePrivateKey
 
@@ -38,23 +39,6 @@ def write_private_key(path: Path, key: PrivateKey) -> None:
     break every certificate issued for it.
     """
     write_new_file(path, key_to_pem(key), 0o600)
-
-
-def write_new_file(path: Path, data: bytes, mode: int) -> None:
-    """Create `path` (which must not exist) with `mode` from the first byte, write and fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask may have removed bits we asked for
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(path)
-        raise
-    os.close(fd)
 
 
 def load_private_key(path: Path) -> PrivateKey:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from hatoba.fsutil import fsync_dir, make_private_dir, write_atomic
+from hatoba.fsutil import fsync_dir, make_private_dir, write_all, write_atomic
 from hatoba.queue.ids import is_queue_id, new_queue_id
 from hatoba.store.api import QueueState
 
@@ -156,7 +156,7 @@ class IncomingMessage:
         try:
             if self._fd is None:
                 self._fd = os.open(self._tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            _write_all(self._fd, b"".join(chunks))
+            write_all(self._fd, b"".join(chunks))
         except OSError as exc:
             raise SpoolError(f"cannot write {self._tmp_path}: {exc.strerror}") from exc
 
@@ -186,7 +186,7 @@ class IncomingMessage:
             self._fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         chunks += [envelope_json, FOOTER_FORMAT % len(envelope_json)]
         try:
-            _write_all(self._fd, b"".join(chunks))
+            write_all(self._fd, b"".join(chunks))
             os.fsync(self._fd)
         finally:
             os.close(self._fd)
@@ -202,11 +202,6 @@ class IncomingMessage:
             fd, self._fd = self._fd, None
             await asyncio.to_thread(_discard, fd, self._tmp_path)
 
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _discard(fd: int, path: Path) -> None:
@@ -241,7 +236,7 @@ class Spool:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                _write_all(fd, b"".join([message, envelope_json, FOOTER_FORMAT % len(envelope_json)]))
+                write_all(fd, b"".join([message, envelope_json, FOOTER_FORMAT % len(envelope_json)]))
                 os.fsync(fd)
             finally:
                 os.close(fd)

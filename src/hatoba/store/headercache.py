@@ -37,6 +37,7 @@ import zlib
 from collections.abc import Container
 from pathlib import Path
 
+from hatoba.fsutil import write_all
 from hatoba.proto.imap.headers import header_fields
 from hatoba.proto.imap.search import ParsedHeader
 
@@ -180,7 +181,7 @@ class HeaderCache:
             if st.st_mode & 0o777 != 0o600:
                 os.fchmod(fd, 0o600)
             head = self._head() if st.st_size == 0 else b""  # new (or emptied): it needs its first line
-            _write_all(fd, head + b"".join(self._pending))
+            write_all(fd, head + b"".join(self._pending))
         finally:
             os.close(fd)
         self._in_file += len(self._pending)
@@ -196,7 +197,7 @@ class HeaderCache:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.fchmod(fd, 0o600)  # a left-over temporary file keeps its old mode otherwise
-            _write_all(fd, self._head() + b"".join(records))
+            write_all(fd, self._head() + b"".join(records))
         finally:
             os.close(fd)
         # No fsync: after a crash a torn or empty file is only a cache to rebuild.
@@ -208,8 +209,3 @@ class HeaderCache:
     def _head(self) -> bytes:
         return _MAGIC + b" %d\n" % (self.uidvalidity or 0)
 
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]

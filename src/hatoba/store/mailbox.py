@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
-from hatoba.fsutil import fsync_dir
+from hatoba.fsutil import fsync_dir, write_new_file
 from hatoba.proto.imap.search import ParsedHeader
 from hatoba.store.headercache import CACHED_FIELDS, cached_part
 from hatoba.store.maildir import MaildirName
@@ -270,17 +270,7 @@ class Mailbox:
         stem = self._owner.store.new_stem(f",S={len(body)},W={wire}")
         folder = self._folder
         tmp = folder.path / "tmp" / stem
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(body)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
+        write_new_file(tmp, body, 0o600)
         if internal_date is not None:
             stamp = internal_date.timestamp()
             os.utime(tmp, (stamp, stamp))

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatoba.fsutil import fsync_dir, make_private_dir
+from hatoba.fsutil import fsync_dir, make_private_dir, write_all
 from hatoba.store.api import DeliveredMessage
 
 CHUNK = 1024 * 1024
@@ -134,7 +134,7 @@ def _copy_as_lf(prefix: bytes, src, fd: int, length: int | None) -> tuple[int, i
             else:
                 pending = b""
         out = data.replace(b"\r\n", b"\n")
-        _write_all(fd, out)
+        write_all(fd, out)
         size += len(out)
         lines += out.count(b"\n")
         if not chunk:
@@ -165,11 +165,6 @@ class MaildirName:
                     wire = int(value)
         return cls(base, size, wire, flags)
 
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _unlink_quietly(path: Path) -> None:
