@@ -242,3 +242,25 @@ def test_our_own_host_as_best_mx_bounces_as_a_loop(tmp_path):
         message, data = queued(tmp_path, ("a@far.example",))
         ((outcome,),) = deliver(remote, message, data, [["a@far.example"]])
     assert outcome.bounced and outcome.reply.enhanced == "5.4.6" and "loops back" in outcome.reply.text
+
+
+def test_connections_per_destination_are_capped(tmp_path):
+    from support.fakesmtp import ScriptedSmtp
+
+    with ScriptedSmtp() as peer:
+        peer.delay = 0.05  # every transaction takes a while, so deliveries overlap
+        remote = remote_for(tmp_path, {"far.example": f"127.0.0.1:{peer.port}"},
+                            extra="[delivery]\ndestination_concurrency = 3\n")
+        message, data = queued(tmp_path, ("a@far.example",))
+
+        async def run():
+            remote.start()
+            try:
+                return await asyncio.gather(*(remote.deliver(message, [f"u{i}@far.example"], data) for i in range(12)))
+            finally:
+                await remote.close()
+
+        results = asyncio.run(run())
+    assert all(o.delivered for outcomes in results for o in outcomes)
+    assert len(peer.messages) == 12
+    assert peer.most_open == 3  # never more, and the limit was reached

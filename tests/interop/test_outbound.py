@@ -424,3 +424,24 @@ def test_relayhost_refusing_our_login_defers_instead_of_bouncing(tmp_path, dns):
             assert wait_for(lambda: "refused the login" in queue_text(home), 20), queue_text(home)
             assert "1 message(s)" in queue_text(home)
     assert home.messages("alice@example.test") == []  # no bounce for our own configuration error
+
+
+def test_a_bounce_that_bounces_goes_to_the_postmaster(tmp_path, dns):
+    import smtplib
+
+    with SmtpSink(reject="rcpt") as sink:  # remote.example refuses every recipient
+        mx_zone(dns)
+        home = outbound_home(tmp_path, dns, sink.port, extra='[smtp]\ntrusted_networks = ["127.0.0.1/32"]\n')
+        with ServerThread(home) as server:
+            # Relayed for a trusted client, from a sender at the refusing domain: the
+            # message bounces, and so does its bounce.
+            with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=15) as c:
+                c.sendmail("x@remote.example", ["dan@remote.example"], MESSAGE)
+            (notice,) = home.wait_messages("alice@example.test", 1, timeout=20)  # postmaster@ -> alice
+            assert wait_for(lambda: "0 message(s)" in queue_text(home), 15)
+            time.sleep(0.5)
+    assert len(home.messages("alice@example.test")) == 1  # and nothing loops after that
+    report, _, _, (rcpt,), _ = dsn_parts(notice)
+    assert report["To"].addresses[0].username == "postmaster"
+    assert rcpt["Final-Recipient"] == "rfc822; x@remote.example"  # the bounce's own recipient
+    assert b"Undelivered Mail Returned to Sender" in notice  # the failed bounce's headers came along

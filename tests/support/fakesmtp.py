@@ -13,6 +13,9 @@ class ScriptedSmtp:
         self.starttls_reply = starttls_reply  # None: STARTTLS not offered
         self.messages: list[bytes] = []
         self.sessions = 0
+        self.open_sessions = 0
+        self.most_open = 0  # the most sessions open at once
+        self.delay = 0.0  # seconds to wait before answering DATA's end
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -37,6 +40,14 @@ class ScriptedSmtp:
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.sessions += 1
+        self.open_sessions += 1
+        self.most_open = max(self.most_open, self.open_sessions)
+        try:
+            await self._converse(reader, writer)
+        finally:
+            self.open_sessions -= 1
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
 
         def say(line: str) -> None:
             writer.write(line.encode() + b"\r\n")
@@ -63,6 +74,7 @@ class ScriptedSmtp:
                 while (data := await reader.readline()) not in (b".\r\n", b""):
                     lines.append(data[1:] if data.startswith(b"..") else data)
                 self.messages.append(b"".join(lines))
+                await asyncio.sleep(self.delay)
                 say("250 2.0.0 queued")
             elif verb == b"QUIT":
                 say("221 2.0.0 bye")
