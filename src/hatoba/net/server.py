@@ -279,22 +279,19 @@ def _session_summary(session: SmtpSession | Pop3Session | ImapSession) -> dict[s
     return {"login": session.user, "commands": session.command_count, "errors": session.bad_commands}
 
 
+_LISTENER_WORDS = {
+    "smtp": "mail from other servers; STARTTLS offered; no AUTH",
+    "submission": "users' clients; STARTTLS required, then AUTH",
+    "smtps": "users' clients; implicit TLS, then AUTH",
+    "pop3": "mail pick-up; STLS before any password",
+    "pop3s": "mail pick-up; implicit TLS",
+    "imap": "mail access; STARTTLS before any password",
+    "imaps": "mail access; implicit TLS",
+}
+
+
 def _describe(listener: ListenerConfig) -> str:
-    if listener.name == "smtp":
-        return "mail from other servers; STARTTLS offered; no AUTH"
-    if listener.name == "submission":
-        return "users' clients; STARTTLS required, then AUTH"
-    if listener.name == "smtps":
-        return "users' clients; implicit TLS, then AUTH"
-    if listener.name == "pop3":
-        return "mail pick-up; STLS before any password"
-    if listener.name == "pop3s":
-        return "mail pick-up; implicit TLS"
-    if listener.name == "imap":
-        return "mail access; STARTTLS before any password"
-    if listener.name == "imaps":
-        return "mail access; implicit TLS"
-    return listener.name
+    return _LISTENER_WORDS.get(listener.name, listener.name)
 
 
 def _quiet_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

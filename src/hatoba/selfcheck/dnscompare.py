@@ -26,10 +26,7 @@ LOOKUP_TIMEOUT = 5.0
 TXT_PREFIX = {"DMARC": "v=dmarc1", "MTA-STS": "v=stsv1", "TLS-RPT": "v=tlsrptv1", "SPF": "v=spf1", "DKIM": "v=dkim1"}
 
 
-CheckResolver = Resolver  # the delivery resolver answers every lookup the check makes
-
-
-async def compare_records(records: list[DnsRecord], resolver: CheckResolver) -> tuple[list[DnsRecord], list[Finding]]:
+async def compare_records(records: list[DnsRecord], resolver: Resolver) -> tuple[list[DnsRecord], list[Finding]]:
     results = await asyncio.gather(*(_published(r, resolver) for r in records), return_exceptions=True)
     hosts = {r.domain: r.value.split()[-1].rstrip(".").lower() for r in records if r.kind == "MX"}
     compared: list[tuple[DnsRecord, str]] = []
@@ -63,7 +60,7 @@ async def compare_records(records: list[DnsRecord], resolver: CheckResolver) -> 
     return [r for r, _ in compared], [_finding(r, reason) for r, reason in compared]
 
 
-async def _published(record: DnsRecord, resolver: CheckResolver) -> list[str]:
+async def _published(record: DnsRecord, resolver: Resolver) -> list[str]:
     if record.kind == "MX":
         hosts = await resolver.mx_hosts(record.name)
         return [f"{h.preference} {h.name}." for h in hosts if not h.implicit]

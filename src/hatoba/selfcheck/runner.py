@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from hatoba.config.schema import Config
 from hatoba.config.validate import find_problems
 from hatoba.dkim.keys import DkimError, DkimKey, list_keys
+from hatoba.dnsutil.resolver import Resolver
 from hatoba.selfcheck.certificates import certificate_findings, read_leaf
-from hatoba.selfcheck.dnscompare import LOOKUP_TIMEOUT, CheckResolver, compare_records
+from hatoba.selfcheck.dnscompare import LOOKUP_TIMEOUT, compare_records
 from hatoba.selfcheck.dnsrecords import expected_records
 from hatoba.selfcheck.findings import Finding, Report
 from hatoba.selfcheck.listeners import listener_findings
@@ -61,7 +62,7 @@ def run(config: Config, options: Options = Options()) -> Report:
                      "Run without --no-dns to compare them with DNS.")])
     elif records:
         try:
-            resolver = CheckResolver(config.delivery.resolver, timeout=LOOKUP_TIMEOUT)
+            resolver = Resolver(config.delivery.resolver, timeout=LOOKUP_TIMEOUT)
         except ValueError as exc:
             add([Finding("dns", "dns.lookup", "info", "Published DNS records not checked", f"delivery.resolver: {exc}.",
                          "Fix [delivery] resolver (host:port of a DNS server) or leave it empty for the system's.")])
