@@ -34,6 +34,7 @@ from hatoba.proto.smtp.events import NEED_DATA
 from hatoba.store.api import UserDB
 from hatoba.store.mailboxes import MailboxError, MailboxStore, UserMailboxes
 from hatoba.net.session_base import SessionBase
+from hatoba.net.stream import Stream
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +99,11 @@ class ImapSession(SessionBase):
         self,
         ctx: ImapContext,
         listener: ListenerConfig,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        stream: Stream,
         session_id: str,
         client_ip: str,
     ) -> None:
-        super().__init__(ctx, listener, reader, writer, session_id, client_ip)
+        super().__init__(ctx, listener, stream, session_id, client_ip)
         self.ctx: ImapContext = ctx
         cfg = ctx.config
         self.facts = ImapFacts(
@@ -152,7 +152,7 @@ class ImapSession(SessionBase):
         timeout = PRE_LOGIN_TIMEOUT if self.state is State.NOT_AUTHENTICATED else IDLE_AUTOLOGOUT
         try:
             async with asyncio.timeout(timeout):
-                data = await self.reader.read(READ_SIZE)
+                data = await self.stream.read(READ_SIZE)
         except TimeoutError:
             self.write(b"* BYE Autologout; idle for too long\r\n")
             self.closed = True
@@ -249,9 +249,9 @@ class ImapSession(SessionBase):
         if self._compress is not None:
             data = self._compress.compress(data) + self._compress.flush(zlib.Z_SYNC_FLUSH)
         try:
-            self.writer.write(data)
+            self.stream.write(data)
             async with asyncio.timeout(self.ctx.config.limits.command_timeout):
-                await self.writer.drain()
+                await self.stream.drain()
         except (OSError, ConnectionError, TimeoutError):
             self.closed = True
 
@@ -263,7 +263,7 @@ class ImapSession(SessionBase):
         assert self.ctx.tls_context is not None
         try:
             async with asyncio.timeout(30):
-                await self.writer.start_tls(self.ctx.tls_context)
+                await self.stream.start_tls(self.ctx.tls_context)
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
             mail_log("tls-failed", ip=self.client_ip, proto="imap", reason=type(exc).__name__)
             self.closed = True
@@ -405,7 +405,7 @@ class ImapSession(SessionBase):
             try:
                 async with asyncio.timeout(min(IDLE_RESCAN, deadline - now)) as timer:
                     self._idle_timer = timer
-                    data = await self.reader.read(READ_SIZE)
+                    data = await self.stream.read(READ_SIZE)
             except TimeoutError:
                 self._news = True  # a change, or time for the periodic look
                 continue

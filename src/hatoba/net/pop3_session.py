@@ -43,6 +43,7 @@ from hatoba.store.maildir import MaildirStore
 from hatoba.store.maildrop import Maildrop
 from hatoba.store.secretbox import SecretBox, SecretBoxError
 from hatoba.net.session_base import SessionBase
+from hatoba.net.stream import Stream
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +101,11 @@ class Pop3Session(SessionBase):
         self,
         ctx: Pop3Context,
         listener: ListenerConfig,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        stream: Stream,
         session_id: str,
         client_ip: str,
     ) -> None:
-        super().__init__(ctx, listener, reader, writer, session_id, client_ip)
+        super().__init__(ctx, listener, stream, session_id, client_ip)
         self.ctx: Pop3Context = ctx
         cfg = ctx.config
         self.timestamp = f"<{os.getpid()}.{time.time_ns()}@{cfg.server.hostname}>"
@@ -140,7 +140,7 @@ class Pop3Session(SessionBase):
             while not self.conn.closed:
                 try:
                     async with asyncio.timeout(timeout):
-                        data = await self.reader.read(READ_SIZE)
+                        data = await self.stream.read(READ_SIZE)
                 except TimeoutError:
                     self._write(R.format_reply(R.err("Autologout; idle for too long")))
                     mail_log("timeout", ip=self.client_ip, proto="pop3")
@@ -203,7 +203,7 @@ class Pop3Session(SessionBase):
         assert self.ctx.tls_context is not None
         try:
             async with asyncio.timeout(30):
-                await self.writer.start_tls(self.ctx.tls_context)
+                await self.stream.start_tls(self.ctx.tls_context)
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
             mail_log("tls-failed", ip=self.client_ip, proto="pop3", reason=type(exc).__name__)
             self.conn.state = State.CLOSED
@@ -336,9 +336,9 @@ class Pop3Session(SessionBase):
         if self.out:
             data, self.out = b"".join(self.out), []
             try:
-                self.writer.write(data)
+                self.stream.write(data)
                 async with asyncio.timeout(self.ctx.config.limits.command_timeout):
-                    await self.writer.drain()
+                    await self.stream.drain()
             except (OSError, ConnectionError, TimeoutError):
                 self.conn.state = State.CLOSED
 

@@ -19,6 +19,7 @@ from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
 from hatoba.logs import mail_log, session_id
 from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
+from hatoba.net.stream import Stream
 from hatoba.net.imap_session import ImapContext, ImapSession, MailboxEvents
 from hatoba.net.pop3_session import MailboxLocks, Pop3Context, Pop3Session
 from hatoba.net.smtp_session import SmtpContext, SmtpSession
@@ -159,15 +160,12 @@ class Server:
             if listener.name not in SERVED_LISTENERS:
                 log.warning("listener %s is not available in this version; skipped", listener.name)
                 continue
-            server = await asyncio.start_server(
-                self._handler(listener),
+            server = await loop.create_server(
+                self._stream_factory(listener),
                 host=listener.host,
                 port=listener.port,
-                ssl=self.tls_context if listener.implicit_tls else None,
-                ssl_handshake_timeout=30 if listener.implicit_tls else None,
                 reuse_address=True,
                 backlog=1024,
-                limit=2**20,
             )
             self._servers.append(server)
             sock = server.sockets[0]
@@ -177,52 +175,54 @@ class Server:
                 _describe(listener),
             )
 
-    def _handler(
-        self, listener: ListenerConfig
-    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
+    def _stream_factory(self, listener: ListenerConfig) -> Callable[[], Stream]:
+        """A Stream for each accepted connection; its session starts once the
+        stream is open (after the TLS handshake on implicit-TLS ports)."""
+        implicit_tls = self.tls_context if listener.implicit_tls else None
+
+        def open_session(stream: Stream) -> None:
+            task = asyncio.get_running_loop().create_task(self._serve_connection(listener, stream))
             self._sessions.add(task)
-            try:
-                await self._serve_connection(listener, reader, writer)
-            except asyncio.CancelledError:
-                # Shutdown: the client got its 421. Ending quietly here keeps
-                # asyncio's stream callback (Python 3.11) from logging a traceback.
-                pass
-            finally:
-                self._sessions.discard(task)
+            task.add_done_callback(self._session_done)
 
-        return handle
+        return lambda: Stream(open_session, implicit_tls)
 
-    async def _serve_connection(
-        self, listener: ListenerConfig, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        peer = writer.get_extra_info("peername") or ("?", 0)
+    def _session_done(self, task: asyncio.Task[Any]) -> None:
+        self._sessions.discard(task)
+        if task.cancelled():
+            return  # shutdown: the client got its farewell
+        exc = task.exception()
+        if exc is not None:
+            task.get_loop().call_exception_handler(
+                {"message": "session ended by an unexpected error", "exception": exc, "task": task}
+            )
+
+    async def _serve_connection(self, listener: ListenerConfig, stream: Stream) -> None:
+        peer = stream.get_extra_info("peername") or ("?", 0)
         ip = str(peer[0])
         sid = new_session_id()
         session_id.set(sid)
-        sock = writer.get_extra_info("socket")
+        sock = stream.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         refusal = self.limiter.acquire(ip)
         if refusal is not None:
             mail_log("refused", ip=ip, listener=listener.name, reason=refusal.text)
-            await _close_with(writer, _farewell(listener, refusal))
+            await _close_with(stream, _farewell(listener, refusal))
             return
         started = time.monotonic()
         mail_log("connect", ip=ip, port=peer[1], listener=listener.name)
         session: SmtpSession | Pop3Session | ImapSession
         if listener.name in SMTP_LISTENERS:
-            session = SmtpSession(self.smtp, listener, reader, writer, sid, ip)
+            session = SmtpSession(self.smtp, listener, stream, sid, ip)
         elif listener.name in ("pop3", "pop3s"):
-            session = Pop3Session(self.pop3, listener, reader, writer, sid, ip)
+            session = Pop3Session(self.pop3, listener, stream, sid, ip)
         else:
-            session = ImapSession(self.imap, listener, reader, writer, sid, ip)
+            session = ImapSession(self.imap, listener, stream, sid, ip)
         try:
             await session.run()
         except asyncio.CancelledError:
-            await _close_with(writer, _farewell(listener, R.R421_SHUTTING_DOWN))
+            await _close_with(stream, _farewell(listener, R.R421_SHUTTING_DOWN))
             raise
         except (ConnectionError, OSError) as exc:
             log.info("connection lost: %s", type(exc).__name__)
@@ -236,7 +236,7 @@ class Server:
                 **_session_summary(session),
                 duration=f"{time.monotonic() - started:.3f}s",
             )
-            writer.close()
+            stream.close()
 
     async def stop(self) -> None:
         for server in self._servers:
@@ -259,14 +259,14 @@ def _farewell(listener: ListenerConfig, reply: R.Reply) -> bytes:
     return pop3_replies.format_reply(pop3_replies.err(reply.text, "SYS/TEMP"))
 
 
-async def _close_with(writer: asyncio.StreamWriter, data: bytes) -> None:
+async def _close_with(stream: Stream, data: bytes) -> None:
     try:
-        writer.write(data)
+        stream.write(data)
         async with asyncio.timeout(5):
-            await writer.drain()
+            await stream.drain()
     except (OSError, ConnectionError, TimeoutError):
         pass
-    writer.close()
+    stream.close()
 
 
 def _session_summary(session: SmtpSession | Pop3Session | ImapSession) -> dict[str, object]:

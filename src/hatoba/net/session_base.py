@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from hatoba.config.schema import ListenerConfig
+from hatoba.net.stream import Stream
 
 
 class SessionBase:
     # Slots here let a subclass with __slots__ of its own (ImapSession, whose
     # IDLE connections last for hours) go without a per-instance dict.
-    __slots__ = ("ctx", "listener", "reader", "writer", "session_id", "client_ip", "tls_info")
+    __slots__ = ("ctx", "listener", "stream", "session_id", "client_ip", "tls_info")
 
     def __init__(
         self,
         ctx: Any,
         listener: ListenerConfig,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        stream: Stream,
         session_id: str,
         client_ip: str,
     ) -> None:
         self.ctx = ctx
         self.listener = listener
-        self.reader = reader
-        self.writer = writer
+        self.stream = stream
         self.session_id = session_id
         self.client_ip = client_ip
         self.tls_info: tuple[str, str, int] | None = None  # (version, cipher, bits) once encrypted
@@ -33,7 +31,7 @@ class SessionBase:
             self._record_tls()
 
     def _record_tls(self) -> None:
-        obj = self.writer.get_extra_info("ssl_object")
+        obj = self.stream.get_extra_info("ssl_object")
         if obj is not None:
             cipher = obj.cipher() or ("?", "?", 0)
             self.tls_info = (obj.version() or "TLS", cipher[0], cipher[2])

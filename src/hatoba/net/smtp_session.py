@@ -39,6 +39,7 @@ from hatoba.proto.smtp.server import SessionFacts, SmtpServerConn, State
 from hatoba.queue.spool import Envelope, IncomingMessage, Spool, SpoolError
 from hatoba.store.api import UserDB
 from hatoba.net.session_base import SessionBase
+from hatoba.net.stream import Stream
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,11 @@ class SmtpSession(SessionBase):
         self,
         ctx: SmtpContext,
         listener: ListenerConfig,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        stream: Stream,
         session_id: str,
         client_ip: str,
     ) -> None:
-        super().__init__(ctx, listener, reader, writer, session_id, client_ip)
+        super().__init__(ctx, listener, stream, session_id, client_ip)
         self.ctx: SmtpContext = ctx
         self.conn = SmtpServerConn(session_facts(ctx, listener))
         self.out: list[bytes] = []
@@ -111,7 +111,7 @@ class SmtpSession(SessionBase):
                 timeout = limits.data_timeout if self.conn.state in (State.DATA, State.BDAT) else limits.command_timeout
                 try:
                     async with asyncio.timeout(timeout):
-                        data = await self.reader.read(READ_SIZE)
+                        data = await self.stream.read(READ_SIZE)
                 except TimeoutError:
                     self._write(R.format_reply(R.R421_TIMEOUT))
                     mail_log("timeout", ip=self.client_ip, state=self.conn.state.value)
@@ -190,7 +190,7 @@ class SmtpSession(SessionBase):
         await self._flush()
         try:
             async with asyncio.timeout(30):
-                await self.writer.start_tls(self.ctx.tls_context)
+                await self.stream.start_tls(self.ctx.tls_context)
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
             mail_log("tls-failed", ip=self.client_ip, reason=type(exc).__name__)
             self.conn.state = State.CLOSED
@@ -363,9 +363,9 @@ class SmtpSession(SessionBase):
         if self.out:
             data, self.out = b"".join(self.out), []
             try:
-                self.writer.write(data)
+                self.stream.write(data)
                 async with asyncio.timeout(self.ctx.config.limits.command_timeout):
-                    await self.writer.drain()
+                    await self.stream.drain()
             except (OSError, ConnectionError, TimeoutError):
                 self.conn.state = State.CLOSED
         if final or self.conn.closed:

@@ -1,0 +1,325 @@
+"""Stream: one connection's bytes both ways, with its TLS done here.
+
+Every session (SMTP, POP3, IMAP) reads, writes and starts TLS through one
+of these. TLS is an ssl.SSLObject over two memory BIOs, fed from a plain
+transport, instead of asyncio's TLS transport and streams. Why: IMAP
+clients keep IDLE connections open for hours, thousands at a time, and
+asyncio's layers cost about 9 KiB per connection on top of OpenSSL's own
+16 KiB (a 256 KiB receive buffer whose first page is always touched, a
+StreamReader, StreamReaderProtocol and StreamWriter, three futures, two
+deques). Here an idle connection is this object, its transport and
+OpenSSL's state; a future exists only while someone waits.
+
+Rules:
+- read(n) returns what has arrived (at most n bytes), b"" at end of input.
+  A cancelled read loses nothing: the bytes stay for the next read.
+- TLS records go through the BIOs at most CHUNK bytes at a time, because a
+  memory BIO keeps the largest size it ever held for as long as it lives.
+- start_tls() drops plaintext that arrived after the command that asked
+  for TLS: it is never read as if it had come encrypted (CVE-2011-0411).
+- Receiving pauses while more than max_buffer bytes wait to be read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CHUNK = 16384  # the largest TLS record's payload
+HANDSHAKE_TIMEOUT = 30.0
+MAX_BUFFER = 2**20
+
+
+class Stream(asyncio.Protocol):
+    __slots__ = (
+        "_transport", "_on_open", "_implicit_tls", "_tls", "_tls_in", "_tls_out", "_handshake",
+        "_timer", "_chunks", "_size", "_waiter", "_eof", "_error", "_write_paused", "_drain_waiter",
+        "_read_paused", "_max_buffer",
+    )
+
+    def __init__(
+        self,
+        on_open: Callable[[Stream], None],
+        implicit_tls: ssl.SSLContext | None = None,
+        *,
+        max_buffer: int = MAX_BUFFER,
+    ) -> None:
+        """`on_open(stream)` runs once the connection can carry a session: at
+        once, or after the TLS handshake when `implicit_tls` is given."""
+        self._transport: asyncio.Transport | None = None
+        self._on_open = on_open
+        self._implicit_tls = implicit_tls
+        self._tls: ssl.SSLObject | None = None
+        self._tls_in: ssl.MemoryBIO | None = None
+        self._tls_out: ssl.MemoryBIO | None = None
+        self._handshake: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._eof = False
+        self._error: Exception | None = None
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._read_paused = False
+        self._max_buffer = max_buffer
+
+    # -- the transport's side ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
+        if self._implicit_tls is None:
+            self._on_open(self)
+            return
+        handshake = self._begin_tls(self._implicit_tls)
+        self._implicit_tls = None
+        self._timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._handshake_timed_out)
+        handshake.add_done_callback(self._implicit_handshake_done)
+
+    def _implicit_handshake_done(self, handshake: asyncio.Future[None]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if handshake.cancelled():
+            return
+        exc = handshake.exception()
+        if exc is not None:
+            peer = self.get_extra_info("peername") or ("?",)
+            log.info("TLS handshake with %s failed: %s", peer[0], _reason(exc))
+            self.abort()
+            return
+        self._on_open(self)
+
+    def _handshake_timed_out(self) -> None:
+        self._timer = None
+        self._fail_handshake(TimeoutError("no TLS handshake within %d s" % HANDSHAKE_TIMEOUT))
+
+    def data_received(self, data: bytes) -> None:
+        if self._tls is None:
+            self._push(data)
+            return
+        assert self._tls_in is not None
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK):
+            if self._error is not None:
+                return  # a failed TLS layer reads nothing more
+            self._tls_in.write(view[start:start + CHUNK])
+            if self._handshake is not None:
+                self._step_handshake()
+                if self._handshake is not None:
+                    continue
+            if self._error is None:
+                self._read_tls()
+
+    def eof_received(self) -> bool:
+        # Keep the transport open for writing: the session may still owe the
+        # client a reply (a QUIT sent just before a half-close).
+        self._eof = True
+        self._wake_reader()
+        self._fail_handshake(ConnectionResetError("connection closed during the TLS handshake"))
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        if exc is not None and self._error is None:
+            self._error = exc
+        self._wake_reader()
+        self._fail_handshake(exc or ConnectionResetError("connection closed during the TLS handshake"))
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError("Connection lost"))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the session's side -----------------------------------------------------------
+
+    async def read(self, n: int) -> bytes:
+        """Up to n bytes that arrived; waits when none did; b"" at the end of input."""
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self._eof:
+                return b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        chunks = self._chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        if len(data) > n:
+            chunks.append(data[n:])
+            data = data[:n]
+        self._size -= len(data)
+        if self._read_paused and self._size <= self._max_buffer // 2 and self._transport is not None:
+            self._read_paused = False
+            self._transport.resume_reading()
+        return data
+
+    def write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._tls is None:
+            transport.write(data)
+            return
+        assert self._tls_out is not None
+        records = []
+        view = memoryview(data)
+        try:
+            for start in range(0, len(view), CHUNK):
+                self._tls.write(view[start:start + CHUNK])
+                records.append(self._tls_out.read())
+        except ssl.SSLError as exc:
+            self._error = exc
+            transport.abort()
+            return
+        transport.writelines(records)
+
+    async def drain(self) -> None:
+        """Wait while the transport holds more than its high-water mark."""
+        if self._error is not None:
+            raise ConnectionResetError(f"Connection lost: {_reason(self._error)}")
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            await asyncio.sleep(0)  # let connection_lost run, as asyncio's drain does
+            raise ConnectionResetError("Connection lost")
+        if not self._write_paused:
+            return
+        self._drain_waiter = asyncio.get_running_loop().create_future()
+        await self._drain_waiter
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Turn this plaintext connection into a TLS one (STARTTLS, STLS)."""
+        if self._tls is not None:
+            raise RuntimeError("TLS is already on")
+        self._chunks.clear()
+        self._size = 0
+        await self._begin_tls(context)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "ssl_object":
+            return self._tls if self._tls is not None else default
+        if self._transport is None:
+            return default
+        return self._transport.get_extra_info(name, default)
+
+    def close(self) -> None:
+        """Say close_notify when encrypted, then close once what was written has gone."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._tls is not None and self._handshake is None and self._error is None:
+            assert self._tls_out is not None
+            try:
+                self._tls.unwrap()
+            except (ssl.SSLError, ValueError):
+                pass  # the peer's close_notify is not awaited
+            closing = self._tls_out.read()
+            if closing:
+                transport.write(closing)
+        transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    # -- inside -----------------------------------------------------------------------
+
+    def _push(self, data: bytes) -> None:
+        if not data:
+            return
+        self._chunks.append(data)
+        self._size += len(data)
+        self._wake_reader()
+        if self._size > self._max_buffer and not self._read_paused and self._transport is not None:
+            self._read_paused = True
+            self._transport.pause_reading()
+
+    def _wake_reader(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _begin_tls(self, context: ssl.SSLContext) -> asyncio.Future[None]:
+        self._tls_in = ssl.MemoryBIO()
+        self._tls_out = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
+        handshake = self._handshake = asyncio.get_running_loop().create_future()
+        self._step_handshake()
+        return handshake
+
+    def _step_handshake(self) -> None:
+        assert self._tls is not None
+        try:
+            self._tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._send_tls_output()
+            return
+        except (ssl.SSLError, ValueError) as exc:
+            self._send_tls_output()  # the alert that tells the client why
+            self._fail_handshake(exc)
+            return
+        self._send_tls_output()
+        handshake, self._handshake = self._handshake, None
+        if handshake is not None and not handshake.done():
+            handshake.set_result(None)
+
+    def _fail_handshake(self, exc: BaseException) -> None:
+        handshake, self._handshake = self._handshake, None
+        if handshake is None:
+            return
+        if self._error is None:
+            self._error = exc if isinstance(exc, Exception) else ConnectionResetError(str(exc))
+        if not handshake.done():
+            handshake.set_exception(exc)
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.abort()
+
+    def _read_tls(self) -> None:
+        assert self._tls is not None
+        try:
+            while True:
+                data = self._tls.read(CHUNK)
+                if not data:  # the peer's close_notify
+                    self._eof = True
+                    self._wake_reader()
+                    break
+                self._push(data)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLError as exc:
+            self._error = exc
+            self._wake_reader()
+            if self._transport is not None:
+                self._transport.abort()
+            return
+        self._send_tls_output()  # post-handshake messages (key updates) want answers
+
+    def _send_tls_output(self) -> None:
+        assert self._tls_out is not None
+        data = self._tls_out.read()
+        if data and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason.replace("_", " ").lower()
+    return str(exc) or type(exc).__name__

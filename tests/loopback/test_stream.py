@@ -1,0 +1,194 @@
+"""net/stream.py over real loopback sockets: implicit TLS, STARTTLS, big writes,
+cancelled reads, close_notify, failed handshakes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import struct
+
+import pytest
+
+from hatoba.net.stream import CHUNK, Stream
+from hatoba.pki.tlsctx import server_context
+
+
+def serve(handler, tls: ssl.SSLContext | None):
+    """Start a loopback server whose sessions run handler(stream); returns (server, port, tasks)."""
+    tasks: list[asyncio.Task] = []
+
+    def opened(stream: Stream) -> None:
+        tasks.append(asyncio.get_running_loop().create_task(handler(stream)))
+
+    async def start():
+        server = await asyncio.get_running_loop().create_server(lambda: Stream(opened, tls), "127.0.0.1", 0)
+        return server, server.sockets[0].getsockname()[1], tasks
+
+    return start()
+
+
+async def tls_client(port: int, client_ctx: ssl.SSLContext):
+    return await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname="mail.example.test")
+
+
+@pytest.fixture
+def contexts(hatoba_home):
+    return server_context(hatoba_home.config().tls), hatoba_home.client_context()
+
+
+def test_implicit_tls_echo_of_a_large_write_and_close_notify(contexts):
+    server_ctx, client_ctx = contexts
+    payload = bytes(range(256)) * 4096 + b"end"  # 1 MiB + 3: many TLS records
+
+    async def echo_all(stream: Stream) -> None:
+        got = bytearray()
+        while len(got) < len(payload):
+            data = await stream.read(65536)
+            assert data, "input ended early"
+            got += data
+        assert stream.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
+        stream.write(bytes(got))
+        await stream.drain()
+        stream.close()
+
+    async def main():
+        server, port, tasks = await serve(echo_all, server_ctx)
+        async with server:
+            reader, writer = await tls_client(port, client_ctx)
+            writer.write(payload)
+            back = await asyncio.wait_for(reader.readexactly(len(payload)), 20)
+            # A clean TLS close (close_notify) reads as the end of input, not as an error.
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+            writer.close()
+            await asyncio.gather(*tasks)
+            return back
+
+    assert asyncio.run(main()) == payload
+
+
+def test_reads_wait_and_a_cancelled_read_loses_nothing(contexts):
+    server_ctx, client_ctx = contexts
+    seen: list[bytes] = []
+
+    async def reader_task(stream: Stream) -> None:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await stream.read(100)  # nothing sent yet: waits, then is cancelled
+        stream.write(b"ready\n")
+        await stream.drain()
+        await asyncio.sleep(0.2)  # the client's line arrives while nobody reads
+        seen.append(await stream.read(3))
+        seen.append(await stream.read(100))
+        seen.append(await stream.read(100))  # the client closed: end of input
+        stream.close()
+
+    async def main():
+        server, port, tasks = await serve(reader_task, server_ctx)
+        async with server:
+            reader, writer = await tls_client(port, client_ctx)
+            assert await reader.readline() == b"ready\n"
+            writer.write(b"hello world\n")
+            await writer.drain()
+            await asyncio.sleep(0.4)
+            writer.close()
+            await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+    asyncio.run(main())
+    assert seen == [b"hel", b"lo world\n", b""]
+
+
+def test_starttls_drops_plaintext_sent_after_the_command(contexts):
+    server_ctx, client_ctx = contexts
+    after_tls: list[bytes] = []
+
+    async def starttls(stream: Stream) -> None:
+        line = await stream.read(100)
+        assert line.startswith(b"STARTTLS\r\n")
+        stream.write(b"OK go\r\n")
+        await stream.drain()
+        await stream.start_tls(server_ctx)
+        after_tls.append(await stream.read(100))
+        stream.close()
+
+    async def main():
+        server, port, tasks = await serve(starttls, None)
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            # The injected command rides in the same packet as STARTTLS.
+            writer.write(b"STARTTLS\r\nINJECTED\r\n")
+            assert await reader.readline() == b"OK go\r\n"
+            await writer.start_tls(client_ctx, server_hostname="mail.example.test")
+            writer.write(b"SECRET\r\n")
+            await writer.drain()
+            await asyncio.wait_for(asyncio.gather(*tasks), 10)
+            writer.close()
+
+    asyncio.run(main())
+    assert after_tls == [b"SECRET\r\n"]
+
+
+def test_a_failed_handshake_never_opens_a_session_and_is_one_log_line(contexts, caplog):
+    server_ctx, _ = contexts
+    opened: list[Stream] = []
+
+    async def never(stream: Stream) -> None:
+        opened.append(stream)
+
+    async def main():
+        server, port, _tasks = await serve(never, server_ctx)
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            # Not a ClientHello: a TLS record header for an unknown content type.
+            writer.write(struct.pack("!BHH", 0x99, 0x0303, 5) + b"hello")
+            closed = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            return closed
+
+    with caplog.at_level(logging.INFO, logger="hatoba.net.stream"):
+        answer = asyncio.run(main())
+    assert opened == []
+    assert answer == b"" or answer[0] == 0x15  # closed, perhaps after a TLS alert record
+    lines = [r.getMessage() for r in caplog.records if r.name == "hatoba.net.stream"]
+    assert len(lines) == 1 and lines[0].startswith("TLS handshake with 127.0.0.1 failed")
+    assert "\n" not in lines[0]
+
+
+def test_receiving_pauses_while_much_waits_unread():
+    limit = 4 * CHUNK
+    total = 64 * CHUNK
+    held: list[int] = []
+
+    async def slow_reader(stream: Stream) -> None:
+        await asyncio.sleep(0.5)  # the client writes much more than the limit meanwhile
+        held.append(stream._size)
+        got = 0
+        while got < total:
+            data = await stream.read(CHUNK)
+            assert data
+            got += len(data)
+        held.append(got)
+        stream.close()
+
+    async def main():
+        tasks: list[asyncio.Task] = []
+
+        def opened(stream: Stream) -> None:
+            tasks.append(asyncio.get_running_loop().create_task(slow_reader(stream)))
+
+        server = await asyncio.get_running_loop().create_server(
+            lambda: Stream(opened, max_buffer=limit), "127.0.0.1", 0
+        )
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"x" * total)
+            await asyncio.wait_for(asyncio.gather(*tasks), 20)
+            writer.close()
+
+    asyncio.run(main())
+    unread_at_pause, received = held
+    # Held back at the limit plus at most one receive's worth; the rest waited in the kernel.
+    assert unread_at_pause <= limit + 256 * 1024
+    assert unread_at_pause < total
+    assert received == total
