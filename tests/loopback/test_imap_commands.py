@@ -18,6 +18,8 @@ from datetime import datetime
 
 import pytest
 
+from support.harness import ServerThread, wait_for
+
 BOB = ("bob@example.test", "bob-password-1")
 
 PLAIN = (
@@ -624,6 +626,57 @@ def test_idle_without_a_selected_mailbox(conn):
     assert c.line().startswith(b"+")
     c.send(b"DONE\r\n")
     assert c.line().startswith(f"{tag} OK".encode())
+
+
+def test_an_idle_session_parks_without_a_task_and_wakes_for_news_and_done(conn, server):
+    a, _ = filled(conn, [message("parked")])
+    b = conn()
+    b.ok("SELECT INBOX")
+    tasks_before = len(server.server._sessions)
+    tag = a.tag()
+    a.send(f"{tag} IDLE\r\n".encode())
+    assert a.line().startswith(b"+ ")
+    assert wait_for(lambda: len(server.server._parked) == 1)
+    assert len(server.server._sessions) == tasks_before - 1  # its task ended; b's is still there
+    b.ok("STORE 1 +FLAGS (\\Answered)")  # news wakes the parked session
+    assert flags_in(a.line()) == {b"\\Answered"}
+    assert wait_for(lambda: len(server.server._parked) == 1)  # and it parks again
+    a.send(b"DONE\r\n")
+    assert a.line() == f"{tag} OK IDLE terminated".encode()
+    assert a.ok("NOOP") == []
+    assert server.server._parked == {}
+
+
+def test_a_parked_idle_session_sees_files_outside_tools_add(conn, server, hatoba_home, monkeypatch):
+    from hatoba.net import imap_session
+
+    monkeypatch.setattr(imap_session, "IDLE_RESCAN", 1.0)  # the WakeClock ticks every few seconds
+    a, _ = filled(conn, [message("one")])
+    tag = a.tag()
+    a.send(f"{tag} IDLE\r\n".encode())
+    assert a.line().startswith(b"+ ")
+    assert wait_for(lambda: len(server.server._parked) == 1)
+    new = hatoba_home.maildir(BOB[0]) / "new"
+    (new / "1700000000.outside.host").write_bytes(b"Subject: dropped in\r\n\r\nby another program\r\n")
+    a.sock.settimeout(15)
+    assert a.line() == b"* 2 EXISTS"
+    a.send(b"DONE\r\n")
+    assert a.line() == f"{tag} OK IDLE terminated".encode()
+
+
+def test_a_parked_idle_session_gets_bye_on_shutdown(hatoba_home, monkeypatch):
+    from hatoba.net import server as server_module
+
+    monkeypatch.setattr(server_module, "SHUTDOWN_GRACE", 0.5)
+    with ServerThread(hatoba_home) as srv:
+        c = Imap(srv, hatoba_home)
+        tag = c.tag()
+        c.send(f"{tag} IDLE\r\n".encode())
+        assert c.line().startswith(b"+ ")
+        assert wait_for(lambda: len(srv.server._parked) == 1)
+    # The server stopped (leaving the with block): the parked session was told.
+    assert c.line().startswith(b"* BYE ")
+    c.close()
 
 
 # -- CHECK, CLOSE, UNSELECT, EXPUNGE --------------------------------------------------------------

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config) -> None:  # type: ignore[no-untyped-def]
-    from hatoba.delivery.remote import DeliverySetupError
+    from hatoba.delivery.setup import DeliverySetupError
     from hatoba.net.server import Server
     from hatoba.pki.tlsctx import TlsSetupError
 

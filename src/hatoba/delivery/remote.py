@@ -25,7 +25,6 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from hatoba.config.schema import Config
 from hatoba.delivery.nexthop import NextHop, NextHopError, is_ip_literal, next_hop_for
@@ -33,6 +32,7 @@ from hatoba.delivery.smtp_client import ConnectionFailed, Reply, SmtpConnection,
 from hatoba.delivery.tlspolicy import TlsPolicy, TlsPolicyLookup
 from hatoba.dnsutil.resolver import DnsError, NullMx, Resolver
 from hatoba.logs import mail_log
+from hatoba.delivery.setup import relayhost_credentials
 from hatoba.pki.tlsctx import client_context
 from hatoba.queue.spool import QueuedMessage
 
@@ -127,7 +127,7 @@ class RemoteDelivery:
             verifying=client_context(config.tls.ca_file, verify=True),
             opportunistic=client_context(config.tls.ca_file, verify=False),
         )
-        self.credentials = _relayhost_credentials(config)
+        self.credentials = relayhost_credentials(config)
         self.pool = ConnectionPool(delivery.connection_reuse_seconds)
         self._limits: dict[tuple[object, ...], asyncio.Semaphore] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -361,35 +361,3 @@ def _list(recipients: list[str]) -> str:
     return ",".join(f"<{r}>" for r in recipients)
 
 
-class DeliverySetupError(Exception):
-    """The outbound settings cannot work (one line for the operator, at start-up)."""
-
-
-def check_setup(config: Config) -> None:
-    """Fail at start-up, not at the first delivery: relayhost credentials and tls.ca_file."""
-    _relayhost_credentials(config)
-    client_context(config.tls.ca_file, verify=True)  # TlsSetupError names the file
-
-
-def _relayhost_credentials(config: Config) -> tuple[str, str] | None:
-    """(username, password) for the relayhost, from the config or its password file."""
-    delivery = config.delivery
-    if not delivery.relayhost_username:
-        return None
-    password = delivery.relayhost_password
-    if delivery.relayhost_password_file:
-        base = config.config_path.parent if config.config_path else Path.cwd()
-        path = base / Path(delivery.relayhost_password_file).expanduser()
-        where = f"delivery.relayhost_password_file: {path}"
-        try:
-            mode = path.stat().st_mode
-            if mode & 0o077:
-                raise DeliverySetupError(f"{where} may be read by others (mode {oct(mode & 0o777)}); chmod 600 it")
-            password = path.read_text("utf-8").strip("\r\n")
-        except OSError as exc:
-            raise DeliverySetupError(f"{where}: {exc.strerror or exc}; create it with the password on one line") from None
-        except UnicodeDecodeError:
-            raise DeliverySetupError(f"{where} is not UTF-8 text") from None
-    if not password:
-        raise DeliverySetupError("delivery.relayhost_username is set but the password is empty")
-    return delivery.relayhost_username, password

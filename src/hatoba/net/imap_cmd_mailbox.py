@@ -38,7 +38,7 @@ async def _select(s: ImapSession, cmd: RawCommand, readonly: bool) -> None:
         word = as_text(params[i]).upper()
         if word == "CONDSTORE":
             condstore = True
-            s.enabled.add("CONDSTORE")
+            s.enabled |= {"CONDSTORE"}
         elif word == "QRESYNC" and i + 1 < len(params) and isinstance(params[i + 1], ArgList):
             if "QRESYNC" not in s.enabled:
                 raise ArgError("QRESYNC must be enabled first (ENABLE QRESYNC)")

@@ -73,10 +73,8 @@ async def cmd_enable(s: ImapSession, cmd: RawCommand) -> None:
     for arg in cmd.args:
         name = as_text(arg).upper()
         if name in known and name not in s.enabled:
-            s.enabled.add(name)
+            s.enabled |= {name, "CONDSTORE"} if name == "QRESYNC" else {name}
             enabled.append("IMAP4rev2" if name == "IMAP4REV2" else name)
-            if name == "QRESYNC":
-                s.enabled.add("CONDSTORE")
     if s.selected is not None and "CONDSTORE" in s.enabled:
         s.selected.condstore = True
     s.write(("* ENABLED " + " ".join(enabled)).rstrip().encode() + b"\r\n")
@@ -84,7 +82,7 @@ async def cmd_enable(s: ImapSession, cmd: RawCommand) -> None:
 
 
 async def cmd_idle(s: ImapSession, cmd: RawCommand) -> None:
-    await s.idle(cmd.tag, lambda: refresh_selected(s))
+    s.begin_idle(cmd.tag)
 
 
 async def cmd_compress(s: ImapSession, cmd: RawCommand) -> None:

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import ssl
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hatoba.config.schema import Config, ListenerConfig
@@ -35,6 +35,7 @@ from hatoba.store.api import UserDB
 from hatoba.store.mailboxes import MailboxError, MailboxStore, UserMailboxes
 from hatoba.net.session_base import SessionBase
 from hatoba.net.stream import Stream
+from hatoba.net.wakeclock import WakeClock
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ IDLE_AUTOLOGOUT = 30 * 60.0
 # Deliveries, POP3 and other sessions wake IDLE at once; this slow rescan only
 # catches files that outside tools put into the Maildir.
 IDLE_RESCAN = 120.0
+NOTHING_ENABLED: frozenset[str] = frozenset()
 
 
 class MailboxEvents:
@@ -84,6 +86,10 @@ class ImapContext:
     plaintext_networks: TrustedNetworks
     tls_context: ssl.SSLContext | None
     events: MailboxEvents
+    clock: WakeClock = dataclasses.field(default_factory=WakeClock)  # autologout and IDLE rescans
+    # Set by the server: park(session) lets an IDLE session end its task until
+    # the client, news or a deadline wakes it (None: sessions wait in their task).
+    park: Callable[[ImapSession], None] | None = None
 
 
 class ImapSession(SessionBase):
@@ -92,7 +98,7 @@ class ImapSession(SessionBase):
     __slots__ = (
         "facts", "commands", "state", "user", "boxes", "selected", "enabled", "out",
         "bad_commands", "command_count", "closed", "_compress", "_decompress",
-        "_subscribed", "_news", "_idle_timer",
+        "_subscribed", "_news", "idling", "_idle_deadline", "_idle_rescan",
     )
 
     def __init__(
@@ -118,7 +124,7 @@ class ImapSession(SessionBase):
         self.user: str | None = None
         self.boxes: UserMailboxes | None = None
         self.selected = None  # SelectedMailbox when in State.SELECTED
-        self.enabled: set[str] = set()
+        self.enabled: frozenset[str] = NOTHING_ENABLED  # ENABLEd extensions; a new set on change
         self.out: list[bytes] = []
         self.bad_commands = 0
         self.command_count = 0
@@ -127,39 +133,69 @@ class ImapSession(SessionBase):
         self._decompress: zlib._Decompress | None = None  # type: ignore[name-defined]
         self._subscribed = False  # in ctx.events, to hear of other sessions' and deliveries' changes
         self._news = False  # a mailbox changed since the last IDLE refresh
-        self._idle_timer: asyncio.Timeout | None = None  # the wait of an IDLE in progress
+        self.idling: str | None = None  # the tag of an IDLE in progress
+        self._idle_deadline = 0.0  # autologout, in loop time
+        self._idle_rescan = 0.0  # the next look for files outside tools added
 
     # -- the loop ---------------------------------------------------------------------
 
-    async def run(self) -> None:
-        caps = capabilities(self.facts, self.state)
-        self.write(f"* OK [CAPABILITY {caps}] {self.facts.hostname} hatoba IMAP ready\r\n".encode())
+    async def run(self) -> bool:
+        """Greet, then serve(); True when the session parked (see serve)."""
+        self.write(b"* OK [CAPABILITY %s] %s hatoba IMAP ready\r\n"
+                   % (capabilities(self.facts, self.state).encode(), self.facts.hostname.encode()))
         await self.flush()
+        return await self.serve()
+
+    async def serve(self) -> bool:
+        """Commands until the connection ends (False), or until an IDLE parks
+        the session (True): then the server calls serve() again, in a new
+        task, when the client, news or a deadline wakes the stream."""
+        parked = False
         try:
             while not self.closed:
+                if self.idling is not None:
+                    # Here, not inside the IDLE command's handler: a session
+                    # idling for hours holds as few coroutine frames as it can.
+                    parked = await self.idle(self.idling)
+                    if parked:
+                        return True
+                    await self.process()  # what the client sent after DONE
+                    await self.flush()
+                    continue
                 data = await self.read()
                 if data is None:
                     break
                 self.commands.feed(data)
                 await self.process()
                 await self.flush()
+            return False
         finally:
-            if self._subscribed and self.user is not None:
-                self.ctx.events.unsubscribe(self.user, self)
-            await self.flush()
+            if not parked:
+                if self._subscribed and self.user is not None:
+                    self.ctx.events.unsubscribe(self.user, self)
+                await self.flush()
 
     async def read(self) -> bytes | None:
         timeout = PRE_LOGIN_TIMEOUT if self.state is State.NOT_AUTHENTICATED else IDLE_AUTOLOGOUT
-        try:
-            async with asyncio.timeout(timeout):
-                data = await self.stream.read(READ_SIZE)
-        except TimeoutError:
-            self.write(b"* BYE Autologout; idle for too long\r\n")
-            self.closed = True
-            return None
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not await self._wait_for_input(deadline):
+            if asyncio.get_running_loop().time() >= deadline:
+                self.write(b"* BYE Autologout; idle for too long\r\n")
+                self.closed = True
+                return None
+        data = await self.stream.read(READ_SIZE)
         if not data:
             return None
         return self._inflate(data)
+
+    async def _wait_for_input(self, due: float) -> bool:
+        """Wait for the client, a wake-up (mailbox news) or `due`; False when nothing came in."""
+        clock = self.ctx.clock
+        clock.add(self.stream, due)
+        try:
+            return await self.stream.wait_for_input()
+        finally:
+            clock.remove(self.stream)
 
     def _inflate(self, data: bytes) -> bytes:
         """Bytes as the client meant them: after COMPRESS (RFC 4978), inflated."""
@@ -168,7 +204,7 @@ class ImapSession(SessionBase):
         return data
 
     async def process(self) -> None:
-        while not self.closed:
+        while not self.closed and self.idling is None:
             item = self.commands.next()
             if item is NEED_DATA:
                 return
@@ -364,69 +400,85 @@ class ImapSession(SessionBase):
 
     # -- IDLE -------------------------------------------------------------------------
 
-    async def idle(self, tag: str, refresh: Callable[[], Awaitable[None]]) -> None:
+    def begin_idle(self, tag: str) -> None:
+        """The IDLE command: serve() waits in idle() once the handler has returned."""
+        self.write(b"+ idling\r\n")
+        self.idling = tag
+        self._news = False
+        now = asyncio.get_running_loop().time()
+        self._idle_deadline = now + IDLE_AUTOLOGOUT
+        self._idle_rescan = now + IDLE_RESCAN
+
+    async def idle(self, tag: str) -> bool:
         """RFC 2177: push news until the client sends DONE.
 
         Rules:
-        - One task, one pending read: a change in the mailbox (mailbox_news)
-          cuts the read's wait short by moving its timeout to now, instead of
-          racing the read against an Event in extra tasks; an idle connection
-          then holds no more asyncio objects than any other waiting for a
-          command. Cancelling a StreamReader read loses no data: what arrived
-          stays in the reader's buffer for the next read.
-        - The wait also ends every IDLE_RESCAN seconds, for files that outside
-          tools put into the Maildir; both ends lead to one refresh.
+        - The session waits on its stream (wait_for_input) with no timer of
+          its own: mailbox_news() wakes the stream, and the context's
+          WakeClock wakes it when the IDLE rescan or the autologout is due.
+        - The rescan every IDLE_RESCAN seconds is for files that outside
+          tools put into the Maildir; it and news lead to one refresh.
         - RFC 9051 §5.4: the autologout timer keeps running while idling; it
           restarts whenever the client sends anything.
+        - With ctx.park set, the session parks instead of waiting and returns
+          True; serve() then ends its task, and a later serve() comes back here.
         """
-        self.write(b"+ idling\r\n")
-        await self.flush()
+        from hatoba.net.imap_cmd_common import refresh_selected
+
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + IDLE_AUTOLOGOUT
-        self._news = False
-        while True:
-            line = self.commands.next_raw_line()
-            if line is None:
-                continue  # a line over the limit, dropped: look at the next one
-            if line is not NEED_DATA:
-                break
-            now = loop.time()
-            if now >= deadline:
-                self.write(b"* BYE Autologout; idle for too long\r\n")
-                self.closed = True
-                return
-            if self._news:
-                self._news = False  # first: a change during the refresh asks for another
-                await refresh()
-                await self.flush()
-                if self.closed:
-                    return
-                continue
-            try:
-                async with asyncio.timeout(min(IDLE_RESCAN, deadline - now)) as timer:
-                    self._idle_timer = timer
-                    data = await self.stream.read(READ_SIZE)
-            except TimeoutError:
-                self._news = True  # a change, or time for the periodic look
-                continue
-            finally:
-                self._idle_timer = None
-            if not data:
-                self.closed = True
-                return
-            deadline = loop.time() + IDLE_AUTOLOGOUT
-            self.commands.feed(self._inflate(data))
+        clock = self.ctx.clock
+        clock.remove(self.stream)  # back from a park: whatever woke us, the clock is not needed
+        parked = False
+        try:
+            while True:
+                line = self.commands.next_raw_line()
+                if line is None:
+                    continue  # a line over the limit, dropped: look at the next one
+                if line is not NEED_DATA:
+                    break
+                now = loop.time()
+                if now >= self._idle_deadline:
+                    self.write(b"* BYE Autologout; idle for too long\r\n")
+                    self.closed = True
+                    return False
+                if now >= self._idle_rescan:
+                    self._news = True
+                    self._idle_rescan = now + IDLE_RESCAN
+                if self._news:
+                    self._news = False  # first: a change during the refresh asks for another
+                    await refresh_selected(self)
+                    await self.flush()
+                    if self.closed:
+                        return False
+                    continue
+                due = min(self._idle_rescan, self._idle_deadline)
+                if self.ctx.park is not None and not self.stream.has_input():
+                    clock.add(self.stream, due)
+                    self.ctx.park(self)
+                    parked = True
+                    return True
+                if not await self._wait_for_input(due):
+                    continue  # woken: news, or a deadline
+                data = await self.stream.read(READ_SIZE)
+                if not data:
+                    self.closed = True
+                    return False
+                self._idle_deadline = loop.time() + IDLE_AUTOLOGOUT
+                self.commands.feed(self._inflate(data))
+        finally:
+            if not parked:
+                self.idling = None
         if line.strip().upper() != b"DONE":
             self.tagged(tag, "BAD", "Expected DONE to end IDLE")
-            return
+            return False
         self.tagged(tag, "OK", "IDLE terminated")
+        return False
 
     def mailbox_news(self) -> None:
         """A mailbox of this user changed (MailboxEvents): an IDLE in progress reports it now."""
         self._news = True
-        timer = self._idle_timer
-        if timer is not None and not timer.expired():
-            timer.reschedule(asyncio.get_running_loop().time())
+        if self.idling is not None:
+            self.stream.wake()
 
     def mailbox_changed(self) -> None:
         """This session changed its mailboxes: wake the other sessions of the user."""

@@ -11,8 +11,8 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from hatoba.config.load import ConfigError, load_config
 from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
@@ -29,14 +29,16 @@ from hatoba.policy.pop_before_smtp import PopBeforeSmtp
 from hatoba.policy.relay import TrustedNetworks
 from hatoba.proto.pop3 import replies as pop3_replies
 from hatoba.proto.smtp import replies as R
-from hatoba.delivery.remote import check_setup as check_delivery_setup
-from hatoba.queue.manager import QueueManager
+from hatoba.delivery.setup import check_setup as check_delivery_setup
 from hatoba.queue.process import DeliveryProcess, build_manager
 from hatoba.queue.spool import Spool
 from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
 from hatoba.store.mailboxes import MailboxStore
 from hatoba.store.secretbox import SecretBox
+
+if TYPE_CHECKING:  # the delivery machinery (DNS, SMTP client, DKIM) loads only where it runs
+    from hatoba.queue.manager import QueueManager
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,8 @@ class Server:
         )
         self._servers: list[asyncio.Server] = []
         self._sessions: set[asyncio.Task[Any]] = set()
+        self._parked: dict[Stream, ImapSession] = {}  # IDLE sessions without a task (Stream.park)
+        self.imap.park = self._park
         self.bound: dict[str, tuple[str, int]] = {}  # listener name -> actual address
 
     def _on_commit(self, qid: str) -> None:
@@ -180,12 +184,24 @@ class Server:
         stream is open (after the TLS handshake on implicit-TLS ports)."""
         implicit_tls = self.tls_context if listener.implicit_tls else None
 
-        def open_session(stream: Stream) -> None:
-            task = asyncio.get_running_loop().create_task(self._serve_connection(listener, stream))
-            self._sessions.add(task)
-            task.add_done_callback(self._session_done)
+        def opened(stream: Stream) -> None:
+            parked = self._parked.pop(stream, None)
+            if parked is not None:  # a parked IDLE session woke up
+                self._start(self._serve(parked, parked.serve()))
+            else:
+                self._start(self._serve_connection(listener, stream))
 
-        return lambda: Stream(open_session, implicit_tls)
+        return lambda: Stream(opened, implicit_tls)
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._sessions.add(task)
+        task.add_done_callback(self._session_done)
+
+    def _park(self, session: ImapSession) -> None:
+        """An IDLE session ends its task; its stream brings it back (see Stream.park)."""
+        self._parked[session.stream] = session
+        session.stream.park()
 
     def _session_done(self, task: asyncio.Task[Any]) -> None:
         self._sessions.discard(task)
@@ -210,8 +226,8 @@ class Server:
             mail_log("refused", ip=ip, listener=listener.name, reason=refusal.text)
             await _close_with(stream, _farewell(listener, refusal))
             return
-        started = time.monotonic()
         mail_log("connect", ip=ip, port=peer[1], listener=listener.name)
+        del peer, sock  # an IMAP connection may last hours: keep no more than needed
         session: SmtpSession | Pop3Session | ImapSession
         if listener.name in SMTP_LISTENERS:
             session = SmtpSession(self.smtp, listener, stream, sid, ip)
@@ -219,28 +235,42 @@ class Server:
             session = Pop3Session(self.pop3, listener, stream, sid, ip)
         else:
             session = ImapSession(self.imap, listener, stream, sid, ip)
+        await self._serve(session, session.run())
+
+    async def _serve(self, session: SmtpSession | Pop3Session | ImapSession,
+                     work: Coroutine[Any, Any, bool | None]) -> None:
+        """Run `work` (the session's run(), or serve() after a park); clean up
+        when the connection ends, not when the session parks."""
+        session_id.set(session.session_id)
+        listener, stream, ip = session.listener, session.stream, session.client_ip
+        parked = False
         try:
-            await session.run()
+            parked = bool(await work)
         except asyncio.CancelledError:
             await _close_with(stream, _farewell(listener, R.R421_SHUTTING_DOWN))
             raise
         except (ConnectionError, OSError) as exc:
             log.info("connection lost: %s", type(exc).__name__)
         finally:
-            self.limiter.release(ip)
-            mail_log(
-                "disconnect",
-                ip=ip,
-                listener=listener.name,
-                tls=session.tls_info[0] if session.tls_info else "none",
-                **_session_summary(session),
-                duration=f"{time.monotonic() - started:.3f}s",
-            )
-            stream.close()
+            if not parked:
+                self.limiter.release(ip)
+                mail_log(
+                    "disconnect",
+                    ip=ip,
+                    listener=listener.name,
+                    tls=session.tls_info[0] if session.tls_info else "none",
+                    **_session_summary(session),
+                    duration=f"{time.monotonic() - session.started:.3f}s",
+                )
+                stream.close()
 
     async def stop(self) -> None:
         for server in self._servers:
             server.close()  # stop accepting; open sessions get SHUTDOWN_GRACE
+        # Parked IDLE sessions come back into tasks, to be told goodbye like the rest.
+        self.imap.park = None
+        for stream in list(self._parked):
+            stream.wake()
         if self._sessions:
             _done, pending = await asyncio.wait(set(self._sessions), timeout=SHUTDOWN_GRACE)
             for task in pending:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from hatoba.config.schema import ListenerConfig
@@ -11,7 +12,7 @@ from hatoba.net.stream import Stream
 class SessionBase:
     # Slots here let a subclass with __slots__ of its own (ImapSession, whose
     # IDLE connections last for hours) go without a per-instance dict.
-    __slots__ = ("ctx", "listener", "stream", "session_id", "client_ip", "tls_info")
+    __slots__ = ("ctx", "listener", "stream", "session_id", "client_ip", "tls_info", "started")
 
     def __init__(
         self,
@@ -27,6 +28,7 @@ class SessionBase:
         self.session_id = session_id
         self.client_ip = client_ip
         self.tls_info: tuple[str, str, int] | None = None  # (version, cipher, bits) once encrypted
+        self.started = time.monotonic()
         if listener.implicit_tls:
             self._record_tls()
 

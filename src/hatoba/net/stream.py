@@ -13,6 +13,9 @@ OpenSSL's state; a future exists only while someone waits.
 Rules:
 - read(n) returns what has arrived (at most n bytes), b"" at end of input.
   A cancelled read loses nothing: the bytes stay for the next read.
+- wait_for_input() waits without reading, and wake() ends that wait early.
+  park() goes further: the session's task ends, and on_open runs again when
+  there is something to do (an IMAP IDLE that lasts hours holds no task).
 - TLS records go through the BIOs at most CHUNK bytes at a time, because a
   memory BIO keeps the largest size it ever held for as long as it lives.
 - start_tls() drops plaintext that arrived after the command that asked
@@ -39,7 +42,7 @@ class Stream(asyncio.Protocol):
     __slots__ = (
         "_transport", "_on_open", "_implicit_tls", "_tls", "_tls_in", "_tls_out", "_handshake",
         "_timer", "_chunks", "_size", "_waiter", "_eof", "_error", "_write_paused", "_drain_waiter",
-        "_read_paused", "_max_buffer",
+        "_read_paused", "_max_buffer", "_parked",
     )
 
     def __init__(
@@ -68,6 +71,7 @@ class Stream(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._read_paused = False
         self._max_buffer = max_buffer
+        self._parked = False
 
     # -- the transport's side ---------------------------------------------------------
 
@@ -172,6 +176,31 @@ class Stream(asyncio.Protocol):
             self._transport.resume_reading()
         return data
 
+    def has_input(self) -> bool:
+        """Bytes to read, or the end of input, are here now."""
+        return bool(self._chunks) or self._eof or self._error is not None
+
+    async def wait_for_input(self) -> bool:
+        """Wait for bytes, the end of input, or wake(). False when woken with nothing to read."""
+        if not self.has_input():
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self.has_input()
+
+    def wake(self) -> None:
+        """End a wait_for_input() now (news for an IMAP IDLE, a WakeClock deadline)."""
+        self._wake_reader()
+
+    def park(self) -> None:
+        """Wait with no task at all: on_open(stream) runs again, once, when input,
+        its end or a wake() comes. The session decides what that call means."""
+        self._parked = True
+        if self.has_input():
+            asyncio.get_running_loop().call_soon(self._wake_reader)
+
     def write(self, data: bytes) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
@@ -256,6 +285,9 @@ class Stream(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._parked:
+            self._parked = False
+            self._on_open(self)
 
     def _begin_tls(self, context: ssl.SSLContext) -> asyncio.Future[None]:
         self._tls_in = ssl.MemoryBIO()

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, config.log.file)
     from hatoba.runloop import run as run_loop
 
-    from hatoba.delivery.remote import DeliverySetupError
+    from hatoba.delivery.setup import DeliverySetupError
     from hatoba.pki.tlsctx import TlsSetupError
 
     try:

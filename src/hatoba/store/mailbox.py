@@ -52,6 +52,9 @@ class MessageRecord(NamedTuple):
         return Path(self.cur, self.name)
 
 
+NO_RECENT: frozenset[int] = frozenset()
+
+
 @dataclass
 class SyncResult:
     added: list[MessageRecord]
@@ -62,6 +65,10 @@ class SyncResult:
 class Mailbox:
     """A selected folder as one IMAP session sees it (see the module Rules)."""
 
+    # One lives as long as its session keeps the folder selected: hours, for IDLE.
+    __slots__ = ("name", "readonly", "_owner", "_folder", "_view", "_generation", "_cur", "recent",
+                 "uidvalidity", "uidnext", "highestmodseq")
+
     def __init__(self, owner: UserMailboxes, folder: Folder, name: str, *, readonly: bool = False) -> None:
         self.name = name
         self.readonly = readonly
@@ -70,7 +77,8 @@ class Mailbox:
         self._view: dict[int, MessageRecord] = {}
         self._generation = 0  # the folder generation the view last matched
         self._cur = os.path.join(folder.path, "cur")
-        self.recent: set[int] = set()  # RFC 3501 §2.3.2 \Recent, for this session only
+        # RFC 3501 §2.3.2 \Recent, for this session only; most sessions never have any.
+        self.recent: set[int] | frozenset[int] = NO_RECENT
         with folder.lock():
             folder.refresh()
             self.uidvalidity = folder.uidvalidity
@@ -100,7 +108,7 @@ class Mailbox:
         expunged = [uid for uid in self._view if uid not in folder.entries]
         for uid in expunged:
             del self._view[uid]
-            self.recent.discard(uid)
+            self._forget_recent(uid)
         added: list[MessageRecord] = []
         changed: list[MessageRecord] = []
         for uid, entry in folder.entries.items():
@@ -116,7 +124,9 @@ class Mailbox:
                     changed.append(record)
         if added and len(self._view) > len(added) and added[0].uid < max(self._view):
             self._view = dict(sorted(self._view.items()))
-        self.recent.update(r.uid for r in added if r.uid >= folder.first_recent)
+        recent = [r.uid for r in added if r.uid >= folder.first_recent]
+        if recent:
+            self.recent = {*self.recent, *recent}
         if not self.readonly and folder.first_recent < folder.uidnext:
             folder.first_recent = folder.uidnext  # claimed: no other session sees them \Recent
             folder.save()
@@ -124,6 +134,10 @@ class Mailbox:
         self.highestmodseq = folder.highestmodseq
         self._generation = folder.generation
         return SyncResult(added, expunged, changed)
+
+    def _forget_recent(self, uid: int) -> None:
+        if uid in self.recent:  # then self.recent is a set of its own, not NO_RECENT
+            self.recent.discard(uid)  # type: ignore[union-attr]
 
     def _record(self, entry: Entry) -> MessageRecord:
         date, size = self._folder.details(entry)
@@ -314,7 +328,7 @@ class Mailbox:
             if remove:
                 for uid, _ in pairs:
                     self._view.pop(uid, None)
-                    self.recent.discard(uid)
+                    self._forget_recent(uid)
                 self._own_change(before)
             return pairs
 
@@ -336,7 +350,7 @@ class Mailbox:
             removed = folder.remove(targets)
             for uid in removed:
                 del self._view[uid]
-                self.recent.discard(uid)
+                self._forget_recent(uid)
             if removed:
                 self._own_change(before, generation)
             return removed

@@ -9,10 +9,9 @@ does not reveal them.
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
-
-from cryptography.fernet import Fernet, InvalidToken
 
 
 class SecretBoxError(Exception):
@@ -21,6 +20,10 @@ class SecretBoxError(Exception):
 
 class SecretBox:
     def __init__(self, key_path: Path) -> None:
+        # cryptography loads here, not on import: APOP is off by default, and
+        # the server process need not carry the library's few MiB without it.
+        from cryptography.fernet import Fernet
+
         self.key_path = Path(key_path)
         self._fernet = Fernet(self._load_or_create())
 
@@ -32,7 +35,7 @@ class SecretBox:
             if len(key) != 44:
                 raise SecretBoxError(f"{self.key_path} is not a secrets key; restore it from a backup") from None
             return key
-        key = Fernet.generate_key()
+        key = base64.urlsafe_b64encode(os.urandom(32))  # what Fernet.generate_key() makes
         try:
             os.write(fd, key + b"\n")
             os.fsync(fd)
@@ -44,6 +47,8 @@ class SecretBox:
         return self._fernet.encrypt(secret.encode("utf-8")).decode("ascii")
 
     def open(self, sealed: str) -> str:
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._fernet.decrypt(sealed.encode("ascii")).decode("utf-8")
         except (InvalidToken, ValueError):

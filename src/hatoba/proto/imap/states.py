@@ -40,7 +40,7 @@ UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE",
 KNOWN = frozenset().union(*ALLOWED.values())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImapFacts:
     hostname: str
     tls_available: bool  # STARTTLS can be offered (port 143 with a certificate)

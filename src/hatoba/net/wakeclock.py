@@ -1,0 +1,48 @@
+"""WakeClock: one timer for every connection that waits for a deadline.
+
+An IMAP client may sit in IDLE (or between commands) for 30 minutes, and
+thousands do at once. A timer of its own per connection (an asyncio.Timeout
+and uvloop's TimerHandle and libuv timer) costs about 0.7 KiB each; here
+they share one, which ticks every TICK seconds while anyone waits and wakes
+the streams whose time has come. A deadline is therefore met up to TICK
+seconds late, which autologout and the IDLE rescan can afford.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+TICK = 5.0
+
+
+class Wakeable(Protocol):
+    def wake(self) -> None: ...
+
+
+class WakeClock:
+    def __init__(self, tick: float = TICK) -> None:
+        self._tick = tick
+        self._due: dict[Wakeable, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, waiter: Wakeable, due: float) -> None:
+        """Call waiter.wake() once, at loop time `due` (or up to a tick later)."""
+        self._due[waiter] = due
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._tick, self._on_tick)
+
+    def remove(self, waiter: Wakeable) -> None:
+        self._due.pop(waiter, None)
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def _on_tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due_now = [waiter for waiter, due in self._due.items() if due <= now]
+        for waiter in due_now:
+            del self._due[waiter]
+            waiter.wake()
+        self._timer = loop.call_later(self._tick, self._on_tick) if self._due else None
