@@ -647,6 +647,32 @@ def test_an_idle_session_parks_without_a_task_and_wakes_for_news_and_done(conn, 
     assert server.server._parked == {}
 
 
+def test_idle_on_a_folder_another_session_deletes_ends_with_no_and_the_session_goes_on(conn):
+    a = conn()
+    a.ok("CREATE Doomed")
+    a.ok("SELECT Doomed")
+    tag = a.tag()
+    a.send(f"{tag} IDLE\r\n".encode())
+    assert a.line().startswith(b"+ ")
+    conn().ok("DELETE Doomed")
+    line = a.line()
+    assert line.startswith(f"{tag} NO [NONEXISTENT]".encode()), line
+    assert a.ok("SELECT INBOX") is not None  # still connected, and going on elsewhere
+
+
+def test_news_from_before_idle_is_reported_when_idle_starts(conn):
+    a, _ = filled(conn, [message("first")])
+    a.ok("NOOP")
+    conn().append("INBOX", message("second"))  # no command of a's runs between this and IDLE
+    tag = a.tag()
+    a.send(f"{tag} IDLE\r\n".encode())
+    assert a.line().startswith(b"+ ")
+    a.sock.settimeout(3)  # at once, not at the next rescan minutes later
+    assert a.line() == b"* 2 EXISTS"
+    a.send(b"DONE\r\n")
+    assert a.line() == f"{tag} OK IDLE terminated".encode()
+
+
 def test_a_parked_idle_session_sees_files_outside_tools_add(conn, server, hatoba_home, monkeypatch):
     from hatoba.net import imap_session
 

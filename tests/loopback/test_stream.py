@@ -192,3 +192,34 @@ def test_receiving_pauses_while_much_waits_unread():
     assert unread_at_pause <= limit + 256 * 1024
     assert unread_at_pause < total
     assert received == total
+
+
+def test_close_drops_what_a_client_that_stopped_reading_never_took(monkeypatch):
+    from hatoba.net import stream as stream_module
+
+    monkeypatch.setattr(stream_module, "CLOSE_TIMEOUT", 0.5)
+    ended: list[float] = []
+
+    async def flood_then_close(stream: Stream) -> None:
+        stream.write(b"x" * (32 * 1024 * 1024))  # far more than the kernel buffers hold
+        stream.close()
+        closed_at = asyncio.get_running_loop().time()
+        while not stream._eof:  # connection_lost sets it
+            await asyncio.sleep(0.05)
+        ended.append(asyncio.get_running_loop().time() - closed_at)
+
+    async def main():
+        tasks: list[asyncio.Task] = []
+
+        def opened(stream: Stream) -> None:
+            tasks.append(asyncio.get_running_loop().create_task(flood_then_close(stream)))
+
+        server = await asyncio.get_running_loop().create_server(lambda: Stream(opened), "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)  # and never reads
+            await asyncio.wait_for(asyncio.gather(*tasks), 10)
+            writer.close()
+
+    asyncio.run(main())
+    assert ended and ended[0] < 5

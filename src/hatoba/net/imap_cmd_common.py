@@ -32,6 +32,7 @@ def _mutf7(name: str) -> str:
 
 async def refresh_selected(session: ImapSession, *, allow_expunge: bool = True) -> None:
     """Write the selected mailbox's news (EXISTS, FETCH FLAGS, EXPUNGE when allowed)."""
+    session.news = False  # before the look: a change during it asks for another
     if session.selected is not None:
         qresync = "QRESYNC" in session.enabled
         session.write(await asyncio.to_thread(session.selected.refresh, allow_expunge=allow_expunge,

@@ -98,7 +98,7 @@ class ImapSession(SessionBase):
     __slots__ = (
         "facts", "commands", "state", "user", "boxes", "selected", "enabled", "out",
         "bad_commands", "command_count", "closed", "_compress", "_decompress",
-        "_subscribed", "_news", "idling", "_idle_deadline", "_idle_rescan",
+        "_subscribed", "news", "idling", "_idle_deadline", "_idle_rescan",
     )
 
     def __init__(
@@ -132,7 +132,7 @@ class ImapSession(SessionBase):
         self._compress: zlib._Compress | None = None  # type: ignore[name-defined]
         self._decompress: zlib._Decompress | None = None  # type: ignore[name-defined]
         self._subscribed = False  # in ctx.events, to hear of other sessions' and deliveries' changes
-        self._news = False  # a mailbox changed since the last IDLE refresh
+        self.news = False  # a mailbox changed since the last refresh (refresh_selected clears it)
         self.idling: str | None = None  # the tag of an IDLE in progress
         self._idle_deadline = 0.0  # autologout, in loop time
         self._idle_rescan = 0.0  # the next look for files outside tools added
@@ -404,7 +404,6 @@ class ImapSession(SessionBase):
         """The IDLE command: serve() waits in idle() once the handler has returned."""
         self.write(b"+ idling\r\n")
         self.idling = tag
-        self._news = False
         now = asyncio.get_running_loop().time()
         self._idle_deadline = now + IDLE_AUTOLOGOUT
         self._idle_rescan = now + IDLE_RESCAN
@@ -442,11 +441,18 @@ class ImapSession(SessionBase):
                     self.closed = True
                     return False
                 if now >= self._idle_rescan:
-                    self._news = True
+                    self.news = True
                     self._idle_rescan = now + IDLE_RESCAN
-                if self._news:
-                    self._news = False  # first: a change during the refresh asks for another
-                    await refresh_selected(self)
+                if self.news:
+                    try:
+                        await refresh_selected(self)  # clears news first: a change meanwhile asks again
+                    except MailboxError as exc:  # the folder was deleted, or reset, under us
+                        self.tagged(tag, "NO", str(exc))
+                        return False
+                    except Exception:
+                        log.exception("error in IMAP IDLE")
+                        self.tagged(tag, "NO", f"[SERVERBUG] Internal error; try again later (id={self.session_id})")
+                        return False
                     await self.flush()
                     if self.closed:
                         return False
@@ -476,7 +482,7 @@ class ImapSession(SessionBase):
 
     def mailbox_news(self) -> None:
         """A mailbox of this user changed (MailboxEvents): an IDLE in progress reports it now."""
-        self._news = True
+        self.news = True
         if self.idling is not None:
             self.stream.wake()
 

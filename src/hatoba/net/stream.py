@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 16384  # the largest TLS record's payload
 HANDSHAKE_TIMEOUT = 30.0
+CLOSE_TIMEOUT = 30.0
 MAX_BUFFER = 2**20
 
 
@@ -240,6 +241,9 @@ class Stream(asyncio.Protocol):
             raise RuntimeError("TLS is already on")
         self._chunks.clear()
         self._size = 0
+        if self._read_paused and self._transport is not None:
+            self._read_paused = False
+            self._transport.resume_reading()
         await self._begin_tls(context)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -264,6 +268,10 @@ class Stream(asyncio.Protocol):
             if closing:
                 transport.write(closing)
         transport.close()
+        # A client that stopped reading would keep the socket (and what we
+        # wrote) forever: what has not gone in CLOSE_TIMEOUT seconds is dropped.
+        if transport.get_write_buffer_size():
+            self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
 
     def abort(self) -> None:
         if self._transport is not None:

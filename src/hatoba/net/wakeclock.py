@@ -11,7 +11,10 @@ seconds late, which autologout and the IDLE rescan can afford.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 TICK = 5.0
 
@@ -40,9 +43,14 @@ class WakeClock:
 
     def _on_tick(self) -> None:
         loop = asyncio.get_running_loop()
+        self._timer = None
         now = loop.time()
         due_now = [waiter for waiter, due in self._due.items() if due <= now]
         for waiter in due_now:
             del self._due[waiter]
-            waiter.wake()
-        self._timer = loop.call_later(self._tick, self._on_tick) if self._due else None
+            try:
+                waiter.wake()
+            except Exception:  # one broken connection must not stop the clock for all
+                log.exception("wake-up failed")
+        if self._due and self._timer is None:
+            self._timer = loop.call_later(self._tick, self._on_tick)
