@@ -409,3 +409,27 @@ def test_concurrent_first_logins_all_get_the_default_folders(tmp_path):
     assert errors == []
     names = {info.name for info in store.for_user("new@example.test").list()}
     assert {"INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive"} <= names
+
+
+def test_folder_state_is_dropped_once_unused_and_read_back_the_same(root):
+    import gc
+
+    from hatoba.store import mailboxes
+
+    deliver(root, 3)
+    store = MailboxStore(root, hostname="imap.example.test")
+    boxes = store.for_user(USER)
+    box = boxes.open("INBOX")
+    box.store_flags([1], "+", ["\\Flagged"])
+    validity, inbox_path = box.uidvalidity, user(root).root
+    for i in range(mailboxes.RECENT_FOLDERS):  # other folders push INBOX out of the recent ones
+        boxes.create(f"Other{i}")
+        boxes.open(f"Other{i}")
+    assert store._folders.get(inbox_path) is not None  # the selected view still holds it
+    del box
+    gc.collect()
+    assert store._folders.get(inbox_path) is None  # memory does not keep every folder ever opened
+    again = boxes.open("INBOX")
+    assert again.uidvalidity == validity
+    assert [(r.uid, r.flags) for r in again.messages()] == [(1, frozenset({"\\Flagged"})), (2, frozenset()),
+                                                          (3, frozenset())]

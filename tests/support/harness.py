@@ -50,12 +50,20 @@ class HatobaHome:
         return self.root / "data" / "mail" / domain / local.lower() / "Maildir"
 
     def messages(self, address: str) -> list[bytes]:
+        """Every message in new/ and cur/. An IMAP session may move one from
+        new/ to cur/ while we look: then it is read where it went."""
         md = self.maildir(address)
-        files = []
-        for sub in ("new", "cur"):
-            if (md / sub).is_dir():
-                files += sorted((md / sub).iterdir())
-        return [f.read_bytes() for f in files]
+        found = []
+        for _ in range(5):
+            found.clear()
+            try:
+                for sub in ("new", "cur"):
+                    if (md / sub).is_dir():
+                        found += [f.read_bytes() for f in sorted((md / sub).iterdir())]
+                return found
+            except FileNotFoundError:
+                continue
+        return found
 
     def wait_messages(self, address: str, count: int, timeout: float = 10.0) -> list[bytes]:
         deadline = time.monotonic() + timeout

@@ -27,6 +27,8 @@ import secrets
 import shutil
 import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -136,6 +138,8 @@ def name_of_dirname(dirname: str) -> str | None:
 # -- the store -----------------------------------------------------------------------
 
 
+RECENT_FOLDERS = 32  # folder states kept after their last user let go
+
 class MailboxStore:
     """Every user's mailboxes; holds the per-folder state and locks all sessions share."""
 
@@ -156,7 +160,12 @@ class MailboxStore:
         self._host = host.replace("/", "\\057").replace(":", "\\072")
         self._addresses = MaildirStore(self.mail_root, hostname=host)
         self._lock = threading.Lock()
-        self._folders: dict[Path, Folder] = {}
+        # A folder's state lives while a session or operation holds it, and the
+        # RECENT_FOLDERS used last stay besides (clients poll STATUS); the rest
+        # is read from disk again when needed, so memory does not grow with
+        # every folder of every user ever opened.
+        self._folders: weakref.WeakValueDictionary[Path, Folder] = weakref.WeakValueDictionary()
+        self._recent: OrderedDict[Path, Folder] = OrderedDict()
         self._meta_locks: dict[Path, threading.Lock] = {}
 
     def for_user(self, address: str) -> UserMailboxes:
@@ -175,12 +184,17 @@ class MailboxStore:
             folder = self._folders.get(path)
             if folder is None or not folder.same_directory():
                 folder = self._folders[path] = Folder(path, new_uidvalidity)
+            self._recent[path] = folder
+            self._recent.move_to_end(path)
+            if len(self._recent) > RECENT_FOLDERS:
+                self._recent.popitem(last=False)
             return folder
 
     def retire(self, path: Path) -> None:
         """Forget a deleted or renamed folder's state (call with its lock held)."""
         with self._lock:
             folder = self._folders.pop(path, None)
+            self._recent.pop(path, None)
         if folder is not None:
             folder.retire()
 
