@@ -28,10 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 HATOBA_STANDARD_PORTS = (25, 587, 465, 110, 995, 143, 993, 80)
 
@@ -697,3 +697,41 @@ def server_log_hint(log_path: Path, exited: bool, keyword: str) -> str:
         if pick:
             return f" (server log: {pick[0][:160]})"
     return ""
+
+
+Outcome = TypeVar("Outcome")
+
+
+class Interrupted(Exception):
+    """Ctrl-C during run_each: the script stops with status 130."""
+
+
+def run_each(
+    jobs: Sequence[tuple[str, Callable[[], Outcome]]],
+    *,
+    troubled: Callable[[Outcome], bool] = lambda _: False,
+    show: Callable[[Outcome], str] | None = None,
+) -> tuple[list[Outcome], bool]:
+    """Run each (label, job) in turn: (the outcomes, whether any failed).
+
+    A BenchError is one line under its label and the next job goes on; an
+    outcome counts as failed when troubled(outcome); show(outcome) is
+    printed as soon as a job ends. Ctrl-C raises Interrupted.
+    """
+    outcomes: list[Outcome] = []
+    failed = False
+    for label, job in jobs:
+        try:
+            outcome = job()
+        except BenchError as exc:
+            print(f"{label} failed: {exc}", flush=True)
+            failed = True
+            continue
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise Interrupted from None
+        outcomes.append(outcome)
+        failed = failed or troubled(outcome)
+        if show is not None:
+            print(show(outcome), flush=True)
+    return outcomes, failed

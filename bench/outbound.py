@@ -56,6 +56,8 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent / "tests" / "interop"))
 
 from common import (  # noqa: E402
+    Interrupted,
+    run_each,
     BenchError,
     Children,
     descendant_pids,
@@ -442,24 +444,20 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(("hatoba", True))
     if args.target in ("postfix", "both"):
         runs.append(("postfix", False))
-    outcomes: list[Outcome] = []
-    failed = False
-    for target, no_uvloop in runs:
-        try:
-            if target == "hatoba":
-                outcome = run_hatoba(args.count, args.size, args.connections, args.timeout, args.keep, cli, no_uvloop)
-            else:
-                outcome = run_postfix(args.count, args.size, args.connections, args.timeout, args.keep)
-        except BenchError as exc:
-            print(f"{target:<17} failed: {exc}", flush=True)
-            failed = True
-            continue
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-        outcomes.append(outcome)
-        failed = failed or bool(outcome.note)
-        print(format_table([outcome]).splitlines()[-1], flush=True)
+
+    def job(target: str, no_uvloop: bool) -> Callable[[], Outcome]:
+        if target == "hatoba":
+            return lambda: run_hatoba(args.count, args.size, args.connections, args.timeout, args.keep, cli, no_uvloop)
+        return lambda: run_postfix(args.count, args.size, args.connections, args.timeout, args.keep)
+
+    try:
+        outcomes, failed = run_each(
+            [(f"{target:<17}", job(target, no_uvloop)) for target, no_uvloop in runs],
+            troubled=lambda o: bool(o.note),
+            show=lambda o: format_table([o]).splitlines()[-1],
+        )
+    except Interrupted:
+        return 130
     if outcomes:
         print()
         print(f"{args.count} messages of {args.size} bytes to smtp-sink over {args.connections} connections")

@@ -40,6 +40,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
+    Interrupted,
+    run_each,
     server_log_hint,
     REFSTACK_CA,
     REFSTACK_POP3S_PORT,
@@ -464,24 +466,15 @@ def main(argv: list[str] | None = None) -> int:
                 args.timeout)
     message = make_message(args.size, "loadgen@example.net", "reader@example.test")
     targets = ["hatoba", "refstack"] if args.target == "both" else [args.target]
-    outcomes: list[Outcome] = []
-    failed = False
-    for target in targets:
-        try:
-            if target == "refstack":
-                outcome = run_refstack(spec, message)
-            else:
-                outcome = run_hatoba(spec, message, args.port_offset, args.keep,
-                                     shlex.split(args.hatoba) if args.hatoba else None, maildrops)
-        except BenchError as exc:
-            print(f"{target:<9} failed: {exc}", flush=True)
-            failed = True
-            continue
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-        outcomes.append(outcome)
-        failed = failed or bool(outcome.notes)
+    cli = shlex.split(args.hatoba) if args.hatoba else None
+    jobs = {
+        "hatoba": lambda: run_hatoba(spec, message, args.port_offset, args.keep, cli, maildrops),
+        "refstack": lambda: run_refstack(spec, message),
+    }
+    try:
+        outcomes, failed = run_each([(f"{t:<9}", jobs[t]) for t in targets], troubled=lambda o: bool(o.notes))
+    except Interrupted:
+        return 130
     if outcomes:
         print()
         print(format_table(outcomes))

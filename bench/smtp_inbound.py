@@ -23,12 +23,15 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
+    Interrupted,
+    run_each,
     REFSTACK_SMTP_PORT,
     BenchError,
     Children,
@@ -191,28 +194,22 @@ def main(argv: list[str] | None = None) -> int:
 
     exit_cleanly_on_sigterm()
     targets = ["hatoba", "refstack"] if args.target == "both" else [args.target]
-    outcomes: list[Outcome] = []
-    failed = False
-    for i, size in enumerate(sizes):
-        count = args.count if i == 0 else args.large_count
-        for target in targets:
-            spec = Spec(target, size, count, args.sessions)
-            try:
-                if target == "refstack":
-                    outcome = run_refstack(spec, args.client, args.timeout)
-                else:
-                    outcome = run_hatoba(spec, args.client, args.timeout, args.port_offset, args.keep,
-                                         shlex.split(args.hatoba) if args.hatoba else None)
-            except BenchError as exc:
-                print(f"{target:<9}{size_label(size):>5}  failed: {exc}", flush=True)
-                failed = True
-                continue
-            except KeyboardInterrupt:
-                print("interrupted", file=sys.stderr)
-                return 130
-            outcomes.append(outcome)
-            failed = failed or bool(outcome.note)
-            print(format_outcome(outcome), flush=True)
+    cli = shlex.split(args.hatoba) if args.hatoba else None
+
+    def job(spec: Spec) -> Callable[[], Outcome]:
+        if spec.target == "refstack":
+            return lambda: run_refstack(spec, args.client, args.timeout)
+        return lambda: run_hatoba(spec, args.client, args.timeout, args.port_offset, args.keep, cli)
+
+    specs = [Spec(target, size, args.count if i == 0 else args.large_count, args.sessions)
+             for i, size in enumerate(sizes) for target in targets]
+    try:
+        outcomes, failed = run_each(
+            [(f"{s.target:<9}{size_label(s.size):>5} ", job(s)) for s in specs],
+            troubled=lambda o: bool(o.note), show=format_outcome,
+        )
+    except Interrupted:
+        return 130
     if len(outcomes) > 1:
         print()
         print(format_table(outcomes))

@@ -38,9 +38,6 @@ class WakeClock:
     def remove(self, waiter: Wakeable) -> None:
         self._due.pop(waiter, None)
 
-    def __len__(self) -> int:
-        return len(self._due)
-
     def _on_tick(self) -> None:
         loop = asyncio.get_running_loop()
         self._timer = None
