@@ -4,6 +4,7 @@ A file is durable once its data is fsynced; a name in a folder is durable
 once the folder is fsynced after the rename. Everything that says "250" or
 removes a queue entry goes through these helpers (as qmail and Postfix do:
 write to a temporary name, fsync, rename into place, fsync the folder).
+Also the one read an event loop may do itself: a file the page cache holds.
 """
 
 from __future__ import annotations
@@ -74,3 +75,32 @@ def make_private_dir(path: Path) -> Path:
         except FileExistsError:
             pass
     return path
+
+
+# Linux 4.14+: a read that fails with EAGAIN instead of waiting for the disk.
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+
+
+def read_if_cached(path: str, limit: int) -> bytes | None:
+    """The whole file when the page cache holds all of it and it is at most `limit` bytes.
+
+    None when reading would wait for the disk, the file is larger, or the system
+    cannot tell; the caller then reads it in a thread. Safe to call on an event
+    loop: only the open and fstat touch metadata, which a recent directory
+    listing left in memory. Raises FileNotFoundError (and other OSErrors of open).
+    """
+    if _RWF_NOWAIT is None:
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            return None
+        buffer = bytearray(size)
+        try:
+            got = os.preadv(fd, [buffer], 0, _RWF_NOWAIT)
+        except OSError:  # EAGAIN: not cached; EOPNOTSUPP: a file system without RWF_NOWAIT
+            return None
+        return bytes(buffer) if got == size else None  # short: only part of it was cached
+    finally:
+        os.close(fd)

@@ -9,6 +9,7 @@ by writing a file into the Maildir as an outside tool would.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import smtplib
 import socket
@@ -911,6 +912,27 @@ def test_fetch_sections(two_kinds):
     assert item(line, b"BINARY[2]") == b"\x00\x01binary\xff"
     assert b"BINARY.SIZE[2] 9" in line
     assert flags_in(c.ok("FETCH 1:2 (FLAGS)")[0]) == set()  # nothing above set \Seen
+
+
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="RWF_NOWAIT is Linux-only")
+def test_fetch_reads_messages_the_page_cache_lost_in_a_thread_and_keeps_their_order(conn, hatoba_home):
+    bodies = [message(f"m{i}", body=f"body {i} " * 40) for i in range(8)]
+    c, _ = filled(conn, bodies)
+    cur = hatoba_home.maildir(BOB[0]) / "cur"
+    by_body = {(cur / name).read_bytes().replace(b"\n", b"\r\n"): name for name in os.listdir(cur)}
+    assert len(by_body) == 8
+    for i in (0, 3, 4, 7):  # the first, two in a row and the last: each switch between loop and thread
+        fd = os.open(cur / by_body[bodies[i]], os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    lines = c.ok("FETCH 1:8 (BODY[])")
+    fetched = [line for line in lines if b" FETCH (" in line and b"BODY[]" in line]
+    assert [int(line.split()[1]) for line in fetched] == list(range(1, 9))
+    assert [item(line, b"BODY[]") for line in fetched] == bodies
+    assert search(c, "UNSEEN") == []
 
 
 def test_fetch_partial(two_kinds):

@@ -433,3 +433,68 @@ def test_folder_state_is_dropped_once_unused_and_read_back_the_same(root):
     assert again.uidvalidity == validity
     assert [(r.uid, r.flags) for r in again.messages()] == [(1, frozenset({"\\Flagged"})), (2, frozenset()),
                                                           (3, frozenset())]
+
+
+def _evict(path: Path) -> None:
+    """Drop a file's pages from the page cache (clean pages only: fsync first)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+needs_nowait = pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="RWF_NOWAIT is Linux-only")
+
+
+@needs_nowait
+def test_read_now_reads_only_what_needs_no_disk_and_no_wait(root):
+    deliver(root, 2)
+    box = user(root).open("INBOX")
+    first, second = box.messages()
+    assert box.read_now(1, 1 << 20) == box.read(1)  # just written: in the page cache
+    assert box.read_now(1, 5) is None  # larger than the limit: a thread reads it
+    _evict(second.path)
+    assert box.read_now(2, 1 << 20) is None  # would wait for the disk
+    assert box.read(2) == b"Subject: 1\n\nbody 1\n"  # the blocking read still works, and caches it
+    assert box.read_now(2, 1 << 20) == b"Subject: 1\n\nbody 1\n"
+    box._folder._thread_lock.acquire()  # a thread inside the folder lock (maybe in an fsync)
+    try:
+        assert box.read_now(1, 1 << 20) is None
+    finally:
+        box._folder._thread_lock.release()
+    box.store_flags([1], "+", ["\\Deleted"])
+    box.expunge()
+    with pytest.raises(MailboxError, match="EXPUNGEISSUED"):
+        box.read_now(1, 1 << 20)
+
+
+@needs_nowait
+def test_read_if_cached_on_a_missing_file_raises(tmp_path):
+    from hatoba.fsutil import read_if_cached
+
+    with pytest.raises(FileNotFoundError):
+        read_if_cached(str(tmp_path / "gone"), 100)
+    (tmp_path / "empty").write_bytes(b"")
+    assert read_if_cached(str(tmp_path / "empty"), 100) == b""
+
+
+def test_folder_times_are_trusted_after_a_tick_of_their_clock():
+    from hatoba.store.uidlist import STAMP_TRUST_FINE_NS, STAMP_TRUST_NS, _settled
+
+    fine = 1_800_000_000_123_456_789  # nanoseconds: a file system with fine times
+    assert not _settled((fine, fine - 5, 0), fine + STAMP_TRUST_FINE_NS // 2)
+    assert _settled((fine, fine - 5, 0), fine + STAMP_TRUST_FINE_NS + 1)
+    whole = 1_800_000_000_000_000_000  # whole seconds (or a fine time that fell on one): the long wait
+    assert not _settled((fine, whole, 0), fine + STAMP_TRUST_FINE_NS + 1)
+    assert not _settled((whole, whole, 0), whole + STAMP_TRUST_NS - 1)
+    assert _settled((whole, whole, 0), whole + STAMP_TRUST_NS + 1)
+
+
+def test_a_change_just_after_a_scan_is_found_by_the_next(root):
+    deliver(root, 1)
+    box = user(root).open("INBOX")
+    for i in range(20):  # each delivery lands within the same clock tick as the last scan, or close to it
+        deliver(root, 1, start=100 + i)
+        assert [r.uid for r in box.sync().added] == [2 + i]

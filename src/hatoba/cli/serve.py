@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 
@@ -36,6 +37,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# Collect young objects every this many allocations (Python's default: 700).
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def _settle_garbage_collector() -> None:
+    """Keep full collections short: they paused commands on a large mailbox for 20 ms and more.
+
+    What start-up loaded (modules, configuration, TLS contexts) lives as long as the
+    process, so it leaves the collector's generations; sessions allocate tens of
+    thousands of records per SELECT, so the young generation is collected less often.
+    """
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 async def _serve(config) -> None:  # type: ignore[no-untyped-def]
     from hatoba.delivery.setup import DeliverySetupError
     from hatoba.net.server import Server
@@ -51,6 +68,7 @@ async def _serve(config) -> None:  # type: ignore[no-untyped-def]
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     await server.start()
+    _settle_garbage_collector()
     log.info("hatoba is running as %s; stop with Ctrl-C or SIGTERM", config.server.hostname)
     await stop.wait()
     log.info("stopping")

@@ -3,6 +3,7 @@ APPEND, COPY, MOVE, EXPUNGE, and the CONDSTORE/QRESYNC questions.
 
 Rules:
 - All methods block (file I/O, fsync); IMAP sessions call them from threads.
+  The exception is read_now, which returns None rather than wait.
 - Each Mailbox object is one session's view: the messages, flags and MODSEQs
   it has been told about. sync() moves the view to the folder's current
   state and says what changed, so sequence numbers change only when the
@@ -26,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
-from hatoba.fsutil import fsync_dir, write_new_file
+from hatoba.fsutil import fsync_dir, read_if_cached, write_new_file
 from hatoba.proto.imap.search import ParsedHeader
 from hatoba.store.headercache import CACHED_FIELDS, cached_part
 from hatoba.store.maildir import MaildirName
@@ -176,6 +177,28 @@ class Mailbox:
     def read(self, uid: int) -> bytes:
         with self.open_file(uid) as f:
             return f.read()
+
+    def read_now(self, uid: int, limit: int) -> bytes | None:
+        """The message if it is at most `limit` bytes and reading it cannot wait on a disk or lock.
+
+        The one method an event loop may call: None means "read it in a thread".
+        Raises MailboxError when the message is gone.
+        """
+        for _ in range(3):  # as in open_file
+            # Never wait for the lock here: a thread holding it may be in an fsync.
+            if not self._folder._thread_lock.acquire(blocking=False):
+                return None
+            try:
+                entry = self._folder.entries.get(uid)
+            finally:
+                self._folder._thread_lock.release()
+            if entry is None:
+                break
+            try:
+                return read_if_cached(os.path.join(self._cur, entry.name), limit)
+            except FileNotFoundError:
+                continue
+        raise MailboxError("[EXPUNGEISSUED] Message was expunged")
 
     def message(self, uid: int) -> bytes | None:
         """The whole message; None when it is gone (SEARCH BODY / TEXT)."""

@@ -37,7 +37,11 @@ from hatoba.fsutil import fsync_dir, write_atomic
 from hatoba.store.headercache import HeaderCache
 from hatoba.store.maildir import MaildirName
 
-STAMP_TRUST_NS = 2_000_000_000  # folder times younger than this are not trusted to mean "unchanged"
+# A folder time this much older than the start of a listing means the listing saw every
+# change up to it: a later change cannot share its clock tick. Coarse for file systems
+# that keep whole seconds (or say so by chance); fine ones tick in milliseconds.
+STAMP_TRUST_NS = 2_000_000_000
+STAMP_TRUST_FINE_NS = 100_000_000
 
 log = logging.getLogger(__name__)
 
@@ -257,14 +261,12 @@ class Folder:
         stamp = self._stamp()
         if stamp is not None and stamp == self._scanned:
             return  # nothing in cur/ or new/ changed since the last scan
+        listed_at = time.time_ns()
         self._full_refresh()
         # Trust the folder times only when they are old enough that a change in the
         # same clock tick cannot hide behind them (Dovecot does the same).
         after = self._stamp()
-        if after is not None and time.time_ns() - max(after[0], after[1]) > STAMP_TRUST_NS:  # type: ignore[arg-type]
-            self._scanned = after
-        else:
-            self._scanned = None
+        self._scanned = after if after is not None and _settled(after, listed_at) else None
 
     def _stamp(self) -> tuple[object, ...] | None:
         try:
@@ -485,6 +487,14 @@ def _parse_keywords(path: Path) -> list[str | None]:
         if number.isdigit() and keyword and int(number) < MAX_KEYWORDS:
             found[int(number)] = keyword
     return [found.get(i) for i in range(max(found, default=-1) + 1)]
+
+
+def _settled(stamp: tuple[object, ...], listed_at: int) -> bool:
+    """Whether cur/ and new/ last changed long enough before a listing started at `listed_at`."""
+    cur, new = stamp[0], stamp[1]
+    assert isinstance(cur, int) and isinstance(new, int)
+    fine = cur % 1_000_000_000 and new % 1_000_000_000
+    return listed_at - max(cur, new) > (STAMP_TRUST_FINE_NS if fine else STAMP_TRUST_NS)
 
 
 def _stat_key(path: Path) -> tuple[int, int, int] | None:

@@ -30,6 +30,7 @@ from datetime import date, datetime, timezone
 from email import errors, policy
 from email.header import decode_header, make_header
 from email.utils import parsedate_tz
+from operator import attrgetter
 from typing import Protocol
 
 from hatoba.proto.errors import LocalProtocolError
@@ -412,14 +413,23 @@ class _Search:
 
     def _by_flags(self, cand: set[int], test: Callable[[set[str]], bool]) -> set[int]:
         if self._groups is None:
-            groups: dict[tuple[frozenset[str], bool], list[int]] = {}
-            recent = self.recent
-            for i, record in enumerate(self.records):
-                groups.setdefault((record.flags, record.uid in recent), []).append(i)
-            self._groups = [
-                ({f.lower() for f in flags} | ({"\\recent"} if is_recent else set()), members)
-                for (flags, is_recent), members in groups.items()
-            ]
+            # A plain loop over the flag sets alone: this runs once per message of the folder.
+            by_flags: dict[frozenset[str], list[int]] = {}
+            for i, flags in enumerate(map(attrgetter("flags"), self.records)):
+                members = by_flags.get(flags)
+                if members is None:
+                    by_flags[flags] = members = []
+                members.append(i)
+            groups = []
+            for flags, members in by_flags.items():
+                lowered = {f.lower() for f in flags}
+                if self.recent:
+                    now = [i for i in members if self.records[i].uid in self.recent]
+                    if now:
+                        groups.append((lowered | {"\\recent"}, now))
+                        members = [i for i in members if self.records[i].uid not in self.recent]
+                groups.append((lowered, members))
+            self._groups = groups
         hits: set[int] = set()
         for flags, members in self._groups:
             if test(flags):
