@@ -79,19 +79,34 @@ def make_private_dir(path: Path) -> Path:
 
 # Linux 4.14+: a read that fails with EAGAIN instead of waiting for the disk.
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+# No access-time update: it could wait for the file system's journal. Dropped after
+# the first EPERM (only a file's owner may ask for it).
+_O_NOATIME: int = getattr(os, "O_NOATIME", 0)
+
+
+class NoWaitUnsupported(Exception):
+    """This file system (or system) cannot read without waiting: ask no more."""
 
 
 def read_if_cached(path: str, limit: int) -> bytes | None:
     """The whole file when the page cache holds all of it and it is at most `limit` bytes.
 
-    None when reading would wait for the disk, the file is larger, or the system
-    cannot tell; the caller then reads it in a thread. Safe to call on an event
-    loop: only the open and fstat touch metadata, which a recent directory
-    listing left in memory. Raises FileNotFoundError (and other OSErrors of open).
+    None when reading would wait for the disk or the file is larger; the caller
+    then reads it in a thread. For an event loop: the read never waits for the
+    disk, though the open may (once) when the file's inode is no longer in
+    memory, which also means its pages are not. Raises FileNotFoundError
+    (and other OSErrors of open), and NoWaitUnsupported.
     """
+    global _O_NOATIME
     if _RWF_NOWAIT is None:
-        return None
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        raise NoWaitUnsupported
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _O_NOATIME)
+    except PermissionError:
+        if not _O_NOATIME:
+            raise
+        _O_NOATIME = 0
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         size = os.fstat(fd).st_size
         if size > limit:
@@ -99,8 +114,10 @@ def read_if_cached(path: str, limit: int) -> bytes | None:
         buffer = bytearray(size)
         try:
             got = os.preadv(fd, [buffer], 0, _RWF_NOWAIT)
-        except OSError:  # EAGAIN: not cached; EOPNOTSUPP: a file system without RWF_NOWAIT
+        except BlockingIOError:  # not in the page cache
             return None
+        except OSError as exc:  # EOPNOTSUPP, EINVAL, ENOSYS: no RWF_NOWAIT here
+            raise NoWaitUnsupported from exc
         return bytes(buffer) if got == size else None  # short: only part of it was cached
     finally:
         os.close(fd)

@@ -691,19 +691,26 @@ def test_a_parked_idle_session_sees_files_outside_tools_add(conn, server, hatoba
     assert a.line() == f"{tag} OK IDLE terminated".encode()
 
 
-def test_a_parked_idle_session_gets_bye_on_shutdown(hatoba_home, monkeypatch):
+def test_sessions_waiting_for_their_client_get_bye_at_once_on_shutdown(hatoba_home, monkeypatch):
     from hatoba.net import server as server_module
 
-    monkeypatch.setattr(server_module, "SHUTDOWN_GRACE", 0.5)
+    monkeypatch.setattr(server_module, "SHUTDOWN_GRACE", 30.0)  # what busy sessions would get
     with ServerThread(hatoba_home) as srv:
-        c = Imap(srv, hatoba_home)
-        tag = c.tag()
-        c.send(f"{tag} IDLE\r\n".encode())
-        assert c.line().startswith(b"+ ")
+        parked = Imap(srv, hatoba_home)
+        tag = parked.tag()
+        parked.send(f"{tag} IDLE\r\n".encode())
+        assert parked.line().startswith(b"+ ")
         assert wait_for(lambda: len(srv.server._parked) == 1)
-    # The server stopped (leaving the with block): the parked session was told.
-    assert c.line().startswith(b"* BYE ")
-    c.close()
+        selected = Imap(srv, hatoba_home)
+        selected.ok("SELECT INBOX")
+        greeted = Imap(srv, hatoba_home, login=False)
+        started = time.monotonic()
+    # The server stopped (leaving the with block) without waiting out the grace time.
+    assert time.monotonic() - started < 10
+    for c in (parked, selected, greeted):
+        assert c.line() == b"* BYE Server shutting down; try again later"
+        assert c.file.read() == b""  # then the connection was closed
+        c.close()
 
 
 # -- CHECK, CLOSE, UNSELECT, EXPUNGE --------------------------------------------------------------

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hatoba.proto.imap.fetch import FetchError, fetch, needs_message, to_crlf
+from hatoba.proto.imap.fetch import FetchError, fetch, needs_message, slices_only, to_crlf
 from hatoba.proto.imap.types import FetchItem, MessageMeta, Section
 
 # Stored with LF line ends, as the store keeps messages.
@@ -230,6 +230,19 @@ def test_rfc822_size_equals_crlf_size_for_lf_input():
     assert result.data == b"(RFC822.SIZE %d BODY[] {%d}\r\n" % (len(CRLF), len(CRLF)) + CRLF + b")"
     assert b"\n" not in CRLF.replace(b"\r\n", b"")
     assert to_crlf(MESSAGE) == CRLF == to_crlf(CRLF)
+
+
+def test_slices_only_names_the_items_that_parse_nothing():
+    meta = [FetchItem("UID"), FetchItem("FLAGS"), FetchItem("RFC822.SIZE")]
+    for cheap in (FetchItem("BODY", Section(), peek=True), FetchItem("BODY", Section(), partial=(0, 10)),
+                  FetchItem("BODY", Section(text="HEADER")), FetchItem("BODY", Section(text="TEXT")),
+                  FetchItem("RFC822"), FetchItem("RFC822.HEADER"), FetchItem("RFC822.TEXT"), FetchItem("BINARY")):
+        assert slices_only(meta + [cheap]), cheap
+    for parsing in (FetchItem("BODYSTRUCTURE"), FetchItem("BODY"), FetchItem("ENVELOPE"),
+                    FetchItem("BODY", Section(part=(1,))), FetchItem("BODY", Section(part=(1,), text="MIME")),
+                    FetchItem("BODY", Section(text="HEADER.FIELDS", fields=("SUBJECT",))),
+                    FetchItem("BINARY", Section(part=(2,))), FetchItem("BINARY.SIZE", Section(part=(2,)))):
+        assert not slices_only(meta + [parsing]), parsing
 
 
 def test_meta_items_without_message():

@@ -6,6 +6,7 @@ import pytest
 
 from hatoba.proto.imap.search import (
     esearch_response,
+    key_count,
     matches,
     needs_headers_only,
     needs_message,
@@ -194,6 +195,11 @@ def test_needs_message_and_headers_only():
     assert needs_headers_only(K("AND", keys=(K("FROM", text="a"), K("HEADER", header="X", text=""))))
     assert not needs_headers_only(K("OR", keys=(K("FROM", text="a"), K("BODY", text="b"))))
     assert not needs_headers_only(K("TEXT", text="a"))
+
+
+def test_key_count_counts_nested_keys():
+    assert key_count(K("SEEN")) == 1
+    assert key_count(K("AND", keys=(K("SEEN"), K("OR", keys=(K("DRAFT"), K("NOT", keys=(K("FLAGGED"),))))))) == 6
 
 
 def test_search_response():

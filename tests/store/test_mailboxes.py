@@ -484,12 +484,44 @@ def test_folder_times_are_trusted_after_a_tick_of_their_clock():
     from hatoba.store.uidlist import STAMP_TRUST_FINE_NS, STAMP_TRUST_NS, _settled
 
     fine = 1_800_000_000_123_456_789  # nanoseconds: a file system with fine times
-    assert not _settled((fine, fine - 5, 0), fine + STAMP_TRUST_FINE_NS // 2)
-    assert _settled((fine, fine - 5, 0), fine + STAMP_TRUST_FINE_NS + 1)
+    assert not _settled((fine, fine - 5, 0), fine + STAMP_TRUST_FINE_NS // 2, True)
+    assert _settled((fine, fine - 5, 0), fine + STAMP_TRUST_FINE_NS + 1, True)
+    # Fine times from a clock not seen to be ours (a network file system's server): the long wait.
+    assert not _settled((fine, fine - 5, 0), fine + STAMP_TRUST_FINE_NS + 1, False)
+    assert _settled((fine, fine - 5, 0), fine + STAMP_TRUST_NS + 1, False)
     whole = 1_800_000_000_000_000_000  # whole seconds (or a fine time that fell on one): the long wait
-    assert not _settled((fine, whole, 0), fine + STAMP_TRUST_FINE_NS + 1)
-    assert not _settled((whole, whole, 0), whole + STAMP_TRUST_NS - 1)
-    assert _settled((whole, whole, 0), whole + STAMP_TRUST_NS + 1)
+    assert not _settled((fine, whole, 0), fine + STAMP_TRUST_FINE_NS + 1, True)
+    assert not _settled((whole, whole, 0), whole + STAMP_TRUST_NS - 1, True)
+    assert _settled((whole, whole, 0), whole + STAMP_TRUST_NS + 1, True)
+
+
+def test_a_folder_trusts_fine_times_only_once_its_own_write_got_one_from_our_clock(root):
+    import time
+
+    from hatoba.store.uidlist import CLOCK_SLACK_NS, _our_clock
+
+    now = time.time_ns() // 1000 * 1000 + 7
+    assert _our_clock(now, now - 5, now + 5)
+    assert not _our_clock(now - CLOCK_SLACK_NS - 10, now - 5, now + 5)  # a clock running behind ours
+    assert not _our_clock(now + CLOCK_SLACK_NS + 10, now - 5, now + 5)  # or ahead
+    assert not _our_clock(now // 1_000_000_000 * 1_000_000_000, now - 5, now + 5)  # whole seconds
+    deliver(root, 1)
+    store = MailboxStore(root, hostname="imap.example.test")
+    folder = store.for_user(USER).open("INBOX")._folder
+    assert folder._fine_times  # this test's file system (ext4, tmpfs) stamps from our clock
+
+
+def test_without_rwf_nowait_every_read_goes_to_a_thread(root, monkeypatch):
+    from hatoba import fsutil
+
+    deliver(root, 2)
+    box = user(root).open("INBOX")
+    monkeypatch.setattr(fsutil, "_RWF_NOWAIT", None)  # as on a system or file system without it
+    assert box.read_now(1, 1 << 20) is None
+    assert box._folder.reads_without_waiting is False
+    monkeypatch.undo()
+    assert box.read_now(2, 1 << 20) is None  # not tried again for this folder
+    assert box.read(2) == b"Subject: 1\n\nbody 1\n"
 
 
 def test_a_change_just_after_a_scan_is_found_by_the_next(root):
@@ -498,3 +530,16 @@ def test_a_change_just_after_a_scan_is_found_by_the_next(root):
     for i in range(20):  # each delivery lands within the same clock tick as the last scan, or close to it
         deliver(root, 1, start=100 + i)
         assert [r.uid for r in box.sync().added] == [2 + i]
+
+
+def test_a_users_settings_lock_lives_only_while_used(root):
+    import gc
+
+    store = MailboxStore(root, hostname="imap.example.test")
+    boxes = store.for_user(USER)
+    boxes.create("Projects")  # takes the user's settings lock (subscriptions, special-use)
+    held = store.meta_lock(boxes.root)
+    assert store.meta_lock(boxes.root) is held  # one lock per user while anyone has it
+    del held
+    gc.collect()
+    assert len(store._meta_locks) == 0  # not one lock per user ever seen, for the life of the process

@@ -48,6 +48,7 @@ def _settle_garbage_collector() -> None:
     process, so it leaves the collector's generations; sessions allocate tens of
     thousands of records per SELECT, so the young generation is collected less often.
     """
+    gc.collect()  # start-up garbage in cycles is freed now, not kept frozen for ever
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)

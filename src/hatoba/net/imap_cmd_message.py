@@ -26,7 +26,8 @@ from hatoba.store.mailboxes import MailboxError
 
 FETCH_BATCH = 5000  # messages per batch when no message bytes are needed
 FETCH_BATCH_WITH_BODIES = 256  # at most this many messages per batch ...
-FETCH_BATCH_BYTES = 1 << 20  # ... and about this many response bytes: one large write each
+FETCH_BATCH_BYTES = 1 << 20  # ... and about this many bytes read or answered: one large write each
+SEARCH_ON_LOOP_WORK = 200_000  # messages × search keys up to which SEARCH runs without a thread
 
 # The fields SORT (RFC 5256 §3, RFC 5957) and THREAD (RFC 5256 §2) read; all kept in the header cache.
 SORT_FIELDS = frozenset({"cc", "date", "from", "in-reply-to", "message-id", "references", "subject", "to"})
@@ -117,11 +118,12 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
     def body_work(start: int, read: Callable[[int], bytes | None]) -> tuple[list[bytes], int]:
         """Lines for messages from `start` on; stops before a message `read` gives None for."""
         out = []
-        size = 0
+        size = taken = 0  # bytes answered, bytes read
         i = start
         if from_cache:
             heads = view.mailbox.headers(uids[start : start + FETCH_BATCH_WITH_BODIES])
-        while i < len(uids) and i - start < FETCH_BATCH_WITH_BODIES and size < FETCH_BATCH_BYTES:
+        while (i < len(uids) and i - start < FETCH_BATCH_WITH_BODIES and size < FETCH_BATCH_BYTES
+               and taken < FETCH_BATCH_BYTES):
             u = uids[i]
             i += 1
             record = records.get(u)
@@ -142,6 +144,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
                 if message is None:  # not in the page cache: the caller reads on in a thread
                     i -= 1
                     break
+            taken += len(message)
             flags = record.flags | {"\\Recent"} if u in recent else record.flags
             meta = MessageMeta(uid=u, seq=view.seq_of(u) or 0, flags=flags,
                                internal_date=record.internal_date, size=record.size, modseq=record.modseq)
@@ -152,8 +155,18 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
             size += len(result.data)
         return out, i
 
+    # Files the page cache holds are read on the loop: handing each batch to a thread cost
+    # more in GIL hand-offs than the reads (FETCH throughput halved). Only for items that
+    # are slices of the message: parsing the MIME tree or header fields of a large message
+    # (BODYSTRUCTURE, BINARY, parts) would stall every other session meanwhile.
+    on_loop = not from_cache and F.slices_only(items)
+    missed = False  # a message would have waited for the disk: threads for the rest
+
     def read_now(u: int) -> bytes | None:
-        return view.mailbox.read_now(u, FETCH_BATCH_BYTES)
+        nonlocal missed
+        message = view.mailbox.read_now(u, FETCH_BATCH_BYTES)
+        missed = message is None
+        return message
 
     # Bodies go out in batches: a FETCH 1:* BODY[] never holds the mailbox in memory.
     start = 0
@@ -161,15 +174,10 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
         try:
             if not needs:
                 lines, start = meta_work(start)
-            elif from_cache:
-                lines, start = await asyncio.to_thread(body_work, start, view.mailbox.read)
+            elif on_loop and not missed:
+                lines, start = body_work(start, read_now)
             else:
-                # Files the page cache holds are read here: handing each batch to a thread
-                # cost more in GIL hand-offs than the reads (FETCH throughput halved).
-                lines, end = body_work(start, read_now)
-                if end == start:
-                    lines, end = await asyncio.to_thread(body_work, start, view.mailbox.read)
-                start = end
+                lines, start = await asyncio.to_thread(body_work, start, view.mailbox.read)
         except F.FetchError as exc:  # e.g. BINARY of an unknown encoding: NO [UNKNOWN-CTE]
             s.tagged(cmd.tag, "NO", str(exc))
             return
@@ -279,7 +287,9 @@ async def _search_uids(s: ImapSession, key, view: SelectedMailbox) -> list[int]:
     records = [view.records[u] for u in view.uids]
     # \Recent is an IMAP4rev1 flag (RFC 3501 §2.3.2); IMAP4rev2 dropped it.
     recent = set() if "IMAP4REV2" in s.enabled else view.mailbox.recent
-    if not S.needs_message(key):  # flags, numbers, sizes, dates: from memory, no thread needed
+    # Flags, numbers, sizes, dates: from memory, no thread needed, unless the key is long
+    # enough (a 64 KB line of sequence sets) to keep the loop from other sessions.
+    if not S.needs_message(key) and len(records) * S.key_count(key) <= SEARCH_ON_LOOP_WORK:
         return S.search(key, records, view.mailbox, recent=recent, saved=saved)
     return await asyncio.to_thread(S.search, key, records, view.mailbox, recent=recent, saved=saved)
 

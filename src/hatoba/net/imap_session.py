@@ -46,6 +46,8 @@ IDLE_AUTOLOGOUT = 30 * 60.0
 # Deliveries, POP3 and other sessions wake IDLE at once; this slow rescan only
 # catches files that outside tools put into the Maildir.
 IDLE_RESCAN = 120.0
+AUTOLOGOUT_BYE = b"* BYE Autologout; idle for too long\r\n"
+SHUTDOWN_BYE = b"* BYE Server shutting down; try again later\r\n"
 NOTHING_ENABLED: frozenset[str] = frozenset()
 
 
@@ -90,6 +92,8 @@ class ImapContext:
     # Set by the server: park(session) lets an IDLE session end its task until
     # the client, news or a deadline wakes it (None: sessions wait in their task).
     park: Callable[[ImapSession], None] | None = None
+    # Set by the server when it stops: sessions waiting for the client say BYE at once.
+    stopping: bool = False
 
 
 class ImapSession(SessionBase):
@@ -178,15 +182,22 @@ class ImapSession(SessionBase):
     async def read(self) -> bytes | None:
         timeout = PRE_LOGIN_TIMEOUT if self.state is State.NOT_AUTHENTICATED else IDLE_AUTOLOGOUT
         deadline = asyncio.get_running_loop().time() + timeout
-        while not await self._wait_for_input(deadline):
+        while self.ctx.stopping or not await self._wait_for_input(deadline):
+            if self.ctx.stopping:
+                self._bye(SHUTDOWN_BYE)
+                return None
             if asyncio.get_running_loop().time() >= deadline:
-                self.write(b"* BYE Autologout; idle for too long\r\n")
-                self.closed = True
+                self._bye(AUTOLOGOUT_BYE)
                 return None
         data = await self.stream.read(READ_SIZE)
         if not data:
             return None
         return self._inflate(data)
+
+    def _bye(self, line: bytes) -> None:
+        """End the session with an untagged BYE (RFC 9051 §7.1.5); the server closes it."""
+        self.write(line)
+        self.closed = True
 
     async def _wait_for_input(self, due: float) -> bool:
         """Wait for the client, a wake-up (mailbox news) or `due`; False when nothing came in."""
@@ -436,9 +447,8 @@ class ImapSession(SessionBase):
                 if line is not NEED_DATA:
                     break
                 now = loop.time()
-                if now >= self._idle_deadline:
-                    self.write(b"* BYE Autologout; idle for too long\r\n")
-                    self.closed = True
+                if self.ctx.stopping or now >= self._idle_deadline:
+                    self._bye(SHUTDOWN_BYE if self.ctx.stopping else AUTOLOGOUT_BYE)
                     return False
                 if now >= self._idle_rescan:
                     self.news = True

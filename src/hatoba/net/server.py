@@ -267,10 +267,13 @@ class Server:
     async def stop(self) -> None:
         for server in self._servers:
             server.close()  # stop accepting; open sessions get SHUTDOWN_GRACE
-        # Parked IDLE sessions come back into tasks, to be told goodbye like the rest.
+        # IMAP sessions waiting for their client (parked in IDLE or not) say BYE at once;
+        # the others get SHUTDOWN_GRACE to finish what they are doing.
+        self.imap.stopping = True
         self.imap.park = None
         for stream in list(self._parked):
             stream.wake()
+        self.imap.clock.wake_all()
         if self._sessions:
             _done, pending = await asyncio.wait(set(self._sessions), timeout=SHUTDOWN_GRACE)
             for task in pending:

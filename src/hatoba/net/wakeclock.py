@@ -38,6 +38,15 @@ class WakeClock:
     def remove(self, waiter: Wakeable) -> None:
         self._due.pop(waiter, None)
 
+    def wake_all(self) -> None:
+        """Wake every waiter now (the server is stopping)."""
+        waiters, self._due = list(self._due), {}
+        for waiter in waiters:
+            try:
+                waiter.wake()
+            except Exception:
+                log.exception("wake-up failed")
+
     def _on_tick(self) -> None:
         loop = asyncio.get_running_loop()
         self._timer = None

@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
-from hatoba.fsutil import fsync_dir, read_if_cached, write_new_file
+from hatoba.fsutil import NoWaitUnsupported, fsync_dir, read_if_cached, write_new_file
 from hatoba.proto.imap.search import ParsedHeader
 from hatoba.store.headercache import CACHED_FIELDS, cached_part
 from hatoba.store.maildir import MaildirName
@@ -184,6 +184,8 @@ class Mailbox:
         The one method an event loop may call: None means "read it in a thread".
         Raises MailboxError when the message is gone.
         """
+        if not self._folder.reads_without_waiting:
+            return None
         for _ in range(3):  # as in open_file
             # Never wait for the lock here: a thread holding it may be in an fsync.
             if not self._folder._thread_lock.acquire(blocking=False):
@@ -198,6 +200,9 @@ class Mailbox:
                 return read_if_cached(os.path.join(self._cur, entry.name), limit)
             except FileNotFoundError:
                 continue
+            except NoWaitUnsupported:
+                self._folder.reads_without_waiting = False  # e.g. NFS: threads from now on
+                return None
         raise MailboxError("[EXPUNGEISSUED] Message was expunged")
 
     def message(self, uid: int) -> bytes | None:

@@ -166,7 +166,8 @@ class MailboxStore:
         # every folder of every user ever opened.
         self._folders: weakref.WeakValueDictionary[Path, Folder] = weakref.WeakValueDictionary()
         self._recent: OrderedDict[Path, Folder] = OrderedDict()
-        self._meta_locks: dict[Path, threading.Lock] = {}
+        # Weak: a user's lock lives while some thread holds or waits for it, not forever.
+        self._meta_locks: weakref.WeakValueDictionary[Path, threading.Lock] = weakref.WeakValueDictionary()
 
     def for_user(self, address: str) -> UserMailboxes:
         return UserMailboxes(self, self._addresses.maildir(address), address)
@@ -200,7 +201,10 @@ class MailboxStore:
 
     def meta_lock(self, root: Path) -> threading.Lock:
         with self._lock:
-            return self._meta_locks.setdefault(root, threading.Lock())
+            lock = self._meta_locks.get(root)
+            if lock is None:
+                self._meta_locks[root] = lock = threading.Lock()
+            return lock
 
     def new_stem(self, fields: str = "") -> str:
         """A unique Maildir base name; names made later sort later (COPYUID order)."""

@@ -38,10 +38,12 @@ from hatoba.store.headercache import HeaderCache
 from hatoba.store.maildir import MaildirName
 
 # A folder time this much older than the start of a listing means the listing saw every
-# change up to it: a later change cannot share its clock tick. Coarse for file systems
-# that keep whole seconds (or say so by chance); fine ones tick in milliseconds.
+# change up to it: a later change cannot share its clock tick. Coarse unless the folder's
+# file system was seen to keep fine times from this host's clock, which ticks in milliseconds
+# (a network file system's server may keep fine times from a clock far behind ours).
 STAMP_TRUST_NS = 2_000_000_000
 STAMP_TRUST_FINE_NS = 100_000_000
+CLOCK_SLACK_NS = 20_000_000  # how far a file's fresh time may sit from our clock and still be ours
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,10 @@ class Folder:
         self._list_stat: tuple[int, int, int] | None = None
         # (cur/ mtime, new/ mtime, uid list stat) at the last full scan, when old enough to trust.
         self._scanned: tuple[object, ...] | None = None
+        # Whether the last uid list written got a fine time from our clock (see STAMP_TRUST_NS).
+        self._fine_times = False
+        # False once a read with RWF_NOWAIT failed as unsupported here (Mailbox.read_now).
+        self.reads_without_waiting = True
         # (generation, names in cur/) after a scan that found the entries exactly matching the files.
         self._quiet: tuple[int, set[str]] | None = None
         self._keywords_stat: tuple[int, int, int] | None = None
@@ -239,8 +245,11 @@ class Folder:
         lines += [f"{e.uid} {e.modseq} {e.name}" for e in self.entries.values()]
         lines += [f"X {uid} {modseq}" for uid, modseq in self.vanished]
         path = self.path / UIDLIST
+        before = time.time_ns()
         write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
         self._list_stat = _stat_key(path)
+        if self._list_stat is not None:
+            self._fine_times = _our_clock(self._list_stat[1], before, time.time_ns())
         # Every change to the entries is saved before the lock is released, so this is enough.
         self.generation = next(_generations)
 
@@ -266,7 +275,7 @@ class Folder:
         # Trust the folder times only when they are old enough that a change in the
         # same clock tick cannot hide behind them (Dovecot does the same).
         after = self._stamp()
-        self._scanned = after if after is not None and _settled(after, listed_at) else None
+        self._scanned = after if after is not None and _settled(after, listed_at, self._fine_times) else None
 
     def _stamp(self) -> tuple[object, ...] | None:
         try:
@@ -489,12 +498,20 @@ def _parse_keywords(path: Path) -> list[str | None]:
     return [found.get(i) for i in range(max(found, default=-1) + 1)]
 
 
-def _settled(stamp: tuple[object, ...], listed_at: int) -> bool:
-    """Whether cur/ and new/ last changed long enough before a listing started at `listed_at`."""
+def _settled(stamp: tuple[object, ...], listed_at: int, fine_times: bool) -> bool:
+    """Whether cur/ and new/ last changed long enough before a listing started at `listed_at`.
+
+    `fine_times`: the file system was seen to stamp files from our clock in nanoseconds.
+    """
     cur, new = stamp[0], stamp[1]
     assert isinstance(cur, int) and isinstance(new, int)
-    fine = cur % 1_000_000_000 and new % 1_000_000_000
+    fine = fine_times and cur % 1_000_000_000 and new % 1_000_000_000
     return listed_at - max(cur, new) > (STAMP_TRUST_FINE_NS if fine else STAMP_TRUST_NS)
+
+
+def _our_clock(mtime_ns: int, before: int, after: int) -> bool:
+    """Whether a file written between `before` and `after` (our clock) got a fine time from it."""
+    return bool(mtime_ns % 1_000_000_000) and before - CLOCK_SLACK_NS <= mtime_ns <= after + CLOCK_SLACK_NS
 
 
 def _stat_key(path: Path) -> tuple[int, int, int] | None:

@@ -62,6 +62,7 @@ __all__ = [
     "parse_address_list",
     "parse_message",
     "section_data",
+    "slices_only",
     "to_crlf",
 ]
 
@@ -80,6 +81,23 @@ class FetchResult:
 def needs_message(items: Sequence[FetchItem]) -> bool:
     """True when some item needs the message bytes (not only FLAGS, UID, INTERNALDATE, RFC822.SIZE, MODSEQ)."""
     return any(item.name not in META_ITEMS for item in items)
+
+
+def slices_only(items: Sequence[FetchItem]) -> bool:
+    """True when every item is metadata or a slice of the message (BODY[], BODY[HEADER],
+    BODY[TEXT], RFC822*, BINARY[], partials of those): no MIME tree or header field is
+    parsed, so the work stays in proportion to the bytes sent."""
+    for item in items:
+        name = item.name.upper()
+        if name in META_ITEMS or name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
+            continue
+        section = item.section
+        if name == "BODY" and section is not None and not section.part and section.text in ("", "HEADER", "TEXT"):
+            continue
+        if name == "BINARY" and (section is None or (not section.part and not section.text)):
+            continue
+        return False
+    return True
 
 
 def to_crlf(message: bytes) -> bytes:

@@ -46,6 +46,7 @@ __all__ = [
     "esearch_response",
     "header_names",
     "matches",
+    "key_count",
     "needs_headers_only",
     "needs_message",
     "search",
@@ -63,6 +64,11 @@ def _keys(key: SearchKey) -> list[SearchKey]:
     for sub in key.keys:
         out += _keys(sub)
     return out
+
+
+def key_count(key: SearchKey) -> int:
+    """How many keys `key` holds, itself and nested ones: the work per message grows with it."""
+    return len(_keys(key))
 
 
 def needs_message(key: SearchKey) -> bool:
