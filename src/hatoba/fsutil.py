@@ -9,6 +9,7 @@ Also the one read an event loop may do itself: a file the page cache holds.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -102,8 +103,8 @@ def read_if_cached(path: str, limit: int) -> bytes | None:
         raise NoWaitUnsupported
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _O_NOATIME)
-    except PermissionError:
-        if not _O_NOATIME:
+    except PermissionError as exc:
+        if not _O_NOATIME or exc.errno != errno.EPERM:  # EACCES: the file is unreadable anyway
             raise
         _O_NOATIME = 0
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -116,8 +117,10 @@ def read_if_cached(path: str, limit: int) -> bytes | None:
             got = os.preadv(fd, [buffer], 0, _RWF_NOWAIT)
         except BlockingIOError:  # not in the page cache
             return None
-        except OSError as exc:  # EOPNOTSUPP, EINVAL, ENOSYS: no RWF_NOWAIT here
-            raise NoWaitUnsupported from exc
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # no RWF_NOWAIT here
+                raise NoWaitUnsupported from exc
+            return None  # EIO and the like: the blocking read in a thread will say so
         return bytes(buffer) if got == size else None  # short: only part of it was cached
     finally:
         os.close(fd)

@@ -13,6 +13,7 @@ import os
 import re
 import smtplib
 import socket
+import threading
 import time
 import zlib
 from datetime import datetime
@@ -704,13 +705,54 @@ def test_sessions_waiting_for_their_client_get_bye_at_once_on_shutdown(hatoba_ho
         selected = Imap(srv, hatoba_home)
         selected.ok("SELECT INBOX")
         greeted = Imap(srv, hatoba_home, login=False)
+        compressed = Imap(srv, hatoba_home)
+        compressed.ok("COMPRESS DEFLATE")
+        appending = Imap(srv, hatoba_home)  # part-way through a literal when the stop begins
+        data = message("uploaded while stopping", body="x" * 200_000)
+        appending.send(b"a1 APPEND INBOX {%d}\r\n" % len(data))
+        assert appending.line().startswith(b"+ ")
+        appending.send(data[:1000])
+
+        def finish_upload() -> None:
+            time.sleep(0.5)
+            appending.send(data[1000:] + b"\r\n")
+
+        uploader = threading.Thread(target=finish_upload)
+        uploader.start()
         started = time.monotonic()
     # The server stopped (leaving the with block) without waiting out the grace time.
     assert time.monotonic() - started < 10
+    uploader.join()
     for c in (parked, selected, greeted):
         assert c.line() == b"* BYE Server shutting down; try again later"
         assert c.file.read() == b""  # then the connection was closed
         c.close()
+    # The upload had its command finished, then the goodbye.
+    assert appending.line().startswith(b"a1 OK [APPENDUID ")
+    assert appending.line() == b"* BYE Server shutting down; try again later"
+    appending.close()
+    # After COMPRESS the goodbye is deflated like everything else (RFC 4978).
+    assert zlib.decompressobj(-15).decompress(compressed.sock.recv(1000)) == (
+        b"* BYE Server shutting down; try again later\r\n")
+    compressed.close()
+
+
+def test_a_session_cut_off_after_the_grace_gets_a_deflated_bye_after_compress(hatoba_home, monkeypatch):
+    from hatoba.net import server as server_module
+
+    monkeypatch.setattr(server_module, "SHUTDOWN_GRACE", 0.5)
+    with ServerThread(hatoba_home) as srv:
+        c = Imap(srv, hatoba_home)
+        c.ok("COMPRESS DEFLATE")
+        deflate, inflate = zlib.compressobj(wbits=-15), zlib.decompressobj(-15)
+        c.send(deflate.compress(b"a1 APPEND INBOX {100}\r\nonly part of it") + deflate.flush(zlib.Z_SYNC_FLUSH))
+        assert inflate.decompress(c.sock.recv(1000)).startswith(b"+ ")
+    # The literal never came: the session was cancelled after the grace, and its BYE deflated.
+    said = b""
+    while chunk := c.sock.recv(1000):
+        said += inflate.decompress(chunk)
+    assert said == b"* BYE Server shutting down; try again later\r\n"
+    c.close()
 
 
 # -- CHECK, CLOSE, UNSELECT, EXPUNGE --------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 
 from hatoba.proto.imap.search import (
     esearch_response,
-    key_count,
+    key_size,
     matches,
     needs_headers_only,
     needs_message,
@@ -197,9 +197,27 @@ def test_needs_message_and_headers_only():
     assert not needs_headers_only(K("TEXT", text="a"))
 
 
-def test_key_count_counts_nested_keys():
-    assert key_count(K("SEEN")) == 1
-    assert key_count(K("AND", keys=(K("SEEN"), K("OR", keys=(K("DRAFT"), K("NOT", keys=(K("FLAGGED"),))))))) == 6
+def test_key_size_counts_nested_keys_and_sequence_ranges():
+    assert key_size(K("SEEN")) == 1
+    assert key_size(K("AND", keys=(K("SEEN"), K("OR", keys=(K("DRAFT"), K("NOT", keys=(K("FLAGGED"),))))))) == 6
+    assert key_size(K("AND", keys=(K("SEQSET", sequence=seq((1, None), (1, None), (3, 4))),))) == 5
+
+
+def test_many_overlapping_ranges_cost_one_pass():
+    import time
+
+    from hatoba.proto.imap.types import SeqRange, SequenceSet
+
+    every = SequenceSet(tuple(SeqRange(1, None) for _ in range(16_000)))  # a 64 KB line of "1:*,"
+    assert every.spans(100_000) == [(1, 100_000)]
+    started = time.monotonic()
+    assert every.resolve(100_000) == list(range(1, 100_001))
+    assert every.pick(list(range(1, 100_001, 2)), 100_000) == list(range(1, 100_001, 2))
+    assert time.monotonic() - started < 1  # not 16,000 passes over 100,000 messages
+    odd = SequenceSet((SeqRange(9, 7), SeqRange(2, 2), SeqRange(3, 4), SeqRange(None, 20), SeqRange(12, None)))
+    assert odd.spans(20) == [(2, 4), (7, 9), (12, 20)]  # reversed, adjacent and "*" ranges
+    assert odd.spans(0) == [(2, 4), (7, 9)]  # "*" names nothing in an empty mailbox
+    assert odd.pick([1, 2, 5, 8, 11, 12, 30], 20) == [2, 8, 12]
 
 
 def test_search_response():

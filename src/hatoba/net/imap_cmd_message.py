@@ -92,7 +92,10 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
     vanished = modifiers.get("VANISHED")
     if uid and vanished and changedsince is not None:
         gone = await asyncio.to_thread(view.mailbox.vanished_since, int(changedsince))
-        gone = [u for u in gone if sequence.contains(u, _largest(view)[1] or u)]
+        largest = _largest(view)[1]
+        if largest or not any(r.first is None or r.last is None for r in sequence.ranges):
+            gone = sequence.pick(sorted(gone), largest)
+        # else: in an empty view "*" stands for each UID itself, so every one matches
         if gone:
             s.write(b"* VANISHED (EARLIER) " + E.format_sequence_set(sorted(gone)) + b"\r\n")
     needs = F.needs_message(items)
@@ -183,6 +186,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
             return
         s.write(b"".join(lines))
         await s.flush()
+        await asyncio.sleep(0)  # flush() returns at once to a fast reader: let other sessions run
     if seen_uids:
         changed, _ = await asyncio.to_thread(view.mailbox.store_flags, seen_uids, "+", ("\\Seen",))
         for record in changed:
@@ -289,7 +293,7 @@ async def _search_uids(s: ImapSession, key, view: SelectedMailbox) -> list[int]:
     recent = set() if "IMAP4REV2" in s.enabled else view.mailbox.recent
     # Flags, numbers, sizes, dates: from memory, no thread needed, unless the key is long
     # enough (a 64 KB line of sequence sets) to keep the loop from other sessions.
-    if not S.needs_message(key) and len(records) * S.key_count(key) <= SEARCH_ON_LOOP_WORK:
+    if not S.needs_message(key) and len(records) * S.key_size(key) <= SEARCH_ON_LOOP_WORK:
         return S.search(key, records, view.mailbox, recent=recent, saved=saved)
     return await asyncio.to_thread(S.search, key, records, view.mailbox, recent=recent, saved=saved)
 

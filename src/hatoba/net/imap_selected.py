@@ -56,7 +56,7 @@ class SelectedMailbox:
             return [u for u in self.saved if u in self.records]
         if uid:
             largest = self.uids[-1] if self.uids else 0
-            return [u for u in self.uids if sequence.contains(u, largest)]
+            return sequence.pick(self.uids, largest)
         if len(sequence.ranges) == 1:  # "1:*", "5:10": a slice, not a number at a time
             r = sequence.ranges[0]
             count = len(self.uids)

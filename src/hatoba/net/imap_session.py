@@ -182,10 +182,14 @@ class ImapSession(SessionBase):
     async def read(self) -> bytes | None:
         timeout = PRE_LOGIN_TIMEOUT if self.state is State.NOT_AUTHENTICATED else IDLE_AUTOLOGOUT
         deadline = asyncio.get_running_loop().time() + timeout
-        while self.ctx.stopping or not await self._wait_for_input(deadline):
-            if self.ctx.stopping:
+        while True:
+            # Stopping: a client between commands is told at once; one part-way through a
+            # command (an APPEND literal on its way) gets the server's grace to finish it.
+            if self.ctx.stopping and self.commands.between_commands:
                 self._bye(SHUTDOWN_BYE)
                 return None
+            if await self._wait_for_input(deadline):
+                break
             if asyncio.get_running_loop().time() >= deadline:
                 self._bye(AUTOLOGOUT_BYE)
                 return None
@@ -289,12 +293,16 @@ class ImapSession(SessionBase):
     def tagged(self, tag: str, status: str, text: str) -> None:
         self.write(f"{tag} {status} {text}\r\n".encode("utf-8", "replace"))
 
+    def wire_form(self, data: bytes) -> bytes:
+        """`data` as it must go out now, compressed after COMPRESS (the server's farewell)."""
+        if self._compress is not None:
+            return self._compress.compress(data) + self._compress.flush(zlib.Z_SYNC_FLUSH)
+        return data
+
     async def flush(self) -> None:
         if not self.out:
             return
-        data, self.out = b"".join(self.out), []
-        if self._compress is not None:
-            data = self._compress.compress(data) + self._compress.flush(zlib.Z_SYNC_FLUSH)
+        data, self.out = self.wire_form(b"".join(self.out)), []
         try:
             self.stream.write(data)
             async with asyncio.timeout(self.ctx.config.limits.command_timeout):

@@ -247,7 +247,10 @@ class Server:
         try:
             parked = bool(await work)
         except asyncio.CancelledError:
-            await _close_with(stream, _farewell(listener, R.R421_SHUTTING_DOWN))
+            farewell = _farewell(listener, R.R421_SHUTTING_DOWN)
+            if isinstance(session, ImapSession):
+                farewell = session.wire_form(farewell)  # deflated after COMPRESS
+            await _close_with(stream, farewell)
             raise
         except (ConnectionError, OSError) as exc:
             log.info("connection lost: %s", type(exc).__name__)

@@ -120,6 +120,8 @@ class Folder:
 
     def __init__(self, path: Path, new_uidvalidity: Callable[[], int]) -> None:
         self.path = path
+        self._cur = f"{path}/cur/"  # plain string prefixes: joined once per message in a scan
+        self._new = f"{path}/new/"
         self._identity = _identity(path)
         self._thread_lock = threading.Lock()
         self._new_uidvalidity = new_uidvalidity
@@ -359,9 +361,8 @@ class Folder:
 
     def _move_to_cur(self, name: str) -> str | None:
         target = name if ":" in name else name + ":2,"
-        folder = str(self.path)  # plain strings: this runs once per new message
         try:
-            os.rename(os.path.join(folder, "new", name), os.path.join(folder, "cur", target))
+            os.rename(self._new + name, self._cur + target)
         except FileNotFoundError:
             return None
         return target
@@ -369,7 +370,7 @@ class Folder:
     def details(self, entry: Entry) -> tuple[datetime, int]:
         """(internal date, size with CRLF line ends), learnt once per file."""
         if entry.date is None or entry.size is None:
-            path = os.path.join(self.path, "cur", entry.name)
+            path = self._cur + entry.name
             parsed = MaildirName.parse(entry.name)
             try:
                 entry.date = datetime.fromtimestamp(int(os.stat(path).st_mtime), UTC)

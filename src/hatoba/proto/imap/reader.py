@@ -186,6 +186,11 @@ class CommandReader:
         if not self._closed:
             self._buf += data
 
+    @property
+    def between_commands(self) -> bool:
+        """Nothing of a next command has come in yet (no bytes buffered, no literal pending)."""
+        return not self._buf and self._tokens is None and self._literal is None and not self._skipping
+
     def _take_line(self, limit: int) -> bytes | _TooLong | None:
         buf = self._buf
         if self._skipping:

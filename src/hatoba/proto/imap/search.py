@@ -24,7 +24,6 @@ Rules:
 from __future__ import annotations
 
 import email
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Container, Mapping, Sequence
 from datetime import date, datetime, timezone
 from email import errors, policy
@@ -46,7 +45,7 @@ __all__ = [
     "esearch_response",
     "header_names",
     "matches",
-    "key_count",
+    "key_size",
     "needs_headers_only",
     "needs_message",
     "search",
@@ -66,9 +65,10 @@ def _keys(key: SearchKey) -> list[SearchKey]:
     return out
 
 
-def key_count(key: SearchKey) -> int:
-    """How many keys `key` holds, itself and nested ones: the work per message grows with it."""
-    return len(_keys(key))
+def key_size(key: SearchKey) -> int:
+    """The keys `key` holds (itself and nested ones) plus their sequence-set ranges: the
+    work per message grows with it."""
+    return sum(1 + (len(k.sequence.ranges) if k.sequence is not None else 0) for k in _keys(key))
 
 
 def needs_message(key: SearchKey) -> bool:
@@ -453,22 +453,16 @@ class _Search:
         out: set[int] = set()
         if not uid:
             largest = len(records)
-            for r in seqset.ranges:
-                first = largest if r.first is None else r.first
-                last = largest if r.last is None else r.last
-                low, high = max(min(first, last), 1), min(max(first, last), largest)
+            for low, high in seqset.spans(largest):  # merged: each message is added once at most
+                low, high = max(low, 1), min(high, largest)
                 if low <= high:
                     out.update(range(low - 1, high))
             return cand & out
         if self._uid_index is None:
             self._uid_index = {record.uid: i for i, record in enumerate(records)}
         uids = sorted(self._uid_index)
-        largest = uids[-1]
-        for r in seqset.ranges:
-            first = largest if r.first is None else r.first
-            last = largest if r.last is None else r.last
-            low, high = min(first, last), max(first, last)
-            out.update(self._uid_index[u] for u in uids[bisect_left(uids, low) : bisect_right(uids, high)])
+        index = self._uid_index
+        out.update(index[u] for u in seqset.pick(uids, uids[-1]))
         return cand & out
 
     def _by_meta(self, k: SearchKey, cand: set[int]) -> set[int]:

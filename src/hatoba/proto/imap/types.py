@@ -6,6 +6,8 @@ client bytes, fetch.py and search.py consume them.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -63,18 +65,40 @@ class SequenceSet:
     ranges: tuple[SeqRange, ...]
     saved: bool = False  # "$": the result of the last SEARCH ... SAVE (RFC 5182)
 
-    def resolve(self, largest: int) -> list[int]:
-        """The numbers named, ascending and unique; "*" is `largest` (nothing when largest is 0)."""
-        out: set[int] = set()
+    def spans(self, largest: int) -> list[tuple[int, int]]:
+        """The ranges as ascending, disjoint (low, high) pairs, overlapping and adjacent ones
+        merged; "*" is `largest` (ranges with "*" name nothing when largest is 0).
+
+        A client may send thousands of ranges (a 64 KB line of "1:*,"): merged first,
+        every use costs one pass over the messages, not one per range.
+        """
+        pairs = []
         for r in self.ranges:
-            first = largest if r.first is None else r.first
-            last = largest if r.last is None else r.last
-            if first > last:
-                first, last = last, first
             if largest == 0 and (r.first is None or r.last is None):
                 continue
-            out.update(range(first, last + 1))
-        return sorted(out)
+            first = largest if r.first is None else r.first
+            last = largest if r.last is None else r.last
+            pairs.append((first, last) if first <= last else (last, first))
+        pairs.sort()
+        merged: list[tuple[int, int]] = []
+        for low, high in pairs:
+            if merged and low <= merged[-1][1] + 1:
+                if high > merged[-1][1]:
+                    merged[-1] = (merged[-1][0], high)
+            else:
+                merged.append((low, high))
+        return merged
+
+    def resolve(self, largest: int) -> list[int]:
+        """The numbers named, ascending and unique; "*" is `largest` (nothing when largest is 0)."""
+        return [n for low, high in self.spans(largest) for n in range(low, high + 1)]
+
+    def pick(self, ascending: Sequence[int], largest: int) -> list[int]:
+        """The numbers of an ascending list that the set names ("*" is `largest`)."""
+        out: list[int] = []
+        for low, high in self.spans(largest):
+            out += ascending[bisect_left(ascending, low) : bisect_right(ascending, high)]
+        return out
 
     def contains(self, number: int, largest: int) -> bool:
         for r in self.ranges:
