@@ -1,9 +1,12 @@
-"""`hatoba serve` settles the garbage collector once its listeners are up."""
+"""`hatoba serve` settles the garbage collector once its listeners are up, and limits malloc arenas."""
 
 from __future__ import annotations
 
 import gc
+import sys
 import weakref
+
+import pytest
 
 from hatoba.cli import serve
 
@@ -29,3 +32,15 @@ def test_start_up_objects_are_frozen_after_a_collection_and_young_collections_ar
         gc.unfreeze()
         gc.set_threshold(*before)
         gc.enable()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_malloc_arenas_are_limited_unless_the_operator_chose(monkeypatch):
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert serve._limit_malloc_arenas() is True  # glibc took M_ARENA_MAX
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert serve._limit_malloc_arenas() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=8")
+    assert serve._limit_malloc_arenas() is False

@@ -543,3 +543,26 @@ def test_a_users_settings_lock_lives_only_while_used(root):
     del held
     gc.collect()
     assert len(store._meta_locks) == 0  # not one lock per user ever seen, for the life of the process
+
+
+def test_a_folder_no_session_holds_frees_its_header_cache_but_keeps_its_uids(root):
+    import gc
+
+    deliver(root, 3)
+    store = MailboxStore(root, hostname="imap.example.test")
+    boxes = store.for_user(USER)
+    box = boxes.open("INBOX")
+    assert box.headers([1, 2, 3])[2].text("subject") == ["1"]
+    folder = box._folder
+    assert folder._header_cache is not None
+    boxes.create("Other")
+    boxes.open("Other")  # opening another folder looks at the recent ones
+    assert folder._header_cache is not None  # INBOX is still selected: its cache stays
+    del box
+    gc.collect()
+    boxes.open("Other")
+    assert folder._header_cache is None  # nobody holds INBOX: its search forms are freed
+    assert store._folders.get(folder.path) is folder  # its UID state is kept (a recent folder)
+    again = boxes.open("INBOX")
+    assert again.headers([1, 2, 3])[3].text("subject") == ["2"]  # read again from the cache file
+    assert folder._header_cache._in_file == 3  # loaded from the file, nothing appended again

@@ -160,6 +160,14 @@ class HeaderCache:
         for uid in dead:
             del self._entries[uid]
 
+    @property
+    def unsaved(self) -> bool:
+        """Entries the file does not hold yet (dropping the cache now would lose their work).
+
+        A rewrite still owed is not counted: loading the file again finds the same need.
+        """
+        return bool(self._pending)
+
     def save(self) -> None:
         """Put new entries in the file: appended, or the whole file anew when it holds too many dead ones."""
         if self.uidvalidity is None or (not self._pending and not self._rewrite):

@@ -68,7 +68,7 @@ class Mailbox:
 
     # One lives as long as its session keeps the folder selected: hours, for IDLE.
     __slots__ = ("name", "readonly", "_owner", "_folder", "_view", "_generation", "_cur", "recent",
-                 "uidvalidity", "uidnext", "highestmodseq")
+                 "uidvalidity", "uidnext", "highestmodseq", "__weakref__")
 
     def __init__(self, owner: UserMailboxes, folder: Folder, name: str, *, readonly: bool = False) -> None:
         self.name = name
@@ -80,6 +80,7 @@ class Mailbox:
         self._cur = os.path.join(folder.path, "cur")
         # RFC 3501 §2.3.2 \Recent, for this session only; most sessions never have any.
         self.recent: set[int] | frozenset[int] = NO_RECENT
+        folder.views.add(self)
         with folder.lock():
             folder.refresh()
             self.uidvalidity = folder.uidvalidity

@@ -189,6 +189,9 @@ class MailboxStore:
             self._recent.move_to_end(path)
             if len(self._recent) > RECENT_FOLDERS:
                 self._recent.popitem(last=False)
+            for other in self._recent.values():  # kept for their UIDs, not their header caches
+                if other is not folder:
+                    other.drop_unused_header_cache()
             return folder
 
     def retire(self, path: Path) -> None:

@@ -27,6 +27,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ def order_key(stem: str) -> tuple[int, str]:
     return (int(head) if head.isdigit() else 0, stem)
 
 
-@dataclass
+@dataclass(slots=True)  # one per message of every folder kept in memory
 class Entry:
     uid: int
     modseq: int
@@ -132,6 +133,8 @@ class Folder:
         self._fine_times = False
         # False once a read with RWF_NOWAIT failed as unsupported here (Mailbox.read_now).
         self.reads_without_waiting = True
+        # The sessions' views of this folder (store.mailbox.Mailbox) alive now.
+        self.views: weakref.WeakSet[object] = weakref.WeakSet()
         # (generation, names in cur/) after a scan that found the entries exactly matching the files.
         self._quiet: tuple[int, set[str]] | None = None
         self._keywords_stat: tuple[int, int, int] | None = None
@@ -263,6 +266,24 @@ class Folder:
         cache.use(self.uidvalidity)
         cache.prune(self.entries, self.generation)
         return cache
+
+    def drop_unused_header_cache(self) -> None:
+        """Free the header cache when no session's view holds the folder.
+
+        Its search forms take about 2 KiB a message (20 MiB for 10,000) and would
+        stay as long as the folder is among the store's recent ones; the file keeps
+        the fields, read again by the next SEARCH. Never waits for the lock.
+        """
+        cache = self._header_cache
+        if cache is None or self.views or cache.unsaved:
+            return
+        if not self._thread_lock.acquire(blocking=False):
+            return
+        try:
+            if not self.views and not cache.unsaved and self._header_cache is cache:
+                self._header_cache = None
+        finally:
+            self._thread_lock.release()
 
     # -- reading the folder ---------------------------------------------------------
 
