@@ -545,8 +545,10 @@ def test_a_users_settings_lock_lives_only_while_used(root):
     assert len(store._meta_locks) == 0  # not one lock per user ever seen, for the life of the process
 
 
-def test_a_folder_no_session_holds_frees_its_header_cache_but_keeps_its_uids(root):
+def test_folders_no_session_holds_keep_header_caches_only_within_a_budget(root, monkeypatch):
     import gc
+
+    from hatoba.store import mailboxes
 
     deliver(root, 3)
     store = MailboxStore(root, hostname="imap.example.test")
@@ -554,14 +556,18 @@ def test_a_folder_no_session_holds_frees_its_header_cache_but_keeps_its_uids(roo
     box = boxes.open("INBOX")
     assert box.headers([1, 2, 3])[2].text("subject") == ["1"]
     folder = box._folder
-    assert folder._header_cache is not None
     boxes.create("Other")
+    monkeypatch.setattr(mailboxes, "UNHELD_HEADER_CACHE_MESSAGES", 2)  # fewer than INBOX's 3
     boxes.open("Other")  # opening another folder looks at the recent ones
     assert folder._header_cache is not None  # INBOX is still selected: its cache stays
     del box
     gc.collect()
+    monkeypatch.setattr(mailboxes, "UNHELD_HEADER_CACHE_MESSAGES", 3)
     boxes.open("Other")
-    assert folder._header_cache is None  # nobody holds INBOX: its search forms are freed
+    assert folder._header_cache is not None  # nobody holds INBOX, but its 3 fit the budget
+    monkeypatch.setattr(mailboxes, "UNHELD_HEADER_CACHE_MESSAGES", 2)
+    boxes.open("Other")
+    assert folder._header_cache is None  # over the budget: its search forms are freed
     assert store._folders.get(folder.path) is folder  # its UID state is kept (a recent folder)
     again = boxes.open("INBOX")
     assert again.headers([1, 2, 3])[3].text("subject") == ["2"]  # read again from the cache file

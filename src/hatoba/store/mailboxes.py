@@ -139,6 +139,7 @@ def name_of_dirname(dirname: str) -> str | None:
 
 
 RECENT_FOLDERS = 32  # folder states kept after their last user let go
+UNHELD_HEADER_CACHE_MESSAGES = 5_000  # about 10 MiB of header caches no session holds
 
 class MailboxStore:
     """Every user's mailboxes; holds the per-folder state and locks all sessions share."""
@@ -189,9 +190,14 @@ class MailboxStore:
             self._recent.move_to_end(path)
             if len(self._recent) > RECENT_FOLDERS:
                 self._recent.popitem(last=False)
-            for other in self._recent.values():  # kept for their UIDs, not their header caches
+            # Recent folders no session holds keep their header caches up to a budget, the
+            # most recently opened first; larger ones are read again from their files.
+            budget = UNHELD_HEADER_CACHE_MESSAGES
+            for other in reversed(self._recent.values()):
                 if other is not folder:
-                    other.drop_unused_header_cache()
+                    budget -= other.unheld_header_cache_size()
+                    if budget < 0:
+                        other.drop_unused_header_cache()
             return folder
 
     def retire(self, path: Path) -> None:

@@ -267,6 +267,11 @@ class Folder:
         cache.prune(self.entries, self.generation)
         return cache
 
+    def unheld_header_cache_size(self) -> int:
+        """Messages in a header cache that no session's view holds (0: none, or held)."""
+        cache = self._header_cache
+        return len(cache) if cache is not None and not self.views else 0
+
     def drop_unused_header_cache(self) -> None:
         """Free the header cache when no session's view holds the folder.
 
