@@ -298,10 +298,15 @@ MANY = [key for key, _ in CASES] + [
 ]
 
 
-@pytest.mark.parametrize("key", MANY, ids=[f"{k.name}-{i}" for i, k in enumerate(MANY)])
-def test_search_answers_what_matches_answers(key):
-    metas, messages = mailbox()
-    recent = {13, 16}
+FLAG_ONLY = [K("UNSEEN"), K("AND", keys=(K("SEEN"), K("FLAGGED"))), K("AND", keys=(K("ALL"), K("UNDELETED"))),
+             K("AND", keys=(K("KEYWORD", text="$IMPORTANT"), K("UNKEYWORD", text="$junk"))), K("UNANSWERED"),
+             K("AND", keys=(K("DRAFT"),)), K("OLD"), K("RECENT"), K("NEW")]
+
+
+@pytest.mark.parametrize("recent", [{13, 16}, set()], ids=["recent", "no-recent"])
+@pytest.mark.parametrize("key", MANY + FLAG_ONLY, ids=[f"{k.name}-{i}" for i, k in enumerate(MANY + FLAG_ONLY)])
+def test_search_answers_what_matches_answers(key, recent):
+    metas, messages = mailbox(12)
     found = search(key, metas, Source(messages), recent=recent, saved=[16, 22])
     assert found == one_by_one(key, metas, messages, recent=recent, saved=[16, 22])
 

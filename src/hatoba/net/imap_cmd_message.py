@@ -285,8 +285,14 @@ async def cmd_move(s: ImapSession, cmd: RawCommand) -> None:
 
 
 async def _search_uids(s: ImapSession, key, view: SelectedMailbox) -> list[int]:  # type: ignore[no-untyped-def]
-    """UIDs of the messages that match, ascending: flags and numbers from the records,
-    header fields from the folder's header cache, bodies from the files (proto/imap/search.py)."""
+    """UIDs of the messages that match, ascending."""
+    return [view.uids[i] for i in await _search_positions(s, key, view)]
+
+
+async def _search_positions(s: ImapSession, key, view: SelectedMailbox) -> list[int]:  # type: ignore[no-untyped-def]
+    """Where the matching messages are in view.uids (sequence number - 1), ascending: flags and
+    numbers from the records, header fields from the folder's header cache, bodies from the
+    files (proto/imap/search.py)."""
     saved = list(view.saved)
     records = [view.records[u] for u in view.uids]
     # \Recent is an IMAP4rev1 flag (RFC 3501 §2.3.2); IMAP4rev2 dropped it.
@@ -294,17 +300,18 @@ async def _search_uids(s: ImapSession, key, view: SelectedMailbox) -> list[int]:
     # Flags, numbers, sizes, dates: from memory, no thread needed, unless the key is long
     # enough (a 64 KB line of sequence sets) to keep the loop from other sessions.
     if not S.needs_message(key) and len(records) * S.key_size(key) <= SEARCH_ON_LOOP_WORK:
-        return S.search(key, records, view.mailbox, recent=recent, saved=saved)
-    return await asyncio.to_thread(S.search, key, records, view.mailbox, recent=recent, saved=saved)
+        return S.search_positions(key, records, view.mailbox, recent=recent, saved=saved)
+    return await asyncio.to_thread(S.search_positions, key, records, view.mailbox, recent=recent, saved=saved)
 
 
 async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> None:
     view = selected_view(s)
     key, options = parse_search(args, utf8_accepted=is_utf8(s))
-    found = await _search_uids(s, key, view)
+    uids = view.uids  # as the search saw them: only this session's commands change them
+    hits = await _search_positions(s, key, view)
+    found = [uids[i] for i in hits]
     returns = options.get("return")
-    positions = view.positions()
-    numbers = found if uid else [positions.get(u, 0) for u in found]
+    numbers = found if uid else [i + 1 for i in hits]
     if returns is not None:
         if "SAVE" in returns:
             view.saved = found
