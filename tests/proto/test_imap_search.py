@@ -235,9 +235,15 @@ def test_esearch_response():
     assert esearch_response("t", [5], ("count",), uid=False) == b'* ESEARCH (TAG "t") COUNT 1\r\n'
 
 
-# -- search(): many messages at once, the answers matches() gives one by one -------------------
+# -- search_positions(): many messages at once, the answers matches() gives one by one -------------------
 
-from hatoba.proto.imap.search import ParsedHeader, search  # noqa: E402
+from hatoba.proto.imap.search import ParsedHeader, search_positions  # noqa: E402
+
+
+def search(key, metas, source, **kw):
+    """The UIDs search_positions() finds."""
+    return [metas[i].uid for i in search_positions(key, metas, source, **kw)]
+
 
 OTHER = b"From: Zed <zed@example.org>\nSubject: lunch\nDate: Tue, 04 Jun 2024 08:00:00 +0000\n\nplain body\n"
 

@@ -13,7 +13,7 @@ Rules:
 - `saved` (the "$" of RFC 5182 SEARCHRES) holds the UIDs of the messages the
   last SEARCH ... SAVE found: UIDs name messages across expunges, so "$" in a
   sequence-set key and in a UID key both test meta.uid against it.
-- search() answers what matches() answers for every message, but key by
+- search_positions() answers what matches() answers for every message, but key by
   key over sets of messages: flag keys test each distinct flag set once,
   an AND narrows the candidates before its costlier keys run (headers,
   then bodies), and header keys read ParsedHeader values the caller may
@@ -48,7 +48,6 @@ __all__ = [
     "key_size",
     "needs_headers_only",
     "needs_message",
-    "search",
     "search_positions",
     "search_response",
     "search_text",
@@ -147,7 +146,7 @@ class ParsedHeader:
 
 
 class SearchSource(Protocol):
-    """Where search() gets what the records do not hold."""
+    """Where search_positions() gets what the records do not hold."""
 
     def headers(self, uids: Sequence[int], names: frozenset[str]) -> Mapping[int, ParsedHeader]:
         """Headers holding at least the fields `names`; a UID left out is a message gone."""
@@ -341,22 +340,6 @@ def _cost(key: SearchKey) -> int:
     return max((_cost(k) for k in key.keys), default=_COST_FLAGS)
 
 
-def search(
-    key: SearchKey,
-    records: Sequence[MetaRecord],
-    source: SearchSource,
-    *,
-    recent: Container[int] = (),
-    saved: Sequence[int] = (),
-) -> list[int]:
-    """The UIDs of `records` (sequence number = position + 1) that satisfy `key`, in record order.
-
-    `recent` holds the UIDs that carry \\Recent in this session. The answer
-    is the one matches() gives message by message (see the module Rules).
-    """
-    return [records[i].uid for i in search_positions(key, records, source, recent=recent, saved=saved)]
-
-
 def search_positions(
     key: SearchKey,
     records: Sequence[MetaRecord],
@@ -365,7 +348,12 @@ def search_positions(
     recent: Container[int] = (),
     saved: Sequence[int] = (),
 ) -> list[int]:
-    """search(), as the positions in `records` (0-based, ascending) of the messages that match."""
+    """Where in `records` (sequence number = position + 1) the messages that satisfy `key`
+    are, ascending.
+
+    `recent` holds the UIDs that carry \\Recent in this session. The answer
+    is the one matches() gives message by message (see the module Rules).
+    """
     test = None if recent else _flag_test(key)
     if test is not None:
         return _by_flag_test(records, test)
