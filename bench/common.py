@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
@@ -735,3 +735,14 @@ def run_each(
         if show is not None:
             print(show(outcome), flush=True)
     return outcomes, failed
+
+
+def run_targets(
+    target: str,
+    jobs: Mapping[str, Callable[[], Outcome]],
+    *,
+    troubled: Callable[[Outcome], bool] = lambda _: False,
+) -> tuple[list[Outcome], bool]:
+    """run_each over the jobs `target` names ("both": every one, in order), labelled by name."""
+    names = list(jobs) if target == "both" else [target]
+    return run_each([(f"{name:<9}", jobs[name]) for name in names], troubled=troubled)

@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     Interrupted,
-    run_each,
+    run_targets,
     server_log_hint,
     REFSTACK_CA,
     REFSTACK_IMAP_PORT,
@@ -955,14 +955,13 @@ def main(argv: list[str] | None = None) -> int:
                 args.idle_connections, args.idle_concurrency, args.idle_messages, args.idle_hold,
                 args.idle_timeout, args.idle_plain, args.phases, args.timeout)
     message = make_message(args.size, "loadgen@example.net", "reader@example.test")
-    targets = ["hatoba", "refstack"] if args.target == "both" else [args.target]
     cli = shlex.split(args.hatoba) if args.hatoba else None
     jobs = {
         "hatoba": lambda: run_hatoba(spec, message, args.port_offset, args.keep, cli, mailboxes),
         "refstack": lambda: run_refstack(spec, message),
     }
     try:
-        outcomes, failed = run_each([(f"{t:<9}", jobs[t]) for t in targets], troubled=lambda o: bool(o.notes))
+        outcomes, failed = run_targets(args.target, jobs, troubled=lambda o: bool(o.notes))
     except Interrupted:
         return 130
     if outcomes:

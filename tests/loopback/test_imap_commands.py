@@ -984,6 +984,37 @@ def test_fetch_reads_messages_the_page_cache_lost_in_a_thread_and_keeps_their_or
     assert search(c, "UNSEEN") == []
 
 
+def test_fetch_reads_on_the_loop_only_for_slices_and_lets_other_sessions_run_between_batches(
+        conn, server, monkeypatch):
+    from hatoba.net import imap_cmd_message
+    from hatoba.store.mailbox import Mailbox
+
+    c, _ = filled(conn, [message(f"m{i}", body="x" * 500) for i in range(6)])
+    monkeypatch.setattr(imap_cmd_message, "FETCH_BATCH_WITH_BODIES", 2)
+    ticks = [0]
+
+    def tick() -> None:  # runs once per turn of the server's event loop
+        ticks[0] += 1
+        server.loop.call_soon(tick)
+
+    server.loop.call_soon_threadsafe(tick)
+    seen: list[tuple[int, int]] = []  # (uid, loop turns so far) at each read on the loop
+    read_now = Mailbox.read_now
+
+    def recording(self, uid, limit):  # type: ignore[no-untyped-def]
+        seen.append((uid, ticks[0]))
+        return read_now(self, uid, limit)
+
+    monkeypatch.setattr(Mailbox, "read_now", recording)
+    c.ok("FETCH 1:6 (BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert seen == []  # these parse the message: in threads, never on the loop
+    c.ok("FETCH 1:6 (BODY.PEEK[])")
+    assert len(seen) == 6  # a slice: read on the loop
+    turns = [t for _, t in seen]
+    for batch in range(1, 3):  # the first read of each later batch comes turns after the last one
+        assert turns[2 * batch] > turns[2 * batch - 1], turns
+
+
 def test_fetch_partial(two_kinds):
     c, _ = two_kinds
     line = c.ok("FETCH 1 (BODY.PEEK[]<6.10>)")[0]

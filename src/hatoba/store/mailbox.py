@@ -31,7 +31,7 @@ from hatoba.fsutil import NoWaitUnsupported, fsync_dir, read_if_cached, write_ne
 from hatoba.proto.imap.search import ParsedHeader
 from hatoba.store.headercache import CACHED_FIELDS, cached_part
 from hatoba.store.maildir import MaildirName
-from hatoba.store.uidlist import Entry, Folder, MailboxError, info_letters, normalize_flags, with_letters
+from hatoba.store.uidlist import Entry, Folder, FolderBusy, MailboxError, info_letters, normalize_flags, with_letters
 
 if TYPE_CHECKING:
     from hatoba.store.mailboxes import MailboxStore, UserMailboxes
@@ -162,11 +162,7 @@ class Mailbox:
 
     def open_file(self, uid: int) -> BinaryIO:
         for _ in range(3):  # another session may rename it (flags) between look-up and open
-            # Only the in-memory entry is read: the thread lock is enough (no flock, no
-            # lock-file open per message, which halved FETCH throughput).
-            with self._folder._thread_lock:
-                entry = self._folder.entries.get(uid)
-                path = os.path.join(self._cur, entry.name) if entry else None
+            path = self._folder.file_path(uid)  # no flock per message: it halved FETCH throughput
             if path is None:
                 break
             try:
@@ -188,17 +184,14 @@ class Mailbox:
         if not self._folder.reads_without_waiting:
             return None
         for _ in range(3):  # as in open_file
-            # Never wait for the lock here: a thread holding it may be in an fsync.
-            if not self._folder._thread_lock.acquire(blocking=False):
-                return None
             try:
-                entry = self._folder.entries.get(uid)
-            finally:
-                self._folder._thread_lock.release()
-            if entry is None:
+                path = self._folder.file_path(uid, wait=False)
+            except FolderBusy:
+                return None
+            if path is None:
                 break
             try:
-                return read_if_cached(os.path.join(self._cur, entry.name), limit)
+                return read_if_cached(path, limit)
             except FileNotFoundError:
                 continue
             except NoWaitUnsupported:

@@ -103,6 +103,10 @@ def order_key(stem: str) -> tuple[int, str]:
     return (int(head) if head.isdigit() else 0, stem)
 
 
+class FolderBusy(Exception):
+    """Another thread holds the folder's lock (Folder.file_path with wait=False)."""
+
+
 @dataclass(slots=True)  # one per message of every folder kept in memory
 class Entry:
     uid: int
@@ -266,6 +270,21 @@ class Folder:
         cache.use(self.uidvalidity)
         cache.prune(self.entries, self.generation)
         return cache
+
+    def file_path(self, uid: int, *, wait: bool = True) -> str | None:
+        """Where `uid`'s file is in cur/ now; None when the folder has no such UID.
+
+        Only the in-memory entry is read, under the thread lock alone (no flock, no lock
+        file opened per message). With wait=False, raises FolderBusy rather than wait for
+        a thread that holds the lock (it may be in an fsync).
+        """
+        if not self._thread_lock.acquire(blocking=wait):
+            raise FolderBusy
+        try:
+            entry = self.entries.get(uid)
+            return self._cur + entry.name if entry is not None else None
+        finally:
+            self._thread_lock.release()
 
     def unheld_header_cache_size(self) -> int:
         """Messages in a header cache that no session's view holds (0: none, or held)."""
