@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = (
     "hatoba.cli.queue",
     "hatoba.cli.dkim",
     "hatoba.cli.cert",
+    "hatoba.cli.auth",
 )
 
 

@@ -81,15 +81,49 @@ class LimitsConfig:
     data_timeout: float = 600.0
     # Before the first command (greeting wait) the client gets less patience.
     max_connections: int = 1000
-    max_connections_per_ip: int = 20
+    # Connections from one client address that have not logged in (every
+    # port-25 session, and users' sessions before their login): Postfix's
+    # smtpd_client_connection_count_limit is 50. A connection that logs in
+    # leaves this count for max_user_connections_per_ip, so an office behind
+    # one NAT address is limited per person, not per building.
+    max_connections_per_ip: int = 50
+    # Logged-in connections of one account from one address (Dovecot's
+    # mail_max_userip_connections); a mail program keeps up to 5 per account.
+    max_user_connections_per_ip: int = 10
     max_bad_commands: int = 20  # Postfix smtpd_hard_error_limit
     max_commands_per_session: int = 10000
-    auth_failures_before_delay: int = 3
-    auth_failures_per_ip: int = 10  # then 421 and a lock-out for auth_lockout seconds
-    auth_lockout: float = 600.0
     # Seconds a verified login is remembered in memory, so a client that logs
     # in again skips the Argon2 check (Dovecot auth_cache_ttl); 0 = off.
     login_cache_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Logins on every protocol (SMTP AUTH, POP3, IMAP): see net/login.py."""
+
+    # Networks (CIDR) whose clients may log in before TLS on POP3 110 and
+    # IMAP 143. Empty by default: passwords never cross an unencrypted channel.
+    # (Replaces pop3.plaintext_auth_networks, still read with a warning.)
+    plaintext_networks: tuple[str, ...] = ()
+    # The login throttle (policy/auth_throttle.py). Failed logins are counted
+    # per (address, account), per client address across accounts (password
+    # spraying) and per account across addresses (distributed guessing).
+    # Each scope allows `*_failures` failures at once, then one more each
+    # 3600 / `*_per_hour` seconds; past that its tries are refused for a short,
+    # growing time (at most max_block seconds). Answers to failed logins are
+    # slowed down, at most max_delay seconds, on that connection only.
+    pair_failures: int = 10
+    pair_per_hour: int = 90
+    address_failures: int = 30
+    address_per_hour: int = 270
+    account_failures: int = 30
+    account_per_hour: int = 270
+    max_delay: float = 15.0
+    max_block: float = 300.0
+    # An (address, account) that logged in within this many days is not
+    # refused for failures of other accounts from its address, nor for
+    # failures from other addresses against its account.
+    known_pair_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -117,8 +151,7 @@ class SmtpConfig:
 
 @dataclass(frozen=True)
 class Pop3Config:
-    # Networks (CIDR) whose clients may log in on port 110 without STLS.
-    # Empty by default: passwords never cross an unencrypted channel.
+    # Deprecated spelling of auth.plaintext_networks (load.py moves it there).
     plaintext_auth_networks: tuple[str, ...] = ()
     # Offer APOP (RFC 1939 §7) to users who have an APOP secret (hatoba user apop).
     apop: bool = True
@@ -231,6 +264,7 @@ class Config:
     tls: TlsConfig
     paths: PathsConfig
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     pop3: Pop3Config = field(default_factory=Pop3Config)
     imap: ImapConfig = field(default_factory=ImapConfig)

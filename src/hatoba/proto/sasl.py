@@ -86,7 +86,37 @@ class Cancelled:
     """The client answered "*" (RFC 4422 §3.5; RFC 4954 §4: reply 501)."""
 
 
-SaslResult = Challenge | Credentials
+@dataclass(frozen=True)
+class ScramKeys:
+    """What the server stores for SCRAM (RFC 5802 §3): never the password."""
+
+    iterations: int
+    salt: bytes
+    stored_key: bytes = field(repr=False)
+    server_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class NeedKeys:
+    """SCRAM: the server must look up `username`'s ScramKeys and hand them to keys()."""
+
+    username: str
+    authzid: str
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A mechanism that checks the client's proof itself (SCRAM) has finished.
+
+    `ok` is False for a wrong password, an unknown user or a channel binding
+    that does not match this connection."""
+
+    authzid: str
+    username: str
+    ok: bool
+
+
+SaslResult = Challenge | Credentials | NeedKeys | Verified
 
 
 class ServerMechanism(Protocol):
@@ -100,6 +130,10 @@ class ServerMechanism(Protocol):
 
     def step(self, response: bytes) -> SaslResult:
         """Take the client's decoded answer to the last Challenge."""
+        ...
+
+    def keys(self, keys: ScramKeys | None) -> SaslResult:
+        """Continue after NeedKeys; None for a user without keys (the exchange then fails)."""
         ...
 
 

@@ -97,6 +97,33 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Storage limit in MiB for this user; NULL = imap.quota_mb, 0 = no limit.
         "ALTER TABLE users ADD COLUMN quota_mb INTEGER",
     ),
+    (
+        # SCRAM-SHA-256 keys (RFC 5802 §3, RFC 7677), never the password:
+        # "iterations$salt$stored_key$server_key", base64 fields. NULL until
+        # the password is next set or used in a successful login.
+        "ALTER TABLE users ADD COLUMN scram_sha256 TEXT",
+    ),
+    (
+        # The login throttle (store/loginstate.py, policy/auth_throttle.py).
+        # One row per throttled scope: ('pair', address, account),
+        # ('address', address, ''), ('account', '', account).
+        """CREATE TABLE login_throttle (
+            scope         TEXT NOT NULL,
+            address       TEXT NOT NULL,
+            account       TEXT NOT NULL,
+            level         REAL NOT NULL,            -- failures, decaying at the scope's rate
+            updated       REAL NOT NULL,            -- Unix time `level` was computed at
+            strikes       INTEGER NOT NULL DEFAULT 0,
+            blocked_until REAL NOT NULL DEFAULT 0,  -- Unix time
+            PRIMARY KEY (scope, address, account)
+        )""",
+        # (address, account) pairs that logged in, as a keyed hash: no plain
+        # record of who logs in from where.
+        """CREATE TABLE login_known (
+            pair  BLOB PRIMARY KEY,  -- HMAC-SHA256(key, address NUL account)
+            last  REAL NOT NULL      -- Unix time of the last successful login
+        )""",
+    ),
 )
 
 
