@@ -768,8 +768,9 @@ def run_hatoba(spec: Spec, message: bytes, port_offset: int | None, keep: bool, 
             room = str(spec.idle_connections + 1000)
             set_hatoba_setting(home, "limits", "max_connections", room)
             set_hatoba_setting(home, "limits", "max_connections_per_ip", room)
+            set_hatoba_setting(home, "limits", "max_user_connections_per_ip", room)
             if spec.idle_plain:
-                set_hatoba_setting(home, "pop3", "plaintext_auth_networks", '["127.0.0.1/32"]')
+                set_hatoba_setting(home, "auth", "plaintext_networks", '["127.0.0.1/32"]')
         logins = []
         if "fetch" in spec.phases:
             for n in range(1, mailboxes + 1):
@@ -935,7 +936,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=1800, help="seconds to open them in (default 1800)")
     parser.add_argument("--idle-plain", action="store_true",
                         help="idle connections over plain IMAP (port 143, no TLS; hatoba gets "
-                             "[pop3] plaintext_auth_networks = [\"127.0.0.1/32\"])")
+                             "[auth] plaintext_networks = [\"127.0.0.1/32\"])")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per fetch round or command (default 300)")
     parser.add_argument("--port-offset", type=int, help="hatoba port offset (default: a free one)")
     parser.add_argument("--hatoba", metavar="CMD",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from hatoba.config.load import ConfigError, load_config
 from hatoba.config.schema import (
     STANDARD_PORTS,
+    AuthConfig,
     DeliveryConfig,
     DomainTls,
     LimitsConfig,
@@ -54,9 +58,10 @@ def refusal(path: Path) -> str:
     return message.removeprefix(f"{path}: ")
 
 
-def test_init_template_loads_with_the_schema_defaults(tmp_path: Path) -> None:
+def test_init_template_loads_with_the_schema_defaults(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write_setup(tmp_path, render_config("mail.example.test", "0.0.0.0", 0))
     config = load_config(path)
+    assert caplog.records == []  # no old spellings in what init writes
     assert config.server.hostname == "mail.example.test"
     assert config.config_path == path
     assert set(config.listeners) == set(STANDARD_PORTS)
@@ -70,6 +75,7 @@ def test_init_template_loads_with_the_schema_defaults(tmp_path: Path) -> None:
     assert config.tls.domains == {}
     assert config.paths.data_dir == tmp_path / "data"
     assert config.limits == LimitsConfig()
+    assert config.auth == AuthConfig()
     assert config.smtp == SmtpConfig()
     assert config.delivery == DeliveryConfig()
     assert config.log == LogConfig()
@@ -260,7 +266,9 @@ def test_meaning_checks(tmp_path: Path) -> None:
         '[delivery]\ntls = "none"\n': "delivery.tls: 'none' is not one of may, encrypt, verify",
         '[log]\nlevel = "loud"\n': "log.level: 'LOUD' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
         "[limits]\nmax_recipients = 0\n": "limits.max_recipients: 0 must be more than 0; remove the line for the default",
-        "[limits]\nauth_lockout = -1\n": "limits.auth_lockout: -1.0 must be more than 0; remove the line for the default",
+        "[limits]\nmax_user_connections_per_ip = 0\n":
+            "limits.max_user_connections_per_ip: 0 must be more than 0; remove the line for the default",
+        "[limits]\nlogin_cache_seconds = -1\n": "limits.login_cache_seconds: -1.0 must be 0 (off) or more",
         "[delivery]\nretry_min = 600\nretry_max = 60\n": "delivery.retry_max: 60 is less than delivery.retry_min (600)",
         '[listeners.smtp]\naddress = "127.0.0.1:2525"\n[listeners.submission]\naddress = "127.0.0.1:2525"\n':
             "listeners.submission: 127.0.0.1:2525 is also the address of listeners.smtp; "
@@ -272,6 +280,8 @@ def test_meaning_checks(tmp_path: Path) -> None:
     for extra, expected in cases.items():
         path = write_setup(tmp_path, MINIMAL + extra)
         assert refusal(path) == expected, extra
+    path = write_setup(tmp_path, MINIMAL + "[limits]\nlogin_cache_seconds = 0\n")
+    assert load_config(path).limits.login_cache_seconds == 0.0  # 0 = off
     hostname = MINIMAL.replace("mail.example.test", "mail_server.example")
     assert refusal(write_setup(tmp_path, hostname)).startswith("server.hostname: 'mail_server.example' is not a valid DNS name")
 
@@ -297,3 +307,134 @@ def test_missing_certificate_files(tmp_path: Path) -> None:
     )
     path = write_setup(tmp_path, MINIMAL + 'ca_file = "tls"\n')
     assert refusal(path).startswith(f"tls.ca_file: {tmp_path}/tls is not a file")
+
+
+# -- [auth], and the keys of earlier versions ---------------------------------------------
+
+PLAINTEXT_DEPRECATED = (
+    "pop3.plaintext_auth_networks is deprecated; rename it to [auth] plaintext_networks "
+    "(it covers POP3 110 and IMAP 143)"
+)
+THROTTLE_MOVED = (
+    "the login throttle is now [auth] pair_failures/address_failures/account_failures, "
+    "max_delay and max_block; remove the line"
+)
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The config warnings logged, each checked to be one line."""
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("hatoba.config")]
+    assert all(r.levelno == logging.WARNING for r in caplog.records)
+    assert all("\n" not in line for line in lines)
+    return lines
+
+
+def test_auth_table(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write_setup(tmp_path, MINIMAL + """
+[auth]
+plaintext_networks = ["127.0.0.1/32", "::1/128"]
+pair_failures = 5
+address_per_hour = 100
+max_delay = 2
+max_block = 60.5
+known_pair_days = 7
+""")
+    auth = load_config(path).auth
+    assert auth == AuthConfig(
+        plaintext_networks=("127.0.0.1/32", "::1/128"), pair_failures=5, address_per_hour=100,
+        max_delay=2.0, max_block=60.5, known_pair_days=7,
+    )
+    assert isinstance(auth.max_delay, float)
+    assert warnings_of(caplog) == []
+
+
+def test_auth_types_and_unknown_keys(tmp_path: Path) -> None:
+    cases = {
+        '[auth]\nmax_delay = "5s"\n': "auth.max_delay must be a number, not the string '5s'",
+        "[auth]\npair_failures = 2.5\n": "auth.pair_failures must be an integer, not float 2.5",
+        '[auth]\nplaintext_networks = "127.0.0.1/32"\n': "auth.plaintext_networks must be a list, not the string "
+        "'127.0.0.1/32'",
+        "[auth]\npair_failure = 3\n": "unknown key auth.pair_failure; did you mean auth.pair_failures?",
+        "[auth]\nplaintext_auth_networks = []\n": "unknown key auth.plaintext_auth_networks; "
+        "did you mean auth.plaintext_networks?",
+    }
+    for extra, expected in cases.items():
+        assert refusal(write_setup(tmp_path, MINIMAL + extra)) == expected, extra
+
+
+def test_auth_meaning_checks(tmp_path: Path) -> None:
+    cases = {
+        "pair_failures = 0": "auth.pair_failures: 0 must be more than 0; remove the line for the default",
+        "account_per_hour = -5": "auth.account_per_hour: -5 must be more than 0; remove the line for the default",
+        "max_delay = 0": "auth.max_delay: 0 must be more than 0; remove the line for the default",
+        "known_pair_days = 0": "auth.known_pair_days: 0 must be more than 0; remove the line for the default",
+        "max_delay = 61": "auth.max_delay: 61 is more than 60 seconds; "
+        "mail programs may give up waiting for the answer before that",
+        "max_block = 7200": "auth.max_block: 7200 is more than 3600 seconds; "
+        "a longer block locks the account's owner out longer than it slows a guesser",
+        'plaintext_networks = ["0.0.0.0/0"]': "auth.plaintext_networks: 0.0.0.0/0 would let passwords cross the "
+        "Internet unencrypted; list only networks you trust, e.g. 127.0.0.1/32",
+        'plaintext_networks = ["10.0.0.0/33"]': "auth.plaintext_networks: '10.0.0.0/33' is not a network in CIDR "
+        "notation; write e.g. 192.168.1.0/24",
+    }
+    for line, expected in cases.items():
+        assert refusal(write_setup(tmp_path, MINIMAL + f"[auth]\n{line}\n")) == expected, line
+    path = write_setup(tmp_path, MINIMAL + "[auth]\nmax_delay = 60\nmax_block = 3600\n")
+    assert (load_config(path).auth.max_delay, load_config(path).auth.max_block) == (60.0, 3600.0)
+
+
+def test_old_plaintext_spelling_loads_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write_setup(tmp_path, MINIMAL + '[pop3]\nplaintext_auth_networks = ["127.0.0.1/32"]\napop = false\n')
+    config = load_config(path)
+    assert config.auth.plaintext_networks == ("127.0.0.1/32",)
+    assert config.pop3.plaintext_auth_networks == ()  # code reads auth.plaintext_networks only
+    assert config.pop3.apop is False
+    assert warnings_of(caplog) == [f"{path}: {PLAINTEXT_DEPRECATED}"]
+
+
+def test_old_plaintext_spelling_is_checked_under_its_new_name(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, MINIMAL + '[pop3]\nplaintext_auth_networks = ["0.0.0.0/0"]\n')
+    assert refusal(path).startswith("auth.plaintext_networks: 0.0.0.0/0 would let passwords cross the Internet")
+
+
+@pytest.mark.parametrize("old, new", [('["127.0.0.1/32"]', '["127.0.0.1/32"]'), ("[]", '["::1/128"]'), ("[]", "[]")])
+def test_both_plaintext_spellings_are_an_error(tmp_path: Path, old: str, new: str) -> None:
+    path = write_setup(tmp_path, MINIMAL + f"[pop3]\nplaintext_auth_networks = {old}\n[auth]\nplaintext_networks = {new}\n")
+    assert refusal(path) == (
+        "pop3.plaintext_auth_networks and auth.plaintext_networks are both set; keep only [auth] plaintext_networks"
+    )
+
+
+def test_removed_limit_keys_load_with_a_warning_each(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write_setup(tmp_path, MINIMAL + (
+        "[limits]\nauth_failures_before_delay = 3\nauth_failures_per_ip = 10\n"
+        "auth_lockout = -1\nmax_recipients = 5\n"  # any value: they are not read
+    ))
+    config = load_config(path)
+    assert config.limits == LimitsConfig(max_recipients=5)
+    assert config.auth == AuthConfig()
+    assert warnings_of(caplog) == [
+        f"{path}: limits.{name} is ignored; {THROTTLE_MOVED}"
+        for name in ("auth_failures_before_delay", "auth_failures_per_ip", "auth_lockout")
+    ]
+    # Only those: other unknown keys stay errors.
+    path = write_setup(tmp_path, MINIMAL + "[limits]\nauth_lockouts = 600\n")
+    assert refusal(path).startswith("unknown key limits.auth_lockouts")
+
+
+def test_warnings_reach_stderr_before_logging_is_set_up(tmp_path: Path) -> None:
+    """`hatoba serve` reads the config before it sets up logging: the lines still reach stderr."""
+    path = write_setup(tmp_path, MINIMAL + (
+        '[pop3]\nplaintext_auth_networks = []\n[limits]\nauth_lockout = 600\n[auth]\nmax_delay = 100\n'
+    ))
+    run = subprocess.run(
+        [sys.executable, "-m", "hatoba", "-c", str(path), "serve"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "HATOBA_CONFIG": ""},
+    )
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [
+        f"{path}: {PLAINTEXT_DEPRECATED}",
+        f"{path}: limits.auth_lockout is ignored; {THROTTLE_MOVED}",
+        f"hatoba: {path}: auth.max_delay: 100 is more than 60 seconds; "
+        "mail programs may give up waiting for the answer before that",
+    ]

@@ -116,7 +116,7 @@ def test_no_password_before_stls_on_110(server, hatoba_home):
 
 
 def test_plaintext_login_allowed_only_for_a_listed_network(hatoba_home):
-    _merge_config(hatoba_home.config_path, '[pop3]\nplaintext_auth_networks = ["127.0.0.1/32"]\n')
+    _merge_config(hatoba_home.config_path, '[auth]\nplaintext_networks = ["127.0.0.1/32"]\n')
     with ServerThread(hatoba_home) as server:
         p = poplib.POP3("127.0.0.1", server.port("pop3"), timeout=10)
         assert "USER" in p.capa()

@@ -76,24 +76,6 @@ def test_465_implicit_tls_auth_login(server, hatoba_home):
     assert "with ESMTPSA" in email.message_from_bytes(stored)["Received"]
 
 
-def test_auth_failures_slow_down_then_lock_out(hatoba_home):
-    from support.harness import ServerThread, _merge_config
-
-    _merge_config(hatoba_home.config_path, "[limits]\nauth_failures_before_delay = 100\nauth_failures_per_ip = 3\n")
-    with ServerThread(hatoba_home) as srv:
-        with smtplib.SMTP_SSL("127.0.0.1", srv.port("smtps"), context=hatoba_home.client_context(), timeout=10) as c:
-            c.ehlo("x")
-            codes = [c.docmd("AUTH", "PLAIN AGFsaWNlQGV4YW1wbGUudGVzdAB3cm9uZw==")[0] for _ in range(2)]
-            assert codes == [535, 535]
-            code, text = c.docmd("AUTH", "PLAIN AGFsaWNlQGV4YW1wbGUudGVzdAB3cm9uZw==")
-            assert code == 421
-        with smtplib.SMTP_SSL("127.0.0.1", srv.port("smtps"), context=hatoba_home.client_context(), timeout=10) as c:
-            c.ehlo("x")
-            # even the right password is refused while the address is locked out
-            code, _ = c.docmd("AUTH", "PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABhbGljZS1wYXNzd29yZC0x")
-            assert code == 421
-
-
 def test_received_shows_login_when_configured(hatoba_home):
     from support.harness import ServerThread, _merge_config
 

@@ -343,7 +343,7 @@ def test_capa_before_and_after_stls():
     assert h.conn.discarded_after_stls == len(b"USER evil\r\n")
     assert h.conn.tls_active
     assert capa(h) == [b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING", b"USER",
-                       b"SASL PLAIN LOGIN", b"IMPLEMENTATION hatoba"]
+                       b"SASL PLAIN LOGIN SCRAM-SHA-256", b"IMPLEMENTATION hatoba"]
     assert h.feed(b"STLS\r\n") == fmt(R.ERR_TLS_ACTIVE)
     assert h.login().endswith(b"octets)\r\n")
     assert capa(h) == [b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING", b"IMPLEMENTATION hatoba"]

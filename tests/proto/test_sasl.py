@@ -74,7 +74,7 @@ def test_sasl_error_is_a_remote_protocol_error() -> None:
 
 
 def test_server_mechanism_lookup() -> None:
-    assert set(SERVER_MECHANISMS) == {"PLAIN", "LOGIN"}
+    assert set(SERVER_MECHANISMS) == {"PLAIN", "LOGIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"}
     plain = server_mechanism("plain")
     assert isinstance(plain, PlainServer) and plain.name == "PLAIN"
     login = server_mechanism("Login")
@@ -85,6 +85,14 @@ def test_server_mechanism_lookup() -> None:
     assert server_mechanism("PLAIN") is not server_mechanism("PLAIN")
     with pytest.raises(TypeError):
         SERVER_MECHANISMS["X"] = PlainServer  # type: ignore[index]
+
+
+def test_plain_and_login_ignore_channel_bindings_and_never_take_keys() -> None:
+    for name in ("PLAIN", "LOGIN"):
+        mech = server_mechanism(name, {"tls-exporter": b"x" * 32})
+        assert mech is not None and mech.name == name
+        with pytest.raises(LocalProtocolError):
+            mech.keys(None)
 
 
 # --- PLAIN (RFC 4616) -----------------------------------------------------------

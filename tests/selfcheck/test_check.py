@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 import json
 import poplib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -210,19 +212,24 @@ def test_key_that_does_not_match(home, capsys):
 # -- listeners and relaying (from the config) ----------------------------------------
 
 
-def test_plaintext_login_on_110_and_143(tmp_path, capsys):
-    home = make_home(tmp_path / "h", extra_config='[pop3]\nplaintext_auth_networks = ["0.0.0.0/0"]\n')
+@pytest.mark.parametrize("setting", ["[auth]\nplaintext_networks", "[pop3]\nplaintext_auth_networks"])
+def test_plaintext_login_on_110_and_143(tmp_path, capsys, setting):
+    # The old spelling (pop3.plaintext_auth_networks) is reported under the new name.
+    home = make_home(tmp_path / "h", extra_config=f'{setting} = ["0.0.0.0/0"]\n')
     code, report = run_check(home, capsys, *OFFLINE)
     assert code == 1
     for name in ("pop3", "imap"):
         finding = one(report, f"listener.{name}.plaintext-login")
         assert finding["severity"] == "critical" and "plaintext login allowed" in finding["title"]
         assert "0.0.0.0/0" in finding["explanation"]
-        assert "plaintext_auth_networks" in finding["fix"]
+        assert "[auth] plaintext_networks" in finding["explanation"]
+        assert finding["fix"].startswith("Empty [auth] plaintext_networks")
+    config = one(report, "config.auth.plaintext_networks")
+    assert config["severity"] == "critical" and "0.0.0.0/0" in config["title"] + config["explanation"]
 
 
 def test_plaintext_login_from_loopback_only_is_not_critical(tmp_path, capsys):
-    home = make_home(tmp_path / "h", extra_config='[pop3]\nplaintext_auth_networks = ["127.0.0.1/32"]\n')
+    home = make_home(tmp_path / "h", extra_config='[auth]\nplaintext_networks = ["127.0.0.1/32"]\n')
     code, report = run_check(home, capsys, *OFFLINE)
     assert code == 0
     assert one(report, "listener.pop3.plaintext-login")["severity"] == "info"
@@ -376,6 +383,28 @@ def test_missing_config_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("\n") == 1 and "not found" in err and "Traceback" not in err
+
+
+def test_old_keys_warn_on_stderr_and_json_stays_clean(tmp_path):
+    """A config of an earlier version: `check --json` still prints one JSON document on
+    stdout; the warnings about its old keys go to stderr, one line each."""
+    home = make_home(tmp_path / "h", extra_config=(
+        '[pop3]\nplaintext_auth_networks = ["127.0.0.1/32"]\n[limits]\nauth_failures_per_ip = 10\n'
+    ))
+    run = subprocess.run(
+        [sys.executable, "-m", "hatoba", "-c", str(home.config_path), "check", "--json", *OFFLINE],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert one(report, "listener.imap.plaintext-login")["severity"] == "info"
+    path = home.config_path
+    assert run.stderr.splitlines() == [
+        f"{path}: pop3.plaintext_auth_networks is deprecated; rename it to [auth] plaintext_networks "
+        "(it covers POP3 110 and IMAP 143)",
+        f"{path}: limits.auth_failures_per_ip is ignored; the login throttle is now [auth] "
+        "pair_failures/address_failures/account_failures, max_delay and max_block; remove the line",
+    ]
 
 
 def test_critical_text_report_says_what_to_fix(tmp_path, capsys):

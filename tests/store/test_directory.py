@@ -13,7 +13,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from hatoba.store.api import AliasLoopError, DirectoryError, Resolution, UserDB
-from hatoba.store.directory import MAX_ALIAS_DEPTH, Directory, check_password
+from hatoba.store.directory import _MIGRATIONS, MAX_ALIAS_DEPTH, Directory, check_password
 
 # Cheap Argon2 parameters keep the suite fast; the production default is
 # exercised by the CLI tests and the timing test below uses heavier ones.
@@ -62,7 +62,7 @@ def test_file_created_private_in_wal_mode_with_schema_version(db: Directory, db_
     assert db_path.stat().st_mode & 0o777 == 0o600
     conn = raw(db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(len(_MIGRATIONS),)]
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"domains", "users", "aliases", "schema_version"} <= tables
     assert db._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -571,7 +571,7 @@ def test_version_1_database_gains_the_apop_column(tmp_path: Path) -> None:
         assert db.apop_secret("a@example.test") is None
         db.set_apop_secret("a@example.test", "sealed")
         assert db.apop_secret("A@example.test") == "sealed"
-    assert raw(path).execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert raw(path).execute("SELECT version FROM schema_version").fetchall() == [(len(_MIGRATIONS),)]
 
 
 class CountingHasher:

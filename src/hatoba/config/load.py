@@ -7,6 +7,12 @@ Rules:
 - Relative paths are relative to the config file's folder, so a setup made
   by `hatoba init` can be moved as one folder.
 - Errors are one line: "FILE: key: what is wrong; what to do".
+- Keys of earlier versions keep loading (a config that worked keeps working):
+  a renamed key is moved to its new place, a removed setting is ignored, and
+  each costs one warning line per load, "FILE: key ...; what to do", logged
+  on this module's logger. Before logging is set up (`hatoba check`, and
+  `hatoba serve` until the config is read) Python's logging prints WARNING
+  records on stderr by itself (logging.lastResort), so the operator sees them.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import logging
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +28,7 @@ from typing import Any
 
 from hatoba.config.schema import (
     STANDARD_PORTS,
+    AuthConfig,
     Config,
     DeliveryConfig,
     DkimConfig,
@@ -38,6 +46,17 @@ from hatoba.config.schema import (
 
 DEFAULT_DATA_DIR = "data"
 
+log = logging.getLogger(__name__)
+
+# [limits] keys of the per-address login lockout that [auth]'s throttle
+# replaced. Still accepted, with a warning, so that configs written for it
+# start; they can become errors once configs of that time are gone.
+REMOVED_LIMITS = ("auth_failures_before_delay", "auth_failures_per_ip", "auth_lockout")
+THROTTLE_NOTE = (
+    "the login throttle is now [auth] pair_failures/address_failures/account_failures, "
+    "max_delay and max_block; remove the line"
+)
+
 
 class ConfigError(Exception):
     """The config cannot be used; the message is one line naming the file and the key."""
@@ -52,8 +71,11 @@ def load_config(path: Path, *, validate: bool = True) -> Config:
 
     path = Path(path).absolute()
     raw = _read_toml(path)
+    warnings: list[str] = []
     try:
-        config = _build(raw, path)
+        config = _build(raw, path, warnings)
+        for warning in warnings:
+            log.warning("%s: %s", path, warning)
         if validate:
             check(config)
     except ConfigError as exc:
@@ -167,7 +189,8 @@ class _Table:
 # -- building the Config ----------------------------------------------------------
 
 
-def _build(raw: dict[str, Any], path: Path) -> Config:
+def _build(raw: dict[str, Any], path: Path, warnings: list[str]) -> Config:
+    """The Config in `raw`; what the operator should change, though it loads, goes to `warnings`."""
     base = path.parent
     root = _Table(raw, "")
     server_t = root.table("server")
@@ -176,14 +199,16 @@ def _build(raw: dict[str, Any], path: Path) -> Config:
     data_dir = _data_dir(server_t, paths_t, base)
     server_t.done()
     paths_t.done()
+    auth, pop3 = _auth_and_pop3(root.table("auth"), root.table("pop3"), warnings)
     config = Config(
         server=ServerConfig(hostname=hostname),
         listeners=_listeners(root.table("listeners")),
         tls=_tls(root, base),
         paths=PathsConfig(data_dir=data_dir),
-        limits=_from_fields(LimitsConfig, root.table("limits")),
+        limits=_limits(root.table("limits"), warnings),
+        auth=auth,
         smtp=_from_fields(SmtpConfig, root.table("smtp")),
-        pop3=_from_fields(Pop3Config, root.table("pop3")),
+        pop3=pop3,
         imap=_from_fields(ImapConfig, root.table("imap")),
         log=_log(root.table("log"), base),
         delivery=_delivery(root.table("delivery")),
@@ -279,6 +304,37 @@ def _from_fields(cls: Callable[..., Any], table: _Table) -> Any:
             values[f.name] = table.get(f.name, type(default))
     table.done()
     return cls(**values)
+
+
+def _limits(table: _Table, warnings: list[str]) -> LimitsConfig:
+    for name in REMOVED_LIMITS:
+        if table.has(name):
+            table.used.add(name)  # any value: it is not read
+            warnings.append(f"{table.key(name)} is ignored; {THROTTLE_NOTE}")
+    limits: LimitsConfig = _from_fields(LimitsConfig, table)
+    return limits
+
+
+def _auth_and_pop3(auth_t: _Table, pop3_t: _Table, warnings: list[str]) -> tuple[AuthConfig, Pop3Config]:
+    """[auth], and [pop3] whose plaintext_auth_networks (the old spelling) moves to auth.plaintext_networks.
+
+    In the Config only auth.plaintext_networks holds the networks (it covers
+    IMAP 143 too); pop3.plaintext_auth_networks is always empty."""
+    auth: AuthConfig = _from_fields(AuthConfig, auth_t)
+    pop3: Pop3Config = _from_fields(Pop3Config, pop3_t)
+    if not pop3_t.has("plaintext_auth_networks"):
+        return auth, pop3
+    if auth_t.has("plaintext_networks"):
+        raise ConfigError(
+            "pop3.plaintext_auth_networks and auth.plaintext_networks are both set; "
+            "keep only [auth] plaintext_networks"
+        )
+    warnings.append(
+        "pop3.plaintext_auth_networks is deprecated; rename it to [auth] plaintext_networks "
+        "(it covers POP3 110 and IMAP 143)"
+    )
+    auth = dataclasses.replace(auth, plaintext_networks=pop3.plaintext_auth_networks)
+    return auth, dataclasses.replace(pop3, plaintext_auth_networks=())
 
 
 def _log(table: _Table, base: Path) -> LogConfig:

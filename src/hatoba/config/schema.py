@@ -112,12 +112,14 @@ class AuthConfig:
     # 3600 / `*_per_hour` seconds; past that its tries are refused for a short,
     # growing time (at most max_block seconds). Answers to failed logins are
     # slowed down, at most max_delay seconds, on that connection only.
+    # The address and account scopes have room for an office's worth of
+    # typos at once (100) but let at most 290 guesses an hour through.
     pair_failures: int = 10
     pair_per_hour: int = 90
-    address_failures: int = 30
-    address_per_hour: int = 270
-    account_failures: int = 30
-    account_per_hour: int = 270
+    address_failures: int = 100
+    address_per_hour: int = 190
+    account_failures: int = 100
+    account_per_hour: int = 190
     max_delay: float = 15.0
     max_block: float = 300.0
     # An (address, account) that logged in within this many days is not

@@ -12,7 +12,14 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from hatoba.config.schema import STANDARD_PORTS, DeliveryConfig, LimitsConfig, Pop3Config, SmtpConfig
+from hatoba.config.schema import (
+    STANDARD_PORTS,
+    AuthConfig,
+    DeliveryConfig,
+    LimitsConfig,
+    Pop3Config,
+    SmtpConfig,
+)
 
 _LISTENER_NOTES = {
     "smtp": "Mail from other servers (the MX). STARTTLS offered; no AUTH here.",
@@ -34,12 +41,23 @@ _LIMIT_NOTES = {
     "command_timeout": "seconds to wait for the next command",
     "data_timeout": "seconds to wait for more message data",
     "max_connections": "open connections in all",
-    "max_connections_per_ip": "open connections from one address",
+    "max_connections_per_ip": "connections from one address before login",
+    "max_user_connections_per_ip": "logged-in connections per account and address",
     "max_bad_commands": "wrong commands before the connection is closed",
     "max_commands_per_session": "commands in one connection",
-    "auth_failures_before_delay": "failed logins before answers are slowed down",
-    "auth_failures_per_ip": "failed logins from one address before it is locked out",
-    "auth_lockout": "seconds a locked-out address waits",
+    "login_cache_seconds": "seconds a correct login is remembered; 0 = off",
+}
+
+_AUTH_NOTES = {
+    "pair_failures": "failures of one account from one address at once",
+    "pair_per_hour": "then this many more per hour",
+    "address_failures": "failures from one address, all accounts together",
+    "address_per_hour": "then this many more per hour",
+    "account_failures": "failures of one account, all addresses together",
+    "account_per_hour": "then this many more per hour",
+    "max_delay": "seconds at most before a failed login is answered",
+    "max_block": "seconds at most that a scope past its limit is refused",
+    "known_pair_days": "days an address stays known to an account after a login",
 }
 
 
@@ -102,6 +120,25 @@ def render_config(hostname: str, bind_host: str, port_offset: int) -> str:
         '# cert = "tls/example.org.crt"',
         '# key = "tls/example.org.key"',
         "",
+        "[auth]",
+        "# Logins on every port (SMTP AUTH, POP3, IMAP).",
+        "# Networks whose clients may log in on POP3 110 and IMAP 143 before STLS or",
+        '# STARTTLS (never on the Internet), e.g. ["127.0.0.1/32"]. Empty: a password',
+        "# is only accepted over TLS.",
+        "# plaintext_networks = []",
+        "# Failed logins are counted per account and address, per address (many",
+        "# accounts tried from one) and per account (tried from many addresses). Past",
+        "# its limit only that scope is refused, for seconds to a few minutes; an",
+        "# address that logged in to an account before is not refused for the",
+        "# failures of others.",
+    ]
+    auth = AuthConfig()
+    for f in dataclasses.fields(auth):
+        if f.name != "plaintext_networks":
+            note = _AUTH_NOTES.get(f.name)
+            out.append(f"# {f.name} = {_value(getattr(auth, f.name))}" + (f"  # {note}" if note else ""))
+    out += [
+        "",
         "[smtp]",
         "# Networks whose clients may send mail anywhere without logging in (Postfix's",
         "# mynetworks), e.g. [\"192.168.1.0/24\", \"2001:db8::/48\"]. Empty: every client",
@@ -119,9 +156,7 @@ def render_config(hostname: str, bind_host: str, port_offset: int) -> str:
         f"# pop_before_smtp_minutes = {_value(smtp.pop_before_smtp_minutes)}  # legacy POP-before-SMTP relaying; 0 = off",
         "",
         "[pop3]",
-        "# Networks whose clients may log in on port 110 without STLS (never on the",
-        "# Internet). Empty: a password is only accepted over TLS.",
-        "plaintext_auth_networks = []",
+        "# (Logins before STLS: [auth] plaintext_networks.)",
         f"# apop = {_value(Pop3Config().apop)}  # APOP for users given a secret with `hatoba user apop`",
         f"# max_auth_failures = {_value(Pop3Config().max_auth_failures)}  # failed logins before the connection closes",
         "",

@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Iterator
 
 from hatoba.config.load import ConfigError
-from hatoba.config.schema import Config, LimitsConfig
+from hatoba.config.schema import AuthConfig, Config, LimitsConfig
 from hatoba.proto.address import AddressError, parse_domain
 
 BARE_NEWLINE_MODES = ("normalize", "reject")
@@ -32,6 +32,15 @@ _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 MIN_COMMAND_LINE = 512
 MIN_DATA_LINE = 1000
 
+# A failed login is answered after at most this many seconds: some mail
+# programs give up waiting for an answer after a minute (Outlook's default),
+# and a longer delay would only keep a guesser's connection open.
+MAX_LOGIN_DELAY = 60.0
+# A refused scope waits at most an hour: a longer block shuts the account's
+# owner out (from new addresses) for longer than it slows a guesser, whom the
+# per-hour rate already holds.
+MAX_LOGIN_BLOCK = 3600.0
+
 
 def validate(config: Config) -> None:
     """Raise ConfigError with the first problem found, if any."""
@@ -46,6 +55,7 @@ def find_problems(config: Config) -> list[str]:
         *_listener_problems(config),
         *_tls_problems(config),
         *_smtp_problems(config),
+        *_auth_problems(config.auth),
         *_pop3_problems(config),
         *_limit_problems(config.limits),
         *_delivery_problems(config),
@@ -160,19 +170,35 @@ def _smtp_problems(config: Config) -> Iterator[str]:
         yield "smtp.pop_before_smtp_minutes: must be 0 (off) or more"
 
 
-def _pop3_problems(config: Config) -> Iterator[str]:
-    pop3 = config.pop3
-    for cidr in pop3.plaintext_auth_networks:
+def _auth_problems(auth: AuthConfig) -> Iterator[str]:
+    for cidr in auth.plaintext_networks:
         try:
             too_wide = is_open_relay_network(cidr)
         except ValueError:
-            yield f"pop3.plaintext_auth_networks: {cidr!r} is not a network in CIDR notation; write e.g. 192.168.1.0/24"
+            yield f"auth.plaintext_networks: {cidr!r} is not a network in CIDR notation; write e.g. 192.168.1.0/24"
             continue
         if too_wide:
             yield (
-                f"pop3.plaintext_auth_networks: {cidr} would let passwords cross the Internet unencrypted; "
+                f"auth.plaintext_networks: {cidr} would let passwords cross the Internet unencrypted; "
                 "list only networks you trust, e.g. 127.0.0.1/32"
             )
+    for name, value in vars(auth).items():
+        if name != "plaintext_networks" and value <= 0:
+            yield f"auth.{name}: {value:g} must be more than 0; remove the line for the default"
+    if auth.max_delay > MAX_LOGIN_DELAY:
+        yield (
+            f"auth.max_delay: {auth.max_delay:g} is more than {MAX_LOGIN_DELAY:g} seconds; "
+            "mail programs may give up waiting for the answer before that"
+        )
+    if auth.max_block > MAX_LOGIN_BLOCK:
+        yield (
+            f"auth.max_block: {auth.max_block:g} is more than {MAX_LOGIN_BLOCK:g} seconds; "
+            "a longer block locks the account's owner out longer than it slows a guesser"
+        )
+
+
+def _pop3_problems(config: Config) -> Iterator[str]:
+    pop3 = config.pop3
     if pop3.max_auth_failures <= 0:
         yield "pop3.max_auth_failures: must be more than 0"
     if config.imap.quota_mb < 0:
@@ -181,7 +207,10 @@ def _pop3_problems(config: Config) -> Iterator[str]:
 
 def _limit_problems(limits: LimitsConfig) -> Iterator[str]:
     for name, value in vars(limits).items():
-        if value <= 0:
+        if name == "login_cache_seconds":  # 0 = off
+            if value < 0:
+                yield f"limits.{name}: {value} must be 0 (off) or more"
+        elif value <= 0:
             yield f"limits.{name}: {value} must be more than 0; remove the line for the default"
     if limits.max_command_line < MIN_COMMAND_LINE:
         yield f"limits.max_command_line: SMTP clients may send {MIN_COMMAND_LINE}-octet commands (RFC 5321); use at least that"

@@ -16,10 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hatoba.config.schema import Config, ListenerConfig
-from hatoba.logs import mail_log
-from hatoba.policy.auth_throttle import AuthThrottle
+from hatoba.net import login as L
+from hatoba.net.login import Logins, ScramLogin
 from hatoba.policy.pop_before_smtp import PopBeforeSmtp
-from hatoba.policy.relay import TrustedNetworks
 from hatoba.proto import sasl
 from hatoba.proto.imap.args import (
     ArgError,
@@ -83,9 +82,8 @@ class ImapContext:
     config: Config
     directory: UserDB
     mailboxes: MailboxStore
-    throttle: AuthThrottle
+    logins: Logins
     pop_before_smtp: PopBeforeSmtp
-    plaintext_networks: TrustedNetworks
     tls_context: ssl.SSLContext | None
     events: MailboxEvents
     clock: WakeClock = dataclasses.field(default_factory=WakeClock)  # autologout and IDLE rescans
@@ -100,7 +98,7 @@ class ImapSession(SessionBase):
     # Slots: one of these lives as long as its connection, and IDLE clients
     # keep connections for hours; a slotted instance has no per-object dict.
     __slots__ = (
-        "facts", "commands", "state", "user", "boxes", "selected", "enabled", "out",
+        "facts", "commands", "state", "user", "boxes", "selected", "enabled",
         "bad_commands", "command_count", "closed", "_compress", "_decompress",
         "_subscribed", "news", "idling", "_idle_deadline", "_idle_rescan",
     )
@@ -120,8 +118,9 @@ class ImapSession(SessionBase):
             hostname=cfg.server.hostname,
             tls_available=ctx.tls_context is not None and not listener.implicit_tls,
             tls_active=listener.implicit_tls,
-            allow_plaintext_auth=client_ip in ctx.plaintext_networks,
+            allow_plaintext_auth=ctx.logins.plaintext_allowed(listener, client_ip),
             max_bad_commands=cfg.limits.max_bad_commands,
+            channel_binding=bool(self.tls_info and self.channel_bindings()),
         )
         self.commands = CommandReader(max_line=self.facts.max_line, max_literal=self.facts.max_literal)
         self.state = State.NOT_AUTHENTICATED
@@ -129,7 +128,6 @@ class ImapSession(SessionBase):
         self.boxes: UserMailboxes | None = None
         self.selected = None  # SelectedMailbox when in State.SELECTED
         self.enabled: frozenset[str] = NOTHING_ENABLED  # ENABLEd extensions; a new set on change
-        self.out: list[bytes] = []
         self.bad_commands = 0
         self.command_count = 0
         self.closed = False
@@ -286,9 +284,7 @@ class ImapSession(SessionBase):
 
     # -- output ---------------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
-        if data:
-            self.out.append(data)
+    trace_output = False  # command lines and answers are traced where they are parsed
 
     def tagged(self, tag: str, status: str, text: str) -> None:
         self.write(f"{tag} {status} {text}\r\n".encode("utf-8", "replace"))
@@ -299,62 +295,45 @@ class ImapSession(SessionBase):
             return self._compress.compress(data) + self._compress.flush(zlib.Z_SYNC_FLUSH)
         return data
 
-    async def flush(self) -> None:
-        if not self.out:
-            return
-        data, self.out = self.wire_form(b"".join(self.out)), []
-        try:
-            self.stream.write(data)
-            async with asyncio.timeout(self.ctx.config.limits.command_timeout):
-                await self.stream.drain()
-        except (OSError, ConnectionError, TimeoutError):
+    async def flush(self) -> bool:
+        if not await super().flush():
             self.closed = True
+            return False
+        return True
 
     # -- TLS --------------------------------------------------------------------------
 
     async def start_tls(self, tag: str) -> None:
         self.tagged(tag, "OK", "Begin TLS negotiation now")
         await self.flush()
-        assert self.ctx.tls_context is not None
-        try:
-            async with asyncio.timeout(30):
-                await self.stream.start_tls(self.ctx.tls_context)
-        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
-            mail_log("tls-failed", ip=self.client_ip, proto="imap", reason=type(exc).__name__)
+        if self.closed or not await self.upgrade_tls("imap"):
             self.closed = True
             return
         # RFC 9051 §6.2.1: forget anything pipelined before TLS (CVE-2011-0411 style injection).
         self.commands = CommandReader(max_line=self.facts.max_line, max_literal=self.facts.max_literal)
-        self.facts = dataclasses.replace(self.facts, tls_active=True, tls_available=False)
-        self._record_tls()
+        self.facts = dataclasses.replace(
+            self.facts, tls_active=True, tls_available=False, channel_binding=bool(self.channel_bindings())
+        )
 
     # -- logins -----------------------------------------------------------------------
 
     async def login(self, tag: str, user: str, password: str, mechanism: str) -> None:
-        throttle, ip = self.ctx.throttle, self.client_ip
-        if throttle.is_locked(ip):
-            mail_log("auth", result="locked", proto="imap", ip=ip)
-            self.tagged(tag, "NO", "[UNAVAILABLE] Too many failed logins from your address; try again later")
+        await self.logged_in(tag, await self.ctx.logins.password(self, user, password, mechanism=mechanism))
+
+    async def logged_in(self, tag: str, result: L.LoginResult) -> None:
+        """Answer a login the login module has judged; open the user's mailboxes when it is ok."""
+        if not result.ok:
+            self.tagged(tag, "NO", _refusal(result))
+            if result.status == L.FAILED:
+                self.count_bad()
             return
-        ok = await asyncio.to_thread(self.ctx.directory.verify_password, user, password)
-        if not ok:
-            delay = throttle.failure(ip)
-            mail_log("auth", result="failed", proto="imap", login=user, mech=mechanism, ip=ip)
-            if delay:
-                await asyncio.sleep(delay)
-            self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Wrong login or password")
-            self.count_bad()
-            return
-        throttle.success(ip)
-        self.user = user.lower()
+        assert result.account is not None
+        self.user = result.account
         self.boxes = await asyncio.to_thread(self._open_user)
         self.state = State.AUTHENTICATED
         self.ctx.events.subscribe(self.user, self)
         self._subscribed = True
-        self.ctx.pop_before_smtp.record_login(ip, self.user)
-        tls = self.tls_info
-        mail_log("auth", result="ok", proto="imap", login=user, mech=mechanism, ip=ip,
-                 tls=f"{tls[0]}/{tls[1]}" if tls else "none")
+        self.ctx.pop_before_smtp.record_login(self.client_ip, self.user)
         self.tagged(tag, "OK", f"[CAPABILITY {capabilities(self.facts, self.state, compress_available=True)}] Logged in")
 
     def _open_user(self) -> UserMailboxes:
@@ -371,10 +350,13 @@ class ImapSession(SessionBase):
         if not self.facts.may_login:
             self.tagged(tag, "NO", "[PRIVACYREQUIRED] Use STARTTLS first, or port 993")
             return
-        mechanism = sasl.server_mechanism(mech_name) if mech_name in self.facts.sasl_mechanisms else None
+        offered = self.facts.offered_mechanisms
+        bindings = self.channel_bindings() if self.facts.channel_binding else {}
+        mechanism = sasl.server_mechanism(mech_name, bindings) if mech_name in offered else None
         if mechanism is None:
-            self.tagged(tag, "NO", f"[CANNOT] Unsupported mechanism; use {' or '.join(self.facts.sasl_mechanisms)}")
+            self.tagged(tag, "NO", f"[CANNOT] Unsupported mechanism; use {' or '.join(offered)}")
             return
+        scram: ScramLogin | None = None
         try:
             initial = None
             if len(cmd.args) > 1:  # SASL-IR (RFC 4959)
@@ -384,7 +366,15 @@ class ImapSession(SessionBase):
                     return
                 initial = decoded
             result = mechanism.start(initial)
-            while isinstance(result, sasl.Challenge):
+            while not isinstance(result, (sasl.Credentials, sasl.Verified)):
+                if isinstance(result, sasl.NeedKeys):
+                    found = await self.ctx.logins.scram_keys(self, result.username, result.authzid, mech_name)
+                    if isinstance(found, L.LoginResult):
+                        await self.logged_in(tag, found)
+                        return
+                    scram, keys = found
+                    result = mechanism.keys(keys)
+                    continue
                 self.write(b"+ " + sasl.encode_challenge(result.data) + b"\r\n")
                 await self.flush()
                 line = await self.raw_line()
@@ -396,15 +386,19 @@ class ImapSession(SessionBase):
                     self.tagged(tag, "BAD", "Authentication cancelled")
                     return
                 result = mechanism.step(decoded)
+            if isinstance(result, sasl.Verified):
+                assert scram is not None
+                scram, done = None, scram
+                await self.logged_in(tag, await self.ctx.logins.scram_verified(self, done, result))
+            else:
+                await self.logged_in(tag, await self.ctx.logins.password(
+                    self, result.username, result.password, mechanism=mech_name, authzid=result.authzid))
         except sasl.SaslError as exc:
             self.tagged(tag, "BAD", str(exc))
             self.count_bad()
-            return
-        creds = result
-        if creds.authzid and creds.authzid.lower() != creds.username.lower():
-            self.tagged(tag, "NO", "[AUTHORIZATIONFAILED] Acting as another user is not allowed")
-            return
-        await self.login(tag, creds.username, creds.password, mech_name)
+        finally:
+            if scram is not None:  # ended before its proof: cancelled, malformed or dropped
+                self.ctx.logins.abandon(scram)
 
     async def raw_line(self) -> bytes | None:
         """The next line as sent (AUTHENTICATE responses, DONE after IDLE)."""
@@ -513,3 +507,15 @@ class ImapSession(SessionBase):
         # RFC 4978: raw deflate both ways, from the next byte on.
         self._compress = zlib.compressobj(6, zlib.DEFLATED, -15)
         self._decompress = zlib.decompressobj(-15)
+
+
+def _refusal(result: L.LoginResult) -> str:
+    """The NO text (with its RFC 5530 code) for a login that did not succeed."""
+    if result.status == L.THROTTLED:
+        return f"[UNAVAILABLE] {result.text}"
+    if result.status == L.BUSY:
+        return f"[LIMIT] {result.text}"
+    if result.status == L.REFUSED:
+        code = "PRIVACYREQUIRED" if result.reason == "no-tls" else "AUTHORIZATIONFAILED"
+        return f"[{code}] {result.text}"
+    return "[AUTHENTICATIONFAILED] Wrong login or password"

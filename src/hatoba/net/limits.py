@@ -1,5 +1,16 @@
-"""Connection limits: in total and per client address (Postfix's
-smtpd_client_connection_count_limit). Shared by every listener."""
+"""Connection limits, shared by every listener.
+
+Rules:
+- A connection counts against the server's total from accept to close.
+- Until it logs in, it also counts against its client address (Postfix's
+  smtpd_client_connection_count_limit, 50): port-25 sessions never log in
+  and stay in that count for their whole life.
+- A login moves it to the (account, address) count instead (Dovecot's
+  mail_max_userip_connections, 10), so an office behind one NAT address is
+  limited per person, not per building: 30 people with 5 IMAP connections
+  each are 150 connections from one address, all served.
+- Every refusal says which limit was hit.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +21,55 @@ from hatoba.proto.smtp.replies import Reply
 
 
 class ConnectionLimiter:
-    def __init__(self, *, max_total: int, max_per_ip: int) -> None:
+    def __init__(self, *, max_total: int, max_per_ip: int, max_per_user_ip: int = 10) -> None:
         self.max_total = max_total
         self.max_per_ip = max_per_ip
+        self.max_per_user_ip = max_per_user_ip
         self.total = 0
-        self._per_ip: Counter[str] = Counter()
+        self._per_ip: Counter[str] = Counter()  # connections not logged in, per address
+        self._per_user_ip: Counter[tuple[str, str]] = Counter()  # logged in, per (account, address)
 
     def acquire(self, ip: str) -> Reply | None:
         """None when the connection may proceed; else the reply that refuses it."""
         if self.total >= self.max_total:
-            return R.R421_TOO_MANY_CONNECTIONS
+            return R.R421_TOO_MANY_CONNECTIONS.with_text(
+                f"Too many connections to this server ({self.max_total}); try again later"
+            )
         if self._per_ip[ip] >= self.max_per_ip:
-            return R.R421_TOO_MANY_FROM_IP
+            return R.R421_TOO_MANY_FROM_IP.with_text(
+                f"Too many connections from your address that have not logged in ({self.max_per_ip}); "
+                "try again later"
+            )
         self.total += 1
         self._per_ip[ip] += 1
         return None
 
-    def release(self, ip: str) -> None:
+    def log_in(self, ip: str, account: str) -> str | None:
+        """Move a connection from `ip`'s count to (account, ip)'s; None when it may,
+        else the plain-words reason it may not (the connection then stays as it was)."""
+        key = (account, ip)
+        if self._per_user_ip[key] >= self.max_per_user_ip:
+            return (
+                f"Too many connections for {account} from your address ({self.max_per_user_ip}); "
+                "close one in another program first"
+            )
+        self._drop(self._per_ip, ip)
+        self._per_user_ip[key] += 1
+        return None
+
+    def release(self, ip: str, account: str | None = None) -> None:
+        """The connection closed; `account` is the login it moved to with log_in(), if any."""
         self.total -= 1
-        self._per_ip[ip] -= 1
-        if self._per_ip[ip] <= 0:
-            del self._per_ip[ip]
+        if account is None:
+            self._drop(self._per_ip, ip)
+        else:
+            self._drop(self._per_user_ip, (account, ip))
+
+    def connections_of(self, account: str, ip: str) -> int:
+        return self._per_user_ip[(account, ip)]
+
+    @staticmethod
+    def _drop(counter: Counter, key: object) -> None:  # type: ignore[type-arg]
+        counter[key] -= 1
+        if counter[key] <= 0:
+            del counter[key]

@@ -18,16 +18,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from hatoba.config.schema import Config, ListenerConfig
-from hatoba.logs import mail_log, trace_line
-from hatoba.policy.auth_throttle import AuthThrottle
+from hatoba.logs import mail_log
+from hatoba.net import login as L
+from hatoba.net.login import Logins, ScramLogin, account_key
 from hatoba.policy.pop_before_smtp import PopBeforeSmtp
-from hatoba.policy.relay import TrustedNetworks
+from hatoba.proto import sasl
 from hatoba.proto.pop3 import replies as R
 from hatoba.proto.pop3.body import RetrEncoder, TopEncoder
 from hatoba.proto.pop3.events import (
     NEED_DATA,
     ApopLogin,
     AuthCredentials,
+    AuthLookup,
     CoreReply,
     MessageInfo,
     Quit,
@@ -82,9 +84,8 @@ class Pop3Context:
     config: Config
     directory: Directory
     store: MaildirStore
-    throttle: AuthThrottle
+    logins: Logins
     pop_before_smtp: PopBeforeSmtp
-    plaintext_networks: TrustedNetworks
     tls_context: ssl.SSLContext | None
     locks: MailboxLocks
     secrets: SecretBox | None
@@ -115,7 +116,7 @@ class Pop3Session(SessionBase):
                 hostname=cfg.server.hostname,
                 tls_available=ctx.tls_context is not None and not listener.implicit_tls,
                 tls_active=listener.implicit_tls,
-                allow_plaintext_auth=client_ip in ctx.plaintext_networks,
+                allow_plaintext_auth=ctx.logins.plaintext_allowed(listener, client_ip),
                 apop_timestamp=self.timestamp if apop_on else None,
                 max_line=cfg.limits.max_command_line,
                 max_bad_commands=cfg.limits.max_bad_commands,
@@ -123,9 +124,11 @@ class Pop3Session(SessionBase):
                 # takes a RETR and a DELE per message.
             )
         )
-        self.out: list[bytes] = []
+        if self.tls_info is not None:
+            self.conn.channel_bindings = self.channel_bindings()
         self.maildrop: Maildrop | None = None
         self.mailbox: str | None = None
+        self.scram: ScramLogin | None = None  # a SCRAM exchange past its key look-up
         self.auth_failures = 0
         self.retrieved = 0
         self.deleted = 0
@@ -151,6 +154,7 @@ class Pop3Session(SessionBase):
                 await self._process_events()
                 await self._flush()
         finally:
+            self._abandon_scram()
             if self.mailbox is not None:
                 self.ctx.locks.release(self.mailbox)
             await self._flush()
@@ -169,21 +173,34 @@ class Pop3Session(SessionBase):
                 self._write(self.conn.send(R.err(f"Local error; try again later (id={self.session_id})", "SYS/TEMP")))
 
     async def _handle(self, event: object) -> None:
+        logins = self.ctx.logins
         match event:
             case CoreReply(reply=reply):
+                if self.scram is not None and not self.conn.in_sasl:
+                    self._abandon_scram()  # cancelled or malformed before the proof
                 self._write(self.conn.send(reply))
             case StartTlsRequested():
                 await self._starttls()
             case UserPass(user=user, password=password):
-                await self._login(user, "USER", self._check_password(user, password))
+                await self._login(await logins.password(self, user, password, mechanism="USER"))
             case ApopLogin(user=user, digest=digest):
-                await self._login(user, "APOP", self._check_apop(user, digest))
-            case AuthCredentials(mechanism=mechanism, credentials=creds):
-                if creds.authzid and creds.authzid.lower() != creds.username.lower():
-                    check = _refuse()  # acting for another user is not supported
+                await self._login(await logins.check(self, user, "APOP", lambda: self._check_apop(user, digest)))
+            case AuthLookup(mechanism=mechanism, username=username, authzid=authzid):
+                self._abandon_scram()
+                found = await logins.scram_keys(self, username, authzid, mechanism)
+                if isinstance(found, L.LoginResult):
+                    self._write(self.conn.send(_refusal(found)))
                 else:
-                    check = self._check_password(creds.username, creds.password)
-                await self._login(creds.username, mechanism, check)
+                    self.scram, keys = found
+                    self.conn.sasl_keys(keys)
+            case AuthCredentials(mechanism=mechanism, credentials=creds):
+                if isinstance(creds, sasl.Verified):
+                    scram, self.scram = self.scram, None
+                    assert scram is not None
+                    await self._login(await logins.scram_verified(self, scram, creds))
+                else:
+                    await self._login(await logins.password(
+                        self, creds.username, creds.password, mechanism=mechanism, authzid=creds.authzid))
             case Retrieve(index=index, info=info):
                 # Maildir files have LF line ends: lf_only keeps RETR equal to LIST's W= size.
                 if await self._send_message(index, info, RetrEncoder(lf_only=True), self.conn.retr_ok):
@@ -200,59 +217,47 @@ class Pop3Session(SessionBase):
     async def _starttls(self) -> None:
         self._write(self.conn.send(R.ok("Begin TLS negotiation")))
         await self._flush()
-        assert self.ctx.tls_context is not None
-        try:
-            async with asyncio.timeout(30):
-                await self.stream.start_tls(self.ctx.tls_context)
-        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
-            mail_log("tls-failed", ip=self.client_ip, proto="pop3", reason=type(exc).__name__)
+        if self.conn.closed or not await self.upgrade_tls("pop3"):
             self.conn.state = State.CLOSED
             return
         self.conn.tls_started()
-        self._record_tls()
+        self.conn.channel_bindings = self.channel_bindings()
 
     # -- logins ----------------------------------------------------------------------
 
-    async def _check_password(self, user: str, password: str) -> bool:
-        return await asyncio.to_thread(self.ctx.directory.verify_password, user, password)
+    def _check_apop(self, user: str, digest: str) -> str | None:
+        """In a thread: the account when `digest` matches the user's APOP secret (RFC 1939 §7)."""
+        sealed = self.ctx.directory.apop_secret(user)
+        if sealed is None or self.ctx.secrets is None:
+            return None
+        try:
+            secret = self.ctx.secrets.open(sealed)
+        except SecretBoxError as exc:
+            log.error("%s", exc)
+            return None
+        if not hmac.compare_digest(apop_digest(self.timestamp, secret), digest.lower()):
+            return None
+        return account_key(user)
 
-    async def _check_apop(self, user: str, digest: str) -> bool:
-        def check() -> bool:
-            sealed = self.ctx.directory.apop_secret(user)
-            if sealed is None or self.ctx.secrets is None:
-                return False
-            try:
-                secret = self.ctx.secrets.open(sealed)
-            except SecretBoxError as exc:
-                log.error("%s", exc)
-                return False
-            return hmac.compare_digest(apop_digest(self.timestamp, secret), digest.lower())
+    def _abandon_scram(self) -> None:
+        if self.scram is not None:
+            self.ctx.logins.abandon(self.scram)
+            self.scram = None
 
-        return await asyncio.to_thread(check)
-
-    async def _login(self, user: str, mechanism: str, check) -> None:  # type: ignore[no-untyped-def]
-        throttle, ip = self.ctx.throttle, self.client_ip
-        if throttle.is_locked(ip):
-            check.close()
-            mail_log("auth", result="locked", proto="pop3", ip=ip)
-            self._write(self.conn.send(R.err("Too many failed logins from your address; try again later", "AUTH")))
-            self.conn.state = State.CLOSED
+    async def _login(self, result: L.LoginResult) -> None:
+        """Answer a login the login module has judged; open the maildrop when it is ok."""
+        if not result.ok:
+            self._write(self.conn.send(_refusal(result)))
+            if result.status == L.FAILED:
+                self.auth_failures += 1
+                if self.auth_failures >= self.ctx.config.pop3.max_auth_failures:
+                    self._write(R.format_reply(R.err("Too many failed logins; closing")))
+                    self.conn.state = State.CLOSED
             return
-        if not await check:
-            delay = throttle.failure(ip)
-            self.auth_failures += 1
-            mail_log("auth", result="failed", proto="pop3", login=user, mech=mechanism, ip=ip)
-            if delay:
-                await asyncio.sleep(delay)
-            self._write(self.conn.send(R.ERR_LOGIN_FAILED))
-            if self.auth_failures >= self.ctx.config.pop3.max_auth_failures or throttle.is_locked(ip):
-                self._write(R.format_reply(R.err("Too many failed logins; closing")))
-                self.conn.state = State.CLOSED
-            return
-        throttle.success(ip)
-        mailbox = user.lower()
+        mailbox = result.account
+        assert mailbox is not None
         if not self.ctx.locks.acquire(mailbox):
-            mail_log("auth", result="in-use", proto="pop3", login=user, ip=ip)
+            mail_log("auth", result="in-use", proto="pop3", login=mailbox, ip=self.client_ip)
             self._write(self.conn.send(R.ERR_IN_USE))
             return
         self.mailbox = mailbox
@@ -265,10 +270,7 @@ class Pop3Session(SessionBase):
             self._write(self.conn.send(R.err("Cannot open your maildrop now; try again later", "SYS/TEMP")))
             return
         self.maildrop = maildrop
-        self.ctx.pop_before_smtp.record_login(ip, mailbox)
-        tls = self.tls_info
-        mail_log("auth", result="ok", proto="pop3", login=user, mech=mechanism, ip=ip,
-                 tls=f"{tls[0]}/{tls[1]}" if tls else "none", messages=len(maildrop.messages))
+        self.ctx.pop_before_smtp.record_login(self.client_ip, mailbox)
         infos = [MessageInfo(m.wire_size, m.uid) for m in maildrop.messages]
         self._write(self.conn.login_succeeded(mailbox, infos))
 
@@ -325,26 +327,22 @@ class Pop3Session(SessionBase):
 
     # -- output ----------------------------------------------------------------------------
 
-    def _write(self, data: bytes, *, trace: bool = True) -> None:
-        if data:
-            if trace:
-                for line in data.splitlines(keepends=True):
-                    trace_line("->", line)
-            self.out.append(data)
+    _write = SessionBase.write
 
     async def _flush(self) -> None:
-        if self.out:
-            data, self.out = b"".join(self.out), []
-            try:
-                self.stream.write(data)
-                async with asyncio.timeout(self.ctx.config.limits.command_timeout):
-                    await self.stream.drain()
-            except (OSError, ConnectionError, TimeoutError):
-                self.conn.state = State.CLOSED
+        if not await self.flush():
+            self.conn.state = State.CLOSED
 
 
-async def _refuse() -> bool:
-    return False
+def _refusal(result: L.LoginResult) -> Pop3Reply:
+    """The -ERR for a login that did not succeed (RFC 2449 §8.1, RFC 3206 codes)."""
+    if result.status == L.THROTTLED:
+        return R.err(result.text, R.CODE_LOGIN_DELAY)
+    if result.status == L.BUSY:
+        return R.err(result.text, R.CODE_IN_USE)
+    if result.status == L.REFUSED:
+        return R.err(result.text, R.CODE_AUTH)
+    return R.ERR_LOGIN_FAILED
 
 
 __all__ = ["MailboxLocks", "Pop3Context", "Pop3Reply", "Pop3Session", "apop_digest"]

@@ -19,12 +19,13 @@ from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
 from hatoba.logs import mail_log, session_id
 from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
+from hatoba.net.login import Logins
 from hatoba.net.stream import Stream
 from hatoba.net.imap_session import ImapContext, ImapSession, MailboxEvents
 from hatoba.net.pop3_session import MailboxLocks, Pop3Context, Pop3Session
 from hatoba.net.smtp_session import SmtpContext, SmtpSession
 from hatoba.pki.tlsctx import TlsSetupError, server_context
-from hatoba.policy.auth_throttle import AuthThrottle
+from hatoba.policy.auth_throttle import LoginThrottle
 from hatoba.policy.pop_before_smtp import PopBeforeSmtp
 from hatoba.policy.relay import TrustedNetworks
 from hatoba.proto.pop3 import replies as pop3_replies
@@ -71,19 +72,20 @@ class Server:
         self.tls_context: ssl.SSLContext | None = server_context(config.tls)
         check_delivery_setup(config)
         limits = config.limits
-        self.limiter = ConnectionLimiter(max_total=limits.max_connections, max_per_ip=limits.max_connections_per_ip)
-        # Shared by every protocol: failed logins on POP3 count against SMTP AUTH too.
-        throttle = AuthThrottle(
-            delay_after=limits.auth_failures_before_delay,
-            lockout_after=limits.auth_failures_per_ip,
-            lockout_seconds=limits.auth_lockout,
+        self.limiter = ConnectionLimiter(
+            max_total=limits.max_connections,
+            max_per_ip=limits.max_connections_per_ip,
+            max_per_user_ip=limits.max_user_connections_per_ip,
         )
+        # One login path for every protocol: failed logins on POP3 count against SMTP AUTH too.
+        self.throttle = LoginThrottle.open(config.auth, paths.directory_db)
+        self.logins = Logins(config=config, directory=self.directory, throttle=self.throttle, limiter=self.limiter)
         self.pop_before_smtp = PopBeforeSmtp(config.smtp.pop_before_smtp_minutes)
         self.smtp = SmtpContext(
             config=config,
             directory=self.directory,
             spool=self.spool,
-            throttle=throttle,
+            logins=self.logins,
             trusted=TrustedNetworks.parse(config.smtp.trusted_networks),
             pop_before_smtp=self.pop_before_smtp,
             tls_context=self.tls_context,
@@ -92,9 +94,8 @@ class Server:
             config=config,
             directory=self.directory,
             store=self.store,
-            throttle=throttle,
+            logins=self.logins,
             pop_before_smtp=self.pop_before_smtp,
-            plaintext_networks=TrustedNetworks.parse(config.pop3.plaintext_auth_networks),
             tls_context=self.tls_context,
             locks=MailboxLocks(),
             secrets=SecretBox(paths.secrets_key) if config.pop3.apop else None,
@@ -107,9 +108,8 @@ class Server:
                 paths.mail_dir, quota_bytes=config.imap.quota_mb * 1024 * 1024,
                 user_quota_mb=self.directory.quota_mb,
             ),
-            throttle=throttle,
+            logins=self.logins,
             pop_before_smtp=self.pop_before_smtp,
-            plaintext_networks=TrustedNetworks.parse(config.pop3.plaintext_auth_networks),
             tls_context=self.tls_context,
             events=self.mailbox_events,
         )
@@ -256,7 +256,7 @@ class Server:
             log.info("connection lost: %s", type(exc).__name__)
         finally:
             if not parked:
-                self.limiter.release(ip)
+                self.limiter.release(ip, session.login_account)
                 mail_log(
                     "disconnect",
                     ip=ip,
@@ -284,6 +284,7 @@ class Server:
             if pending:
                 await asyncio.wait(pending, timeout=5)
         await self.manager.stop()
+        self.throttle.close()
 
 
 def _farewell(listener: ListenerConfig, reply: R.Reply) -> bytes:

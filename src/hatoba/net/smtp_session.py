@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from hatoba.config.schema import Config, ListenerConfig
-from hatoba.logs import mail_log, trace_line
+from hatoba.logs import mail_log
+from hatoba.net import login as L
+from hatoba.net.login import Logins, ScramLogin
 from hatoba.policy import relay, submission
-from hatoba.policy.auth_throttle import AuthThrottle
 from hatoba.policy.pop_before_smtp import PopBeforeSmtp
 from hatoba.proto.smtp import replies as R
 from hatoba.proto.smtp.events import (
     NEED_DATA,
     AuthCredentials,
+    AuthLookup,
     CoreReply,
     DataChunk,
     DataEnd,
@@ -33,6 +35,7 @@ from hatoba.proto.smtp.events import (
     Reset,
     StartTlsRequested,
 )
+from hatoba.proto import sasl
 from hatoba.proto.smtp.received import TraceInfo, format_received
 from hatoba.proto.smtp.replies import Reply
 from hatoba.proto.smtp.server import SessionFacts, SmtpServerConn, State
@@ -53,7 +56,7 @@ class SmtpContext:
     config: Config
     directory: UserDB
     spool: Spool
-    throttle: AuthThrottle
+    logins: Logins
     trusted: relay.TrustedNetworks
     pop_before_smtp: PopBeforeSmtp
     tls_context: ssl.SSLContext | None
@@ -70,7 +73,7 @@ def session_facts(ctx: SmtpContext, listener: ListenerConfig) -> SessionFacts:
         auth_enabled=submission_port or cfg.smtp.auth_on_smtp_port,
         require_auth=submission_port,
         require_tls=submission_port and not cfg.smtp.allow_plaintext_auth,
-        allow_plaintext_auth=cfg.smtp.allow_plaintext_auth,
+        allow_plaintext_auth=ctx.logins.plaintext_allowed(listener, ""),
         max_message_size=limits.max_message_size,
         max_recipients=limits.max_recipients,
         max_command_line=limits.max_command_line,
@@ -92,7 +95,9 @@ class SmtpSession(SessionBase):
         super().__init__(ctx, listener, stream, session_id, client_ip)
         self.ctx: SmtpContext = ctx
         self.conn = SmtpServerConn(session_facts(ctx, listener))
-        self.out: list[bytes] = []
+        if self.tls_info is not None:
+            self.conn.channel_bindings = self.channel_bindings()
+        self.scram: ScramLogin | None = None  # a SCRAM exchange past its key look-up
         self.mail_from: str | None = None
         self.mail_event: MailFrom | None = None
         self.recipients: list[str] = []
@@ -122,6 +127,7 @@ class SmtpSession(SessionBase):
                 await self._process_events()
                 await self._flush()
         finally:
+            self._abandon_scram()
             if self.message is not None:
                 await self.message.abort()
                 self.message = None
@@ -154,12 +160,16 @@ class SmtpSession(SessionBase):
     async def _handle(self, event: object) -> Reply | None:
         match event:
             case CoreReply(reply=reply):
+                if self.scram is not None and self.conn.state is not State.AUTH:
+                    self._abandon_scram()  # cancelled or malformed before the proof
                 return reply
             case Hello():
                 return await self._hello(event)
             case StartTlsRequested():
                 await self._starttls()
                 return None
+            case AuthLookup():
+                return await self._auth_lookup(event)
             case AuthCredentials():
                 return await self._auth(event)
             case MailFrom():
@@ -185,43 +195,58 @@ class SmtpSession(SessionBase):
         return event.reply
 
     async def _starttls(self) -> None:
-        assert self.ctx.tls_context is not None
         self._write(self.conn.send(R.R220_READY_TLS))
         await self._flush()
-        try:
-            async with asyncio.timeout(30):
-                await self.stream.start_tls(self.ctx.tls_context)
-        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
-            mail_log("tls-failed", ip=self.client_ip, reason=type(exc).__name__)
+        if self.conn.closed or not await self.upgrade_tls("smtp"):
             self.conn.state = State.CLOSED
             return
         self.conn.tls_started()
+        self.conn.channel_bindings = self.channel_bindings()
         if self.conn.discarded_after_starttls:
             mail_log("starttls-injection", ip=self.client_ip, discarded=self.conn.discarded_after_starttls)
-        self._record_tls()
 
-    async def _auth(self, event: AuthCredentials) -> Reply:
-        throttle = self.ctx.throttle
-        ip = self.client_ip
-        if throttle.is_locked(ip):
-            mail_log("auth", result="locked", ip=ip)
-            return R.R421_AUTH_LOCKOUT
+    # -- logins (every rule is in net/login.py) ---------------------------------------------
+
+    async def _auth_lookup(self, event: AuthLookup) -> Reply | None:
+        self._abandon_scram()
+        found = await self.ctx.logins.scram_keys(self, event.username, event.authzid, event.mechanism)
+        if isinstance(found, L.LoginResult):
+            return self._auth_reply(found)
+        self.scram, keys = found
+        self.conn.sasl_keys(keys)
+        return None  # the core hands out its challenge as the next event
+
+    async def _auth(self, event: AuthCredentials) -> Reply | None:
         creds = event.credentials
-        ok = False
-        # Acting for another user (an authzid) is not supported: refuse it.
-        if not creds.authzid or creds.authzid.lower() == creds.username.lower():
-            ok = await asyncio.to_thread(self.ctx.directory.verify_password, creds.username, creds.password)
-        if ok:
-            throttle.success(ip)
-            mail_log("auth", result="ok", login=creds.username, mech=event.mechanism, ip=ip)
+        if isinstance(creds, sasl.Verified):
+            scram, self.scram = self.scram, None
+            assert scram is not None
+            result = await self.ctx.logins.scram_verified(self, scram, creds)
+        else:
+            result = await self.ctx.logins.password(
+                self, creds.username, creds.password, mechanism=event.mechanism, authzid=creds.authzid
+            )
+        reply = self._auth_reply(result)
+        if result.ok:
+            out = self.conn.send(reply)  # applies the login in the core...
+            self.conn.auth_login = result.account  # ...under its canonical name
+            self._write(out)
+            return None
+        return reply
+
+    def _auth_reply(self, result: L.LoginResult) -> Reply:
+        if result.ok:
             return R.R235_AUTH_OK
-        delay = throttle.failure(ip)
-        mail_log("auth", result="failed", login=creds.username, mech=event.mechanism, ip=ip)
-        if delay:
-            await asyncio.sleep(delay)
-        if throttle.is_locked(ip):
-            return R.R421_AUTH_LOCKOUT
+        if result.status in (L.THROTTLED, L.BUSY):
+            return R.R454_AUTH_TEMPORARY.with_text(result.text)
+        if result.status == L.REFUSED:
+            return R.R535_AUTH_FAILED.with_text(result.text)
         return R.R535_AUTH_FAILED
+
+    def _abandon_scram(self) -> None:
+        if self.scram is not None:
+            self.ctx.logins.abandon(self.scram)
+            self.scram = None
 
     async def _mail_from(self, event: MailFrom) -> Reply:
         login = self.conn.auth_login
@@ -353,20 +378,8 @@ class SmtpSession(SessionBase):
 
     # -- output ---------------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
-        if data:
-            for line in data.splitlines(keepends=True):
-                trace_line("->", line)
-            self.out.append(data)
+    _write = SessionBase.write
 
     async def _flush(self, *, final: bool = False) -> None:
-        if self.out:
-            data, self.out = b"".join(self.out), []
-            try:
-                self.stream.write(data)
-                async with asyncio.timeout(self.ctx.config.limits.command_timeout):
-                    await self.stream.drain()
-            except (OSError, ConnectionError, TimeoutError):
-                self.conn.state = State.CLOSED
-        if final or self.conn.closed:
+        if not await self.flush() or final:
             self.conn.state = State.CLOSED

@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # certificate reloads are for the server
     from hatoba.config.load import ConfigError, load_config
 
+    logging.getLogger("hatoba.config").setLevel(logging.ERROR)  # the server has shown its warnings
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -5,7 +5,7 @@ This mirrors what the sessions enforce (net/smtp_session.session_facts and
 the POP3/IMAP facts): AUTH on 587/465 always, on 25 only with
 smtp.auth_on_smtp_port; before TLS only with smtp.allow_plaintext_auth,
 which also lifts "STARTTLS required" on 587; POP3 and IMAP logins before TLS
-only from pop3.plaintext_auth_networks (IMAP shares that list).
+only from auth.plaintext_networks (one list for both).
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ def listener_findings(config: Config) -> list[Finding]:
 
 
 def plaintext_login_networks(config: Config) -> tuple[list[str], list[str]]:
-    """pop3.plaintext_auth_networks split into (reaching other machines, loopback only)."""
+    """auth.plaintext_networks split into (reaching other machines, loopback only)."""
     exposed, local = [], []
-    for cidr in config.pop3.plaintext_auth_networks:
+    for cidr in config.auth.plaintext_networks:
         try:
             network = ipaddress.ip_network(cidr, strict=False)
         except ValueError:
@@ -140,9 +140,10 @@ def _mailbox_cleartext(config: Config, listener: ListenerConfig) -> list[Finding
         findings.append(Finding(
             "listeners", f"listener.{listener.name}.plaintext-login", "critical",
             f"{_where(listener)}: plaintext login allowed",
-            f"pop3.plaintext_auth_networks lets clients in {', '.join(exposed)} send {login} before {starttls}, "
+            f"[auth] plaintext_networks lets clients in {', '.join(exposed)} send {login} before {starttls}, "
             "so their passwords cross the network in clear text.",
-            f"Empty pop3.plaintext_auth_networks (or keep only 127.0.0.1/32 and ::1/128); "
+            "Empty [auth] plaintext_networks, or keep only 127.0.0.1/32 and ::1/128 "
+            "(older configs spell it pop3.plaintext_auth_networks); "
             f"mail programs use {starttls} or port {'995' if pop else '993'}.",
         ))
     elif local:

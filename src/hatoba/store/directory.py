@@ -17,7 +17,9 @@ Rules:
 - No change may leave an alias loop behind: each change that alters where an
   address leads re-runs the expansion from that address inside its own
   transaction and is rolled back when it meets a loop.
-- Passwords are never logged or stored; only their Argon2id hashes are.
+- Passwords are never logged or stored; only their Argon2id hashes and their
+  SCRAM-SHA-256 keys (RFC 5802 §3) are, both made from the same normalised
+  password. Users from before SCRAM get keys at their next successful login.
 - The logic uses plain SQL (no SQLite-only functions) so that another backend,
   PostgreSQL for several nodes, can implement the same methods; only the
   connection handling, the DDL and the transaction statements are SQLite's.
@@ -25,6 +27,7 @@ Rules:
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
 import logging
@@ -43,6 +46,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from hatoba.proto.address import Address, AddressError, parse_address, parse_domain
+from hatoba.proto.sasl import SCRAM_ITERATIONS, ScramKeys, derive_scram_keys
+from hatoba.store.sqltx import rollback, write_transaction
 from hatoba.store.api import AliasLoopError, DirectoryError, Resolution
 
 __all__ = ["Directory", "MAX_ALIAS_DEPTH", "MIN_PASSWORD_LENGTH", "check_password"]
@@ -50,6 +55,7 @@ __all__ = ["Directory", "MAX_ALIAS_DEPTH", "MIN_PASSWORD_LENGTH", "check_passwor
 log = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 8
+SCRAM_SALT_OCTETS = 16  # RFC 5802 §5.1 asks only for a random salt; 16 octets is what Dovecot uses
 LOGIN_CACHE_SIZE = 10_000  # remembered logins at most (see _remember_login)
 # Postfix stops virtual alias expansion at 100 levels; real setups never nest
 # more than a handful, and a short limit keeps each RCPT cheap.
@@ -147,6 +153,27 @@ def check_password(password: str) -> str:
     return password
 
 
+def _new_scram(password: str) -> str:
+    """The users.scram_sha256 value for a (normalised) password: "iterations$salt$stored_key$server_key"."""
+    keys = derive_scram_keys(password, secrets.token_bytes(SCRAM_SALT_OCTETS), SCRAM_ITERATIONS)
+    fields = (keys.salt, keys.stored_key, keys.server_key)
+    return "$".join([str(keys.iterations), *(binascii.b2a_base64(f, newline=False).decode("ascii") for f in fields)])
+
+
+def _parse_scram(text: str) -> ScramKeys | None:
+    """The keys in a users.scram_sha256 value, None if it is damaged."""
+    parts = text.split("$")
+    if len(parts) != 4 or not parts[0].isdigit():
+        return None
+    try:
+        salt, stored_key, server_key = (binascii.a2b_base64(p.encode("ascii"), strict_mode=True) for p in parts[1:])
+    except (binascii.Error, UnicodeEncodeError):
+        return None
+    if int(parts[0]) < 1 or not salt or len(stored_key) != 32 or len(server_key) != 32:
+        return None
+    return ScramKeys(int(parts[0]), salt, stored_key, server_key)
+
+
 def _key(address: Address) -> str:
     """The lookup key: local parts are compared case-insensitively (api.py rules)."""
     return str(address).lower()
@@ -234,20 +261,8 @@ class Directory:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise DirectoryError(f"directory database {self.path}: {exc}") from None
-        try:
+        with write_transaction(self._conn(), self.path, DirectoryError) as conn:
             yield conn
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            _rollback(conn)
-            raise DirectoryError(f"directory database {self.path}: {exc}") from None
-        except BaseException:
-            _rollback(conn)
-            raise
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -262,7 +277,7 @@ class Directory:
         except sqlite3.Error as exc:
             raise DirectoryError(f"directory database {self.path}: {exc}") from None
         finally:
-            _rollback(conn)
+            rollback(conn)
 
     def _migrate(self) -> None:
         try:
@@ -395,12 +410,13 @@ class Directory:
         password = check_password(password)
         with self._read() as conn:
             self._check_new_user(conn, address)  # fail fast, before the slow hash
-        password_hash = self._hasher.hash(password)
+        password_hash, scram = self._hasher.hash(password), _new_scram(password)
         with self._write() as conn:
             parsed = self._check_new_user(conn, address)  # again: another writer may have won
             conn.execute(
-                "INSERT INTO users (address_key, address, domain, password_hash, created) VALUES (?, ?, ?, ?, ?)",
-                (_key(parsed), str(parsed), parsed.domain, password_hash, int(time.time())),
+                "INSERT INTO users (address_key, address, domain, password_hash, scram_sha256, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (_key(parsed), str(parsed), parsed.domain, password_hash, scram, int(time.time())),
             )
         return str(parsed)
 
@@ -417,10 +433,13 @@ class Directory:
         password = check_password(password)
         with self._read() as conn:
             self._find_user(conn, address)
-        password_hash = self._hasher.hash(password)
+        password_hash, scram = self._hasher.hash(password), _new_scram(password)
         with self._write() as conn:
             key, stored = self._find_user(conn, address)
-            conn.execute("UPDATE users SET password_hash = ? WHERE address_key = ?", (password_hash, key))
+            conn.execute(
+                "UPDATE users SET password_hash = ?, scram_sha256 = ? WHERE address_key = ?",
+                (password_hash, scram, key),
+            )
         return stored
 
     def remove_user(self, address: str) -> str:
@@ -504,11 +523,18 @@ class Directory:
             return self._dummy_hash
 
     def verify_password(self, address: str, password: str) -> bool:
-        """True only for an existing user and the right password.
+        """True only for an existing user and the right password (see authenticate)."""
+        return self.authenticate(address, password) is not None
 
+    def authenticate(self, address: str, password: str) -> str | None:
+        """The user's lookup key (lower-cased address) for the right password, else None.
+
+        The key, not the spelling typed, names the account, so
+        "Alice@Example.test" and "alice@example.test" log into one mailbox.
         An unknown or malformed login costs one Argon2 verification all the
-        same, so the answer time does not tell which users exist. A hash made
-        with older parameters is replaced after a successful login.
+        same, so the answer time does not tell which users exist. After a
+        successful check, a hash made with older parameters is replaced and a
+        user without SCRAM keys gets them.
         """
         password = unicodedata.normalize("NFC", password)  # as check_password stored it
         row = None
@@ -518,27 +544,31 @@ class Directory:
             key = None
         if key is not None:
             row = self._conn().execute(
-                "SELECT password_hash FROM users WHERE address_key = ?", (key,)
+                "SELECT password_hash, scram_sha256 FROM users WHERE address_key = ?", (key,)
             ).fetchone()
-        if row is None:
+        if row is None or key is None:
             try:
                 self._hasher.verify(self._dummy(), password)
             except VerificationError:
                 pass
-            return False
+            return None
         stored_hash: str = row[0]
+        has_scram = row[1] is not None
         remembered = self._login_cache.get(key) if self.login_cache_seconds else None
         proof = hmac.new(self._cache_secret, f"{stored_hash}\0{password}".encode(), hashlib.sha256).digest()
         if remembered is not None and remembered[1] > time.monotonic() and hmac.compare_digest(remembered[0], proof):
-            return True
+            return key
         try:
             self._hasher.verify(stored_hash, password)
         except VerifyMismatchError:
-            return False
+            return None
         except (VerificationError, InvalidHashError):
             log.error("password hash of %s is unreadable; reset it with `hatoba user passwd`", key)
-            return False
-        if self._hasher.check_needs_rehash(stored_hash):
+            return None
+        rehash = self._hasher.check_needs_rehash(stored_hash)
+        if not has_scram:
+            self._add_scram(key, stored_hash, password)
+        if rehash:
             new_hash = self._hasher.hash(password)
             with self._write() as conn:
                 # Only if nobody changed the password in between.
@@ -549,7 +579,36 @@ class Directory:
             log.info("password hash of %s updated to the current Argon2 parameters", key)
         elif self.login_cache_seconds:
             self._remember_login(key, proof)
-        return True
+        return key
+
+    def _add_scram(self, key: str, stored_hash: str, password: str) -> None:
+        """Give a user from before SCRAM its keys, made from the password just verified."""
+        scram = _new_scram(password)
+        with self._write() as conn:
+            # Only if nobody changed the password (which sets new keys) in between.
+            changed = conn.execute(
+                "UPDATE users SET scram_sha256 = ? WHERE address_key = ? AND password_hash = ? "
+                "AND scram_sha256 IS NULL",
+                (scram, key, stored_hash),
+            ).rowcount
+        if changed:
+            log.info("SCRAM-SHA-256 keys of %s added at login", key)
+
+    def scram_keys(self, address: str) -> tuple[str, ScramKeys] | None:
+        """(lookup key, SCRAM-SHA-256 keys) of a user; None for an unknown or
+        malformed address and for a user without keys (not logged in since SCRAM came)."""
+        try:
+            key = _key(parse_address(address))
+        except AddressError:
+            return None
+        row = self._conn().execute("SELECT scram_sha256 FROM users WHERE address_key = ?", (key,)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        keys = _parse_scram(row[0])
+        if keys is None:
+            log.error("SCRAM keys of %s are unreadable; reset the password with `hatoba user passwd`", key)
+            return None
+        return key, keys
 
     def _remember_login(self, key: str, proof: bytes) -> None:
         """Keep proof of a verified login for login_cache_seconds, as Dovecot's auth cache:
@@ -804,10 +863,6 @@ class Directory:
         return frozenset(owned)
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    # SQLite may already have rolled back by itself (disk full, I/O error).
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
 
 
 def _count(n: int, noun: str) -> str:

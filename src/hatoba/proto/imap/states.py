@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from hatoba.proto import sasl
+
 
 class State(enum.Enum):
     NOT_AUTHENTICATED = "not-authenticated"
@@ -46,10 +48,15 @@ class ImapFacts:
     tls_available: bool  # STARTTLS can be offered (port 143 with a certificate)
     tls_active: bool
     allow_plaintext_auth: bool = False
-    sasl_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")
+    sasl_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS")
+    channel_binding: bool = False  # TLS channel-binding data is at hand: -PLUS mechanisms work
     max_line: int = 65536
     max_literal: int = 64 * 1024 * 1024  # also APPENDLIMIT
     max_bad_commands: int = 20
+
+    @property
+    def offered_mechanisms(self) -> tuple[str, ...]:
+        return sasl.mechanisms_offered(self.sasl_mechanisms, channel_binding=self.channel_binding)
 
     @property
     def may_login(self) -> bool:
@@ -73,7 +80,7 @@ def capabilities(facts: ImapFacts, state: State, *, compress_available: bool = F
         if facts.tls_available and not facts.tls_active:
             caps.append("STARTTLS")
         if facts.may_login:
-            caps += [f"AUTH={m}" for m in facts.sasl_mechanisms]
+            caps += [f"AUTH={m}" for m in facts.offered_mechanisms]
         else:
             caps.append("LOGINDISABLED")
         return " ".join(caps)

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hatoba.proto.pop3.replies import Pop3Reply
-from hatoba.proto.sasl import Credentials
+from hatoba.proto.sasl import Credentials, Verified
 from hatoba.proto.smtp.events import NEED_DATA, PAUSED  # noqa: F401  (re-exported: one pair of sentinels for every core)
+from hatoba.proto.smtp.events import AuthLookup  # noqa: F401  (re-exported: one SCRAM key look-up for every core)
 
 
 
@@ -61,10 +62,13 @@ class ApopLogin:
 
 @dataclass(frozen=True, slots=True)
 class AuthCredentials:
-    """A finished SASL exchange (RFC 5034); login_succeeded() or send(ERR_LOGIN_FAILED)."""
+    """A finished SASL exchange (RFC 5034); login_succeeded() or send(ERR_LOGIN_FAILED).
+
+    `credentials` holds a password to check (PLAIN, LOGIN), or the verdict of
+    a mechanism that checked the client's proof itself (SCRAM)."""
 
     mechanism: str
-    credentials: Credentials
+    credentials: Credentials | Verified
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,4 +102,6 @@ class Quit:
 
 LoginEvent = UserPass | ApopLogin | AuthCredentials
 
-Event = CoreReply | StartTlsRequested | UserPass | ApopLogin | AuthCredentials | Retrieve | Top | Quit
+Event = (
+    CoreReply | StartTlsRequested | UserPass | ApopLogin | AuthCredentials | AuthLookup | Retrieve | Top | Quit
+)

@@ -36,6 +36,7 @@ from hatoba.proto.pop3.events import (
     PAUSED,
     ApopLogin,
     AuthCredentials,
+    AuthLookup,
     CoreReply,
     Event,
     MessageInfo,
@@ -59,7 +60,7 @@ class Pop3Facts:
     tls_active: bool  # implicit TLS (port 995): True from the first byte
     allow_plaintext_auth: bool = False  # the operator allowed passwords without TLS
     apop_timestamp: str | None = None  # "<1234.5678@mail.example.test>" in the greeting; None = no APOP
-    sasl_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")
+    sasl_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS")
     max_line: int = 4096
     max_bad_commands: int = 20
     max_commands: int = 100000
@@ -114,6 +115,9 @@ class Pop3ServerConn:
         self._login: str | None = None
         self._sasl: sasl.ServerMechanism | None = None
         self._sasl_name = ""
+        self._queued: Event | None = None  # the event after sasl_keys(), handed out next
+        # SCRAM-PLUS: binding type -> data of this TLS connection (the adapter sets it).
+        self.channel_bindings: dict[str, bytes] = {}
         self._maildrop: tuple[MessageInfo, ...] = ()
         self._deleted: set[int] = set()
 
@@ -122,6 +126,11 @@ class Pop3ServerConn:
     @property
     def closed(self) -> bool:
         return self.state is State.CLOSED
+
+    @property
+    def in_sasl(self) -> bool:
+        """An AUTH exchange is under way (the next lines are SASL responses)."""
+        return self._sasl is not None
 
     @property
     def login(self) -> str | None:
@@ -153,6 +162,9 @@ class Pop3ServerConn:
         """The next event, NEED_DATA, or PAUSED while the last event is unanswered."""
         if self._pending is not None:
             return PAUSED
+        if self._queued is not None:
+            event, self._queued = self._queued, None
+            return self._hold(event)
         if self.state is State.CLOSED:
             return NEED_DATA
         line = self._lines.next_line()
@@ -174,6 +186,8 @@ class Pop3ServerConn:
         if isinstance(event, (Retrieve, Top)) and (reply.ok or self._streaming):
             raise LocalProtocolError("answer RETR/TOP with retr_ok()/top_ok(), the message, then message_sent()")
         self._pending = None
+        if isinstance(event, AuthLookup):
+            self._sasl = None  # refused before the salt went out (sasl_keys() continues instead)
         if reply.ok and isinstance(event, StartTlsRequested):
             # RFC 2595 §4 / CVE-2011-0411: drop pipelined plaintext.
             self.discarded_after_stls += len(self._lines.take_all())
@@ -223,6 +237,16 @@ class Pop3ServerConn:
         self._streaming = False
         self._pending = None
 
+    def sasl_keys(self, keys: sasl.ScramKeys | None) -> None:
+        """Answer a pending AuthLookup with the user's keys (None: unknown user);
+        the exchange goes on with the next event (the server's challenge)."""
+        if not isinstance(self._pending, AuthLookup) or self._sasl is None:
+            raise LocalProtocolError("sasl_keys() without a pending AuthLookup")
+        mech = self._sasl
+        self._pending = None
+        self._queued = self._sasl_result(lambda: mech.keys(keys))
+        self._pending = None  # _sasl_result held its event; next_event() hands it out
+
     def tls_started(self) -> None:
         """STLS finished (RFC 2595 §4): forget input and half-done logins from before TLS."""
         self.tls_active = True
@@ -263,7 +287,7 @@ class Pop3ServerConn:
 
     def _mechanisms(self) -> list[str]:
         names = (name.upper() for name in self.facts.sasl_mechanisms)
-        return [name for name in names if name in sasl.SERVER_MECHANISMS]
+        return list(sasl.mechanisms_offered(names, channel_binding=bool(self.channel_bindings)))
 
     def _live(self) -> list[int]:
         return [i for i in range(len(self._maildrop)) if i not in self._deleted]
@@ -384,7 +408,7 @@ class Pop3ServerConn:
         if len(args) > 2:
             return self._core("AUTH", R.SYNTAX["AUTH"])
         name = args[0].upper()
-        mech = sasl.server_mechanism(name) if name in mechanisms else None
+        mech = sasl.server_mechanism(name, self.channel_bindings) if name in mechanisms else None
         if mech is None:
             return self._core("AUTH", R.ERR_AUTH_MECHANISM)
         initial: bytes | None = None
@@ -421,6 +445,8 @@ class Pop3ServerConn:
             return self._core("AUTH", R.ERR_AUTH_BAD)
         if isinstance(result, sasl.Challenge):
             return self._core("AUTH", R.challenge(sasl.encode_challenge(result.data).decode("ascii")))
+        if isinstance(result, sasl.NeedKeys):
+            return self._hold(AuthLookup(self._sasl_name, result.username, result.authzid))
         self._sasl = None
         return self._hold(AuthCredentials(self._sasl_name, result))
 

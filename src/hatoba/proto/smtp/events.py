@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from hatoba.proto.address import Path
-from hatoba.proto.sasl import Credentials
+from hatoba.proto.sasl import Credentials, Verified
 from hatoba.proto.smtp.replies import Reply
 
 
@@ -53,10 +53,23 @@ class StartTlsRequested:
 
 @dataclass(frozen=True, slots=True)
 class AuthCredentials:
-    """A finished SASL exchange; answer R235_AUTH_OK or R535_AUTH_FAILED."""
+    """A finished SASL exchange; answer R235_AUTH_OK or R535_AUTH_FAILED.
+
+    `credentials` holds a password to check (PLAIN, LOGIN), or the verdict of
+    a mechanism that checked the client's proof itself (SCRAM)."""
 
     mechanism: str
-    credentials: Credentials
+    credentials: Credentials | Verified
+
+
+@dataclass(frozen=True, slots=True)
+class AuthLookup:
+    """SCRAM wants `username`'s stored keys: call conn.sasl_keys(keys), or
+    send() a refusal (the exchange then ends)."""
+
+    mechanism: str
+    username: str
+    authzid: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +120,6 @@ class QuitRequested:
 
 
 Event = (
-    CoreReply | Hello | StartTlsRequested | AuthCredentials | MailFrom | RcptTo
+    CoreReply | Hello | StartTlsRequested | AuthCredentials | AuthLookup | MailFrom | RcptTo
     | DataStart | DataChunk | DataEnd | Reset | QuitRequested
 )

@@ -66,12 +66,13 @@ R421_TOO_MANY_COMMANDS = Reply(421, "4.7.0", "Too many commands in this session;
 R421_TIMEOUT = Reply(421, "4.4.2", "Timeout waiting for input; closing", closes=True)
 R421_TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections; try again later", closes=True)
 R421_TOO_MANY_FROM_IP = Reply(421, "4.7.0", "Too many connections from your address; try again later", closes=True)
-R421_AUTH_LOCKOUT = Reply(421, "4.7.0", "Too many failed logins from your address; try again later", closes=True)
 R421_SHUTTING_DOWN = Reply(421, "4.3.2", "Server shutting down; try again later", closes=True)
 R421_HTTP = Reply(421, "4.7.0", "This is an SMTP server, not a web server; closing", closes=True)
 R451_LOCAL_ERROR = Reply(451, "4.3.0", "Local error; try again later")
 R452_TOO_MANY_RCPTS = Reply(452, "4.5.3", "Too many recipients; send the rest in another message")
 R454_TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available; try again later")
+# RFC 4954 §6: a temporary refusal of a login (the throttle, the connection limit).
+R454_AUTH_TEMPORARY = Reply(454, "4.7.0", "Temporary authentication failure; try again later")
 
 # 5xx: permanent
 R500_SYNTAX = Reply(500, "5.5.2", "Syntax error: command not recognized")

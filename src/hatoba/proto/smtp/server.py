@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from hatoba.proto import sasl
 from hatoba.proto.address import AddressError, parse_path, split_esmtp_params
+from hatoba.proto.errors import LocalProtocolError
 from hatoba.proto.lines import LINE_TOO_LONG, LineBuffer
 from hatoba.proto.smtp import replies as R
 from hatoba.proto.smtp.data import DataDecoder
@@ -30,6 +31,7 @@ from hatoba.proto.smtp.events import (
     NEED_DATA,
     PAUSED,
     AuthCredentials,
+    AuthLookup,
     CoreReply,
     DataChunk,
     DataEnd,
@@ -62,7 +64,7 @@ class SessionFacts:
     max_bad_commands: int = 20
     max_commands: int = 10000
     reject_bare_lf: bool = False
-    auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")
+    auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS")
     software: str = "hatoba"
 
 
@@ -115,6 +117,8 @@ class SmtpServerConn:
         self._sasl: sasl.ServerMechanism | None = None
         self._sasl_name = ""
         self._smtputf8 = False
+        # SCRAM-PLUS: binding type -> data of this TLS connection (the adapter sets it).
+        self.channel_bindings: dict[str, bytes] = {}
 
     # -- public API -------------------------------------------------------
 
@@ -163,7 +167,9 @@ class SmtpServerConn:
     def send(self, reply: Reply) -> bytes:
         """Answer the pending event; returns the bytes to write."""
         event, self._pending = self._pending, None
-        if event is not None and reply.is_success:
+        if isinstance(event, AuthLookup):
+            self._end_sasl()  # refused before the salt went out (sasl_keys() continues instead)
+        elif event is not None and reply.is_success:
             self._apply(event, reply)
         elif isinstance(event, DataEnd):  # a refused message still ends the transaction
             self._reset_transaction()
@@ -177,6 +183,16 @@ class SmtpServerConn:
             self.state = State.CLOSED
             out += R.format_reply(R.R421_TOO_MANY_ERRORS)
         return out
+
+    def sasl_keys(self, keys: sasl.ScramKeys | None) -> None:
+        """Answer a pending AuthLookup with the user's keys (None: unknown user);
+        the exchange goes on with the next event (the server's challenge)."""
+        if not isinstance(self._pending, AuthLookup) or self._sasl is None:
+            raise LocalProtocolError("sasl_keys() without a pending AuthLookup")
+        self._pending = None
+        mech = self._sasl
+        self._events.append(self._sasl_result(lambda: mech.keys(keys)))
+        self._pending = None  # _sasl_result held its event; next_event() hands it out
 
     def tls_started(self) -> None:
         """STARTTLS finished: RFC 3207 §4.2, forget everything learned before it."""
@@ -305,8 +321,11 @@ class SmtpServerConn:
         if self.facts.tls_available and not self.tls_active:
             ext.append("STARTTLS")  # RFC 3207
         if self._auth_offered():
-            ext.append("AUTH " + " ".join(self.facts.auth_mechanisms))  # RFC 4954
+            ext.append("AUTH " + " ".join(self._mechanisms()))  # RFC 4954
         return ext
+
+    def _mechanisms(self) -> tuple[str, ...]:
+        return sasl.mechanisms_offered(self.facts.auth_mechanisms, channel_binding=bool(self.channel_bindings))
 
     def _auth_offered(self) -> bool:
         return (
@@ -357,9 +376,9 @@ class SmtpServerConn:
             return self._core(("AUTH", R.R538_ENCRYPTION_REQUIRED))
         name, _, initial = arg.partition(" ")
         name = name.upper()
-        if name not in self.facts.auth_mechanisms:
+        if name not in self._mechanisms():
             return self._core(("AUTH", R.R504_AUTH_MECH))
-        mech = sasl.server_mechanism(name)
+        mech = sasl.server_mechanism(name, self.channel_bindings)
         if mech is None:
             return self._core(("AUTH", R.R504_AUTH_MECH))
         initial_bytes: bytes | None = None
@@ -397,6 +416,9 @@ class SmtpServerConn:
             self.state = State.AUTH
             challenge = sasl.encode_challenge(result.data).decode("ascii")
             return self._core(("AUTH", Reply(334, "", challenge)))
+        if isinstance(result, sasl.NeedKeys):
+            self.state = State.AUTH
+            return self._hold(AuthLookup(self._sasl_name, result.username, result.authzid))
         name = self._sasl_name
         self._end_sasl()
         return self._hold(AuthCredentials(name, result))
