@@ -44,16 +44,21 @@ class ConnectionLimiter:
         self._per_ip[ip] += 1
         return None
 
-    def log_in(self, ip: str, account: str) -> str | None:
-        """Move a connection from `ip`'s count to (account, ip)'s; None when it may,
-        else the plain-words reason it may not (the connection then stays as it was)."""
+    def log_in(self, ip: str, account: str, previous: str | None = None) -> str | None:
+        """Move a connection from `ip`'s count (or from `previous` account's, for a
+        session that logs in again as another user, as POP3 may after [IN-USE])
+        to (account, ip)'s; None when it may, else the plain-words reason it may
+        not (the connection then stays where it was)."""
         key = (account, ip)
         if self._per_user_ip[key] >= self.max_per_user_ip:
             return (
                 f"Too many connections for {account} from your address ({self.max_per_user_ip}); "
                 "close one in another program first"
             )
-        self._drop(self._per_ip, ip)
+        if previous is None:
+            self._drop(self._per_ip, ip)
+        else:
+            self._drop(self._per_user_ip, (previous, ip))
         self._per_user_ip[key] += 1
         return None
 

@@ -225,7 +225,9 @@ class Logins:
                 await asyncio.sleep(delay)
             return LoginResult(FAILED)
         await asyncio.to_thread(self.throttle.succeeded, attempt)
-        busy = self.limiter.log_in(ip, account) if session.login_account is None else None
+        busy = None
+        if session.login_account != account:
+            busy = self.limiter.log_in(ip, account, previous=session.login_account)
         if busy is not None:
             mail_log("auth", result=BUSY, proto=proto, login=account, mech=mechanism, ip=ip,
                      connections=self.limiter.connections_of(account, ip))

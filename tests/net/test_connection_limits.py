@@ -1,0 +1,41 @@
+"""ConnectionLimiter alone: counts per address before login, per (account, address) after."""
+
+from hatoba.net.limits import ConnectionLimiter
+
+
+def test_a_login_moves_the_connection_to_its_account():
+    limits = ConnectionLimiter(max_total=100, max_per_ip=2, max_per_user_ip=3)
+    assert limits.acquire("192.0.2.1") is None
+    assert limits.acquire("192.0.2.1") is None
+    refusal = limits.acquire("192.0.2.1")
+    assert refusal is not None and "not logged in (2)" in refusal.text
+    assert limits.log_in("192.0.2.1", "alice@example.test") is None
+    assert limits.acquire("192.0.2.1") is None  # the logged-in one no longer counts for the address
+    limits.release("192.0.2.1", "alice@example.test")
+    limits.release("192.0.2.1")
+    limits.release("192.0.2.1")
+    assert limits.total == 0 and not limits._per_ip and not limits._per_user_ip
+
+
+def test_per_account_limit_and_a_second_login_as_someone_else():
+    limits = ConnectionLimiter(max_total=100, max_per_ip=50, max_per_user_ip=2)
+    for _ in range(3):
+        assert limits.acquire("192.0.2.1") is None
+    assert limits.log_in("192.0.2.1", "alice@example.test") is None
+    assert limits.log_in("192.0.2.1", "alice@example.test") is None
+    reason = limits.log_in("192.0.2.1", "alice@example.test")
+    assert reason is not None and "alice@example.test" in reason and "(2)" in reason
+    # The third connection stays unauthenticated; it may log in as bob, then as carol.
+    assert limits.log_in("192.0.2.1", "bob@example.test") is None
+    assert limits.log_in("192.0.2.1", "carol@example.test", previous="bob@example.test") is None
+    assert limits.connections_of("bob@example.test", "192.0.2.1") == 0
+    for account in ("alice@example.test", "alice@example.test", "carol@example.test"):
+        limits.release("192.0.2.1", account)
+    assert limits.total == 0 and not limits._per_ip and not limits._per_user_ip
+
+
+def test_total_limit_names_itself():
+    limits = ConnectionLimiter(max_total=1, max_per_ip=50)
+    assert limits.acquire("192.0.2.1") is None
+    refusal = limits.acquire("192.0.2.2")
+    assert refusal is not None and "(1)" in refusal.text
