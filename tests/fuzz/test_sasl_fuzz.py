@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hatoba.proto.sasl import (
-    SCRAM_ITERATIONS,
     SERVER_MECHANISMS,
     Cancelled,
     Challenge,
@@ -15,14 +14,13 @@ from hatoba.proto.sasl import (
     NeedKeys,
     PlainServer,
     SaslError,
-    ScramServer,
     Verified,
     client_plain,
     decode_response,
-    derive_scram_keys,
     encode_challenge,
     server_mechanism,
 )
+from hatoba.proto.scram import derive_scram_keys, SCRAM_ITERATIONS, ScramServer
 
 FUZZ = settings(max_examples=300, deadline=None)
 

@@ -26,7 +26,13 @@ from hatoba.net import tlsbinding
 from hatoba.net.stream import Stream
 from hatoba.net.tlsbinding import channel_bindings
 from hatoba.pki.tlsctx import server_context, sni_callback
-from hatoba.proto.sasl import Challenge, NeedKeys, ScramServer, Verified, derive_scram_keys, server_mechanism
+from hatoba.proto.sasl import (
+    Challenge,
+    NeedKeys,
+    Verified,
+    server_mechanism,
+)
+from hatoba.proto.scram import derive_scram_keys, ScramServer
 
 HOST = "mail.example.test"
 EXPORTER_LABEL = b"EXPORTER-Channel-Binding"

@@ -9,6 +9,7 @@ import base64
 import scramp
 
 from hatoba.proto import sasl
+from hatoba.proto.scram import derive_scram_keys
 from hatoba.proto.pop3 import replies as P
 from hatoba.proto.pop3.events import AuthCredentials as PopCredentials
 from hatoba.proto.pop3.events import AuthLookup as PopLookup
@@ -18,7 +19,7 @@ from hatoba.proto.smtp.events import NEED_DATA, PAUSED, AuthCredentials, AuthLoo
 from hatoba.proto.smtp.server import SessionFacts, SmtpServerConn, State
 
 USER = "alice@example.test"
-KEYS = sasl.derive_scram_keys("secret", b"0123456789abcdef", 4096)
+KEYS = derive_scram_keys("secret", b"0123456789abcdef", 4096)
 
 
 def b64(text: str) -> bytes:

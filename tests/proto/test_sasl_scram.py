@@ -1,4 +1,4 @@
-"""SCRAM-SHA-256 and -PLUS in hatoba.proto.sasl (RFC 5802, RFC 7677), against scramp
+"""SCRAM-SHA-256 and -PLUS in hatoba.proto.scram (RFC 5802, RFC 7677), against scramp
 and against a few lines of client arithmetic written here from the RFC."""
 
 from __future__ import annotations
@@ -13,18 +13,15 @@ import scramp
 from hatoba.proto.errors import LocalProtocolError
 from hatoba.proto.sasl import (
     MAX_RESPONSE_OCTETS,
-    SCRAM_ITERATIONS,
     Challenge,
     NeedKeys,
     SaslError,
     ScramKeys,
-    ScramServer,
     Verified,
-    _saslprep,
-    derive_scram_keys,
     mechanisms_offered,
     server_mechanism,
 )
+from hatoba.proto.scram import derive_scram_keys, _saslprep, SCRAM_ITERATIONS, ScramServer
 
 MECH = "SCRAM-SHA-256"
 PLUS = "SCRAM-SHA-256-PLUS"

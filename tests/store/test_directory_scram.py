@@ -10,7 +10,8 @@ import pytest
 import scramp
 from argon2 import PasswordHasher
 
-from hatoba.proto.sasl import SCRAM_ITERATIONS, Challenge, NeedKeys, ScramServer, Verified, derive_scram_keys
+from hatoba.proto.sasl import Challenge, NeedKeys, Verified
+from hatoba.proto.scram import derive_scram_keys, SCRAM_ITERATIONS, ScramServer
 from hatoba.store.directory import Directory
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)

@@ -46,7 +46,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from hatoba.proto.address import Address, AddressError, parse_address, parse_domain
-from hatoba.proto.sasl import SCRAM_ITERATIONS, ScramKeys, derive_scram_keys
+from hatoba.proto.sasl import ScramKeys
+from hatoba.proto.scram import SCRAM_ITERATIONS, derive_scram_keys
 from hatoba.store.sqltx import rollback, write_transaction
 from hatoba.store.api import AliasLoopError, DirectoryError, Resolution
 
