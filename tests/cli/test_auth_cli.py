@@ -130,6 +130,29 @@ def test_status_and_release(home: Home, throttle: LoginThrottle) -> None:
 
 def test_errors_are_one_line(home: Home) -> None:
     assert home.fails("auth") == "give an action: hatoba auth status|release (see --help)"
-    assert "give the client address or the account" in home.fails("auth", "release", " ")
+    assert "give a client address or an account" in home.fails("auth", "release", " ")
+    assert "give a client address or an account" in home.fails("auth", "status", "")
     home.config.unlink()
     assert "not found; create one with: hatoba init" in home.fails("auth", "status")
+
+
+def test_status_escapes_what_clients_typed_and_finds_any_spelling(home: Home) -> None:
+    """Account names come from clients: control characters never reach the terminal,
+    and `"carol"@Example.test` finds carol@example.test."""
+    from hatoba.config.schema import AuthConfig
+    from hatoba.policy.auth_throttle import LoginThrottle
+
+    throttle = LoginThrottle.open(AuthConfig(), home.db)
+    try:
+        for account in ("carol@example.test", "x\x1b]0;owned\x07\npair forged: 0.0"):
+            attempt = throttle.begin("192.0.2.44", account)
+            throttle.failed(attempt)
+    finally:
+        throttle.close()
+    lines = home.ok("auth", "status")
+    text = "\n".join(lines)
+    assert "\x1b" not in text and "\x07" not in text
+    assert not any(line.startswith("pair forged") for line in lines)
+    assert "\\x1b" in text
+    quoted = home.ok("auth", "status", '"carol"@Example.test')
+    assert any("carol@example.test" in line for line in quoted)

@@ -71,6 +71,7 @@ def test_port_offset_binds_loopback(tmp_path: Path, capsys: pytest.CaptureFixtur
     status, out, _ = init(tmp_path / "h", "--port-offset", "10000", capsys=capsys)
     assert status == 0
     assert "smtp 127.0.0.1:10025, submission 127.0.0.1:10587, smtps 127.0.0.1:10465" in out
+    assert "imaps 127.0.0.1:10993 (http: not yet available)" in out  # what serves is not called unavailable
     assert "domain add" in out  # no --domain: the first step is adding one
     config = load_config(tmp_path / "h" / "hatoba.toml")
     assert {name: (lc.host, lc.port) for name, lc in config.listeners.items()} == {

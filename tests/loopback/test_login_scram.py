@@ -185,3 +185,69 @@ def test_existing_users_get_scram_keys_at_their_next_login(server, hatoba_home):
         [(stored,)] = conn.execute("SELECT scram_sha256 FROM users WHERE address_key = ?", (BOB,)).fetchall()
     assert stored and PASSWORDS[BOB] not in stored
     assert _imap_login(server, hatoba_home, BOB, PASSWORDS[BOB]) == "OK"
+
+
+def _imaps_salt(port: int, home, user: str) -> str:
+    """The salt the server gives `user`; the exchange is then cancelled."""
+    client = _client(user, "whatever-password")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with home.client_context().wrap_socket(raw, server_hostname="mail.example.test") as tls:
+            reader = tls.makefile("rb")
+            reader.readline()
+            tls.sendall(b"a AUTHENTICATE SCRAM-SHA-256 " + base64.b64encode(client.get_client_first().encode()) + b"\r\n")
+            challenge = reader.readline()
+            assert challenge.startswith(b"+ "), challenge
+            tls.sendall(b"*\r\n")
+            assert reader.readline().startswith(b"a BAD")
+    fields = dict(f.split("=", 1) for f in base64.b64decode(challenge[2:]).decode().split(","))
+    return fields["s"]
+
+
+def test_an_unknown_user_looks_like_a_known_one(hatoba_home):
+    """Every spelling of a name gets one salt, known user or not, and an unknown
+    name keeps its salt across a restart, as a real user's does."""
+    from support.harness import ServerThread
+
+    spellings = ("{}@example.test", '"{}"@example.test', " {}@Example.TEST")
+    salts = {}
+    for _ in range(2):  # before and after a restart
+        with ServerThread(hatoba_home) as srv:
+            for name in ("alice", "zed"):
+                seen = {_imaps_salt(srv.port("imaps"), hatoba_home, s.format(name)) for s in spellings}
+                assert len(seen) == 1, (name, seen)
+                salts.setdefault(name, set()).update(seen)
+    assert len(salts["alice"]) == 1 and len(salts["zed"]) == 1
+    assert salts["alice"] != salts["zed"]
+
+
+def test_leaving_after_the_servers_final_message_counts_as_a_guess(server, hatoba_home):
+    """A client that proves the password, reads the server's v= and cancels has
+    learnt the password is right: that try is logged and counted, never silent."""
+    client = _client(ALICE, PASSWORDS[ALICE])
+    with socket.create_connection(("127.0.0.1", server.port("imaps")), timeout=10) as raw:
+        with hatoba_home.client_context().wrap_socket(raw, server_hostname="mail.example.test") as tls:
+            reader = tls.makefile("rb")
+            reader.readline()
+            tls.sendall(b"a AUTHENTICATE SCRAM-SHA-256 " + base64.b64encode(client.get_client_first().encode()) + b"\r\n")
+            client.set_server_first(base64.b64decode(reader.readline()[2:]).decode())
+            tls.sendall(base64.b64encode(client.get_client_final().encode()) + b"\r\n")
+            final = reader.readline()
+            client.set_server_final(base64.b64decode(final[2:]).decode())  # the password is confirmed
+            tls.sendall(b"*\r\n")
+            assert reader.readline().startswith(b"a BAD")
+    status = hatoba_home.cli("auth", "status", ALICE)
+    assert status.returncode == 0, status.stderr
+    assert "pair alice@example.test from 127.0.0.1: 1.0 failed" in status.stdout, status.stdout
+
+
+def test_the_debug_trace_shows_no_scram_challenge(server, hatoba_home, caplog):
+    """The salt and the server's signature would let a reader of the log test
+    passwords offline: the trace shows `<redacted>` for every SASL challenge."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="hatoba.trace")
+    assert _smtp_login(server, hatoba_home, ALICE, PASSWORDS[ALICE]) == 235
+    assert _pop3_login(server, hatoba_home, ALICE, PASSWORDS[ALICE]) == "OK"
+    traced = [r.getMessage() for r in caplog.records if r.name == "hatoba.trace"]
+    assert any("<redacted>" in line for line in traced)
+    assert not any(line.startswith("-> 334 ") or line.startswith("-> + ") for line in traced), traced

@@ -164,7 +164,13 @@ def test_refusals_before_tls_are_not_failed_logins(server, hatoba_home):
 def test_status_shows_the_throttled_scope_and_release_lifts_it(server, hatoba_home):
     ctx, ports = hatoba_home.client_context(), _ports(server)
     outcomes = asyncio.run(_flood(server, ctx, BOB, 11, source="127.0.0.3", parallel=11, protos=("imaps",)))
-    assert [o.result for o in outcomes].count(THROTTLED) == 1
+    assert [o.result for o in outcomes].count(THROTTLED) == 1  # ten under way at once
+    # The slowed answers let a little drain away (one failure per 40 s): guess on until refused.
+    for n in range(3):
+        guess = asyncio.run(login("imaps", ports["imaps"], ctx, BOB, f"more-{n}", source="127.0.0.3"))
+        if guess.result == THROTTLED:
+            break
+    assert guess.result == THROTTLED
     assert asyncio.run(login("imaps", ports["imaps"], ctx, BOB, PASSWORDS[BOB], source="127.0.0.3")).result == THROTTLED
 
     status = hatoba_home.cli("auth", "status")
@@ -209,23 +215,28 @@ def test_an_office_behind_one_address_is_served(hatoba_home):
 
 
 def test_connections_per_account_and_address(server, hatoba_home):
-    """Ten logged-in connections per (account, address); the eleventh is told
-    why, and other accounts from the same address are not affected."""
+    """Ten logged-in IMAP connections per (account, address); the eleventh is
+    told why, and her POP3 and submission, and other accounts from the same
+    address, are not affected."""
     ctx, ports = hatoba_home.client_context(), _ports(server)
 
     async def connect():
         opened = [await login("imaps", ports["imaps"], ctx, ALICE, PASSWORDS[ALICE], source="127.0.0.6", keep=True)
                   for _ in range(10)]
         eleventh = await login("imaps", ports["imaps"], ctx, ALICE, PASSWORDS[ALICE], source="127.0.0.6")
+        # Her POP3 and her mail program's sending are counted apart from IMAP.
+        sending = await login("submission", ports["submission"], ctx, ALICE, PASSWORDS[ALICE], source="127.0.0.6")
+        fetching = await login("pop3s", ports["pop3s"], ctx, ALICE, PASSWORDS[ALICE], source="127.0.0.6")
         other = await login("imaps", ports["imaps"], ctx, BOB, PASSWORDS[BOB], source="127.0.0.6")
         elsewhere = await login("imaps", ports["imaps"], ctx, ALICE, PASSWORDS[ALICE], source="127.0.0.7")
         for _, writer in opened:
             writer.close()
-        return [o.result for o, _ in opened], eleventh, other, elsewhere
+        return [o.result for o, _ in opened], eleventh, sending, fetching, other, elsewhere
 
-    results, eleventh, other, elsewhere = asyncio.run(connect())
+    results, eleventh, sending, fetching, other, elsewhere = asyncio.run(connect())
     assert results == [OK] * 10
     assert eleventh.result == BUSY and "(10)" in eleventh.line
+    assert sending.result == OK and fetching.result == OK
     assert other.result == OK and elsewhere.result == OK
 
 
@@ -293,3 +304,25 @@ def test_an_office_with_one_stale_password(hatoba_home):
         # third failure): far fewer tries than one every 5 s got an answer.
         assert set(stale) <= {FAILED, THROTTLED}
         assert len(stale) <= 12, stale
+
+
+def test_a_huge_login_name_is_refused_without_work(server, hatoba_home):
+    """A 4 MB user name (an IMAP literal) is refused at once: no parsing on the
+    event loop, no password check, nothing counted; other sessions stay fast."""
+    import socket
+
+    ctx = hatoba_home.client_context()
+    name = b"a" * 4_000_000 + b"@example.test"
+    with socket.create_connection(("127.0.0.1", server.port("imaps")), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="mail.example.test") as tls:
+            reader = tls.makefile("rb")
+            reader.readline()
+            tls.sendall(b"a LOGIN {%d}\r\n" % len(name))
+            assert reader.readline().startswith(b"+")
+            started = time.monotonic()
+            tls.sendall(name + b' "some-password"\r\n')
+            answer = reader.readline()
+            took = time.monotonic() - started
+    assert answer.startswith(b"a NO [AUTHENTICATIONFAILED] Login name too long"), answer[:100]
+    assert took < 2.0
+    assert "no failed logins" in hatoba_home.cli("auth", "status").stdout

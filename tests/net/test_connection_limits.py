@@ -9,9 +9,9 @@ def test_a_login_moves_the_connection_to_its_account():
     assert limits.acquire("192.0.2.1") is None
     refusal = limits.acquire("192.0.2.1")
     assert refusal is not None and "not logged in (2)" in refusal.text
-    assert limits.log_in("192.0.2.1", "alice@example.test") is None
+    assert limits.log_in("192.0.2.1", "alice@example.test", "imap") is None
     assert limits.acquire("192.0.2.1") is None  # the logged-in one no longer counts for the address
-    limits.release("192.0.2.1", "alice@example.test")
+    limits.release("192.0.2.1", "alice@example.test", "imap")
     limits.release("192.0.2.1")
     limits.release("192.0.2.1")
     assert limits.total == 0 and not limits._per_ip and not limits._per_user_ip
@@ -19,18 +19,24 @@ def test_a_login_moves_the_connection_to_its_account():
 
 def test_per_account_limit_and_a_second_login_as_someone_else():
     limits = ConnectionLimiter(max_total=100, max_per_ip=50, max_per_user_ip=2)
-    for _ in range(3):
+    for _ in range(6):
         assert limits.acquire("192.0.2.1") is None
-    assert limits.log_in("192.0.2.1", "alice@example.test") is None
-    assert limits.log_in("192.0.2.1", "alice@example.test") is None
-    reason = limits.log_in("192.0.2.1", "alice@example.test")
+    assert limits.log_in("192.0.2.1", "alice@example.test", "imap") is None
+    assert limits.log_in("192.0.2.1", "alice@example.test", "imap") is None
+    reason = limits.log_in("192.0.2.1", "alice@example.test", "imap")
     assert reason is not None and "alice@example.test" in reason and "(2)" in reason
-    # The third connection stays unauthenticated; it may log in as bob, then as carol.
-    assert limits.log_in("192.0.2.1", "bob@example.test") is None
-    assert limits.log_in("192.0.2.1", "carol@example.test", previous="bob@example.test") is None
-    assert limits.connections_of("bob@example.test", "192.0.2.1") == 0
-    for account in ("alice@example.test", "alice@example.test", "carol@example.test"):
-        limits.release("192.0.2.1", account)
+    # Each protocol has its own count, and submission none: her POP3 and SMTP still log in.
+    assert limits.log_in("192.0.2.1", "alice@example.test", "pop3") is None
+    assert limits.log_in("192.0.2.1", "alice@example.test", "smtp") is None
+    # The third IMAP connection stays unauthenticated; it may log in as bob, then as carol.
+    assert limits.log_in("192.0.2.1", "bob@example.test", "imap") is None
+    assert limits.log_in("192.0.2.1", "carol@example.test", "imap", previous="bob@example.test") is None
+    assert limits.connections_of("bob@example.test", "192.0.2.1", "imap") == 0
+    limits.release("192.0.2.1")
+    for account, proto in (("alice@example.test", "imap"), ("alice@example.test", "imap"),
+                           ("alice@example.test", "pop3"), ("alice@example.test", "smtp"),
+                           ("carol@example.test", "imap")):
+        limits.release("192.0.2.1", account, proto)
     assert limits.total == 0 and not limits._per_ip and not limits._per_user_ip
 
 

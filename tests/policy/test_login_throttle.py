@@ -422,3 +422,21 @@ def test_more_people_than_the_address_burst_log_in_behind_one_address(throttle: 
         for n in range(people):
             assert log_in(throttle, OFFICE, f"user{n}@example.test")
     assert throttle.status() == []
+
+
+def test_guesses_held_in_flight_refuse_briefly_and_earn_no_block(throttle: LoginThrottle, clock: Clock) -> None:
+    """SCRAM exchanges held open after the salt: the account's next tries are
+    told to wait a moment, nothing is stored, and after IN_FLIGHT_TTL the held
+    ones stop counting, so holding exchanges cannot lock an account out."""
+    from hatoba.policy.auth_throttle import IN_FLIGHT_RETRY, IN_FLIGHT_TTL
+
+    held = [throttle.begin(GUESSER, "bob@example.test") for _ in range(PAIR.burst)]
+    assert all(isinstance(a, Attempt) for a in held)
+    refused = throttle.begin(GUESSER, "bob@example.test")
+    assert isinstance(refused, Refusal) and refused.in_flight and refused.retry_after == IN_FLIGHT_RETRY
+    assert "at once" in refused.text
+    assert throttle.status() == []  # nothing stored: no failure, no block
+    clock.now += IN_FLIGHT_TTL + 1
+    assert isinstance(throttle.begin(GUESSER, "bob@example.test"), Attempt)
+    for attempt in held:
+        throttle.abandoned(attempt)

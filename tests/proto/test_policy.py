@@ -6,6 +6,7 @@ import pytest
 
 from hatoba.config.schema import AuthConfig
 from hatoba.policy.auth_throttle import (
+    IN_FLIGHT_RETRY,
     Limit,
     Refusal,
     ScopeKey,
@@ -128,8 +129,12 @@ def test_throttle_judge_counts_guesses_in_flight_and_doubles_blocks():
     assert judge(None, PAIR, 0, 1000.0, pair, 300.0) == (None, None)
     row = ScopeRow(PAIR, level=7.0, updated=1000.0)
     assert judge(row, PAIR, 2, 1000.0, pair, 300.0) == (None, None)  # 7 + 2 < 10
-    stored, wait = judge(row, PAIR, 3, 1000.0, pair, 300.0)  # 7 + 3 in flight = 10: full
-    assert wait == 40.0 and stored == ScopeRow(PAIR, 7.0, 1000.0, strikes=1, blocked_until=1040.0)
+    # 7 + 3 in flight = 10: full of guesses under way, none failed yet: a short
+    # refusal, no strike, nothing stored (holding guesses open earns no block).
+    assert judge(row, PAIR, 3, 1000.0, pair, 300.0) == (None, IN_FLIGHT_RETRY)
+    full = ScopeRow(PAIR, level=10.0, updated=1000.0)
+    stored, wait = judge(full, PAIR, 0, 1000.0, pair, 300.0)  # 10 failures: a strike
+    assert wait == 40.0 and stored == ScopeRow(PAIR, 10.0, 1000.0, strikes=1, blocked_until=1040.0)
     # While blocked: refused for the rest of the block, nothing recorded.
     assert judge(stored, PAIR, 0, 1010.0, pair, 300.0) == (None, 30.0)
     # Each strike doubles the block, up to max_block.

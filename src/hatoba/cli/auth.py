@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from hatoba.cli.common import CliError, load_config
 from hatoba.cli.domain import missing_action, open_directory
+from hatoba.net.login import account_key
 from hatoba.policy.auth_throttle import LoginThrottle, ScopeState
 from hatoba.store.loginstate import LoginStateError
 
@@ -47,11 +48,31 @@ def open_throttle(args: argparse.Namespace) -> Iterator[LoginThrottle]:
 
 
 def format_state(state: ScopeState) -> str:
-    """One line: the scope, the address and/or account as counted, and the reason in plain words."""
-    return f"{state.scope} {state.subject}: {state.reason}"
+    """One line: the scope, the address and/or account as counted, and the reason in plain words.
+
+    Account names are what clients typed: control characters and the like
+    are shown escaped (as in the mail log), never sent to the terminal."""
+    return f"{state.scope} {_printable(state.subject)}: {state.reason}"
+
+
+def _printable(text: str) -> str:
+    if text.isprintable():
+        return text
+    return text.encode("unicode_escape").decode("ascii")
+
+
+def _subject(raw: str | None) -> str | None:
+    """The address or account as the throttle counts it: `"carol"@Example.test` is carol@example.test."""
+    if raw is None:
+        return None
+    subject = raw.strip()
+    if not subject:
+        raise CliError("give a client address or an account, e.g. 192.0.2.7 or alice@example.org")
+    return account_key(subject) if "@" in subject else subject
 
 
 def run_status(args: argparse.Namespace) -> int:
+    args.subject = _subject(args.subject)
     with open_throttle(args) as throttle:
         states = throttle.status(args.subject)
     if not states:
@@ -62,9 +83,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_release(args: argparse.Namespace) -> int:
-    subject = args.subject.strip()
-    if not subject:
-        raise CliError("give the client address or the account to release, e.g. 192.0.2.7 or alice@example.org")
+    subject = _subject(args.subject)
+    assert subject is not None
     with open_throttle(args) as throttle:
         states = throttle.status(subject)
         released = throttle.release(subject)

@@ -19,7 +19,8 @@ from hatoba.cli.common import CliError
 from hatoba.config.schema import STANDARD_PORTS
 
 CONFIG_NAME = "hatoba.toml"
-SERVING = ("smtp", "submission", "smtps")  # the listeners this version runs
+# The listeners this version runs (net/server.py SERVED_LISTENERS; http comes later).
+SERVING = ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -198,13 +199,13 @@ def _print_summary(root: Path, hostname: str, domain: str | None, bind: str, off
     prefix = f"hatoba -c {config}"
     host = f"[{bind}]" if ":" in bind else bind
     ports = ", ".join(f"{name} {host}:{STANDARD_PORTS[name] + offset}" for name in SERVING)
-    later = ", ".join(name for name in STANDARD_PORTS if name not in SERVING)
+    later = [name for name in STANDARD_PORTS if name not in SERVING]
     print(f"created {config}")
     print(f"  {root / 'tls'}: private CA (ca.crt, ca.key), certificate and key for {hostname} (server.crt, server.key)")
     print(f"  {root / 'data'}: directory database, mail store, queue")
     if domain:
         print(f"  local domain {domain}")
-    print(f"listeners: {ports} ({later}: not yet available)")
+    print(f"listeners: {ports}" + (f" ({', '.join(later)}: not yet available)" if later else ""))
     print("next steps:")
     if not domain:
         print(f"  {prefix} domain add example.org")

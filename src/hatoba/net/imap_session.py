@@ -397,8 +397,8 @@ class ImapSession(SessionBase):
             self.tagged(tag, "BAD", str(exc))
             self.count_bad()
         finally:
-            if scram is not None:  # ended before its proof: cancelled, malformed or dropped
-                self.ctx.logins.abandon(scram)
+            if scram is not None:  # ended after the salt, before a verdict: cancelled, malformed or dropped
+                await self.ctx.logins.scram_abandoned(self, scram)
 
     async def raw_line(self) -> bytes | None:
         """The next line as sent (AUTHENTICATE responses, DONE after IDLE)."""
@@ -516,6 +516,6 @@ def _refusal(result: L.LoginResult) -> str:
     if result.status == L.BUSY:
         return f"[LIMIT] {result.text}"
     if result.status == L.REFUSED:
-        code = "PRIVACYREQUIRED" if result.reason == "no-tls" else "AUTHORIZATIONFAILED"
+        code = {"no-tls": "PRIVACYREQUIRED", "authzid": "AUTHORIZATIONFAILED"}.get(result.reason, "AUTHENTICATIONFAILED")
         return f"[{code}] {result.text}"
     return "[AUTHENTICATIONFAILED] Wrong login or password"

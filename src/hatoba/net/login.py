@@ -25,7 +25,10 @@ Rules (each has its one owner here):
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -37,6 +40,7 @@ from hatoba.policy.auth_throttle import Attempt, LoginThrottle, Refusal
 from hatoba.policy.relay import TrustedNetworks
 from hatoba.proto import sasl
 from hatoba.proto.address import AddressError, parse_address
+from hatoba.proto.scram import SCRAM_ITERATIONS
 
 if TYPE_CHECKING:
     from hatoba.store.directory import Directory
@@ -48,6 +52,9 @@ FAILED = "failed"  # wrong password or unknown user: counted by the throttle
 THROTTLED = "throttled"  # the throttle refused the try: no password was checked
 BUSY = "busy"  # right password, but the account has too many connections from this address
 REFUSED = "refused"  # not a login attempt at all (authzid, no TLS): counts toward nothing
+# RFC 5321 §4.5.3.1: an address has at most 254 octets; longer login names are
+# refused before any work (parsing a 64 MiB IMAP literal would stall the loop).
+MAX_LOGIN_NAME = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,7 @@ class ScramLogin:
     attempt: Attempt
     account: str | None  # the canonical login the keys belong to (None: unknown user)
     mechanism: str
+    username: str  # as the client gave it, for the log
 
 
 def account_key(login: str) -> str:
@@ -110,6 +118,7 @@ class Logins:
         self.limiter = limiter
         self.plaintext_networks = TrustedNetworks.parse(config.auth.plaintext_networks)
         self.plaintext_smtp = config.smtp.allow_plaintext_auth
+        self._unknown_salt_key: bytes | None = None  # read from the throttle's key file when first needed
 
     # -- the TLS rule -----------------------------------------------------------------
 
@@ -164,22 +173,40 @@ class Logins:
         if isinstance(started, LoginResult):
             return started
         try:
-            found = await asyncio.to_thread(self.directory.scram_keys, username)
+            found = await asyncio.to_thread(self._scram_lookup, username)
         except BaseException:
             self.throttle.abandoned(started)
             raise
-        if found is None:
-            return ScramLogin(started, None, mechanism), None
         account, keys = found
-        return ScramLogin(started, account, mechanism), keys
+        return ScramLogin(started, account, mechanism, username), keys
+
+    def _scram_lookup(self, username: str) -> tuple[str | None, sasl.ScramKeys]:
+        """In a thread: (account, its keys), or for an unknown user (None, keys
+        that look like a user's: a salt that is the same for every spelling of
+        the name and across restarts, as a real user's is, and that no proof matches)."""
+        found = self.directory.scram_keys(username)
+        if found is not None:
+            return found
+        if self._unknown_salt_key is None:
+            self._unknown_salt_key = self.throttle.secret(b"scram-unknown-user-salt")
+        name = account_key(username).encode("utf-8", "surrogatepass")
+        salt = hmac.new(self._unknown_salt_key, name, hashlib.sha256).digest()[:16]
+        return None, sasl.ScramKeys(SCRAM_ITERATIONS, salt, secrets.token_bytes(32), secrets.token_bytes(32))
 
     async def scram_verified(self, session: LoginSession, login: ScramLogin, verified: sasl.Verified) -> LoginResult:
         account = login.account if verified.ok else None
         return await self._finish(session, login.attempt, account, verified.username, login.mechanism)
 
-    def abandon(self, login: ScramLogin) -> None:
-        """A SCRAM exchange ended before its proof (cancelled, malformed, dropped)."""
-        self.throttle.abandoned(login.attempt)
+    async def scram_abandoned(self, session: LoginSession, login: ScramLogin) -> None:
+        """A SCRAM exchange ended after the salt went out but before its verdict
+        (cancelled, malformed, dropped): a guess like any other, so it counts
+        as a failed login and is logged; a client that got the server's final
+        message and left has learnt its password was right, at that price."""
+        try:
+            await asyncio.to_thread(self.throttle.failed, login.attempt)
+        finally:
+            mail_log("auth", result="abandoned", proto=protocol_of(session.listener), login=login.username,
+                     mech=login.mechanism, ip=session.client_ip)
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -194,6 +221,10 @@ class Logins:
         self, session: LoginSession, username: str, mechanism: str, authzid: str
     ) -> LoginResult | None:
         proto = protocol_of(session.listener)
+        if len(username) > MAX_LOGIN_NAME or len(authzid) > MAX_LOGIN_NAME:
+            mail_log("auth", result=REFUSED, proto=proto, login=username[:64] + "...", mech=mechanism,
+                     ip=session.client_ip, reason="name-too-long")
+            return LoginResult(REFUSED, text="Login name too long", reason="name-too-long")
         if not self._may_log_in(session):
             mail_log("auth", result=REFUSED, proto=proto, login=username, mech=mechanism, ip=session.client_ip,
                      reason="no-tls")
@@ -227,10 +258,10 @@ class Logins:
         await asyncio.to_thread(self.throttle.succeeded, attempt)
         busy = None
         if session.login_account != account:
-            busy = self.limiter.log_in(ip, account, previous=session.login_account)
+            busy = self.limiter.log_in(ip, account, proto, previous=session.login_account)
         if busy is not None:
             mail_log("auth", result=BUSY, proto=proto, login=account, mech=mechanism, ip=ip,
-                     connections=self.limiter.connections_of(account, ip))
+                     connections=self.limiter.connections_of(account, ip, proto))
             return LoginResult(BUSY, text=busy)
         session.login_account = account
         tls = session.tls_info

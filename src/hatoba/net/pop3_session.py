@@ -154,7 +154,7 @@ class Pop3Session(SessionBase):
                 await self._process_events()
                 await self._flush()
         finally:
-            self._abandon_scram()
+            await self._abandon_scram()
             if self.mailbox is not None:
                 self.ctx.locks.release(self.mailbox)
             await self._flush()
@@ -177,7 +177,7 @@ class Pop3Session(SessionBase):
         match event:
             case CoreReply(reply=reply):
                 if self.scram is not None and not self.conn.in_sasl:
-                    self._abandon_scram()  # cancelled or malformed before the proof
+                    await self._abandon_scram()  # cancelled or malformed before the proof
                 self._write(self.conn.send(reply))
             case StartTlsRequested():
                 await self._starttls()
@@ -186,7 +186,7 @@ class Pop3Session(SessionBase):
             case ApopLogin(user=user, digest=digest):
                 await self._login(await logins.check(self, user, "APOP", lambda: self._check_apop(user, digest)))
             case AuthLookup(mechanism=mechanism, username=username, authzid=authzid):
-                self._abandon_scram()
+                await self._abandon_scram()
                 found = await logins.scram_keys(self, username, authzid, mechanism)
                 if isinstance(found, L.LoginResult):
                     self._write(self.conn.send(_refusal(found)))
@@ -239,10 +239,10 @@ class Pop3Session(SessionBase):
             return None
         return account_key(user)
 
-    def _abandon_scram(self) -> None:
+    async def _abandon_scram(self) -> None:
         if self.scram is not None:
-            self.ctx.logins.abandon(self.scram)
-            self.scram = None
+            scram, self.scram = self.scram, None
+            await self.ctx.logins.scram_abandoned(self, scram)
 
     async def _login(self, result: L.LoginResult) -> None:
         """Answer a login the login module has judged; open the maildrop when it is ok."""

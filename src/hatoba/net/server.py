@@ -19,7 +19,7 @@ from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
 from hatoba.logs import mail_log, session_id
 from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
-from hatoba.net.login import Logins
+from hatoba.net.login import Logins, protocol_of
 from hatoba.net.stream import Stream
 from hatoba.net.imap_session import ImapContext, ImapSession, MailboxEvents
 from hatoba.net.pop3_session import MailboxLocks, Pop3Context, Pop3Session
@@ -256,7 +256,7 @@ class Server:
             log.info("connection lost: %s", type(exc).__name__)
         finally:
             if not parked:
-                self.limiter.release(ip, session.login_account)
+                self.limiter.release(ip, session.login_account, protocol_of(listener))
                 mail_log(
                     "disconnect",
                     ip=ip,

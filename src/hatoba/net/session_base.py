@@ -53,7 +53,10 @@ class SessionBase:
         if data:
             if trace and self.trace_output:
                 for line in data.splitlines(keepends=True):
-                    trace_line("->", line)
+                    # SASL challenges (SMTP 334, POP3 "+ "): SCRAM's salt and
+                    # server signature would let a reader of the log test
+                    # passwords offline.
+                    trace_line("->", line, secret=line.startswith((b"334 ", b"+ ")))
             self.out.append(data)
 
     def wire_form(self, data: bytes) -> bytes:

@@ -127,7 +127,7 @@ class SmtpSession(SessionBase):
                 await self._process_events()
                 await self._flush()
         finally:
-            self._abandon_scram()
+            await self._abandon_scram()
             if self.message is not None:
                 await self.message.abort()
                 self.message = None
@@ -161,7 +161,7 @@ class SmtpSession(SessionBase):
         match event:
             case CoreReply(reply=reply):
                 if self.scram is not None and self.conn.state is not State.AUTH:
-                    self._abandon_scram()  # cancelled or malformed before the proof
+                    await self._abandon_scram()  # cancelled or malformed before the proof
                 return reply
             case Hello():
                 return await self._hello(event)
@@ -208,7 +208,7 @@ class SmtpSession(SessionBase):
     # -- logins (every rule is in net/login.py) ---------------------------------------------
 
     async def _auth_lookup(self, event: AuthLookup) -> Reply | None:
-        self._abandon_scram()
+        await self._abandon_scram()
         found = await self.ctx.logins.scram_keys(self, event.username, event.authzid, event.mechanism)
         if isinstance(found, L.LoginResult):
             return self._auth_reply(found)
@@ -243,10 +243,10 @@ class SmtpSession(SessionBase):
             return R.R535_AUTH_FAILED.with_text(result.text)
         return R.R535_AUTH_FAILED
 
-    def _abandon_scram(self) -> None:
+    async def _abandon_scram(self) -> None:
         if self.scram is not None:
-            self.ctx.logins.abandon(self.scram)
-            self.scram = None
+            scram, self.scram = self.scram, None
+            await self.ctx.logins.scram_abandoned(self, scram)
 
     async def _mail_from(self, event: MailFrom) -> Reply:
         login = self.conn.auth_login

@@ -251,7 +251,10 @@ class Stream(asyncio.Protocol):
             return self._tls if self._tls is not None else default
         if self._transport is None:
             return default
-        return self._transport.get_extra_info(name, default)
+        try:
+            return self._transport.get_extra_info(name, default)
+        except (AttributeError, OSError):  # uvloop, once the peer reset the connection: no socket left
+            return default
 
     def close(self) -> None:
         """Say close_notify when encrypted, then close once what was written has gone."""

@@ -35,9 +35,6 @@ import logging
 import ssl
 from typing import Any
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
 
 __all__ = ["TLS_EXPORTER", "TLS_SERVER_END_POINT", "channel_bindings"]
 
@@ -167,6 +164,11 @@ def _server_end_point(lib: _OpenSSL, pointer: int) -> bytes | None:
 def _certificate_hash(der: bytes) -> bytes | None:
     """RFC 5929 §4.1: the certificate's signature hash, SHA-256 for MD5 and SHA-1;
     None (undefined) for signatures without one hash, such as Ed25519."""
+    # Imported here: the server loads `cryptography` only when a client asks for -PLUS.
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import hashes
+
     try:
         algorithm = x509.load_der_x509_certificate(der).signature_hash_algorithm
     except (ValueError, UnsupportedAlgorithm):

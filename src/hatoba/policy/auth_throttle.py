@@ -68,6 +68,13 @@ REMEMBER_EVERY = DAY
 MAX_REMEMBERED = 10_000
 # How often (clock seconds) spent rows and old known pairs are deleted.
 PRUNE_EVERY = 600.0
+# A guess in flight stops counting toward its scopes after this many seconds:
+# a password check takes well under one, a SCRAM client sends its proof at
+# once; an exchange held open longer must not hold the account's allowance.
+IN_FLIGHT_TTL = 30.0
+# A scope full only of guesses in flight (none failed yet) refuses this long,
+# with no strike and nothing stored: they may all be right.
+IN_FLIGHT_RETRY = 2.0
 # Failures up to this share of a scope's burst are answered at once; past it
 # each further failure doubles the wait (1 s, 2 s, 4 s, ... max_delay).
 SLOW_SHARE = 0.3
@@ -134,10 +141,13 @@ class Refusal:
     scope: str
     subject: str  # the address, the account, or "ACCOUNT from ADDRESS"; for logs, never for the client
     retry_after: float
+    in_flight: bool = False  # full of logins under way, not of failures
 
     @property
     def text(self) -> str:
         wait = f"try again in {max(1, math.ceil(self.retry_after))} s"
+        if self.in_flight:
+            return f"too many logins at once; {wait}"
         if self.scope == "pair":
             return f"too many failed logins for this account from your address; {wait}"
         if self.scope == "address":
@@ -208,6 +218,10 @@ class ThrottleStore(Protocol):
 
     def remember(self, address: str, account: str, when: float) -> None: ...
 
+    def derived_key(self, label: bytes) -> bytes:
+        """A secret for `label` that survives restarts (kept beside the known pairs' key)."""
+        ...
+
     def rows(self, subject: str | None = None) -> list[ScopeRow]:
         """Every row, or those whose address or account is `subject`."""
         ...
@@ -240,18 +254,23 @@ def judge(
     """May one more guess start in this scope? (row to store or None, seconds refused or None).
 
     A scope still blocked refuses for the rest of its block and records
-    nothing. A full scope (level + guesses in flight >= burst) earns a
-    strike and is blocked one slot, doubled per strike, at most max_block.
+    nothing. A scope full of failures (level >= burst) earns a strike and is
+    blocked one slot, doubled per strike, at most max_block. A scope full
+    only with the guesses in flight refuses for IN_FLIGHT_RETRY and records
+    nothing: those guesses have failed nothing yet, and holding them open
+    must not earn anyone a block.
     """
     if row is None:
         row = ScopeRow(key, 0.0, now)
     row = decay(row, now, limit)
     if now < row.blocked_until:
         return None, row.blocked_until - now
-    if row.level + in_flight >= limit.burst:
+    if row.level >= limit.burst:
         strikes = row.strikes + 1
         block = min(max_block, limit.slot * 2.0 ** (strikes - 1))
         return replace(row, strikes=strikes, blocked_until=now + block), block
+    if row.level + in_flight >= limit.burst:
+        return None, IN_FLIGHT_RETRY
     return None, None
 
 
@@ -307,7 +326,8 @@ class LoginThrottle:
         self.limits = limits_from(config)
         self._lock = threading.Lock()  # around every decision and store access
         self._flight = threading.Lock()  # around _in_flight and Attempt.finished; never held for I/O
-        self._in_flight: dict[ScopeKey, int] = {}
+        # Per scope, the attempts under way and when each began (see IN_FLIGHT_TTL).
+        self._in_flight: dict[ScopeKey, dict[Attempt, float]] = {}
         # (address, account) -> when this process last stored it as known.
         self._remembered: dict[tuple[str, str], float] = {}
         self._next_prune = 0.0
@@ -325,6 +345,10 @@ class LoginThrottle:
         """Close the store's connections (the server at shutdown, the CLI when done)."""
         self.store.close()
 
+    def secret(self, label: bytes) -> bytes:
+        """A server secret for `label` that survives restarts (the salts of unknown SCRAM users)."""
+        return self.store.derived_key(label)
+
     # -- a login -------------------------------------------------------------
 
     def begin(self, address: str, account: str) -> Attempt | Refusal:
@@ -337,7 +361,9 @@ class LoginThrottle:
             else:
                 keys = (pair, ScopeKey("address", address, ""), ScopeKey("account", "", account))
             with self._flight:  # only abandoned() changes it meanwhile, and only downwards
-                flying = {key: self._in_flight.get(key, 0) for key in keys}
+                fresh = now - IN_FLIGHT_TTL
+                flying = {key: sum(1 for began in self._in_flight.get(key, {}).values() if began > fresh)
+                          for key in keys}
             verdicts = self._judge_all(keys, self.store.load(keys), flying, now)
             if any(row is not None for row, _ in verdicts.values()):
                 # A strike to store: decide again inside the write transaction,
@@ -350,11 +376,12 @@ class LoginThrottle:
             refusals = [(wait, key) for key, (_, wait) in verdicts.items() if wait is not None]
             if refusals:
                 wait, key = max(refusals)
-                return Refusal(key.scope, key.subject, wait)
+                return Refusal(key.scope, key.subject, wait, in_flight=wait == IN_FLIGHT_RETRY)
+            attempt = Attempt(address, account, keys)
             with self._flight:
                 for key in keys:
-                    self._in_flight[key] = self._in_flight.get(key, 0) + 1
-        return Attempt(address, account, keys)
+                    self._in_flight.setdefault(key, {})[attempt] = now
+        return attempt
 
     def failed(self, attempt: Attempt) -> float:
         """Record a wrong password; returns the seconds to wait before answering."""
@@ -459,11 +486,11 @@ class LoginThrottle:
                 raise RuntimeError(f"login attempt of {attempt.account!r} ended twice")
             attempt.finished = True
             for key in attempt.scopes:
-                left = self._in_flight.get(key, 0) - 1
-                if left > 0:
-                    self._in_flight[key] = left
-                else:
-                    self._in_flight.pop(key, None)
+                flying = self._in_flight.get(key)
+                if flying is not None:
+                    flying.pop(attempt, None)
+                    if not flying:
+                        del self._in_flight[key]
 
     def _prune_now_and_then(self, now: float) -> None:
         if now < self._next_prune:

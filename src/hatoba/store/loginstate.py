@@ -185,6 +185,10 @@ class LoginState:
                 (pair, when),
             )
 
+    def derived_key(self, label: bytes) -> bytes:
+        """A secret of its own for `label`, from the key file: stable across restarts."""
+        return hmac.new(self._pair_key(), b"derived\0" + label, hashlib.sha256).digest()
+
     def _pair(self, address: str, account: str) -> bytes:
         message = f"{address}\0{account}".encode("utf-8", "surrogatepass")
         return hmac.new(self._pair_key(), message, hashlib.sha256).digest()
