@@ -13,8 +13,9 @@ Rules (each has its one owner here):
   it refuses checks no password.
 - Password checks (Argon2, SQLite) and throttle records run in threads, never
   on the event loop.
-- A failed login is answered after the throttle's delay, slept by this
-  connection alone: a guesser slows down himself, not the server.
+- A failed login is answered after the throttle's delay, and a refused one
+  after REFUSAL_DELAY, slept by this connection alone: a guesser slows down
+  himself, not the server.
 - A correct password moves the connection to its account's connection count
   (net/limits.py); over that limit the login is refused with the reason.
 - Every attempt logs one line: auth result=ok|failed|throttled|busy|refused
@@ -52,6 +53,10 @@ FAILED = "failed"  # wrong password or unknown user: counted by the throttle
 THROTTLED = "throttled"  # the throttle refused the try: no password was checked
 BUSY = "busy"  # right password, but the account has too many connections from this address
 REFUSED = "refused"  # not a login attempt at all (authzid, no TLS): counts toward nothing
+# A refused try is answered after this long (or its retry_after, if shorter),
+# on its own connection: a guesser that reconnects at once would otherwise
+# make the server do a TLS handshake for every refusal, hundreds a second.
+REFUSAL_DELAY = 2.0
 # RFC 5321 §4.5.3.1: an address has at most 254 octets; longer login names are
 # refused before any work (parsing a 64 MiB IMAP literal would stall the loop).
 MAX_LOGIN_NAME = 512
@@ -242,6 +247,7 @@ class Logins:
             mail_log("auth", result=THROTTLED, proto=protocol_of(session.listener), login=username,
                      mech=mechanism, ip=session.client_ip, scope=started.scope, subject=started.subject,
                      retry_after=f"{wait}s")
+            await asyncio.sleep(min(REFUSAL_DELAY, started.retry_after))
             return LoginResult(THROTTLED, text=_capitalised(started.text), retry_after=started.retry_after)
         return started
 
