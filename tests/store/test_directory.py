@@ -547,8 +547,12 @@ def test_close_closes_connections_opened_in_other_threads(db: Directory) -> None
     thread = threading.Thread(target=db.list_domains)
     thread.start()
     thread.join()
+    opened = list(db._connections._all)
+    assert len(opened) == 2  # this thread's (the fixture's) and the other thread's
     db.close()
-    assert db._connections == []
+    for conn in opened:
+        with pytest.raises(sqlite3.ProgrammingError):  # closed
+            conn.execute("SELECT 1")
     assert db.list_domains() == ["example.test"]  # reopens on demand
 
 

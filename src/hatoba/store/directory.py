@@ -48,7 +48,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from hatoba.proto.address import Address, AddressError, parse_address, parse_domain
 from hatoba.proto.sasl import ScramKeys
 from hatoba.proto.scram import SCRAM_ITERATIONS, derive_scram_keys
-from hatoba.store.sqltx import rollback, write_transaction
+from hatoba.store.sqltx import ThreadConnections, rollback, write_transaction
 from hatoba.store.api import AliasLoopError, DirectoryError, Resolution
 
 __all__ = ["Directory", "MAX_ALIAS_DEPTH", "MIN_PASSWORD_LENGTH", "check_password"]
@@ -226,8 +226,7 @@ class Directory:
         self.login_cache_seconds = 0.0
         self._login_cache: dict[str, tuple[bytes, float]] = {}
         self._cache_secret = secrets.token_bytes(32)
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections = ThreadConnections()
         self._lock = threading.Lock()
         self._dummy_hash: str | None = None
         if not self.path.parent.is_dir():
@@ -244,7 +243,7 @@ class Directory:
     # -- connections and transactions -----------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        conn = self._connections.current()
         if conn is None:
             try:
                 # isolation_level=None: we issue BEGIN/COMMIT ourselves.
@@ -255,9 +254,7 @@ class Directory:
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.DatabaseError as exc:
                 raise DirectoryError(f"cannot open the directory database {self.path}: {exc}") from None
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
+            self._connections.add(conn)
         return conn
 
     @contextmanager
@@ -303,11 +300,7 @@ class Directory:
 
     def close(self) -> None:
         """Close every connection this object opened, in any thread."""
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
-        self._local = threading.local()
+        self._connections.close_all()
 
     def __enter__(self) -> Directory:
         return self

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from hatoba.fsutil import fsync_dir, write_all
 from hatoba.policy.auth_throttle import ScopeKey, ScopeRow
-from hatoba.store.sqltx import write_transaction
+from hatoba.store.sqltx import ThreadConnections, write_transaction
 
 __all__ = ["KEY_FILE", "LoginState", "LoginStateError"]
 
@@ -53,8 +53,7 @@ class LoginState:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.key_path = self.path.parent / KEY_FILE
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections = ThreadConnections()
         self._lock = threading.Lock()
         self._key: bytes | None = None
         self._conn()  # say now, not at the first login, when the database cannot be used
@@ -62,7 +61,7 @@ class LoginState:
     # -- connections and transactions -----------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        conn = self._connections.current()
         if conn is not None:
             return conn
         if not self.path.exists():
@@ -91,9 +90,7 @@ class LoginState:
                 f"directory database {self.path} has no login throttle tables yet; open it once with this "
                 "hatoba (start the server, or run `hatoba user list`) to upgrade it"
             )
-        self._local.conn = conn
-        with self._lock:
-            self._connections.append(conn)
+        self._connections.add(conn)
         return conn
 
     @contextmanager
@@ -109,11 +106,7 @@ class LoginState:
 
     def close(self) -> None:
         """Close every connection this object opened, in any thread."""
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
-        self._local = threading.local()
+        self._connections.close_all()
 
     def __enter__(self) -> LoginState:
         return self
