@@ -48,7 +48,9 @@ def write_new_file(path: Path, data: bytes, mode: int) -> None:
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, sync_dir: bool = True) -> None:
     """Replace `path` with `data` so a reader sees the old or the new content, never a part."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    # The writer's pid in the name: two processes (the server and the CLI, say)
+    # replacing one file never write into each other's temporary file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         write_all(fd, data)

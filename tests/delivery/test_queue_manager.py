@@ -153,15 +153,12 @@ def test_held_message_waits_for_release(setup):
         manager = None
         spool = setup.spool(on_commit=lambda q: None)  # hold before the manager sees it
         qid = await queue_one(spool, ("carol@example.test",))
-        state = spool.state(qid)
-        state.held = True
-        spool.save_state(qid, state)
+        spool.set_held(qid, True)
         manager = setup.manager(spool)
         await manager.start()
         await manager.wait_idle()
         assert setup.messages("carol") == []
-        state.held = False
-        spool.save_state(qid, state)
+        spool.set_held(qid, False)
         spool.request_flush()
         for _ in range(100):
             if setup.messages("carol"):

@@ -135,7 +135,11 @@ def test_state_round_trip_and_remove(tmp_path):
     qid = commit(spool, [b"x\r\n"])
     assert spool.state(qid) == QueueState()
     spool.save_state(qid, QueueState(done=["alice@example.test"], attempts=1, next_try=5.0, held=True))
-    assert spool.state(qid).held and spool.state(qid).done == ["alice@example.test"]
+    # `held` is the operator's alone: an attempt's save keeps what is on disk.
+    assert not spool.state(qid).held and spool.state(qid).done == ["alice@example.test"]
+    spool.set_held(qid, True)
+    spool.save_state(qid, QueueState(done=["alice@example.test"], attempts=2))
+    assert spool.state(qid).held and spool.state(qid).attempts == 2
     spool.remove(qid)
     assert spool.list_ids() == [] and not spool.exists(qid)
     assert os.listdir(spool.active_dir) == []

@@ -100,9 +100,7 @@ def run_delete(args: argparse.Namespace) -> int:
 def _set_held(args: argparse.Namespace, held: bool) -> Spool:
     spool = _spool(args)
     qid = _queued(spool, args.qid)
-    state = spool.state(qid)
-    state.held = held
-    spool.save_state(qid, state)
+    spool.set_held(qid, held)
     return spool
 
 

@@ -23,10 +23,12 @@ recover() removes before the server accepts mail again.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -329,8 +331,34 @@ class Spool:
         return QueueState(**{k: v for k, v in raw.items() if k in known})
 
     def save_state(self, qid: str, state: QueueState) -> None:
+        """Write the delivery progress of an attempt. `held` is the operator's
+        (`hatoba queue hold|release`): the value on disk is kept, so a hold made
+        while the attempt ran is not undone by it."""
+        with self._state_lock():
+            state.held = self.state(qid).held
+            self._write_state(qid, state)
+
+    def set_held(self, qid: str, held: bool) -> None:
+        """`hatoba queue hold|release`: change the flag alone, whatever an attempt is doing."""
+        with self._state_lock():
+            state = self.state(qid)
+            state.held = held
+            self._write_state(qid, state)
+
+    def _write_state(self, qid: str, state: QueueState) -> None:
         # No folder fsync: a lost state file means a retry, and delivery is idempotent.
         write_atomic(self.state_path(qid), json.dumps(asdict(state)).encode(), sync_dir=False)
+
+    @contextmanager
+    def _state_lock(self) -> Iterator[None]:
+        """Serialises read-change-write of state files between the server and the CLI
+        (an flock on active/; held for a read and a small write)."""
+        fd = os.open(self.active_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def remove(self, qid: str, *, sync: bool = True) -> None:
         """Forget a message (delivered, or deleted by the operator).
