@@ -183,6 +183,8 @@ def test_encrypt_without_starttls_defers(tmp_path: Path) -> None:
         [queued] = peer.queue()
 
     assert "TLS is required, but was not offered" in match.group(1)
-    assert queued["queue_id"] == queue_id and queued["queue_name"] in ("deferred", "active")
+    # Still queued, not bounced; right after the deferral Postfix may list it
+    # in any of its queues while the queue manager moves it.
+    assert queued["queue_id"] == queue_id and queued["queue_name"] in ("deferred", "active", "incoming")
     assert sink.ehlo_count >= 1, "Postfix never reached the sink"
     assert sink.messages == []
