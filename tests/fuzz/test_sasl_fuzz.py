@@ -20,7 +20,7 @@ from hatoba.proto.sasl import (
     encode_challenge,
     server_mechanism,
 )
-from hatoba.proto.scram import derive_scram_keys, SCRAM_ITERATIONS, ScramServer
+from hatoba.proto.scram import unknown_user_keys, derive_scram_keys, SCRAM_ITERATIONS, ScramServer
 
 FUZZ = settings(max_examples=300, deadline=None)
 
@@ -88,7 +88,7 @@ def test_challenge_encoding_round_trips(data: bytes) -> None:
     st.sampled_from(sorted(SERVER_MECHANISMS)),
     st.one_of(st.none(), response),
     st.lists(response, max_size=4),
-    st.sampled_from([KEYS, None]),
+    st.sampled_from([KEYS, unknown_user_keys("nobody@example.test", b"k" * 32)]),
 )
 def test_server_mechanisms_never_crash(
     name: str, initial: bytes | None, responses: list[bytes], keys: object

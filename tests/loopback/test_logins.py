@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import logging
+import re
 import smtplib
 import time
 
@@ -111,13 +113,21 @@ def test_a_flood_of_wrong_passwords_never_locks_the_account_out(hatoba_home):
         print(f"back in after {waited:.0f} s ({len(seen)} tries)")
 
 
-def test_guesses_in_parallel_are_counted_when_they_start(server, hatoba_home):
-    """19 simultaneous guesses: no more passwords are checked than the burst allows."""
+def test_guesses_in_parallel_are_counted_when_they_start(server, hatoba_home, caplog):
+    """19 simultaneous guesses: no more passwords are checked than the burst
+    allows, and each refusal is one log line naming address, account, scope and
+    the time left."""
+    caplog.set_level(logging.INFO, logger="hatoba.mail")
     outcomes = asyncio.run(_flood(server, hatoba_home.client_context(), CAROL, 19, source="127.0.0.9",
                                   parallel=19, protos=("imaps",)))
     results = [o.result for o in outcomes]
     assert results.count(FAILED) == 10, results
     assert results.count(THROTTLED) == 9
+    refusals = [r.getMessage() for r in caplog.records if "result=throttled" in r.getMessage()]
+    assert len(refusals) == 9
+    for line in refusals:
+        assert "ip=127.0.0.9" in line and f"login={CAROL}" in line and "scope=pair" in line
+        assert re.search(r"retry_after=\d+s", line), line
 
 
 def test_a_login_of_its_own_does_not_reset_the_guesses_at_another_account(server, hatoba_home):

@@ -9,7 +9,7 @@ import base64
 import scramp
 
 from hatoba.proto import sasl
-from hatoba.proto.scram import derive_scram_keys
+from hatoba.proto.scram import derive_scram_keys, unknown_user_keys
 from hatoba.proto.pop3 import replies as P
 from hatoba.proto.pop3.events import AuthCredentials as PopCredentials
 from hatoba.proto.pop3.events import AuthLookup as PopLookup
@@ -20,6 +20,11 @@ from hatoba.proto.smtp.server import SessionFacts, SmtpServerConn, State
 
 USER = "alice@example.test"
 KEYS = derive_scram_keys("secret", b"0123456789abcdef", 4096)
+
+
+def keys_of(user: str) -> sasl.ScramKeys:
+    """The adapter's look-up: the user's keys, or keys that look alike and match nothing."""
+    return KEYS if user == USER else unknown_user_keys(user, b"k" * 32)
 
 
 def b64(text: str) -> bytes:
@@ -54,7 +59,7 @@ class SmtpAdapter:
                     if self.refuse_lookup:
                         out += self.conn.send(R.R454_AUTH_TEMPORARY)
                     else:
-                        self.conn.sasl_keys(KEYS if u == USER else None)
+                        self.conn.sasl_keys(keys_of(u))
                 case AuthCredentials(credentials=sasl.Verified() as v):
                     self.verdicts.append(v)
                     out += self.conn.send(R.R235_AUTH_OK if v.ok else R.R535_AUTH_FAILED)
@@ -119,7 +124,7 @@ class PopAdapter:
             assert ev is not PAUSED
             match ev:
                 case PopLookup(username=u):
-                    self.conn.sasl_keys(KEYS if u == USER else None)
+                    self.conn.sasl_keys(keys_of(u))
                 case PopCredentials(credentials=sasl.Verified(ok=True, username=u)):
                     out += self.conn.login_succeeded(u, [])
                 case PopCredentials():

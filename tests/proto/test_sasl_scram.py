@@ -21,7 +21,7 @@ from hatoba.proto.sasl import (
     mechanisms_offered,
     server_mechanism,
 )
-from hatoba.proto.scram import derive_scram_keys, _saslprep, SCRAM_ITERATIONS, ScramServer
+from hatoba.proto.scram import unknown_user_keys, derive_scram_keys, _saslprep, SCRAM_ITERATIONS, ScramServer
 
 MECH = "SCRAM-SHA-256"
 PLUS = "SCRAM-SHA-256-PLUS"
@@ -172,10 +172,12 @@ def test_wrong_password_fails_without_a_server_signature() -> None:
 
 
 def test_unknown_user_gets_a_stable_plausible_salt_and_always_fails() -> None:
+    secret = b"s" * 32
+
     def server_first(user: str) -> dict[str, str]:
         server = ScramServer()
         server.start(f"n,,n={user},r=abc".encode())
-        challenge = server.keys(None)
+        challenge = server.keys(unknown_user_keys(user.lower(), secret))  # the caller's lookup key
         assert isinstance(challenge, Challenge)
         return dict(a.split("=", 1) for a in challenge.data.decode().split(","))
 
@@ -184,10 +186,15 @@ def test_unknown_user_gets_a_stable_plausible_salt_and_always_fails() -> None:
     assert len(base64.b64decode(first["s"])) == len(SALT) and first["i"] == str(SCRAM_ITERATIONS)
     assert server_first("other@example.test")["s"] != first["s"]
     assert server_first("Ghost@Example.test")["s"] == first["s"]  # as for a real user's spellings
+    # keys() without keys is a bug in the caller, not an unknown user.
+    server = ScramServer()
+    server.start(b"n,,n=ghost@example.test,r=abc")
+    with pytest.raises(LocalProtocolError):
+        server.keys(None)
     # Even a client that computes a valid proof for the salt it was given fails.
     server = ScramServer()
     server.start(b"n,,n=ghost@example.test,r=abc")
-    sf = server.keys(None).data.decode()  # type: ignore[union-attr]
+    sf = server.keys(unknown_user_keys("ghost@example.test", secret)).data.decode()  # type: ignore[union-attr]
     nonce = sf.split(",")[0][2:]
     final = client_final("anything-at-all", "n=ghost@example.test,r=abc", sf, f"c=biws,r={nonce}")
     assert server.step(final.encode()) == Verified("", "ghost@example.test", False)

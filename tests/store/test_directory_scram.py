@@ -11,7 +11,7 @@ import scramp
 from argon2 import PasswordHasher
 
 from hatoba.proto.sasl import Challenge, NeedKeys, Verified
-from hatoba.proto.scram import derive_scram_keys, SCRAM_ITERATIONS, ScramServer
+from hatoba.proto.scram import unknown_user_keys, derive_scram_keys, SCRAM_ITERATIONS, ScramServer
 from hatoba.store.directory import Directory
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -50,7 +50,7 @@ def scramp_login(db: Directory, login: str, password: str) -> Verified:
     need = server.start(client.get_client_first().encode())
     assert isinstance(need, NeedKeys)
     found = db.scram_keys(need.username)
-    challenge = server.keys(None if found is None else found[1])
+    challenge = server.keys(unknown_user_keys(need.username, b"k" * 32) if found is None else found[1])
     assert isinstance(challenge, Challenge)
     client.set_server_first(challenge.data.decode())
     result = server.step(client.get_client_final().encode())

@@ -26,10 +26,7 @@ Rules (each has its one owner here):
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -41,7 +38,7 @@ from hatoba.policy.auth_throttle import Attempt, LoginThrottle, Refusal
 from hatoba.policy.relay import TrustedNetworks
 from hatoba.proto import sasl
 from hatoba.proto.address import AddressError, parse_address
-from hatoba.proto.scram import SCRAM_ITERATIONS
+from hatoba.proto.scram import unknown_user_keys
 
 if TYPE_CHECKING:
     from hatoba.store.directory import Directory
@@ -194,9 +191,7 @@ class Logins:
             return found
         if self._unknown_salt_key is None:
             self._unknown_salt_key = self.throttle.secret(b"scram-unknown-user-salt")
-        name = account_key(username).encode("utf-8", "surrogatepass")
-        salt = hmac.new(self._unknown_salt_key, name, hashlib.sha256).digest()[:16]
-        return None, sasl.ScramKeys(SCRAM_ITERATIONS, salt, secrets.token_bytes(32), secrets.token_bytes(32))
+        return None, unknown_user_keys(account_key(username), self._unknown_salt_key)
 
     async def scram_verified(self, session: LoginSession, login: ScramLogin, verified: sasl.Verified) -> LoginResult:
         account = login.account if verified.ok else None

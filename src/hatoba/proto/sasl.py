@@ -25,8 +25,8 @@ Rules:
 - SCRAM-SHA-256-PLUS exists only on a connection with channel-binding data
   (server_mechanism() returns None without it, mechanisms_offered() drops it).
 - An unknown SCRAM user gets a salt and iteration count that look like a
-  real user's, and a proof that can never match: the exchange cannot tell
-  who exists.
+  real user's (scram.unknown_user_keys(), from the caller), and a proof
+  that can never match: the exchange cannot tell who exists.
 """
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ class ServerMechanism(Protocol):
         ...
 
     def keys(self, keys: ScramKeys | None) -> SaslResult:
-        """Continue after NeedKeys; None for a user without keys (the exchange then fails)."""
+        """Continue after NeedKeys with the user's keys (scram.unknown_user_keys()
+        for a user without any); mechanisms that never ask raise LocalProtocolError."""
         ...
 
 

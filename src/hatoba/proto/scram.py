@@ -35,7 +35,7 @@ from hatoba.proto.sasl import (
     _text,
 )
 
-__all__ = ["SCRAM_ITERATIONS", "ScramServer", "derive_scram_keys"]
+__all__ = ["SCRAM_ITERATIONS", "ScramServer", "derive_scram_keys", "unknown_user_keys"]
 
 # ---------------------------------------------------------------------------
 # SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 5802, RFC 7677)
@@ -69,9 +69,6 @@ _SASLNAME = re.compile(r"(?:[^=]|=2C|=3D)+")
 _CB_NAME = re.compile(r"[A-Za-z0-9.-]+")
 _PRINTABLE = re.compile(r"[\x21-\x2b\x2d-\x7e]+")
 _ATTR_VAL = re.compile(r"[A-Za-z]=.+", re.DOTALL)
-# Keys the fake salts of unknown users: stable per user while this process
-# runs, unpredictable from outside, never stored.
-_FAKE_SALT_KEY = secrets.token_bytes(32)
 
 # RFC 4013 §2.3 (prohibited output) and §2.5 with RFC 5802 §5.1 (passwords are
 # "stored strings": unassigned code points, table A.1, are prohibited too).
@@ -127,12 +124,15 @@ def derive_scram_keys(password: str, salt: bytes, iterations: int) -> ScramKeys:
     return ScramKeys(iterations, salt, hashlib.sha256(client_key).digest(), _hmac(salted, b"Server Key"))
 
 
-def _fake_keys(username: str) -> ScramKeys:
-    """Keys for an unknown user: a salt stable per username, keys no proof can match.
+def unknown_user_keys(account: str, secret: bytes) -> ScramKeys:
+    """Keys for a user who does not exist (or has none): answered like a real
+    user, so the exchange cannot tell who exists, and no proof can match.
 
-    Lower-cased as the directory's lookup is, so that spellings of one unknown
-    name share a salt just as spellings of a real user do."""
-    salt = _hmac(_FAKE_SALT_KEY, username.lower().encode("utf-8"))[:16]
+    `account` is the name as the directory would look it up (every spelling of
+    one name alike) and `secret` a server secret that outlives restarts: the
+    salt stays the same for a name, as a real user's does. The stored and
+    server keys are random each time."""
+    salt = _hmac(secret, account.encode("utf-8", "surrogatepass"))[:16]
     return ScramKeys(SCRAM_ITERATIONS, salt, secrets.token_bytes(32), secrets.token_bytes(32))
 
 
@@ -175,7 +175,6 @@ class ScramServer:
         self._nonce = ""  # the client nonce, then the client + server nonce
         self._server_first = ""
         self._keys: ScramKeys | None = None
-        self._known = False
 
     def start(self, initial_response: bytes | None) -> SaslResult:
         if self._state is not _State.NEW:
@@ -202,8 +201,9 @@ class ScramServer:
     def keys(self, keys: ScramKeys | None) -> SaslResult:
         if self._state is not _State.WAIT_KEYS:
             raise LocalProtocolError("SASL SCRAM keys() out of order")
-        self._known = keys is not None
-        self._keys = keys if keys is not None else _fake_keys(self._username)
+        if keys is None:  # the caller answers unknown users with unknown_user_keys()
+            raise LocalProtocolError("SASL SCRAM keys() needs keys")
+        self._keys = keys
         self._nonce += secrets.token_urlsafe(18)  # RFC 5802 §5.1: r= client nonce + server nonce
         salt = binascii.b2a_base64(self._keys.salt, newline=False).decode("ascii")
         self._server_first = f"r={self._nonce},s={salt},i={self._keys.iterations}"
@@ -282,7 +282,7 @@ class ScramServer:
         expected = binascii.b2a_base64(self._cbind_input, newline=False)
         binding_ok = hmac.compare_digest(attributes[0][2:].encode("utf-8"), expected)
         nonce_ok = hmac.compare_digest(attributes[1][2:].encode("utf-8"), self._nonce.encode("ascii"))
-        if not (proof_ok and binding_ok and nonce_ok and self._known):
+        if not (proof_ok and binding_ok and nonce_ok):
             return Verified(self._authzid, self._username, False)
         self._state = _State.WAIT_ACK
         server_signature = _hmac(self._keys.server_key, auth_message)

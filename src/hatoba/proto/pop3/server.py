@@ -237,8 +237,8 @@ class Pop3ServerConn:
         self._streaming = False
         self._pending = None
 
-    def sasl_keys(self, keys: sasl.ScramKeys | None) -> None:
-        """Answer a pending AuthLookup with the user's keys (None: unknown user);
+    def sasl_keys(self, keys: sasl.ScramKeys) -> None:
+        """Answer a pending AuthLookup with the user's keys (scram.unknown_user_keys() for none);
         the exchange goes on with the next event (the server's challenge)."""
         if not isinstance(self._pending, AuthLookup) or self._sasl is None:
             raise LocalProtocolError("sasl_keys() without a pending AuthLookup")
