@@ -23,6 +23,7 @@ SECTIONS = {
     "listeners": "Listeners",
     "relay": "Relaying",
     "relay-probe": "Open relay test",
+    "delivery": "Outgoing mail",
     "certificates": "Certificates",
     "dns": "DNS",
 }
