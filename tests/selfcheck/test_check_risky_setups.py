@@ -1,7 +1,7 @@
 """`hatoba check` on setups that pass at a glance but put mail at risk: a whole private
 range trusted for relaying, APOP before STLS, TLS demanded of every MX, a smarthost
-password others can read or hand to an unchecked certificate, a host name no public
-DNS knows.
+password others can read or hand to an unchecked certificate, a loose data folder,
+a host name no public DNS knows.
 
 Helpers and fixtures come from test_check.
 """
@@ -122,6 +122,24 @@ def test_smarthost_tls_may_is_flagged(tmp_path, capsys, extra, severity):
     _merge_config(home.config_path, '[delivery]\nrelayhost_tls = "verify"\n')
     _, report = run_check(home, capsys, *OFFLINE)
     assert findings(report, "delivery.relayhost-tls") == []
+
+
+# -- data folders ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("folder", ["data", "data/mail", "data/queue"])
+def test_data_folder_writable_by_others_is_critical(home, capsys, folder):
+    path = home.root / folder
+    name = path.name if folder != "data" else "data"
+    os.chmod(path, 0o1777)
+    code, report = run_check(home, capsys, *OFFLINE)
+    assert code == 1
+    finding = one(report, f"files.{name}.mode")
+    assert finding["severity"] == "critical" and "1777" in finding["title"]
+    assert finding["fix"] == f"chmod 700 {path}"
+    os.chmod(path, 0o700)
+    _, report = run_check(home, capsys, *OFFLINE)
+    assert one(report, f"files.{name}.mode")["severity"] == "ok"
 
 
 # -- DNS ----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ SECTIONS = {
     "relay-probe": "Open relay test",
     "delivery": "Outgoing mail",
     "certificates": "Certificates",
+    "files": "Data folders",
     "dns": "DNS",
 }
 

@@ -22,6 +22,7 @@ from hatoba.selfcheck.certificates import certificate_findings, read_leaf
 from hatoba.selfcheck.dnscompare import LOOKUP_TIMEOUT, compare_records
 from hatoba.selfcheck.dnsrecords import expected_records
 from hatoba.selfcheck.findings import Finding, Report
+from hatoba.selfcheck.folders import folder_findings
 from hatoba.selfcheck.listeners import listener_findings
 from hatoba.selfcheck.outbound import outbound_findings
 from hatoba.selfcheck.relay_policy import relay_findings
@@ -54,6 +55,7 @@ def run(config: Config, options: Options = Options()) -> Report:
                      "No connection was made to port 25.", "Run without --no-live to test the running server.")])
     add(outbound_findings(config))
     add(certificate_findings(config, now))
+    add(folder_findings(config))
     keys, key_findings = dkim_keys(config)
     leaf = read_leaf(config.tls.cert) if config.tls.cert.is_file() else None
     records, dns_findings = expected_records(config, domains, keys, leaf)
