@@ -67,6 +67,18 @@ def test_init_creates_a_private_working_setup(tmp_path: Path, capsys: pytest.Cap
     server_context(config.tls)  # the key and the chain load together
 
 
+def test_existing_loose_folders_are_tightened(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "h"
+    for folder in ("data", "data/queue"):
+        (root / folder).mkdir(parents=True)
+        os.chmod(root / folder, 0o1777)
+    status, out, _ = init(root, capsys=capsys)
+    assert status == 0
+    for folder in ("data", "data/mail", "data/queue"):
+        assert mode(root / folder) == 0o700, folder
+    assert f"tightened {root / 'data' / 'queue'} from mode 1777 to 0700" in out
+
+
 def test_port_offset_binds_loopback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = init(tmp_path / "h", "--port-offset", "10000", capsys=capsys)
     assert status == 0

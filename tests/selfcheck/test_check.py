@@ -385,6 +385,22 @@ def test_missing_config_is_a_one_line_error(tmp_path, capsys):
     assert err.count("\n") == 1 and "not found" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("broken", ["[server]\nhostname = 3\n", "[server\n", None])
+def test_json_on_a_config_that_does_not_load(tmp_path, capsys, broken):
+    # Scripts parse stdout whatever happened; the one-line error still goes to stderr.
+    path = tmp_path / "hatoba.toml"
+    if broken is not None:
+        path.write_text(broken)
+    code = main(["-c", str(path), "check", "--json", *OFFLINE])
+    out, err = capsys.readouterr()
+    assert code == 1
+    report = json.loads(out)
+    assert report["summary"]["critical"] == 1 and report["summary"]["exit_status"] == 1
+    finding = one(report, "config.load")
+    assert finding["severity"] == "critical" and str(path) in finding["explanation"]
+    assert err.count("\n") == 1 and str(path) in err
+
+
 def test_old_keys_warn_on_stderr_and_json_stays_clean(tmp_path):
     """A config of an earlier version: `check --json` still prints one JSON document on
     stdout; the warnings about its old keys go to stderr, one line each."""

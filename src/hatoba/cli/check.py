@@ -11,9 +11,14 @@ The work is in hatoba.selfcheck; this module parses flags and prints.
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import TYPE_CHECKING
 
 from hatoba.cli.common import CliError, config_path
 from hatoba.config.schema import Config
+
+if TYPE_CHECKING:
+    from hatoba.selfcheck.findings import Report
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -33,7 +38,15 @@ def run(args: argparse.Namespace) -> int:
     from hatoba.selfcheck.report import render_json, render_text
     from hatoba.selfcheck.runner import Options, run as run_checks
 
-    config = load_unvalidated(args)
+    try:
+        config = load_unvalidated(args)
+    except CliError as exc:
+        if not args.json:
+            raise
+        # Scripts read stdout as JSON whatever happened; people still get the line on stderr.
+        print(render_json(unloadable_report(str(exc)), config=str(config_path(args)), hostname=""))
+        print(f"hatoba: {exc}", file=sys.stderr)
+        return 1
     probe = None
     if args.probe:
         try:
@@ -61,3 +74,14 @@ def load_unvalidated(args: argparse.Namespace) -> Config:
         return load_config(config_path(args), validate=False)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+
+
+def unloadable_report(error: str) -> Report:
+    """The report of a config that cannot even be read: one critical finding saying why."""
+    from hatoba.selfcheck.findings import Finding, Report
+
+    return Report(findings=[Finding(
+        "config", "config.load", "critical", "Config file not loaded",
+        f"{error[:1].upper()}{error[1:].rstrip('.')}; nothing else could be checked.",
+        "Fix the config file as the message says, then run hatoba check again.",
+    )])

@@ -5,7 +5,8 @@ Rules:
 - hatoba.toml is written last and everything made before it is removed when
   a step fails, so a failed init leaves nothing behind and can be retried.
 - Secrets are private from their first byte: tls/ and data/ are 0700, keys
-  and the directory database 0600.
+  and the directory database 0600; such folders that already existed are
+  tightened to that mode.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import stat
 from pathlib import Path
 
 from hatoba.cli.common import CliError
@@ -64,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         made.remove()
         raise
     _print_summary(root, hostname, domain, bind, offset)
+    for path, old, new in made.tightened:
+        print(f"tightened {path} from mode {old:04o} to {new:04o}: only the server may read or change it")
     return 0
 
 
@@ -95,12 +99,20 @@ class _Made:
 
     def __init__(self) -> None:
         self.paths: list[Path] = []
+        self.tightened: list[tuple[Path, int, int]] = []  # (folder, mode it had, mode now)
 
     def folder(self, path: Path, mode: int) -> Path:
         if not path.is_dir():
             path.mkdir(mode=mode)
             os.chmod(path, mode)  # mkdir's mode is filtered by the umask
             self.paths.append(path)
+            return path
+        # A folder that was there keeps no looser mode than one we make
+        # (as postfix set-permissions does): a 1777 queue lets anyone swap mail.
+        old = stat.S_IMODE(path.stat().st_mode)
+        if old & ~mode:
+            os.chmod(path, mode)
+            self.tightened.append((path, old, mode))
         return path
 
     def file(self, path: Path) -> Path:

@@ -21,7 +21,9 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509 import verification
 
-from hatoba.pki.chain import describe, is_self_signed, issued_by, order_chain, weak_signature_hash
+from hatoba.pki.chain import (
+    describe, is_own_issuer, is_self_signed, links_to, order_chain, weak_signature_hash,
+)
 from hatoba.pki.errors import PkiError
 from hatoba.pki.keyfiles import MIN_RSA_BITS, describe_key, same_key
 from hatoba.pki.pemfiles import parse_cert, read_blocks
@@ -51,7 +53,7 @@ def check_order(certs: Sequence[x509.Certificate]) -> tuple[Check, list[x509.Cer
     expected = "the server certificate first, then the CA certificate that issued it, then that CA's issuer"
     for i in range(len(certs) - 1):
         cert, nxt = certs[i], certs[i + 1]
-        if issued_by(cert, nxt):
+        if links_to(cert, nxt):
             continue
         if not unrelated and len(ordered) == len(certs):
             if certs[0] != ordered[0]:
@@ -67,14 +69,7 @@ def check_order(certs: Sequence[x509.Certificate]) -> tuple[Check, list[x509.Cer
                 ),
                 ordered,
             )
-        weak = weak_signature_hash(cert)
-        if cert.issuer == nxt.subject and weak is not None:
-            detail = (
-                f"{_place(certs, cert)} is signed with {weak}, a broken hash that clients no longer accept, "
-                f"so it cannot be checked against {_place(certs, nxt)}"
-            )
-            fix = "have the certificate reissued with a SHA-256 signature"
-        elif cert.issuer == nxt.subject:
+        if cert.issuer == nxt.subject:
             detail = f"the signature of {_place(certs, cert)} does not verify with the key of {_place(certs, nxt)}"
             fix = "use the CA certificate that really issued it (same name, but another key)"
         else:
@@ -87,8 +82,20 @@ def check_order(certs: Sequence[x509.Certificate]) -> tuple[Check, list[x509.Cer
         # after a leaf whose intermediate is missing) must not make it look complete.
         return Check("chain order", False, detail, fix), ordered
     if len(certs) == 1:
+        if is_own_issuer(certs[0]):
+            return Check("chain order", True, "one self-signed certificate"), list(certs)
         return Check("chain order", True, "one certificate, no intermediates in the file"), list(certs)
-    return Check("chain order", True, "leaf first, each certificate issued by the next"), list(certs)
+    in_order = "leaf first, each certificate issued by the next" + _by_name(certs)
+    return Check("chain order", True, in_order), list(certs)
+
+
+def _by_name(certs: Sequence[x509.Certificate]) -> str:
+    """A note on the links that only names could confirm: their broken-hash signatures fail on their own."""
+    weak = [(c, w) for c in certs[:-1] if (w := weak_signature_hash(c)) is not None]
+    if not weak:
+        return ""
+    which = ", ".join(f"{_place(certs, c)} is signed with {w}" for c, w in weak)
+    return f" (by name only: {which}; see its strength line)"
 
 
 def _place(certs: Sequence[x509.Certificate], cert: x509.Certificate) -> str:
@@ -321,6 +328,12 @@ def _trust_fix(
     if stale is not None:
         return f"renew {describe(stale)}, which is outside its validity (see its validity line)"
     top = chain[-1]
+    if len(chain) == 1 and is_own_issuer(top) and top not in anchors:
+        # No CA vouches for it: each client must be given the certificate itself.
+        return (
+            f"{describe(top)} is self-signed (fine for a private setup, where clients are told to trust it): "
+            "give the certificate itself with --ca-file, or get one from a CA"
+        )
     if is_self_signed(top) and len(chain) > 1:
         if any(a.subject == top.subject and same_key(a.public_key(), top.public_key()) for a in anchors):
             return f"the root {describe(top)} is trusted, so a certificate below it is wrong: check the chain order line"

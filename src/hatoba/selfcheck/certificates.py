@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from hatoba.config.schema import Config
 from hatoba.pki.certinfo import signature_name
-from hatoba.pki.chain import describe
+from hatoba.pki.chain import describe, is_own_issuer
 from hatoba.pki.checks import check_key, check_order, format_name, host_matches, is_root, san_list
 from hatoba.pki.errors import PkiError
 from hatoba.pki.keyfiles import MIN_RSA_BITS, describe_key, read_key
@@ -99,6 +99,7 @@ def _setup_findings(setup: CertSetup, anchors: Anchors, now: datetime.datetime) 
     findings += _validity(setup, chain, now)
     findings += _strength(setup, chain)
     findings += _names(setup, leaf)
+    findings += _self_signed(setup, leaf)
     expired = now > leaf.not_valid_after_utc
     findings += chain_findings(setup.where, setup.cert, chain, anchors, now, check_trust=not expired)
     return findings
@@ -206,6 +207,20 @@ def _hash(cert: x509.Certificate) -> hashes.HashAlgorithm | None:
         return cert.signature_hash_algorithm
     except UnsupportedAlgorithm:
         return None
+
+
+def _self_signed(setup: CertSetup, leaf: x509.Certificate) -> list[Finding]:
+    """Say so: no CA vouches for such a certificate, so clients must be given it to trust it."""
+    if not is_own_issuer(leaf):
+        return []
+    return [_finding(
+        setup, "self-signed", "info", "self-signed certificate",
+        f"{describe(leaf)} is signed by its own key, not by a CA: fine for a private setup, but every mail "
+        "program must be told to trust this certificate explicitly, and servers delivering here encrypt "
+        "without verifying.",
+        f"Give users {setup.cert} to import; for clients you do not manage, install a certificate from a "
+        f"public CA (e.g. Let's Encrypt) for {setup.name}.",
+    )]
 
 
 def _names(setup: CertSetup, leaf: x509.Certificate) -> list[Finding]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from hatoba.pki.chain import describe, is_ca, is_self_signed, issued_by, weak_signature_hash
+from hatoba.pki.chain import describe, is_ca, is_own_issuer, issued_by, weak_signature_hash
 from hatoba.pki.checks import check_trust, load_anchors, system_ca_file
 from hatoba.pki.errors import PkiError
 from hatoba.selfcheck.findings import Finding
@@ -54,20 +54,22 @@ def chain_findings(
     *,
     check_trust: bool = True,
 ) -> list[Finding]:
-    top = chain[-1]
-    if is_self_signed(top):
-        ends = "a self-signed certificate" if len(chain) == 1 else f"the root {describe(top)}"
-        complete = _finding(where, "chain", "ok", "chain complete", f"The file leads up to {ends}.")
-    elif (weak := weak_signature_hash(top)) is not None:
+    broken = next((c for c in chain if not is_own_issuer(c) and weak_signature_hash(c) is not None), None)
+    if broken is not None:
         # Not a missing certificate: the issuer may well be in the file, but
         # nobody can confirm a signature made with a broken hash.
+        weak = weak_signature_hash(broken)
         return [_finding(
             where, "chain", "critical", f"chain broken by a {weak} signature",
-            f"{describe(top)} is signed with {weak}, so clients cannot confirm that {top.issuer.rfc4514_string()} "
-            "issued it, whether or not that certificate is in the file.",
+            f"{describe(broken)} is signed with {weak}, so clients cannot confirm that "
+            f"{broken.issuer.rfc4514_string()} issued it, whether or not that certificate is in the file.",
             "Have the certificate reissued with a SHA-256 signature and replace "
             f"{cert_path}.",
         )]
+    top = chain[-1]
+    if is_own_issuer(top):
+        ends = "a self-signed certificate" if len(chain) == 1 else f"the root {describe(top)}"
+        complete = _finding(where, "chain", "ok", "chain complete", f"The file leads up to {ends}.")
     else:
         issuer = anchors.issuer_of(top)
         if issuer is None and not is_ca(top):

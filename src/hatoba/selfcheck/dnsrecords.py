@@ -41,6 +41,22 @@ def tlsa_value(leaf: x509.Certificate) -> str:
     return "3 1 1 " + hashlib.sha256(public_der(leaf.public_key())).hexdigest()
 
 
+def is_public_name(hostname: str) -> bool:
+    """False for names that no public DNS can answer: one label, or localhost (RFC 6761 §6.3)."""
+    name = hostname.rstrip(".").lower()
+    return "." in name and name != "localhost" and not name.endswith(".localhost")
+
+
+def _not_public(host: str) -> Finding:
+    return Finding(
+        "dns", "dns.hostname", "warning", f"server.hostname {host} is not a public DNS name",
+        f"{host} is not a fully qualified name in public DNS, so no MX record can point at it and no other "
+        "server can deliver mail here; no DNS records are proposed for it.",
+        "For mail from the Internet, set server.hostname to this server's public name (e.g. mail.example.org) "
+        "with an A/AAAA record, and get a certificate for it.",
+    )
+
+
 def expected_records(
     config: Config,
     domains: list[str],
@@ -57,6 +73,9 @@ def expected_records(
             "The directory holds no domain, so this server accepts mail for no one.",
             "Add one with: hatoba domain add DOMAIN",
         ))
+    if not is_public_name(host):
+        # Records naming such a host would send the Internet's mail nowhere.
+        return [], [*findings, _not_public(host)]
     policy = mta_sts_policy(host)
     for domain in domains:
         records += [

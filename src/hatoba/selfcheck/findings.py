@@ -23,7 +23,9 @@ SECTIONS = {
     "listeners": "Listeners",
     "relay": "Relaying",
     "relay-probe": "Open relay test",
+    "delivery": "Outgoing mail",
     "certificates": "Certificates",
+    "files": "Data folders",
     "dns": "DNS",
 }
 

@@ -146,10 +146,24 @@ def _mailbox_cleartext(config: Config, listener: ListenerConfig) -> list[Finding
             "(older configs spell it pop3.plaintext_auth_networks); "
             f"mail programs use {starttls} or port {'995' if pop else '993'}.",
         ))
-    elif local:
+    if pop and exposed and config.pop3.apop:
+        findings.append(_apop_before_tls(listener, exposed))
+    if local and not exposed:
         findings.append(Finding(
             "listeners", f"listener.{listener.name}.plaintext-login", "info",
             f"{_where(listener)}: plaintext login from this machine only",
             f"Only {', '.join(local)} may log in before {starttls}; such passwords never leave this machine.",
         ))
     return findings
+
+
+def _apop_before_tls(listener: ListenerConfig, exposed: list[str]) -> Finding:
+    """APOP is no safe way to log in without TLS, though it was meant to be one."""
+    return Finding(
+        "listeners", f"listener.{listener.name}.apop", "warning",
+        f"{_where(listener)}: APOP offered before STLS",
+        f"Clients in {', '.join(exposed)} may log in with APOP before STLS: its MD5 digest crosses the network "
+        "unencrypted and can be cracked offline, and the server must keep each APOP secret in a readable, "
+        "password-equivalent form (RFC 1939 §7).",
+        "Set apop = false in [pop3] and have those mail programs use STLS or port 995.",
+    )

@@ -14,6 +14,16 @@ from hatoba.config.schema import Config
 from hatoba.config.validate import is_open_relay_network
 from hatoba.selfcheck.findings import Finding
 
+# Trusting a network wider than this (a whole site, provider or private
+# range) makes every machine in it a relay: on a NAT'ed or shared network one
+# compromised PC is enough to send spam through us.
+MAX_TRUSTED_IPV4_PREFIX = 16
+MAX_TRUSTED_IPV6_PREFIX = 48
+# The private and shared ranges (RFC 1918, RFC 6598, RFC 4193) as a whole.
+WHOLE_PRIVATE_RANGES = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+
 # A POP-before-SMTP window longer than this keeps relaying open for whoever
 # inherits the address (DHCP, NAT, hotel Wi-Fi) well after the user left.
 MAX_POP_BEFORE_SMTP_MINUTES = 30
@@ -43,6 +53,8 @@ def relay_findings(config: Config) -> list[Finding]:
                 f"Whoever has an address in {cidr} may send mail anywhere through this server without a password.",
                 "Keep only networks you control in smtp.trusted_networks, or have those clients log in on 587.",
             ))
+        elif is_wide_private_network(network):
+            findings.append(_wide_network(cidr))
     minutes = config.smtp.pop_before_smtp_minutes
     if minutes > 0:
         critical = minutes > MAX_POP_BEFORE_SMTP_MINUTES
@@ -55,6 +67,30 @@ def relay_findings(config: Config) -> list[Finding]:
             f"keep the window at {MAX_POP_BEFORE_SMTP_MINUTES} minutes or less.",
         ))
     return findings
+
+
+def is_wide_private_network(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """True for a non-public network that is a whole private range or wider than a /16 (IPv6: /48).
+
+    Loopback is exempt: only this machine's own programs are in it.
+    """
+    if network.is_loopback:
+        return False
+    if any(network.version == r.version and r.subnet_of(network) for r in WHOLE_PRIVATE_RANGES):
+        return True
+    limit = MAX_TRUSTED_IPV4_PREFIX if network.version == 4 else MAX_TRUSTED_IPV6_PREFIX
+    return network.prefixlen < limit
+
+
+def _wide_network(cidr: str) -> Finding:
+    return Finding(
+        "relay", "relay.wide-network", "warning",
+        f"Whole network {cidr} may relay without login",
+        f"Every machine in {cidr} may send mail anywhere through this server without a password; on a NAT'ed "
+        "or shared network one compromised PC is enough to send spam in this server's name.",
+        f"Replace {cidr} in smtp.trusted_networks with the few hosts or the small subnet that must relay "
+        "without login (e.g. 192.168.1.10/32), and have everyone else log in on 587.",
+    )
 
 
 def _who_may_relay(config: Config) -> Finding:

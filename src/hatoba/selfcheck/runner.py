@@ -22,7 +22,9 @@ from hatoba.selfcheck.certificates import certificate_findings, read_leaf
 from hatoba.selfcheck.dnscompare import LOOKUP_TIMEOUT, compare_records
 from hatoba.selfcheck.dnsrecords import expected_records
 from hatoba.selfcheck.findings import Finding, Report
+from hatoba.selfcheck.folders import folder_findings
 from hatoba.selfcheck.listeners import listener_findings
+from hatoba.selfcheck.outbound import outbound_findings
 from hatoba.selfcheck.relay_policy import relay_findings
 from hatoba.selfcheck.relay_probe import probe_findings, probe_target
 from hatoba.store.api import DirectoryError
@@ -51,12 +53,14 @@ def run(config: Config, options: Options = Options()) -> Report:
     else:
         add([Finding("relay-probe", "relay-probe.skipped", "info", "Open relay test skipped (--no-live)",
                      "No connection was made to port 25.", "Run without --no-live to test the running server.")])
+    add(outbound_findings(config))
     add(certificate_findings(config, now))
+    add(folder_findings(config))
     keys, key_findings = dkim_keys(config)
     leaf = read_leaf(config.tls.cert) if config.tls.cert.is_file() else None
     records, dns_findings = expected_records(config, domains, keys, leaf)
     add(domain_findings + key_findings + dns_findings)
-    if not options.dns:
+    if not options.dns and records:
         add([Finding("dns", "dns.lookup", "info", "Published DNS records not checked (--no-dns)",
                      "The records below are what to publish; DNS was not asked what is there now.",
                      "Run without --no-dns to compare them with DNS.")])
