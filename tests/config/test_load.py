@@ -269,6 +269,9 @@ def test_meaning_checks(tmp_path: Path) -> None:
         "[limits]\nmax_user_connections_per_ip = 0\n":
             "limits.max_user_connections_per_ip: 0 must be more than 0; remove the line for the default",
         "[limits]\nlogin_cache_seconds = -1\n": "limits.login_cache_seconds: -1.0 must be 0 (off) or more",
+        "[limits]\nlogin_deadline = 0\n": "limits.login_deadline: 0.0 must be more than 0; remove the line for the default",
+        "[limits]\nmax_command_before_login = 100\n":
+            "limits.max_command_before_login: logins need up to 1024 bytes; use at least that",
         "[delivery]\nretry_min = 600\nretry_max = 60\n": "delivery.retry_max: 60 is less than delivery.retry_min (600)",
         '[listeners.smtp]\naddress = "127.0.0.1:2525"\n[listeners.submission]\naddress = "127.0.0.1:2525"\n':
             "listeners.submission: 127.0.0.1:2525 is also the address of listeners.smtp; "

@@ -126,6 +126,26 @@ def test_nonsync_literal_too_big_is_fatal():
     assert r.next() is NEED_DATA
 
 
+def test_literals_of_one_command_share_max_literal():
+    # Each literal fits alone; together they would let one command hold any amount.
+    sync = read_all(b"a LOGIN {60}\r\n" + b"x" * 60 + b" {60}\r\n", max_literal=100)
+    assert sync == [ContinuationRequest(60), CommandError("a", "Literal too big", toobig=True)]
+    nonsync = read_all(b"a LOGIN {60+}\r\n" + b"x" * 60 + b" {60+}\r\n" + b"y" * 60, max_literal=100)
+    assert nonsync == [CommandError("a", "Literal too big", fatal=True, toobig=True)]
+
+
+def test_max_command_caps_line_and_literals_together_until_raised():
+    r = CommandReader(max_line=100, max_literal=100, max_command=100)
+    r.feed(b"a LOGIN " + b"u" * 40 + b" {60}\r\n")  # 48 line bytes + 60 > 100
+    assert drain(r) == [CommandError("a", "Literal too big", toobig=True)]
+    r.feed(b"b LOGIN {30+}\r\n" + b"p" * 30 + b" " + b"q" * 70 + b"\r\n")  # 15 + 30 + 71 > 100
+    assert drain(r) == [CommandError("b", "Command line too long")]
+    r.set_limits(100, 1000)  # logged in: the two budgets apart again
+    r.feed(b"c APPEND box {500+}\r\n" + b"m" * 500 + b"\r\n")
+    (append,) = drain(r)
+    assert append.args == (Atom("box"), String(b"m" * 500, literal=True))
+
+
 def test_literal_minus_limits_nonsync_to_4096():
     ok = read_all(b"a X {4096+}\r\n" + b"y" * 4096 + b"\r\n", literal_minus=True)
     assert ok[0].args == (String(b"y" * 4096, literal=True),)

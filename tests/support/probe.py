@@ -4,7 +4,9 @@
 thread, sends EHLO (SMTP) or NOOP (IMAP) every `interval` seconds, recording
 how long each answer took. Tests of hostile clients wrap the attack in it
 and assert `probe.worst < 1.0`: whatever one client does, the others are
-still served. `rss_kib` reads a server process's resident memory.
+still served. `rss_kib` reads a server process's resident memory, and
+`PeakRss` keeps its largest value while an attack runs; `wait_listening`
+waits for a server process's listener.
 """
 
 from __future__ import annotations
@@ -88,9 +90,44 @@ class LatencyProbe:
                 self.errors.append(str(e))
 
 
+def wait_listening(host: str, port: int, timeout: float = 10.0) -> None:
+    """Return once `port` accepts connections (a server starts its listeners one by one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of a process, in KiB (Linux /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class PeakRss:
+    """The largest resident size of process `pid`, in KiB, while the block runs."""
+
+    def __init__(self, pid: int, interval: float = 0.01) -> None:
+        self.pid, self.interval, self.peak = pid, interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, rss_kib(self.pid))
+
+    def __enter__(self) -> "PeakRss":
+        self.peak = rss_kib(self.pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)

@@ -95,6 +95,19 @@ class LimitsConfig:
     # Seconds a verified login is remembered in memory, so a client that logs
     # in again skips the Argon2 check (Dovecot auth_cache_ttl); 0 = off.
     login_cache_seconds: float = 300.0
+    # -- Clients that have not logged in (hostile ones among them) ----------
+    # Seconds from connect until the client has logged in; on port 25, where
+    # servers never log in, until its first MAIL FROM is accepted. Idle
+    # timeouts restart with every byte; this one does not, so a client that
+    # drips a byte at a time is closed too. Real clients need seconds.
+    login_deadline: float = 120.0
+    # Seconds for a TLS handshake (ports 465, 995, 993, and STARTTLS/STLS).
+    # The connection counts against the limits above from accept on.
+    tls_handshake_timeout: float = 30.0
+    # Bytes of one IMAP command before login, its line and literals together
+    # (Dovecot's login process reads a few KiB): logins need no more, and a
+    # stranger cannot make the server hold megabytes.
+    max_command_before_login: int = 8192
 
 
 @dataclass(frozen=True)

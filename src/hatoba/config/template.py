@@ -46,6 +46,9 @@ _LIMIT_NOTES = {
     "max_bad_commands": "wrong commands before the connection is closed",
     "max_commands_per_session": "commands in one connection",
     "login_cache_seconds": "seconds a correct login is remembered; 0 = off",
+    "login_deadline": "seconds from connect to login (port 25: to the first MAIL FROM)",
+    "tls_handshake_timeout": "seconds for a TLS handshake",
+    "max_command_before_login": "bytes of one IMAP command before login, literals included",
 }
 
 _AUTH_NOTES = {

@@ -31,6 +31,8 @@ _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 # RFC 5321 §4.5.3.1.4 and §4.5.3.1.6: the lines every server must accept.
 MIN_COMMAND_LINE = 512
 MIN_DATA_LINE = 1000
+# A LOGIN with a long address and password, or SASL PLAIN in base64, fits in this.
+MIN_COMMAND_BEFORE_LOGIN = 1024
 
 # A failed login is answered after at most this many seconds: some mail
 # programs give up waiting for an answer after a minute (Outlook's default),
@@ -216,6 +218,9 @@ def _limit_problems(limits: LimitsConfig) -> Iterator[str]:
         yield f"limits.max_command_line: SMTP clients may send {MIN_COMMAND_LINE}-octet commands (RFC 5321); use at least that"
     if limits.max_data_line < MIN_DATA_LINE:
         yield f"limits.max_data_line: mail may hold {MIN_DATA_LINE}-octet lines (RFC 5321); use at least that"
+    if limits.max_command_before_login < MIN_COMMAND_BEFORE_LOGIN:
+        yield (f"limits.max_command_before_login: logins need up to {MIN_COMMAND_BEFORE_LOGIN} bytes; "
+               "use at least that")
 
 
 def _delivery_problems(config: Config) -> Iterator[str]:

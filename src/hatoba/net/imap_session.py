@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from hatoba.config.schema import Config, ListenerConfig
 from hatoba.net import login as L
+from hatoba.net.inflate import Inflater, InflateError
 from hatoba.net.login import Logins, ScramLogin
 from hatoba.policy.pop_before_smtp import PopBeforeSmtp
 from hatoba.proto import sasl
@@ -46,7 +47,9 @@ IDLE_AUTOLOGOUT = 30 * 60.0
 # catches files that outside tools put into the Maildir.
 IDLE_RESCAN = 120.0
 AUTOLOGOUT_BYE = b"* BYE Autologout; idle for too long\r\n"
+LOGIN_DEADLINE_BYE = b"* BYE Too slow: no login in time\r\n"
 SHUTDOWN_BYE = b"* BYE Server shutting down; try again later\r\n"
+BAD_DEFLATE_BYE = b"* BYE Invalid compressed data\r\n"
 NOTHING_ENABLED: frozenset[str] = frozenset()
 
 
@@ -122,8 +125,8 @@ class ImapSession(SessionBase):
             max_bad_commands=cfg.limits.max_bad_commands,
             channel_binding=bool(self.tls_info and self.channel_bindings()),
         )
-        self.commands = CommandReader(max_line=self.facts.max_line, max_literal=self.facts.max_literal)
         self.state = State.NOT_AUTHENTICATED
+        self.commands = self.new_reader()
         self.user: str | None = None
         self.boxes: UserMailboxes | None = None
         self.selected = None  # SelectedMailbox when in State.SELECTED
@@ -132,7 +135,7 @@ class ImapSession(SessionBase):
         self.command_count = 0
         self.closed = False
         self._compress: zlib._Compress | None = None  # type: ignore[name-defined]
-        self._decompress: zlib._Decompress | None = None  # type: ignore[name-defined]
+        self._decompress: Inflater | None = None
         self._subscribed = False  # in ctx.events, to hear of other sessions' and deliveries' changes
         self.news = False  # a mailbox changed since the last refresh (refresh_selected clears it)
         self.idling: str | None = None  # the tag of an IDLE in progress
@@ -178,23 +181,27 @@ class ImapSession(SessionBase):
                 await self.flush()
 
     async def read(self) -> bytes | None:
+        """The client's next bytes; None when the session ends (the end of
+        input, a timeout, the server stopping, invalid compressed data)."""
+        if not self._inflate_pending() and not await self._await_input():
+            return None
+        return await self._receive()
+
+    async def _await_input(self) -> bool:
+        """Wait for the client's next bytes; False (and BYE written) on a timeout or a stop."""
         timeout = PRE_LOGIN_TIMEOUT if self.state is State.NOT_AUTHENTICATED else IDLE_AUTOLOGOUT
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + self.read_timeout(timeout)
         while True:
             # Stopping: a client between commands is told at once; one part-way through a
             # command (an APPEND literal on its way) gets the server's grace to finish it.
             if self.ctx.stopping and self.commands.between_commands:
                 self._bye(SHUTDOWN_BYE)
-                return None
+                return False
             if await self._wait_for_input(deadline):
-                break
+                return True
             if asyncio.get_running_loop().time() >= deadline:
-                self._bye(AUTOLOGOUT_BYE)
-                return None
-        data = await self.stream.read(READ_SIZE)
-        if not data:
-            return None
-        return self._inflate(data)
+                self._bye(LOGIN_DEADLINE_BYE if self.login_overdue() else AUTOLOGOUT_BYE)
+                return False
 
     def _bye(self, line: bytes) -> None:
         """End the session with an untagged BYE (RFC 9051 §7.1.5); the server closes it."""
@@ -210,11 +217,27 @@ class ImapSession(SessionBase):
         finally:
             clock.remove(self.stream)
 
-    def _inflate(self, data: bytes) -> bytes:
-        """Bytes as the client meant them: after COMPRESS (RFC 4978), inflated."""
-        if self._decompress is not None:
-            data = self._decompress.decompress(data)
-        return data
+    def _inflate_pending(self) -> bool:
+        return self._decompress is not None and self._decompress.pending
+
+    async def _receive(self) -> bytes | None:
+        """Bytes as the client meant them: after COMPRESS (RFC 4978), inflated,
+        at most READ_SIZE at a time (see net/inflate.py); None at the end."""
+        if self._inflate_pending():
+            await asyncio.sleep(0)  # other sessions run between the pieces of a large input
+            data = b""
+        else:
+            data = await self.stream.read(READ_SIZE)
+            if not data:
+                return None
+        if self._decompress is None:
+            return data
+        try:
+            return self._decompress.inflate(data)
+        except InflateError as exc:
+            log.info("invalid compressed input (%s); closing", exc)
+            self._bye(BAD_DEFLATE_BYE)
+            return None
 
     async def process(self) -> None:
         while not self.closed and self.idling is None:
@@ -310,10 +333,18 @@ class ImapSession(SessionBase):
             self.closed = True
             return
         # RFC 9051 §6.2.1: forget anything pipelined before TLS (CVE-2011-0411 style injection).
-        self.commands = CommandReader(max_line=self.facts.max_line, max_literal=self.facts.max_literal)
+        self.commands = self.new_reader()
         self.facts = dataclasses.replace(
             self.facts, tls_active=True, tls_available=False, channel_binding=bool(self.channel_bindings())
         )
+
+    def new_reader(self) -> CommandReader:
+        """A command reader; before login it takes limits.max_command_before_login
+        bytes a command, so a stranger cannot make the server hold megabytes."""
+        if self.state is State.NOT_AUTHENTICATED:
+            cap = self.ctx.config.limits.max_command_before_login
+            return CommandReader(max_line=cap, max_literal=cap, max_command=cap)
+        return CommandReader(max_line=self.facts.max_line, max_literal=self.facts.max_literal)
 
     # -- logins -----------------------------------------------------------------------
 
@@ -331,6 +362,7 @@ class ImapSession(SessionBase):
         self.user = result.account
         self.boxes = await asyncio.to_thread(self._open_user)
         self.state = State.AUTHENTICATED
+        self.commands.set_limits(self.facts.max_line, self.facts.max_literal)
         self.ctx.events.subscribe(self.user, self)
         self._subscribed = True
         self.ctx.pop_before_smtp.record_login(self.client_ip, self.user)
@@ -470,19 +502,20 @@ class ImapSession(SessionBase):
                         return False
                     continue
                 due = min(self._idle_rescan, self._idle_deadline)
-                if self.ctx.park is not None and not self.stream.has_input():
+                pending = self._inflate_pending()
+                if self.ctx.park is not None and not pending and not self.stream.has_input():
                     clock.add(self.stream, due)
                     self.ctx.park(self)
                     parked = True
                     return True
-                if not await self._wait_for_input(due):
+                if not pending and not await self._wait_for_input(due):
                     continue  # woken: news, or a deadline
-                data = await self.stream.read(READ_SIZE)
-                if not data:
+                data = await self._receive()
+                if data is None:
                     self.closed = True
                     return False
                 self._idle_deadline = loop.time() + IDLE_AUTOLOGOUT
-                self.commands.feed(self._inflate(data))
+                self.commands.feed(data)
         finally:
             if not parked:
                 self.idling = None
@@ -506,7 +539,7 @@ class ImapSession(SessionBase):
     def start_compression(self) -> None:
         # RFC 4978: raw deflate both ways, from the next byte on.
         self._compress = zlib.compressobj(6, zlib.DEFLATED, -15)
-        self._decompress = zlib.decompressobj(-15)
+        self._decompress = Inflater(READ_SIZE)
 
 
 def _refusal(result: L.LoginResult) -> str:

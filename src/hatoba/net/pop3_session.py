@@ -142,11 +142,13 @@ class Pop3Session(SessionBase):
         try:
             while not self.conn.closed:
                 try:
-                    async with asyncio.timeout(timeout):
+                    async with asyncio.timeout(self.read_timeout(timeout)):
                         data = await self.stream.read(READ_SIZE)
                 except TimeoutError:
-                    self._write(R.format_reply(R.err("Autologout; idle for too long")))
-                    mail_log("timeout", ip=self.client_ip, proto="pop3")
+                    overdue = self.login_overdue()
+                    text = "Too slow: no login in time" if overdue else "Autologout; idle for too long"
+                    self._write(R.format_reply(R.err(text)))
+                    mail_log("timeout", ip=self.client_ip, proto="pop3", reason="login-deadline" if overdue else "idle")
                     break
                 if not data:
                     break  # dropped: nothing is deleted (RFC 1939 §6)

@@ -7,7 +7,9 @@ knows the small interfaces it is handed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import resource
 import socket
 import ssl
 import time
@@ -44,6 +46,8 @@ if TYPE_CHECKING:  # the delivery machinery (DNS, SMTP client, DKIM) loads only 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0  # seconds sessions get to finish on stop
+# Descriptors besides connections: listeners, the directory, spool and Maildir files, logs.
+SPARE_DESCRIPTORS = 100
 SERVED_LISTENERS = (*SMTP_LISTENERS, "pop3", "pop3s", "imap", "imaps")
 
 
@@ -116,6 +120,7 @@ class Server:
         self._servers: list[asyncio.Server] = []
         self._sessions: set[asyncio.Task[Any]] = set()
         self._parked: dict[Stream, ImapSession] = {}  # IDLE sessions without a task (Stream.park)
+        self._admitted: dict[Stream, str] = {}  # counted connections not yet open (TLS handshake), -> address
         self.imap.park = self._park
         self.bound: dict[str, tuple[str, int]] = {}  # listener name -> actual address
 
@@ -158,6 +163,7 @@ class Server:
         if recovered:
             log.info("queue: %d message(s) from before the start", len(recovered))
         await self.manager.start()
+        room_for_connections(self.config.limits.max_connections)
         for listener in self.config.listeners.values():
             if not listener.enabled:
                 continue
@@ -180,18 +186,43 @@ class Server:
             )
 
     def _stream_factory(self, listener: ListenerConfig) -> Callable[[], Stream]:
-        """A Stream for each accepted connection; its session starts once the
-        stream is open (after the TLS handshake on implicit-TLS ports)."""
+        """A Stream for each accepted connection; it counts against the
+        connection limits at once, and its session starts once the stream is
+        open (after the TLS handshake on implicit-TLS ports)."""
         implicit_tls = self.tls_context if listener.implicit_tls else None
+        handshake_timeout = self.config.limits.tls_handshake_timeout
+
+        def accepted(stream: Stream) -> bool:
+            return self._admit(listener, stream)
 
         def opened(stream: Stream) -> None:
             parked = self._parked.pop(stream, None)
             if parked is not None:  # a parked IDLE session woke up
                 self._start(self._serve(parked, parked.serve()))
             else:
-                self._start(self._serve_connection(listener, stream))
+                self._start(self._serve_connection(listener, stream, self._admitted.pop(stream)))
 
-        return lambda: Stream(opened, implicit_tls)
+        def failed(stream: Stream) -> None:  # the TLS handshake failed or timed out
+            self.limiter.release(self._admitted.pop(stream))
+
+        return lambda: Stream(
+            opened, implicit_tls, handshake_timeout=handshake_timeout, on_accept=accepted, on_fail=failed
+        )
+
+    def _admit(self, listener: ListenerConfig, stream: Stream) -> bool:
+        """Count a connection from accept on, before any TLS handshake (one
+        address must not hold thousands of half-open handshakes); False refuses it."""
+        peer = stream.get_extra_info("peername") or ("?", 0)
+        ip = str(peer[0])
+        refusal = self.limiter.acquire(ip)
+        if refusal is None:
+            self._admitted[stream] = ip
+            return True
+        mail_log("refused", ip=ip, listener=listener.name, reason=refusal.text)
+        if not listener.implicit_tls:  # an implicit-TLS port cannot say why without a handshake
+            stream.write(_farewell(listener, refusal))
+        stream.close()
+        return False
 
     def _start(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -213,19 +244,15 @@ class Server:
                 {"message": "session ended by an unexpected error", "exception": exc, "task": task}
             )
 
-    async def _serve_connection(self, listener: ListenerConfig, stream: Stream) -> None:
+    async def _serve_connection(self, listener: ListenerConfig, stream: Stream, ip: str) -> None:
+        """Serve a connection _admit() counted for `ip`."""
         peer = stream.get_extra_info("peername") or ("?", 0)
-        ip = str(peer[0])
         sid = new_session_id()
         session_id.set(sid)
         sock = stream.get_extra_info("socket")
         if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        refusal = self.limiter.acquire(ip)
-        if refusal is not None:
-            mail_log("refused", ip=ip, listener=listener.name, reason=refusal.text)
-            await _close_with(stream, _farewell(listener, refusal))
-            return
+            with contextlib.suppress(OSError):  # reset already: the session finds out and ends
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         mail_log("connect", ip=ip, port=peer[1], listener=listener.name)
         del peer, sock  # an IMAP connection may last hours: keep no more than needed
         session: SmtpSession | Pop3Session | ImapSession
@@ -285,6 +312,29 @@ class Server:
                 await asyncio.wait(pending, timeout=5)
         await self.manager.stop()
         self.throttle.close()
+
+
+def room_for_connections(max_connections: int) -> bool:
+    """Raise the descriptor limit (ulimit -n) to what limits.max_connections
+    needs, as far as the hard limit allows; else warn. When descriptors run
+    out, accept() fails for every client, not only for the flood."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + SPARE_DESCRIPTORS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "only %d file descriptors (ulimit -n) for limits.max_connections = %d; "
+            "raise the limit to %d or set max_connections to %d",
+            soft, max_connections, wanted, max(1, soft - SPARE_DESCRIPTORS),
+        )
+        return False
+    return True
 
 
 def _farewell(listener: ListenerConfig, reply: R.Reply) -> bytes:

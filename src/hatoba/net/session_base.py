@@ -13,14 +13,13 @@ from hatoba.logs import mail_log, trace_line
 from hatoba.net.stream import Stream
 from hatoba.net.tlsbinding import channel_bindings
 
-TLS_HANDSHAKE_TIMEOUT = 30.0
-
 
 class SessionBase:
     # Slots here let a subclass with __slots__ of its own (ImapSession, whose
     # IDLE connections last for hours) go without a per-instance dict.
     __slots__ = (
         "ctx", "listener", "stream", "session_id", "client_ip", "tls_info", "started", "login_account", "out",
+        "login_due",
     )
     # Log each line written at DEBUG (hatoba serve --debug); IMAP logs its own.
     trace_output = True
@@ -44,8 +43,27 @@ class SessionBase:
         # server gives its connection back to that account's count on close.
         self.login_account: str | None = None
         self.out: list[bytes] = []
+        # Loop time by which the client must have logged in (limits.login_deadline);
+        # None once the session has passed it (SMTP: a MAIL FROM was accepted).
+        self.login_due: float | None = (
+            asyncio.get_running_loop().time() + ctx.config.limits.login_deadline
+        )
         if listener.implicit_tls:
             self._record_tls()
+
+    # -- time limits -------------------------------------------------------------------
+
+    def read_timeout(self, idle: float) -> float:
+        """Seconds the next read may wait: `idle`, or less when the login
+        deadline is nearer. Idle timeouts restart with each byte; this does not."""
+        if self.login_due is None or self.login_account is not None:
+            return idle
+        return min(idle, max(0.0, self.login_due - asyncio.get_running_loop().time()))
+
+    def login_overdue(self) -> bool:
+        """The login deadline, not an idle timeout, ended the wait."""
+        return (self.login_due is not None and self.login_account is None
+                and asyncio.get_running_loop().time() >= self.login_due)
 
     # -- output ------------------------------------------------------------------------
 
@@ -83,7 +101,7 @@ class SessionBase:
         failed (the session must then close: the stream is in no usable state)."""
         assert self.ctx.tls_context is not None
         try:
-            async with asyncio.timeout(TLS_HANDSHAKE_TIMEOUT):
+            async with asyncio.timeout(self.ctx.config.limits.tls_handshake_timeout):
                 await self.stream.start_tls(self.ctx.tls_context)
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
             mail_log("tls-failed", ip=self.client_ip, proto=proto, reason=type(exc).__name__)

@@ -115,11 +115,13 @@ class SmtpSession(SessionBase):
             while not self.conn.closed:
                 timeout = limits.data_timeout if self.conn.state in (State.DATA, State.BDAT) else limits.command_timeout
                 try:
-                    async with asyncio.timeout(timeout):
+                    async with asyncio.timeout(self.read_timeout(timeout)):
                         data = await self.stream.read(READ_SIZE)
                 except TimeoutError:
-                    self._write(R.format_reply(R.R421_TIMEOUT))
-                    mail_log("timeout", ip=self.client_ip, state=self.conn.state.value)
+                    overdue = self.login_overdue()
+                    self._write(R.format_reply(R.R421_LOGIN_DEADLINE if overdue else R.R421_TIMEOUT))
+                    mail_log("timeout", ip=self.client_ip, state=self.conn.state.value,
+                             reason="login-deadline" if overdue else "idle")
                     break
                 if not data:
                     break
@@ -258,6 +260,7 @@ class SmtpSession(SessionBase):
                          login=login, sender=event.path.address)
                 return decision.reply
         self.mail_event = event
+        self.login_due = None  # a sender under way: only the idle timeouts apply now
         self.mail_from = "" if event.path.address is None else str(event.path.address)
         self.recipients = []
         return R.R250_SENDER_OK

@@ -21,6 +21,10 @@ Rules:
 - start_tls() drops plaintext that arrived after the command that asked
   for TLS: it is never read as if it had come encrypted (CVE-2011-0411).
 - Receiving pauses while more than max_buffer bytes wait to be read.
+- on_accept(stream) runs first, before any TLS handshake, so that a
+  connection counts against the limits from accept on; when it returns
+  False the connection is closed and nothing else runs. on_fail(stream) runs
+  instead of on_open when the connection ends before it could carry a session.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ class Stream(asyncio.Protocol):
     __slots__ = (
         "_transport", "_on_open", "_implicit_tls", "_tls", "_tls_in", "_tls_out", "_handshake",
         "_timer", "_chunks", "_size", "_waiter", "_eof", "_error", "_write_paused", "_drain_waiter",
-        "_read_paused", "_max_buffer", "_parked",
+        "_read_paused", "_max_buffer", "_parked", "_on_accept", "_on_fail", "_handshake_timeout",
     )
 
     def __init__(
@@ -52,6 +56,9 @@ class Stream(asyncio.Protocol):
         implicit_tls: ssl.SSLContext | None = None,
         *,
         max_buffer: int = MAX_BUFFER,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        on_accept: Callable[[Stream], bool] | None = None,
+        on_fail: Callable[[Stream], None] | None = None,
     ) -> None:
         """`on_open(stream)` runs once the connection can carry a session: at
         once, or after the TLS handshake when `implicit_tls` is given."""
@@ -73,18 +80,32 @@ class Stream(asyncio.Protocol):
         self._read_paused = False
         self._max_buffer = max_buffer
         self._parked = False
+        self._on_accept = on_accept
+        self._on_fail = on_fail
+        self._handshake_timeout = handshake_timeout
 
     # -- the transport's side ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
+        accept, self._on_accept = self._on_accept, None
+        if accept is not None and not accept(self):
+            self._on_fail = None
+            return
         if self._implicit_tls is None:
-            self._on_open(self)
+            self._opened()
             return
         handshake = self._begin_tls(self._implicit_tls)
         self._implicit_tls = None
-        self._timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._handshake_timed_out)
+        self._timer = asyncio.get_running_loop().call_later(self._handshake_timeout, self._handshake_timed_out)
         handshake.add_done_callback(self._implicit_handshake_done)
+
+    def _opened(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return  # lost while the handshake finished: connection_lost runs on_fail
+        self._on_fail = None  # from now on the session owns the connection's end
+        self._on_open(self)
 
     def _implicit_handshake_done(self, handshake: asyncio.Future[None]) -> None:
         if self._timer is not None:
@@ -98,11 +119,11 @@ class Stream(asyncio.Protocol):
             log.info("TLS handshake with %s failed: %s", peer[0], _reason(exc))
             self.abort()
             return
-        self._on_open(self)
+        self._opened()
 
     def _handshake_timed_out(self) -> None:
         self._timer = None
-        self._fail_handshake(TimeoutError("no TLS handshake within %d s" % HANDSHAKE_TIMEOUT))
+        self._fail_handshake(TimeoutError("no TLS handshake within %g s" % self._handshake_timeout))
 
     def data_received(self, data: bytes) -> None:
         if self._tls is None:
@@ -141,6 +162,9 @@ class Stream(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        failed, self._on_fail = self._on_fail, None
+        if failed is not None:
+            failed(self)
 
     def pause_writing(self) -> None:
         self._write_paused = True

@@ -9,7 +9,9 @@ Rules:
   an atom is kept whole, spaces and parentheses included, so that
   "BODY[HEADER.FIELDS (A B)]<0.100>" is one Atom for parse_fetch_items.
 - The command line (without literals) is capped at max_line bytes in total,
-  each literal at max_literal. The reader keeps its own buffer instead of
+  its literals together at max_literal (a command carries one big literal
+  at most: APPEND's), and line and literals together at max_command (a
+  small budget before login). The reader keeps its own buffer instead of
   lines.LineBuffer: it must read the tag of an over-long line before it drops
   it, and switch between lines and literal bytes mid-command.
 - What the arguments mean is not read here: args.py and the grammar modules
@@ -164,21 +166,29 @@ class CommandReader:
     """Bytes in, whole commands out (h11 style: feed(), then next() until NEED_DATA)."""
 
     def __init__(self, max_line: int = 65536, max_literal: int = 64 * 1024 * 1024, *,
-                 literal_minus: bool = False) -> None:
-        self.max_line = max_line
-        self.max_literal = max_literal
-        # LITERAL- servers (RFC 7888) take non-synchronizing literals up to 4096 only.
-        self.nonsync_limit = min(max_literal, LITERAL_MINUS_MAX) if literal_minus else max_literal
+                 max_command: int | None = None, literal_minus: bool = False) -> None:
+        self._literal_minus = literal_minus
+        self.set_limits(max_line, max_literal, max_command=max_command)
         self._buf = bytearray()
         self._closed = False
         self._skipping = False  # dropping the rest of an over-long line
         self._long_head = b""
         self._reset()
 
+    def set_limits(self, max_line: int, max_literal: int, *, max_command: int | None = None) -> None:
+        """Limits for the next commands (larger once the client has logged in).
+        max_command None: max_line + max_literal, the two budgets apart."""
+        self.max_line = max_line
+        self.max_literal = max_literal
+        self.max_command = max_line + max_literal if max_command is None else max_command
+        # LITERAL- servers (RFC 7888) take non-synchronizing literals up to 4096 only.
+        self.nonsync_limit = min(max_literal, LITERAL_MINUS_MAX) if self._literal_minus else max_literal
+
     def _reset(self) -> None:
         self._tag: str | None = None
         self._tokens: _Tokens | None = None
         self._used = 0  # line bytes of this command so far
+        self._literal_bytes = 0  # literal bytes of this command so far
         self._literal: tuple[int, bool] | None = None  # (size, literal8) being read
         self._discard = False  # reading the rest of a bad command only to drop it
 
@@ -248,11 +258,12 @@ class CommandReader:
                 value = bytes(self._buf[:size])
                 del self._buf[:size]
                 self._literal = None
+                self._literal_bytes += size
                 if not self._discard:
                     assert self._tokens is not None
                     self._tokens.add_literal(value, literal8)
                 continue
-            line = self._take_line(self.max_line - self._used)
+            line = self._take_line(self._line_room())
             if line is None:
                 return NEED_DATA
             if isinstance(line, _TooLong):
@@ -296,15 +307,23 @@ class CommandReader:
         size, sync, literal8 = literal
         tag = self._tag
         if sync:
-            if size > self.max_literal:
+            if size > self._literal_room():
                 self._reset()  # the client waits for "+" and will not send the bytes
                 return CommandError(tag, "Literal too big", toobig=True)
             self._literal = (size, literal8)
             return ContinuationRequest(size)
-        if size > self.nonsync_limit:
+        if size > min(self.nonsync_limit, self._literal_room()):
             return self._fatal(tag)
         self._literal = (size, literal8)
         return None
+
+    def _line_room(self) -> int:
+        left = self.max_command - self._used - self._literal_bytes
+        return max(0, min(self.max_line - self._used, left))
+
+    def _literal_room(self) -> int:
+        left = self.max_command - self._used - self._literal_bytes
+        return max(0, min(self.max_literal - self._literal_bytes, left))
 
     def _finish(self) -> RawCommand | CommandError:
         assert self._tokens is not None and self._tag is not None
