@@ -11,6 +11,7 @@ from collections.abc import Callable
 from hatoba.net.imap_cmd_common import is_utf8, refresh_selected, selected_view
 from hatoba.net.imap_selected import SelectedMailbox
 from hatoba.net.imap_session import ImapSession
+from hatoba.net.workers import MAILBOX
 from hatoba.proto.imap import encode as E
 from hatoba.proto.imap import fetch as F
 from hatoba.proto.imap import search as S
@@ -301,7 +302,7 @@ async def _search_positions(s: ImapSession, key, view: SelectedMailbox) -> list[
     # enough (a 64 KB line of sequence sets) to keep the loop from other sessions.
     if not S.needs_message(key) and len(records) * S.key_size(key) <= SEARCH_ON_LOOP_WORK:
         return S.search_positions(key, records, view.mailbox, recent=recent, saved=saved)
-    return await asyncio.to_thread(S.search_positions, key, records, view.mailbox, recent=recent, saved=saved)
+    return await MAILBOX.run(S.search_positions, key, records, view.mailbox, recent=recent, saved=saved)
 
 
 async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> None:
@@ -385,7 +386,7 @@ async def _sort_or_thread(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: 
         items.sort(key=lambda item: SORT.sort_keys(criteria, item[1], item[2]))
         return b"* SORT" + b"".join(b" %d" % number(meta) for _, meta, _ in items) + b"\r\n"
 
-    s.write(await asyncio.to_thread(answer))
+    s.write(await MAILBOX.run(answer))
     await refresh_selected(s, allow_expunge=uid)
     s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}{'THREAD' if thread else 'SORT'} completed")
 
