@@ -46,6 +46,8 @@ _LIMIT_NOTES = {
     "max_bad_commands": "wrong commands before the connection is closed",
     "max_commands_per_session": "commands in one connection",
     "login_cache_seconds": "seconds a correct login is remembered; 0 = off",
+    "max_mime_parts": "MIME parts read in one message; the rest is one opaque part",
+    "max_mime_depth": "levels of MIME nesting read; deeper parts are opaque",
 }
 
 _AUTH_NOTES = {

@@ -31,6 +31,8 @@ _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 # RFC 5321 §4.5.3.1.4 and §4.5.3.1.6: the lines every server must accept.
 MIN_COMMAND_LINE = 512
 MIN_DATA_LINE = 1000
+# Each level of MIME nesting is a level of recursion when a message is parsed and answered.
+MAX_MIME_DEPTH = 500
 
 # A failed login is answered after at most this many seconds: some mail
 # programs give up waiting for an answer after a minute (Outlook's default),
@@ -214,6 +216,8 @@ def _limit_problems(limits: LimitsConfig) -> Iterator[str]:
             yield f"limits.{name}: {value} must be more than 0; remove the line for the default"
     if limits.max_command_line < MIN_COMMAND_LINE:
         yield f"limits.max_command_line: SMTP clients may send {MIN_COMMAND_LINE}-octet commands (RFC 5321); use at least that"
+    if limits.max_mime_depth > MAX_MIME_DEPTH:
+        yield f"limits.max_mime_depth: at most {MAX_MIME_DEPTH}; real mail nests a few levels deep"
     if limits.max_data_line < MIN_DATA_LINE:
         yield f"limits.max_data_line: mail may hold {MIN_DATA_LINE}-octet lines (RFC 5321); use at least that"
 

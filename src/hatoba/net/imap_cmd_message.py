@@ -34,6 +34,11 @@ SEARCH_ON_LOOP_WORK = 200_000  # messages × search keys up to which SEARCH runs
 SORT_FIELDS = frozenset({"cc", "date", "from", "in-reply-to", "message-id", "references", "subject", "to"})
 
 
+def _mime_limits(s: ImapSession) -> F.MimeLimits:
+    limits = s.ctx.config.limits
+    return F.MimeLimits(limits.max_mime_parts, limits.max_mime_depth)
+
+
 async def cmd_close(s: ImapSession, cmd: RawCommand) -> None:
     view = selected_view(s)
     if not view.readonly:
@@ -106,6 +111,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
 
     records = view.records
     since = int(changedsince) if changedsince is not None else None
+    mime_limits = _mime_limits(s)
 
     def meta_work(start: int) -> tuple[list[bytes], int]:
         """FLAGS, UID, ...: answered from the records alone, one format per line."""
@@ -152,7 +158,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
             flags = record.flags | {"\\Recent"} if u in recent else record.flags
             meta = MessageMeta(uid=u, seq=view.seq_of(u) or 0, flags=flags,
                                internal_date=record.internal_date, size=record.size, modseq=record.modseq)
-            result = F.fetch(items, meta, message)
+            result = F.fetch(items, meta, message, mime_limits)
             if result.sets_seen and "\\Seen" not in record.flags and not view.readonly:
                 seen_uids.append(u)
             out.append(b"* %d FETCH %s\r\n" % (meta.seq, result.data))
@@ -302,7 +308,8 @@ async def _search_positions(s: ImapSession, key, view: SelectedMailbox) -> list[
     # enough (a 64 KB line of sequence sets) to keep the loop from other sessions.
     if not S.needs_message(key) and len(records) * S.key_size(key) <= SEARCH_ON_LOOP_WORK:
         return S.search_positions(key, records, view.mailbox, recent=recent, saved=saved)
-    return await MAILBOX.run(S.search_positions, key, records, view.mailbox, recent=recent, saved=saved)
+    return await MAILBOX.run(S.search_positions, key, records, view.mailbox, recent=recent, saved=saved,
+                             mime_limits=_mime_limits(s))
 
 
 async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> None:
