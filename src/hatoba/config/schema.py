@@ -108,6 +108,13 @@ class LimitsConfig:
     # (Dovecot's login process reads a few KiB): logins need no more, and a
     # stranger cannot make the server hold megabytes.
     max_command_before_login: int = 8192
+    # The MIME structure read from one message (FETCH BODYSTRUCTURE and
+    # BODY[1.2], SEARCH BODY/TEXT): parts in all, and levels of nesting, as
+    # Dovecot's 10,000 and 100. Past them the rest of the message is one
+    # opaque part (application/octet-stream): a message of 100,000 tiny parts
+    # costs what 10,000 do, not minutes and gigabytes.
+    max_mime_parts: int = 10_000
+    max_mime_depth: int = 100
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,8 @@ _LIMIT_NOTES = {
     "login_deadline": "seconds from connect to login (port 25: to the first MAIL FROM)",
     "tls_handshake_timeout": "seconds for a TLS handshake",
     "max_command_before_login": "bytes of one IMAP command before login, literals included",
+    "max_mime_parts": "MIME parts read in one message; the rest is one opaque part",
+    "max_mime_depth": "levels of MIME nesting read; deeper parts are opaque",
 }
 
 _AUTH_NOTES = {

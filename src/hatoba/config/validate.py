@@ -33,6 +33,8 @@ MIN_COMMAND_LINE = 512
 MIN_DATA_LINE = 1000
 # A LOGIN with a long address and password, or SASL PLAIN in base64, fits in this.
 MIN_COMMAND_BEFORE_LOGIN = 1024
+# Each level of MIME nesting is a level of recursion when a message is parsed and answered.
+MAX_MIME_DEPTH = 500
 
 # A failed login is answered after at most this many seconds: some mail
 # programs give up waiting for an answer after a minute (Outlook's default),
@@ -216,6 +218,8 @@ def _limit_problems(limits: LimitsConfig) -> Iterator[str]:
             yield f"limits.{name}: {value} must be more than 0; remove the line for the default"
     if limits.max_command_line < MIN_COMMAND_LINE:
         yield f"limits.max_command_line: SMTP clients may send {MIN_COMMAND_LINE}-octet commands (RFC 5321); use at least that"
+    if limits.max_mime_depth > MAX_MIME_DEPTH:
+        yield f"limits.max_mime_depth: at most {MAX_MIME_DEPTH}; real mail nests a few levels deep"
     if limits.max_data_line < MIN_DATA_LINE:
         yield f"limits.max_data_line: mail may hold {MIN_DATA_LINE}-octet lines (RFC 5321); use at least that"
     if limits.max_command_before_login < MIN_COMMAND_BEFORE_LOGIN:

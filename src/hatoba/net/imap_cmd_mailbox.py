@@ -7,7 +7,6 @@ RFC 9208).
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from datetime import datetime
 
@@ -16,6 +15,7 @@ from hatoba.net.imap_selected import SelectedMailbox
 from hatoba.net.imap_session import ImapSession
 from hatoba.proto.imap import encode as E
 from hatoba.proto.imap.args import parse_list_args, parse_mailbox, parse_status_items
+from hatoba.proto.imap.listmatch import list_matcher
 from hatoba.proto.imap.reader import RawCommand
 from hatoba.proto.imap.scalars import ArgError, as_number, as_text, parse_datetime, parse_flags, parse_sequence_set
 from hatoba.proto.imap.states import State
@@ -129,21 +129,6 @@ async def cmd_unsubscribe(s: ImapSession, cmd: RawCommand) -> None:
     s.tagged(cmd.tag, "OK", "UNSUBSCRIBE completed")
 
 
-def _pattern_matcher(patterns: list[str]) -> Callable[[str], bool]:
-    """LIST wildcards: "*" matches anything, "%" anything but the delimiter (RFC 9051 §6.3.9).
-
-    INBOX is case-insensitive (the store always spells it "INBOX"); the rest of a name is not.
-    """
-    regexes = []
-    for pattern in patterns:
-        if pattern[:5].upper() == "INBOX" and pattern[5:6] in ("", DELIMITER, "*", "%"):
-            pattern = "INBOX" + pattern[5:]
-        regexes.append(re.compile("".join(
-            ".*" if c == "*" else f"[^{re.escape(DELIMITER)}]*" if c == "%" else re.escape(c) for c in pattern
-        )))
-    return lambda name: any(r.fullmatch(name) for r in regexes)
-
-
 async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
     assert s.boxes is not None
     largs = parse_list_args(cmd.args)
@@ -161,7 +146,7 @@ async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
     special_only = "SPECIAL-USE" in selection
     status_items = largs.status_items
     verb = b"LSUB" if lsub else b"LIST"
-    matches = _pattern_matcher([reference + p for p in patterns])
+    matches = list_matcher(reference, patterns, DELIMITER)
     if subscribed_only:
         await _list_subscribed(s, infos, matches, verb, lsub=lsub, special_only=special_only)
         s.tagged(cmd.tag, "OK", f"{verb.decode()} completed")

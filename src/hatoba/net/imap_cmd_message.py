@@ -11,6 +11,7 @@ from collections.abc import Callable
 from hatoba.net.imap_cmd_common import is_utf8, refresh_selected, selected_view
 from hatoba.net.imap_selected import SelectedMailbox
 from hatoba.net.imap_session import ImapSession
+from hatoba.net.workers import MAILBOX
 from hatoba.proto.imap import encode as E
 from hatoba.proto.imap import fetch as F
 from hatoba.proto.imap import search as S
@@ -31,6 +32,11 @@ SEARCH_ON_LOOP_WORK = 200_000  # messages × search keys up to which SEARCH runs
 
 # The fields SORT (RFC 5256 §3, RFC 5957) and THREAD (RFC 5256 §2) read; all kept in the header cache.
 SORT_FIELDS = frozenset({"cc", "date", "from", "in-reply-to", "message-id", "references", "subject", "to"})
+
+
+def _mime_limits(s: ImapSession) -> F.MimeLimits:
+    limits = s.ctx.config.limits
+    return F.MimeLimits(limits.max_mime_parts, limits.max_mime_depth)
 
 
 async def cmd_close(s: ImapSession, cmd: RawCommand) -> None:
@@ -105,6 +111,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
 
     records = view.records
     since = int(changedsince) if changedsince is not None else None
+    mime_limits = _mime_limits(s)
 
     def meta_work(start: int) -> tuple[list[bytes], int]:
         """FLAGS, UID, ...: answered from the records alone, one format per line."""
@@ -151,7 +158,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
             flags = record.flags | {"\\Recent"} if u in recent else record.flags
             meta = MessageMeta(uid=u, seq=view.seq_of(u) or 0, flags=flags,
                                internal_date=record.internal_date, size=record.size, modseq=record.modseq)
-            result = F.fetch(items, meta, message)
+            result = F.fetch(items, meta, message, mime_limits)
             if result.sets_seen and "\\Seen" not in record.flags and not view.readonly:
                 seen_uids.append(u)
             out.append(b"* %d FETCH %s\r\n" % (meta.seq, result.data))
@@ -301,7 +308,8 @@ async def _search_positions(s: ImapSession, key, view: SelectedMailbox) -> list[
     # enough (a 64 KB line of sequence sets) to keep the loop from other sessions.
     if not S.needs_message(key) and len(records) * S.key_size(key) <= SEARCH_ON_LOOP_WORK:
         return S.search_positions(key, records, view.mailbox, recent=recent, saved=saved)
-    return await asyncio.to_thread(S.search_positions, key, records, view.mailbox, recent=recent, saved=saved)
+    return await MAILBOX.run(S.search_positions, key, records, view.mailbox, recent=recent, saved=saved,
+                             mime_limits=_mime_limits(s))
 
 
 async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> None:
@@ -385,7 +393,7 @@ async def _sort_or_thread(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: 
         items.sort(key=lambda item: SORT.sort_keys(criteria, item[1], item[2]))
         return b"* SORT" + b"".join(b" %d" % number(meta) for _, meta, _ in items) + b"\r\n"
 
-    s.write(await asyncio.to_thread(answer))
+    s.write(await MAILBOX.run(answer))
     await refresh_selected(s, allow_expunge=uid)
     s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}{'THREAD' if thread else 'SORT'} completed")
 

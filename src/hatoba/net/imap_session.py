@@ -36,6 +36,7 @@ from hatoba.store.mailboxes import MailboxError, MailboxStore, UserMailboxes
 from hatoba.net.session_base import SessionBase
 from hatoba.net.stream import Stream
 from hatoba.net.wakeclock import WakeClock
+from hatoba.net.workers import LOGINS
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +361,7 @@ class ImapSession(SessionBase):
             return
         assert result.account is not None
         self.user = result.account
-        self.boxes = await asyncio.to_thread(self._open_user)
+        self.boxes = await LOGINS.run(self._open_user)  # part of logging in: never behind mailbox work
         self.state = State.AUTHENTICATED
         self.commands.set_limits(self.facts.max_line, self.facts.max_literal)
         self.ctx.events.subscribe(self.user, self)

@@ -11,8 +11,8 @@ Rules (each has its one owner here):
 - The throttle (policy/auth_throttle.py) is asked when a guess starts and
   told how it ended, so parallel guesses cannot overtake its limits; a guess
   it refuses checks no password.
-- Password checks (Argon2, SQLite) and throttle records run in threads, never
-  on the event loop.
+- Password checks (Argon2, SQLite) and throttle records run in the login
+  threads (net/workers.py), never on the event loop nor behind mailbox work.
 - A failed login is answered after the throttle's delay, and a refused one
   after REFUSAL_DELAY, slept by this connection alone: a guesser slows down
   himself, not the server.
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
 from hatoba.logs import mail_log
 from hatoba.net.limits import ConnectionLimiter
+from hatoba.net.workers import LOGINS
 from hatoba.policy.auth_throttle import Attempt, LoginThrottle, Refusal
 from hatoba.policy.relay import TrustedNetworks
 from hatoba.proto import sasl
@@ -158,7 +159,7 @@ class Logins:
         if isinstance(started, LoginResult):
             return started
         try:
-            account = await asyncio.to_thread(verify)
+            account = await LOGINS.run(verify)
         except BaseException:
             self.throttle.abandoned(started)
             raise
@@ -175,7 +176,7 @@ class Logins:
         if isinstance(started, LoginResult):
             return started
         try:
-            found = await asyncio.to_thread(self._scram_lookup, username)
+            found = await LOGINS.run(self._scram_lookup, username)
         except BaseException:
             self.throttle.abandoned(started)
             raise
@@ -203,7 +204,7 @@ class Logins:
         as a failed login and is logged; a client that got the server's final
         message and left has learnt its password was right, at that price."""
         try:
-            await asyncio.to_thread(self.throttle.failed, login.attempt)
+            await LOGINS.run(self.throttle.failed, login.attempt)
         finally:
             mail_log("auth", result="abandoned", proto=protocol_of(session.listener), login=login.username,
                      mech=login.mechanism, ip=session.client_ip)
@@ -236,7 +237,7 @@ class Logins:
         return None
 
     async def _begin(self, session: LoginSession, username: str, mechanism: str) -> Attempt | LoginResult:
-        started = await asyncio.to_thread(self.throttle.begin, session.client_ip, account_key(username))
+        started = await LOGINS.run(self.throttle.begin, session.client_ip, account_key(username))
         if isinstance(started, Refusal):
             wait = max(1, round(started.retry_after))
             mail_log("auth", result=THROTTLED, proto=protocol_of(session.listener), login=username,
@@ -251,12 +252,12 @@ class Logins:
     ) -> LoginResult:
         proto, ip = protocol_of(session.listener), session.client_ip
         if account is None:
-            delay = await asyncio.to_thread(self.throttle.failed, attempt)
+            delay = await LOGINS.run(self.throttle.failed, attempt)
             mail_log("auth", result=FAILED, proto=proto, login=username, mech=mechanism, ip=ip)
             if delay:
                 await asyncio.sleep(delay)
             return LoginResult(FAILED)
-        await asyncio.to_thread(self.throttle.succeeded, attempt)
+        await LOGINS.run(self.throttle.succeeded, attempt)
         busy = None
         if session.login_account != account:
             busy = self.limiter.log_in(ip, account, proto, previous=session.login_account)

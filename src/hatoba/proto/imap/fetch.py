@@ -29,7 +29,7 @@ from hatoba.proto.imap.bodystructure import bodystructure
 from hatoba.proto.imap.encode import astring, format_flags, format_internaldate, literal
 from hatoba.proto.imap.envelope import Address, envelope, parse_address_list
 from hatoba.proto.imap.headers import HeaderField, header_end, header_fields, header_value
-from hatoba.proto.imap.mime import MAX_DEPTH, Part, parse_message
+from hatoba.proto.imap.mime import DEFAULT_LIMITS, MAX_DEPTH, MimeLimits, Part, parse_message
 from hatoba.proto.imap.sections import (
     TOP_TEXTS,
     FetchError,
@@ -44,6 +44,7 @@ from hatoba.proto.imap.types import FetchItem, MessageMeta, Section
 __all__ = [
     "MAX_DEPTH",
     "META_ITEMS",
+    "MimeLimits",
     "Address",
     "FetchError",
     "FetchResult",
@@ -194,14 +195,15 @@ def _body_value(content: bytes, *, binary: bool = False) -> bytes:
 class _Message:
     """The message in CRLF form with its MIME tree, parsed only when an item needs it."""
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes, limits: MimeLimits) -> None:
         self.data = to_crlf(raw)
+        self.limits = limits
         self._root: Part | None = None
 
     @property
     def root(self) -> Part:
         if self._root is None:
-            self._root = parse_message(self.data)
+            self._root = parse_message(self.data, self.limits)
         return self._root
 
     def header(self) -> bytes:
@@ -255,12 +257,14 @@ def _item(item: FetchItem, meta: MessageMeta, msg: _Message | None) -> tuple[byt
     raise FetchError(f"unknown FETCH item {ascii(name[:30])}")
 
 
-def fetch(items: Sequence[FetchItem], meta: MessageMeta, message: bytes | None) -> FetchResult:
+def fetch(items: Sequence[FetchItem], meta: MessageMeta, message: bytes | None,
+          mime_limits: MimeLimits = DEFAULT_LIMITS) -> FetchResult:
     """The FETCH response list for one message, items in the order asked.
 
-    `message` may be None when needs_message(items) is False.
+    `message` may be None when needs_message(items) is False; `mime_limits`
+    bound the MIME structure parsed (mime.py).
     """
-    msg = _Message(message) if message is not None else None
+    msg = _Message(message, mime_limits) if message is not None else None
     parts: list[bytes] = []
     sets_seen = False
     for item in items:

@@ -23,10 +23,9 @@ Rules:
 
 from __future__ import annotations
 
-import email
 from collections.abc import Callable, Container, Mapping, Sequence
 from datetime import date, datetime, timezone
-from email import errors, policy
+from email import errors
 from email.header import decode_header, make_header
 from email.utils import parsedate_tz
 from operator import attrgetter
@@ -36,6 +35,8 @@ from hatoba.proto.errors import LocalProtocolError
 from hatoba.proto.imap.encode import format_sequence_set, string
 from hatoba.proto.imap.fetch import MetaRecord, to_crlf
 from hatoba.proto.imap.headers import HeaderField, header_fields, header_value
+from hatoba.proto.imap.mime import DEFAULT_LIMITS, MimeLimits, Part, content_params, parse_message, walk
+from hatoba.proto.imap.sections import FetchError, decode_transfer
 from hatoba.proto.imap.types import MessageMeta, SearchKey, SequenceSet
 
 __all__ = [
@@ -158,8 +159,9 @@ class SearchSource(Protocol):
 class _Context:
     """What the keys read from the message, computed once per message."""
 
-    def __init__(self, message: bytes | None) -> None:
+    def __init__(self, message: bytes | None, mime_limits: MimeLimits = DEFAULT_LIMITS) -> None:
         self.message = to_crlf(message) if message is not None else None
+        self.mime_limits = mime_limits
         self._fields: list[HeaderField] | None = None
         self._decoded: dict[str, list[str]] | None = None
         self._body: str | None = None
@@ -184,28 +186,39 @@ class _Context:
 
     def body(self) -> str:
         if self._body is None:
-            self._body = _body_text(self.message or b"").casefold()
+            self._body = _body_text(self.message or b"", self.mime_limits).casefold()
         return self._body
 
 
-def _body_text(message: bytes) -> str:
-    msg = email.message_from_bytes(message, policy=policy.compat32)
+def _body_text(message: bytes, limits: MimeLimits) -> str:
+    """The text of the text/* parts (encapsulated messages' too), decoded; `message` in CRLF form.
+
+    The MIME tree is the one FETCH uses, with its limits: a message of 100,000
+    tiny parts is read as 10,000 parts and one opaque rest, not parsed whole.
+    """
     chunks: list[str] = []
-    for part in msg.walk():
-        if part.is_multipart() or part.get_content_maintype() != "text":
+    for part in walk(parse_message(message, limits)):
+        if part.is_multipart or part.maintype.lower() != "text":
             continue
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
-            continue
+        body = message[part.body_start : part.end]
+        cte = header_value(part.fields, "Content-Transfer-Encoding") or b""
         try:
-            charset = part.get_content_charset() or "utf-8"
-        except (TypeError, ValueError, IndexError):  # parameters email cannot read
-            charset = "utf-8"
+            payload = decode_transfer(body, cte.decode("ascii", "replace"))
+        except (FetchError, ValueError):  # unknown or broken encoding: the octets as they are
+            payload = body
+        charset = _declared_charset(part)
         try:
             chunks.append(payload.decode(charset, "replace"))
         except (LookupError, ValueError):  # unknown or malformed charset name
             chunks.append(payload.decode("utf-8", "replace"))
     return "\n".join(chunks)
+
+
+def _declared_charset(part: Part) -> str:
+    """The charset the part's header names; UTF-8 when it names none (RFC 6532 mail says nothing)."""
+    declared = content_params(part.headers, "content-type")
+    named = next((v for n, v in declared[1] if n.lower() == "charset"), b"") if declared else b""
+    return named.decode("ascii", "replace").strip() or "utf-8"
 
 
 def _local_day(dt: datetime | None) -> date | None:
@@ -347,6 +360,7 @@ def search_positions(
     *,
     recent: Container[int] = (),
     saved: Sequence[int] = (),
+    mime_limits: MimeLimits = DEFAULT_LIMITS,
 ) -> list[int]:
     """Where in `records` (sequence number = position + 1) the messages that satisfy `key`
     are, ascending.
@@ -357,7 +371,7 @@ def search_positions(
     test = None if recent else _flag_test(key)
     if test is not None:
         return _by_flag_test(records, test)
-    run = _Search(records, source, recent, saved, header_names(key))
+    run = _Search(records, source, recent, saved, header_names(key), mime_limits)
     return sorted(run.eval(key, set(range(len(records)))) - run.gone)
 
 
@@ -399,8 +413,9 @@ class _Search:
     """One search: candidates are sets of record positions."""
 
     def __init__(self, records: Sequence[MetaRecord], source: SearchSource, recent: Container[int],
-                 saved: Sequence[int], names: frozenset[str]) -> None:
+                 saved: Sequence[int], names: frozenset[str], mime_limits: MimeLimits) -> None:
         self.records = records
+        self.mime_limits = mime_limits
         self.source = source
         self.recent = recent
         self.saved = set(saved)
@@ -549,7 +564,7 @@ class _Search:
             if message is None:
                 self.gone.add(i)
                 continue
-            ctx = _Context(message)
+            ctx = _Context(message, self.mime_limits)
             if (k.name == "TEXT" and needle in ctx.header_text()) or needle in ctx.body():
                 out.add(i)
         return out
