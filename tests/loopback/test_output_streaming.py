@@ -15,10 +15,11 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
-from support.harness import ServerProcess, free_port_offset, make_home
+from support.harness import ServerProcess, ServerThread, free_port_offset, make_home
 from support.probe import LatencyProbe, rss_kib
 
 BOB = ("bob@example.test", "bob-password-1")
@@ -101,7 +102,18 @@ def assert_bounded(growth: int, probe: LatencyProbe) -> None:
     assert probe.worst < 1.0, probe.summary()
 
 
-def expect_line(f, pattern: bytes) -> re.Match[bytes]:
+def inbox(port: int) -> tuple[socket.socket, BinaryIO]:
+    """An IMAP connection, logged in as Bob, with INBOX selected."""
+    sock = connect(port)
+    f = sock.makefile("rb")
+    expect_line(f, rb"\* OK .*\r\n")
+    sock.sendall(b"a LOGIN %s %s\r\nb SELECT INBOX\r\n" % (BOB[0].encode(), BOB[1].encode()))
+    while not f.readline().startswith(b"b OK"):
+        pass
+    return sock, f
+
+
+def expect_line(f: BinaryIO, pattern: bytes) -> re.Match[bytes]:
     line = f.readline()
     m = re.fullmatch(pattern, line)
     assert m, line[:200]
@@ -115,12 +127,7 @@ def test_fetch_of_one_message_many_times_is_streamed(served):
     wire = message.replace(b"\n", b"\r\n")
     copies = 60
     with ServerProcess(home, offset) as proc:
-        sock = connect(proc.port(143))
-        f = sock.makefile("rb")
-        expect_line(f, rb"\* OK .*\r\n")
-        sock.sendall(b"a LOGIN %s %s\r\nb SELECT INBOX\r\n" % (BOB[0].encode(), BOB[1].encode()))
-        while not f.readline().startswith(b"b OK"):
-            pass
+        sock, f = inbox(proc.port(143))
         with LatencyProbe("127.0.0.1", proc.port(143), kind="imap") as probe:
             before = rss_kib(proc.proc.pid)
             with PeakRss(proc.proc.pid) as rss:
@@ -169,3 +176,20 @@ def test_pipelined_retrs_are_streamed_one_at_a_time(served):
         sock.close()
     assert_bounded(rss.peak - before, probe)
 
+
+def test_fetch_naming_too_many_items_is_refused(tmp_path):
+    most = 20
+    home = make_home(tmp_path / "h", extra_config=PLAINTEXT_LOGINS + f"[limits]\nmax_fetch_items = {most}\n")
+    drop_file(home, "1700000000.small.host", text_message(2000, 1))
+    with ServerThread(home) as server:
+        sock, f = inbox(server.port("imap"))
+        items = [b"BODY.PEEK[]<%d.1>" % n for n in range(most + 1)]
+        sock.sendall(b"c FETCH 1 (" + b" ".join(items) + b")\r\n")
+        expect_line(f, rb"c NO \[LIMIT\] .*\r\n")
+        sock.sendall(b"d FETCH 1 (" + b" ".join(items[:most]) + b")\r\n")
+        answer = f.readline()
+        assert answer.startswith(b"* 1 FETCH (BODY[]<0> {1}"), answer[:80]
+        while not answer.startswith(b"d "):
+            answer = f.readline()
+        assert answer.startswith(b"d OK"), answer
+        sock.close()

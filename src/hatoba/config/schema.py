@@ -95,6 +95,12 @@ class LimitsConfig:
     # Seconds a verified login is remembered in memory, so a client that logs
     # in again skips the Argon2 check (Dovecot auth_cache_ttl); 0 = off.
     login_cache_seconds: float = 300.0
+    # Data items one IMAP FETCH may name (a macro counts as the items it
+    # stands for). Clients name a handful, or one per MIME part of a message;
+    # a 64 KB command line could name one 25 MB message 9,000 times. Each
+    # answer is streamed whatever its size: this bounds the work one command
+    # asks for. A FETCH naming more gets NO [LIMIT].
+    max_fetch_items: int = 1000
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ _LIMIT_NOTES = {
     "max_bad_commands": "wrong commands before the connection is closed",
     "max_commands_per_session": "commands in one connection",
     "login_cache_seconds": "seconds a correct login is remembered; 0 = off",
+    "max_fetch_items": "data items one IMAP FETCH may name",
 }
 
 _AUTH_NOTES = {

@@ -87,6 +87,10 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
         s.count_bad()
         return
     items, modifiers = parse_fetch_items(args[1:])
+    most = s.ctx.config.limits.max_fetch_items
+    if len(items) > most:  # RFC 5530 §3: an implementation limit
+        s.tagged(cmd.tag, "NO", f"[LIMIT] At most {most} data items in one FETCH; ask for the rest in another")
+        return
     if uid and not any(i.name == "UID" for i in items):
         items = [*items, FetchItem("UID")]
     changedsince = modifiers.get("CHANGEDSINCE")
