@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hatoba.proto.imap.fetch import FetchError, fetch, needs_message, slices_only, to_crlf
+from hatoba.proto.imap.fetch import FetchError, fetch, fetch_pieces, needs_message, slices_only, to_crlf
 from hatoba.proto.imap.types import FetchItem, MessageMeta, Section
 
 # Stored with LF line ends, as the store keeps messages.
@@ -351,3 +351,20 @@ def test_whole_message_sections_agree_with_the_mime_tree(section):
         via_tree = _header_block(data, root, section)
     assert via_tree
     assert body(section).endswith(b" " + lit(via_tree))
+
+
+def test_fetch_pieces_give_each_literal_whole_and_alone():
+    items = [FetchItem("UID"), FetchItem("BODY", Section(), peek=True), FetchItem("BODYSTRUCTURE"),
+             FetchItem("BINARY", Section((2,)), peek=True), FetchItem("BODY", Section(), peek=True, partial=(3, 5)),
+             FetchItem("RFC822.HEADER"), FetchItem("BODY", Section((9,)), peek=True)]
+    pieces = list(fetch_pieces(items, META, MESSAGE))
+    assert b"".join(pieces) == b"* 2 FETCH " + fetch(items, META, MESSAGE).data + b"\r\n"
+    # The content is a piece of its own: the adapter sends it without joining it to more.
+    assert CRLF in pieces
+    assert CRLF[3:8] in pieces
+
+
+def test_fetch_pieces_refuse_before_the_first_piece():
+    items = [FetchItem("BODY", Section(), peek=True), FetchItem("BINARY", Section((4,)))]
+    with pytest.raises(FetchError, match=r"\[UNKNOWN-CTE\]"):
+        fetch_pieces(items, META, MESSAGE)  # not a piece taken yet: the FETCH can still be refused whole

@@ -115,6 +115,12 @@ class LimitsConfig:
     # costs what 10,000 do, not minutes and gigabytes.
     max_mime_parts: int = 10_000
     max_mime_depth: int = 100
+    # Data items one IMAP FETCH may name (a macro counts as the items it
+    # stands for). Clients name a handful, or one per MIME part of a message;
+    # a 64 KB command line could name one 25 MB message 9,000 times. Each
+    # answer is streamed whatever its size: this bounds the work one command
+    # asks for. A FETCH naming more gets NO [LIMIT].
+    max_fetch_items: int = 1000
 
 
 @dataclass(frozen=True)

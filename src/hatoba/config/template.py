@@ -51,6 +51,7 @@ _LIMIT_NOTES = {
     "max_command_before_login": "bytes of one IMAP command before login, literals included",
     "max_mime_parts": "MIME parts read in one message; the rest is one opaque part",
     "max_mime_depth": "levels of MIME nesting read; deeper parts are opaque",
+    "max_fetch_items": "data items one IMAP FETCH may name",
 }
 
 _AUTH_NOTES = {

@@ -6,7 +6,8 @@ FETCH, STORE, COPY, MOVE, SEARCH, SORT, THREAD and their UID forms
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from hatoba.net.imap_cmd_common import is_utf8, refresh_selected, selected_view
 from hatoba.net.imap_selected import SelectedMailbox
@@ -23,11 +24,16 @@ from hatoba.proto.imap.scalars import ArgError, as_text, parse_sequence_set
 from hatoba.proto.imap.searchkeys import parse_search
 from hatoba.proto.imap.states import State
 from hatoba.proto.imap.types import ArgList, Atom, FetchItem, MessageMeta
+from hatoba.store.mailbox import MessageRecord
 from hatoba.store.mailboxes import MailboxError
 
 FETCH_BATCH = 5000  # messages per batch when no message bytes are needed
 FETCH_BATCH_WITH_BODIES = 256  # at most this many messages per batch ...
-FETCH_BATCH_BYTES = 1 << 20  # ... and about this many bytes read or answered: one large write each
+# ... and about this many bytes read or answered: one large write each, drained
+# before the next batch is made. A longer answer (a large message, or one named
+# many times) is cut here too, so a client that reads slowly holds about this
+# much of it in the server, not the whole answer.
+FETCH_BATCH_BYTES = 1 << 20
 SEARCH_ON_LOOP_WORK = 200_000  # messages × search keys up to which SEARCH runs without a thread
 
 # The fields SORT (RFC 5256 §3, RFC 5957) and THREAD (RFC 5256 §2) read; all kept in the header cache.
@@ -87,6 +93,10 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
         s.count_bad()
         return
     items, modifiers = parse_fetch_items(args[1:])
+    most = s.ctx.config.limits.max_fetch_items
+    if len(items) > most:  # RFC 5530 §3: an implementation limit
+        s.tagged(cmd.tag, "NO", f"[LIMIT] At most {most} data items in one FETCH; ask for the rest in another")
+        return
     if uid and not any(i.name == "UID" for i in items):
         items = [*items, FetchItem("UID")]
     changedsince = modifiers.get("CHANGEDSINCE")
@@ -105,6 +115,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
         if gone:
             s.write(b"* VANISHED (EARLIER) " + E.format_sequence_set(sorted(gone)) + b"\r\n")
     needs = F.needs_message(items)
+    marks_seen = F.sets_seen(items)
     seen_uids: list[int] = []
     # \Recent is an IMAP4rev1 flag (RFC 3501 §2.3.2); IMAP4rev2 dropped it.
     recent = set() if "IMAP4REV2" in s.enabled else view.mailbox.recent
@@ -125,10 +136,26 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
     # ENVELOPE reads only fields the folder's header cache keeps: no message file is opened.
     from_cache = all(item.name.upper() in F.META_ITEMS or item.name.upper() == "ENVELOPE" for item in items)
 
-    def body_work(start: int, read: Callable[[int], bytes | None]) -> tuple[list[bytes], int]:
-        """Lines for messages from `start` on; stops before a message `read` gives None for."""
-        out = []
+    def answer(u: int, record: MessageRecord, message: bytes) -> Iterator[bytes]:
+        """The "* n FETCH (...)" line of one message, in pieces; FetchError before the first."""
+        flags = record.flags | {"\\Recent"} if u in recent else record.flags
+        meta = MessageMeta(uid=u, seq=view.seq_of(u) or 0, flags=flags,
+                           internal_date=record.internal_date, size=record.size, modseq=record.modseq)
+        pieces = F.fetch_pieces(items, meta, message, mime_limits)
+        if marks_seen and "\\Seen" not in record.flags and not view.readonly:
+            seen_uids.append(u)
+        return pieces
+
+    def body_work(start: int, read: Callable[[int], bytes | None], rest: Iterator[bytes] | None) -> _Batch:
+        """About FETCH_BATCH_BYTES of answers: what is left of `rest` (an answer cut short
+        by the batch before), then the messages from `start` on; stops before a message
+        `read` gives None for."""
+        batch = _Batch([], start)
         size = taken = 0  # bytes answered, bytes read
+        if rest is not None:
+            size = _take(rest, batch, FETCH_BATCH_BYTES)
+            if batch.rest is not None:
+                return batch
         i = start
         if from_cache:
             heads = view.mailbox.headers(uids[start : start + FETCH_BATCH_WITH_BODIES])
@@ -136,6 +163,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
                and taken < FETCH_BATCH_BYTES):
             u = uids[i]
             i += 1
+            batch.next = i
             record = records.get(u)
             if record is None:
                 continue
@@ -152,18 +180,18 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
                 except (FileNotFoundError, MailboxError):
                     continue  # expunged meanwhile; reported at the next chance
                 if message is None:  # not in the page cache: the caller reads on in a thread
-                    i -= 1
+                    batch.next = i - 1
                     break
             taken += len(message)
-            flags = record.flags | {"\\Recent"} if u in recent else record.flags
-            meta = MessageMeta(uid=u, seq=view.seq_of(u) or 0, flags=flags,
-                               internal_date=record.internal_date, size=record.size, modseq=record.modseq)
-            result = F.fetch(items, meta, message, mime_limits)
-            if result.sets_seen and "\\Seen" not in record.flags and not view.readonly:
-                seen_uids.append(u)
-            out.append(b"* %d FETCH %s\r\n" % (meta.seq, result.data))
-            size += len(result.data)
-        return out, i
+            try:
+                pieces = answer(u, record, message)
+            except F.FetchError as exc:  # e.g. BINARY of an unknown encoding: NO [UNKNOWN-CTE]
+                batch.error = str(exc)
+                break
+            size += _take(pieces, batch, FETCH_BATCH_BYTES - size)
+            if batch.rest is not None:
+                break
+        return batch
 
     # Files the page cache holds are read on the loop: handing each batch to a thread cost
     # more in GIL hand-offs than the reads (FETCH throughput halved). Only for items that
@@ -178,21 +206,23 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
         missed = message is None
         return message
 
-    # Bodies go out in batches: a FETCH 1:* BODY[] never holds the mailbox in memory.
-    start = 0
-    while start < len(uids):
-        try:
-            if not needs:
-                lines, start = meta_work(start)
-            elif on_loop and not missed:
-                lines, start = body_work(start, read_now)
-            else:
-                lines, start = await asyncio.to_thread(body_work, start, view.mailbox.read)
-        except F.FetchError as exc:  # e.g. BINARY of an unknown encoding: NO [UNKNOWN-CTE]
-            s.tagged(cmd.tag, "NO", str(exc))
+    # Bodies go out in batches, each drained before the next is made: a FETCH 1:* BODY[]
+    # never holds the mailbox in memory, nor a FETCH of BODY[] sixty times the message.
+    start, rest = 0, None
+    while start < len(uids) or rest is not None:
+        if not needs:
+            lines, start = meta_work(start)
+            batch = _Batch(lines, start)
+        elif on_loop and not missed:
+            batch = body_work(start, read_now, rest)
+        else:
+            batch = await asyncio.to_thread(body_work, start, view.mailbox.read, rest)
+        start, rest = batch.next, batch.rest
+        if not await _send(s, batch.pieces):
+            return  # the client is gone, or took nothing for command_timeout seconds
+        if batch.error is not None:
+            s.tagged(cmd.tag, "NO", batch.error)
             return
-        s.write(b"".join(lines))
-        await s.flush()
         await asyncio.sleep(0)  # flush() returns at once to a fast reader: let other sessions run
     if seen_uids:
         changed, _ = await asyncio.to_thread(view.mailbox.store_flags, seen_uids, "+", ("\\Seen",))
@@ -202,6 +232,63 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
         s.mailbox_changed()
     await refresh_selected(s, allow_expunge=uid)
     s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}FETCH completed")
+
+
+@dataclass
+class _Batch:
+    """Part of a FETCH answer, made in one go (in a thread or on the loop) and then sent."""
+
+    pieces: list[bytes]
+    next: int  # the message the next batch starts at
+    rest: Iterator[bytes] | None = None  # the answer this batch cut short, to go on with
+    error: str | None = None  # the FetchError that ends the command after the pieces
+
+
+def _take(answer: Iterator[bytes], batch: _Batch, room: int) -> int:
+    """Move pieces of `answer` into the batch until they fill `room` bytes; their size.
+    An answer not finished by then is left in batch.rest."""
+    size = 0
+    for piece in answer:
+        batch.pieces.append(piece)
+        size += len(piece)
+        if size >= room:
+            batch.rest = answer
+            return size
+    batch.rest = None
+    return size
+
+
+async def _send(s: ImapSession, pieces: list[bytes]) -> bool:
+    """Write the pieces, waiting for the client to take every FETCH_BATCH_BYTES of them.
+    False when the session ended."""
+    for chunk in _chunks(pieces, FETCH_BATCH_BYTES):
+        s.write(chunk)
+        if not await s.flush():
+            return False
+    return True
+
+
+def _chunks(pieces: list[bytes], size: int) -> Iterator[bytes]:
+    """The pieces joined into runs of about `size` bytes (one write each), and a longer
+    piece (a large literal) cut into parts of `size` without copying it."""
+    run: list[bytes] = []
+    length = 0
+    for piece in pieces:
+        if len(piece) > size:
+            if run:
+                yield b"".join(run)
+                run, length = [], 0
+            view = memoryview(piece)
+            for at in range(0, len(piece), size):
+                yield view[at : at + size]  # type: ignore[misc]  # bytes-like: write() joins it
+            continue
+        run.append(piece)
+        length += len(piece)
+        if length >= size:
+            yield b"".join(run)
+            run, length = [], 0
+    if run:
+        yield b"".join(run)
 
 
 async def cmd_fetch(s: ImapSession, cmd: RawCommand) -> None:

@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 READ_SIZE = 65536
 WHOLE_MESSAGE = 256 * 1024  # messages up to this size are read in one go
 STREAM_CHUNK = 64 * 1024
+# Answers buffered past this many bytes go out (and are drained) before the
+# next pipelined command is handled: a client that sends 400 RETRs or 10,000
+# LISTs in one packet and then reads slowly makes the server hold one answer.
+FLUSH_AT = STREAM_CHUNK
 # RFC 1939 §3: the autologout timer is at least 10 minutes.
 POP3_IDLE_TIMEOUT = 600.0
 
@@ -132,6 +136,7 @@ class Pop3Session(SessionBase):
         self.auth_failures = 0
         self.retrieved = 0
         self.deleted = 0
+        self.unflushed = 0  # bytes written since the last flush
 
     # -- the loop ----------------------------------------------------------------
 
@@ -173,6 +178,8 @@ class Pop3Session(SessionBase):
                 if self.conn.closed:
                     return
                 self._write(self.conn.send(R.err(f"Local error; try again later (id={self.session_id})", "SYS/TEMP")))
+            if self.unflushed >= FLUSH_AT:
+                await self._flush()
 
     async def _handle(self, event: object) -> None:
         logins = self.ctx.logins
@@ -329,9 +336,12 @@ class Pop3Session(SessionBase):
 
     # -- output ----------------------------------------------------------------------------
 
-    _write = SessionBase.write
+    def _write(self, data: bytes, *, trace: bool = True) -> None:
+        self.write(data, trace=trace)
+        self.unflushed += len(data)
 
     async def _flush(self) -> None:
+        self.unflushed = 0
         if not await self.flush():
             self.conn.state = State.CLOSED
 

@@ -46,7 +46,12 @@ def _is_quotable(data: bytes) -> bool:
 
 def literal(data: bytes, *, binary: bool = False) -> bytes:
     """A literal, "{n}\\r\\n" + data; "~{n}\\r\\n" (literal8, RFC 3516 §4.2) when binary."""
-    return (b"~" if binary else b"") + b"{%d}\r\n" % len(data) + data
+    return literal_prefix(len(data), binary=binary) + data
+
+
+def literal_prefix(size: int, *, binary: bool = False) -> bytes:
+    """What goes before a literal's `size` octets: "{n}\\r\\n", or "~{n}\\r\\n" when binary."""
+    return (b"~" if binary else b"") + b"{%d}\r\n" % size
 
 
 def string(value: str | bytes) -> bytes:

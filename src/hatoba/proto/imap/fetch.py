@@ -13,12 +13,17 @@ Rules:
   rule the store uses for its W= size, so RFC822.SIZE == len(BODY[]).
 - The MIME tree is parsed only when an item needs it.
 - Only an item or section that is not known, or BINARY of an unknown
-  Content-Transfer-Encoding, raises FetchError.
+  Content-Transfer-Encoding, raises FetchError, and fetch_pieces() raises it
+  before it gives any piece: a FETCH is refused whole or answered whole.
+- fetch_pieces() works an item out only once the pieces before it were
+  taken, and gives a literal's content as a piece of its own, never copied
+  into a larger one: an answer that names a 4 MB message sixty times holds
+  one copy of it at a time, however slowly the client reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from operator import itemgetter
@@ -26,14 +31,16 @@ from typing import Protocol
 
 from hatoba.proto.errors import LocalProtocolError
 from hatoba.proto.imap.bodystructure import bodystructure
-from hatoba.proto.imap.encode import astring, format_flags, format_internaldate, literal
+from hatoba.proto.imap.encode import astring, format_flags, format_internaldate, literal_prefix
 from hatoba.proto.imap.envelope import Address, envelope, parse_address_list
 from hatoba.proto.imap.headers import HeaderField, header_end, header_fields, header_value
 from hatoba.proto.imap.mime import DEFAULT_LIMITS, MAX_DEPTH, MimeLimits, Part, parse_message
 from hatoba.proto.imap.sections import (
+    SECTION_TEXTS,
     TOP_TEXTS,
     FetchError,
     binary_data,
+    check_binary,
     decode_transfer,
     header_block,
     section_data,
@@ -56,6 +63,7 @@ __all__ = [
     "decode_transfer",
     "envelope",
     "fetch",
+    "fetch_pieces",
     "header_fields",
     "header_value",
     "meta_lines",
@@ -63,6 +71,7 @@ __all__ = [
     "parse_address_list",
     "parse_message",
     "section_data",
+    "sets_seen",
     "slices_only",
     "to_crlf",
 ]
@@ -82,6 +91,18 @@ class FetchResult:
 def needs_message(items: Sequence[FetchItem]) -> bool:
     """True when some item needs the message bytes (not only FLAGS, UID, INTERNALDATE, RFC822.SIZE, MODSEQ)."""
     return any(item.name not in META_ITEMS for item in items)
+
+
+def sets_seen(items: Sequence[FetchItem]) -> bool:
+    """True when an item sets \\Seen: BODY[...] or BINARY[...] without .PEEK, RFC822, RFC822.TEXT
+    (RFC 9051 §6.4.5)."""
+    for item in items:
+        name = item.name.upper()
+        if name in ("RFC822", "RFC822.TEXT"):
+            return True
+        if not item.peek and (name == "BINARY" or (name == "BODY" and item.section is not None)):
+            return True
+    return False
 
 
 def slices_only(items: Sequence[FetchItem]) -> bool:
@@ -183,10 +204,11 @@ def _partial(content: bytes, partial: tuple[int, int] | None) -> tuple[bytes, by
     return content[offset : offset + count], b"<%d>" % offset
 
 
-def _body_value(content: bytes, *, binary: bool = False) -> bytes:
+def _value(content: bytes, *, binary: bool = False) -> tuple[bytes, bytes]:
+    """A string's value as (what goes before the content, the content): a literal, or "" when empty."""
     if not content:
-        return b'""'
-    return literal(content, binary=binary and b"\x00" in content)
+        return b'""', b""
+    return literal_prefix(len(content), binary=binary and b"\x00" in content), content
 
 
 # -- FETCH ------------------------------------------------------------------------------------
@@ -210,25 +232,49 @@ class _Message:
         return self.data[: header_end(self.data, 0, len(self.data))]
 
 
-def _item(item: FetchItem, meta: MessageMeta, msg: _Message | None) -> tuple[bytes, bool]:
-    """One "NAME value" pair and whether it sets \\Seen."""
+def _check(items: Sequence[FetchItem], msg: _Message | None) -> None:
+    """FetchError now for an item _item() would refuse, before any of the answer goes out."""
+    for item in items:
+        name = item.name.upper()
+        if name not in _ITEM_NAMES:
+            raise FetchError(f"unknown FETCH item {ascii(name[:30])}")
+        section = item.section
+        if section is None or msg is None:
+            continue
+        if name == "BODY" and section.text not in SECTION_TEXTS:
+            raise FetchError(f"unknown section text {ascii(section.text[:30])}")
+        if name == "BODY" and section.text == "MIME" and not section.part:
+            raise FetchError("MIME needs a part number")
+        if name in ("BINARY", "BINARY.SIZE"):
+            if section.text:
+                raise FetchError("BINARY takes part numbers only")
+            if section.part:
+                check_binary(msg.root, section.part)
+
+
+_ITEM_NAMES = META_ITEMS | {"ENVELOPE", "BODYSTRUCTURE", "BODY", "BINARY", "BINARY.SIZE", "RFC822",
+                            "RFC822.HEADER", "RFC822.TEXT"}
+
+
+def _item(item: FetchItem, meta: MessageMeta, msg: _Message | None) -> tuple[bytes, bytes]:
+    """One "NAME value" pair as (its start, a literal's content or b"")."""
     name = item.name.upper()
     if name == "FLAGS":
-        return b"FLAGS " + format_flags(meta.flags), False
+        return b"FLAGS " + format_flags(meta.flags), b""
     if name == "UID":
-        return b"UID %d" % meta.uid, False
+        return b"UID %d" % meta.uid, b""
     if name == "INTERNALDATE":
-        return b"INTERNALDATE " + format_internaldate(meta.internal_date or _EPOCH), False
+        return b"INTERNALDATE " + format_internaldate(meta.internal_date or _EPOCH), b""
     if name == "RFC822.SIZE":
-        return b"RFC822.SIZE %d" % meta.size, False
+        return b"RFC822.SIZE %d" % meta.size, b""
     if name == "MODSEQ":
-        return b"MODSEQ (%d)" % meta.modseq, False
+        return b"MODSEQ (%d)" % meta.modseq, b""
     if msg is None:
         raise LocalProtocolError(f"FETCH {name} needs the message bytes")
     if name == "ENVELOPE":
-        return b"ENVELOPE " + envelope(header_fields(msg.header())), False
+        return b"ENVELOPE " + envelope(header_fields(msg.header())), b""
     if name in ("BODYSTRUCTURE", "BODY") and item.section is None:
-        return name.encode() + b" " + bodystructure(msg.data, msg.root, extensible=name == "BODYSTRUCTURE"), False
+        return name.encode() + b" " + bodystructure(msg.data, msg.root, extensible=name == "BODYSTRUCTURE"), b""
     if name == "BODY":
         section = item.section
         assert section is not None
@@ -237,24 +283,61 @@ def _item(item: FetchItem, meta: MessageMeta, msg: _Message | None) -> tuple[byt
         else:
             whole = section_data(msg.data, msg.root, section)
         content, suffix = _partial(whole, item.partial)
-        return b"BODY" + _section_name(item.section) + suffix + b" " + _body_value(content), not item.peek
+        start, content = _value(content)
+        return b"BODY" + _section_name(section) + suffix + b" " + start, content
     if name in ("BINARY", "BINARY.SIZE"):
         section = item.section or Section()
         if section.text:
             raise FetchError("BINARY takes part numbers only")
         decoded = binary_data(msg.data, msg.root, section.part) if section.part else msg.data
         if name == "BINARY.SIZE":
-            return b"BINARY.SIZE" + _section_name(section, binary=True) + b" %d" % len(decoded), False
+            return b"BINARY.SIZE" + _section_name(section, binary=True) + b" %d" % len(decoded), b""
         content, suffix = _partial(decoded, item.partial)
-        value = _body_value(content, binary=True)
-        return b"BINARY" + _section_name(section, binary=True) + suffix + b" " + value, not item.peek
+        start, content = _value(content, binary=True)
+        return b"BINARY" + _section_name(section, binary=True) + suffix + b" " + start, content
     if name == "RFC822":
-        return b"RFC822 " + _body_value(msg.data), True
+        start, content = _value(msg.data)
+        return b"RFC822 " + start, content
     if name == "RFC822.HEADER":
-        return b"RFC822.HEADER " + _body_value(msg.header()), False
+        start, content = _value(msg.header())
+        return b"RFC822.HEADER " + start, content
     if name == "RFC822.TEXT":
-        return b"RFC822.TEXT " + _body_value(msg.data[len(msg.header()) :]), True
+        start, content = _value(msg.data[len(msg.header()) :])
+        return b"RFC822.TEXT " + start, content
     raise FetchError(f"unknown FETCH item {ascii(name[:30])}")
+
+
+def fetch_pieces(items: Sequence[FetchItem], meta: MessageMeta, message: bytes | None,
+                 mime_limits: MimeLimits = DEFAULT_LIMITS) -> Iterator[bytes]:
+    """The untagged "* n FETCH (...)" response for one message (n is meta.seq), items in
+    the order asked, in pieces; raises FetchError here, before the first piece.
+
+    Each item is worked out when the pieces before it have been taken, and a
+    literal's content is a piece of its own (the text between literals makes
+    one piece each): hand each piece to the client before asking for the
+    next, and the answer is never whole in memory.
+    `message` may be None when needs_message(items) is False; `mime_limits`
+    bound the MIME structure parsed (mime.py).
+    """
+    msg = _Message(message, mime_limits) if message is not None else None
+    _check(items, msg)
+    return _pieces(items, meta, msg, b"* %d FETCH (" % meta.seq, b")\r\n")
+
+
+def _pieces(items: Sequence[FetchItem], meta: MessageMeta, msg: _Message | None,
+            before: bytes, after: bytes) -> Iterator[bytes]:
+    text = [before]
+    for n, item in enumerate(items):
+        start, content = _item(item, meta, msg)
+        if n:
+            text.append(b" ")
+        text.append(start)
+        if content:
+            yield b"".join(text)
+            yield content
+            text = []
+    text.append(after)
+    yield b"".join(text)
 
 
 def fetch(items: Sequence[FetchItem], meta: MessageMeta, message: bytes | None,
@@ -265,10 +348,5 @@ def fetch(items: Sequence[FetchItem], meta: MessageMeta, message: bytes | None,
     bound the MIME structure parsed (mime.py).
     """
     msg = _Message(message, mime_limits) if message is not None else None
-    parts: list[bytes] = []
-    sets_seen = False
-    for item in items:
-        data, seen = _item(item, meta, msg)
-        parts.append(data)
-        sets_seen = sets_seen or seen
-    return FetchResult(b"(" + b" ".join(parts) + b")", sets_seen)
+    _check(items, msg)
+    return FetchResult(b"".join(_pieces(items, meta, msg, b"(", b")")), sets_seen(items))

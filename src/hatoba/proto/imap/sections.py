@@ -63,7 +63,7 @@ def header_block(data: bytes, part: Part, section: Section) -> bytes:
 
 def section_data(data: bytes, root: Part, section: Section) -> bytes:
     """The octets of BODY[section] (before any partial), b"" for a part that does not exist."""
-    if section.text not in ("", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"):
+    if section.text not in SECTION_TEXTS:
         raise FetchError(f"unknown section text {ascii(section.text[:30])}")
     if not section.part and section.text in TOP_TEXTS:
         return top_section(data, section)
@@ -86,6 +86,9 @@ def section_data(data: bytes, root: Part, section: Section) -> bytes:
 
 
 TOP_TEXTS = frozenset({"", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT"})
+SECTION_TEXTS = TOP_TEXTS | {"MIME"}
+# Content-Transfer-Encodings BINARY can undo (RFC 2045 §6).
+KNOWN_ENCODINGS = frozenset({"", "7bit", "8bit", "binary", "base64", "quoted-printable"})
 
 
 def top_section(data: bytes, section: Section) -> bytes:
@@ -106,6 +109,8 @@ def top_section(data: bytes, section: Section) -> bytes:
 def decode_transfer(body: bytes, cte: str) -> bytes:
     """A body without its Content-Transfer-Encoding (RFC 2045 §6); FetchError [UNKNOWN-CTE] otherwise."""
     cte = cte.strip().lower()
+    if cte not in KNOWN_ENCODINGS:
+        raise FetchError(f"[UNKNOWN-CTE] cannot decode {ascii(cte[:30])}")
     if cte in ("", "7bit", "8bit", "binary"):
         return body
     if cte == "base64":
@@ -113,9 +118,7 @@ def decode_transfer(body: bytes, cte: str) -> bytes:
         clean = re.sub(rb"[^A-Za-z0-9+/]", b"", body)
         clean = clean[: len(clean) - len(clean) % 4] if len(clean) % 4 == 1 else clean
         return base64.b64decode(clean + b"=" * (-len(clean) % 4))
-    if cte == "quoted-printable":
-        return binascii.a2b_qp(body)
-    raise FetchError(f"[UNKNOWN-CTE] cannot decode {ascii(cte[:30])}")
+    return binascii.a2b_qp(body)  # quoted-printable
 
 
 def binary_data(data: bytes, root: Part, numbers: tuple[int, ...]) -> bytes:
@@ -128,4 +131,18 @@ def binary_data(data: bytes, root: Part, numbers: tuple[int, ...]) -> bytes:
     body = data[node.body_start : node.end]
     if node.is_multipart or node.message is not None:
         return body
-    return decode_transfer(body, decode_text(header_value(node.fields, "Content-Transfer-Encoding") or b""))
+    return decode_transfer(body, _encoding(node))
+
+
+def check_binary(root: Part, numbers: tuple[int, ...]) -> None:
+    """FetchError [UNKNOWN-CTE] when binary_data() of the part would raise it; nothing is decoded."""
+    node = _resolve(root, numbers)
+    if node is None or node.is_multipart or node.message is not None:
+        return
+    cte = _encoding(node).strip().lower()
+    if cte not in KNOWN_ENCODINGS:
+        raise FetchError(f"[UNKNOWN-CTE] cannot decode {ascii(cte[:30])}")
+
+
+def _encoding(node: Part) -> str:
+    return decode_text(header_value(node.fields, "Content-Transfer-Encoding") or b"")
