@@ -95,6 +95,16 @@ class LimitsConfig:
     # Seconds a verified login is remembered in memory, so a client that logs
     # in again skips the Argon2 check (Dovecot auth_cache_ttl); 0 = off.
     login_cache_seconds: float = 300.0
+    # Bytes the queue's file system must keep free to take a new message
+    # (Postfix queue_minfree); 0 = 1.5 x max_message_size, Postfix's rule.
+    # With less free, MAIL FROM gets "452 4.3.1 Insufficient system storage",
+    # and so does a SIZE= larger than what is free beyond this reserve.
+    queue_min_free: int = 0
+
+    @property
+    def queue_reserve(self) -> int:
+        """queue_min_free, or its default worked out."""
+        return self.queue_min_free or self.max_message_size * 3 // 2
 
 
 @dataclass(frozen=True)

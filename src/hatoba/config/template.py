@@ -46,6 +46,7 @@ _LIMIT_NOTES = {
     "max_bad_commands": "wrong commands before the connection is closed",
     "max_commands_per_session": "commands in one connection",
     "login_cache_seconds": "seconds a correct login is remembered; 0 = off",
+    "queue_min_free": "bytes kept free on the queue's disk, else MAIL gets 452; 0 = 1.5 x max_message_size",
 }
 
 _AUTH_NOTES = {
