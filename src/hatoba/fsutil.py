@@ -53,11 +53,18 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, sync_dir: bool =
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)  # a half-written file on a full disk would keep it full
+        except FileNotFoundError:
+            pass
+        raise
     if sync_dir:
         fsync_dir(path.parent)
 

@@ -121,6 +121,16 @@ class LimitsConfig:
     # answer is streamed whatever its size: this bounds the work one command
     # asks for. A FETCH naming more gets NO [LIMIT].
     max_fetch_items: int = 1000
+    # Bytes the queue's file system must keep free to take a new message
+    # (Postfix queue_minfree); 0 = 1.5 x max_message_size, Postfix's rule.
+    # With less free, MAIL FROM gets "452 4.3.1 Insufficient system storage",
+    # and so does a SIZE= larger than what is free beyond this reserve.
+    queue_min_free: int = 0
+
+    @property
+    def queue_reserve(self) -> int:
+        """queue_min_free, or its default worked out."""
+        return self.queue_min_free or self.max_message_size * 3 // 2
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ _LIMIT_NOTES = {
     "max_mime_parts": "MIME parts read in one message; the rest is one opaque part",
     "max_mime_depth": "levels of MIME nesting read; deeper parts are opaque",
     "max_fetch_items": "data items one IMAP FETCH may name",
+    "queue_min_free": "bytes kept free on the queue's disk, else MAIL gets 452; 0 = 1.5 x max_message_size",
 }
 
 _AUTH_NOTES = {

@@ -211,7 +211,7 @@ def _pop3_problems(config: Config) -> Iterator[str]:
 
 def _limit_problems(limits: LimitsConfig) -> Iterator[str]:
     for name, value in vars(limits).items():
-        if name == "login_cache_seconds":  # 0 = off
+        if name in ("login_cache_seconds", "queue_min_free"):  # 0 = off, 0 = the default rule
             if value < 0:
                 yield f"limits.{name}: {value} must be 0 (off) or more"
         elif value <= 0:

@@ -251,6 +251,10 @@ class SmtpSession(SessionBase):
             await self.ctx.logins.scram_abandoned(self, scram)
 
     async def _mail_from(self, event: MailFrom) -> Reply:
+        if not await self.ctx.spool.has_room(event.size, self.ctx.config.limits.queue_reserve):
+            mail_log("rejected", stage="mail", reason="insufficient-storage", ip=self.client_ip,
+                     size=event.size, sender=f"<{event.path.address or ''}>")
+            return R.R452_NO_STORAGE
         login = self.conn.auth_login
         if login is not None and self.listener.is_submission and self.ctx.config.smtp.restrict_sender_to_login:
             owned = await asyncio.to_thread(self.ctx.directory.sender_addresses, login)

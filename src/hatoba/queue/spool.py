@@ -27,6 +27,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 # larger ones are streamed to incoming/ as they arrive.
 MEMORY_LIMIT = 256 * 1024
 
+
+# How long a free-space figure of the queue's file system is reused: a busy
+# server asks the file system at most once a second, whatever its MAIL rate.
+FREE_SPACE_TTL = 1.0
 
 FOOTER_FORMAT = b"\nHATOBA-ENVELOPE %010d\n"
 FOOTER_SIZE = len(FOOTER_FORMAT % 0)
@@ -221,6 +226,25 @@ class Spool:
         self.active_dir = make_private_dir(self.queue_dir / "active")
         self.on_commit = on_commit
         self._active_sync = _GroupFsync(self.active_dir)
+        self._free: tuple[float, int] | None = None  # (time.monotonic(), bytes free)
+
+    # -- room ------------------------------------------------------------------
+
+    async def has_room(self, size: int | None, reserve: int) -> bool:
+        """Whether a message of `size` bytes (None: not said) fits and leaves `reserve` bytes free.
+
+        Asked at MAIL FROM, as Postfix does (queue_minfree), so a client hears
+        "try later" before it sends the message, not after.
+        """
+        return await self.free_space() >= reserve + (size or 0)
+
+    async def free_space(self) -> int:
+        """Bytes an unprivileged writer may still use on the queue's file system, at most FREE_SPACE_TTL old."""
+        now = time.monotonic()
+        if self._free is None or now - self._free[0] > FREE_SPACE_TTL:
+            st = await asyncio.to_thread(os.statvfs, self.queue_dir)  # a network file system may be slow
+            self._free = (now, st.f_bavail * st.f_frsize)
+        return self._free[1]
 
     # -- receiving -------------------------------------------------------------
 

@@ -12,16 +12,20 @@ Rules:
   operation re-reads the folder first.
 - APPEND and COPY check the user's quota (UserMailboxes.check_quota); MOVE
   does not: the bytes stay in the same account.
+- STORE, APPEND, COPY and MOVE are all or nothing: what fails half-way (a
+  full disk: NO [OVERQUOTA]) is undone before the error reaches the client.
 - Folders are opened, listed and renamed by UserMailboxes (mailboxes.py);
   transfer_messages is shared with its RENAME of INBOX.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import shutil
-from collections.abc import Iterable
-from contextlib import ExitStack
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,10 +35,23 @@ from hatoba.fsutil import NoWaitUnsupported, fsync_dir, read_if_cached, write_ne
 from hatoba.proto.imap.search import ParsedHeader
 from hatoba.store.headercache import CACHED_FIELDS, cached_part
 from hatoba.store.maildir import MaildirName
-from hatoba.store.uidlist import Entry, Folder, FolderBusy, MailboxError, info_letters, normalize_flags, with_letters
+from hatoba.store.uidlist import (
+    NO_SPACE,
+    NO_SPACE_ERRNOS,
+    UIDLIST,
+    Entry,
+    Folder,
+    FolderBusy,
+    MailboxError,
+    info_letters,
+    normalize_flags,
+    with_letters,
+)
 
 if TYPE_CHECKING:
     from hatoba.store.mailboxes import MailboxStore, UserMailboxes
+
+log = logging.getLogger(__name__)
 
 
 class MessageRecord(NamedTuple):
@@ -131,7 +148,7 @@ class Mailbox:
             self.recent = {*self.recent, *recent}
         if not self.readonly and folder.first_recent < folder.uidnext:
             folder.first_recent = folder.uidnext  # claimed: no other session sees them \Recent
-            folder.save()
+            _save_recent(folder)
         self.uidnext = folder.uidnext
         self.highestmodseq = folder.highestmodseq
         self._generation = folder.generation
@@ -261,13 +278,16 @@ class Mailbox:
     def store_flags(
         self, uids: Iterable[int], mode: str, flags: Iterable[str], *, unchangedsince: int | None = None
     ) -> tuple[list[MessageRecord], list[int]]:
-        """STORE: mode "+" adds, "-" removes, "" replaces. Returns (changed, failed UNCHANGEDSINCE)."""
+        """STORE: mode "+" adds, "-" removes, "" replaces. Returns (changed, failed UNCHANGEDSINCE).
+
+        All or nothing: a refusal ([LIMIT], a full disk) changes no message.
+        """
         if mode not in ("+", "-", ""):
             raise ValueError(f"bad store mode {mode!r}")
         self._writable()
         wanted = normalize_flags(flags)
         folder = self._folder
-        with folder.lock():
+        with folder.lock(), _refused_when_full("STORE", folder):
             folder.refresh()
             before, generation = folder.highestmodseq, folder.generation
             wanted = folder.canonical(wanted)
@@ -287,13 +307,13 @@ class Mailbox:
                     pending.append((entry, new))
             changed: list[MessageRecord] = []
             if pending:
-                modseq = folder.next_modseq()
-                for entry, new in pending:
-                    if folder.rename_entry(entry, folder.letters(new, entry.name), modseq):
-                        record = self._record(entry)
-                        self._view[entry.uid] = record
-                        changed.append(record)
-                folder.save()
+                if mode != "-":
+                    folder.add_keywords(wanted)  # [LIMIT] here, before any message changes
+                letters = [(entry, folder.letters(new, entry.name)) for entry, new in pending]
+                for entry in folder.relabel(letters):
+                    record = self._record(entry)
+                    self._view[entry.uid] = record
+                    changed.append(record)
                 self._own_change(before, generation)
             return changed, failed
 
@@ -306,20 +326,35 @@ class Mailbox:
         stem = self._owner.store.new_stem(f",S={len(body)},W={wire}")
         folder = self._folder
         tmp = folder.path / "tmp" / stem
-        write_new_file(tmp, body, 0o600)
-        if internal_date is not None:
-            stamp = internal_date.timestamp()
-            os.utime(tmp, (stamp, stamp))
-        with folder.lock():
+        with _refused_when_full("APPEND", folder):
+            write_new_file(tmp, body, 0o600)  # leaves nothing behind when the disk is full
             try:
-                name = with_letters(stem, folder.letters(wanted))
-            except MailboxError:
-                os.unlink(tmp)
-                raise
-            os.rename(tmp, folder.path / "cur" / name)
-            fsync_dir(folder.path / "cur")
-            folder.refresh()
-            return folder.by_stem[stem]
+                if internal_date is not None:
+                    stamp = internal_date.timestamp()
+                    os.utime(tmp, (stamp, stamp))
+                with folder.lock():
+                    return self._add_file(tmp, stem, wanted)
+            finally:
+                _unlink_quietly(tmp)  # gone already unless something failed
+
+    def _add_file(self, tmp: Path, stem: str, flags: frozenset[str]) -> int:
+        """Move an APPENDed file into cur/ and give it its UID; with the lock held.
+
+        The UID exists once the UID list is written: if that fails, the file is
+        removed again, so a client told NO finds no message.
+        """
+        folder = self._folder
+        flags = folder.canonical(flags)
+        folder.add_keywords(flags)
+        final = folder.path / "cur" / with_letters(stem, folder.letters(flags))
+        os.rename(tmp, final)
+        try:
+            fsync_dir(final.parent)
+            folder.refresh(strict=True)
+        except BaseException:
+            _unlink_quietly(final)
+            raise
+        return folder.by_stem[stem]
 
     def copy(self, uids: Iterable[int], dest: Mailbox) -> list[tuple[int, int]]:
         """COPY: hard links (copies across file systems), flags kept; (source uid, new uid) pairs."""
@@ -339,6 +374,7 @@ class Mailbox:
         with ExitStack() as stack:
             for folder in sorted({source, target}, key=lambda f: str(f.path)):
                 stack.enter_context(folder.lock())
+            stack.enter_context(_refused_when_full("MOVE" if remove else "COPY", target))
             source.refresh()
             if target is not source:
                 target.refresh()
@@ -392,34 +428,50 @@ class Mailbox:
 def transfer_messages(
     store: MailboxStore, source: Folder, target: Folder, uids: list[int], *, remove: bool
 ) -> list[tuple[int, int]]:
-    """Copy or move messages between folders whose locks are held; returns (old uid, new uid)."""
+    """Copy or move messages between folders whose locks are held; returns (old uid, new uid).
+
+    All or nothing (RFC 9051 §6.4.7, RFC 6851 §3.3): every copy is made and
+    the target's UID list written before any source message is removed; a
+    failure on the way (a full disk) removes the copies made so far.
+    """
+    entries = [source.entries[uid] for uid in uids]
+    target.add_keywords({flag for entry in entries for flag in source.flags(entry.name)})
+    made: list[Path] = []
     planned: list[tuple[int, str]] = []
-    for uid in uids:
-        entry = source.entries[uid]
-        stem = entry.stem
-        fields = stem[stem.index(",") :] if "," in stem else ""  # keep S= and W=
-        new_stem = store.new_stem(fields)
-        name = with_letters(new_stem, target.letters(source.flags(entry.name)))
-        origin = source.path / "cur" / entry.name
-        destination = target.path / "cur" / name
-        try:
-            if remove:
-                os.rename(origin, destination)
-            else:
-                _link_or_copy(origin, destination, target.path / "tmp" / new_stem)
-        except FileNotFoundError:
-            continue  # expunged by someone else meanwhile
-        planned.append((uid, new_stem))
-    if not planned:
-        return []
-    fsync_dir(target.path / "cur")
-    if remove:
-        if source is not target:
-            fsync_dir(source.path / "cur")
-        source.forget([uid for uid, _ in planned], source.next_modseq())
-        source.save()
-    target.refresh()
-    return [(uid, target.by_stem[stem]) for uid, stem in planned if stem in target.by_stem]
+    try:
+        for entry in entries:
+            stem = entry.stem
+            fields = stem[stem.index(",") :] if "," in stem else ""  # keep S= and W=
+            new_stem = store.new_stem(fields)
+            name = with_letters(new_stem, target.letters(source.flags(entry.name)))
+            destination = target.path / "cur" / name
+            try:
+                _link_or_copy(source.path / "cur" / entry.name, destination, target.path / "tmp" / new_stem)
+            except FileNotFoundError:
+                continue  # expunged by someone else meanwhile
+            made.append(destination)
+            planned.append((entry.uid, new_stem))
+        if not planned:
+            return []
+        fsync_dir(target.path / "cur")
+        target.refresh(strict=True)
+    except BaseException:
+        _remove_copies(made, target)
+        raise
+    pairs = [(uid, target.by_stem[stem]) for uid, stem in planned if stem in target.by_stem]
+    if remove:  # only now: every copy is in place
+        source.remove([uid for uid, _ in pairs])
+    return pairs
+
+
+def _remove_copies(made: list[Path], target: Folder) -> None:
+    """Undo a transfer that failed half-way: its copies go (none got a UID)."""
+    for path in made:
+        _unlink_quietly(path)
+    try:
+        fsync_dir(target.path / "cur")
+    except OSError:
+        pass  # the unlinks are done; a crash now could at worst bring back a copy
 
 
 def _stored_size(folder: Folder, entry: Entry) -> int:
@@ -436,14 +488,54 @@ def _link_or_copy(origin: Path, destination: Path, tmp: Path) -> None:
     try:
         os.link(origin, destination)
         return
-    except FileNotFoundError:
-        raise
-    except OSError:
-        pass  # another file system, or links not allowed: copy
-    shutil.copy2(origin, tmp)  # keeps the mtime, which is the internal date
-    fd = os.open(tmp, os.O_RDONLY)
+    except OSError as exc:
+        if exc.errno not in _LINK_REFUSED:
+            raise  # gone, or a full disk: a copy would not fare better
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, destination)
+        shutil.copy2(origin, tmp)  # keeps the mtime, which is the internal date
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, destination)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+# Why a hard link may be refused where a copy works: another file system, links
+# not allowed there, or too many links to one file.
+_LINK_REFUSED = frozenset({errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP})
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+@contextmanager
+def _refused_when_full(what: str, folder: Folder) -> Iterator[None]:
+    """A full disk (or file-system quota) is a refusal, NO [OVERQUOTA], not a server bug.
+
+    The change was undone before the error arrives here; one line goes to the log.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in NO_SPACE_ERRNOS:
+            raise
+        log.warning("%s refused in %s: %s", what, folder.path, exc.strerror)
+        raise MailboxError(NO_SPACE) from None
+
+
+def _save_recent(folder: Folder) -> None:
+    """Write who saw which messages first (\\Recent); a full disk only loses that after a restart."""
+    try:
+        folder.save()
+    except OSError as exc:
+        if exc.errno not in NO_SPACE_ERRNOS:
+            raise
+        log.warning("cannot write %s in %s: %s", UIDLIST, folder.path, exc.strerror)

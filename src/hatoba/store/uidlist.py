@@ -16,11 +16,18 @@ Rules:
 - A message is known by its "stem", the name before ":" (flags change the rest).
 - Every change is written (write_atomic) before the lock is released, so a
   restart finds the same UIDs; UIDs are never reused within a UIDVALIDITY.
+  On a full disk a UID is taken back before anyone sees it (_unsaved); what
+  the files themselves tell (expunges, outside flag changes) may wait in
+  memory for the next write, as a restart finds it again in the files.
+- A change a client asked for is all or nothing: keyword letters are given
+  before any file is touched (add_keywords), the list is written before
+  files are renamed (relabel).
 - Callers hold Folder.lock() around every other method.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import itertools
 import logging
@@ -64,6 +71,9 @@ _SYSTEM_BY_LOWER = {flag.lower(): flag for flag in SYSTEM_FLAGS}
 _ATOM_SPECIALS = frozenset('(){ %*"\\]')
 
 NONEXISTENT = "[NONEXISTENT] No such mailbox"
+# A full disk or file-system quota: Dovecot's code and words for both (RFC 5530 §3).
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+NO_SPACE = "[OVERQUOTA] Not enough disk space"
 
 
 class MailboxError(Exception):
@@ -311,14 +321,21 @@ class Folder:
 
     # -- reading the folder ---------------------------------------------------------
 
-    def refresh(self) -> None:
-        """Bring the state in line with the files: new ones get UIDs, vanished ones are expunged."""
+    def refresh(self, *, strict: bool = False) -> None:
+        """Bring the state in line with the files: new ones get UIDs, vanished ones are expunged.
+
+        New UIDs exist once the UID list is written. When it cannot be (a full
+        disk), new messages wait unseen for a later refresh; with `strict` the
+        OSError is raised too (APPEND and COPY, whose messages must get theirs).
+        """
         self._load()
         stamp = self._stamp()
         if stamp is not None and stamp == self._scanned:
             return  # nothing in cur/ or new/ changed since the last scan
         listed_at = time.time_ns()
-        self._full_refresh()
+        self._scanned = None  # until this scan is complete
+        if not self._full_refresh(strict):
+            return  # the UID list could not be written: scan again next time
         # Trust the folder times only when they are old enough that a change in the
         # same clock tick cannot hide behind them (Dovecot does the same).
         after = self._stamp()
@@ -332,11 +349,12 @@ class Folder:
             return None
         return (cur, new, self._list_stat)
 
-    def _full_refresh(self) -> None:
+    def _full_refresh(self, strict: bool) -> bool:
+        """The scan behind refresh(); False when the UID list could not be written."""
         listing = self._list()
         cur_names = set(listing[0])
         if not listing[1] and self._quiet == (self.generation, cur_names):
-            return  # the same files as at the last scan, which changed nothing: still nothing to do
+            return True  # the same files as at the last scan, which changed nothing: still nothing to do
         self._quiet = None
         found = self._scan(listing)
         if not found.keys() - self.by_stem.keys() and len(found) == len(self.entries) and not listing[1]:
@@ -353,6 +371,7 @@ class Folder:
             return modseq
 
         moved = False
+        first_new = self.uidnext
         gone: list[int] = []
         for uid, entry in self.entries.items():
             where = found.pop(entry.stem, None)
@@ -376,17 +395,43 @@ class Folder:
                 if moved_name is None:
                     continue  # removed while we looked
                 name, moved = moved_name, True
-            uid = self.uidnext
+            self.entries[self.uidnext] = Entry(self.uidnext, bump(), name)
+            self.by_stem[stem] = self.uidnext
             self.uidnext += 1
-            self.entries[uid] = Entry(uid, bump(), name)
-            self.by_stem[stem] = uid
         if moved:
             fsync_dir(self.path / "cur")
             fsync_dir(self.path / "new")
         if changed or modseq is not None:
-            self.save()
+            try:
+                self.save()
+            except OSError as exc:
+                if exc.errno not in NO_SPACE_ERRNOS:
+                    raise
+                self._unsaved(first_new, exc.strerror)
+                if strict:
+                    raise
+                return False
         elif quiet is not None and not moved:
             self._quiet = (self.generation, quiet[1])
+        return True
+
+    def _unsaved(self, first_new: int, reason: str) -> None:
+        """The UID list could not be written: UIDs from `first_new` on are taken back.
+
+        Never shown, they may be given again. What else changed (expunges and
+        flags found in the files) stays in memory and is written with the next
+        change; after a restart the scan finds it again in the files.
+        """
+        for uid in range(first_new, self.uidnext):
+            entry = self.entries.pop(uid)
+            self.by_stem.pop(entry.stem, None)
+        if first_new < self.uidnext:
+            log.warning("%s in %s not written (%s): %d new messages wait", UIDLIST, self.path, reason,
+                        self.uidnext - first_new)
+        else:
+            log.warning("%s in %s not written (%s)", UIDLIST, self.path, reason)
+        self.uidnext = first_new
+        self.generation = next(_generations)  # as save() would: views look again
 
     def _list(self) -> tuple[list[str], list[str]]:
         """The names in cur/ and new/."""
@@ -463,8 +508,21 @@ class Folder:
         if removed:
             fsync_dir(self.path / "cur")
             self.forget(removed, self.next_modseq())
-            self.save()
+            self._save_after_unlinks()
         return removed
+
+    def _save_after_unlinks(self) -> None:
+        """The files are gone whatever happens now: a full disk does not undo the expunge.
+
+        The state in memory stays right and is written with the next change;
+        after a restart before then, the scan finds the files gone.
+        """
+        try:
+            self.save()
+        except OSError as exc:
+            if exc.errno not in NO_SPACE_ERRNOS:
+                raise
+            self._unsaved(self.uidnext, exc.strerror)
 
     def flags(self, name: str) -> frozenset[str]:
         letters = info_letters(name)
@@ -490,45 +548,115 @@ class Folder:
         return self.keywords[index] if 0 <= index < len(self.keywords) else None
 
     def letters(self, flags: frozenset[str], old_name: str = "") -> str:
-        """Info letters for `flags`, keeping letters of `old_name` IMAP has no name for (e.g. P)."""
+        """Info letters for `flags`, keeping letters of `old_name` IMAP has no name for (e.g. P).
+
+        Every keyword in `flags` must have a letter already (add_keywords).
+        """
         out = {c for c in info_letters(old_name) if not self._managed(c)}
-        for flag in sorted(flags):  # new keywords get letters in a repeatable order
+        for flag in flags:
             if flag in SYSTEM_FLAGS:
                 out.add(SYSTEM_FLAGS[flag])
             else:
-                out.add(chr(ord("a") + self._keyword_index(flag)))
+                index = self._keyword_index(flag)
+                if index is None:
+                    raise AssertionError(f"keyword {flag!r} has no letter; add_keywords first")
+                out.add(chr(ord("a") + index))
         return "".join(sorted(out))
 
     def _managed(self, letter: str) -> bool:
         return letter in _FLAG_OF_LETTER or self._keyword_of(letter) is not None
 
-    def _keyword_index(self, keyword: str) -> int:
+    def _keyword_index(self, keyword: str) -> int | None:
         lowered = keyword.lower()
         for index, known in enumerate(self.keywords):
             if known is not None and known.lower() == lowered:  # keywords match without regard to case, like Dovecot's
                 return index
-        if len(self.keywords) >= MAX_KEYWORDS:
-            raise MailboxError("[LIMIT] Too many keywords in this mailbox")
-        self.keywords.append(keyword)
-        self._flag_sets = {}
-        path = self.path / KEYWORDS
-        # Written before any file name uses the new letter.
-        text = "".join(f"{i} {k}\n" for i, k in enumerate(self.keywords) if k is not None)
-        write_atomic(path, text.encode())
-        self._keywords_stat = _stat_key(path)
-        return len(self.keywords) - 1
+        return None
 
-    def rename_entry(self, entry: Entry, letters: str, modseq: int) -> bool:
-        """Give the message new flag letters; False when its file is gone."""
-        new_name = with_letters(entry.name, letters)
-        if new_name != entry.name:
-            try:
-                os.rename(self.path / "cur" / entry.name, self.path / "cur" / new_name)
-            except FileNotFoundError:
-                return False
-        entry.name = new_name
-        entry.modseq = modseq
-        return True
+    def add_keywords(self, flags: Iterable[str]) -> None:
+        """Give each keyword in `flags` a letter: all of them, or none and MailboxError [LIMIT].
+
+        Checked before anything is written, so a refused STORE, APPEND or COPY
+        takes no letter. When the letters run out, letters no message uses any
+        more are given to the new keywords (never one of `flags`).
+        """
+        flags = list(flags)
+        new: dict[str, str] = {}  # lower case -> first spelling, in a repeatable order
+        for flag in sorted(flags):
+            if flag not in SYSTEM_FLAGS and self._keyword_index(flag) is None:
+                new.setdefault(flag.lower(), flag)
+        if not new:
+            return
+        keywords = list(self.keywords) + [None] * (MAX_KEYWORDS - len(self.keywords))
+        free = [i for i, k in enumerate(keywords) if k is None]
+        if len(free) < len(new):
+            wanted = {f.lower() for f in flags}
+            free += self._unused_slots(keywords, wanted)
+        if len(free) < len(new):
+            raise MailboxError("[LIMIT] Too many keywords in this mailbox")
+        for index, keyword in zip(sorted(free), new.values()):
+            keywords[index] = keyword
+        while keywords and keywords[-1] is None:
+            keywords.pop()
+        self._write_keywords(keywords)
+
+    def _unused_slots(self, keywords: list[str | None], keep: set[str]) -> list[int]:
+        """Letters of keywords that no message in cur/ carries (and not in `keep`)."""
+        used = {c for entry in self.entries.values() for c in info_letters(entry.name)}
+        return [
+            i for i, k in enumerate(keywords)
+            if k is not None and k.lower() not in keep and chr(ord("a") + i) not in used
+        ]
+
+    def _write_keywords(self, keywords: list[str | None]) -> None:
+        """Written before any file name uses a new letter; memory changes only once it is on disk."""
+        path = self.path / KEYWORDS
+        text = "".join(f"{i} {k}\n" for i, k in enumerate(keywords) if k is not None)
+        write_atomic(path, text.encode())
+        self.keywords = keywords
+        self._flag_sets = {}
+        self._keywords_stat = _stat_key(path)
+
+    def relabel(self, changes: list[tuple[Entry, str]]) -> list[Entry]:
+        """Give messages new flag letters under one new MODSEQ; returns the entries changed.
+
+        The UID list is written first, then the files are renamed: a failure
+        (a full disk) leaves the files as they were, so no flag the client is
+        told failed is set. Files gone meanwhile are left out (expunged).
+        """
+        saved = [(entry, entry.name, entry.modseq) for entry, _ in changes]
+        highest = self.highestmodseq
+        modseq = self.next_modseq()
+        for entry, letters in changes:
+            entry.name, entry.modseq = with_letters(entry.name, letters), modseq
+        try:
+            self.save()
+        except BaseException:
+            for entry, name, old_modseq in saved:
+                entry.name, entry.modseq = name, old_modseq
+            self.highestmodseq = highest
+            raise
+        renamed: list[tuple[str, str]] = []
+        done: list[Entry] = []
+        try:
+            for entry, name, _ in saved:
+                if name != entry.name:
+                    try:
+                        os.rename(self._cur + name, self._cur + entry.name)
+                    except FileNotFoundError:
+                        continue  # expunged by someone else: the next refresh says so
+                    renamed.append((name, entry.name))
+                done.append(entry)
+        except BaseException:
+            # The files go back to their old names, and so do the entries; the UID list
+            # on disk, which has the new ones, is written again with the next change.
+            for old, new in reversed(renamed):
+                os.rename(self._cur + new, self._cur + old)
+            for entry, name, old_modseq in saved:
+                entry.name, entry.modseq = name, old_modseq
+            self.generation = next(_generations)
+            raise
+        return done
 
 
 def _parse_keywords(path: Path) -> list[str | None]:

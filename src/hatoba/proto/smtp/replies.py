@@ -71,6 +71,8 @@ R421_SHUTTING_DOWN = Reply(421, "4.3.2", "Server shutting down; try again later"
 R421_HTTP = Reply(421, "4.7.0", "This is an SMTP server, not a web server; closing", closes=True)
 R451_LOCAL_ERROR = Reply(451, "4.3.0", "Local error; try again later")
 R452_TOO_MANY_RCPTS = Reply(452, "4.5.3", "Too many recipients; send the rest in another message")
+# RFC 5321 §4.5.3.1.10, RFC 3463 4.3.1: the queue's disk is (nearly) full (Postfix's words).
+R452_NO_STORAGE = Reply(452, "4.3.1", "Insufficient system storage")
 R454_TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available; try again later")
 # RFC 4954 §6: a temporary refusal of a login (the throttle, the connection limit).
 R454_AUTH_TEMPORARY = Reply(454, "4.7.0", "Temporary authentication failure; try again later")
