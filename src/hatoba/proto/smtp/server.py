@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hatoba.proto import sasl
-from hatoba.proto.address import AddressError, parse_path, split_esmtp_params
+from hatoba.proto.address import Address, AddressError, Path, parse_path, split_esmtp_params
 from hatoba.proto.errors import LocalProtocolError
 from hatoba.proto.lines import LINE_TOO_LONG, LineBuffer
 from hatoba.proto.smtp import replies as R
@@ -471,6 +471,9 @@ class SmtpServerConn:
             return self._core(("RCPT", R.R501_SYNTAX_ARGS.with_text("Syntax: RCPT TO:<address>")))
         if params:
             return self._core(("RCPT", R.R555_UNSUPPORTED_PARAM))
+        if path_text.lower() == "<postmaster>":
+            # RFC 5321 §4.1.1.3: no domain, and always accepted; the adapter names the domain.
+            return self._hold(RcptTo(Path(Address("postmaster", ""))))
         try:
             path = parse_path(path_text, smtputf8=smtputf8)
         except AddressError as exc:
