@@ -137,6 +137,7 @@ class SmtpSession(SessionBase):
     async def _process_events(self) -> None:
         while not self.conn.closed:
             event = self.conn.next_event()
+            self.trace_received(self.conn.take_line())
             if event is NEED_DATA:
                 return
             if isinstance(event, DataChunk):
