@@ -82,3 +82,12 @@ def test_check_reports_a_postmaster_without_mailbox(tmp_path, capsys, postmaster
     home = fresh_home(tmp_path / "hatoba", *users)
     _merge_config(home.config_path, f'[server]\npostmaster = "{postmaster}"\n')
     assert check_postmaster(home, capsys)["severity"] == severity
+
+
+def test_postmaster_that_is_no_address_is_refused_by_validation(tmp_path):
+    from hatoba.config.load import ConfigError
+
+    home = fresh_home(tmp_path / "hatoba", "alice@example.test")
+    _merge_config(home.config_path, '[server]\npostmaster = "not an address"\n')
+    with pytest.raises(ConfigError, match="server.postmaster: 'not an address' is not an address"):
+        home.config()
