@@ -29,3 +29,11 @@ def test_uidls_of_appended_and_delivered_mail_hide_host_and_pid(server, hatoba_h
         when, unique, host = uidl.split(",")[0].split(".", 2)  # Maildir: TIME.UNIQUE.HOST
         assert host not in machine, uidl
         assert str(os.getpid()) not in unique, uidl
+
+
+def test_pop3_greeting_timestamp_hides_the_pid(server, hatoba_home):
+    p = poplib.POP3_SSL("127.0.0.1", server.port("pop3s"), context=hatoba_home.client_context(), timeout=10)
+    greeting = p.getwelcome().decode()
+    p.quit()
+    stamp = greeting[greeting.index("<") + 1: greeting.index("@")]
+    assert str(os.getpid()) not in stamp.split("."), greeting
