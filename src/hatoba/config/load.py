@@ -196,12 +196,13 @@ def _build(raw: dict[str, Any], path: Path, warnings: list[str]) -> Config:
     server_t = root.table("server")
     paths_t = root.table("paths")
     hostname = server_t.get("hostname", str)
+    postmaster = server_t.get("postmaster", str, "")
     data_dir = _data_dir(server_t, paths_t, base)
     server_t.done()
     paths_t.done()
     auth, pop3 = _auth_and_pop3(root.table("auth"), root.table("pop3"), warnings)
     config = Config(
-        server=ServerConfig(hostname=hostname),
+        server=ServerConfig(hostname=hostname, postmaster=postmaster.strip()),
         listeners=_listeners(root.table("listeners")),
         tls=_tls(root, base),
         paths=PathsConfig(data_dir=data_dir),

@@ -293,6 +293,10 @@ class DkimConfig:
 @dataclass(frozen=True)
 class ServerConfig:
     hostname: str
+    # Where postmaster@ and abuse@ of every local domain, and the bare
+    # <Postmaster>, go when no alias says otherwise (RFC 5321 §4.5.1, RFC 2142).
+    # "" = the first user added to the directory.
+    postmaster: str = ""
 
 
 @dataclass(frozen=True)

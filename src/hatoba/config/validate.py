@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from hatoba.config.load import ConfigError
 from hatoba.config.schema import AuthConfig, Config, LimitsConfig
-from hatoba.proto.address import AddressError, parse_domain
+from hatoba.proto.address import AddressError, parse_address, parse_domain
 
 BARE_NEWLINE_MODES = ("normalize", "reject")
 DELIVERY_TLS_MODES = ("may", "encrypt", "verify")
@@ -105,6 +105,16 @@ def _server_problems(config: Config) -> Iterator[str]:
     problem = hostname_problem(config.server.hostname)
     if problem:
         yield f"server.hostname: {problem}"
+    yield from _postmaster_problems(config.server.postmaster)
+
+
+def _postmaster_problems(postmaster: str) -> Iterator[str]:
+    if not postmaster:
+        return
+    try:
+        parse_address(postmaster)
+    except AddressError as exc:
+        yield f"server.postmaster: {postmaster!r} is not an address ({exc}); give a user's address, or \"\""
 
 
 def _listener_problems(config: Config) -> Iterator[str]:

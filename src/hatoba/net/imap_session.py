@@ -29,6 +29,7 @@ from hatoba.proto.imap.args import (
     RawCommand,
     as_text,
 )
+from hatoba.proto.imap.encode import resp_text
 from hatoba.proto.imap.states import ALLOWED, KNOWN, ImapFacts, State, capabilities
 from hatoba.proto.smtp.events import NEED_DATA
 from hatoba.store.api import UserDB
@@ -259,12 +260,12 @@ class ImapSession(SessionBase):
     async def command_error(self, error: CommandError) -> None:
         tag = error.tag.encode() if error.tag else b"*"
         if error.toobig:
-            self.write(tag + b" NO [TOOBIG] " + error.text.encode() + b"\r\n")
+            self.write(tag + b" NO [TOOBIG] " + resp_text(error.text) + b"\r\n")
         else:
-            self.write(tag + b" BAD " + error.text.encode() + b"\r\n")
+            self.write(tag + b" BAD " + resp_text(error.text) + b"\r\n")
         self.count_bad()
         if error.fatal:
-            self.write(b"* BYE " + error.text.encode() + b"\r\n")
+            self.write(b"* BYE " + resp_text(error.text) + b"\r\n")
             self.closed = True
 
     def count_bad(self) -> None:
@@ -311,7 +312,7 @@ class ImapSession(SessionBase):
     trace_output = False  # command lines and answers are traced where they are parsed
 
     def tagged(self, tag: str, status: str, text: str) -> None:
-        self.write(f"{tag} {status} {text}\r\n".encode("utf-8", "replace"))
+        self.write(f"{tag} {status} ".encode() + resp_text(text) + b"\r\n")
 
     def wire_form(self, data: bytes) -> bytes:
         """`data` as it must go out now, compressed after COMPRESS (the server's farewell)."""

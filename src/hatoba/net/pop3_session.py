@@ -11,10 +11,10 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import os
 import ssl
 import time
 from dataclasses import dataclass
+from secrets import token_hex
 from typing import Protocol
 
 from hatoba.config.schema import Config, ListenerConfig
@@ -113,7 +113,8 @@ class Pop3Session(SessionBase):
         super().__init__(ctx, listener, stream, session_id, client_ip)
         self.ctx: Pop3Context = ctx
         cfg = ctx.config
-        self.timestamp = f"<{os.getpid()}.{time.time_ns()}@{cfg.server.hostname}>"
+        # RFC 1939 §7 suggests the process id; random bits are as unique and tell a client nothing.
+        self.timestamp = f"<{token_hex(8)}.{time.time_ns()}@{cfg.server.hostname}>"
         apop_on = cfg.pop3.apop and ctx.secrets is not None
         self.conn = Pop3ServerConn(
             Pop3Facts(
@@ -169,6 +170,7 @@ class Pop3Session(SessionBase):
     async def _process_events(self) -> None:
         while not self.conn.closed:
             event = self.conn.next_event()
+            self.trace_received(self.conn.take_line())
             if event is NEED_DATA:
                 return
             try:

@@ -61,6 +61,7 @@ class Server:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory = Directory(paths.directory_db)
         self.directory.login_cache_seconds = config.limits.login_cache_seconds
+        self.directory.postmaster = config.server.postmaster
         self.store = MaildirStore(paths.mail_dir, hostname=config.server.hostname)
         self.spool = Spool(paths.queue_dir, on_commit=self._on_commit)
         self.manager: QueueManager | DeliveryProcess

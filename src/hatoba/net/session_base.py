@@ -77,6 +77,11 @@ class SessionBase:
                     trace_line("->", line, secret=line.startswith((b"334 ", b"+ ")))
             self.out.append(data)
 
+    def trace_received(self, taken: tuple[bytes, bool] | None) -> None:
+        """Log the client line a core just read (conn.take_line()) at DEBUG."""
+        if taken is not None:
+            trace_line("<-", taken[0], secret=taken[1])
+
     def wire_form(self, data: bytes) -> bytes:
         """`data` as it goes on the wire (IMAP compresses after COMPRESS)."""
         return data

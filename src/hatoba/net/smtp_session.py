@@ -36,6 +36,7 @@ from hatoba.proto.smtp.events import (
     StartTlsRequested,
 )
 from hatoba.proto import sasl
+from hatoba.proto.address import parse_address
 from hatoba.proto.smtp.received import TraceInfo, format_received
 from hatoba.proto.smtp.replies import Reply
 from hatoba.proto.smtp.server import SessionFacts, SmtpServerConn, State
@@ -138,6 +139,7 @@ class SmtpSession(SessionBase):
     async def _process_events(self) -> None:
         while not self.conn.closed:
             event = self.conn.next_event()
+            self.trace_received(self.conn.take_line())
             if event is NEED_DATA:
                 return
             if isinstance(event, DataChunk):
@@ -272,6 +274,11 @@ class SmtpSession(SessionBase):
     async def _rcpt_to(self, event: RcptTo) -> Reply:
         address = event.path.address
         assert address is not None
+        if not address.domain:  # the bare <Postmaster>
+            bare = await asyncio.to_thread(self.ctx.directory.postmaster_address)
+            if bare is None:
+                return R.R550_NO_SUCH_USER
+            address = parse_address(bare)
         relay_ok = relay.may_relay(
             client_ip=self.client_ip, authenticated=self.conn.auth_login is not None, trusted=self.ctx.trusted
         )

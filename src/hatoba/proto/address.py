@@ -378,8 +378,8 @@ def _parse_mailbox(text: str) -> Address:
     else:
         raw_local, at, domain_text = text.rpartition("@")
         if not at:
-            # "<postmaster>" (RFC 5321 §4.1.1.3) is refused as well: hatoba
-            # always knows the domain and clients send postmaster@domain.
+            # The bare "<Postmaster>" (RFC 5321 §4.1.1.3) is no address: the
+            # SMTP core's RCPT takes it before parsing.
             raise AddressError("missing @domain after the local part")
         local, quoted = raw_local, False
         if not raw_local:

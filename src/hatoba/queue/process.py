@@ -138,6 +138,7 @@ async def _serve(config: Config) -> None:
 
     paths = config.paths
     directory = Directory(paths.directory_db)
+    directory.postmaster = config.server.postmaster
     store = MaildirStore(paths.mail_dir, hostname=config.server.hostname)
 
     def report(mailbox: str) -> None:

@@ -25,6 +25,7 @@ from hatoba.selfcheck.findings import Finding, Report
 from hatoba.selfcheck.folders import folder_findings
 from hatoba.selfcheck.listeners import listener_findings
 from hatoba.selfcheck.outbound import outbound_findings
+from hatoba.selfcheck.postmaster import postmaster_findings
 from hatoba.selfcheck.relay_policy import relay_findings
 from hatoba.selfcheck.relay_probe import probe_findings, probe_target
 from hatoba.store.api import DirectoryError
@@ -46,6 +47,7 @@ def run(config: Config, options: Options = Options()) -> Report:
     add(config_findings(find_problems(config)))
     add(listener_findings(config))
     add(relay_findings(config))
+    add(postmaster_findings(config))
     domains, domain_findings = hosted_domains(config)
     if options.live:
         our_domain = domains[0] if domains else config.server.hostname

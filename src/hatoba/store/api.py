@@ -49,6 +49,8 @@ class UserDB(Protocol):
 
     def sender_addresses(self, login: str) -> frozenset[str]: ...
 
+    def postmaster_address(self) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class DeliveredMessage:

@@ -13,7 +13,8 @@ Rules:
   because those characters were used to re-route mail through servers.
 - Alias lookups follow one rule everywhere (resolution, loop checks, sender
   ownership): a user ends the expansion; else an exact alias expands; else the
-  domain's catch-all "@domain" expands; else the address is unknown.
+  domain's catch-all "@domain" expands; else postmaster@ and abuse@ go to the
+  postmaster (RFC 5321 §4.5.1, RFC 2142); else the address is unknown.
 - No change may leave an alias loop behind: each change that alters where an
   address leads re-runs the expansion from that address inside its own
   transaction and is rolled back when it meets a loop.
@@ -61,6 +62,8 @@ LOGIN_CACHE_SIZE = 10_000  # remembered logins at most (see _remember_login)
 # Postfix stops virtual alias expansion at 100 levels; real setups never nest
 # more than a handful, and a short limit keeps each RCPT cheap.
 MAX_ALIAS_DEPTH = 20
+# RFC 5321 §4.5.1 and RFC 2142: every local domain has these, alias or not.
+ROLE_ACCOUNTS = frozenset({"postmaster", "abuse"})
 # Characters a user or alias source may not have in its local part: '%'
 # (percent hack), '!' (UUCP bang path) and '@' route mail elsewhere on naive
 # servers; '"' means a quoted local part, which no client types correctly.
@@ -224,6 +227,9 @@ class Directory:
         self._hasher = hasher or PasswordHasher()
         # Verified logins remembered in memory (0 = off); the server sets limits.login_cache_seconds.
         self.login_cache_seconds = 0.0
+        # Where postmaster@/abuse@ of every local domain go without an alias
+        # ([server] postmaster); "" = the first user added.
+        self.postmaster = ""
         self._login_cache: dict[str, tuple[bytes, float]] = {}
         self._cache_secret = secrets.token_bytes(32)
         self._connections = ThreadConnections()
@@ -794,16 +800,46 @@ class Directory:
             else:
                 targets = self._targets(conn, key)
                 if not targets:
-                    if _is_plain_local(local) and self._has_catch_all(conn, domain, found):
-                        targets = [(f"@{domain}", f"@{domain}")]
-                    else:
-                        found.unknown[key] = display
+                    targets = self._fallback(conn, key, domain, found)
+                if not targets:
+                    found.unknown[key] = display
         if targets:
             path.append((key, display))
             for target_key, target in targets:
                 self._expand(conn, target_key, target, path, found)
             path.pop()
         found.done.add(key)
+
+    def _fallback(self, conn: sqlite3.Connection, key: str, domain: str, found: _Expansion) -> list[tuple[str, str]]:
+        """Where a local address without user or alias goes: the catch-all, else
+        for postmaster@ and abuse@ the postmaster (never itself: no loop)."""
+        local, _ = _split_key(key)
+        if _is_plain_local(local) and self._has_catch_all(conn, domain, found):
+            return [(f"@{domain}", f"@{domain}")]
+        if local in ROLE_ACCOUNTS:
+            target = self._postmaster(conn)
+            if target is not None and target[0] != key:
+                return [target]
+        return []
+
+    def _postmaster(self, conn: sqlite3.Connection) -> tuple[str, str] | None:
+        """(key, address) of the postmaster setting, or of the first user when it is ""."""
+        if self.postmaster:
+            try:
+                address = parse_address(self.postmaster)
+            except AddressError:
+                log.error("[server] postmaster %r is not an address; postmaster mail is refused", self.postmaster)
+                return None
+            return _key(address), str(address)
+        row = conn.execute("SELECT address_key, address FROM users ORDER BY rowid LIMIT 1").fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def postmaster_address(self, domain: str | None = None) -> str | None:
+        """postmaster@ `domain` (else the first local domain): what the bare <Postmaster> means."""
+        domains = self.list_domains()
+        if domain in domains:
+            return f"postmaster@{domain}"
+        return f"postmaster@{domains[0]}" if domains else None
 
     def sender_addresses(self, login: str) -> frozenset[str]:
         """The login and every alias source whose expansion reaches its mailbox, lower-cased.

@@ -160,9 +160,6 @@ class HeaderCache:
         for uid in dead:
             del self._entries[uid]
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     @property
     def unsaved(self) -> bool:
         """Entries the file does not hold yet (dropping the cache now would lose their work).

@@ -20,7 +20,6 @@ Rules:
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import secrets
@@ -37,7 +36,7 @@ from pathlib import Path
 from hatoba.fsutil import fsync_dir, make_private_dir, write_atomic
 from hatoba.proto.imap import mutf7
 from hatoba.store.mailbox import Mailbox, MessageRecord, SyncResult, transfer_messages
-from hatoba.store.maildir import MaildirName, MaildirStore
+from hatoba.store.maildir import MaildirName, MaildirStore, host_part, unique_part
 from hatoba.store.uidlist import (
     NONEXISTENT,
     SYSTEM_FLAGS,
@@ -71,7 +70,6 @@ DEFAULT_FOLDERS = (
 )
 MAX_DIRNAME = 200  # bytes; file systems allow 255 per name
 _INVALID = "[CANNOT] Invalid mailbox name"
-_name_counter = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -157,9 +155,8 @@ class MailboxStore:
         self.mail_root = Path(mail_root)
         self.quota_bytes = quota_bytes
         self.user_quota_mb = user_quota_mb
-        host = hostname or os.uname().nodename
-        self._host = host.replace("/", "\\057").replace(":", "\\072")
-        self._addresses = MaildirStore(self.mail_root, hostname=host)
+        self._host = host_part(hostname or "")
+        self._addresses = MaildirStore(self.mail_root, hostname=hostname or "")
         self._lock = threading.Lock()
         # A folder's state lives while a session or operation holds it, and the
         # RECENT_FOLDERS used last stay besides (clients poll STATUS); the rest
@@ -217,8 +214,7 @@ class MailboxStore:
 
     def new_stem(self, fields: str = "") -> str:
         """A unique Maildir base name; names made later sort later (COPYUID order)."""
-        unique = f"M{next(_name_counter):010d}R{secrets.token_hex(4)}P{os.getpid()}"
-        return f"{int(time.time())}.{unique}.{self._host}{fields}"
+        return f"{int(time.time())}.{unique_part()}.{self._host}{fields}"
 
 
 

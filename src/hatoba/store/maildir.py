@@ -7,11 +7,15 @@ Lines end in LF on disk, as every Maildir reader expects.
 File names are "TIME.QKEY.HOST,S=SIZE,W=WIRESIZE" when the queue gives a
 unique key (its queue id): the same message delivered twice after a crash
 gets the same name, and the second delivery finds it and writes nothing
-(exactly once). Without a key the unique part is "M<random>P<pid>".
+(exactly once). Without a key the unique part is unique_part(). HOST is the
+server's public name ([server] hostname), never the machine's: POP3 shows
+names to clients as UIDLs, so they hold nothing a client should not learn
+(no machine name, no process id).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import time
@@ -23,6 +27,20 @@ from hatoba.store.api import DeliveredMessage
 
 CHUNK = 1024 * 1024
 SUBDIRS = ("tmp", "new", "cur")
+# The host part of names when no server name is given.
+DEFAULT_HOST = "hatoba"
+_name_counter = itertools.count()
+
+
+def unique_part() -> str:
+    """The middle of a new Maildir name: a counter (names made later by this
+    process sort later) and 64 random bits (no two processes or hosts clash)."""
+    return f"M{next(_name_counter):010d}R{secrets.token_hex(8)}"
+
+
+def host_part(hostname: str) -> str:
+    """`hostname` as a name's host part: Maildir escapes "/" and ":" as octal."""
+    return (hostname or DEFAULT_HOST).replace("/", "\\057").replace(":", "\\072")
 
 
 class MaildirStore:
@@ -31,7 +49,7 @@ class MaildirStore:
     def __init__(self, root: Path, *, hostname: str) -> None:
         self.root = Path(root)
         # Maildir forbids "/" and ":" in the host part (they are escaped as octal).
-        self._host = hostname.replace("/", "\\057").replace(":", "\\072")
+        self._host = host_part(hostname)
         self._ready: set[Path] = set()
 
     def maildir(self, mailbox: str) -> Path:
@@ -70,7 +88,7 @@ class MaildirStore:
         maildir = self.maildir(mailbox)
         self._ensure(maildir)
         when = int(timestamp if timestamp is not None else time.time())
-        unique = f"Q{unique_key}" if unique_key else f"M{secrets.token_hex(8)}P{os.getpid()}"
+        unique = f"Q{unique_key}" if unique_key else unique_part()
         base = f"{when}.{unique}.{self._host}"
         tmp = maildir / "tmp" / base
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

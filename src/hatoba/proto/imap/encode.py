@@ -3,6 +3,9 @@
 Rules:
 - Every function returns bytes ready to go on the wire (no CRLF at the end:
   the caller ends the response line).
+- Human-readable response text (after OK/NO/BAD/BYE) goes through
+  resp_text(): it may echo what the client sent, and a CR or LF in it would
+  let a client forge response lines.
 - A string is sent quoted only when it is short 7-bit text without CR, LF,
   NUL, '"' problems; anything else goes as a literal, which carries any
   octet but NUL (RFC 9051 §4.3). 8-bit text is always a literal so that
@@ -22,11 +25,14 @@ __all__ = [
     "format_sequence_set",
     "literal",
     "nstring",
+    "resp_text",
     "string",
 ]
 
 # RFC 9051 §9: atom-specials = "(" / ")" / "{" / SP / CTL / list-wildcards / quoted-specials / resp-specials
 _ATOM_SPECIALS = frozenset(b'(){ %*"\\]')
+# Response texts are cut to this many characters: an echo needs no more.
+MAX_RESP_TEXT = 300
 # Quoted strings longer than this go as literals: some clients cap line lengths.
 _MAX_QUOTED = 512
 
@@ -126,3 +132,12 @@ def format_internaldate(dt: datetime) -> bytes:
         f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d} {sign}{minutes // 60:02d}{minutes % 60:02d}\""
     )
     return text.encode("ascii")
+
+
+def resp_text(text: str) -> bytes:
+    """`text` safe for the end of a status response: control characters
+    (CR and LF above all) become spaces, and a long text is cut short."""
+    if len(text) > MAX_RESP_TEXT:
+        text = text[: MAX_RESP_TEXT - 3] + "..."
+    cleaned = "".join(" " if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 else c for c in text)
+    return cleaned.encode("utf-8", "replace")

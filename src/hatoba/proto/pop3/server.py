@@ -109,6 +109,7 @@ class Pop3ServerConn:
         self.commands = 0
         self.discarded_after_stls = 0
         self._lines = LineBuffer(facts.max_line)
+        self._last_line: tuple[bytes, bool] | None = None  # for take_line()
         self._pending: Event | None = None
         self._streaming = False  # retr_ok()/top_ok() given, message_sent() not yet
         self._user: str | None = None  # USER given, PASS expected
@@ -174,9 +175,16 @@ class Pop3ServerConn:
             assert line is LINE_TOO_LONG
             self._sasl = None  # an over-long SASL response ends the exchange
             return self._core("?", R.ERR_LINE_TOO_LONG)
+        self._last_line = (line.content, self._sasl is not None)
         if self._sasl is not None:
             return self._sasl_response(line.content)
         return self._command(line.content)
+
+    def take_line(self) -> tuple[bytes, bool] | None:
+        """The client line the last next_event() read, once, for the debug trace;
+        True with it for a SASL response, which carries credentials."""
+        line, self._last_line = self._last_line, None
+        return line
 
     def send(self, reply: Pop3Reply) -> bytes:
         """Answer the pending event (or send an unsolicited reply); returns the bytes to write."""

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hatoba.proto import sasl
-from hatoba.proto.address import AddressError, parse_path, split_esmtp_params
+from hatoba.proto.address import Address, AddressError, Path, parse_path, split_esmtp_params
 from hatoba.proto.errors import LocalProtocolError
 from hatoba.proto.lines import LINE_TOO_LONG, LineBuffer
 from hatoba.proto.smtp import replies as R
@@ -104,6 +104,7 @@ class SmtpServerConn:
         self.commands = 0
         self.discarded_after_starttls = 0
         self._lines = LineBuffer(facts.max_command_line)
+        self._last_line: tuple[bytes, bool] | None = None  # for take_line()
         self._pending: Event | None = None
         self._events: list[Event] = []
         self._data: DataDecoder | None = None
@@ -158,11 +159,18 @@ class SmtpServerConn:
         if line is LINE_TOO_LONG:
             return self._core(("?", R.R500_LINE_TOO_LONG))
         assert not isinstance(line, type(LINE_TOO_LONG))
+        self._last_line = (line.content, self.state is State.AUTH)
         if line.bare_lf and self.facts.reject_bare_lf:
             return self._core(("?", R.R550_BARE_LF))
         if self.state is State.AUTH:
             return self._sasl_response(line.content)
         return self._command(line.content)
+
+    def take_line(self) -> tuple[bytes, bool] | None:
+        """The client line the last next_event() read, once, for the debug trace;
+        True with it for a SASL response, which carries credentials."""
+        line, self._last_line = self._last_line, None
+        return line
 
     def send(self, reply: Reply) -> bytes:
         """Answer the pending event; returns the bytes to write."""
@@ -471,6 +479,9 @@ class SmtpServerConn:
             return self._core(("RCPT", R.R501_SYNTAX_ARGS.with_text("Syntax: RCPT TO:<address>")))
         if params:
             return self._core(("RCPT", R.R555_UNSUPPORTED_PARAM))
+        if path_text.lower() == "<postmaster>":
+            # RFC 5321 §4.1.1.3: no domain, and always accepted; the adapter names the domain.
+            return self._hold(RcptTo(Path(Address("postmaster", ""))))
         try:
             path = parse_path(path_text, smtputf8=smtputf8)
         except AddressError as exc:

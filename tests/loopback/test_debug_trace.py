@@ -1,0 +1,57 @@
+"""--debug traces the client's lines too, never a credential."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import poplib
+import smtplib
+
+import pytest
+
+PASSWORD = "alice-password-1"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+SECRETS = (PASSWORD, b64(PASSWORD), b64(f"\0alice@example.test\0{PASSWORD}"))
+
+
+def traced(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "hatoba.trace"]
+
+
+def test_smtp_client_lines_are_traced_and_credentials_redacted(server, hatoba_home, caplog):
+    caplog.set_level(logging.DEBUG, logger="hatoba.trace")
+    with smtplib.SMTP_SSL("127.0.0.1", server.port("smtps"), context=hatoba_home.client_context(),
+                          timeout=10) as c:
+        c.ehlo("client.example")
+        assert c.docmd("AUTH", "PLAIN " + SECRETS[2])[0] == 235
+        c.docmd("RSET")
+    with smtplib.SMTP_SSL("127.0.0.1", server.port("smtps"), context=hatoba_home.client_context(),
+                          timeout=10) as c:
+        c.ehlo("client.example")
+        assert c.docmd("AUTH", "LOGIN")[0] == 334
+        assert c.docmd(b64("alice@example.test"))[0] == 334
+        assert c.docmd(SECRETS[1])[0] == 235
+        assert c.docmd("MAIL", "FROM:<alice@example.test>")[0] == 250
+    lines = traced(caplog)
+    assert "<- ehlo client.example" in lines and "<- RSET" in lines
+    assert "<- MAIL FROM:<alice@example.test>" in lines
+    assert "<- AUTH PLAIN <redacted>" in lines and lines.count("<- <redacted>") == 2
+    assert not any(secret in line for line in lines for secret in SECRETS)
+
+
+def test_pop3_client_lines_are_traced_and_password_redacted(server, hatoba_home, caplog):
+    caplog.set_level(logging.DEBUG, logger="hatoba.trace")
+    p = poplib.POP3_SSL("127.0.0.1", server.port("pop3s"), context=hatoba_home.client_context(), timeout=10)
+    p.user("alice@example.test")
+    p.pass_(PASSWORD)
+    p.stat()
+    p.quit()
+    lines = traced(caplog)
+    assert "<- USER alice@example.test" in lines and "<- STAT" in lines and "<- QUIT" in lines
+    assert "<- PASS <redacted>" in lines
+    assert not any(PASSWORD in line for line in lines)
