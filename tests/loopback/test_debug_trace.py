@@ -55,3 +55,26 @@ def test_pop3_client_lines_are_traced_and_password_redacted(server, hatoba_home,
     assert "<- USER alice@example.test" in lines and "<- STAT" in lines and "<- QUIT" in lines
     assert "<- PASS <redacted>" in lines
     assert not any(PASSWORD in line for line in lines)
+
+
+def test_imap_commands_and_answers_are_traced_and_credentials_redacted(server, hatoba_home, caplog):
+    import imaplib
+
+    caplog.set_level(logging.DEBUG, logger="hatoba.trace")
+    with imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"), ssl_context=hatoba_home.client_context(),
+                           timeout=10) as c:
+        c.login("alice@example.test", PASSWORD)
+        c.select("INBOX")
+        c.logout()
+    with imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"), ssl_context=hatoba_home.client_context(),
+                           timeout=10) as c:
+        c.authenticate("PLAIN", lambda _: f"\0alice@example.test\0{PASSWORD}".encode())
+        c.logout()
+    lines = traced(caplog)
+    logins = [line for line in lines if " LOGIN " in line]
+    assert logins and all(line.endswith("LOGIN <redacted>") for line in logins)
+    assert any(line.startswith("<- ") and line.endswith(" SELECT INBOX") for line in lines)
+    assert any(line.startswith("-> ") and line.endswith(" OK [READ-WRITE] SELECT completed") for line in lines)
+    assert any(" AUTHENTICATE PLAIN" in line for line in lines)
+    assert "<- <redacted>" in lines  # the SASL response line
+    assert not any(secret in line for line in lines for secret in SECRETS)

@@ -30,6 +30,7 @@ from hatoba.proto.imap.args import (
     as_text,
 )
 from hatoba.proto.imap.encode import resp_text
+from hatoba.proto.imap.traceform import trace_form
 from hatoba.proto.imap.states import ALLOWED, KNOWN, ImapFacts, State, capabilities
 from hatoba.proto.smtp.events import NEED_DATA
 from hatoba.store.api import UserDB
@@ -38,6 +39,7 @@ from hatoba.net.session_base import SessionBase
 from hatoba.net.stream import Stream
 from hatoba.net.wakeclock import WakeClock
 from hatoba.net.workers import LOGINS
+from hatoba.logs import trace_line
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +280,7 @@ class ImapSession(SessionBase):
         from hatoba.net.imap_commands import COMMANDS
 
         self.command_count += 1
+        trace_line("<-", trace_form(cmd))
         tag = cmd.tag
         name = cmd.name
         if name not in KNOWN or name not in COMMANDS:
@@ -309,10 +312,14 @@ class ImapSession(SessionBase):
 
     # -- output ---------------------------------------------------------------------
 
-    trace_output = False  # command lines and answers are traced where they are parsed
+    # Answers carry message contents; only the status lines are traced (tagged,
+    # command errors), and commands as dispatch() reads them.
+    trace_output = False
 
     def tagged(self, tag: str, status: str, text: str) -> None:
-        self.write(f"{tag} {status} ".encode() + resp_text(text) + b"\r\n")
+        line = f"{tag} {status} ".encode() + resp_text(text) + b"\r\n"
+        trace_line("->", line)
+        self.write(line)
 
     def wire_form(self, data: bytes) -> bytes:
         """`data` as it must go out now, compressed after COMPRESS (the server's farewell)."""
@@ -415,6 +422,7 @@ class ImapSession(SessionBase):
                 if line is None:
                     self.closed = True
                     return
+                trace_line("<-", line, secret=True)
                 decoded = sasl.decode_response(line)
                 if isinstance(decoded, sasl.Cancelled):
                     self.tagged(tag, "BAD", "Authentication cancelled")
