@@ -7,7 +7,6 @@ import logging
 import poplib
 import smtplib
 
-import pytest
 
 PASSWORD = "alice-password-1"
 

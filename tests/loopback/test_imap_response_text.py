@@ -39,3 +39,25 @@ def test_resp_text_drops_controls_and_cuts_long_echoes():
     long = resp_text("y" * 10_000)
     assert len(long) == MAX_RESP_TEXT and long.endswith(b"...")
     assert resp_text("Gruß [ALERT]") == "Gruß [ALERT]".encode()
+
+
+def test_resp_text_keeps_a_long_response_code_whole():
+    from hatoba.proto.imap.encode import MAX_RESP_TEXT, resp_text
+
+    capability = "[CAPABILITY " + " ".join(f"X-EXTENSION-{n}" for n in range(60)) + "]"
+    assert len(capability) > MAX_RESP_TEXT
+    answer = resp_text(capability + " Logged in")
+    assert answer == (capability + " Logged in").encode()
+    cut = resp_text(capability + " " + "z" * 1000)
+    assert cut.startswith(capability.encode()) and cut.endswith(b"...")
+
+
+def test_login_answer_carries_the_whole_capability_list(server, hatoba_home):
+    raw = socket.create_connection(("127.0.0.1", server.port("imaps")), timeout=10)
+    with hatoba_home.client_context().wrap_socket(raw, server_hostname="mail.example.test") as s:
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"a LOGIN alice@example.test alice-password-1\r\n")
+        line = f.readline()
+    assert line.startswith(b"a OK [CAPABILITY IMAP4rev1 ") and b"] " in line, line
+    assert b"..." not in line.split(b"]")[0]

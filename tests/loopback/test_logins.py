@@ -317,22 +317,25 @@ def test_an_office_with_one_stale_password(hatoba_home):
 
 
 def test_a_huge_login_name_is_refused_without_work(server, hatoba_home):
-    """A 4 MB user name (an IMAP literal) is refused at once: no parsing on the
-    event loop, no password check, nothing counted; other sessions stay fast."""
+    """A 4 MB user name (an IMAP literal) is refused before it is sent, a
+    7,000-octet one at once: no password check, nothing counted."""
     import socket
 
     ctx = hatoba_home.client_context()
-    name = b"a" * 4_000_000 + b"@example.test"
     with socket.create_connection(("127.0.0.1", server.port("imaps")), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname="mail.example.test") as tls:
             reader = tls.makefile("rb")
             reader.readline()
-            tls.sendall(b"a LOGIN {%d}\r\n" % len(name))
+            # More than limits.max_command_before_login: no "+", the client keeps its bytes.
+            tls.sendall(b"a LOGIN {%d}\r\n" % (4_000_000 + 13))
+            assert reader.readline().startswith(b"a NO [TOOBIG]")
+            name = b"a" * 7_000 + b"@example.test"
+            tls.sendall(b"b LOGIN {%d}\r\n" % len(name))
             assert reader.readline().startswith(b"+")
             started = time.monotonic()
             tls.sendall(name + b' "some-password"\r\n')
             answer = reader.readline()
             took = time.monotonic() - started
-    assert answer.startswith(b"a NO [AUTHENTICATIONFAILED] Login name too long"), answer[:100]
+    assert answer.startswith(b"b NO [AUTHENTICATIONFAILED] Login name too long"), answer[:100]
     assert took < 2.0
     assert "no failed logins" in hatoba_home.cli("auth", "status").stdout

@@ -197,6 +197,26 @@ def test_long_line_is_refused_with_tag_and_skipped():
     assert r.next() == RawCommand("b", "NOOP", ())
 
 
+@pytest.mark.parametrize("split", [None, 7, 60, 113])
+def test_literal_announced_by_a_dropped_line_is_dropped_too(split):
+    # The literal's bytes must not run as a command (command injection).
+    payload = b"c DELETE INBOX\r\n"
+    data = b"a7 X " + b"x" * 100 + b" {%d+}\r\n" % len(payload) + payload + b" more\r\nb NOOP\r\n"
+    r = CommandReader(max_line=50)
+    out = []
+    for chunk in ([data] if split is None else [data[i:i + split] for i in range(0, len(data), split)]):
+        r.feed(chunk)
+        out += drain(r)
+    assert out == [CommandError("a7", "Command line too long"), RawCommand("b", "NOOP", ())]
+
+
+def test_dropped_line_announcing_a_huge_literal_ends_the_connection():
+    r = CommandReader(max_line=50, literal_minus=True)
+    r.feed(b"a7 X " + b"x" * 100 + b" {999999+}\r\n")
+    error = drain(r)[-1]
+    assert error.fatal and error.tag == "a7"
+
+
 def test_line_limit_is_exact_and_counts_all_lines_of_a_command():
     line = b"a X " + b"y" * 46  # 50 bytes
     assert read_all(line + b"\r\n", max_line=50) == [RawCommand("a", "X", (Atom("y" * 46),))]

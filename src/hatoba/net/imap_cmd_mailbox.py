@@ -20,7 +20,8 @@ from hatoba.proto.imap.reader import RawCommand
 from hatoba.proto.imap.scalars import ArgError, as_number, as_text, parse_datetime, parse_flags, parse_sequence_set
 from hatoba.proto.imap.states import State
 from hatoba.proto.imap.types import ArgList, Atom, String
-from hatoba.store.mailboxes import DELIMITER, MailboxError
+from hatoba.net.workers import MAILBOX
+from hatoba.store.mailboxes import DELIMITER, MAX_DIRNAME, MailboxError
 
 PERMANENT_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft", b"\\*")
 SYSTEM_FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft)"
@@ -146,9 +147,14 @@ async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
     special_only = "SPECIAL-USE" in selection
     status_items = largs.status_items
     verb = b"LSUB" if lsub else b"LIST"
-    matches = list_matcher(reference, patterns, DELIMITER)
+    subscribed = await asyncio.to_thread(s.boxes.subscriptions) if subscribed_only else []
+    candidates = [info.name for info in infos] + [
+        DELIMITER.join(name.split(DELIMITER)[:depth]) for name in subscribed
+        for depth in range(1, name.count(DELIMITER) + 2)]
+    # Many long patterns against many names is CPU work: not on the event loop.
+    matches = (await MAILBOX.run(_names_matching, reference, patterns, candidates)).__contains__
     if subscribed_only:
-        await _list_subscribed(s, infos, matches, verb, lsub=lsub, special_only=special_only)
+        await _list_subscribed(s, infos, subscribed, matches, verb, lsub=lsub, special_only=special_only)
         s.tagged(cmd.tag, "OK", f"{verb.decode()} completed")
         return
     for info in infos:
@@ -173,11 +179,15 @@ async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
     s.tagged(cmd.tag, "OK", f"{verb.decode()} completed")
 
 
-async def _list_subscribed(s: ImapSession, infos, matches: Callable[[str], bool], verb: bytes, *,  # type: ignore[no-untyped-def]
-                           lsub: bool, special_only: bool) -> None:
+def _names_matching(reference: str, patterns: tuple[str, ...], names: list[str]) -> set[str]:
+    matches = list_matcher(reference, patterns, DELIMITER, longest=MAX_DIRNAME)
+    return {name for name in dict.fromkeys(names) if matches(name)}
+
+
+async def _list_subscribed(s: ImapSession, infos, subscribed: list[str],  # type: ignore[no-untyped-def]
+                           matches: Callable[[str], bool], verb: bytes, *, lsub: bool, special_only: bool) -> None:
     """LSUB and LIST (SUBSCRIBED): subscribed names, existing or not (RFC 3501 §6.3.9, RFC 5258 §3.1)."""
     assert s.boxes is not None
-    subscribed = await asyncio.to_thread(s.boxes.subscriptions)
     by_name = {info.name: info for info in infos}
     shown: set[str] = set()
     for name in subscribed:

@@ -277,7 +277,7 @@ class Stream(asyncio.Protocol):
             return default
         try:
             return self._transport.get_extra_info(name, default)
-        except (AttributeError, OSError):  # uvloop, once the peer reset the connection: no socket left
+        except (AttributeError, OSError, ValueError):  # uvloop, once the peer reset: no socket, or a closed descriptor
             return default
 
     def close(self) -> None:

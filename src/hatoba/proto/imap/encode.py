@@ -137,7 +137,19 @@ def format_internaldate(dt: datetime) -> bytes:
 def resp_text(text: str) -> bytes:
     """`text` safe for the end of a status response: control characters
     (CR and LF above all) become spaces, and a long text is cut short."""
-    if len(text) > MAX_RESP_TEXT:
-        text = text[: MAX_RESP_TEXT - 3] + "..."
+    code, rest = _split_code(text)
+    if len(rest) > MAX_RESP_TEXT:
+        rest = rest[: MAX_RESP_TEXT - 3] + "..."
+    text = code + rest
     cleaned = "".join(" " if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 else c for c in text)
     return cleaned.encode("utf-8", "replace")
+
+
+def _split_code(text: str) -> tuple[str, str]:
+    """A leading "[...]" response code and the rest. The code is the server's
+    own (CAPABILITY lists run long) and clients parse it, so it is never cut."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end > 0:
+            return text[: end + 1], text[end + 1 :]
+    return "", text

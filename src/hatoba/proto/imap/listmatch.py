@@ -39,18 +39,21 @@ def _collapse(pattern: str) -> str:
     return "".join(out)
 
 
-def _compile(pattern: str, delimiter: str) -> Callable[[str], bool]:
+def _compile(pattern: str, delimiter: str, longest: int) -> Callable[[str], bool]:
     """A test for one pattern: bit i of the state means "pattern[:i] matched so far"."""
     tokens = _collapse(pattern)
-    literal: dict[str, int] = {}  # character -> positions that are that literal character
-    star = percent = 0
+    if sum(c not in "*%" for c in tokens) > longest:
+        return _never  # more characters than any name has
+    # One bit mask per character class, built in bytes: OR-ing bits into an
+    # integer one at a time would cost time quadratic in the pattern.
+    size = len(tokens) // 8 + 1
+    masks: dict[str, bytearray] = {}
     for i, c in enumerate(tokens):
-        if c == "*":
-            star |= 1 << i
-        elif c == "%":
-            percent |= 1 << i
-        else:
-            literal[c] = literal.get(c, 0) | 1 << i
+        mask = masks.setdefault(c, bytearray(size))
+        mask[i >> 3] |= 1 << (i & 7)
+    literal = {c: int.from_bytes(mask, "little") for c, mask in masks.items() if c not in "*%"}
+    star = int.from_bytes(masks.get("*", b""), "little")
+    percent = int.from_bytes(masks.get("%", b""), "little")
     wild = star | percent
     accept = 1 << len(tokens)
 
@@ -72,7 +75,14 @@ def _compile(pattern: str, delimiter: str) -> Callable[[str], bool]:
     return matches
 
 
-def list_matcher(reference: str, patterns: Sequence[str], delimiter: str) -> Callable[[str], bool]:
-    """A test of mailbox names: True when some `reference + pattern` selects the name."""
-    tests = [_compile(_canonical_inbox(reference + p, delimiter), delimiter) for p in patterns]
+def _never(name: str) -> bool:
+    return False
+
+
+def list_matcher(reference: str, patterns: Sequence[str], delimiter: str, *,
+                 longest: int) -> Callable[[str], bool]:
+    """A test of mailbox names no longer than `longest` characters: True when
+    some `reference + pattern` selects the name."""
+    joined = dict.fromkeys(_canonical_inbox(reference + p, delimiter) for p in patterns)
+    tests = [_compile(pattern, delimiter, longest) for pattern in joined]
     return lambda name: any(test(name) for test in tests)

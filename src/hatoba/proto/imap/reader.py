@@ -71,6 +71,7 @@ _UNESCAPE = re.compile(rb'\\(["\\])')
 # literal = "{" number64 ["+"] "}" CRLF (RFC 7888); literal8 = "~{" ... (RFC 3516)
 _LITERAL = re.compile(rb"(~?)\{([0-9]{1,19})(\+?)\}")
 _NONSYNC_AT_END = re.compile(rb"~?\{([0-9]{1,19})\+\}$")
+_TAIL = 32  # bytes of a dropped line kept to see a literal it announces
 _COMMAND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")
 _MAX_DEPTH = 32
 LITERAL_MINUS_MAX = 4096  # RFC 7888 §4
@@ -173,6 +174,7 @@ class CommandReader:
         self._closed = False
         self._skipping = False  # dropping the rest of an over-long line
         self._long_head = b""
+        self._long_tail = b""  # the last bytes of an over-long line seen so far
         self._reset()
 
     def set_limits(self, max_line: int, max_literal: int, *, max_command: int | None = None) -> None:
@@ -220,9 +222,11 @@ class CommandReader:
             self._long_head = bytes(buf[: min(200, limit + 1)])
             end = buf.find(b"\n")
             if end < 0:
+                self._long_tail = bytes(buf[-_TAIL:])
                 buf.clear()
                 self._skipping = True
             else:
+                self._long_tail = bytes(buf[max(0, end - _TAIL):end])
                 del buf[: end + 1]
             return _TOO_LONG
         line = bytes(buf[:end])
@@ -230,6 +234,7 @@ class CommandReader:
             line = line[:-1]
         if len(line) > limit:
             self._long_head = line[: min(200, limit + 1)]
+            self._long_tail = line[-_TAIL:]
             del buf[: end + 1]
             return _TOO_LONG
         del buf[: end + 1]
@@ -263,6 +268,19 @@ class CommandReader:
                     assert self._tokens is not None
                     self._tokens.add_literal(value, literal8)
                 continue
+            if self._skipping:
+                # The rest of an over-long line: its end may announce a literal.
+                end = self._buf.find(b"\n")
+                if end < 0:
+                    self._long_tail = (self._long_tail + bytes(self._buf[-_TAIL:]))[-_TAIL:]
+                    self._buf.clear()
+                    return NEED_DATA
+                tail = (self._long_tail + bytes(self._buf[max(0, end - _TAIL):end]))[-_TAIL:]
+                del self._buf[: end + 1]
+                self._skipping = False
+                if self._skip_literal_after(tail.rstrip(b"\r")):
+                    return self._fatal(None)
+                continue
             line = self._take_line(self._line_room())
             if line is None:
                 return NEED_DATA
@@ -273,6 +291,10 @@ class CommandReader:
                     tag = m[1].decode("ascii") if m else None
                 discarding = self._discard
                 self._reset()
+                # A non-synchronizing literal announced at the end of the
+                # dropped line is dropped too, or its bytes would run as commands.
+                if not self._skipping and self._skip_literal_after(self._long_tail.rstrip(b"\r")):
+                    return self._fatal(tag)
                 if discarding:
                     continue
                 return CommandError(tag, "Command line too long")
