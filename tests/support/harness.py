@@ -247,15 +247,18 @@ class ServerProcess:
             stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
+        waiting = [25, 587, 465, 110, 995, 143, 993]  # every listener, not only the first bound
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", 25 + self.offset), timeout=1):
-                    return self
+                with socket.create_connection(("127.0.0.1", waiting[0] + self.offset), timeout=1):
+                    waiting.pop(0)
+                    if not waiting:
+                        return self
             except OSError:
                 if self.proc.poll() is not None:
                     raise RuntimeError("hatoba serve exited: " + self.log_path.read_text()[-2000:])
                 time.sleep(0.05)
-        raise RuntimeError("hatoba serve did not start listening")
+        raise RuntimeError("hatoba serve did not start listening on %d" % (waiting[0] + self.offset))
 
     def port(self, standard: int) -> int:
         return standard + self.offset
