@@ -324,6 +324,7 @@ def test_curl_imap_without_tls_cannot_log_in(server, hatoba_home):
     r = curl("--user", ":".join(BOB), f"imap://127.0.0.1:{server.port('imap')}/INBOX;UID=1")
     assert r.returncode == 67, (r.returncode, r.stderr)  # CURLE_LOGIN_DENIED: LOGINDISABLED, no AUTH=
     assert "Subject" not in r.stdout
+    # That is curl's own choice; what the server refuses is in loopback/test_plaintext_wire.py.
 
 
 # -- mutt -------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ def test_curl_pop3_with_ssl_reqd_upgrades_with_stls(server, hatoba_home):
 def test_curl_pop3_without_tls_cannot_log_in(server, hatoba_home):
     r = curl("--user", ":".join(BOB), f"pop3://127.0.0.1:{server.port('pop3')}/")
     assert r.returncode != 0  # curl finds no way to log in without STLS
+    # That is curl's own choice; what the server refuses is in loopback/test_plaintext_wire.py.
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")

@@ -9,11 +9,11 @@ import re
 import smtplib
 import socket
 import ssl
-import time
 
 import pytest
 
 from support.harness import ServerThread, _merge_config
+from support.wire import capture_mail_log, drop, wait_mail_line
 
 BOB = ("bob@example.test", "bob-password-1")
 
@@ -63,15 +63,59 @@ def test_pop3s_session_retrieves_and_deletes(two_for_bob, hatoba_home):
     assert b"Subject: second" in left
 
 
-def test_dropped_connection_deletes_nothing(two_for_bob, hatoba_home):
-    p = pop3s(two_for_bob, hatoba_home)
+def maildir_files(home, address: str) -> dict[str, bytes]:
+    """The messages on disk in new/ and cur/, by file name without its flags."""
+    md = home.maildir(address)
+    return {f.name.split(":")[0]: f.read_bytes() for sub in ("new", "cur") for f in (md / sub).iterdir()}
+
+
+def pop3s_login(server, home) -> poplib.POP3_SSL:
+    p = pop3s(server, home)
     p.user(BOB[0])
     p.pass_(BOB[1])
+    return p
+
+
+def wait_pop3_disconnect(caplog) -> str:
+    """The server has ended bob's POP3S session (its cleanup runs before this line)."""
+    return wait_mail_line(caplog, "disconnect", "listener=pop3s", f"login={BOB[0]}", timeout=2)
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
+def test_dropped_connection_deletes_nothing(two_for_bob, hatoba_home, caplog, reset):
+    """RFC 1939 §6: without QUIT there is no UPDATE state, so DELE deletes nothing."""
+    capture_mail_log(caplog)
+    before = maildir_files(hatoba_home, BOB[0])
+    assert len(before) == 2
+    p = pop3s_login(two_for_bob, hatoba_home)
     p.dele(1)
     p.dele(2)
-    p.sock.close()  # no QUIT: no UPDATE state
-    time.sleep(0.3)
-    assert len(hatoba_home.messages("bob@example.test")) == 2
+    drop(p.sock, p.file, reset=reset)  # no QUIT
+    assert "deleted=0" in wait_pop3_disconnect(caplog)
+    assert maildir_files(hatoba_home, BOB[0]) == before
+    q = pop3s_login(two_for_bob, hatoba_home)  # a new session sees every message
+    assert q.stat()[0] == 2
+    q.quit()
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
+def test_dropped_connection_frees_the_maildrop(two_for_bob, hatoba_home, caplog, reset):
+    """The maildrop lock (RFC 1939 §8) is held while the session lives and freed
+    when it ends, with QUIT or without: a vanished client does not lock the
+    mailbox until the server restarts."""
+    capture_mail_log(caplog)
+    first = pop3s_login(two_for_bob, hatoba_home)
+    second = pop3s(two_for_bob, hatoba_home)
+    second.user(BOB[0])
+    with pytest.raises(poplib.error_proto, match=r"\[IN-USE\]"):
+        second.pass_(BOB[1])
+    assert first.noop().startswith(b"+OK")  # the first session is untouched
+    drop(first.sock, first.file, reset=reset)
+    wait_pop3_disconnect(caplog)
+    second.user(BOB[0])
+    assert second.pass_(BOB[1]).startswith(b"+OK")
+    assert second.stat()[0] == 2
+    second.quit()
 
 
 def test_rset_undeletes(two_for_bob, hatoba_home):
