@@ -60,19 +60,21 @@ def mail_log(event: str, **fields: object) -> None:
     mail_logger.info(" ".join(parts))
 
 
-_SECRET_COMMANDS = (b"AUTH ", b"AUTHENTICATE ", b"LOGIN ", b"PASS ", b"APOP ")
+_SECRET_COMMANDS = (b"AUTH", b"AUTHENTICATE", b"LOGIN", b"PASS", b"APOP")
 
 
 def trace_line(direction: str, line: bytes, *, secret: bool = False) -> None:
     """Log one wire line at DEBUG; credentials never reach the log."""
     if not trace_logger.isEnabledFor(logging.DEBUG):
         return
-    upper = line[:16].upper()
+    # Words split at any white space, leading space dropped: "PASS\tsecret" and
+    # " AUTH PLAIN ..." are refused as commands but still carry the password.
+    words = line[:64].split(None, 2)
+    verb = words[0].upper() if words else b""
     if secret:
         shown = b"<redacted>"
-    elif any(upper.startswith(c) for c in _SECRET_COMMANDS):
-        verb = line.split(b" ", 2)
-        shown = b" ".join(verb[:2]) + b" <redacted>" if upper.startswith(b"AUTH") else verb[0] + b" <redacted>"
+    elif verb in _SECRET_COMMANDS:
+        shown = b" ".join(words[:2] if verb == b"AUTH" else words[:1]) + b" <redacted>"
     else:
         shown = line[:500]
     trace_logger.debug("%s %s", direction, shown.decode("utf-8", "replace").rstrip("\r\n"))

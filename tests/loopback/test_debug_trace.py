@@ -77,3 +77,38 @@ def test_imap_commands_and_answers_are_traced_and_credentials_redacted(server, h
     assert any(" AUTHENTICATE PLAIN" in line for line in lines)
     assert "<- <redacted>" in lines  # the SASL response line
     assert not any(secret in line for line in lines for secret in SECRETS)
+
+
+def _send_lines(port: int, context, lines: list[bytes]) -> None:
+    """Each line in its own packet, then whatever the server says read until it pauses."""
+    import socket
+    import time
+
+    with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                             server_hostname="mail.example.test") as s:
+        s.settimeout(1.0)
+        for line in lines:
+            s.sendall(line + b"\r\n")
+            time.sleep(0.1)
+        try:
+            while s.recv(65536):
+                pass
+        except OSError:
+            pass
+
+
+def test_credentials_in_odd_spellings_are_redacted_too(server, hatoba_home, caplog):
+    # Refused commands carry the password all the same: a tab after the verb, a leading
+    # space, the IMAP verb after UID or without a tag.
+    caplog.set_level(logging.DEBUG, logger="hatoba.trace")
+    ctx, ir, pw = hatoba_home.client_context(), SECRETS[2].encode(), PASSWORD.encode()
+    _send_lines(server.port("smtps"), ctx, [b"EHLO x", b"AUTH\tPLAIN " + ir, b" AUTH PLAIN " + ir])
+    _send_lines(server.port("pop3s"), ctx, [b"USER alice@example.test", b"PASS\t" + pw])
+    _send_lines(server.port("imaps"), ctx, [b"a UID LOGIN alice@example.test " + pw,
+                                            b"LOGIN alice@example.test " + pw,
+                                            b"b UID AUTHENTICATE PLAIN " + ir])
+    lines = traced(caplog)
+    assert not any(secret in line for line in lines for secret in SECRETS), [
+        line for line in lines if any(secret in line for secret in SECRETS)]
+    assert "<- AUTH PLAIN <redacted>" in lines and "<- PASS <redacted>" in lines
+    assert "<- a UID LOGIN <redacted>" in lines and "<- b UID AUTHENTICATE PLAIN <redacted>" in lines

@@ -13,7 +13,7 @@ import threading
 import time
 
 from support.harness import ServerProcess, free_port_offset, make_home
-from support.probe import LatencyProbe, rss_kib
+from support.probe import LatencyProbe, rss_kib, wait_listening
 
 BOB = ("bob@example.test", "bob-password-1")
 
@@ -115,6 +115,30 @@ def test_sort_of_a_60kb_subject_from_port_25(server, hatoba_home):
     assert threads == [b"* THREAD (1)(2)"]  # by date: message 1 is the older
     assert took < 2.0, took
     assert probe.worst < 1.0, probe.summary()
+
+
+def test_search_and_sort_of_a_144kb_subject_of_encoded_words(tmp_path):
+    # email.header's decoder was quadratic inside one regex call, holding the GIL:
+    # every other session of the process waited 9 s for each SEARCH SUBJECT.
+    offset = free_port_offset()
+    home = make_home(tmp_path / "h", port_offset=offset)
+    with ServerProcess(home, offset) as proc:
+        wait_listening("127.0.0.1", proc.port(143))  # ServerProcess waits for port 25 only
+        wait_listening("127.0.0.1", proc.port(993))
+        c = Imap(proc.port(993), home, timeout=60)
+        c.append(message(1, "=?utf-8?q?Caf=C3=A9?= " + "=?utf-8?q?x " * 12_000))
+        c.append(message(2, "w"))
+        c.ok("SELECT INBOX")
+        with LatencyProbe("127.0.0.1", proc.port(143), "imap") as probe:
+            start = time.monotonic()
+            found = c.ok("SEARCH SUBJECT café")
+            took = time.monotonic() - start
+            lines = c.ok("SORT (SUBJECT) UTF-8 ALL")
+        c.close()
+    assert took < 2.0, took
+    assert probe.worst < 1.0, probe.summary()
+    assert found == [b"* SEARCH 1"]
+    assert lines == [b"* SORT 1 2"]  # "CAFé =?utf-8?q?x ..." ("=?utf-8?q?x" is no encoded word) before "W"
 
 
 def test_thread_references_of_a_1200_deep_references_chain(server, hatoba_home):

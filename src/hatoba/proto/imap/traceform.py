@@ -8,24 +8,29 @@ for SMTP and POP3 lines, kept for IMAP).
 
 from __future__ import annotations
 
+import re
+
 from hatoba.proto.imap.reader import RawCommand
 from hatoba.proto.imap.types import Arg, ArgList, Atom, Nil, String
 
+_MECHANISM = re.compile(r"[A-Za-z0-9_-]{1,20}")  # RFC 4422 §3.1: a SASL mechanism name
 MAX_SHOWN = 500  # characters of one traced command
 LITERAL_SHOWN = 40  # bytes of a literal's content shown
 
 
 def trace_form(cmd: RawCommand) -> bytes:
     """`cmd` as one line for the trace, credentials replaced by <redacted>."""
-    words = [cmd.tag, cmd.name]
-    if cmd.name == "LOGIN" and cmd.args:
-        words.append("<redacted>")
-    elif cmd.name == "AUTHENTICATE" and cmd.args:
-        words.append(_shown(cmd.args[0]))
-        if len(cmd.args) > 1:
-            words.append("<redacted>")  # SASL-IR: the credentials themselves
-    else:
-        words.extend(_shown(arg) for arg in cmd.args)
+    words = [cmd.tag, cmd.name, *(_shown(arg) for arg in cmd.args)]
+    # The verb may come later ("UID LOGIN user pass") or first, the tag forgotten
+    # ("LOGIN user pass"): what follows it goes, but AUTHENTICATE's mechanism name.
+    for at, word in enumerate(words[:3]):
+        verb = word.upper()
+        if verb in ("LOGIN", "AUTHENTICATE"):
+            keep = at + 1
+            if verb == "AUTHENTICATE" and keep < len(words) and _MECHANISM.fullmatch(words[keep]):
+                keep += 1
+            words = words[:keep] + (["<redacted>"] if keep < len(words) else [])
+            break
     line = " ".join(words)
     if len(line) > MAX_SHOWN:
         line = line[:MAX_SHOWN] + "..."
