@@ -23,6 +23,8 @@ import pytest
 from imapclient import IMAPClient
 from support.peers import needs
 
+from hatoba.store.mailboxes import DEFAULT_FOLDERS
+
 BOB = ("bob@example.test", "bob-password-1")
 
 
@@ -261,9 +263,12 @@ def test_imapclient_read_flag_move_idle_status(server, hatoba_home):
 def test_imapclient_list_after_select_has_each_folder_once(server, hatoba_home):
     c = imapclient_login(server, hatoba_home)
     try:
+        c.create_folder("Projects")
         c.select_folder("INBOX")
         names = [name for _, _, name in c.list_folders()]
         assert sorted(names) == sorted(set(names)), names
+        # Every folder bob has, the special-use ones hatoba makes and the one he made.
+        assert set(names) == {"INBOX", *(name for name, _ in DEFAULT_FOLDERS), "Projects"}, names
     finally:
         c.logout()
 

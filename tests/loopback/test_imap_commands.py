@@ -1203,13 +1203,26 @@ def test_quota_with_a_limit(hatoba_home):
         c.close()
 
 
-def test_quota_roots_named_are_roots_getquota_knows(conn):
-    c = conn()
-    lines = c.ok("GETQUOTAROOT INBOX")
-    roots = re.findall(rb'"([^"]*)"', lines[0])
-    for root in roots:
-        status, _ = c.cmd(f'GETQUOTA "{root.decode()}"')
-        assert status.startswith("OK"), status
+@pytest.mark.parametrize("quota_mb", [0, 2])
+def test_quota_roots_named_are_roots_getquota_knows(hatoba_home, quota_mb):
+    from support.harness import ServerThread, _merge_config
+
+    # RFC 9208 §4.3: with a limit the one root "" is named, and GETQUOTA knows it; without
+    # one no root is named, and GETQUOTA "" knows none.
+    _merge_config(hatoba_home.config_path, f"[imap]\nquota_mb = {quota_mb}\n")
+    with ServerThread(hatoba_home) as srv:
+        c = Imap(srv, hatoba_home)
+        lines = c.ok("GETQUOTAROOT INBOX")
+        assert lines[0].startswith(b"* QUOTAROOT INBOX"), lines
+        roots = re.findall(rb'"([^"]*)"', lines[0])
+        assert roots == ([b""] if quota_mb else []), lines
+        for root in roots:
+            status, quota = c.cmd(f'GETQUOTA "{root.decode()}"')
+            assert status.startswith("OK") and quota == [lines[1]], (status, quota, lines)
+        if not roots:
+            status, _ = c.cmd('GETQUOTA ""')
+            assert status.startswith("NO") and "[NONEXISTENT]" in status, status
+        c.close()
 
 
 # -- COMPRESS ------------------------------------------------------------------------------------------
