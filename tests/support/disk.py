@@ -67,10 +67,10 @@ def fs_type(path: Path) -> str:
     return kind
 
 
-def _page_cache_problem(folder: Path) -> str | None:
-    """Why `folder` cannot show a read that would wait for the disk, or None when it can:
-    reads with RWF_NOWAIT must work there, and a file's clean pages must leave memory on
-    POSIX_FADV_DONTNEED (tmpfs refuses the first on some kernels and never does the second)."""
+def _page_cache_problem(folder: Path, drop_pages: bool) -> str | None:
+    """Why reads in `folder` cannot be told not to wait (RWF_NOWAIT), or with `drop_pages`
+    why a file's clean pages do not leave memory on POSIX_FADV_DONTNEED; None when all is
+    well. A tmpfs refuses RWF_NOWAIT on some kernels and never drops pages."""
     probe = folder / "probe"
     probe.write_bytes(b"x" * 8192)
     fd = os.open(probe, os.O_RDONLY)
@@ -82,6 +82,8 @@ def _page_cache_problem(folder: Path) -> str | None:
             pass  # not cached after all: reading without waiting is supported
         except OSError as exc:
             return f"reads with RWF_NOWAIT fail ({errno.errorcode.get(exc.errno, exc.errno)})"
+        if not drop_pages:
+            return None
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         try:
             os.preadv(fd, [bytearray(8192)], 0, os.RWF_NOWAIT)
@@ -94,10 +96,11 @@ def _page_cache_problem(folder: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def evictable_dir(*candidates: Path) -> Iterator[Path]:
-    """A new empty directory in the first candidate whose file system can drop a file's pages
-    from the page cache and read without waiting (see _page_cache_problem); removed after.
-    Skips the test, naming each candidate's file system and problem, when none can."""
+def nowait_dir(*candidates: Path, drop_pages: bool) -> Iterator[Path]:
+    """A new empty directory in the first candidate whose file system reads without waiting
+    and, with `drop_pages`, can drop a file from the page cache (see _page_cache_problem);
+    removed after. Skips the test, naming each candidate's file system and problem, when
+    none can: a limit of the machine, not a missing program."""
     problems = []
     for candidate in candidates:
         try:
@@ -106,11 +109,12 @@ def evictable_dir(*candidates: Path) -> Iterator[Path]:
             problems.append(f"{candidate}: {exc.strerror}")
             continue
         try:
-            problem = _page_cache_problem(folder)
+            problem = _page_cache_problem(folder, drop_pages)
             if problem is None:
                 yield folder
                 return
             problems.append(f"{candidate} ({fs_type(candidate)}): {problem}")
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-    pytest.skip("no file system here can drop a file from the page cache: " + "; ".join(problems))
+    wanted = "reads without waiting and drops a file from the page cache" if drop_pages else "reads without waiting"
+    pytest.skip(f"no file system here {wanted}: " + "; ".join(problems))
