@@ -18,13 +18,13 @@ perl -MNet::SSLeay -e1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-test-peers: missing ${missing[*]} and no apt-get here; install them with your package manager (tests needing them are skipped)" >&2
+  echo "install-test-peers: missing ${missing[*]} and no apt-get here; install them with your package manager (tests needing them are skipped, or fail under HATOBA_REQUIRE_PEERS=1)" >&2
   exit 0
 fi
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then
   if ! command -v sudo >/dev/null 2>&1; then
-    echo "install-test-peers: missing ${missing[*]}; run as root: apt-get install ${missing[*]} (tests needing them are skipped)" >&2
+    echo "install-test-peers: missing ${missing[*]}; run as root: apt-get install ${missing[*]} (tests needing them are skipped, or fail under HATOBA_REQUIRE_PEERS=1)" >&2
     exit 0
   fi
   SUDO=(sudo)

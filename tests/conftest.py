@@ -15,6 +15,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# needs(program) markers: skip where a peer is missing, fail under HATOBA_REQUIRE_PEERS=1.
+pytest_plugins = ["support.peers"]
 
 
 @pytest.fixture

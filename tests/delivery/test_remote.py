@@ -16,7 +16,7 @@ from hatoba.delivery.remote import RemoteDelivery
 from hatoba.delivery.tlspolicy import TlsPolicyLookup
 from hatoba.queue.spool import Envelope, QueuedMessage
 from support.harness import make_home
-from support.sink import SmtpSink, envelope_of, sink_unavailable_reason
+from support.sink import SmtpSink, envelope_of, needs_sink
 
 
 @pytest.mark.parametrize(
@@ -69,9 +69,6 @@ def test_tls_policy_sources_in_order():
     assert asyncio.run(level("x.example", relay_hop)) == "verify"  # a password goes there
     relaxed = TlsPolicyLookup(dataclasses.replace(delivery, relayhost_tls="encrypt"))
     assert asyncio.run(relaxed.lookup("x.example", relay_hop)).level == "encrypt"
-
-
-needs_sink = pytest.mark.skipif(sink_unavailable_reason() is not None, reason=str(sink_unavailable_reason()))
 
 
 def queued(tmp_path: Path, recipients: tuple[str, ...], *, smtputf8: bool = False) -> tuple[QueuedMessage, bytes]:

@@ -14,9 +14,12 @@ Rules:
   nothing ever leaves the loopback interface.
 - Retries are seconds apart, so a test can watch a defer and a retry.
 - Running Postfix needs root (the master binds, then drops to `postfix`).
-  `start()` calls `pytest.skip` when the postfix binary is missing or the
-  process is not root; any other failure raises `PostfixPeerError` with the
-  tail of the Postfix log, so a broken setup is never hidden as a skip.
+  A test module marks itself with `postfix_peer_marks()`: a missing postfix
+  program is a missing peer (a skip, or a failure under
+  HATOBA_REQUIRE_PEERS=1, see tests/support/peers.py); not being root is a
+  skip. `start()` checks the same; any other failure raises
+  `PostfixPeerError` with the tail of the Postfix log, so a broken setup is
+  never hidden as a skip.
 """
 
 from __future__ import annotations
@@ -81,13 +84,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Debian installs postfix, postqueue and smtp-sink in /usr/sbin, which is not on every PATH.
+_SBIN_PATH = "/usr/sbin:/sbin"
+POSTFIX_INSTALL_HINT = "Debian package postfix; scripts/install-test-peers.sh installs it"
+POSTFIX_NEEDS_ROOT = "a private Postfix instance needs root (its master binds and drops to user postfix)"
+
+
+def _postfix_installed() -> bool:
+    return shutil.which("postfix", path=f"{os.environ.get('PATH', '')}:{_SBIN_PATH}") is not None
+
+
 def postfix_unavailable_reason() -> str | None:
-    """Why a PostfixPeer cannot run here, or None when it can."""
-    if shutil.which("postfix") is None:
-        return "postfix is not installed (scripts/install-test-peers.sh installs it)"
+    """Why a PostfixPeer cannot run here, or None when it can (for bench/, which has no pytest)."""
+    if not _postfix_installed():
+        return f"postfix is not installed ({POSTFIX_INSTALL_HINT})"
     if os.geteuid() != 0:
-        return "a private Postfix instance needs root (its master binds and drops to user postfix)"
+        return POSTFIX_NEEDS_ROOT
     return None
+
+
+def postfix_peer_marks() -> list:
+    """pytest marks for a test that starts a PostfixPeer: the postfix program, a peer
+    (tests/support/peers.py), and root, a capability of the machine (a plain skip)."""
+    import pytest
+    from support.peers import needs
+
+    return [needs("postfix", why=POSTFIX_INSTALL_HINT),
+            pytest.mark.skipif(os.geteuid() != 0, reason=POSTFIX_NEEDS_ROOT)]
 
 
 class PostfixPeer:
@@ -202,11 +225,14 @@ class PostfixPeer:
 
     def start(self) -> PostfixPeer:
         """Write the config and start the instance; returns when smtpd accepts."""
-        reason = postfix_unavailable_reason()
-        if reason is not None:
+        if not _postfix_installed():
+            from support.peers import require  # under pytest only: bench/ checks postfix_unavailable_reason()
+
+            require("postfix", why=POSTFIX_INSTALL_HINT)
+        if os.geteuid() != 0:
             import pytest
 
-            pytest.skip(reason)
+            pytest.skip(POSTFIX_NEEDS_ROOT)
         self.write_config()
         self._postfix("check")
         self._postfix("start")
@@ -317,6 +343,7 @@ class PostfixPeer:
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAIL_")}
         env["MAIL_CONFIG"] = str(self.config_dir)
+        env["PATH"] = f"{env.get('PATH', '')}:{_SBIN_PATH}"
         return env
 
     def _postfix(self, command: str) -> None:

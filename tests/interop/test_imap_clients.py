@@ -12,7 +12,6 @@ from __future__ import annotations
 import imaplib
 import os
 import re
-import shutil
 import smtplib
 import ssl
 import subprocess
@@ -22,6 +21,9 @@ from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
+from support.peers import needs
+
+from hatoba.store.mailboxes import DEFAULT_FOLDERS
 
 BOB = ("bob@example.test", "bob-password-1")
 
@@ -59,11 +61,6 @@ def server_inbox(server, home) -> dict[str, set[bytes]]:
         return out
     finally:
         m.logout()
-
-
-def tool(name: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(shutil.which(name) is None,
-                              reason=f"{name} is not installed (make test installs it)")
 
 
 # -- mbsync (isync) ---------------------------------------------------------------------------
@@ -153,7 +150,7 @@ def set_maildir_flags(path: Path, flags: str) -> None:
     path.rename(path.parent.parent / "cur" / f"{base}:2,{flags}")
 
 
-@tool("mbsync")
+@needs("mbsync")
 def test_mbsync_two_way_sync_is_stable(server, hatoba_home, tmp_path):
     deliver(server, hatoba_home, ["sync 0", "sync 1", "sync 2"])
     rc = mbsync_config(tmp_path, server, hatoba_home)
@@ -266,9 +263,12 @@ def test_imapclient_read_flag_move_idle_status(server, hatoba_home):
 def test_imapclient_list_after_select_has_each_folder_once(server, hatoba_home):
     c = imapclient_login(server, hatoba_home)
     try:
+        c.create_folder("Projects")
         c.select_folder("INBOX")
         names = [name for _, _, name in c.list_folders()]
         assert sorted(names) == sorted(set(names)), names
+        # Every folder bob has, the special-use ones hatoba makes and the one he made.
+        assert set(names) == {"INBOX", *(name for name, _ in DEFAULT_FOLDERS), "Projects"}, names
     finally:
         c.logout()
 
@@ -291,7 +291,7 @@ def inbox_uids(server, home) -> list[int]:
         m.logout()
 
 
-@tool("curl")
+@needs("curl")
 def test_curl_imaps_fetches_by_uid_and_lists(server, hatoba_home):
     deliver(server, hatoba_home, ["curl 0", "curl 1"])
     uids = inbox_uids(server, hatoba_home)
@@ -308,7 +308,7 @@ def test_curl_imaps_fetches_by_uid_and_lists(server, hatoba_home):
     assert r.stdout.split() == ["*", "SEARCH", str(uids[0])]
 
 
-@tool("curl")
+@needs("curl")
 def test_curl_imap_with_ssl_reqd_upgrades_with_starttls(server, hatoba_home):
     deliver(server, hatoba_home, ["starttls"])
     uid = inbox_uids(server, hatoba_home)[0]
@@ -318,7 +318,7 @@ def test_curl_imap_with_ssl_reqd_upgrades_with_starttls(server, hatoba_home):
     assert "Subject: starttls" in r.stdout
 
 
-@tool("curl")
+@needs("curl")
 def test_curl_imap_without_tls_cannot_log_in(server, hatoba_home):
     deliver(server, hatoba_home, ["plaintext"])
     r = curl("--user", ":".join(BOB), f"imap://127.0.0.1:{server.port('imap')}/INBOX;UID=1")
@@ -368,8 +368,8 @@ def run_mutt(tmp_path: Path, rc: Path, keys: str) -> str:
     return r.stdout
 
 
-@tool("mutt")
-@tool("script")
+@needs("mutt")
+@needs("script", why="util-linux, gives mutt a terminal")
 @pytest.mark.parametrize("scheme", ["imaps", "imap"])
 def test_mutt_copies_out_and_deletes(server, hatoba_home, tmp_path, scheme):
     deliver(server, hatoba_home, ["mutt 0", "mutt 1", "mutt 2"])

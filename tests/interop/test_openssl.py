@@ -1,11 +1,12 @@
 """openssl s_client: STARTTLS on 25/587, implicit TLS on 465, TLS 1.0/1.1 refused."""
 
-import shutil
 import subprocess
 
 import pytest
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+from support.peers import needs
+
+pytestmark = needs("openssl")
 
 
 def s_client(port: int, *args: str, stdin: str = "QUIT\n") -> subprocess.CompletedProcess[str]:

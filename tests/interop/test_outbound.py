@@ -14,14 +14,14 @@ import pytest
 
 from hatoba.pki.ca import cert_to_pem, create_ca, issue_server_cert
 from hatoba.pki.keys import key_to_pem
-from interop.postfix_peer import PostfixPeer, postfix_unavailable_reason
+from interop.postfix_peer import PostfixPeer, postfix_peer_marks
 from support.dnsserver import DnsServer
 from support.harness import ServerThread, make_home, wait_for
-from support.sink import SmtpSink, envelope_of, free_port, sink_unavailable_reason
+from support.sink import SmtpSink, envelope_of, free_port, needs_sink
 
 pytestmark = [
     pytest.mark.interop,
-    pytest.mark.skipif(sink_unavailable_reason() is not None, reason=str(sink_unavailable_reason())),
+    needs_sink,
 ]
 
 MESSAGE = (
@@ -251,7 +251,10 @@ def postfix_mx(tmp_path: Path, sink: SmtpSink, *, cert: Path | None, key: Path |
                        tls_level="none", hostname="mx.remote.example", main_cf_extra=extra)
 
 
-needs_postfix = pytest.mark.skipif(postfix_unavailable_reason() is not None, reason=str(postfix_unavailable_reason()))
+def needs_postfix(test):
+    for mark in postfix_peer_marks():
+        test = mark(test)
+    return test
 
 
 def mx_zone(dns: DnsServer) -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import smtplib
 import subprocess
 
-import pytest
+from support.peers import needs
 
 BOB = ("bob@example.test", "bob-password-1")
 
@@ -19,7 +18,7 @@ def deliver(server, home, n: int) -> None:
     assert len(home.wait_messages(BOB[0], n)) == n
 
 
-needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed (make test installs it)")
+needs_curl = needs("curl")
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -55,7 +54,7 @@ def test_curl_pop3_without_tls_cannot_log_in(server, hatoba_home):
     # That is curl's own choice; what the server refuses is in loopback/test_plaintext_wire.py.
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+@needs("openssl")
 def test_openssl_starttls_pop3(server, hatoba_home):
     r = subprocess.run(
         ["openssl", "s_client", "-connect", f"127.0.0.1:{server.port('pop3')}", "-starttls", "pop3",
@@ -68,7 +67,7 @@ def test_openssl_starttls_pop3(server, hatoba_home):
     assert "+OK 0 0" in out
 
 
-@pytest.mark.skipif(shutil.which("fetchmail") is None, reason="fetchmail is not installed (make test installs it)")
+@needs("fetchmail")
 def test_fetchmail_over_pop3s_into_a_file(server, hatoba_home, tmp_path):
     deliver(server, hatoba_home, 3)
     out = tmp_path / "fetched.mbox"

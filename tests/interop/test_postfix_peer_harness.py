@@ -22,11 +22,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from interop.postfix_peer import PostfixPeer, free_port, postfix_unavailable_reason
+from interop.postfix_peer import PostfixPeer, free_port, postfix_peer_marks
 
 pytestmark = [
     pytest.mark.interop,
-    pytest.mark.skipif(postfix_unavailable_reason() is not None, reason=str(postfix_unavailable_reason())),
+    *postfix_peer_marks(),
 ]
 
 

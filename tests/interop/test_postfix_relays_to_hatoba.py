@@ -5,11 +5,11 @@ import email
 
 import pytest
 
-from interop.postfix_peer import PostfixPeer, free_port, postfix_unavailable_reason
+from interop.postfix_peer import PostfixPeer, free_port, postfix_peer_marks
 
 pytestmark = [
     pytest.mark.interop,
-    pytest.mark.skipif(postfix_unavailable_reason() is not None, reason=str(postfix_unavailable_reason())),
+    *postfix_peer_marks(),
 ]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import imaplib
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -15,10 +14,11 @@ import pytest
 from hatoba.pki.ca import cert_to_pem, create_ca, issue_server_cert, load_certs
 from hatoba.pki.keys import key_to_pem, load_private_key
 from support.harness import ServerProcess, _merge_config, free_port_offset, make_home, wait_for
+from support.peers import needs
 
 pytestmark = [
     pytest.mark.interop,
-    pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed"),
+    needs("openssl"),
 ]
 
 

@@ -1,12 +1,11 @@
 """swaks, the SMTP test tool operators use, against a running hatoba."""
 
 import email
-import shutil
 import subprocess
 
-import pytest
+from support.peers import needs
 
-pytestmark = pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed (make test installs it)")
+pytestmark = needs("swaks")
 
 
 def swaks(*args: str) -> subprocess.CompletedProcess[str]:

@@ -9,6 +9,7 @@ by writing a file into the Maildir as an outside tool would.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import smtplib
@@ -17,10 +18,12 @@ import threading
 import time
 import zlib
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
-from support.harness import ServerThread, wait_for
+from support.disk import nowait_dir
+from support.harness import ServerThread, make_home, wait_for
 
 BOB = ("bob@example.test", "bob-password-1")
 
@@ -963,8 +966,35 @@ def test_fetch_sections(two_kinds):
     assert flags_in(c.ok("FETCH 1:2 (FLAGS)")[0]) == set()  # nothing above set \Seen
 
 
+@contextlib.contextmanager
+def server_reading_without_waiting(tmp_path: Path, *, drop_pages: bool):
+    """(conn, home, server) with the mail on a file system where reads can be told not to
+    wait (and, with `drop_pages`, a file can leave the page cache): tmp_path, else /var/tmp.
+    A tmpfs (/tmp on Debian 13) may refuse RWF_NOWAIT, so that every read goes to a thread."""
+    with nowait_dir(tmp_path, Path("/var/tmp"), drop_pages=drop_pages) as folder:
+        home = make_home(folder / "hatoba")
+        with ServerThread(home) as srv:
+            opened: list[Imap] = []
+
+            def open_(**kw) -> Imap:
+                c = Imap(srv, home, **kw)
+                opened.append(c)
+                return c
+
+            try:
+                yield open_, home, srv
+            finally:
+                for c in opened:
+                    c.close()
+
+
 @pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="RWF_NOWAIT is Linux-only")
-def test_fetch_reads_messages_the_page_cache_lost_in_a_thread_and_keeps_their_order(conn, hatoba_home):
+def test_fetch_reads_messages_the_page_cache_lost_in_a_thread_and_keeps_their_order(tmp_path):
+    with server_reading_without_waiting(tmp_path, drop_pages=True) as (conn, home, _):
+        _fetch_after_eviction(conn, home)
+
+
+def _fetch_after_eviction(conn, hatoba_home) -> None:
     bodies = [message(f"m{i}", body=f"body {i} " * 40) for i in range(8)]
     c, _ = filled(conn, bodies)
     cur = hatoba_home.maildir(BOB[0]) / "cur"
@@ -984,8 +1014,14 @@ def test_fetch_reads_messages_the_page_cache_lost_in_a_thread_and_keeps_their_or
     assert search(c, "UNSEEN") == []
 
 
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="RWF_NOWAIT is Linux-only")
 def test_fetch_reads_on_the_loop_only_for_slices_and_lets_other_sessions_run_between_batches(
-        conn, server, monkeypatch):
+        tmp_path, monkeypatch):
+    with server_reading_without_waiting(tmp_path, drop_pages=False) as (conn, _, server):
+        _slices_on_the_loop(conn, server, monkeypatch)
+
+
+def _slices_on_the_loop(conn, server, monkeypatch) -> None:
     from hatoba.net import imap_cmd_message
     from hatoba.store.mailbox import Mailbox
 
@@ -1203,13 +1239,26 @@ def test_quota_with_a_limit(hatoba_home):
         c.close()
 
 
-def test_quota_roots_named_are_roots_getquota_knows(conn):
-    c = conn()
-    lines = c.ok("GETQUOTAROOT INBOX")
-    roots = re.findall(rb'"([^"]*)"', lines[0])
-    for root in roots:
-        status, _ = c.cmd(f'GETQUOTA "{root.decode()}"')
-        assert status.startswith("OK"), status
+@pytest.mark.parametrize("quota_mb", [0, 2])
+def test_quota_roots_named_are_roots_getquota_knows(hatoba_home, quota_mb):
+    from support.harness import ServerThread, _merge_config
+
+    # RFC 9208 §4.3: with a limit the one root "" is named, and GETQUOTA knows it; without
+    # one no root is named, and GETQUOTA "" knows none.
+    _merge_config(hatoba_home.config_path, f"[imap]\nquota_mb = {quota_mb}\n")
+    with ServerThread(hatoba_home) as srv:
+        c = Imap(srv, hatoba_home)
+        lines = c.ok("GETQUOTAROOT INBOX")
+        assert lines[0].startswith(b"* QUOTAROOT INBOX"), lines
+        roots = re.findall(rb'"([^"]*)"', lines[0])
+        assert roots == ([b""] if quota_mb else []), lines
+        for root in roots:
+            status, quota = c.cmd(f'GETQUOTA "{root.decode()}"')
+            assert status.startswith("OK") and quota == [lines[1]], (status, quota, lines)
+        if not roots:
+            status, _ = c.cmd('GETQUOTA ""')
+            assert status.startswith("NO") and "[NONEXISTENT]" in status, status
+        c.close()
 
 
 # -- COMPRESS ------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import io
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from support.peers import needs
 
 from hatoba.cli.main import main
 from hatoba.pki.ca import create_ca, issue_leaf
@@ -26,7 +26,7 @@ from hatoba.pki.csr import common_name, subject_names
 from hatoba.pki.keyfiles import read_signing_key
 from hatoba.pki.keys import write_private_key
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
+pytestmark = needs("openssl")
 
 HOST = "mail.example.test"
 

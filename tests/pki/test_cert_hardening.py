@@ -10,7 +10,6 @@ import datetime
 import os
 import pty
 import select
-import shutil
 import subprocess
 import sys
 import time
@@ -22,13 +21,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
+from support.peers import needs
 from test_cert_cli import HOST, Pki, hatoba, ok, openssl, pki, refused  # noqa: F401 (fixtures)
 
 from hatoba.pki.ca import issue_leaf, issue_sub_ca, self_signed_ca
 from hatoba.pki.csr import common_name, subject_names
 from hatoba.pki.keyfiles import new_key, read_signing_key, write_key
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
+pytestmark = needs("openssl")
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 

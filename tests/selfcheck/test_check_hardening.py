@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 from support.dnsserver import DnsServer
 from support.harness import _merge_config
+from support.peers import needs, require
 from test_check import OFFLINE, _install, _leaf, _root_and_intermediate, home, one, run_check  # noqa: F401
 
 from hatoba.dnsutil.resolver import Resolver
@@ -54,7 +54,7 @@ def test_key_readable_by_others_is_critical(home, capsys, mode):
     assert one(report, "cert.tls.key-mode")["severity"] == "ok"
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
+@needs("openssl")
 def test_self_signed_sha1_server_certificate_is_weak(home, capsys):
     tls = home.root / "tls"
     made = subprocess.run(
@@ -191,8 +191,7 @@ def test_relay_probe_with_only_temporary_refusals_is_inconclusive(home, capsys):
 def sha1_chain(home) -> Path:
     """tls/s1chain.crt: the server key certified by hatoba init's CA with SHA-1 (only OpenSSL
     still does that), then the CA."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
+    require("openssl")
     tls = home.root / "tls"
     (tls / "ext").write_text(f"basicConstraints=critical,CA:FALSE\nsubjectAltName=DNS:{HOST}\n")
     steps = [

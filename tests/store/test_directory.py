@@ -600,6 +600,9 @@ def test_login_cache_skips_argon2_for_a_repeated_login_only(db: Directory) -> No
     assert db.verify_password("alice@example.test", PW)
     assert db.verify_password("alice@example.test", PW)
     assert len(counting.calls) == 1  # the second login was remembered
+    cached = list(db._login_cache.items())
+    assert len(cached) == 1, cached  # what it remembers holds no password in clear
+    assert all(PW not in repr(entry) and PW.encode() not in entry[1][0] for entry in cached)
     assert not db.verify_password("alice@example.test", PW + "x")  # a wrong one is always checked
     assert len(counting.calls) == 2
     db.set_password("alice@example.test", "another secret")  # a new hash: the cache misses
