@@ -31,6 +31,7 @@ from hatoba.proto.imap.bodystructure import bodystructure
 from hatoba.proto.imap.listmatch import list_matcher
 from hatoba.proto.imap.mime import DEFAULT_LIMITS, MimeLimits, Part, parse_message, walk
 from hatoba.proto.imap.search import decode_header_text
+from hatoba.proto.imap.sections import decode_transfer
 from hatoba.proto.imap.sort import base_subject, thread_references
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -293,3 +294,13 @@ def test_mime_cost_stays_bounded_at_and_past_the_limits(limits, times, deep):
     assert peak < 64 << 20, peak
     if times > 1:  # past a limit: the rest is one opaque leaf
         assert parts[-1].maintype == "application" and not parts[-1].is_multipart
+
+
+@pytest.mark.parametrize("unit", [b" ", b"a \r\n", b"\r\n", b"= \t\r\n", b" \t=41"])
+def test_quoted_printable_of_8mb_with_trailing_white_space_decodes_in_linear_time(unit):
+    # Trailing white space comes off each line (RFC 2045 §6.7): a run of blanks with no
+    # line end after it, or millions of short padded lines, must not cost more than their size.
+    body = unit * (8_000_000 // len(unit))
+    decoded, took = timed(decode_transfer, body, "quoted-printable")
+    assert len(decoded) <= len(body)
+    assert took < 3.0, (unit, took)

@@ -217,6 +217,49 @@ def test_binary_decodes_base64_and_reports_size():
     assert one(FetchItem("BINARY", Section((2,)), peek=True, partial=(1, 3))) == b"BINARY[2]<1> " + lit(b"PDF")
 
 
+FOLDED_BOUNDARY = b"""Content-Type: multipart/mixed; boundary="foo
+ bar"
+
+--foo bar
+Content-Type: text/x-myown; charset=us-ascii
+
+hello
+
+--foo bar
+Content-Type: text/plain
+Content-Transfer-Encoding: base64
+
+aGk=
+--foo bar--
+"""
+
+
+def test_folded_boundary_parameter_is_unfolded():
+    # RFC 5322 §2.2.3: the CRLF of a fold goes, the space stays: the delimiter is "--foo bar".
+    assert body(Section((1,)), message=FOLDED_BOUNDARY) == b"BODY[1] " + lit(b"hello\r\n")
+    assert body(Section((1,), "MIME"), message=FOLDED_BOUNDARY) == b"BODY[1.MIME] " + lit(
+        b"Content-Type: text/x-myown; charset=us-ascii\r\n\r\n"
+    )
+    assert one(FetchItem("BINARY.SIZE", Section((2,))), FOLDED_BOUNDARY) == b"BINARY.SIZE[2] 2"
+    assert one(FetchItem("BODY"), FOLDED_BOUNDARY) == (
+        b'BODY (("text" "x-myown" ("charset" "us-ascii") NIL NIL "7bit" 7 1)'
+        b'("text" "plain" ("charset" "us-ascii") NIL NIL "base64" 4 1) "mixed")'
+    )
+
+
+QP_PADDED = (
+    b"Content-Transfer-Encoding: quoted-printable\n\n"
+    b"hello  \nfoo\t \t= \n=62\nfoo = \t\nbar\nlast=\t"
+)
+
+
+def test_quoted_printable_drops_trailing_white_space():
+    # RFC 2045 §6.7 rule 3: trailing white space is padding, also after a soft line break's "=".
+    decoded = b"hello\r\nfoo\t \tb\r\nfoo bar\r\nlast"
+    assert one(FetchItem("BINARY", Section((1,)), peek=True), QP_PADDED) == b"BINARY[1] " + lit(decoded)
+    assert one(FetchItem("BINARY.SIZE", Section((1,))), QP_PADDED) == b"BINARY.SIZE[1] %d" % len(decoded)
+
+
 def test_binary_with_nul_is_literal8():
     msg = b"Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\nAAEC\n"
     assert one(FetchItem("BINARY", Section((1,)), peek=True), msg) == b"BINARY[1] ~{3}\r\n\x00\x01\x02"

@@ -5,7 +5,9 @@ Rules:
 - Structure is found on the bytes themselves (offsets into the CRLF form),
   so BODY[1.2] is exactly the octets between the boundaries; the `email`
   package (policy compat32, which keeps header bytes) only reads header
-  fields: Content-Type parameters, RFC 2231 continuations.
+  fields: Content-Type parameters, RFC 2231 continuations. It is given those
+  fields unfolded (RFC 5322 §2.2.3): a folded boundary="foo<CRLF> bar" is
+  "foo bar".
 - RFC 2231 extended parameters (filename*=UTF-8''%E6%97%A5.pdf,
   filename*0*=..;filename*1*=..) become one parameter "filename*" whose value
   is the joined raw RFC 2231 form (charset'language'%XX): the client decodes
@@ -116,7 +118,10 @@ def _header_part(data: bytes, start: int, end: int, default: str) -> Part:
     """A part with its header read and its content type known; its structure not yet."""
     body_start = header_end(data, start, end)
     fields = header_fields(data[start:body_start])
-    wanted = b"".join(f.raw for f in fields if f.name.lower() in _EMAIL_FIELDS)
+    # Unfolded first (RFC 5322 §2.2.3): email keeps a fold's CRLF inside a
+    # parameter value, so boundary="foo<CRLF> bar" would never match "--foo bar".
+    wanted = b"".join(f.name.encode("ascii", "replace") + b":" + f.value + b"\r\n"
+                      for f in fields if f.name.lower() in _EMAIL_FIELDS)
     msg = BytesHeaderParser(policy=policy.compat32).parsebytes(wanted + b"\r\n")
     ctype = content_params(msg, "content-type")
     if ctype is not None and "/" in ctype[0]:
