@@ -105,3 +105,18 @@ def test_a_copy_bringing_a_keyword_names_it_in_flags(conn):
     lines = two.ok("NOOP")
     assert b"$Kw1" in (flags_response(lines) or set()), lines
 
+
+def test_nil_is_a_keyword_in_a_flag_list(conn):
+    c = conn()
+    c.ok("CREATE Box")
+    c.append("Box", message("a"))
+    c.ok("SELECT Box")
+    c.ok("STORE 1 +FLAGS NIL")
+    assert b"NIL" in flags_of(c.ok("FETCH 1 (FLAGS)")[0])
+
+
+def test_a_name_that_is_not_modified_utf7_is_refused_not_a_syntax_error(conn):
+    c = conn()
+    status, _ = c.cmd("SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}")
+    assert status.startswith("NO "), status
+    assert c.ok("LIST \"\" !#$&'+,-.0123456789:;<=>?@^_`|[}%*") == []
