@@ -141,6 +141,7 @@ def test_idle_wakes_on_smtp_delivery(server, hatoba_home):
     m.sock.settimeout(10)
     line = m.readline()
     assert line == b"* 1 EXISTS\r\n", line
+    assert m.readline() == b"* 1 RECENT\r\n"  # RFC 3501 §2.3.2: it arrived while INBOX was selected here
     assert time.monotonic() - started < 3.0
     m.send(b"DONE\r\n")
     assert m.readline().startswith(tag.encode() + b" OK")

@@ -674,6 +674,7 @@ def test_news_from_before_idle_is_reported_when_idle_starts(conn):
     assert a.line().startswith(b"+ ")
     a.sock.settimeout(3)  # at once, not at the next rescan minutes later
     assert a.line() == b"* 2 EXISTS"
+    assert a.line() == b"* 2 RECENT"
     a.send(b"DONE\r\n")
     assert a.line() == f"{tag} OK IDLE terminated".encode()
 
@@ -691,6 +692,7 @@ def test_a_parked_idle_session_sees_files_outside_tools_add(conn, server, hatoba
     (new / "1700000000.outside.host").write_bytes(b"Subject: dropped in\r\n\r\nby another program\r\n")
     a.sock.settimeout(15)
     assert a.line() == b"* 2 EXISTS"
+    assert a.line() == b"* 2 RECENT"
     a.send(b"DONE\r\n")
     assert a.line() == f"{tag} OK IDLE terminated".encode()
 
@@ -924,7 +926,7 @@ def test_fetch_flags_date_size_envelope(two_kinds):
     lines = c.ok("FETCH 1 (FLAGS INTERNALDATE RFC822.SIZE ENVELOPE UID)")
     assert len(lines) == 1 and lines[0].startswith(b"* 1 FETCH (")
     line = lines[0]
-    assert b"FLAGS ()" in line and b"UID %d" % uids[0] in line
+    assert flags_in(line) == set() and b"UID %d" % uids[0] in line
     assert INTERNALDATE.search(line), line
     assert b"RFC822.SIZE %d" % len(PLAIN) in line
     ann = b'(("Ann" NIL "ann" "elsewhere.example"))'
@@ -932,7 +934,7 @@ def test_fetch_flags_date_size_envelope(two_kinds):
                 + b' ((NIL NIL "bob" "example.test")) NIL NIL NIL "<m1@elsewhere.example>")')
     assert envelope in line, line
     fast = c.ok("FETCH 1 FAST")[0]
-    assert b"FLAGS ()" in fast and b"INTERNALDATE" in fast and b"RFC822.SIZE" in fast
+    assert flags_in(fast) == set() and b"INTERNALDATE" in fast and b"RFC822.SIZE" in fast
     assert b"ENVELOPE" not in fast
 
 
@@ -1105,7 +1107,8 @@ def test_store_modes_and_keywords(two_kinds):
     lines = c.ok("STORE 1 -FLAGS (\\Seen)")
     assert flags_in(lines[0]) == {b"\\Flagged"}
     lines = c.ok("STORE 1 FLAGS ($Junk project)")
-    assert flags_in(lines[0]) == {b"$Junk", b"project"}
+    assert lines[0].startswith(b"* FLAGS (") and b"$Junk" in lines[0]  # new keywords: FLAGS first
+    assert flags_in(lines[-1]) == {b"$Junk", b"project"}
     assert c.ok("STORE 1:2 +FLAGS.SILENT (\\Answered)") == []
     assert c.ok("STORE 1 -FLAGS.SILENT (project)") == []
     assert c.ok("STORE 2 FLAGS.SILENT ()") == []
@@ -1173,7 +1176,7 @@ def test_move_sends_copyuid_then_expunge(two_kinds):
 def test_uid_store_copy_move(two_kinds):
     c, uids = two_kinds
     lines = c.ok(f"UID STORE {uids[1]} +FLAGS (\\Flagged)")
-    assert lines == [b"* 2 FETCH (FLAGS (\\Flagged) UID %d)" % uids[1]]
+    assert lines == [b"* 2 FETCH (FLAGS (\\Flagged \\Recent) UID %d)" % uids[1]]
     status, _ = c.cmd(f"UID COPY {uids[0]}:{uids[1]} Junk")
     _, src, new = copyuid(status)
     assert src == uids and len(new) == 2

@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 from hatoba.proto.imap import mutf7
 from hatoba.proto.imap.args import (
     ArgError,
+    ArgRefused,
     CommandError,
     CommandReader,
     ContinuationRequest,
@@ -313,7 +314,10 @@ def test_flags():
         "\\Seen", "\\Answered", "$Junk")
     assert parse_flags(Atom("\\recent")) == ("\\Recent",)
     assert parse_flags(ArgList(())) == ()
-    for bad in (Atom("\\Foo"), Atom("\\*"), String(b"x"), ArgList((ArgList(()),)), Atom("a]b"), Atom("a%"), NIL):
+    # flag-keyword = atom: "NIL" is one there, as in STORE 1 +FLAGS NIL (no nstring may stand in a flag list).
+    assert parse_flags(NIL) == ("NIL",)
+    assert parse_flags(ArgList((Atom("\\Seen"), NIL))) == ("\\Seen", "NIL")
+    for bad in (Atom("\\Foo"), Atom("\\*"), String(b"x"), ArgList((ArgList(()),)), Atom("a]b"), Atom("a%")):
         with pytest.raises(ArgError):
             parse_flags(bad)
 
@@ -344,6 +348,17 @@ def test_mailboxes():
     for bad in (Atom("&Jjo"), Atom("&AGE-"), String("台北".encode()), ArgList(())):
         with pytest.raises(ArgError):
             parse_mailbox(bad)
+    # A well-formed name that is not modified UTF-7 names no mailbox: a refusal (NO), not a syntax error.
+    for refused in (Atom("&Jjo"), Atom("&AGE-"), Atom("!#$&'+,-.0123456789:;<=>?@^_`|[}")):
+        with pytest.raises(ArgRefused):
+            parse_mailbox(refused)
+
+
+def test_list_patterns_that_are_not_modified_utf7_match_nothing():
+    largs = parse_list_args(args_of(b'"" (INBOX a&b% x)'))
+    assert largs.patterns == ("INBOX", "x")
+    assert parse_list_args(args_of(b'"" a&b%')).patterns == ()
+    assert parse_list_args(args_of(b'a&b "*"')).patterns == ()
 
 
 def test_mutf7_rfc_example_and_strictness():
@@ -467,6 +482,6 @@ def test_list_args():
                              ("CHILDREN", "STATUS", "SPECIAL-USE"), ("MESSAGES", "UNSEEN"), True)
     assert parse_list_args(args_of(b'() "" %')).extended
     for bad in (b'"" ', b"(RECURSIVEMATCH) \"\" %", b"(FOO) \"\" %", b'"" % RETURN', b'"" % RETURN (FOO)',
-                b'"" % (CHILDREN)', b'"" ()', b'"" % RETURN (STATUS)', b'"" &Jjo'):
+                b'"" % (CHILDREN)', b'"" ()', b'"" % RETURN (STATUS)'):
         with pytest.raises(ArgError):
             parse_list_args(args_of(bad))

@@ -247,6 +247,18 @@ def test_status_counts_without_disturbing_a_selected_view(root):
         examined.store_flags([5], "+", ["\\Seen"])
 
 
+def test_append_and_copy_targets_claim_no_recent(root):
+    mailboxes = user(root)
+    mailboxes.create("Box")
+    for i in range(3):  # each APPEND opens its target anew
+        mailboxes.open("Box", target=True).append(MSG)
+    deliver(root, 1)
+    mailboxes.open("INBOX").copy([1], mailboxes.open("Box", target=True))
+    assert mailboxes.status("Box").recent == 4
+    assert mailboxes.open("Box").recent == {1, 2, 3, 4}  # the first SELECT has them all
+    assert mailboxes.status("Box").recent == 0
+
+
 def test_vanished_since_and_changed_since(root):
     deliver(root, 4)
     box = user(root).open("INBOX")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from hatoba.net.imap_cmd_common import is_utf8, mailbox_name, one_mailbox, refresh_selected
-from hatoba.net.imap_selected import SelectedMailbox
+from hatoba.net.imap_selected import PERMANENT_FLAGS, SelectedMailbox
 from hatoba.net.imap_session import ImapSession
 from hatoba.proto.imap import encode as E
 from hatoba.proto.imap.args import parse_list_args, parse_mailbox, parse_status_items
@@ -23,8 +23,7 @@ from hatoba.proto.imap.types import ArgList, Atom, String
 from hatoba.net.workers import MAILBOX
 from hatoba.store.mailboxes import DELIMITER, MAX_DIRNAME, MailboxError
 
-PERMANENT_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft", b"\\*")
-SYSTEM_FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft)"
+SYSTEM_FLAGS = E.format_list(PERMANENT_FLAGS[:-1])
 
 
 async def _select(s: ImapSession, cmd: RawCommand, readonly: bool) -> None:
@@ -54,16 +53,18 @@ async def _select(s: ImapSession, cmd: RawCommand, readonly: bool) -> None:
         s.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
     assert s.boxes is not None
     mailbox = await asyncio.to_thread(s.boxes.open, name, readonly=readonly)
-    view = await asyncio.to_thread(SelectedMailbox.open, mailbox, readonly=readonly, condstore=condstore)
+    rev1 = "IMAP4REV2" not in s.enabled
+    view = await asyncio.to_thread(SelectedMailbox.open, mailbox, readonly=readonly, condstore=condstore,
+                                   recent_flag=rev1)
     s.selected = view
     s.state = State.SELECTED
-    keywords = [k.encode() for k in mailbox.keywords]
-    s.write(b"* FLAGS " + SYSTEM_FLAGS[:-1] + b"".join(b" " + k for k in keywords) + b")\r\n")
-    perm = b"()" if readonly else b"(" + b" ".join([*PERMANENT_FLAGS[:-1], *keywords, PERMANENT_FLAGS[-1]]) + b")"
-    s.write(b"* OK [PERMANENTFLAGS " + perm + b"] Flags you can change\r\n")
+    s.write(view.flags_news())
     s.write(b"* %d EXISTS\r\n" % view.exists)
-    if "IMAP4REV2" not in s.enabled:
+    if rev1:  # RFC 9051 dropped RECENT and UNSEEN; RFC 3501 §6.3.1 has them
         s.write(b"* %d RECENT\r\n" % len(mailbox.recent))
+        unseen = view.first_unseen()
+        if unseen is not None:
+            s.write(b"* OK [UNSEEN %d] First unseen message\r\n" % unseen)
     s.write(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % mailbox.uidvalidity)
     s.write(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % mailbox.uidnext)
     if condstore or qresync:
@@ -271,7 +272,7 @@ async def cmd_append(s: ImapSession, cmd: RawCommand) -> None:
     if "\\Recent" in flags:
         raise ArgError("\\Recent cannot be set")
     try:
-        mailbox = await asyncio.to_thread(s.boxes.open, name)
+        mailbox = await asyncio.to_thread(s.boxes.open, name, target=True)
     except MailboxError:
         s.tagged(cmd.tag, "NO", "[TRYCREATE] No such mailbox; create it first")
         return

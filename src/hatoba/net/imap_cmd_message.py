@@ -314,6 +314,7 @@ async def _store(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
                                               unchangedsince=unchangedsince)
     if unchangedsince is not None:
         view.condstore = True
+    s.write(view.flags_news())  # a new keyword is named in FLAGS before a FETCH shows it
     for record in changed:
         view.records[record.uid] = record
         if not silent or unchangedsince is not None:
@@ -346,7 +347,7 @@ async def _copy(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool, move
         return
     dest_name = parse_mailbox(args[1], utf8_accepted=is_utf8(s))
     try:
-        dest = await asyncio.to_thread(s.boxes.open, dest_name)
+        dest = await asyncio.to_thread(s.boxes.open, dest_name, target=True)
     except MailboxError:
         s.tagged(cmd.tag, "NO", "[TRYCREATE] No such mailbox; create it first")
         return

@@ -77,6 +77,8 @@ async def cmd_enable(s: ImapSession, cmd: RawCommand) -> None:
             enabled.append("IMAP4rev2" if name == "IMAP4REV2" else name)
     if s.selected is not None and "CONDSTORE" in s.enabled:
         s.selected.condstore = True
+    if s.selected is not None and "IMAP4REV2" in s.enabled:
+        s.selected.recent_flag = False
     s.write(("* ENABLED " + " ".join(enabled)).rstrip().encode() + b"\r\n")
     s.tagged(cmd.tag, "OK", "ENABLE completed")
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from hatoba.proto.imap import encode as E
 from hatoba.store.mailboxes import Mailbox, MessageRecord
 
+# FLAGS names these and the folder's keywords; PERMANENTFLAGS adds \* (keywords may be made).
+PERMANENT_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft", b"\\*")
+
 
 @dataclass(slots=True)  # one per selected session, kept for as long as the client idles
 class SelectedMailbox:
@@ -24,12 +27,14 @@ class SelectedMailbox:
     records: dict[int, MessageRecord] = field(default_factory=dict)
     pending_expunges: list[int] = field(default_factory=list)
     saved: list[int] = field(default_factory=list)  # SEARCHRES "$" (uids)
+    recent_flag: bool = True  # \Recent and RECENT are IMAP4rev1 (RFC 3501 §2.3.2); IMAP4rev2 dropped them
+    announced: tuple[str, ...] | None = None  # the keywords the last FLAGS response named
     _positions: dict[int, int] | None = None  # uid -> sequence number, rebuilt after changes
 
     @classmethod
-    def open(cls, mailbox: Mailbox, *, readonly: bool, condstore: bool) -> SelectedMailbox:
+    def open(cls, mailbox: Mailbox, *, readonly: bool, condstore: bool, recent_flag: bool = True) -> SelectedMailbox:
         mailbox.sync()
-        view = cls(mailbox, readonly, condstore)
+        view = cls(mailbox, readonly, condstore, recent_flag=recent_flag)
         for record in mailbox.messages():
             view.uids.append(record.uid)
             view.records[record.uid] = record
@@ -77,12 +82,34 @@ class SelectedMailbox:
                     return True
         return False
 
+    def first_unseen(self) -> int | None:
+        """The sequence number of the first message without \\Seen (SELECT's UNSEEN, RFC 3501 §6.3.1)."""
+        for seq, uid in enumerate(self.uids, 1):
+            if "\\Seen" not in self.records[uid].flags:
+                return seq
+        return None
+
     # -- news ---------------------------------------------------------------------------
+
+    def flags_news(self) -> bytes:
+        """FLAGS and PERMANENTFLAGS when the folder's keywords differ from those last named.
+
+        A client learns a keyword from FLAGS before any FETCH shows it (RFC 9051
+        §7.3.5): STORE, APPEND and COPY (this session's or another's) may add one.
+        """
+        keywords = tuple(self.mailbox.keywords)
+        if keywords == self.announced:
+            return b""
+        self.announced = keywords
+        names = [k.encode() for k in keywords]
+        flags = b"* FLAGS " + E.format_list([*PERMANENT_FLAGS[:-1], *names]) + b"\r\n"
+        perm = b"()" if self.readonly else E.format_list([*PERMANENT_FLAGS[:-1], *names, PERMANENT_FLAGS[-1]])
+        return flags + b"* OK [PERMANENTFLAGS " + perm + b"] Flags you can change\r\n"
 
     def refresh(self, *, allow_expunge: bool, qresync: bool = False) -> bytes:
         """Untagged responses for what changed in the store since we last looked."""
         result = self.mailbox.sync()
-        out: list[bytes] = []
+        out: list[bytes] = [self.flags_news()]
         self.pending_expunges += [u for u in result.expunged if u in self.records]
         if allow_expunge and self.pending_expunges:
             gone, self.pending_expunges = self.pending_expunges, []
@@ -98,6 +125,8 @@ class SelectedMailbox:
         if added:
             self._positions = None
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
+            if self.recent_flag:
+                out.append(b"* %d RECENT\r\n" % len(self.mailbox.recent))
         return b"".join(out)
 
     def forget(self, uids, *, qresync: bool) -> bytes:  # type: ignore[no-untyped-def]
@@ -122,7 +151,10 @@ class SelectedMailbox:
 
     def flags_line(self, record: MessageRecord, *, with_uid: bool = True) -> bytes:
         seq = self.seq_of(record.uid)
-        items = [b"FLAGS " + E.format_flags(record.flags)]
+        flags = record.flags
+        if self.recent_flag and record.uid in self.mailbox.recent:
+            flags = flags | {"\\Recent"}
+        items = [b"FLAGS " + E.format_flags(flags)]
         if with_uid:
             items.append(b"UID %d" % record.uid)
         if self.condstore:

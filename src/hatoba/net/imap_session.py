@@ -23,6 +23,7 @@ from hatoba.policy.pop_before_smtp import PopBeforeSmtp
 from hatoba.proto import sasl
 from hatoba.proto.imap.args import (
     ArgError,
+    ArgRefused,
     CommandError,
     CommandReader,
     ContinuationRequest,
@@ -299,6 +300,8 @@ class ImapSession(SessionBase):
         handler = COMMANDS[name]
         try:
             await handler(self, cmd)
+        except ArgRefused as exc:
+            self.tagged(tag, "NO", str(exc))
         except ArgError as exc:
             self.tagged(tag, "BAD", str(exc) or "Syntax error")
             self.count_bad()

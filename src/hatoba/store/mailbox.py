@@ -84,12 +84,15 @@ class Mailbox:
     """A selected folder as one IMAP session sees it (see the module Rules)."""
 
     # One lives as long as its session keeps the folder selected: hours, for IDLE.
-    __slots__ = ("name", "readonly", "_owner", "_folder", "_view", "_generation", "_cur", "recent",
+    __slots__ = ("name", "readonly", "_claims", "_owner", "_folder", "_view", "_generation", "_cur", "recent",
                  "uidvalidity", "uidnext", "highestmodseq", "__weakref__")
 
-    def __init__(self, owner: UserMailboxes, folder: Folder, name: str, *, readonly: bool = False) -> None:
+    def __init__(self, owner: UserMailboxes, folder: Folder, name: str, *, readonly: bool = False,
+                 target: bool = False) -> None:
         self.name = name
         self.readonly = readonly
+        # Only a SELECT claims \Recent: not EXAMINE, nor the destination of APPEND, COPY or MOVE.
+        self._claims = not readonly and not target
         self._owner = owner
         self._folder = folder
         self._view: dict[int, MessageRecord] = {}
@@ -146,7 +149,7 @@ class Mailbox:
         recent = [r.uid for r in added if r.uid >= folder.first_recent]
         if recent:
             self.recent = {*self.recent, *recent}
-        if not self.readonly and folder.first_recent < folder.uidnext:
+        if self._claims and folder.first_recent < folder.uidnext:
             folder.first_recent = folder.uidnext  # claimed: no other session sees them \Recent
             _save_recent(folder)
         self.uidnext = folder.uidnext

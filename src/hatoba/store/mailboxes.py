@@ -429,14 +429,18 @@ class UserMailboxes:
 
         self._update_meta(remove)
 
-    def open(self, name: str, *, readonly: bool = False) -> Mailbox:
-        """SELECT (or EXAMINE with readonly: \\Recent is not claimed)."""
+    def open(self, name: str, *, readonly: bool = False, target: bool = False) -> Mailbox:
+        """SELECT (or EXAMINE with readonly); with target, a destination of APPEND, COPY or MOVE.
+
+        Only a SELECT claims \\Recent (RFC 3501 §2.3.2): EXAMINE and a target
+        leave it to the first session that selects the folder.
+        """
         name = normalize_name(name)
         if name == "INBOX":
             self._ensure_root()
         elif not (self._path(name) / "cur").is_dir():
             raise MailboxError(NONEXISTENT)
-        return Mailbox(self, self._folder(name), name, readonly=readonly)
+        return Mailbox(self, self._folder(name), name, readonly=readonly, target=target)
 
     def status(self, name: str) -> MailboxStatus:
         name = normalize_name(name)

@@ -31,6 +31,7 @@ from hatoba.proto.imap.scalars import (
     MAX_NUMBER64,
     SYSTEM_FLAGS,
     ArgError,
+    ArgRefused,
     arg_at,
     as_flag,
     as_number,
@@ -67,6 +68,7 @@ __all__ = [
     "SYSTEM_FLAGS",
     "TEXT_KEYS",
     "ArgError",
+    "ArgRefused",
     "CommandError",
     "CommandReader",
     "ContinuationRequest",
@@ -97,7 +99,16 @@ def _mailbox_text(arg: Arg, utf8_accepted: bool) -> str:
     try:
         return mutf7.decode(text)
     except ValueError:
-        raise ArgError("Mailbox name is not valid modified UTF-7") from None
+        # An astring is well-formed whatever it holds: no mailbox has this name (NO, not BAD).
+        raise ArgRefused("[CANNOT] Mailbox name is not valid modified UTF-7") from None
+
+
+def _pattern_text(arg: Arg, utf8_accepted: bool) -> str | None:
+    """A LIST reference or pattern; None when it is not modified UTF-7."""
+    try:
+        return _mailbox_text(arg, utf8_accepted)
+    except ArgRefused:
+        return None
 
 
 def parse_mailbox(arg: Arg, *, utf8_accepted: bool = False) -> str:
@@ -156,15 +167,18 @@ def parse_list_args(args: Sequence[Arg], *, utf8_accepted: bool = False) -> List
         if "RECURSIVEMATCH" in selection and not {"SUBSCRIBED", "SPECIAL-USE"} & set(selection):
             raise ArgError("RECURSIVEMATCH needs another selection option")
         i = 1
-    reference = _mailbox_text(arg_at(args, i, "reference"), utf8_accepted)
+    reference = _pattern_text(arg_at(args, i, "reference"), utf8_accepted)
     pattern = arg_at(args, i + 1, "mailbox pattern")
     if isinstance(pattern, ArgList):
         if not pattern.items:
             raise ArgError("Empty pattern list")
         extended = True
-        patterns = tuple(_mailbox_text(p, utf8_accepted) for p in pattern.items)
+        texts = [_pattern_text(p, utf8_accepted) for p in pattern.items]
     else:
-        patterns = (_mailbox_text(pattern, utf8_accepted),)
+        texts = [_pattern_text(pattern, utf8_accepted)]
+    # A reference or pattern that is not modified UTF-7 matches no mailbox name.
+    patterns = () if reference is None else tuple(p for p in texts if p is not None)
+    reference = reference or ""
     i += 2
     returns: list[str] = []
     status: tuple[str, ...] = ()

@@ -19,6 +19,11 @@ class ArgError(Exception):
     """A client syntax error; str(exc) is the text of the BAD reply."""
 
 
+class ArgRefused(ArgError):
+    """A well-formed argument the server cannot take (a mailbox name that is not
+    modified UTF-7): the reply is NO with str(exc), not BAD."""
+
+
 # -- scalar helpers -----------------------------------------------------------------------
 
 _NUMBER = re.compile(r"[0-9]{1,20}")
@@ -110,6 +115,8 @@ def check_keyword(text: str) -> str:
 
 
 def as_flag(arg: Arg) -> str:
+    if isinstance(arg, Nil):  # flag-keyword = atom, and "NIL" is one where no nstring may stand
+        return "NIL"
     if not isinstance(arg, Atom):
         raise ArgError("Invalid flag")
     if arg.value.startswith("\\"):
