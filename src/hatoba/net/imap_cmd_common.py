@@ -30,6 +30,18 @@ def _mutf7(name: str) -> str:
     return mutf7.encode(name)
 
 
+def enable_condstore(session: ImapSession) -> None:
+    """A CONDSTORE-enabling command (RFC 7162 §3.1: FETCH MODSEQ or CHANGEDSINCE, STORE
+    UNCHANGEDSINCE, SEARCH MODSEQ, ENABLE CONDSTORE): MODSEQ in every FETCH for the rest of
+    the session. The first one while a mailbox is selected is told the mailbox's
+    HIGHESTMODSEQ in an untagged OK before its other answers, as SELECT (CONDSTORE) would."""
+    session.enabled |= {"CONDSTORE"}
+    view = session.selected
+    if view is not None and not view.condstore:
+        view.condstore = True
+        session.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % max(view.mailbox.highestmodseq, 1))
+
+
 async def refresh_selected(session: ImapSession, *, allow_expunge: bool = True) -> None:
     """Write the selected mailbox's news (EXISTS, FETCH FLAGS, EXPUNGE when allowed)."""
     session.news = False  # before the look: a change during it asks for another

@@ -155,7 +155,9 @@ async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
     # Many long patterns against many names is CPU work: not on the event loop.
     matches = (await MAILBOX.run(_names_matching, reference, patterns, candidates)).__contains__
     if subscribed_only:
-        await _list_subscribed(s, infos, subscribed, matches, verb, lsub=lsub, special_only=special_only)
+        await _list_subscribed(s, infos, subscribed, matches, verb, lsub=lsub, special_only=special_only,
+                               recursive="RECURSIVEMATCH" in selection and "SUBSCRIBED" in selection,
+                               children="CHILDREN" in returns)
         s.tagged(cmd.tag, "OK", f"{verb.decode()} completed")
         return
     for info in infos:
@@ -186,8 +188,13 @@ def _names_matching(reference: str, patterns: tuple[str, ...], names: list[str])
 
 
 async def _list_subscribed(s: ImapSession, infos, subscribed: list[str],  # type: ignore[no-untyped-def]
-                           matches: Callable[[str], bool], verb: bytes, *, lsub: bool, special_only: bool) -> None:
-    """LSUB and LIST (SUBSCRIBED): subscribed names, existing or not (RFC 3501 §6.3.9, RFC 5258 §3.1)."""
+                           matches: Callable[[str], bool], verb: bytes, *, lsub: bool, special_only: bool,
+                           recursive: bool = False, children: bool = False) -> None:
+    """LSUB and LIST (SUBSCRIBED): subscribed names, existing or not (RFC 3501 §6.3.9, RFC 5258 §3.1).
+
+    recursive (LIST (SUBSCRIBED RECURSIVEMATCH), RFC 5258 §3.5): a name that matches but is not
+    subscribed is listed too, with CHILDINFO ("SUBSCRIBED"), when a subscribed name below it is
+    not listed itself (it does not match); when each such name is listed, the parent is not."""
     assert s.boxes is not None
     by_name = {info.name: info for info in infos}
     shown: set[str] = set()
@@ -202,6 +209,8 @@ async def _list_subscribed(s: ImapSession, infos, subscribed: list[str],  # type
             elif not info.selectable:
                 attrs.append("\\Noselect")
             if not lsub:
+                if children and info is not None:
+                    attrs.append("\\HasChildren" if info.has_children else "\\HasNoChildren")
                 attrs.append("\\Subscribed")
                 if info is not None and info.special_use:
                     attrs.append(info.special_use)
@@ -216,6 +225,29 @@ async def _list_subscribed(s: ImapSession, infos, subscribed: list[str],  # type
                 if parent not in shown and parent not in subscribed and matches(parent):
                     s.write(b'* LSUB (\\Noselect) "." ' + mailbox_name(s, parent) + b"\r\n")
                     shown.add(parent)
+    if not recursive:
+        return
+    wanted = set(subscribed)
+    parents: set[str] = set()
+    for name in subscribed:
+        if name in shown:
+            continue
+        parts = name.split(DELIMITER)
+        for depth in range(1, len(parts)):
+            parent = DELIMITER.join(parts[:depth])
+            if parent not in wanted and matches(parent):
+                parents.add(parent)
+    for parent in sorted(parents):
+        info = by_name.get(parent)
+        attrs = []
+        if info is None:
+            attrs.append("\\NonExistent")
+        elif not info.selectable:
+            attrs.append("\\Noselect")
+        if children:
+            attrs.append("\\HasChildren")
+        s.write(b"* LIST (" + " ".join(attrs).encode() + b') "." ' + mailbox_name(s, parent)
+                + b' ("CHILDINFO" ("SUBSCRIBED"))\r\n')
 
 
 async def cmd_list(s: ImapSession, cmd: RawCommand) -> None:

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from hatoba.net.imap_cmd_common import is_utf8, refresh_selected, selected_view
+from hatoba.net.imap_cmd_common import enable_condstore, is_utf8, refresh_selected, selected_view
 from hatoba.net.imap_selected import SelectedMailbox
 from hatoba.net.imap_session import ImapSession
 from hatoba.net.workers import MAILBOX
@@ -101,7 +101,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
         items = [*items, FetchItem("UID")]
     changedsince = modifiers.get("CHANGEDSINCE")
     if changedsince is not None or any(i.name == "MODSEQ" for i in items):
-        view.condstore = True
+        enable_condstore(s)
         if not any(i.name == "MODSEQ" for i in items):
             items = [*items, FetchItem("MODSEQ")]
     uids = view.uids_for(sequence, uid=uid)
@@ -309,11 +309,11 @@ async def _store(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
     mode, silent, flags, unchangedsince = parse_store(args[1:])
     if "\\Recent" in flags:
         raise ArgError("\\Recent cannot be stored")
+    if unchangedsince is not None:
+        enable_condstore(s)
     uids = view.uids_for(sequence, uid=uid)
     changed, failed = await asyncio.to_thread(view.mailbox.store_flags, uids, mode, flags,
                                               unchangedsince=unchangedsince)
-    if unchangedsince is not None:
-        view.condstore = True
     s.write(view.flags_news())  # a new keyword is named in FLAGS before a FETCH shows it
     for record in changed:
         view.records[record.uid] = record
@@ -403,6 +403,9 @@ async def _search_positions(s: ImapSession, key, view: SelectedMailbox) -> list[
 async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> None:
     view = selected_view(s)
     key, options = parse_search(args, utf8_accepted=is_utf8(s))
+    modseq_key = _uses_modseq(key)
+    if modseq_key:
+        enable_condstore(s)
     uids = view.uids  # as the search saw them: only this session's commands change them
     hits = await _search_positions(s, key, view)
     found = [uids[i] for i in hits]
@@ -413,10 +416,12 @@ async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) ->
             view.saved = found
         shown = tuple(r for r in returns if r != "SAVE")
         if shown or not returns:
-            s.write(S.esearch_response(cmd.tag, numbers, shown or ("ALL",), uid=uid))
+            shown = shown or ("ALL",)
+            top = _returned_modseq(view, found, shown) if modseq_key else None
+            s.write(S.esearch_response(cmd.tag, numbers, shown, uid=uid, modseq=top))
     else:
         line = S.search_response(numbers)
-        if view.condstore and _uses_modseq(key) and found:  # RFC 7162 §3.1.5
+        if modseq_key and found:  # RFC 7162 §3.1.5
             top = max(view.records[u].modseq for u in found)
             line = line.rstrip(b"\r\n") + b" (MODSEQ %d)\r\n" % top
         s.write(line)
@@ -426,6 +431,19 @@ async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) ->
 
 def _uses_modseq(key) -> bool:  # type: ignore[no-untyped-def]
     return key.name == "MODSEQ" or any(_uses_modseq(k) for k in key.keys)
+
+
+def _returned_modseq(view: SelectedMailbox, found: list[int], shown: tuple[str, ...]) -> int | None:
+    """ESEARCH's MODSEQ (RFC 7162 §3.1.5): the highest mod-sequence of the messages the answer
+    names: every match for ALL or COUNT, else only the MIN and MAX ones. None: no match."""
+    if not found:
+        return None
+    wanted = {r.upper() for r in shown}
+    if wanted & {"ALL", "COUNT"}:
+        named = found
+    else:  # found is ascending: UIDs and sequence numbers run in the same order
+        named = ([found[0]] if "MIN" in wanted else []) + ([found[-1]] if "MAX" in wanted else [])
+    return max((view.records[u].modseq for u in named), default=None)
 
 
 async def cmd_search(s: ImapSession, cmd: RawCommand) -> None:
@@ -453,6 +471,8 @@ async def _sort_or_thread(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: 
             criteria.append((word, reverse))
             reverse = False
     key, _ = parse_search((Atom("CHARSET"), *args[1:]), utf8_accepted=is_utf8(s))
+    if _uses_modseq(key):
+        enable_condstore(s)
     found = await _search_uids(s, key, view)
 
     def headers() -> list[tuple[int, MessageMeta, bytes]]:

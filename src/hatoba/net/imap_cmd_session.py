@@ -8,7 +8,7 @@ these handlers check the arguments and the state and hand it over.
 
 from __future__ import annotations
 
-from hatoba.net.imap_cmd_common import refresh_selected
+from hatoba.net.imap_cmd_common import enable_condstore, refresh_selected
 from hatoba.net.imap_session import ImapSession
 from hatoba.proto.imap.reader import RawCommand
 from hatoba.proto.imap.scalars import ArgError, as_text
@@ -75,8 +75,8 @@ async def cmd_enable(s: ImapSession, cmd: RawCommand) -> None:
         if name in known and name not in s.enabled:
             s.enabled |= {name, "CONDSTORE"} if name == "QRESYNC" else {name}
             enabled.append("IMAP4rev2" if name == "IMAP4REV2" else name)
-    if s.selected is not None and "CONDSTORE" in s.enabled:
-        s.selected.condstore = True
+    if "CONDSTORE" in s.enabled:
+        enable_condstore(s)
     if s.selected is not None and "IMAP4REV2" in s.enabled:
         s.selected.recent_flag = False
     s.write(("* ENABLED " + " ".join(enabled)).rstrip().encode() + b"\r\n")

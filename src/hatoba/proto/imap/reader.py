@@ -14,6 +14,11 @@ Rules:
   small budget before login). The reader keeps its own buffer instead of
   lines.LineBuffer: it must read the tag of an over-long line before it drops
   it, and switch between lines and literal bytes mid-command.
+- An over-long line that starts "tag ID (" is read through and dropped like
+  any other, then handed out as ID without fields rather than refused: the
+  server ignores a client's ID fields (RFC 2971 §3.1 lets it), and RFC 2971's
+  largest (30 fields of 1024 octets, about 31 KiB) is over the budget before
+  login. Not when the line announces a literal: that is refused as before.
 - What the arguments mean is not read here: args.py and the grammar modules
   it names do that, on the RawCommand this module hands out.
 """
@@ -72,6 +77,7 @@ _UNESCAPE = re.compile(rb'\\(["\\])')
 _LITERAL = re.compile(rb"(~?)\{([0-9]{1,19})(\+?)\}")
 _NONSYNC_AT_END = re.compile(rb"~?\{([0-9]{1,19})\+\}$")
 _TAIL = 32  # bytes of a dropped line kept to see a literal it announces
+_ID_HEAD = re.compile(rb"[^ ]+ ID \(", re.IGNORECASE)  # an ID with fields: a dropped line may still be one
 _COMMAND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")
 _MAX_DEPTH = 32
 LITERAL_MINUS_MAX = 4096  # RFC 7888 §4
@@ -175,6 +181,7 @@ class CommandReader:
         self._skipping = False  # dropping the rest of an over-long line
         self._long_head = b""
         self._long_tail = b""  # the last bytes of an over-long line seen so far
+        self._long_id: str | None = None  # tag of an over-long ID line being dropped
         self._reset()
 
     def set_limits(self, max_line: int, max_literal: int, *, max_command: int | None = None) -> None:
@@ -278,25 +285,35 @@ class CommandReader:
                 tail = (self._long_tail + bytes(self._buf[max(0, end - _TAIL):end]))[-_TAIL:]
                 del self._buf[: end + 1]
                 self._skipping = False
+                long_id, self._long_id = self._long_id, None
                 if self._skip_literal_after(tail.rstrip(b"\r")):
-                    return self._fatal(None)
+                    return self._fatal(long_id)
+                if long_id is not None:
+                    return self._dropped_id(long_id)
                 continue
             line = self._take_line(self._line_room())
             if line is None:
                 return NEED_DATA
             if isinstance(line, _TooLong):
                 tag = self._tag
+                is_id = False
                 if self._tokens is None and not self._discard:
                     m = _TAG_SP.match(self._long_head)
                     tag = m[1].decode("ascii") if m else None
+                    is_id = tag is not None and _ID_HEAD.match(self._long_head) is not None
                 discarding = self._discard
                 self._reset()
+                if is_id and self._skipping:
+                    self._long_id = tag  # answered once the line has ended
+                    continue
                 # A non-synchronizing literal announced at the end of the
                 # dropped line is dropped too, or its bytes would run as commands.
                 if not self._skipping and self._skip_literal_after(self._long_tail.rstrip(b"\r")):
                     return self._fatal(tag)
                 if discarding:
                     continue
+                if is_id:
+                    return self._dropped_id(tag)
                 return CommandError(tag, "Command line too long")
             self._used += len(line)
             result = self._segment(line)
@@ -338,6 +355,12 @@ class CommandReader:
             return self._fatal(tag)
         self._literal = (size, literal8)
         return None
+
+    def _dropped_id(self, tag: str) -> RawCommand | CommandError:
+        """An over-long ID line, dropped: ID without its fields, unless a literal follows it."""
+        if self._literal is not None:  # its literal is being dropped too; refuse as before
+            return CommandError(tag, "Command line too long")
+        return RawCommand(tag, "ID", ())
 
     def _line_room(self) -> int:
         left = self.max_command - self._used - self._literal_bytes

@@ -618,12 +618,14 @@ def search_response(results: Sequence[int]) -> bytes:
     return b"* SEARCH " + " ".join(map(str, results)).encode("ascii") + b"\r\n"
 
 
-def esearch_response(tag: str, results: Sequence[int], returns: tuple[str, ...], *, uid: bool) -> bytes:
+def esearch_response(tag: str, results: Sequence[int], returns: tuple[str, ...], *, uid: bool,
+                     modseq: int | None = None) -> bytes:
     """ "* ESEARCH (TAG "x") UID MIN 1 MAX 9 COUNT 3 ALL 1:3\\r\\n" (RFC 4731 §3.1).
 
     An empty `returns` means ALL (RFC 4731 §3.1). MIN, MAX and ALL are left
     out when nothing matched; COUNT is always sent when asked. SAVE is the
-    session's business and produces nothing here.
+    session's business and produces nothing here. `modseq`: the MODSEQ result
+    of a search with a MODSEQ key (RFC 7162 §3.1.5); None sends none.
     """
     wanted = {r.upper() for r in returns} or {"ALL"}
     out = b"* ESEARCH (TAG " + string(tag) + b")"
@@ -638,4 +640,6 @@ def esearch_response(tag: str, results: Sequence[int], returns: tuple[str, ...],
         out += b" COUNT %d" % len(numbers)
     if numbers and "ALL" in wanted:
         out += b" ALL " + format_sequence_set(numbers)
+    if modseq is not None:
+        out += b" MODSEQ %d" % modseq
     return out + b"\r\n"
