@@ -451,6 +451,8 @@ async def cmd_cancelupdate(s: ImapSession, cmd: RawCommand) -> None:
         s.count_bad()
         return
     view.contexts = [c for c in view.contexts if c.tag not in tags]
+    if not view.contexts:
+        view.dirty.clear()
     s.tagged(cmd.tag, "OK", "CANCELUPDATE completed")
 
 
