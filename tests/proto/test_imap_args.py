@@ -446,6 +446,9 @@ def test_search_options_and_keys():
     assert opts == {"return": ("MIN", "COUNT", "SAVE"), "charset": "UTF-8"}
     assert key.keys == (SearchKey("TEXT", text="été"), SearchKey("SEQSET", sequence=SequenceSet((), saved=True)))
     assert parse_search(args_of(b"RETURN () ALL"))[1] == {"return": ()}
+    # RFC 5267 §4: UPDATE, and PARTIAL with its range made ascending
+    assert parse_search(args_of(b"RETURN (update PARTIAL 4:2) ALL"))[1] == {
+        "return": ("UPDATE", "PARTIAL"), "partial": (2, 4)}
     key, _ = parse_search(args_of(
         b'HEADER X-Spam "yes" KEYWORD $Junk UNKEYWORD foo SENTON "3-Mar-2003" BEFORE 1-Jan-2000 SMALLER 5 '
         b'MODSEQ "/flags/\\\\draft" all 620162338 MODSEQ 7 NEW OLD RECENT UNDRAFT bcc x cc y to z subject s body b'))
@@ -467,6 +470,8 @@ def test_search_charset_errors():
     b"", b"FOO", b"FROM", b"SINCE 32-Jan-2000", b"OR ALL", b"NOT", b"UID x", b"LARGER -1", b"()", b"KEYWORD \\Seen",
     b"MODSEQ \"/flags/x\" bogus 5", b"RETURN (FOO) ALL", b"RETURN ALL", b"CHARSET", b"0:5", b"NIL",
     b"NOT " * 60 + b"ALL",
+    b"RETURN (PARTIAL 1) ALL", b"RETURN (PARTIAL 1:*) ALL", b"RETURN (PARTIAL *:1) ALL", b"RETURN (PARTIAL 0:3) ALL",
+    b"RETURN (PARTIAL) ALL", b"RETURN (SAVE UPDATE) ALL",
 ])
 def test_bad_search(bad):
     with pytest.raises(ArgError):

@@ -341,3 +341,23 @@ def test_parsed_header_values_and_search_text():
     assert header.values("SUBJECT") == [b"=?UTF-8?Q?Caf=C3=A9?= folded", b"Second"]
     assert header.text("subject") == ["café folded", "second"]
     assert header.values("From") == [] and header.text("from") == []
+
+
+def test_address_keys_read_addresses_without_their_comments():
+    message = b"From: <user (a comment)@ (another) example.org>\nTo: team: ann@example.org;\n\nbody\n"
+    for key, hit in [(K("FROM", text="user@example.org"), True), (K("FROM", text="comment"), True),
+                     (K("FROM", text="other@example.org"), False), (K("TO", text="team"), True),
+                     (K("SUBJECT", text="user@example.org"), False)]:
+        assert check(key, message=message) is hit, key
+        assert search(key, [META], Source({META.uid: message})) == ([META.uid] if hit else []), key
+
+
+def test_esearch_response_partial_and_sort_order():
+    # RFC 5267 §4.4: PARTIAL low:high gives the results at those positions, NIL when none
+    assert esearch_response("a", [1, 2, 4, 5], ("PARTIAL",), uid=False, partial=(2, 10)) == (
+        b'* ESEARCH (TAG "a") PARTIAL (2:10 2,4:5)\r\n')
+    assert esearch_response("a", [1, 2], ("PARTIAL",), uid=True, partial=(6, 6)) == (
+        b'* ESEARCH (TAG "a") UID PARTIAL (6:6 NIL)\r\n')
+    # RFC 5267 §3: a SORT's results keep their order; MIN and MAX are its first and last
+    assert esearch_response("s", [5, 3, 4, 2, 1], ("MIN", "MAX", "ALL"), uid=False, ordered=True) == (
+        b'* ESEARCH (TAG "s") MIN 5 MAX 1 ALL 5,3:4,2,1\r\n')

@@ -152,3 +152,25 @@ def test_sort_ties_use_sequence_numbers_never_reversed():
     assert sort([("SIZE", True)], rows) == [1, 2, 3]
     rows.append((meta(4, 5), header(4, "same")))
     assert sort([("SUBJECT", False), ("SIZE", True)], rows) == [1, 2, 3, 4]
+
+
+def _order(criteria, headers):
+    rows = [(MessageMeta(uid=i, seq=i, flags=frozenset()), h) for i, h in enumerate(headers, 1)]
+    return [m.seq for m, _ in sorted(rows, key=lambda r: sort_keys(criteria, r[0], r[1]))]
+
+
+def test_address_sort_takes_a_group_name_when_the_group_comes_first():
+    # RFC 5256 §3: the first address's mailbox; a group's first address is the group itself
+    headers = [b"Cc: user2@domain2.org (foo bar)\n\n", b"Cc: user2: blah@domain1.org;\n\n",
+               b"Cc: user1@domain1.org\n\n"]
+    assert _order([("CC", False)], headers) == [3, 1, 2]
+    assert _order([("CC", True)], headers) == [1, 2, 3]  # 1 and 2 tie: by number, never reversed
+
+
+def test_display_sort_takes_the_display_name_else_the_address_else_the_group_name():
+    # RFC 5957 §3
+    headers = [b"To: foo bar <a@b.c>\n\n", b"To: b@c.d\n\n", b"To: d\n\n",
+               b"To: =?iso-8859-1?q?foo_aar?= <e@f.g>\n\n", b"To: a: xx@xx.org, yy@yy.org;\n\n",
+               b"To: empty:;\n\n"]
+    assert _order([("DISPLAYTO", False)], headers) == [5, 2, 3, 6, 4, 1]
+    assert _order([("DISPLAYFROM", False)], [h.replace(b"To:", b"From:") for h in headers]) == [5, 2, 3, 6, 4, 1]

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 
+from hatoba.net.imap_contexts import context_news
 from hatoba.net.imap_selected import SelectedMailbox
 from hatoba.net.imap_session import ImapSession
 from hatoba.proto.imap import encode as E
 from hatoba.proto.imap.args import parse_mailbox
+from hatoba.proto.imap.fetch import MimeLimits
 from hatoba.proto.imap.reader import RawCommand
 from hatoba.proto.imap.scalars import ArgError
 
@@ -43,12 +45,18 @@ def enable_condstore(session: ImapSession) -> None:
 
 
 async def refresh_selected(session: ImapSession, *, allow_expunge: bool = True) -> None:
-    """Write the selected mailbox's news (EXISTS, FETCH FLAGS, EXPUNGE when allowed)."""
+    """Write the selected mailbox's news (EXISTS, FETCH FLAGS, EXPUNGE when allowed, and the
+    ADDTO / REMOVEFROM of its update contexts)."""
     session.news = False  # before the look: a change during it asks for another
-    if session.selected is not None:
+    view = session.selected
+    if view is not None:
         qresync = "QRESYNC" in session.enabled
-        session.write(await asyncio.to_thread(session.selected.refresh, allow_expunge=allow_expunge,
-                                              qresync=qresync))
+        session.write(await asyncio.to_thread(view.refresh, allow_expunge=allow_expunge, qresync=qresync))
+        if view.contexts:
+            # \Recent is an IMAP4rev1 flag (RFC 3501 §2.3.2); IMAP4rev2 dropped it.
+            recent = set() if "IMAP4REV2" in session.enabled else view.mailbox.recent
+            limits = session.ctx.config.limits
+            session.write(await context_news(view, recent, MimeLimits(limits.max_mime_parts, limits.max_mime_depth)))
 
 
 def selected_view(s: ImapSession) -> SelectedMailbox:

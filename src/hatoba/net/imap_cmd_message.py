@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from hatoba.net.imap_cmd_common import enable_condstore, is_utf8, refresh_selected, selected_view
+from hatoba.net.imap_contexts import MAX_UPDATE_CONTEXTS, SORT_FIELDS, UpdateContext, pin_numbers, sort_key_of
 from hatoba.net.imap_selected import SelectedMailbox
 from hatoba.net.imap_session import ImapSession
 from hatoba.net.workers import MAILBOX
@@ -21,7 +22,7 @@ from hatoba.proto.imap.args import parse_mailbox, parse_store
 from hatoba.proto.imap.fetchitems import parse_fetch_items
 from hatoba.proto.imap.reader import RawCommand
 from hatoba.proto.imap.scalars import ArgError, as_text, parse_sequence_set
-from hatoba.proto.imap.searchkeys import parse_search
+from hatoba.proto.imap.searchkeys import parse_return, parse_search
 from hatoba.proto.imap.states import State
 from hatoba.proto.imap.types import ArgList, Atom, FetchItem, MessageMeta
 from hatoba.store.mailbox import MessageRecord
@@ -34,10 +35,9 @@ FETCH_BATCH_WITH_BODIES = 256  # at most this many messages per batch ...
 # many times) is cut here too, so a client that reads slowly holds about this
 # much of it in the server, not the whole answer.
 FETCH_BATCH_BYTES = 1 << 20
+SORT_CRITERIA = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
 SEARCH_ON_LOOP_WORK = 200_000  # messages × search keys up to which SEARCH runs without a thread
 
-# The fields SORT (RFC 5256 §3, RFC 5957) and THREAD (RFC 5256 §2) read; all kept in the header cache.
-SORT_FIELDS = frozenset({"cc", "date", "from", "in-reply-to", "message-id", "references", "subject", "to"})
 
 
 def _mime_limits(s: ImapSession) -> F.MimeLimits:
@@ -227,7 +227,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
     if seen_uids:
         changed, _ = await asyncio.to_thread(view.mailbox.store_flags, seen_uids, "+", ("\\Seen",))
         for record in changed:
-            view.records[record.uid] = record
+            view.set_record(record)
             s.write(view.flags_line(record))
         s.mailbox_changed()
     await refresh_selected(s, allow_expunge=uid)
@@ -316,7 +316,7 @@ async def _store(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
                                               unchangedsince=unchangedsince)
     s.write(view.flags_news())  # a new keyword is named in FLAGS before a FETCH shows it
     for record in changed:
-        view.records[record.uid] = record
+        view.set_record(record)
         if not silent or unchangedsince is not None:
             s.write(view.flags_line(record, with_uid=uid))
     if changed:
@@ -411,14 +411,18 @@ async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) ->
     found = [uids[i] for i in hits]
     returns = options.get("return")
     numbers = found if uid else [i + 1 for i in hits]
+    code = ""
     if returns is not None:
         if "SAVE" in returns:
             view.saved = found
-        shown = tuple(r for r in returns if r != "SAVE")
-        if shown or not returns:
-            shown = shown or ("ALL",)
-            top = _returned_modseq(view, found, shown) if modseq_key else None
-            s.write(S.esearch_response(cmd.tag, numbers, shown, uid=uid, modseq=top))
+        if "UPDATE" in returns:
+            code = _track(s, view, cmd.tag, key, options, uid=uid, criteria=None, found=found)
+        shown = tuple(r for r in returns if r not in ("SAVE", "UPDATE"))
+        if shown or not returns or "UPDATE" in returns:
+            wanted = shown or (("UPDATE",) if "UPDATE" in returns else ("ALL",))
+            top = _returned_modseq(view, found, wanted) if modseq_key else None
+            s.write(S.esearch_response(cmd.tag, numbers, wanted, uid=uid, modseq=top,
+                                       partial=options.get("partial")))  # type: ignore[arg-type]
     else:
         line = S.search_response(numbers)
         if modseq_key and found:  # RFC 7162 §3.1.5
@@ -426,7 +430,36 @@ async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) ->
             line = line.rstrip(b"\r\n") + b" (MODSEQ %d)\r\n" % top
         s.write(line)
     await refresh_selected(s, allow_expunge=uid)
-    s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}SEARCH completed")
+    s.tagged(cmd.tag, "OK", f"{code}{'UID ' if uid else ''}SEARCH completed")
+
+
+def _track(s: ImapSession, view: SelectedMailbox, tag: str, key, options: dict,  # type: ignore[no-untyped-def]
+           *, uid: bool, criteria: list[tuple[str, bool]] | None, found: list[int],
+           keys: dict | None = None) -> str:  # type: ignore[type-arg]
+    """RETURN (UPDATE): keep the result up to date (net/imap_contexts.py); the response code
+    of the tagged OK, "[NOUPDATE tag] " when it is not kept (RFC 5267 §4.2)."""
+    if "partial" in options or len(view.contexts) >= MAX_UPDATE_CONTEXTS:
+        return "[NOUPDATE " + E.string(tag).decode("utf-8", "replace") + "] "
+    view.contexts.append(UpdateContext(tag, pin_numbers(key, view), uid=uid, criteria=criteria,
+                                       members=found, keys=keys))
+    return ""
+
+
+async def cmd_cancelupdate(s: ImapSession, cmd: RawCommand) -> None:
+    """CANCELUPDATE tag... (RFC 5267 §4.3): those contexts send no more updates."""
+    view = selected_view(s)
+    if not cmd.args:
+        raise ArgError("CANCELUPDATE needs the tags of the searches")
+    tags = [as_text(a) for a in cmd.args]
+    known = {c.tag for c in view.contexts}
+    if any(t not in known for t in tags):
+        s.tagged(cmd.tag, "BAD", "Unknown search context")
+        s.count_bad()
+        return
+    view.contexts = [c for c in view.contexts if c.tag not in tags]
+    if not view.contexts:
+        view.dirty.clear()
+    s.tagged(cmd.tag, "OK", "CANCELUPDATE completed")
 
 
 def _uses_modseq(key) -> bool:  # type: ignore[no-untyped-def]
@@ -452,6 +485,12 @@ async def cmd_search(s: ImapSession, cmd: RawCommand) -> None:
 
 async def _sort_or_thread(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool, thread: bool) -> None:
     view = selected_view(s)
+    options: dict = {}  # type: ignore[type-arg]
+    if not thread and args and isinstance(args[0], Atom) and args[0].value.upper() == "RETURN":
+        if len(args) < 2:
+            raise ArgError("RETURN needs options")
+        options = parse_return(args[1])  # ESORT (RFC 5267 §3), CONTEXT=SORT (§4)
+        args = args[2:]
     if len(args) < 3:
         raise ArgError("SORT/THREAD need criteria, a charset and search keys")
     if thread:
@@ -468,8 +507,12 @@ async def _sort_or_thread(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: 
             if word == "REVERSE":
                 reverse = True
                 continue
+            if word not in SORT_CRITERIA:
+                raise ArgError(f"Unknown sort criterion {word[:30]}")
             criteria.append((word, reverse))
             reverse = False
+        if reverse or not criteria:
+            raise ArgError("Sort criteria missing")
     key, _ = parse_search((Atom("CHARSET"), *args[1:]), utf8_accepted=is_utf8(s))
     if _uses_modseq(key):
         enable_condstore(s)
@@ -498,12 +541,30 @@ async def _sort_or_thread(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: 
             pairs = [(number(meta), head, meta.internal_date) for _, meta, head in items]
             tree = SORT.thread_references(pairs) if algorithm == "REFERENCES" else SORT.thread_orderedsubject(pairs)
             return b"* THREAD " + tree + b"\r\n"
-        items.sort(key=lambda item: SORT.sort_keys(criteria, item[1], item[2]))
-        return b"* SORT" + b"".join(b" %d" % number(meta) for _, meta, _ in items) + b"\r\n"
+        keyed = sorted(((sort_key_of(criteria, u, view.records[u], head), u, meta) for u, meta, head in items),
+                       key=lambda item: item[:2])
+        order[:] = [(u, number(meta), key) for key, u, meta in keyed]
+        return b"* SORT" + b"".join(b" %d" % number(meta) for _, _, meta in keyed) + b"\r\n"
 
-    s.write(await MAILBOX.run(answer))
+    order: list[tuple[int, int, tuple]] = []  # type: ignore[type-arg]  # SORT: (uid, number, key), sorted
+    answer_line = await MAILBOX.run(answer)
+    returns = options.get("return")
+    code = ""
+    if returns is None:
+        s.write(answer_line)
+    else:
+        if "SAVE" in returns:
+            view.saved = sorted(u for u, _, _ in order)
+        if "UPDATE" in returns:
+            code = _track(s, view, cmd.tag, key, options, uid=uid, criteria=criteria,
+                          found=[u for u, _, _ in order], keys={u: k for u, _, k in order})
+        shown = tuple(r for r in returns if r not in ("SAVE", "UPDATE"))
+        if shown or not returns or "UPDATE" in returns:
+            s.write(S.esearch_response(cmd.tag, [n for _, n, _ in order],
+                                       shown or (("UPDATE",) if "UPDATE" in returns else ("ALL",)), uid=uid,
+                                       partial=options.get("partial"), ordered=True))  # type: ignore[arg-type]
     await refresh_selected(s, allow_expunge=uid)
-    s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}{'THREAD' if thread else 'SORT'} completed")
+    s.tagged(cmd.tag, "OK", f"{code}{'UID ' if uid else ''}{'THREAD' if thread else 'SORT'} completed")
 
 
 async def cmd_sort(s: ImapSession, cmd: RawCommand) -> None:

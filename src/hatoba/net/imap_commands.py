@@ -39,6 +39,7 @@ from hatoba.net.imap_cmd_message import (
     FETCH_BATCH_BYTES,
     FETCH_BATCH_WITH_BODIES,
     SORT_FIELDS,
+    cmd_cancelupdate,
     cmd_close,
     cmd_copy,
     cmd_expunge,
@@ -79,6 +80,7 @@ __all__ = [
     "cmd_append",
     "cmd_authenticate",
     "cmd_capability",
+    "cmd_cancelupdate",
     "cmd_check",
     "cmd_close",
     "cmd_compress",
@@ -155,4 +157,5 @@ COMMANDS: dict[str, Handler] = {
     "UID": cmd_uid,
     "SORT": cmd_sort,
     "THREAD": cmd_thread,
+    "CANCELUPDATE": cmd_cancelupdate,
 }

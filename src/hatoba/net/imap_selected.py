@@ -10,6 +10,7 @@ a thread.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hatoba.proto.imap import encode as E
 from hatoba.store.mailboxes import Mailbox, MessageRecord
@@ -30,6 +31,10 @@ class SelectedMailbox:
     recent_flag: bool = True  # \Recent and RECENT are IMAP4rev1 (RFC 3501 §2.3.2); IMAP4rev2 dropped them
     announced: tuple[str, ...] | None = None  # the keywords the last FLAGS response named
     _positions: dict[int, int] | None = None  # uid -> sequence number, rebuilt after changes
+    # SEARCH / SORT RETURN (UPDATE) contexts (RFC 5267 §4, net/imap_contexts.py), and the
+    # messages whose flags changed or that arrived since they were last brought up to date.
+    contexts: list[Any] = field(default_factory=list)
+    dirty: set[int] = field(default_factory=set)
 
     @classmethod
     def open(cls, mailbox: Mailbox, *, readonly: bool, condstore: bool, recent_flag: bool = True) -> SelectedMailbox:
@@ -116,12 +121,12 @@ class SelectedMailbox:
             out.append(self.forget(gone, qresync=qresync))
         for record in result.flags_changed:
             if record.uid in self.records and record.uid not in self.pending_expunges:
-                self.records[record.uid] = record
+                self.set_record(record)
                 out.append(self.flags_line(record))
         added = [r for r in result.added if r.uid not in self.records]
         for record in added:
             self.uids.append(record.uid)
-            self.records[record.uid] = record
+            self.set_record(record)
         if added:
             self._positions = None
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
@@ -135,6 +140,11 @@ class SelectedMailbox:
         if not gone:
             return b""
         out: list[bytes] = []
+        if self.contexts:  # REMOVEFROM before the EXPUNGEs, in the numbers still valid
+            positions = self.positions()
+            for context in self.contexts:
+                out.append(context.removed(gone, positions.__getitem__))
+            self.dirty -= gone
         if qresync:
             out.append(b"* VANISHED " + E.format_sequence_set(sorted(gone)) + b"\r\n")
             self.uids = [u for u in self.uids if u not in gone]
@@ -148,6 +158,12 @@ class SelectedMailbox:
             self.records.pop(u, None)
         self._positions = None
         return b"".join(out)
+
+    def set_record(self, record: MessageRecord) -> None:
+        """A message's record, new or with other flags: update contexts look at it again."""
+        self.records[record.uid] = record
+        if self.contexts:
+            self.dirty.add(record.uid)
 
     def flags_line(self, record: MessageRecord, *, with_uid: bool = True) -> bytes:
         seq = self.seq_of(record.uid)

@@ -32,7 +32,8 @@ from operator import attrgetter
 from typing import Protocol
 
 from hatoba.proto.errors import LocalProtocolError
-from hatoba.proto.imap.encode import format_sequence_set, string
+from hatoba.proto.imap.encode import string
+from hatoba.proto.imap.envelope import parse_address_list
 from hatoba.proto.imap.fetch import MetaRecord, to_crlf
 from hatoba.proto.imap.headers import HeaderField, header_fields, header_value
 from hatoba.proto.imap.mime import DEFAULT_LIMITS, MimeLimits, Part, content_params, parse_message, walk
@@ -49,6 +50,7 @@ __all__ = [
     "matches",
     "needs_headers_only",
     "needs_message",
+    "ordered_set",
     "search_positions",
     "search_response",
     "search_text",
@@ -135,6 +137,22 @@ def decode_header_text(value: bytes) -> str:
     return "".join(out)
 
 
+def address_text(value: bytes) -> str:
+    """An address field as its addresses read, casefolded: "name <mailbox@domain>" each,
+    "group:" for a group, with the comments and white space inside the addresses gone, so
+    that "<user (c)@ (c) example.org>" is found as "user@example.org"."""
+    parts = []
+    for display, _adl, local, domain in parse_address_list(value.decode("utf-8", "surrogateescape")):
+        if local is None:
+            continue  # a group's end
+        if domain is None:
+            parts.append(f"{local}:")
+            continue
+        address = f"{local}@{domain}" if domain else local
+        parts.append(f"{display} <{address}>" if display else address)
+    return decode_header_text(", ".join(parts).encode("utf-8", "surrogateescape")).casefold()
+
+
 def search_text(value: bytes) -> str:
     """A header value in the form text keys compare with: encoded words decoded, casefolded."""
     return decode_header_text(value).casefold()
@@ -147,12 +165,13 @@ class ParsedHeader:
     or only some of its fields as written: then only those can be asked for.
     """
 
-    __slots__ = ("raw", "_values", "_text")
+    __slots__ = ("raw", "_values", "_text", "_addresses")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         self._values: dict[str, list[bytes]] | None = None
         self._text: dict[str, list[str]] = {}
+        self._addresses: dict[str, list[str]] = {}
 
     def fields(self) -> list[HeaderField]:
         return header_fields(self.raw)
@@ -172,6 +191,14 @@ class ParsedHeader:
         known = self._text.get(key)
         if known is None:
             known = self._text[key] = [search_text(v) for v in self.values(key)]
+        return known
+
+    def addresses(self, name: str) -> list[str]:
+        """address_text() of every field called `name`."""
+        key = name.lower()
+        known = self._addresses.get(key)
+        if known is None:
+            known = self._addresses[key] = [address_text(v) for v in self.values(key)]
         return known
 
 
@@ -359,8 +386,17 @@ def matches(
         "BODY": lambda k: k.text.casefold() in ctx.body(),
         "TEXT": lambda k: k.text.casefold() in ctx.header_text() or k.text.casefold() in ctx.body(),
     }
+    def address_in(name: str, needle: str) -> bool:
+        if text_in(ctx.values(name), needle):
+            return True
+        n = needle.casefold()
+        return any(n in address_text(f.value) for f in ctx.fields if f.name.lower() == name.lower())
+
     for name, field_name in _ADDRESS_HEADERS.items():
-        _HANDLERS[name] = lambda k, f=field_name: text_in(ctx.values(f), k.text)
+        if name == "SUBJECT":
+            _HANDLERS[name] = lambda k, f=field_name: text_in(ctx.values(f), k.text)
+        else:
+            _HANDLERS[name] = lambda k, f=field_name: address_in(f, k.text)
 
     return test(key)
 
@@ -583,7 +619,11 @@ class _Search:
                     if _compare_day(_sent_day_of(h.values("Date"), records[i].internal_date), k.day, op)}
         field_name = k.header if k.name == "HEADER" else _ADDRESS_HEADERS[k.name]
         needle = k.text.casefold()
-        return {i for i, h in headers.items() if any(needle in v for v in h.text(field_name))}
+        found = {i for i, h in headers.items() if any(needle in v for v in h.text(field_name))}
+        if k.name in ("FROM", "TO", "CC", "BCC"):  # also as the addresses read, comments gone
+            found.update(i for i, h in headers.items()
+                         if i not in found and any(needle in v for v in h.addresses(field_name)))
+        return found
 
     def _by_body(self, k: SearchKey, cand: set[int]) -> set[int]:
         needle = k.text.casefold()
@@ -619,27 +659,50 @@ def search_response(results: Sequence[int]) -> bytes:
 
 
 def esearch_response(tag: str, results: Sequence[int], returns: tuple[str, ...], *, uid: bool,
-                     modseq: int | None = None) -> bytes:
+                     modseq: int | None = None, partial: tuple[int, int] | None = None,
+                     ordered: bool = False) -> bytes:
     """ "* ESEARCH (TAG "x") UID MIN 1 MAX 9 COUNT 3 ALL 1:3\\r\\n" (RFC 4731 §3.1).
 
     An empty `returns` means ALL (RFC 4731 §3.1). MIN, MAX and ALL are left
-    out when nothing matched; COUNT is always sent when asked. SAVE is the
-    session's business and produces nothing here. `modseq`: the MODSEQ result
-    of a search with a MODSEQ key (RFC 7162 §3.1.5); None sends none.
+    out when nothing matched; COUNT is always sent when asked. SAVE and
+    UPDATE are the session's business and produce nothing here. `modseq`:
+    the MODSEQ result of a search with a MODSEQ key (RFC 7162 §3.1.5); None
+    sends none. `ordered`: the results are a SORT's, in its order (RFC 5267
+    §3): MIN and MAX are the first and last of them and ALL keeps the order.
+    PARTIAL low:high (RFC 5267 §4.4) gives the results at those positions
+    (1 = the first), or NIL.
     """
     wanted = {r.upper() for r in returns} or {"ALL"}
     out = b"* ESEARCH (TAG " + string(tag) + b")"
     if uid:
         out += b" UID"
-    numbers = sorted(set(results))
+    numbers = list(results) if ordered else sorted(set(results))
     if numbers and "MIN" in wanted:
         out += b" MIN %d" % numbers[0]
     if numbers and "MAX" in wanted:
         out += b" MAX %d" % numbers[-1]
     if "COUNT" in wanted:
         out += b" COUNT %d" % len(numbers)
+    if partial is not None and "PARTIAL" in wanted:
+        low, high = partial
+        chosen = numbers[low - 1 : high]
+        out += b" PARTIAL (%d:%d %s)" % (low, high, ordered_set(chosen) if chosen else b"NIL")
     if numbers and "ALL" in wanted:
-        out += b" ALL " + format_sequence_set(numbers)
+        out += b" ALL " + ordered_set(numbers)
     if modseq is not None:
         out += b" MODSEQ %d" % modseq
     return out + b"\r\n"
+
+
+def ordered_set(numbers: Sequence[int]) -> bytes:
+    """Numbers as a sequence set in the order given: runs of consecutive ascending numbers
+    become low:high ("5,3:4,2,1"); ascending input gives format_sequence_set()'s answer."""
+    parts: list[bytes] = []
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        parts.append(b"%d" % numbers[i] if i == j else b"%d:%d" % (numbers[i], numbers[j]))
+        i = j + 1
+    return b",".join(parts)

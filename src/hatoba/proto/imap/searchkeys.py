@@ -26,7 +26,7 @@ FLAG_KEYS = frozenset({"ALL", "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "NEW", 
                        "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN"})
 TEXT_KEYS = frozenset({"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"})
 DATE_KEYS = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"})
-SEARCH_RETURN = frozenset({"MIN", "MAX", "COUNT", "ALL", "SAVE"})  # RFC 4731, RFC 5182
+SEARCH_RETURN = frozenset({"MIN", "MAX", "COUNT", "ALL", "SAVE", "UPDATE", "PARTIAL"})  # RFC 4731, 5182, 5267
 CHARSETS = ("UTF-8", "US-ASCII")
 _MAX_SEARCH_DEPTH = 40
 
@@ -99,6 +99,45 @@ def _search_keys(args: Sequence[Arg], depth: int) -> tuple[SearchKey, ...]:
     return tuple(keys)
 
 
+def parse_return(opts: Arg) -> dict[str, object]:
+    """The list after RETURN (RFC 4731 §3.1, RFC 5267 §4): {"return": (words...)}, and
+    "partial": (low, high) for PARTIAL low:high (ascending whichever way written)."""
+    if not isinstance(opts, ArgList):
+        raise ArgError("Expected RETURN (options)")
+    options: dict[str, object] = {}
+    returns: list[str] = []
+    items = opts.items
+    j = 0
+    while j < len(items):
+        word = as_word(items[j])
+        j += 1
+        if word not in SEARCH_RETURN:
+            raise ArgError("Unknown SEARCH return option")
+        if word == "PARTIAL":
+            options["partial"] = _partial_range(arg_at(items, j, "PARTIAL range"))
+            j += 1
+        if word not in returns:
+            returns.append(word)
+    if "SAVE" in returns and "UPDATE" in returns:
+        raise ArgError("SAVE and UPDATE cannot be used together")
+    options["return"] = tuple(returns)
+    return options
+
+
+def _partial_range(arg: Arg) -> tuple[int, int]:
+    """partial-range = nz-number ":" nz-number (RFC 5267 §4.4): no "*", no single number."""
+    if not isinstance(arg, Atom):
+        raise ArgError("Invalid PARTIAL range")
+    low, colon, high = arg.value.partition(":")
+    if not colon or not low.isdigit() or not high.isdigit() or low.startswith("0") or high.startswith("0") \
+            or len(low) > 10 or len(high) > 10:
+        raise ArgError("Invalid PARTIAL range")
+    a, b = int(low), int(high)
+    if max(a, b) > 0xFFFFFFFF:
+        raise ArgError("Invalid PARTIAL range")
+    return min(a, b), max(a, b)
+
+
 def parse_search(args: Sequence[Arg], *, utf8_accepted: bool = False) -> tuple[SearchKey, dict[str, object]]:
     """SEARCH arguments: (the criteria as one AND key, options).
 
@@ -110,17 +149,7 @@ def parse_search(args: Sequence[Arg], *, utf8_accepted: bool = False) -> tuple[S
     options: dict[str, object] = {}
     i = 0
     if i < len(args) and isinstance(args[i], Atom) and as_word(args[i]) == "RETURN":
-        opts = arg_at(args, i + 1, "RETURN options")
-        if not isinstance(opts, ArgList):
-            raise ArgError("Expected RETURN (options)")
-        returns = []
-        for item in opts.items:
-            word = as_word(item)
-            if word not in SEARCH_RETURN:
-                raise ArgError("Unknown SEARCH return option")
-            if word not in returns:
-                returns.append(word)
-        options["return"] = tuple(returns)
+        options.update(parse_return(arg_at(args, i + 1, "RETURN options")))
         i += 2
     if i < len(args) and isinstance(args[i], Atom) and as_word(args[i]) == "CHARSET":
         charset = as_text(arg_at(args, i + 1, "charset")).upper()

@@ -187,15 +187,21 @@ def _sent(fields: Sequence[HeaderField], internal: datetime | None) -> float:
     return _timestamp(internal)
 
 
-def _first_mailbox(fields: Sequence[HeaderField], name: str) -> tuple[str, str, str]:
-    """(display name decoded, local part, domain) of the first mailbox in `name`; empty strings when none."""
+def _first_address(fields: Sequence[HeaderField], name: str) -> tuple[str, str, str]:
+    """(display name decoded, mailbox, domain) of the first address in `name`; empty strings
+    when none. A group's first address is the group: its name is both display name and
+    mailbox (RFC 5256 §3 takes the first address whatever it is, RFC 5957 §3 its name)."""
     value = header_value(fields, name)
     if value is None:
         return "", "", ""
     for display, _adl, local, domain in parse_address_list(value.decode("utf-8", "surrogateescape")):
-        if local is not None and domain is not None:
-            shown = decode_header_text(display.encode("utf-8", "surrogateescape")) if display else ""
-            return shown, local, domain
+        if local is None:
+            continue  # the end of a group
+        if domain is None:  # the start of a group
+            shown = decode_header_text(local.encode("utf-8", "surrogateescape"))
+            return shown, local, ""
+        shown = decode_header_text(display.encode("utf-8", "surrogateescape")) if display else ""
+        return shown, local, domain
     return "", "", ""
 
 
@@ -210,11 +216,11 @@ def _criterion(name: str, meta: MessageMeta, fields: Sequence[HeaderField]) -> A
         return _casemap(base_subject((header_value(fields, "Subject") or b"").decode("utf-8", "surrogateescape")))
     if name in ("FROM", "TO", "CC"):
         # RFC 5256 §3: the addr-mailbox (local part) of the first address.
-        return _casemap(_first_mailbox(fields, name.capitalize())[1])
+        return _casemap(_first_address(fields, name.capitalize())[1])
     if name in ("DISPLAYFROM", "DISPLAYTO"):
         # RFC 5957 §3: the display name, else the address itself.
-        shown, local, domain = _first_mailbox(fields, name[7:].capitalize())
-        return _casemap(shown or (f"{local}@{domain}" if local else ""))
+        shown, local, domain = _first_address(fields, name[7:].capitalize())
+        return _casemap(shown or (f"{local}@{domain}" if domain else local))
     raise LocalProtocolError(f"unknown sort criterion {ascii(name[:30])}")
 
 
