@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -163,3 +164,18 @@ def test_catenate_over_the_append_limit_is_toobig(conn, monkeypatch):
                             + [b' CATENATE (URL "/INBOX/;UID=2")'])
     assert status.startswith("NO [TOOBIG]"), status
     assert count(c) == 2
+
+
+def test_a_plain_literal_or_a_url_with_nul_is_stored_without_it(conn, hatoba_home):
+    c = conn()
+    new = hatoba_home.maildir("bob@example.test") / "new"
+    (new / f"{int(time.time())}.outside.host").write_bytes(b"Subject: nul\n\nbefore\x00after\n")
+    status, _ = send_append(c, [b'INBOX CATENATE (TEXT '] + literal(b"Subject: copy\r\n\r\n")
+                            + [b' URL "/INBOX/;UID=1/;SECTION=TEXT")'])
+    assert status.startswith("OK"), status
+    status, _ = send_append(c, [b"INBOX "] + literal(b"Subject: plain\r\n\r\nx\x00y\r\n"))
+    assert status.startswith("OK"), status
+    c.ok("SELECT INBOX")
+    lines = c.ok("FETCH 2:3 (BODY.PEEK[] BINARY.PEEK[1])")
+    assert [item(line, b"BINARY[1]") for line in lines] == [b"before\x00after\r\n", b"x\x00y\r\n"]
+    assert all(b"\x00" not in item(line, b"BODY[]") for line in lines)

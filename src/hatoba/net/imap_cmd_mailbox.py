@@ -295,7 +295,8 @@ def _assemble(boxes: UserMailboxes, messages: list[AppendMessage], limit: int,
                 raise MailboxError(f"[TOOBIG] Messages of one APPEND are over {limit} octets")
             pieces.append(piece)
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        if message.binary:
+        from_urls = any(isinstance(part, CatenateUrl) for part in message.parts)
+        if message.binary or (from_urls and b"\x00" in data):  # a URL part may bring NUL too
             encoded = encode_binary_parts(data)
             total += len(encoded) - len(data)
             if total > limit:
