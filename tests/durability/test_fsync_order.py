@@ -341,3 +341,18 @@ def test_directory_commits_are_durable_on_every_connection(tmp_path):
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         other.close()
+
+
+def test_multiappend_syncs_every_file_into_cur_and_writes_their_uids_before_it_returns(tmp_path, fs):
+    root = tmp_path / "mail"
+    user = mailbox_user(root)
+    box = user.open("INBOX")
+    fs.clear()
+    uids = box.append_many([(b"Subject: one\r\n\r\nbody\r\n", ["\\Seen"], None),
+                            (b"Subject: two\r\n\r\nbody\r\n", [], None)])
+    done = fs.mark("returned")
+    assert uids == [1, 2]
+    finals = sorted((user.root / "cur").iterdir())
+    assert len(finals) == 2
+    moved = [fs.put_durably(user.root / "tmp" / final.name.split(":")[0], final, done) for final in finals]
+    assert_uidlist_written(fs, user.root, max(moved), done)

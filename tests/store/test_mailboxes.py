@@ -592,3 +592,56 @@ def test_folders_no_session_holds_keep_header_caches_only_within_a_budget(root, 
     again = boxes.open("INBOX")
     assert again.headers([1, 2, 3])[3].text("subject") == ["2"]  # read again from the cache file
     assert folder._header_cache._in_file == 3  # loaded from the file, nothing appended again
+
+
+def test_append_many_gives_uids_in_order_with_each_message_its_flags(root):
+    inbox = user(root).open("INBOX")
+    uids = inbox.append_many([(b"Subject: 1\r\n\r\none\r\n", ["\\Seen"], None),
+                              (b"Subject: 2\r\n\r\ntwo\r\n", ["Urgent"], None)])
+    assert uids == [1, 2]
+    added = inbox.sync().added
+    assert [(r.uid, r.flags) for r in added] == [(1, {"\\Seen"}), (2, {"Urgent"})]
+    assert [inbox.read(uid) for uid in uids] == [b"Subject: 1\n\none\n", b"Subject: 2\n\ntwo\n"]
+
+
+def test_append_many_on_a_full_disk_stores_none_of_them(root, monkeypatch):
+    import errno
+
+    import hatoba.store.mailbox as mailbox_module
+
+    mailboxes = user(root)
+    inbox = mailboxes.open("INBOX")
+    real = mailbox_module.write_new_file
+    calls = []
+
+    def second_fails(path, data, mode):  # type: ignore[no-untyped-def]
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data, mode)
+
+    monkeypatch.setattr(mailbox_module, "write_new_file", second_fails)
+    with pytest.raises(MailboxError, match=r"^\[OVERQUOTA\]"):
+        inbox.append_many([(MSG, [], None), (MSG, [], None), (MSG, [], None)])
+    assert len(calls) == 2
+    assert os.listdir(mailboxes.root / "tmp") == [] and os.listdir(mailboxes.root / "cur") == []
+    assert inbox.sync().added == [] and inbox.uidnext == 1
+
+
+def test_append_many_when_the_uid_list_cannot_be_written_stores_none_of_them(root, monkeypatch):
+    import errno
+
+    from hatoba.store.uidlist import Folder
+
+    mailboxes = user(root)
+    inbox = mailboxes.open("INBOX")
+
+    def full(self):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Folder, "save", full)
+    with pytest.raises(MailboxError, match=r"^\[OVERQUOTA\]"):
+        inbox.append_many([(MSG, [], None), (MSG, ["\\Seen"], None)])
+    monkeypatch.undo()
+    assert os.listdir(mailboxes.root / "tmp") == [] and os.listdir(mailboxes.root / "cur") == []
+    assert inbox.sync().added == []

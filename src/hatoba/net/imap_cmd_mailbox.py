@@ -14,14 +14,19 @@ from hatoba.net.imap_cmd_common import is_utf8, mailbox_name, one_mailbox, refre
 from hatoba.net.imap_selected import PERMANENT_FLAGS, SelectedMailbox
 from hatoba.net.imap_session import ImapSession
 from hatoba.proto.imap import encode as E
+from hatoba.proto.imap import mutf7
+from hatoba.proto.imap.appendargs import AppendMessage, CatenateUrl, encode_binary_parts, parse_append
 from hatoba.proto.imap.args import parse_list_args, parse_mailbox, parse_status_items
+from hatoba.proto.imap.fetch import to_crlf
+from hatoba.proto.imap.mime import parse_message
+from hatoba.proto.imap.sections import section_data, top_section
 from hatoba.proto.imap.listmatch import list_matcher
 from hatoba.proto.imap.reader import RawCommand
-from hatoba.proto.imap.scalars import ArgError, as_number, as_text, parse_datetime, parse_flags, parse_sequence_set
+from hatoba.proto.imap.scalars import ArgError, as_number, as_text, parse_sequence_set
 from hatoba.proto.imap.states import State
-from hatoba.proto.imap.types import ArgList, Atom, String
+from hatoba.proto.imap.types import ArgList
 from hatoba.net.workers import MAILBOX
-from hatoba.store.mailboxes import DELIMITER, MAX_DIRNAME, MailboxError
+from hatoba.store.mailboxes import DELIMITER, MAX_DIRNAME, MailboxError, UserMailboxes
 
 SYSTEM_FLAGS = E.format_list(PERMANENT_FLAGS[:-1])
 
@@ -284,34 +289,82 @@ async def cmd_status(s: ImapSession, cmd: RawCommand) -> None:
 
 
 async def cmd_append(s: ImapSession, cmd: RawCommand) -> None:
+    """APPEND (RFC 9051 §6.3.12) of one message or several (RFC 3502 MULTIAPPEND), each
+    a literal or CATENATE parts (RFC 4469); all stored or none, one APPENDUID set."""
     assert s.boxes is not None
     if len(cmd.args) < 2:
         raise ArgError("APPEND needs a mailbox name and a message")
-    name = parse_mailbox(cmd.args[0], utf8_accepted=is_utf8(s))
-    rest = list(cmd.args[1:])
-    flags: tuple[str, ...] = ()
-    when: datetime | None = None
-    if rest and isinstance(rest[0], ArgList):
-        flags = parse_flags(rest.pop(0))
-    if rest and isinstance(rest[0], String) and not rest[0].literal and not rest[0].literal8:
-        when = parse_datetime(rest.pop(0).value.decode("ascii", "replace"))
-    if rest and isinstance(rest[0], Atom) and rest[0].value.upper() == "UTF8" and len(rest) > 1:
-        inner = rest[1]  # RFC 6855: UTF8 (literal8)
-        rest = [inner.items[0]] if isinstance(inner, ArgList) and inner.items else rest[1:]
-    if len(rest) != 1 or not isinstance(rest[0], String):
-        raise ArgError("APPEND: expected the message as a literal")
-    data = rest[0].value
-    if "\\Recent" in flags:
-        raise ArgError("\\Recent cannot be set")
+    utf8 = is_utf8(s)
+    name = parse_mailbox(cmd.args[0], utf8_accepted=utf8)
+    messages = parse_append(list(cmd.args[1:]))
     try:
         mailbox = await asyncio.to_thread(s.boxes.open, name, target=True)
     except MailboxError:
         s.tagged(cmd.tag, "NO", "[TRYCREATE] No such mailbox; create it first")
         return
-    uid = await asyncio.to_thread(mailbox.append, data, flags, when)
+    built = await asyncio.to_thread(_assemble, s.boxes, messages, s.facts.max_literal, utf8)
+    uids = await asyncio.to_thread(mailbox.append_many, built)
     s.mailbox_changed()
     await refresh_selected(s)
-    s.tagged(cmd.tag, "OK", f"[APPENDUID {mailbox.uidvalidity} {uid}] APPEND completed")
+    uid_set = E.format_sequence_set(uids).decode()
+    s.tagged(cmd.tag, "OK", f"[APPENDUID {mailbox.uidvalidity} {uid_set}] APPEND completed")
+
+
+def _assemble(boxes: UserMailboxes, messages: list[AppendMessage], limit: int,
+              utf8: bool) -> list[tuple[bytes, tuple[str, ...], datetime | None]]:
+    """The messages to store: CATENATE URLs read, binary parts encoded; in a thread.
+
+    Together they stay within `limit` (APPENDLIMIT), or NO [TOOBIG]; a URL that
+    does not name a message of the user's is NO [BADURL url].
+    """
+    total = 0
+    out: list[tuple[bytes, tuple[str, ...], datetime | None]] = []
+    for message in messages:
+        pieces: list[bytes] = []
+        for part in message.parts:
+            piece = part if isinstance(part, bytes) else _url_data(boxes, part, utf8)
+            total += len(piece)
+            if total > limit:
+                raise MailboxError(f"[TOOBIG] Messages of one APPEND are over {limit} octets")
+            pieces.append(piece)
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        from_urls = any(isinstance(part, CatenateUrl) for part in message.parts)
+        if message.binary or (from_urls and b"\x00" in data):  # a URL part may bring NUL too
+            encoded = encode_binary_parts(data)
+            total += len(encoded) - len(data)
+            if total > limit:
+                raise MailboxError(f"[TOOBIG] Messages of one APPEND are over {limit} octets once encoded")
+            data = encoded
+        out.append((data, message.flags, message.when))
+    return out
+
+
+def _url_data(boxes: UserMailboxes, url: CatenateUrl, utf8: bool) -> bytes:
+    """The octets a CATENATE URL names: a message, BODY[section], and <partial> of that."""
+    bad = MailboxError(f"[BADURL {url.text}] Bad URL" if _plain(url.text) else "[BADURL] Bad URL")
+    if not url.uid:
+        raise bad
+    try:
+        name = url.mailbox if utf8 or not url.mailbox.isascii() else mutf7.decode(url.mailbox)
+        uidvalidity, raw = boxes.read_message(name, url.uid)
+    except (MailboxError, ValueError):
+        raise bad from None
+    if raw is None or (url.uidvalidity is not None and url.uidvalidity != uidvalidity):
+        raise bad
+    data = to_crlf(raw)
+    section = url.section
+    if section.part or section.text:
+        root = parse_message(data) if section.part else None
+        data = top_section(data, section) if root is None else section_data(data, root, section)
+    if url.partial is not None:
+        offset, length = url.partial
+        data = data[offset:] if length is None else data[offset : offset + length]
+    return data
+
+
+def _plain(text: str) -> bool:
+    """Whether a URL can go back in a response code as it is (printable ASCII, no "]")."""
+    return text.isascii() and text.isprintable() and "]" not in text
 
 
 async def cmd_getquotaroot(s: ImapSession, cmd: RawCommand) -> None:

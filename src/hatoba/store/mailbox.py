@@ -322,42 +322,57 @@ class Mailbox:
 
     def append(self, data: bytes, flags: Iterable[str] = (), internal_date: datetime | None = None) -> int:
         """APPEND: store the message (LF line ends) in cur/; returns its UID."""
-        wanted = normalize_flags(flags)
-        body = data.replace(b"\r\n", b"\n")
-        self._owner.check_quota(len(body))
-        wire = len(body) + body.count(b"\n")
-        stem = self._owner.store.new_stem(f",S={len(body)},W={wire}")
+        return self.append_many([(data, flags, internal_date)])[0]
+
+    def append_many(self, messages: list[tuple[bytes, Iterable[str], datetime | None]]) -> list[int]:
+        """APPEND of one or more messages (RFC 3502 MULTIAPPEND): their UIDs, in order.
+
+        All or nothing: every file is written and fsynced in tmp/ first, then all
+        move into cur/ under one lock and get their UIDs in one UID list write;
+        a failure on the way (a full disk) leaves none of them behind.
+        """
+        prepared = [(data.replace(b"\r\n", b"\n"), normalize_flags(flags), when) for data, flags, when in messages]
+        self._owner.check_quota(sum(len(body) for body, _, _ in prepared))
         folder = self._folder
-        tmp = folder.path / "tmp" / stem
+        written: list[tuple[Path, str, frozenset[str]]] = []
         with _refused_when_full("APPEND", folder):
-            write_new_file(tmp, body, 0o600)  # leaves nothing behind when the disk is full
             try:
-                if internal_date is not None:
-                    stamp = internal_date.timestamp()
-                    os.utime(tmp, (stamp, stamp))
+                for body, wanted, when in prepared:
+                    wire = len(body) + body.count(b"\n")
+                    stem = self._owner.store.new_stem(f",S={len(body)},W={wire}")
+                    tmp = folder.path / "tmp" / stem
+                    written.append((tmp, stem, wanted))
+                    write_new_file(tmp, body, 0o600)  # leaves nothing behind when the disk is full
+                    if when is not None:
+                        stamp = when.timestamp()
+                        os.utime(tmp, (stamp, stamp))
                 with folder.lock():
-                    return self._add_file(tmp, stem, wanted)
+                    return self._add_files(written)
             finally:
-                _unlink_quietly(tmp)  # gone already unless something failed
+                for tmp, _, _ in written:
+                    _unlink_quietly(tmp)  # gone already unless something failed
 
-    def _add_file(self, tmp: Path, stem: str, flags: frozenset[str]) -> int:
-        """Move an APPENDed file into cur/ and give it its UID; with the lock held.
+    def _add_files(self, written: list[tuple[Path, str, frozenset[str]]]) -> list[int]:
+        """Move APPENDed files into cur/ and give them their UIDs; with the lock held.
 
-        The UID exists once the UID list is written: if that fails, the file is
+        The UIDs exist once the UID list is written: if that fails, the files are
         removed again, so a client told NO finds no message.
         """
         folder = self._folder
-        flags = folder.canonical(flags)
-        folder.add_keywords(flags)
-        final = folder.path / "cur" / with_letters(stem, folder.letters(flags))
-        os.rename(tmp, final)
+        canonical = [(tmp, stem, folder.canonical(flags)) for tmp, stem, flags in written]
+        folder.add_keywords({flag for _, _, flags in canonical for flag in flags})
+        moved: list[Path] = []
         try:
-            fsync_dir(final.parent)
+            for tmp, stem, flags in canonical:
+                final = folder.path / "cur" / with_letters(stem, folder.letters(flags))
+                os.rename(tmp, final)
+                moved.append(final)
+            fsync_dir(folder.path / "cur")
             folder.refresh(strict=True)
         except BaseException:
-            _unlink_quietly(final)
+            _remove_copies(moved, folder)
             raise
-        return folder.by_stem[stem]
+        return [folder.by_stem[stem] for _, stem, _ in canonical]
 
     def copy(self, uids: Iterable[int], dest: Mailbox) -> list[tuple[int, int]]:
         """COPY: hard links (copies across file systems), flags kept; (source uid, new uid) pairs."""

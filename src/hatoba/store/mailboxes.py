@@ -442,6 +442,30 @@ class UserMailboxes:
             raise MailboxError(NONEXISTENT)
         return Mailbox(self, self._folder(name), name, readonly=readonly, target=target)
 
+    def read_message(self, name: str, uid: int) -> tuple[int, bytes | None]:
+        """(UIDVALIDITY, message `uid` as stored, None when there is none) of folder `name`.
+
+        For CATENATE's URLs: no session view of the folder is made.
+        """
+        name = normalize_name(name)
+        if name == "INBOX":
+            self._ensure_root()
+        elif not (self._path(name) / "cur").is_dir():
+            raise MailboxError(NONEXISTENT)
+        folder = self._folder(name)
+        with folder.lock():
+            folder.refresh()
+        for _ in range(3):  # another session may rename it (flags) between look-up and open
+            path = folder.file_path(uid)
+            if path is None:
+                break
+            try:
+                with open(path, "rb") as f:
+                    return folder.uidvalidity, f.read()
+            except FileNotFoundError:
+                continue
+        return folder.uidvalidity, None
+
     def status(self, name: str) -> MailboxStatus:
         name = normalize_name(name)
         if name == "INBOX":
