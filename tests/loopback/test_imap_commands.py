@@ -948,6 +948,21 @@ def test_fetch_body_and_bodystructure(two_kinds):
                      rb'\("application" "octet-stream" NIL NIL NIL "base64" \d+\) "mixed"\)', line), line
 
 
+def test_fetch_bodystructure_kept_per_message_file_answers_the_same(two_kinds):
+    from hatoba.net.imap_structures import STRUCTURES
+
+    c, uids = two_kinds
+    asked = "UID FETCH %d:%d (UID FLAGS ENVELOPE BODY BODYSTRUCTURE)" % (uids[0], uids[1])
+    first = c.ok(asked)
+    kept = [key for key in list(STRUCTURES._values) if key[0].startswith(str(c.home.root))]
+    assert len(kept) == 2, kept  # both messages' values kept after their first parse
+    again = c.ok(asked)  # answered from the kept values, the header cache for ENVELOPE
+    assert again == first
+    c.ok("STORE 1 +FLAGS (\\Flagged)")  # a new file name (flags) but the same stem
+    flagged = c.ok("FETCH 1 (BODYSTRUCTURE FLAGS)")[0]
+    assert b"\\Flagged" in flagged and first[0].split(b"BODYSTRUCTURE ", 1)[1][:-1] in flagged
+
+
 def test_fetch_sections(two_kinds):
     c, _ = two_kinds
     header, text = PLAIN.split(b"\r\n\r\n", 1)

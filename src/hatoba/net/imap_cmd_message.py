@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from hatoba.net.imap_cmd_common import enable_condstore, is_utf8, refresh_selected, selected_view
 from hatoba.net.imap_contexts import MAX_UPDATE_CONTEXTS, SORT_FIELDS, UpdateContext, pin_numbers, sort_key_of
 from hatoba.net.imap_selected import SelectedMailbox
+from hatoba.net.imap_structures import STRUCTURES
 from hatoba.net.imap_session import ImapSession
 from hatoba.net.workers import MAILBOX
 from hatoba.proto.imap import encode as E
@@ -136,12 +137,18 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
     # ENVELOPE reads only fields the folder's header cache keeps: no message file is opened.
     from_cache = all(item.name.upper() in F.META_ITEMS or item.name.upper() == "ENVELOPE" for item in items)
 
-    def answer(u: int, record: MessageRecord, message: bytes) -> Iterator[bytes]:
+    # BODY and BODYSTRUCTURE (with metadata and ENVELOPE) from the values kept per message
+    # file: the message is read and parsed only the first time.
+    structures = None if from_cache else F.structure_names(items)
+    wants_envelope = any(item.name.upper() == "ENVELOPE" for item in items)
+
+    def answer(u: int, record: MessageRecord, message: bytes,
+               known: dict[str, bytes] | None = None) -> Iterator[bytes]:
         """The "* n FETCH (...)" line of one message, in pieces; FetchError before the first."""
         flags = record.flags | {"\\Recent"} if u in recent else record.flags
         meta = MessageMeta(uid=u, seq=view.seq_of(u) or 0, flags=flags,
                            internal_date=record.internal_date, size=record.size, modseq=record.modseq)
-        pieces = F.fetch_pieces(items, meta, message, mime_limits)
+        pieces = F.fetch_pieces(items, meta, message, mime_limits, known)
         if marks_seen and "\\Seen" not in record.flags and not view.readonly:
             seen_uids.append(u)
         return pieces
@@ -157,7 +164,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
             if batch.rest is not None:
                 return batch
         i = start
-        if from_cache:
+        if from_cache or (structures and wants_envelope):
             heads = view.mailbox.headers(uids[start : start + FETCH_BATCH_WITH_BODIES])
         while (i < len(uids) and i - start < FETCH_BATCH_WITH_BODIES and size < FETCH_BATCH_BYTES
                and taken < FETCH_BATCH_BYTES):
@@ -169,11 +176,15 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
                 continue
             if since is not None and record.modseq <= since:
                 continue
-            if from_cache:
-                header = heads.get(u)
-                if header is None:
+            known = None
+            if structures:
+                key = STRUCTURES.key(record.cur, record.name)
+                known = STRUCTURES.get(key)
+            if from_cache or known is not None:
+                header = heads.get(u) if from_cache or wants_envelope else None
+                if header is None and (from_cache or wants_envelope):
                     continue  # expunged meanwhile; reported at the next chance
-                message = header.raw + b"\n"  # the cached fields, then the empty line
+                message = header.raw + b"\n" if header is not None else b""  # the cached fields, the empty line
             else:
                 try:
                     message = read(u)
@@ -182,9 +193,12 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
                 if message is None:  # not in the page cache: the caller reads on in a thread
                     batch.next = i - 1
                     break
+                if structures:
+                    known = F.structure_values(message, mime_limits)
+                    STRUCTURES.put(key, known)
             taken += len(message)
             try:
-                pieces = answer(u, record, message)
+                pieces = answer(u, record, message, known)
             except F.FetchError as exc:  # e.g. BINARY of an unknown encoding: NO [UNKNOWN-CTE]
                 batch.error = str(exc)
                 break

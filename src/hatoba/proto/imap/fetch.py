@@ -23,7 +23,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from operator import itemgetter
@@ -51,6 +51,7 @@ from hatoba.proto.imap.types import FetchItem, MessageMeta, Section
 __all__ = [
     "MAX_DEPTH",
     "META_ITEMS",
+    "STRUCTURE_ITEMS",
     "MimeLimits",
     "Address",
     "FetchError",
@@ -73,6 +74,8 @@ __all__ = [
     "section_data",
     "sets_seen",
     "slices_only",
+    "structure_names",
+    "structure_values",
     "to_crlf",
 ]
 
@@ -186,6 +189,31 @@ def meta_lines(items: Sequence[FetchItem], messages: Iterable[tuple[int, MetaRec
     return out
 
 
+# Items a message's MIME tree alone decides: their values can be kept per message file
+# (Maildir files never change), so a FETCH of them need not read or parse it again.
+STRUCTURE_ITEMS = frozenset({"BODY", "BODYSTRUCTURE"})
+
+
+def structure_names(items: Sequence[FetchItem]) -> frozenset[str] | None:
+    """The STRUCTURE_ITEMS these items ask for, when every other item is metadata or
+    ENVELOPE (answered from the header alone); None when some item needs more."""
+    names = set()
+    for item in items:
+        name = item.name.upper()
+        if name in STRUCTURE_ITEMS and item.section is None:
+            names.add(name)
+        elif name not in META_ITEMS and name != "ENVELOPE":
+            return None
+    return frozenset(names)
+
+
+def structure_values(message: bytes, limits: MimeLimits = DEFAULT_LIMITS) -> dict[str, bytes]:
+    """BODY and BODYSTRUCTURE of a message (the values after the item names), its tree parsed once."""
+    msg = _Message(message, limits)
+    return {"BODY": bodystructure(msg.data, msg.root, extensible=False),
+            "BODYSTRUCTURE": bodystructure(msg.data, msg.root, extensible=True)}
+
+
 def _section_name(section: Section, *, binary: bool = False) -> bytes:
     spec = ".".join(str(n) for n in section.part)
     if section.text and not binary:
@@ -264,8 +292,10 @@ _ITEM_NAMES = META_ITEMS | {"ENVELOPE", "BODYSTRUCTURE", "BODY", "BINARY", "BINA
                             "RFC822.HEADER", "RFC822.TEXT"}
 
 
-def _item(item: FetchItem, meta: MessageMeta, msg: _Message | None) -> tuple[bytes, bytes]:
-    """One "NAME value" pair as (its start, a literal's content or b"")."""
+def _item(item: FetchItem, meta: MessageMeta, msg: _Message | None,
+          known: Mapping[str, bytes] | None = None) -> tuple[bytes, bytes]:
+    """One "NAME value" pair as (its start, a literal's content or b""); BODY and
+    BODYSTRUCTURE come from `known` when it has them."""
     name = item.name.upper()
     if name == "FLAGS":
         return b"FLAGS " + format_flags(meta.flags), b""
@@ -277,6 +307,8 @@ def _item(item: FetchItem, meta: MessageMeta, msg: _Message | None) -> tuple[byt
         return b"RFC822.SIZE %d" % meta.size, b""
     if name == "MODSEQ":
         return b"MODSEQ (%d)" % meta.modseq, b""
+    if name in STRUCTURE_ITEMS and item.section is None and known is not None and name in known:
+        return name.encode() + b" " + known[name], b""
     if msg is None:
         raise LocalProtocolError(f"FETCH {name} needs the message bytes")
     if name == "ENVELOPE":
@@ -316,7 +348,7 @@ def _item(item: FetchItem, meta: MessageMeta, msg: _Message | None) -> tuple[byt
 
 
 def fetch_pieces(items: Sequence[FetchItem], meta: MessageMeta, message: bytes | None,
-                 mime_limits: MimeLimits = DEFAULT_LIMITS) -> Iterator[bytes]:
+                 mime_limits: MimeLimits = DEFAULT_LIMITS, known: Mapping[str, bytes] | None = None) -> Iterator[bytes]:
     """The untagged "* n FETCH (...)" response for one message (n is meta.seq), items in
     the order asked, in pieces; raises FetchError here, before the first piece.
 
@@ -325,18 +357,20 @@ def fetch_pieces(items: Sequence[FetchItem], meta: MessageMeta, message: bytes |
     one piece each): hand each piece to the client before asking for the
     next, and the answer is never whole in memory.
     `message` may be None when needs_message(items) is False; `mime_limits`
-    bound the MIME structure parsed (mime.py).
+    bound the MIME structure parsed (mime.py). `known` holds BODY and
+    BODYSTRUCTURE values (structure_values()) learnt earlier for this message:
+    with both, `message` need only be its header (for ENVELOPE).
     """
     msg = _Message(message, mime_limits) if message is not None else None
     _check(items, msg)
-    return _pieces(items, meta, msg, b"* %d FETCH (" % meta.seq, b")\r\n")
+    return _pieces(items, meta, msg, b"* %d FETCH (" % meta.seq, b")\r\n", known)
 
 
 def _pieces(items: Sequence[FetchItem], meta: MessageMeta, msg: _Message | None,
-            before: bytes, after: bytes) -> Iterator[bytes]:
+            before: bytes, after: bytes, known: Mapping[str, bytes] | None = None) -> Iterator[bytes]:
     text = [before]
     for n, item in enumerate(items):
-        start, content = _item(item, meta, msg)
+        start, content = _item(item, meta, msg, known)
         if n:
             text.append(b" ")
         text.append(start)
@@ -349,12 +383,12 @@ def _pieces(items: Sequence[FetchItem], meta: MessageMeta, msg: _Message | None,
 
 
 def fetch(items: Sequence[FetchItem], meta: MessageMeta, message: bytes | None,
-          mime_limits: MimeLimits = DEFAULT_LIMITS) -> FetchResult:
+          mime_limits: MimeLimits = DEFAULT_LIMITS, known: Mapping[str, bytes] | None = None) -> FetchResult:
     """The FETCH response list for one message, items in the order asked.
 
     `message` may be None when needs_message(items) is False; `mime_limits`
-    bound the MIME structure parsed (mime.py).
+    bound the MIME structure parsed (mime.py); `known` as for fetch_pieces().
     """
     msg = _Message(message, mime_limits) if message is not None else None
     _check(items, msg)
-    return FetchResult(b"".join(_pieces(items, meta, msg, b"(", b")")), sets_seen(items))
+    return FetchResult(b"".join(_pieces(items, meta, msg, b"(", b")", known)), sets_seen(items))
