@@ -5,6 +5,8 @@ encoding, the selected mailbox, and the untagged news sent before a tagged reply
 from __future__ import annotations
 
 import asyncio
+import bisect
+from collections.abc import Iterable
 
 from hatoba.net.imap_contexts import context_news
 from hatoba.net.imap_selected import SelectedMailbox
@@ -14,6 +16,7 @@ from hatoba.proto.imap.args import parse_mailbox
 from hatoba.proto.imap.fetch import MimeLimits
 from hatoba.proto.imap.reader import RawCommand
 from hatoba.proto.imap.scalars import ArgError
+from hatoba.store.mailboxes import MailboxStatus
 
 
 def is_utf8(session: ImapSession) -> bool:
@@ -44,19 +47,39 @@ def enable_condstore(session: ImapSession) -> None:
         session.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % max(view.mailbox.highestmodseq, 1))
 
 
-async def refresh_selected(session: ImapSession, *, allow_expunge: bool = True) -> None:
-    """Write the selected mailbox's news (EXISTS, FETCH FLAGS, EXPUNGE when allowed, and the
-    ADDTO / REMOVEFROM of its update contexts)."""
+async def refresh_selected(session: ImapSession, *, allow_expunge: bool = True, flags: bool = True,
+                           fetch_new: bool = True) -> None:
+    """Write the selected mailbox's news (EXISTS, FETCH FLAGS unless `flags` is False,
+    EXPUNGE when allowed, the FETCH NOTIFY's MessageNew asks for unless `fetch_new` is
+    False, and the ADDTO / REMOVEFROM of its update contexts)."""
     session.news = False  # before the look: a change during it asks for another
     view = session.selected
     if view is not None:
         qresync = "QRESYNC" in session.enabled
-        session.write(await asyncio.to_thread(view.refresh, allow_expunge=allow_expunge, qresync=qresync))
+        last = view.uids[-1] if view.uids else 0
+        session.write(await asyncio.to_thread(view.refresh, allow_expunge=allow_expunge, qresync=qresync,
+                                              flags=flags))
+        notify = session.notify
+        if fetch_new and notify is not None and notify.fetch and view.uids and view.uids[-1] > last:
+            from hatoba.net.imap_cmd_notify import fetch_new_messages  # it builds on this module
+
+            await fetch_new_messages(session, view, view.uids[bisect.bisect_right(view.uids, last):])
         if view.contexts:
             # \Recent is an IMAP4rev1 flag (RFC 3501 §2.3.2); IMAP4rev2 dropped it.
             recent = set() if "IMAP4REV2" in session.enabled else view.mailbox.recent
             limits = session.ctx.config.limits
             session.write(await context_news(view, recent, MimeLimits(limits.max_mime_parts, limits.max_mime_depth)))
+
+
+def status_response(s: ImapSession, name: str, status: MailboxStatus, items: Iterable[str]) -> bytes:
+    """The untagged STATUS response naming `items` of folder `name`, in that order."""
+    values = {
+        "MESSAGES": status.messages, "RECENT": status.recent, "UIDNEXT": status.uidnext,
+        "UIDVALIDITY": status.uidvalidity, "UNSEEN": status.unseen, "DELETED": status.deleted,
+        "SIZE": status.size, "HIGHESTMODSEQ": status.highestmodseq, "APPENDLIMIT": s.facts.max_literal,
+    }
+    parts = " ".join(f"{item} {values[item]}" for item in items if item in values)
+    return b"* STATUS " + mailbox_name(s, name) + f" ({parts})\r\n".encode()
 
 
 def selected_view(s: ImapSession) -> SelectedMailbox:

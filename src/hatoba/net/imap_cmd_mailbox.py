@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime
 
-from hatoba.net.imap_cmd_common import is_utf8, mailbox_name, one_mailbox, refresh_selected
+from hatoba.net.imap_cmd_common import is_utf8, mailbox_name, one_mailbox, refresh_selected, status_response
 from hatoba.net.imap_selected import PERMANENT_FLAGS, SelectedMailbox
 from hatoba.net.imap_session import ImapSession
 from hatoba.proto.imap import encode as E
@@ -26,7 +26,8 @@ from hatoba.proto.imap.scalars import ArgError, as_number, as_text, parse_sequen
 from hatoba.proto.imap.states import State
 from hatoba.proto.imap.types import ArgList
 from hatoba.net.workers import MAILBOX
-from hatoba.store.mailboxes import DELIMITER, MAX_DIRNAME, MailboxError, UserMailboxes
+from hatoba.store.changes import EXPUNGED, NEW, NameChanged, SubscriptionChanged, in_folder
+from hatoba.store.mailboxes import DELIMITER, MAX_DIRNAME, MailboxError, UserMailboxes, normalize_name
 
 SYSTEM_FLAGS = E.format_list(PERMANENT_FLAGS[:-1])
 
@@ -101,15 +102,16 @@ async def cmd_create(s: ImapSession, cmd: RawCommand) -> None:
     name = parse_mailbox(cmd.args[0], utf8_accepted=is_utf8(s)) if cmd.args else ""
     if not name:
         raise ArgError("CREATE needs a mailbox name")
-    await asyncio.to_thread(s.boxes.create, name.rstrip(DELIMITER))
-    s.mailbox_changed()
+    made = await asyncio.to_thread(s.boxes.create, name.rstrip(DELIMITER))
+    s.mailbox_changed(*(NameChanged(n) for n in made))
     s.tagged(cmd.tag, "OK", "CREATE completed")
 
 
 async def cmd_delete(s: ImapSession, cmd: RawCommand) -> None:
     assert s.boxes is not None
-    await asyncio.to_thread(s.boxes.delete, one_mailbox(s, cmd))
-    s.mailbox_changed()
+    name = one_mailbox(s, cmd)
+    await asyncio.to_thread(s.boxes.delete, name)
+    s.mailbox_changed(NameChanged(normalize_name(name)))
     s.tagged(cmd.tag, "OK", "DELETE completed")
 
 
@@ -119,20 +121,25 @@ async def cmd_rename(s: ImapSession, cmd: RawCommand) -> None:
         raise ArgError("RENAME needs the old and the new name")
     old = parse_mailbox(cmd.args[0], utf8_accepted=is_utf8(s))
     new = parse_mailbox(cmd.args[1], utf8_accepted=is_utf8(s))
-    await asyncio.to_thread(s.boxes.rename, old, new)
-    s.mailbox_changed()
+    renamed = await asyncio.to_thread(s.boxes.rename, old, new)
+    moved = (in_folder("INBOX", EXPUNGED), in_folder(normalize_name(new), NEW)) if old == "INBOX" else ()
+    s.mailbox_changed(*(NameChanged(n, was) for n, was in renamed), *moved)
     s.tagged(cmd.tag, "OK", "RENAME completed")
 
 
 async def cmd_subscribe(s: ImapSession, cmd: RawCommand) -> None:
     assert s.boxes is not None
-    await asyncio.to_thread(s.boxes.subscribe, one_mailbox(s, cmd))
+    name = one_mailbox(s, cmd)
+    await asyncio.to_thread(s.boxes.subscribe, name)
+    s.mailbox_changed(SubscriptionChanged(normalize_name(name), True))
     s.tagged(cmd.tag, "OK", "SUBSCRIBE completed")
 
 
 async def cmd_unsubscribe(s: ImapSession, cmd: RawCommand) -> None:
     assert s.boxes is not None
-    await asyncio.to_thread(s.boxes.unsubscribe, one_mailbox(s, cmd))
+    name = one_mailbox(s, cmd)
+    await asyncio.to_thread(s.boxes.unsubscribe, name)
+    s.mailbox_changed(SubscriptionChanged(normalize_name(name), False))
     s.tagged(cmd.tag, "OK", "UNSUBSCRIBE completed")
 
 
@@ -270,14 +277,8 @@ async def cmd_namespace(s: ImapSession, cmd: RawCommand) -> None:
 
 async def _status_line(s: ImapSession, name: str, items: tuple[str, ...]) -> None:
     assert s.boxes is not None
-    status = await asyncio.to_thread(s.boxes.status, name)
-    values = {
-        "MESSAGES": status.messages, "RECENT": status.recent, "UIDNEXT": status.uidnext,
-        "UIDVALIDITY": status.uidvalidity, "UNSEEN": status.unseen, "DELETED": status.deleted,
-        "SIZE": status.size, "HIGHESTMODSEQ": status.highestmodseq, "APPENDLIMIT": s.facts.max_literal,
-    }
-    parts = " ".join(f"{item} {values[item]}" for item in items if item in values)
-    s.write(b"* STATUS " + mailbox_name(s, name) + f" ({parts})\r\n".encode())
+    status = await asyncio.to_thread(s.boxes.status, name, with_size="SIZE" in items)
+    s.write(status_response(s, name, status, items))
 
 
 async def cmd_status(s: ImapSession, cmd: RawCommand) -> None:
@@ -304,8 +305,8 @@ async def cmd_append(s: ImapSession, cmd: RawCommand) -> None:
         return
     built = await asyncio.to_thread(_assemble, s.boxes, messages, s.facts.max_literal, utf8)
     uids = await asyncio.to_thread(mailbox.append_many, built)
-    s.mailbox_changed()
-    await refresh_selected(s)
+    s.mailbox_changed(in_folder(mailbox.name, NEW))
+    await refresh_selected(s, fetch_new=False)  # RFC 5465 §5.2: no FETCH for the client's own APPEND
     uid_set = E.format_sequence_set(uids).decode()
     s.tagged(cmd.tag, "OK", f"[APPENDUID {mailbox.uidvalidity} {uid_set}] APPEND completed")
 

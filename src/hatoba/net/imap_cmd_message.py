@@ -26,6 +26,7 @@ from hatoba.proto.imap.scalars import ArgError, as_text, parse_sequence_set
 from hatoba.proto.imap.searchkeys import parse_return, parse_search
 from hatoba.proto.imap.states import State
 from hatoba.proto.imap.types import ArgList, Atom, FetchItem, MessageMeta
+from hatoba.store.changes import EXPUNGED, FLAGS, NEW, in_folder
 from hatoba.store.mailbox import MessageRecord
 from hatoba.store.mailboxes import MailboxError
 
@@ -51,7 +52,7 @@ async def cmd_close(s: ImapSession, cmd: RawCommand) -> None:
     if not view.readonly:
         expunged = await asyncio.to_thread(view.mailbox.expunge, None)
         if expunged:
-            s.mailbox_changed()
+            s.mailbox_changed(in_folder(view.mailbox.name, EXPUNGED))
     s.selected = None
     s.state = State.AUTHENTICATED
     s.tagged(cmd.tag, "OK", "CLOSE completed")
@@ -71,7 +72,7 @@ async def _expunge(s: ImapSession, cmd: RawCommand, uids: list[int] | None) -> N
     expunged = await asyncio.to_thread(view.mailbox.expunge, uids)
     if expunged:
         s.write(view.forget(expunged, qresync="QRESYNC" in s.enabled))
-        s.mailbox_changed()
+        s.mailbox_changed(in_folder(view.mailbox.name, EXPUNGED))
     await refresh_selected(s)
     s.tagged(cmd.tag, "OK", "EXPUNGE completed")
 
@@ -243,7 +244,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
         for record in changed:
             view.set_record(record)
             s.write(view.flags_line(record))
-        s.mailbox_changed()
+        s.mailbox_changed(in_folder(view.mailbox.name, FLAGS))
     await refresh_selected(s, allow_expunge=uid)
     s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}FETCH completed")
 
@@ -334,7 +335,7 @@ async def _store(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
         if not silent or unchangedsince is not None:
             s.write(view.flags_line(record, with_uid=uid))
     if changed:
-        s.mailbox_changed()
+        s.mailbox_changed(in_folder(view.mailbox.name, FLAGS))
     await refresh_selected(s, allow_expunge=uid)
     if failed:
         numbers = sorted(failed) if uid else sorted(view.seq_of(u) or 0 for u in failed)
@@ -368,7 +369,9 @@ async def _copy(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool, move
     uids = view.uids_for(sequence, uid=uid)
     method = view.mailbox.move if move else view.mailbox.copy
     pairs = await asyncio.to_thread(method, uids, dest)
-    s.mailbox_changed()
+    if pairs:
+        moved = (in_folder(view.mailbox.name, EXPUNGED),) if move else ()
+        s.mailbox_changed(in_folder(dest.name, NEW), *moved)
     code = ""
     if pairs:
         src = E.format_sequence_set([p[0] for p in pairs]).decode()
@@ -378,10 +381,10 @@ async def _copy(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool, move
         if code:
             s.write(f"* OK {code}Moved\r\n".encode())
         s.write(view.forget([p[0] for p in pairs], qresync="QRESYNC" in s.enabled))
-        await refresh_selected(s, allow_expunge=True)
+        await refresh_selected(s, allow_expunge=True, fetch_new=False)
         s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}MOVE completed")
     else:
-        await refresh_selected(s, allow_expunge=uid)
+        await refresh_selected(s, allow_expunge=uid, fetch_new=False)
         s.tagged(cmd.tag, "OK", f"{code}{'UID ' if uid else ''}COPY completed")
 
 

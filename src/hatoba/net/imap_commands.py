@@ -2,9 +2,9 @@
 
 The handlers live by group: imap_cmd_session.py (connection and login:
 CAPABILITY, STARTTLS, LOGIN, ENABLE, IDLE, COMPRESS...), imap_cmd_mailbox.py
-(SELECT, CREATE, LIST, STATUS, APPEND, QUOTA...) and imap_cmd_message.py
-(FETCH, STORE, SEARCH, SORT, COPY, MOVE, EXPUNGE, UID...); shared helpers
-in imap_cmd_common.py.
+(SELECT, CREATE, LIST, STATUS, APPEND, QUOTA...), imap_cmd_message.py
+(FETCH, STORE, SEARCH, SORT, COPY, MOVE, EXPUNGE, UID...) and
+imap_cmd_notify.py (NOTIFY); shared helpers in imap_cmd_common.py.
 
 Each handler takes the session and the parsed command, calls the store in
 threads, and writes untagged responses and the tagged result. Syntax errors
@@ -52,6 +52,7 @@ from hatoba.net.imap_cmd_message import (
     cmd_uid,
     cmd_unselect,
 )
+from hatoba.net.imap_cmd_notify import cmd_notify
 from hatoba.net.imap_cmd_session import (
     cmd_authenticate,
     cmd_capability,
@@ -102,6 +103,7 @@ __all__ = [
     "cmd_move",
     "cmd_namespace",
     "cmd_noop",
+    "cmd_notify",
     "cmd_rename",
     "cmd_search",
     "cmd_select",
@@ -158,4 +160,5 @@ COMMANDS: dict[str, Handler] = {
     "SORT": cmd_sort,
     "THREAD": cmd_thread,
     "CANCELUPDATE": cmd_cancelupdate,
+    "NOTIFY": cmd_notify,
 }

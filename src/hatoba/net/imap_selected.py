@@ -35,6 +35,8 @@ class SelectedMailbox:
     # messages whose flags changed or that arrived since they were last brought up to date.
     contexts: list[Any] = field(default_factory=list)
     dirty: set[int] = field(default_factory=set)
+    # Flag changes not yet told: NOTIFY without FlagChange reports them at the next command.
+    held_flags: dict[int, MessageRecord] = field(default_factory=dict)
 
     @classmethod
     def open(cls, mailbox: Mailbox, *, readonly: bool, condstore: bool, recent_flag: bool = True) -> SelectedMailbox:
@@ -111,18 +113,22 @@ class SelectedMailbox:
         perm = b"()" if self.readonly else E.format_list([*PERMANENT_FLAGS[:-1], *names, PERMANENT_FLAGS[-1]])
         return flags + b"* OK [PERMANENTFLAGS " + perm + b"] Flags you can change\r\n"
 
-    def refresh(self, *, allow_expunge: bool, qresync: bool = False) -> bytes:
-        """Untagged responses for what changed in the store since we last looked."""
+    def refresh(self, *, allow_expunge: bool, qresync: bool = False, flags: bool = True) -> bytes:
+        """Untagged responses for what changed in the store since we last looked;
+        flags=False keeps flag changes for a later refresh."""
         result = self.mailbox.sync()
         out: list[bytes] = [self.flags_news()]
         self.pending_expunges += [u for u in result.expunged if u in self.records]
         if allow_expunge and self.pending_expunges:
             gone, self.pending_expunges = self.pending_expunges, []
             out.append(self.forget(gone, qresync=qresync))
-        for record in result.flags_changed:
-            if record.uid in self.records and record.uid not in self.pending_expunges:
-                self.set_record(record)
-                out.append(self.flags_line(record))
+        self.held_flags.update((r.uid, r) for r in result.flags_changed)
+        if flags:
+            changed, self.held_flags = self.held_flags, {}
+            for record in changed.values():
+                if record.uid in self.records and record.uid not in self.pending_expunges:
+                    self.set_record(record)
+                    out.append(self.flags_line(record))
         added = [r for r in result.added if r.uid not in self.records]
         for record in added:
             self.uids.append(record.uid)
@@ -156,12 +162,14 @@ class SelectedMailbox:
                     del self.uids[seq - 1]
         for u in gone:
             self.records.pop(u, None)
+            self.held_flags.pop(u, None)
         self._positions = None
         return b"".join(out)
 
     def set_record(self, record: MessageRecord) -> None:
         """A message's record, new or with other flags: update contexts look at it again."""
         self.records[record.uid] = record
+        self.held_flags.pop(record.uid, None)  # an older record must not come back later
         if self.contexts:
             self.dirty.add(record.uid)
 

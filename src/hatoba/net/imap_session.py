@@ -19,6 +19,7 @@ from hatoba.config.schema import Config, ListenerConfig
 from hatoba.net import login as L
 from hatoba.net.inflate import Inflater, InflateError
 from hatoba.net.login import Logins, ScramLogin
+from hatoba.net.imap_notify import Watch
 from hatoba.policy.pop_before_smtp import PopBeforeSmtp
 from hatoba.proto import sasl
 from hatoba.proto.imap.args import (
@@ -35,6 +36,7 @@ from hatoba.proto.imap.traceform import trace_form
 from hatoba.proto.imap.states import ALLOWED, KNOWN, ImapFacts, State, capabilities
 from hatoba.proto.smtp.events import NEED_DATA
 from hatoba.store.api import UserDB
+from hatoba.store.changes import DELIVERED, Change
 from hatoba.store.mailboxes import MailboxError, MailboxStore, UserMailboxes
 from hatoba.net.session_base import SessionBase
 from hatoba.net.stream import Stream
@@ -59,7 +61,8 @@ NOTHING_ENABLED: frozenset[str] = frozenset()
 
 
 class MailboxEvents:
-    """Wakes IMAP sessions (IDLE) when a mailbox changes: deliveries, POP3, other sessions.
+    """Tells a user's IMAP sessions what changed in their mailboxes (deliveries, POP3,
+    other sessions): IDLE wakes, NOTIFY picks what to report (store/changes.py).
 
     It holds the sessions themselves, not an asyncio.Event each: with
     thousands of clients sitting in IDLE, an Event (and the deque inside it)
@@ -79,10 +82,15 @@ class MailboxEvents:
             if not sessions:
                 del self._sessions[user.lower()]
 
-    def changed(self, user: str) -> None:
-        """Runs in the event loop (see QueueManager.on_delivered)."""
+    def changed(self, user: str, changes: tuple[Change, ...] = (), origin: ImapSession | None = None) -> None:
+        """Runs in the event loop. `changes` empty: something changed, nobody knows what;
+        `origin`: the session that made them (NOTIFY does not tell it of its own)."""
         for session in tuple(self._sessions.get(user.lower(), ())):
-            session.mailbox_news()
+            session.mailbox_news(changes, own=session is origin)
+
+    def delivered(self, user: str) -> None:
+        """A new message in the user's INBOX (QueueManager.on_delivered)."""
+        self.changed(user, DELIVERED)
 
 
 @dataclass
@@ -108,7 +116,7 @@ class ImapSession(SessionBase):
     __slots__ = (
         "facts", "commands", "state", "user", "boxes", "selected", "enabled",
         "bad_commands", "command_count", "closed", "_compress", "_decompress",
-        "_subscribed", "news", "idling", "_idle_deadline", "_idle_rescan",
+        "_subscribed", "news", "idling", "_idle_deadline", "_idle_rescan", "notify",
     )
 
     def __init__(
@@ -146,6 +154,7 @@ class ImapSession(SessionBase):
         self.idling: str | None = None  # the tag of an IDLE in progress
         self._idle_deadline = 0.0  # autologout, in loop time
         self._idle_rescan = 0.0  # the next look for files outside tools added
+        self.notify: Watch | None = None  # NOTIFY SET in effect (RFC 5465); None: as before any NOTIFY
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -202,11 +211,30 @@ class ImapSession(SessionBase):
             if self.ctx.stopping and self.commands.between_commands:
                 self._bye(SHUTDOWN_BYE)
                 return False
+            if self.notify is not None and self.notify.due and self.commands.between_commands:
+                # RFC 5465: with NOTIFY, news goes out whenever no command is in progress.
+                await self._report_between_commands()
+                if self.closed:
+                    return False
+                continue
             if await self._wait_for_input(deadline):
                 return True
             if asyncio.get_running_loop().time() >= deadline:
                 self._bye(LOGIN_DEADLINE_BYE if self.login_overdue() else AUTOLOGOUT_BYE)
                 return False
+
+    async def _report_between_commands(self) -> None:
+        """NOTIFY's news while the client sends nothing; a failure is an untagged NO."""
+        try:
+            await self.report_news(idle=False)
+        except MailboxError as exc:  # the selected folder was deleted under us
+            self.write(b"* NO " + resp_text(str(exc)) + b"\r\n")
+        except (ConnectionError, ssl.SSLError):
+            raise
+        except Exception:
+            log.exception("error in IMAP NOTIFY")
+            self.write(f"* NO [SERVERBUG] Internal error; try again later (id={self.session_id})\r\n".encode())
+        await self.flush()
 
     def _bye(self, line: bytes) -> None:
         """End the session with an untagged BYE (RFC 9051 §7.1.5); the server closes it."""
@@ -479,9 +507,9 @@ class ImapSession(SessionBase):
           restarts whenever the client sends anything.
         - With ctx.park set, the session parks instead of waiting and returns
           True; serve() then ends its task, and a later serve() comes back here.
+        - With NOTIFY in effect, IDLE tells what NOTIFY asked for, no more and
+          no less (RFC 5465 §4), as between commands.
         """
-        from hatoba.net.imap_cmd_common import refresh_selected
-
         loop = asyncio.get_running_loop()
         clock = self.ctx.clock
         clock.remove(self.stream)  # back from a park: whatever woke us, the clock is not needed
@@ -499,10 +527,12 @@ class ImapSession(SessionBase):
                     return False
                 if now >= self._idle_rescan:
                     self.news = True
+                    if self.notify is not None:
+                        self.notify.note_unknown(self.selected_name)
                     self._idle_rescan = now + IDLE_RESCAN
-                if self.news:
+                if self.news or (self.notify is not None and self.notify.due):
                     try:
-                        await refresh_selected(self)  # clears news first: a change meanwhile asks again
+                        await self.report_news(idle=True)  # clears news first: a change meanwhile asks again
                     except MailboxError as exc:  # the folder was deleted, or reset, under us
                         self.tagged(tag, "NO", str(exc))
                         return False
@@ -538,16 +568,43 @@ class ImapSession(SessionBase):
         self.tagged(tag, "OK", "IDLE terminated")
         return False
 
-    def mailbox_news(self) -> None:
-        """A mailbox of this user changed (MailboxEvents): an IDLE in progress reports it now."""
+    def mailbox_news(self, changes: tuple[Change, ...], *, own: bool = False) -> None:
+        """A mailbox of this user changed (MailboxEvents): an IDLE in progress reports it
+        now, and so does a session waiting between commands when NOTIFY asked for it."""
         self.news = True
-        if self.idling is not None:
-            self.stream.wake()
+        notify = self.notify
+        if notify is None:
+            if self.idling is not None:
+                self.stream.wake()
+            return
+        if changes:
+            notify.note(changes, own=own, selected=self.selected_name)
+        elif not own:
+            notify.note_unknown(self.selected_name)
+        if notify.due:
+            self.stream.wake()  # harmless during a command: only a wait for input ends
 
-    def mailbox_changed(self) -> None:
+    def mailbox_changed(self, *changes: Change) -> None:
         """This session changed its mailboxes: wake the other sessions of the user."""
         if self.user is not None:
-            self.ctx.events.changed(self.user)
+            self.ctx.events.changed(self.user, changes, origin=self)
+
+    @property
+    def selected_name(self) -> str | None:
+        return self.selected.mailbox.name if self.selected is not None else None
+
+    async def report_news(self, *, idle: bool) -> None:
+        """Write what changed: the selected mailbox's news (IDLE without NOTIFY), or what
+        NOTIFY asked for. idle: in IDLE, where expunges may always be told."""
+        if self.notify is None:
+            from hatoba.net.imap_cmd_common import refresh_selected
+
+            await refresh_selected(self)
+        else:
+            from hatoba.net.imap_cmd_notify import tell
+
+            self.news = False  # NOTIFY decides what the selected mailbox reports
+            await tell(self, idle=idle)
 
     def start_compression(self) -> None:
         # RFC 4978: raw deflate both ways, from the next byte on.

@@ -40,6 +40,7 @@ from hatoba.proto.pop3.events import (
 )
 from hatoba.proto.pop3.replies import Pop3Reply
 from hatoba.proto.pop3.server import Pop3Facts, Pop3ServerConn, State
+from hatoba.store.changes import POP3_DELETED, Change
 from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
 from hatoba.store.maildrop import Maildrop
@@ -61,7 +62,7 @@ POP3_IDLE_TIMEOUT = 600.0
 
 
 class MailboxChanges(Protocol):
-    def changed(self, user: str) -> None: ...
+    def changed(self, user: str, changes: tuple[Change, ...] = ()) -> None: ...
 
 
 class MailboxLocks:
@@ -332,7 +333,7 @@ class Pop3Session(SessionBase):
             return
         self.deleted = removed
         if removed and self.ctx.events is not None and self.mailbox is not None:
-            self.ctx.events.changed(self.mailbox)
+            self.ctx.events.changed(self.mailbox, POP3_DELETED)
         mail_log("pop3-update", login=self.mailbox, ip=self.client_ip, retrieved=self.retrieved, deleted=removed)
         self._write(self.conn.send(R.ok(f"{self.ctx.config.server.hostname} closing; {removed} messages deleted")))
 

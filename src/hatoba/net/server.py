@@ -68,11 +68,11 @@ class Server:
         self.mailbox_events = MailboxEvents()
         if delivery_process and config.config_path is not None:
             self.manager = DeliveryProcess(
-                config.config_path, config.log.level, on_delivered=self.mailbox_events.changed
+                config.config_path, config.log.level, on_delivered=self.mailbox_events.delivered
             )
         else:
             self.manager = build_manager(
-                config, self.spool, self.directory, self.store, on_delivered=self.mailbox_events.changed
+                config, self.spool, self.directory, self.store, on_delivered=self.mailbox_events.delivered
             )
         self.tls_context: ssl.SSLContext | None = server_context(config.tls)
         check_delivery_setup(config)

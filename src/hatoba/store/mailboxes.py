@@ -319,18 +319,22 @@ class UserMailboxes:
         if "INBOX" not in meta["subscribed"]:
             self.subscribe("INBOX")
 
-    def create(self, name: str) -> None:
+    def create(self, name: str) -> list[str]:
+        """Make folder `name` and any missing parents; the names made, parents first."""
         # RFC 3501 §6.3.3: a trailing delimiter only declares the intent to make children.
         name = normalize_name(name[:-1] if name.endswith(DELIMITER) else name)
         names = self._names()
         if names.get(name):
             raise MailboxError("[ALREADYEXISTS] Mailbox already exists")
         parts = name.split(DELIMITER)
+        made = []
         # RFC 3501 §6.3.3: superior names are created too.
         for i in range(1, len(parts) + 1):
             prefix = DELIMITER.join(parts[:i])
             if not names.get(prefix):
                 self._make_folder(prefix)
+                made.append(prefix)
+        return made
 
     def _make_folder(self, name: str) -> None:
         path = self._path(name)
@@ -368,7 +372,9 @@ class UserMailboxes:
 
         self._update_meta(drop)
 
-    def rename(self, old: str, new: str) -> None:
+    def rename(self, old: str, new: str) -> list[tuple[str, str | None]]:
+        """RENAME; (name, old name) of every folder moved, children included, and
+        (name, None) of each folder made (renaming INBOX moves its messages to a new one)."""
         old = normalize_name(old)
         new = normalize_name(new)
         names = self._names()
@@ -381,7 +387,7 @@ class UserMailboxes:
         if old == "INBOX":
             # RFC 3501 §6.3.5: the messages move to the new name; INBOX stays, empty,
             # and its children do not move.
-            self.create(new)
+            made = self.create(new)
             inbox = self._folder("INBOX")
             target = self._folder(new)
             with ExitStack() as stack:
@@ -390,10 +396,11 @@ class UserMailboxes:
                 inbox.refresh()
                 target.refresh()
                 transfer_messages(self.store, inbox, target, list(inbox.entries), remove=True)
-            return
+            return [(name, None) for name in made]
         parent = new.rpartition(DELIMITER)[0]
+        changed: list[tuple[str, str | None]] = []
         if parent and not names.get(parent):
-            self.create(parent)
+            changed += [(name, None) for name in self.create(parent)]
         moving = [n for n in names if (n == old or n.startswith(old + DELIMITER)) and self._path(n).is_dir()]
         for name in moving:
             folder = self._folder(name) if names[name] else None
@@ -410,6 +417,8 @@ class UserMailboxes:
             meta["subscribed"] = sorted({moved(n) for n in meta["subscribed"]})
 
         self._update_meta(remap)
+        return changed + [(new + name[len(old) :], name) for name in sorted(names)
+                          if name == old or name.startswith(old + DELIMITER)]
 
     def subscribe(self, name: str) -> None:
         name = normalize_name(name)
@@ -466,7 +475,8 @@ class UserMailboxes:
                 continue
         return folder.uidvalidity, None
 
-    def status(self, name: str) -> MailboxStatus:
+    def status(self, name: str, *, with_size: bool = True) -> MailboxStatus:
+        """STATUS of folder `name`; with_size=False skips SIZE (it may stat every new file)."""
         name = normalize_name(name)
         if name == "INBOX":
             self._ensure_root()
@@ -483,7 +493,7 @@ class UserMailboxes:
                 uidvalidity=folder.uidvalidity,
                 unseen=sum(1 for e in entries if "S" not in info_letters(e.name)),
                 deleted=sum(1 for e in entries if "T" in info_letters(e.name)),
-                size=sum(folder.details(e)[1] for e in entries),
+                size=sum(folder.details(e)[1] for e in entries) if with_size else 0,
                 highestmodseq=folder.highestmodseq,
             )
 
