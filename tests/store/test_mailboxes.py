@@ -11,8 +11,8 @@ import pytest
 from support.disk import nowait_dir
 
 from hatoba.store.maildir import MaildirStore
-from hatoba.store.maildrop import Maildrop
-from hatoba.store.mailboxes import (
+from hatoba.store.pop3_maildrop import Maildrop
+from hatoba.store.folder_tree import (
     MailboxError,
     MailboxStore,
     decode_mutf7,
@@ -403,7 +403,7 @@ def test_threads_share_one_folder(root):
 def test_concurrent_first_logins_all_get_the_default_folders(tmp_path):
     import threading
 
-    from hatoba.store.mailboxes import MailboxStore
+    from hatoba.store.folder_tree import MailboxStore
 
     store = MailboxStore(tmp_path / "mail")
     errors: list[Exception] = []
@@ -427,7 +427,7 @@ def test_concurrent_first_logins_all_get_the_default_folders(tmp_path):
 def test_folder_state_is_dropped_once_unused_and_read_back_the_same(root):
     import gc
 
-    from hatoba.store import mailboxes
+    from hatoba.store import folder_tree
 
     deliver(root, 3)
     store = MailboxStore(root, hostname="imap.example.test")
@@ -435,7 +435,7 @@ def test_folder_state_is_dropped_once_unused_and_read_back_the_same(root):
     box = boxes.open("INBOX")
     box.store_flags([1], "+", ["\\Flagged"])
     validity, inbox_path = box.uidvalidity, user(root).root
-    for i in range(mailboxes.RECENT_FOLDERS):  # other folders push INBOX out of the recent ones
+    for i in range(folder_tree.RECENT_FOLDERS):  # other folders push INBOX out of the recent ones
         boxes.create(f"Other{i}")
         boxes.open(f"Other{i}")
     assert store._folders.get(inbox_path) is not None  # the selected view still holds it
@@ -568,7 +568,7 @@ def test_a_users_settings_lock_lives_only_while_used(root):
 def test_folders_no_session_holds_keep_header_caches_only_within_a_budget(root, monkeypatch):
     import gc
 
-    from hatoba.store import mailboxes
+    from hatoba.store import folder_tree
 
     deliver(root, 3)
     store = MailboxStore(root, hostname="imap.example.test")
@@ -577,15 +577,15 @@ def test_folders_no_session_holds_keep_header_caches_only_within_a_budget(root, 
     assert box.headers([1, 2, 3])[2].text("subject") == ["1"]
     folder = box._folder
     boxes.create("Other")
-    monkeypatch.setattr(mailboxes, "UNHELD_HEADER_CACHE_MESSAGES", 2)  # fewer than INBOX's 3
+    monkeypatch.setattr(folder_tree, "UNHELD_HEADER_CACHE_MESSAGES", 2)  # fewer than INBOX's 3
     boxes.open("Other")  # opening another folder looks at the recent ones
     assert folder._header_cache is not None  # INBOX is still selected: its cache stays
     del box
     gc.collect()
-    monkeypatch.setattr(mailboxes, "UNHELD_HEADER_CACHE_MESSAGES", 3)
+    monkeypatch.setattr(folder_tree, "UNHELD_HEADER_CACHE_MESSAGES", 3)
     boxes.open("Other")
     assert folder._header_cache is not None  # nobody holds INBOX, but its 3 fit the budget
-    monkeypatch.setattr(mailboxes, "UNHELD_HEADER_CACHE_MESSAGES", 2)
+    monkeypatch.setattr(folder_tree, "UNHELD_HEADER_CACHE_MESSAGES", 2)
     boxes.open("Other")
     assert folder._header_cache is None  # over the budget: its search forms are freed
     assert store._folders.get(folder.path) is folder  # its UID state is kept (a recent folder)
@@ -607,7 +607,7 @@ def test_append_many_gives_uids_in_order_with_each_message_its_flags(root):
 def test_append_many_on_a_full_disk_stores_none_of_them(root, monkeypatch):
     import errno
 
-    import hatoba.store.mailbox as mailbox_module
+    import hatoba.store.mailbox_view as mailbox_module
 
     mailboxes = user(root)
     inbox = mailboxes.open("INBOX")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from hatoba.net.imap_cmd_common import is_utf8, mailbox_name, one_mailbox, refresh_selected
-from hatoba.net.imap_selected import PERMANENT_FLAGS, SelectedMailbox
-from hatoba.net.imap_session import ImapSession
+from hatoba.imap.common import is_utf8, mailbox_name, one_mailbox, refresh_selected
+from hatoba.imap.selected import PERMANENT_FLAGS, SelectedMailbox
 from hatoba.proto.imap import encode as E
 from hatoba.proto.imap import mutf7
 from hatoba.proto.imap.appendargs import AppendMessage, CatenateUrl, encode_binary_parts, parse_append
@@ -26,7 +26,10 @@ from hatoba.proto.imap.scalars import ArgError, as_number, as_text, parse_sequen
 from hatoba.proto.imap.states import State
 from hatoba.proto.imap.types import ArgList
 from hatoba.net.workers import MAILBOX
-from hatoba.store.mailboxes import DELIMITER, MAX_DIRNAME, MailboxError, UserMailboxes
+from hatoba.store.folder_tree import DELIMITER, MAX_DIRNAME, MailboxError, UserMailboxes
+
+if TYPE_CHECKING:
+    from hatoba.imap.session import ImapSession
 
 SYSTEM_FLAGS = E.format_list(PERMANENT_FLAGS[:-1])
 

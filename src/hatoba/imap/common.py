@@ -5,15 +5,18 @@ encoding, the selected mailbox, and the untagged news sent before a tagged reply
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-from hatoba.net.imap_contexts import context_news
-from hatoba.net.imap_selected import SelectedMailbox
-from hatoba.net.imap_session import ImapSession
+from hatoba.imap.contexts import context_news
+from hatoba.imap.selected import SelectedMailbox
 from hatoba.proto.imap import encode as E
 from hatoba.proto.imap.args import parse_mailbox
 from hatoba.proto.imap.fetch import MimeLimits
 from hatoba.proto.imap.reader import RawCommand
 from hatoba.proto.imap.scalars import ArgError
+
+if TYPE_CHECKING:
+    from hatoba.imap.session import ImapSession
 
 
 def is_utf8(session: ImapSession) -> bool:

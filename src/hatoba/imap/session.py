@@ -1,8 +1,8 @@
 """ImapSession: one IMAP connection: reading commands, logins, TLS, IDLE, dispatch.
 
 read -> CommandReader (proto/imap/args.py) -> the state table
-(proto/imap/states.py) -> one handler per command in net/imap_commands.py
--> write. Protocol syntax lives in proto/imap; mailboxes in store/mailboxes.py.
+(proto/imap/states.py) -> one handler per command in imap/commands.py
+-> write. Protocol syntax lives in proto/imap; mailboxes in store/folder_tree.py.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hatoba.config.schema import Config, ListenerConfig
+from hatoba.imap.commands import COMMANDS
+from hatoba.imap.common import refresh_selected
+from hatoba.imap.inflate import Inflater, InflateError
+from hatoba.imap.wakeclock import WakeClock
 from hatoba.net import login as L
-from hatoba.net.inflate import Inflater, InflateError
 from hatoba.net.login import Logins, ScramLogin
 from hatoba.policy.pop_before_smtp import PopBeforeSmtp
 from hatoba.proto import sasl
@@ -35,10 +38,9 @@ from hatoba.proto.imap.traceform import trace_form
 from hatoba.proto.imap.states import ALLOWED, KNOWN, ImapFacts, State, capabilities
 from hatoba.proto.smtp.events import NEED_DATA
 from hatoba.store.api import UserDB
-from hatoba.store.mailboxes import MailboxError, MailboxStore, UserMailboxes
+from hatoba.store.folder_tree import MailboxError, MailboxStore, UserMailboxes
 from hatoba.net.session_base import SessionBase
 from hatoba.net.stream import Stream
-from hatoba.net.wakeclock import WakeClock
 from hatoba.net.workers import LOGINS
 from hatoba.logs import trace_line
 
@@ -227,7 +229,7 @@ class ImapSession(SessionBase):
 
     async def _receive(self) -> bytes | None:
         """Bytes as the client meant them: after COMPRESS (RFC 4978), inflated,
-        at most READ_SIZE at a time (see net/inflate.py); None at the end."""
+        at most READ_SIZE at a time (see inflate.py); None at the end."""
         if self._inflate_pending():
             await asyncio.sleep(0)  # other sessions run between the pieces of a large input
             data = b""
@@ -278,8 +280,6 @@ class ImapSession(SessionBase):
             self.closed = True
 
     async def dispatch(self, cmd: RawCommand) -> None:
-        from hatoba.net.imap_commands import COMMANDS
-
         self.command_count += 1
         trace_line("<-", trace_form(cmd))
         tag = cmd.tag
@@ -480,8 +480,6 @@ class ImapSession(SessionBase):
         - With ctx.park set, the session parks instead of waiting and returns
           True; serve() then ends its task, and a later serve() comes back here.
         """
-        from hatoba.net.imap_cmd_common import refresh_selected
-
         loop = asyncio.get_running_loop()
         clock = self.ctx.clock
         clock.remove(self.stream)  # back from a park: whatever woke us, the clock is not needed

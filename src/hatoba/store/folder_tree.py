@@ -7,7 +7,7 @@ each name component in modified UTF-7 (RFC 3501 §5.1.3), with tmp/ new/ cur/
 and an empty "maildirfolder" file. Per-folder state is in uidlist.py;
 per-user state (special-use, subscriptions, the last UIDVALIDITY handed out)
 is the small JSON file "hatoba-mailboxes.json" in the Maildir root. One
-session's view of an open folder is mailbox.py.
+session's view of an open folder is mailbox_view.py.
 
 Rules:
 - All methods block (file I/O, fsync); IMAP sessions call them from threads.
@@ -35,7 +35,7 @@ from pathlib import Path
 
 from hatoba.fsutil import fsync_dir, make_private_dir, write_atomic
 from hatoba.proto.imap import mutf7
-from hatoba.store.mailbox import Mailbox, MessageRecord, SyncResult, transfer_messages
+from hatoba.store.mailbox_view import Mailbox, MessageRecord, SyncResult, transfer_messages
 from hatoba.store.maildir import MaildirName, MaildirStore, host_part, unique_part
 from hatoba.store.uidlist import (
     NONEXISTENT,

@@ -14,7 +14,7 @@ Rules:
   does not: the bytes stay in the same account.
 - STORE, APPEND, COPY and MOVE are all or nothing: what fails half-way (a
   full disk: NO [OVERQUOTA]) is undone before the error reaches the client.
-- Folders are opened, listed and renamed by UserMailboxes (mailboxes.py);
+- Folders are opened, listed and renamed by UserMailboxes (folder_tree.py);
   transfer_messages is shared with its RENAME of INBOX.
 """
 
@@ -49,7 +49,7 @@ from hatoba.store.uidlist import (
 )
 
 if TYPE_CHECKING:
-    from hatoba.store.mailboxes import MailboxStore, UserMailboxes
+    from hatoba.store.folder_tree import MailboxStore, UserMailboxes
 
 log = logging.getLogger(__name__)
 

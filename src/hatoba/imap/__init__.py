@@ -1,0 +1,7 @@
+"""IMAP4rev2/rev1 over asyncio: one session per connection, the command
+handlers and the selected-mailbox bookkeeping.
+
+Parsing and response encoding live in hatoba.proto.imap (no I/O); folders and
+messages in hatoba.store; streams, TLS and logins in hatoba.net, which this
+package builds on. Must not import hatoba.cli, hatoba.queue, hatoba.delivery,
+nor the other protocols' sessions or net/server.py (the server imports this)."""
