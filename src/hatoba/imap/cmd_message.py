@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from hatoba.imap.common import enable_condstore, is_utf8, refresh_selected, selected_view
 from hatoba.imap.contexts import MAX_UPDATE_CONTEXTS, SORT_FIELDS, UpdateContext, pin_numbers, sort_key_of
+from hatoba.imap.replies import TRYCREATE
 from hatoba.imap.selected import SelectedMailbox
 from hatoba.net.workers import MAILBOX
 from hatoba.proto.imap import encode as E
@@ -25,8 +26,8 @@ from hatoba.proto.imap.scalars import ArgError, as_text, parse_sequence_set
 from hatoba.proto.imap.searchkeys import parse_return, parse_search
 from hatoba.proto.imap.states import State
 from hatoba.proto.imap.types import ArgList, Atom, FetchItem, MessageMeta
+from hatoba.store.errors import MailboxError
 from hatoba.store.mailbox_view import MessageRecord
-from hatoba.store.folder_tree import MailboxError
 
 if TYPE_CHECKING:
     from hatoba.imap.session import ImapSession
@@ -352,7 +353,7 @@ async def _copy(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool, move
     try:
         dest = await asyncio.to_thread(s.boxes.open, dest_name, target=True)
     except MailboxError:
-        s.tagged(cmd.tag, "NO", "[TRYCREATE] No such mailbox; create it first")
+        s.tagged(cmd.tag, "NO", TRYCREATE)
         return
     uids = view.uids_for(sequence, uid=uid)
     method = view.mailbox.move if move else view.mailbox.copy

@@ -8,7 +8,9 @@ in common.py.
 
 Each handler takes the session and the parsed command, calls the store in
 threads, and writes untagged responses and the tagged result. Syntax errors
-are ArgError (BAD); store refusals are MailboxError (NO).
+are ArgError (BAD), arguments the server cannot take ArgRefused (NO); store
+refusals are the store/errors.py types (NO, led by the response code that
+replies.py gives each type).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from hatoba.config.schema import Config, ListenerConfig
 from hatoba.imap.commands import COMMANDS
 from hatoba.imap.common import refresh_selected
 from hatoba.imap.inflate import Inflater, InflateError
+from hatoba.imap.replies import login_refusal, store_refusal
 from hatoba.imap.wakeclock import WakeClock
 from hatoba.net import login as L
 from hatoba.net.login import Logins, ScramLogin
@@ -38,7 +39,8 @@ from hatoba.proto.imap.traceform import trace_form
 from hatoba.proto.imap.states import ALLOWED, KNOWN, ImapFacts, State, capabilities
 from hatoba.proto.smtp.events import NEED_DATA
 from hatoba.store.api import UserDB
-from hatoba.store.folder_tree import MailboxError, MailboxStore, UserMailboxes
+from hatoba.store.errors import MailboxError
+from hatoba.store.folder_tree import MailboxStore, UserMailboxes
 from hatoba.net.session_base import SessionBase
 from hatoba.net.stream import Stream
 from hatoba.net.workers import LOGINS
@@ -306,7 +308,7 @@ class ImapSession(SessionBase):
             self.tagged(tag, "BAD", str(exc) or "Syntax error")
             self.count_bad()
         except MailboxError as exc:
-            self.tagged(tag, "NO", str(exc))
+            self.tagged(tag, "NO", store_refusal(exc))
         except (ConnectionError, ssl.SSLError):
             raise
         except Exception:
@@ -366,7 +368,7 @@ class ImapSession(SessionBase):
     async def logged_in(self, tag: str, result: L.LoginResult) -> None:
         """Answer a login the login module has judged; open the user's mailboxes when it is ok."""
         if not result.ok:
-            self.tagged(tag, "NO", _refusal(result))
+            self.tagged(tag, "NO", login_refusal(result))
             if result.status == L.FAILED:
                 self.count_bad()
             return
@@ -502,7 +504,7 @@ class ImapSession(SessionBase):
                     try:
                         await refresh_selected(self)  # clears news first: a change meanwhile asks again
                     except MailboxError as exc:  # the folder was deleted, or reset, under us
-                        self.tagged(tag, "NO", str(exc))
+                        self.tagged(tag, "NO", store_refusal(exc))
                         return False
                     except Exception:
                         log.exception("error in IMAP IDLE")
@@ -551,15 +553,3 @@ class ImapSession(SessionBase):
         # RFC 4978: raw deflate both ways, from the next byte on.
         self._compress = zlib.compressobj(6, zlib.DEFLATED, -15)
         self._decompress = Inflater(READ_SIZE)
-
-
-def _refusal(result: L.LoginResult) -> str:
-    """The NO text (with its RFC 5530 code) for a login that did not succeed."""
-    if result.status == L.THROTTLED:
-        return f"[UNAVAILABLE] {result.text}"
-    if result.status == L.BUSY:
-        return f"[LIMIT] {result.text}"
-    if result.status == L.REFUSED:
-        code = {"no-tls": "PRIVACYREQUIRED", "authzid": "AUTHORIZATIONFAILED"}.get(result.reason, "AUTHENTICATIONFAILED")
-        return f"[{code}] {result.text}"
-    return "[AUTHENTICATIONFAILED] Wrong login or password"
