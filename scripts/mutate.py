@@ -110,7 +110,7 @@ MUTATIONS = [
     # -- no password before TLS ------------------------------------------------------------------
     Mutation(
         "imap-authenticate-before-tls", "IMAP AUTHENTICATE is refused before STARTTLS",
-        "src/hatoba/net/imap_session.py",
+        "src/hatoba/imap/session.py",
         "        if not self.facts.may_login:\n"
         "            self.tagged(tag, \"NO\", \"[PRIVACYREQUIRED] Use STARTTLS first, or port 993\")\n"
         "            return\n",
@@ -119,7 +119,7 @@ MUTATIONS = [
     ),
     Mutation(
         "imap-login-before-tls", "IMAP LOGIN is refused before STARTTLS",
-        "src/hatoba/net/imap_cmd_session.py",
+        "src/hatoba/imap/cmd_session.py",
         "    if not s.facts.may_login:\n"
         "        s.tagged(cmd.tag, \"NO\", \"[PRIVACYREQUIRED] Use STARTTLS first, or port 993: no passwords in clear\")\n"
         "        return\n",

@@ -23,7 +23,7 @@ from hatoba.queue.spool import FOOTER_SIZE, MEMORY_LIMIT, Envelope, Spool
 from hatoba.store.api import QueueState
 from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
-from hatoba.store.mailboxes import META, MailboxStore
+from hatoba.store.folder_tree import META, MailboxStore
 from hatoba.store.uidlist import KEYWORDS, UIDLIST
 from support.fsyncorder import FsOrder, record
 

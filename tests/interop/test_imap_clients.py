@@ -23,7 +23,7 @@ import pytest
 from imapclient import IMAPClient
 from support.peers import needs
 
-from hatoba.store.mailboxes import DEFAULT_FOLDERS
+from hatoba.store.folder_tree import DEFAULT_FOLDERS
 
 BOB = ("bob@example.test", "bob-password-1")
 

@@ -149,7 +149,7 @@ def test_catenate_to_a_missing_mailbox_says_trycreate_even_with_a_bad_url(conn):
 
 
 def test_catenate_over_the_append_limit_is_toobig(conn, monkeypatch):
-    import hatoba.net.imap_cmd_mailbox as commands
+    import hatoba.imap.cmd_mailbox as commands
 
     real = commands._assemble
     monkeypatch.setattr(commands, "_assemble", lambda boxes, messages, limit, utf8: real(boxes, messages, 1000, utf8))

@@ -680,7 +680,7 @@ def test_news_from_before_idle_is_reported_when_idle_starts(conn):
 
 
 def test_a_parked_idle_session_sees_files_outside_tools_add(conn, server, hatoba_home, monkeypatch):
-    from hatoba.net import imap_session
+    from hatoba.imap import session as imap_session
 
     monkeypatch.setattr(imap_session, "IDLE_RESCAN", 1.0)  # the WakeClock ticks every few seconds
     a, _ = filled(conn, [message("one")])
@@ -949,7 +949,7 @@ def test_fetch_body_and_bodystructure(two_kinds):
 
 
 def test_fetch_bodystructure_kept_per_message_file_answers_the_same(two_kinds):
-    from hatoba.net.imap_structures import STRUCTURES
+    from hatoba.imap.structures import STRUCTURES
 
     c, uids = two_kinds
     asked = "UID FETCH %d:%d (UID FLAGS ENVELOPE BODY BODYSTRUCTURE)" % (uids[0], uids[1])
@@ -1039,8 +1039,8 @@ def test_fetch_reads_on_the_loop_only_for_slices_and_lets_other_sessions_run_bet
 
 
 def _slices_on_the_loop(conn, server, monkeypatch) -> None:
-    from hatoba.net import imap_cmd_message
-    from hatoba.store.mailbox import Mailbox
+    from hatoba.imap import cmd_message as imap_cmd_message
+    from hatoba.store.mailbox_view import Mailbox
 
     c, _ = filled(conn, [message(f"m{i}", body="x" * 500) for i in range(6)])
     monkeypatch.setattr(imap_cmd_message, "FETCH_BATCH_WITH_BODIES", 2)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from hatoba.net import imap_cmd_notify, imap_notify
+from hatoba.imap import cmd_notify as imap_cmd_notify, notify as imap_notify
 
 BOB = ("bob@example.test", "bob-password-1")
 SUPPORTED = "[BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)]"

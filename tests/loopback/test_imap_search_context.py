@@ -138,7 +138,7 @@ def test_sort_update_gives_places_in_the_sorted_result(five, hatoba_home):
 
 
 def test_update_contexts_are_bounded_per_session(five, hatoba_home):
-    from hatoba.net.imap_contexts import MAX_UPDATE_CONTEXTS
+    from hatoba.imap.contexts import MAX_UPDATE_CONTEXTS
 
     m = client(five, hatoba_home)
     m.select("INBOX")

@@ -12,7 +12,7 @@ import time
 from support.harness import PASSWORDS, ServerThread, _merge_config
 from support.probe import LatencyProbe
 
-from hatoba.net.wakeclock import TICK
+from hatoba.imap.wakeclock import TICK
 
 DEADLINE = 3.0
 # IMAP meets its deadlines on the shared WakeClock, up to a TICK late.

@@ -11,7 +11,7 @@ import pytest
 from hatoba.proto.imap.fetch import header_fields
 from hatoba.store.headercache import CACHED_FIELDS, HEADER_CACHE, cached_part
 from hatoba.store.maildir import MaildirStore
-from hatoba.store.mailboxes import MailboxStore
+from hatoba.store.folder_tree import MailboxStore
 from hatoba.store.uidlist import UIDLIST
 
 USER = "bob@example.test"

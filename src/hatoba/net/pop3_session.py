@@ -43,7 +43,7 @@ from hatoba.proto.pop3.server import Pop3Facts, Pop3ServerConn, State
 from hatoba.store.changes import POP3_DELETED, Change
 from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
-from hatoba.store.maildrop import Maildrop
+from hatoba.store.pop3_maildrop import Maildrop
 from hatoba.store.secretbox import SecretBox, SecretBoxError
 from hatoba.net.session_base import SessionBase
 from hatoba.net.stream import Stream

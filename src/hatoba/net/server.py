@@ -23,7 +23,7 @@ from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
 from hatoba.net.login import Logins, protocol_of
 from hatoba.net.stream import Stream
-from hatoba.net.imap_session import ImapContext, ImapSession, MailboxEvents
+from hatoba.imap.session import ImapContext, ImapSession, MailboxEvents
 from hatoba.net.pop3_session import MailboxLocks, Pop3Context, Pop3Session
 from hatoba.net.smtp_session import SmtpContext, SmtpSession
 from hatoba.pki.tlsctx import TlsSetupError, server_context
@@ -37,7 +37,7 @@ from hatoba.queue.process import DeliveryProcess, build_manager
 from hatoba.queue.spool import Spool
 from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
-from hatoba.store.mailboxes import MailboxStore
+from hatoba.store.folder_tree import MailboxStore
 from hatoba.store.secretbox import SecretBox
 
 if TYPE_CHECKING:  # the delivery machinery (DNS, SMTP client, DKIM) loads only where it runs

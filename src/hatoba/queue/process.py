@@ -100,7 +100,7 @@ class DeliveryProcess:
 
 def quota_check(config: Config, directory) -> Callable[[str], bool]:  # type: ignore[no-untyped-def]
     """The delivery-time quota check: imap.quota_mb, or the user's own (hatoba user quota)."""
-    from hatoba.store.mailboxes import MailboxStore
+    from hatoba.store.folder_tree import MailboxStore
 
     boxes = MailboxStore(
         config.paths.mail_dir, quota_bytes=config.imap.quota_mb * 1024 * 1024, user_quota_mb=directory.quota_mb

@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hatoba.fsutil import fsync_dir, write_atomic
+from hatoba.store.errors import InvalidFlag, NoSuchMailbox, TooManyKeywords
 from hatoba.store.headercache import HeaderCache
 from hatoba.store.maildir import MaildirName
 
@@ -70,14 +71,8 @@ _FLAG_OF_LETTER = {letter: flag for flag, letter in SYSTEM_FLAGS.items()}
 _SYSTEM_BY_LOWER = {flag.lower(): flag for flag in SYSTEM_FLAGS}
 _ATOM_SPECIALS = frozenset('(){ %*"\\]')
 
-NONEXISTENT = "[NONEXISTENT] No such mailbox"
-# A full disk or file-system quota: Dovecot's code and words for both (RFC 5530 §3).
+# A full disk or file-system quota: both refused as DiskFull.
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-NO_SPACE = "[OVERQUOTA] Not enough disk space"
-
-
-class MailboxError(Exception):
-    """A refusal the IMAP session sends after "NO": one line, led by a response code."""
 
 
 def normalize_flags(flags: Iterable[str]) -> frozenset[str]:
@@ -89,10 +84,10 @@ def normalize_flags(flags: Iterable[str]) -> frozenset[str]:
             if canonical is None:
                 if flag.lower() == "\\recent":
                     continue  # RFC 3501 §2.3.2: a session flag, never stored
-                raise MailboxError(f"[CANNOT] Flag {flag[:40]} cannot be stored")
+                raise InvalidFlag(f"Flag {flag[:40]} cannot be stored")
             out.add(canonical)
         elif not flag or len(flag) > 100 or any(c in _ATOM_SPECIALS or not 0x20 < ord(c) < 0x7F for c in flag):
-            raise MailboxError("[CANNOT] Invalid keyword")
+            raise InvalidFlag()
         else:
             out.add(flag)
     return frozenset(out)
@@ -147,7 +142,7 @@ class Folder:
         self._fine_times = False
         # False once a read with RWF_NOWAIT failed as unsupported here (Mailbox.read_now).
         self.reads_without_waiting = True
-        # The sessions' views of this folder (store.mailbox.Mailbox) alive now.
+        # The sessions' views of this folder (mailbox_view.Mailbox) alive now.
         self.views: weakref.WeakSet[object] = weakref.WeakSet()
         # (generation, names in cur/) after a scan that found the entries exactly matching the files.
         self._quiet: tuple[int, set[str]] | None = None
@@ -172,7 +167,7 @@ class Folder:
         return not self._retired and _identity(self.path) == self._identity
 
     def retire(self) -> None:
-        """The folder was deleted or renamed: views still holding this object get [NONEXISTENT].
+        """The folder was deleted or renamed: views still holding this object get NoSuchMailbox.
 
         (The inode check alone is not enough: a folder made again may get the same inode.)
         """
@@ -182,11 +177,11 @@ class Folder:
     def lock(self) -> Iterator[None]:
         with self._thread_lock:
             if not self.same_directory():
-                raise MailboxError(NONEXISTENT)
+                raise NoSuchMailbox()
             try:
                 fd = os.open(self.path / LOCKFILE, os.O_RDWR | os.O_CREAT, 0o600)
             except FileNotFoundError:
-                raise MailboxError(NONEXISTENT) from None
+                raise NoSuchMailbox() from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
@@ -438,7 +433,7 @@ class Folder:
         try:
             return os.listdir(self.path / "cur"), os.listdir(self.path / "new")
         except FileNotFoundError:
-            raise MailboxError(NONEXISTENT) from None
+            raise NoSuchMailbox() from None
 
     def _scan(self, listing: tuple[list[str], list[str]]) -> dict[str, tuple[str, str]]:
         found: dict[str, tuple[str, str]] = {}
@@ -574,7 +569,7 @@ class Folder:
         return None
 
     def add_keywords(self, flags: Iterable[str]) -> None:
-        """Give each keyword in `flags` a letter: all of them, or none and MailboxError [LIMIT].
+        """Give each keyword in `flags` a letter: all of them, or none and TooManyKeywords.
 
         Checked before anything is written, so a refused STORE, APPEND or COPY
         takes no letter. When the letters run out, letters no message uses any
@@ -593,7 +588,7 @@ class Folder:
             wanted = {f.lower() for f in flags}
             free += self._unused_slots(keywords, wanted)
         if len(free) < len(new):
-            raise MailboxError("[LIMIT] Too many keywords in this mailbox")
+            raise TooManyKeywords()
         for index, keyword in zip(sorted(free), new.values()):
             keywords[index] = keyword
         while keywords and keywords[-1] is None:

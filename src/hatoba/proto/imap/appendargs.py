@@ -3,7 +3,7 @@ literal or a CATENATE list of TEXT literals and IMAP URLs (RFC 4469, RFC 5092);
 and binary content sent as literal8 (RFC 3516 §4.4).
 
 Rules:
-- Only the syntax lives here; the session resolves URLs (imap_cmd_mailbox.py).
+- Only the syntax lives here; the session resolves URLs (imap/cmd_mailbox.py).
 - A CATENATE URL names a message (or a section, or a partial range of one) in
   the user's own mailboxes: a URL relative to this server and session, an
   absolute path ("/INBOX;UIDVALIDITY=n/;UID=n/;SECTION=x/;PARTIAL=o.l").

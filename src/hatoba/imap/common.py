@@ -7,16 +7,19 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from hatoba.net.imap_contexts import context_news
-from hatoba.net.imap_selected import SelectedMailbox
-from hatoba.net.imap_session import ImapSession
+from hatoba.imap.contexts import context_news
+from hatoba.imap.selected import SelectedMailbox
 from hatoba.proto.imap import encode as E
 from hatoba.proto.imap.args import parse_mailbox
 from hatoba.proto.imap.fetch import MimeLimits
 from hatoba.proto.imap.reader import RawCommand
 from hatoba.proto.imap.scalars import ArgError
-from hatoba.store.mailboxes import MailboxStatus
+from hatoba.store.folder_tree import MailboxStatus
+
+if TYPE_CHECKING:
+    from hatoba.imap.session import ImapSession
 
 
 def is_utf8(session: ImapSession) -> bool:
@@ -61,7 +64,7 @@ async def refresh_selected(session: ImapSession, *, allow_expunge: bool = True, 
                                               flags=flags))
         notify = session.notify
         if fetch_new and notify is not None and notify.fetch and view.uids and view.uids[-1] > last:
-            from hatoba.net.imap_cmd_notify import fetch_new_messages  # it builds on this module
+            from hatoba.imap.cmd_notify import fetch_new_messages  # it builds on this module
 
             await fetch_new_messages(session, view, view.uids[bisect.bisect_right(view.uids, last):])
         if view.contexts:

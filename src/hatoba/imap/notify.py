@@ -1,9 +1,9 @@
 """One session's NOTIFY SET (RFC 5465): which changes it reports, and those still to report.
 
-Changes come from MailboxEvents (net/imap_session.py) as the other sessions,
+Changes come from MailboxEvents (imap/session.py) as the other sessions,
 deliveries and POP3 describe them (store/changes.py); Watch.note() keeps the
 ones the client asked for, on the event loop, without touching the disk. The
-session writes them (net/imap_cmd_notify.py) when it waits between commands
+session writes them (imap/cmd_notify.py) when it waits between commands
 or in IDLE: nothing polls.
 
 Rules:
@@ -29,7 +29,7 @@ from hatoba.proto.imap.notifyargs import (
     NotifySet,
 )
 from hatoba.store.changes import EXPUNGED, FLAGS, NEW, Change, NameChanged, SubscriptionChanged
-from hatoba.store.mailboxes import DELIMITER
+from hatoba.store.folder_tree import DELIMITER
 
 # Mailboxes one NOTIFY may name (SUBTREE, MAILBOXES) and hold (SUBSCRIBED's names),
 # and that NOTIFY SET STATUS reports on; more is NO [NOTIFICATIONOVERFLOW].

@@ -1,7 +1,7 @@
-"""Watch (net/imap_notify.py): which changes a NOTIFY SET keeps for its client, and the bound."""
+"""Watch (imap/notify.py): which changes a NOTIFY SET keeps for its client, and the bound."""
 
-from hatoba.net import imap_notify
-from hatoba.net.imap_notify import Watch, watched_count
+from hatoba.imap import notify as imap_notify
+from hatoba.imap.notify import Watch, watched_count
 from hatoba.proto.imap.args import CommandReader
 from hatoba.proto.imap.notifyargs import NotifySet, parse_notify
 from hatoba.store.changes import EXPUNGED, FLAGS, NEW, NameChanged, SubscriptionChanged, in_folder

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hatoba.net.imap_cmd_common import enable_condstore, is_utf8, refresh_selected, selected_view
-from hatoba.net.imap_contexts import MAX_UPDATE_CONTEXTS, SORT_FIELDS, UpdateContext, pin_numbers, sort_key_of
-from hatoba.net.imap_selected import SelectedMailbox
-from hatoba.net.imap_structures import STRUCTURES
-from hatoba.net.imap_session import ImapSession
+from hatoba.imap.common import enable_condstore, is_utf8, refresh_selected, selected_view
+from hatoba.imap.contexts import MAX_UPDATE_CONTEXTS, SORT_FIELDS, UpdateContext, pin_numbers, sort_key_of
+from hatoba.imap.replies import TRYCREATE
+from hatoba.imap.selected import SelectedMailbox
+from hatoba.imap.structures import STRUCTURES
 from hatoba.net.workers import MAILBOX
 from hatoba.proto.imap import encode as E
 from hatoba.proto.imap import fetch as F
@@ -27,8 +28,11 @@ from hatoba.proto.imap.searchkeys import parse_return, parse_search
 from hatoba.proto.imap.states import State
 from hatoba.proto.imap.types import ArgList, Atom, FetchItem, MessageMeta
 from hatoba.store.changes import EXPUNGED, FLAGS, NEW, in_folder
-from hatoba.store.mailbox import MessageRecord
-from hatoba.store.mailboxes import MailboxError
+from hatoba.store.errors import MailboxError
+from hatoba.store.mailbox_view import MessageRecord
+
+if TYPE_CHECKING:
+    from hatoba.imap.session import ImapSession
 
 FETCH_BATCH = 5000  # messages per batch when no message bytes are needed
 FETCH_BATCH_WITH_BODIES = 256  # at most this many messages per batch ...
@@ -364,7 +368,7 @@ async def _copy(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool, move
     try:
         dest = await asyncio.to_thread(s.boxes.open, dest_name, target=True)
     except MailboxError:
-        s.tagged(cmd.tag, "NO", "[TRYCREATE] No such mailbox; create it first")
+        s.tagged(cmd.tag, "NO", TRYCREATE)
         return
     uids = view.uids_for(sequence, uid=uid)
     method = view.mailbox.move if move else view.mailbox.copy
@@ -453,7 +457,7 @@ async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) ->
 def _track(s: ImapSession, view: SelectedMailbox, tag: str, key, options: dict,  # type: ignore[no-untyped-def]
            *, uid: bool, criteria: list[tuple[str, bool]] | None, found: list[int],
            keys: dict | None = None) -> str:  # type: ignore[type-arg]
-    """RETURN (UPDATE): keep the result up to date (net/imap_contexts.py); the response code
+    """RETURN (UPDATE): keep the result up to date (imap/contexts.py); the response code
     of the tagged OK, "[NOUPDATE tag] " when it is not kept (RFC 5267 §4.2)."""
     if "partial" in options or len(view.contexts) >= MAX_UPDATE_CONTEXTS:
         return "[NOUPDATE " + E.string(tag).decode("utf-8", "replace") + "] "

@@ -4,7 +4,7 @@ import zlib
 
 import pytest
 
-from hatoba.net.inflate import Inflater, InflateError
+from hatoba.imap.inflate import Inflater, InflateError
 
 
 def deflate(data: bytes, *, finish: bool = False) -> bytes:

@@ -33,7 +33,7 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hatoba.net.imap_selected import SelectedMailbox
+from hatoba.imap.selected import SelectedMailbox
 from hatoba.net.workers import MAILBOX
 from hatoba.proto.imap import search as S
 from hatoba.proto.imap import sort as SORT

@@ -2,17 +2,21 @@
 CHECK, LOGOUT, ID, STARTTLS, LOGIN, AUTHENTICATE, ENABLE, IDLE, COMPRESS
 (RFC 9051 §6.1-§6.3.1, RFC 2971, RFC 5161, RFC 2177, RFC 4978).
 
-The session (imap_session.py) does the TLS, SASL, IDLE and DEFLATE work;
+The session (session.py) does the TLS, SASL, IDLE and DEFLATE work;
 these handlers check the arguments and the state and hand it over.
 """
 
 from __future__ import annotations
 
-from hatoba.net.imap_cmd_common import enable_condstore, refresh_selected
-from hatoba.net.imap_session import ImapSession
+from typing import TYPE_CHECKING
+
+from hatoba.imap.common import enable_condstore, refresh_selected
 from hatoba.proto.imap.reader import RawCommand
 from hatoba.proto.imap.scalars import ArgError, as_text
 from hatoba.proto.imap.states import State, capabilities
+
+if TYPE_CHECKING:
+    from hatoba.imap.session import ImapSession
 
 
 # -- any state ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import os
 import time
 
 from hatoba.store.maildir import MaildirStore
-from hatoba.store.maildrop import Maildrop
+from hatoba.store.pop3_maildrop import Maildrop
 
 
 def fill(tmp_path, n: int) -> tuple[MaildirStore, list]:

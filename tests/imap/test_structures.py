@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hatoba.net.imap_structures import MAX_VALUE, StructureCache
+from hatoba.imap.structures import MAX_VALUE, StructureCache
 from hatoba.proto.imap import fetch as F
 from hatoba.proto.imap.types import FetchItem, MessageMeta
 

@@ -7,13 +7,13 @@ each name component in modified UTF-7 (RFC 3501 §5.1.3), with tmp/ new/ cur/
 and an empty "maildirfolder" file. Per-folder state is in uidlist.py;
 per-user state (special-use, subscriptions, the last UIDVALIDITY handed out)
 is the small JSON file "hatoba-mailboxes.json" in the Maildir root. One
-session's view of an open folder is mailbox.py.
+session's view of an open folder is mailbox_view.py.
 
 Rules:
 - All methods block (file I/O, fsync); IMAP sessions call them from threads.
 - Deleting a folder that has children deletes its messages and leaves the
   name as \\Noselect, as RFC 3501 §6.3.4 describes; deleting a \\Noselect
-  name that still has children is refused with [HASCHILDREN].
+  name that still has children is refused (HasChildren).
 - Quota counts stored bytes (LF line ends) in every folder; delivery does not
   check it, APPEND and COPY do.
 """
@@ -35,13 +35,20 @@ from pathlib import Path
 
 from hatoba.fsutil import fsync_dir, make_private_dir, write_atomic
 from hatoba.proto.imap import mutf7
-from hatoba.store.mailbox import Mailbox, MessageRecord, SyncResult, transfer_messages
+from hatoba.store.errors import (
+    HasChildren,
+    ImpossibleChange,
+    InvalidName,
+    MailboxError,
+    MailboxExists,
+    NoSuchMailbox,
+    OverQuota,
+)
+from hatoba.store.mailbox_view import Mailbox, MessageRecord, SyncResult, transfer_messages
 from hatoba.store.maildir import MaildirName, MaildirStore, host_part, unique_part
 from hatoba.store.uidlist import (
-    NONEXISTENT,
     SYSTEM_FLAGS,
     Folder,
-    MailboxError,
     info_letters,
 )
 
@@ -49,7 +56,6 @@ __all__ = [
     "DELIMITER",
     "SYSTEM_FLAGS",
     "Mailbox",
-    "MailboxError",
     "MailboxInfo",
     "MailboxStatus",
     "MailboxStore",
@@ -69,7 +75,6 @@ DEFAULT_FOLDERS = (
     ("Archive", "\\Archive"),
 )
 MAX_DIRNAME = 200  # bytes; file systems allow 255 per name
-_INVALID = "[CANNOT] Invalid mailbox name"
 
 
 @dataclass(frozen=True)
@@ -102,17 +107,17 @@ decode_mutf7 = mutf7.decode
 
 
 def normalize_name(name: str) -> str:
-    """A valid mailbox name, "INBOX" spelled in capitals (RFC 3501 §5.1), or MailboxError."""
+    """A valid mailbox name, "INBOX" spelled in capitals (RFC 3501 §5.1), or InvalidName."""
     if not name or any(ord(c) < 0x20 or c in "\x7f/*%" for c in name):
-        raise MailboxError(_INVALID)
+        raise InvalidName()
     parts = name.split(DELIMITER)
     if any(not part for part in parts):
-        raise MailboxError(_INVALID)
+        raise InvalidName()
     if parts[0].upper() == "INBOX":
         parts[0] = "INBOX"
     normal = DELIMITER.join(parts)
     if len(dirname_of(normal).encode()) > MAX_DIRNAME:
-        raise MailboxError("[CANNOT] Mailbox name is too long")
+        raise InvalidName("Mailbox name is too long")
     return normal
 
 
@@ -126,7 +131,7 @@ def name_of_dirname(dirname: str) -> str | None:
         return None
     try:
         name = normalize_name(DELIMITER.join(decode_mutf7(p) for p in dirname[1:].split(".")))
-    except (ValueError, MailboxError):
+    except (ValueError, InvalidName):
         return None
     if name == "INBOX" or dirname_of(name) != dirname:
         return None
@@ -325,7 +330,7 @@ class UserMailboxes:
         name = normalize_name(name[:-1] if name.endswith(DELIMITER) else name)
         names = self._names()
         if names.get(name):
-            raise MailboxError("[ALREADYEXISTS] Mailbox already exists")
+            raise MailboxExists()
         parts = name.split(DELIMITER)
         made = []
         # RFC 3501 §6.3.3: superior names are created too.
@@ -350,14 +355,14 @@ class UserMailboxes:
     def delete(self, name: str) -> None:
         name = normalize_name(name)
         if name == "INBOX":
-            raise MailboxError("[CANNOT] INBOX cannot be deleted")
+            raise ImpossibleChange("INBOX cannot be deleted")
         names = self._names()
         if name not in names:
-            raise MailboxError(NONEXISTENT)
+            raise NoSuchMailbox()
         has_children = any(other.startswith(name + DELIMITER) for other in names)
         path = self._path(name)
         if not names[name] and has_children:
-            raise MailboxError("[HASCHILDREN] Mailbox has children; delete them first")
+            raise HasChildren()
         if path.is_dir():
             folder = self._folder(name) if names[name] else None
             with folder.lock() if folder else ExitStack():
@@ -379,11 +384,11 @@ class UserMailboxes:
         new = normalize_name(new)
         names = self._names()
         if old not in names:
-            raise MailboxError(NONEXISTENT)
+            raise NoSuchMailbox()
         if new == "INBOX" or new in names:
-            raise MailboxError("[ALREADYEXISTS] Target mailbox already exists")
+            raise MailboxExists("Target mailbox already exists")
         if new.startswith(old + DELIMITER):
-            raise MailboxError("[CANNOT] Cannot move a mailbox into itself")
+            raise ImpossibleChange("Cannot move a mailbox into itself")
         if old == "INBOX":
             # RFC 3501 §6.3.5: the messages move to the new name; INBOX stays, empty,
             # and its children do not move.
@@ -448,7 +453,7 @@ class UserMailboxes:
         if name == "INBOX":
             self._ensure_root()
         elif not (self._path(name) / "cur").is_dir():
-            raise MailboxError(NONEXISTENT)
+            raise NoSuchMailbox()
         return Mailbox(self, self._folder(name), name, readonly=readonly, target=target)
 
     def read_message(self, name: str, uid: int) -> tuple[int, bytes | None]:
@@ -460,7 +465,7 @@ class UserMailboxes:
         if name == "INBOX":
             self._ensure_root()
         elif not (self._path(name) / "cur").is_dir():
-            raise MailboxError(NONEXISTENT)
+            raise NoSuchMailbox()
         folder = self._folder(name)
         with folder.lock():
             folder.refresh()
@@ -481,7 +486,7 @@ class UserMailboxes:
         if name == "INBOX":
             self._ensure_root()
         elif not (self._path(name) / "cur").is_dir():
-            raise MailboxError(NONEXISTENT)
+            raise NoSuchMailbox()
         folder = self._folder(name)
         with folder.lock():
             folder.refresh()
@@ -523,4 +528,4 @@ class UserMailboxes:
     def check_quota(self, extra: int) -> None:
         used, limit = self.quota()
         if limit and used + extra > limit:
-            raise MailboxError("[OVERQUOTA] Quota exceeded")
+            raise OverQuota()

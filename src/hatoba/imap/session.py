@@ -1,8 +1,8 @@
 """ImapSession: one IMAP connection: reading commands, logins, TLS, IDLE, dispatch.
 
 read -> CommandReader (proto/imap/args.py) -> the state table
-(proto/imap/states.py) -> one handler per command in net/imap_commands.py
--> write. Protocol syntax lives in proto/imap; mailboxes in store/mailboxes.py.
+(proto/imap/states.py) -> one handler per command in imap/commands.py
+-> write. Protocol syntax lives in proto/imap; mailboxes in store/folder_tree.py.
 """
 
 from __future__ import annotations
@@ -16,10 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hatoba.config.schema import Config, ListenerConfig
+from hatoba.imap.cmd_notify import tell
+from hatoba.imap.commands import COMMANDS
+from hatoba.imap.common import refresh_selected
+from hatoba.imap.inflate import Inflater, InflateError
+from hatoba.imap.notify import Watch
+from hatoba.imap.replies import login_refusal, store_refusal
+from hatoba.imap.wakeclock import WakeClock
 from hatoba.net import login as L
-from hatoba.net.inflate import Inflater, InflateError
 from hatoba.net.login import Logins, ScramLogin
-from hatoba.net.imap_notify import Watch
 from hatoba.policy.pop_before_smtp import PopBeforeSmtp
 from hatoba.proto import sasl
 from hatoba.proto.imap.args import (
@@ -37,10 +42,10 @@ from hatoba.proto.imap.states import ALLOWED, KNOWN, ImapFacts, State, capabilit
 from hatoba.proto.smtp.events import NEED_DATA
 from hatoba.store.api import UserDB
 from hatoba.store.changes import DELIVERED, Change
-from hatoba.store.mailboxes import MailboxError, MailboxStore, UserMailboxes
+from hatoba.store.errors import MailboxError
+from hatoba.store.folder_tree import MailboxStore, UserMailboxes
 from hatoba.net.session_base import SessionBase
 from hatoba.net.stream import Stream
-from hatoba.net.wakeclock import WakeClock
 from hatoba.net.workers import LOGINS
 from hatoba.logs import trace_line
 
@@ -255,7 +260,7 @@ class ImapSession(SessionBase):
 
     async def _receive(self) -> bytes | None:
         """Bytes as the client meant them: after COMPRESS (RFC 4978), inflated,
-        at most READ_SIZE at a time (see net/inflate.py); None at the end."""
+        at most READ_SIZE at a time (see inflate.py); None at the end."""
         if self._inflate_pending():
             await asyncio.sleep(0)  # other sessions run between the pieces of a large input
             data = b""
@@ -306,8 +311,6 @@ class ImapSession(SessionBase):
             self.closed = True
 
     async def dispatch(self, cmd: RawCommand) -> None:
-        from hatoba.net.imap_commands import COMMANDS
-
         self.command_count += 1
         trace_line("<-", trace_form(cmd))
         tag = cmd.tag
@@ -334,7 +337,7 @@ class ImapSession(SessionBase):
             self.tagged(tag, "BAD", str(exc) or "Syntax error")
             self.count_bad()
         except MailboxError as exc:
-            self.tagged(tag, "NO", str(exc))
+            self.tagged(tag, "NO", store_refusal(exc))
         except (ConnectionError, ssl.SSLError):
             raise
         except Exception:
@@ -394,7 +397,7 @@ class ImapSession(SessionBase):
     async def logged_in(self, tag: str, result: L.LoginResult) -> None:
         """Answer a login the login module has judged; open the user's mailboxes when it is ok."""
         if not result.ok:
-            self.tagged(tag, "NO", _refusal(result))
+            self.tagged(tag, "NO", login_refusal(result))
             if result.status == L.FAILED:
                 self.count_bad()
             return
@@ -534,7 +537,7 @@ class ImapSession(SessionBase):
                     try:
                         await self.report_news(idle=True)  # clears news first: a change meanwhile asks again
                     except MailboxError as exc:  # the folder was deleted, or reset, under us
-                        self.tagged(tag, "NO", str(exc))
+                        self.tagged(tag, "NO", store_refusal(exc))
                         return False
                     except Exception:
                         log.exception("error in IMAP IDLE")
@@ -597,12 +600,8 @@ class ImapSession(SessionBase):
         """Write what changed: the selected mailbox's news (IDLE without NOTIFY), or what
         NOTIFY asked for. idle: in IDLE, where expunges may always be told."""
         if self.notify is None:
-            from hatoba.net.imap_cmd_common import refresh_selected
-
             await refresh_selected(self)
         else:
-            from hatoba.net.imap_cmd_notify import tell
-
             self.news = False  # NOTIFY decides what the selected mailbox reports
             await tell(self, idle=idle)
 
@@ -610,15 +609,3 @@ class ImapSession(SessionBase):
         # RFC 4978: raw deflate both ways, from the next byte on.
         self._compress = zlib.compressobj(6, zlib.DEFLATED, -15)
         self._decompress = Inflater(READ_SIZE)
-
-
-def _refusal(result: L.LoginResult) -> str:
-    """The NO text (with its RFC 5530 code) for a login that did not succeed."""
-    if result.status == L.THROTTLED:
-        return f"[UNAVAILABLE] {result.text}"
-    if result.status == L.BUSY:
-        return f"[LIMIT] {result.text}"
-    if result.status == L.REFUSED:
-        code = {"no-tls": "PRIVACYREQUIRED", "authzid": "AUTHORIZATIONFAILED"}.get(result.reason, "AUTHENTICATIONFAILED")
-        return f"[{code}] {result.text}"
-    return "[AUTHENTICATIONFAILED] Wrong login or password"

@@ -1,21 +1,24 @@
 """The IMAP commands: the one COMMANDS table the session dispatches on.
 
-The handlers live by group: imap_cmd_session.py (connection and login:
-CAPABILITY, STARTTLS, LOGIN, ENABLE, IDLE, COMPRESS...), imap_cmd_mailbox.py
-(SELECT, CREATE, LIST, STATUS, APPEND, QUOTA...), imap_cmd_message.py
+The handlers live by group: cmd_session.py (connection and login:
+CAPABILITY, STARTTLS, LOGIN, ENABLE, IDLE, COMPRESS...), cmd_mailbox.py
+(SELECT, CREATE, LIST, STATUS, APPEND, QUOTA...), cmd_message.py
 (FETCH, STORE, SEARCH, SORT, COPY, MOVE, EXPUNGE, UID...) and
-imap_cmd_notify.py (NOTIFY); shared helpers in imap_cmd_common.py.
+cmd_notify.py (NOTIFY); shared helpers in common.py.
 
 Each handler takes the session and the parsed command, calls the store in
 threads, and writes untagged responses and the tagged result. Syntax errors
-are ArgError (BAD); store refusals are MailboxError (NO).
+are ArgError (BAD), arguments the server cannot take ArgRefused (NO); store
+refusals are the store/errors.py types (NO, led by the response code that
+replies.py gives each type).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeAlias
 
-from hatoba.net.imap_cmd_mailbox import (
+from hatoba.imap.cmd_mailbox import (
     PERMANENT_FLAGS,
     SYSTEM_FLAGS,
     cmd_append,
@@ -34,7 +37,7 @@ from hatoba.net.imap_cmd_mailbox import (
     cmd_subscribe,
     cmd_unsubscribe,
 )
-from hatoba.net.imap_cmd_message import (
+from hatoba.imap.cmd_message import (
     FETCH_BATCH,
     FETCH_BATCH_BYTES,
     FETCH_BATCH_WITH_BODIES,
@@ -52,8 +55,8 @@ from hatoba.net.imap_cmd_message import (
     cmd_uid,
     cmd_unselect,
 )
-from hatoba.net.imap_cmd_notify import cmd_notify
-from hatoba.net.imap_cmd_session import (
+from hatoba.imap.cmd_notify import cmd_notify
+from hatoba.imap.cmd_session import (
     cmd_authenticate,
     cmd_capability,
     cmd_check,
@@ -66,8 +69,10 @@ from hatoba.net.imap_cmd_session import (
     cmd_noop,
     cmd_starttls,
 )
-from hatoba.net.imap_session import ImapSession
 from hatoba.proto.imap.reader import RawCommand
+
+if TYPE_CHECKING:
+    from hatoba.imap.session import ImapSession
 
 __all__ = [
     "FETCH_BATCH",
@@ -119,7 +124,7 @@ __all__ = [
     "cmd_unsubscribe",
 ]
 
-Handler = Callable[[ImapSession, RawCommand], Awaitable[None]]
+Handler: TypeAlias = "Callable[[ImapSession, RawCommand], Awaitable[None]]"
 
 COMMANDS: dict[str, Handler] = {
     "CAPABILITY": cmd_capability,

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from hatoba.net.imap_cmd_common import is_utf8, mailbox_name, one_mailbox, refresh_selected, status_response
-from hatoba.net.imap_selected import PERMANENT_FLAGS, SelectedMailbox
-from hatoba.net.imap_session import ImapSession
+from hatoba.imap.common import is_utf8, mailbox_name, one_mailbox, refresh_selected, status_response
+from hatoba.imap.replies import TRYCREATE
+from hatoba.imap.selected import PERMANENT_FLAGS, SelectedMailbox
 from hatoba.proto.imap import encode as E
 from hatoba.proto.imap import mutf7
 from hatoba.proto.imap.appendargs import AppendMessage, CatenateUrl, encode_binary_parts, parse_append
@@ -22,12 +23,16 @@ from hatoba.proto.imap.mime import parse_message
 from hatoba.proto.imap.sections import section_data, top_section
 from hatoba.proto.imap.listmatch import list_matcher
 from hatoba.proto.imap.reader import RawCommand
-from hatoba.proto.imap.scalars import ArgError, as_number, as_text, parse_sequence_set
+from hatoba.proto.imap.scalars import ArgError, ArgRefused, as_number, as_text, parse_sequence_set
 from hatoba.proto.imap.states import State
 from hatoba.proto.imap.types import ArgList
 from hatoba.net.workers import MAILBOX
 from hatoba.store.changes import EXPUNGED, NEW, NameChanged, SubscriptionChanged, in_folder
-from hatoba.store.mailboxes import DELIMITER, MAX_DIRNAME, MailboxError, UserMailboxes, normalize_name
+from hatoba.store.errors import MailboxError
+from hatoba.store.folder_tree import DELIMITER, MAX_DIRNAME, UserMailboxes, normalize_name
+
+if TYPE_CHECKING:
+    from hatoba.imap.session import ImapSession
 
 SYSTEM_FLAGS = E.format_list(PERMANENT_FLAGS[:-1])
 
@@ -301,7 +306,7 @@ async def cmd_append(s: ImapSession, cmd: RawCommand) -> None:
     try:
         mailbox = await asyncio.to_thread(s.boxes.open, name, target=True)
     except MailboxError:
-        s.tagged(cmd.tag, "NO", "[TRYCREATE] No such mailbox; create it first")
+        s.tagged(cmd.tag, "NO", TRYCREATE)
         return
     built = await asyncio.to_thread(_assemble, s.boxes, messages, s.facts.max_literal, utf8)
     uids = await asyncio.to_thread(mailbox.append_many, built)
@@ -326,7 +331,7 @@ def _assemble(boxes: UserMailboxes, messages: list[AppendMessage], limit: int,
             piece = part if isinstance(part, bytes) else _url_data(boxes, part, utf8)
             total += len(piece)
             if total > limit:
-                raise MailboxError(f"[TOOBIG] Messages of one APPEND are over {limit} octets")
+                raise ArgRefused(f"[TOOBIG] Messages of one APPEND are over {limit} octets")
             pieces.append(piece)
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         from_urls = any(isinstance(part, CatenateUrl) for part in message.parts)
@@ -334,7 +339,7 @@ def _assemble(boxes: UserMailboxes, messages: list[AppendMessage], limit: int,
             encoded = encode_binary_parts(data)
             total += len(encoded) - len(data)
             if total > limit:
-                raise MailboxError(f"[TOOBIG] Messages of one APPEND are over {limit} octets once encoded")
+                raise ArgRefused(f"[TOOBIG] Messages of one APPEND are over {limit} octets once encoded")
             data = encoded
         out.append((data, message.flags, message.when))
     return out
@@ -342,7 +347,7 @@ def _assemble(boxes: UserMailboxes, messages: list[AppendMessage], limit: int,
 
 def _url_data(boxes: UserMailboxes, url: CatenateUrl, utf8: bool) -> bytes:
     """The octets a CATENATE URL names: a message, BODY[section], and <partial> of that."""
-    bad = MailboxError(f"[BADURL {url.text}] Bad URL" if _plain(url.text) else "[BADURL] Bad URL")
+    bad = ArgRefused(f"[BADURL {url.text}] Bad URL" if _plain(url.text) else "[BADURL] Bad URL")
     if not url.uid:
         raise bad
     try:
@@ -384,7 +389,8 @@ async def cmd_getquota(s: ImapSession, cmd: RawCommand) -> None:
     assert s.boxes is not None
     used, limit = await asyncio.to_thread(s.boxes.quota)
     if not limit:
-        raise MailboxError("[NONEXISTENT] No quota is set for you")
+        s.tagged(cmd.tag, "NO", "[NONEXISTENT] No quota is set for you")
+        return
     s.write(b'* QUOTA "" (STORAGE %d %d)\r\n' % ((used + 1023) // 1024, limit // 1024))
     s.tagged(cmd.tag, "OK", "GETQUOTA completed")
 

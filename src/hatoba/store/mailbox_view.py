@@ -13,8 +13,8 @@ Rules:
 - APPEND and COPY check the user's quota (UserMailboxes.check_quota); MOVE
   does not: the bytes stay in the same account.
 - STORE, APPEND, COPY and MOVE are all or nothing: what fails half-way (a
-  full disk: NO [OVERQUOTA]) is undone before the error reaches the client.
-- Folders are opened, listed and renamed by UserMailboxes (mailboxes.py);
+  full disk: DiskFull) is undone before the error reaches the client.
+- Folders are opened, listed and renamed by UserMailboxes (folder_tree.py);
   transfer_messages is shared with its RENAME of INBOX.
 """
 
@@ -33,23 +33,22 @@ from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from hatoba.fsutil import NoWaitUnsupported, fsync_dir, read_if_cached, write_new_file
 from hatoba.proto.imap.search import ParsedHeader
+from hatoba.store.errors import DiskFull, Expunged, MailboxError, MailboxReset, ReadOnly
 from hatoba.store.headercache import CACHED_FIELDS, cached_part
 from hatoba.store.maildir import MaildirName
 from hatoba.store.uidlist import (
-    NO_SPACE,
     NO_SPACE_ERRNOS,
     UIDLIST,
     Entry,
     Folder,
     FolderBusy,
-    MailboxError,
     info_letters,
     normalize_flags,
     with_letters,
 )
 
 if TYPE_CHECKING:
-    from hatoba.store.mailboxes import MailboxStore, UserMailboxes
+    from hatoba.store.folder_tree import MailboxStore, UserMailboxes
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ class Mailbox:
     def _take(self, folder: Folder) -> SyncResult:
         """Move the view to the folder's state; called with the lock held."""
         if folder.uidvalidity != self.uidvalidity:
-            raise MailboxError("[CANNOT] Mailbox was reset (new UIDVALIDITY); select it again")
+            raise MailboxReset()
         if folder.generation == self._generation:
             # Nothing changed since the view last matched the folder: no per-message work.
             self.uidnext = folder.uidnext
@@ -189,7 +188,7 @@ class Mailbox:
                 return open(path, "rb")
             except FileNotFoundError:
                 continue
-        raise MailboxError("[EXPUNGEISSUED] Message was expunged")
+        raise Expunged()
 
     def read(self, uid: int) -> bytes:
         with self.open_file(uid) as f:
@@ -199,7 +198,7 @@ class Mailbox:
         """The message if it is at most `limit` bytes and reading it cannot wait on a disk or lock.
 
         The one method an event loop may call: None means "read it in a thread".
-        Raises MailboxError when the message is gone.
+        Raises Expunged when the message is gone.
         """
         if not self._folder.reads_without_waiting:
             return None
@@ -217,7 +216,7 @@ class Mailbox:
             except NoWaitUnsupported:
                 self._folder.reads_without_waiting = False  # e.g. NFS: threads from now on
                 return None
-        raise MailboxError("[EXPUNGEISSUED] Message was expunged")
+        raise Expunged()
 
     def message(self, uid: int) -> bytes | None:
         """The whole message; None when it is gone (SEARCH BODY / TEXT)."""
@@ -283,7 +282,7 @@ class Mailbox:
     ) -> tuple[list[MessageRecord], list[int]]:
         """STORE: mode "+" adds, "-" removes, "" replaces. Returns (changed, failed UNCHANGEDSINCE).
 
-        All or nothing: a refusal ([LIMIT], a full disk) changes no message.
+        All or nothing: a refusal (TooManyKeywords, DiskFull) changes no message.
         """
         if mode not in ("+", "-", ""):
             raise ValueError(f"bad store mode {mode!r}")
@@ -311,7 +310,7 @@ class Mailbox:
             changed: list[MessageRecord] = []
             if pending:
                 if mode != "-":
-                    folder.add_keywords(wanted)  # [LIMIT] here, before any message changes
+                    folder.add_keywords(wanted)  # TooManyKeywords here, before any message changes
                 letters = [(entry, folder.letters(new, entry.name)) for entry, new in pending]
                 for entry in folder.relabel(letters):
                     record = self._record(entry)
@@ -385,7 +384,7 @@ class Mailbox:
 
     def _writable(self) -> None:
         if self.readonly:
-            raise MailboxError("[READ-ONLY] Mailbox was opened read-only")
+            raise ReadOnly()
 
     def _transfer(self, uids: Iterable[int], dest: Mailbox, *, remove: bool) -> list[tuple[int, int]]:
         source, target = self._folder, dest._folder
@@ -536,7 +535,7 @@ def _unlink_quietly(path: Path) -> None:
 
 @contextmanager
 def _refused_when_full(what: str, folder: Folder) -> Iterator[None]:
-    """A full disk (or file-system quota) is a refusal, NO [OVERQUOTA], not a server bug.
+    """A full disk (or file-system quota) is a refusal, DiskFull, not a server bug.
 
     The change was undone before the error arrives here; one line goes to the log.
     """
@@ -546,7 +545,7 @@ def _refused_when_full(what: str, folder: Folder) -> Iterator[None]:
         if exc.errno not in NO_SPACE_ERRNOS:
             raise
         log.warning("%s refused in %s: %s", what, folder.path, exc.strerror)
-        raise MailboxError(NO_SPACE) from None
+        raise DiskFull() from None
 
 
 def _save_recent(folder: Folder) -> None:

@@ -1,7 +1,7 @@
 """NOTIFY (RFC 5465): the command, and writing the news it asks for.
 
 cmd_notify reads the request (proto/imap/notifyargs.py), answers NOTIFY SET
-STATUS and gives the session a Watch (net/imap_notify.py), which keeps the
+STATUS and gives the session a Watch (imap/notify.py), which keeps the
 changes the client wants to hear of. tell() writes them when the client
 waits between commands or in IDLE: the selected mailbox's EXISTS, EXPUNGE and
 FETCH, a LIST for each folder made, deleted, renamed or (un)subscribed, a
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
-from hatoba.net.imap_cmd_common import is_utf8, mailbox_name, refresh_selected, status_response
-from hatoba.net.imap_cmd_message import FETCH_BATCH_BYTES
-from hatoba.net.imap_notify import MAX_EAGER_FETCH, MAX_WATCHED, Watch, watched_count
-from hatoba.net.imap_selected import SelectedMailbox
-from hatoba.net.imap_session import ImapSession
+from hatoba.imap.common import is_utf8, mailbox_name, refresh_selected, status_response
+from hatoba.imap.cmd_message import FETCH_BATCH_BYTES
+from hatoba.imap.notify import MAX_EAGER_FETCH, MAX_WATCHED, Watch, watched_count
+from hatoba.imap.selected import SelectedMailbox
 from hatoba.proto.imap import fetch as F
 from hatoba.proto.imap.notifyargs import (
     FLAG_CHANGE,
@@ -30,7 +30,11 @@ from hatoba.proto.imap.notifyargs import (
 from hatoba.proto.imap.reader import RawCommand
 from hatoba.proto.imap.types import FetchItem, MessageMeta
 from hatoba.store.changes import FLAGS, Change, NameChanged, in_folder
-from hatoba.store.mailboxes import MailboxError, MailboxInfo, MailboxStatus, UserMailboxes
+from hatoba.store.errors import MailboxError
+from hatoba.store.folder_tree import MailboxInfo, MailboxStatus, UserMailboxes
+
+if TYPE_CHECKING:
+    from hatoba.imap.session import ImapSession
 
 STATUS_ORDER = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ")
 # RFC 5465 §3.1: what the STATUS of NOTIFY SET STATUS must hold for each event ...

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hatoba.proto.imap import encode as E
-from hatoba.store.mailboxes import Mailbox, MessageRecord
+from hatoba.store.folder_tree import Mailbox, MessageRecord
 
 # FLAGS names these and the folder's keywords; PERMANENTFLAGS adds \* (keywords may be made).
 PERMANENT_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft", b"\\*")
@@ -31,7 +31,7 @@ class SelectedMailbox:
     recent_flag: bool = True  # \Recent and RECENT are IMAP4rev1 (RFC 3501 §2.3.2); IMAP4rev2 dropped them
     announced: tuple[str, ...] | None = None  # the keywords the last FLAGS response named
     _positions: dict[int, int] | None = None  # uid -> sequence number, rebuilt after changes
-    # SEARCH / SORT RETURN (UPDATE) contexts (RFC 5267 §4, net/imap_contexts.py), and the
+    # SEARCH / SORT RETURN (UPDATE) contexts (RFC 5267 §4, imap/contexts.py), and the
     # messages whose flags changed or that arrived since they were last brought up to date.
     contexts: list[Any] = field(default_factory=list)
     dirty: set[int] = field(default_factory=set)
