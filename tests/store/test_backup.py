@@ -415,3 +415,27 @@ def test_database_copy_is_consistent_while_users_are_added(config: Config, tmp_p
 def test_manifest_round_trip(config: Config, tmp_path: Path) -> None:
     made = make_backup(config, tmp_path / "backup")
     assert read_manifest(tmp_path / "backup") == made.manifest
+
+
+def test_files_outside_the_config_folder_go_back_to_their_place(home, tmp_path: Path) -> None:
+    shared = tmp_path / "shared" / "ca-bundle.pem"
+    shared.parent.mkdir()
+    shared.write_bytes((home.root / "tls" / "ca.crt").read_bytes())
+    text = home.config_path.read_text().replace('ca_file = "tls/ca.crt"', f'ca_file = "{shared}"')
+    assert str(shared) in text
+    home.config_path.write_text(text)
+    config = home.config()
+    made = make_backup(config, tmp_path / "backup")
+    assert "outside" + str(shared) in made.manifest.files
+    # Still there as it was: left alone, not in the way.
+    done = restore_backup(tmp_path / "backup", tmp_path / "a" / "hatoba.toml")
+    assert done.moved_aside == []
+    # Missing: put back where it was.
+    shared.unlink()
+    restore_backup(tmp_path / "backup", tmp_path / "b" / "hatoba.toml")
+    assert shared.read_bytes() == (home.root / "tls" / "ca.crt").read_bytes()
+    # Changed since: in the way.
+    shared.write_text("another bundle")
+    with pytest.raises(BackupError, match=r"ca-bundle.pem already exists"):
+        restore_backup(tmp_path / "backup", tmp_path / "c" / "hatoba.toml")
+    assert not (tmp_path / "c").exists()

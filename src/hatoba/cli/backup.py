@@ -6,6 +6,7 @@ The work is in store/backup.py; this prints what was copied.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from hatoba.cli.common import CliError, load_config
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     m = made.manifest
     d, mail, queue = m.directory, m.tallies["data/mail"], m.tallies["data/queue"]
     listed = sum(1 for name in m.files if not name.startswith("data/"))
-    print(f"backup of {m.source} written to {Path(args.dir).absolute()} and synced to disk "
+    print(f"backup of {m.source} written to {os.path.abspath(args.dir)} and synced to disk "
           f"in {made.seconds:.1f} s")
     print(f"  directory: {d['domains']} domains, {d['users']} users, {d['aliases']} aliases "
           f"(schema {d['schema_version']})")

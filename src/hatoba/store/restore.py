@@ -7,8 +7,9 @@ Rules:
   way. With `force` what is in the way is moved aside
   (NAME.before-restore-TIME), never deleted.
 - Where things go: the config to FILE; files from the config's folder into
-  FILE's folder; files from outside it to the same absolute path; the data
-  folder where the restored config puts it (relative: beside FILE).
+  FILE's folder; files from outside it to the same absolute path (left
+  alone where they are already there as they were: a system CA bundle, say);
+  the data folder where the restored config puts it (relative: beside FILE).
 - The config is written last, as `hatoba init` does: a restore that fails
   leaves no config to start half an instance with; what it wrote is removed
   and what it moved aside is put back.
@@ -31,7 +32,7 @@ from hatoba.store.api import DirectoryError
 from hatoba.store.backup import DATABASE
 from hatoba.store.directory import SCHEMA_VERSION, Directory
 from hatoba.store.folder_tree import renew_uidvalidities
-from hatoba.store.manifest import Manifest, read_manifest, verify
+from hatoba.store.manifest import Manifest, read_manifest, sha256_of, verify
 from hatoba.store.snapshot import BackupError, Copier, copy_tree, explained, is_message
 
 
@@ -90,7 +91,8 @@ def restore_backup(backup: Path, config_file: Path, *, force: bool = False,
     config_file = Path(os.path.abspath(config_file))
     root = config_file.parent
     data_dir = Path(os.path.abspath(root / manifest.data_dir))  # an absolute data_dir stays as it is
-    plan = _plan(manifest, root, data_dir)
+    plan = [(place, target) for place, target in _plan(manifest, root, data_dir)
+            if not (place.startswith("outside/") and _same_file(target, manifest.files[place]))]
     if backup == data_dir or backup.is_relative_to(data_dir):
         raise BackupError(f"{backup} is inside the data folder {data_dir} it would restore: move the backup elsewhere first")
     in_the_way = _in_the_way(config_file, data_dir, plan)
@@ -150,6 +152,13 @@ def _plan(manifest: Manifest, root: Path, data_dir: Path) -> list[tuple[str, Pat
         else:
             plan.append((place, data_dir / rest))
     return plan
+
+
+def _same_file(path: Path, entry: dict[str, object]) -> bool:
+    try:
+        return path.stat().st_size == entry["size"] and sha256_of(path) == entry["sha256"]
+    except OSError:
+        return False
 
 
 def _in_the_way(config_file: Path, data_dir: Path, plan: list[tuple[str, Path]]) -> list[Path]:

@@ -50,6 +50,7 @@ MAILDIR_PASSES = 2
 # links not allowed there (or not for this owner), too many links to one file.
 _LINK_REFUSALS = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP})
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+_EXPLAINED = _NO_SPACE | {errno.EACCES, errno.EPERM}  # describe() says more than strerror
 
 
 class BackupError(Exception):
@@ -72,6 +73,8 @@ def explained(action: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
+        if exc.filename is not None and action.endswith(str(exc.filename)) and exc.errno not in _EXPLAINED:
+            raise BackupError(f"{action}: {exc.strerror or exc}") from None  # the file is named already
         raise BackupError(f"{action}: {describe(exc)}") from None
     except sqlite3.Error as exc:
         if "full" in str(exc):
