@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test venv clean
+.PHONY: run test venv clean dist
 
 $(BIN)/hatoba: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,5 +22,12 @@ test: venv
 	@bash scripts/install-test-peers.sh
 	$(BIN)/pytest
 
+# A wheel in dist/: `pip install dist/hatoba-*.whl` installs hatoba on any machine
+# (its dependencies come from PyPI). pip builds it, in a throw-away build environment.
+dist: venv
+	rm -f dist/hatoba-*.whl
+	$(BIN)/pip wheel -q --disable-pip-version-check --no-deps -w dist .
+	@ls dist/hatoba-*.whl
+
 clean:
-	rm -rf $(VENV) demo build *.egg-info
+	rm -rf $(VENV) demo build dist *.egg-info src/*.egg-info

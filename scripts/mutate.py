@@ -107,6 +107,40 @@ MUTATIONS = [
         "PRAGMA synchronous=NORMAL",
         ("tests/durability/test_fsync_order.py",),
     ),
+    Mutation(
+        "backup-copy-fsync", "a file copied into a backup is fsynced before the backup says done",
+        "src/hatoba/store/snapshot.py",
+        "                os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))\n                os.fsync(fd)\n",
+        "                os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))\n",
+        ("tests/durability/test_backup_fsync.py",),
+    ),
+    Mutation(
+        "backup-folders-fsync", "every folder of a backup is fsynced before its manifest is written",
+        "src/hatoba/store/backup.py",
+        "            copier.finish()\n            write_manifest(dest, manifest)\n",
+        "            write_manifest(dest, manifest)\n",
+        ("tests/durability/test_backup_fsync.py",),
+    ),
+    Mutation(
+        "backup-mail-before-queue", "a backup copies the queue before the mail store (no message falls between)",
+        "src/hatoba/store/backup.py",
+        "        copy_queue(config.paths.queue_dir, dest / \"data\" / \"queue\", copier)\n"
+        "    steps[\"mail\"] = time.time()\n"
+        "    with explained(f\"cannot copy the mail store {config.paths.mail_dir}\"):\n"
+        "        vanished = copy_mail(config.paths.mail_dir, dest / \"data\" / \"mail\", copier)"
+        " if config.paths.mail_dir.is_dir() else 0\n",
+        "        vanished = copy_mail(config.paths.mail_dir, dest / \"data\" / \"mail\", copier)\n"
+        "        copy_queue(config.paths.queue_dir, dest / \"data\" / \"queue\", copier)\n"
+        "    steps[\"mail\"] = time.time()\n",
+        ("tests/durability/test_backup_fsync.py",),
+    ),
+    Mutation(
+        "backup-maildir-one-pass", "a message moved between folders during a backup is found",
+        "src/hatoba/store/snapshot.py",
+        "MAILDIR_PASSES = 2\n",
+        "MAILDIR_PASSES = 1\n",
+        ("tests/store/test_backup.py::test_expunges_and_moves_during_the_copy",),
+    ),
     # -- no password before TLS ------------------------------------------------------------------
     Mutation(
         "imap-authenticate-before-tls", "IMAP AUTHENTICATE is refused before STARTTLS",

@@ -25,6 +25,8 @@ SUBCOMMAND_MODULES = (
     "hatoba.cli.dkim",
     "hatoba.cli.cert",
     "hatoba.cli.auth",
+    "hatoba.cli.backup",
+    "hatoba.cli.restore",
 )
 
 

@@ -136,6 +136,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
+SCHEMA_VERSION = len(_MIGRATIONS)  # the version this hatoba writes (backups record it)
+
 
 def check_password(password: str) -> str:
     """Return the password as it is hashed, or raise DirectoryError saying why it is refused.

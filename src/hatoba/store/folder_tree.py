@@ -48,8 +48,10 @@ from hatoba.store.mailbox_view import Mailbox, MessageRecord, SyncResult, transf
 from hatoba.store.maildir import MaildirName, MaildirStore, host_part, unique_part
 from hatoba.store.uidlist import (
     SYSTEM_FLAGS,
+    UIDLIST,
     Folder,
     info_letters,
+    renew_uidvalidity,
 )
 
 __all__ = [
@@ -269,6 +271,25 @@ class UserMailboxes:
             return meta["last_uidvalidity"]  # type: ignore[no-any-return]
 
         return self._update_meta(bump)  # type: ignore[return-value]
+
+    def renew_uidvalidities(self) -> int:
+        """A new UIDVALIDITY for every folder (uidlist.renew_uidvalidity); returns how many changed."""
+        changed = 0
+        if not any(sel and (self._path(n) / UIDLIST).is_file() for n, sel in self._names().items()):
+            return 0  # never opened over IMAP: no UID was handed out
+
+        def renew(meta: dict) -> None:  # type: ignore[type-arg]
+            nonlocal changed
+            for name, selectable in self._names().items():
+                if not selectable:
+                    continue
+                value = renew_uidvalidity(self._path(name), max(int(time.time()), meta["last_uidvalidity"] + 1))
+                if value is not None:
+                    meta["last_uidvalidity"] = value  # a folder made later gets a higher one
+                    changed += 1
+
+        self._update_meta(renew)
+        return changed
 
     def _names(self) -> dict[str, bool]:
         """Every folder name -> selectable; parents that only exist through children are not."""
@@ -529,3 +550,18 @@ class UserMailboxes:
         used, limit = self.quota()
         if limit and used + extra > limit:
             raise OverQuota()
+
+
+def renew_uidvalidities(mail_root: Path) -> int:
+    """A new UIDVALIDITY for every folder of every user under DATA/mail (after a restore); returns how many."""
+    store = MailboxStore(mail_root)
+    changed = 0
+    for domain in sorted(_subfolders(mail_root)):
+        for local in sorted(_subfolders(domain)):
+            if (local / "Maildir" / "cur").is_dir():
+                changed += UserMailboxes(store, local / "Maildir").renew_uidvalidities()
+    return changed
+
+
+def _subfolders(path: Path) -> list[Path]:
+    return [Path(e.path) for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]

@@ -654,6 +654,50 @@ class Folder:
         return done
 
 
+def listed_stems(folder: Path) -> set[str]:
+    """The messages (stems) a folder's UID list names: files that were in cur/ when it was
+    written, or went since without the list knowing yet. Empty when there is no list."""
+    try:
+        lines = (folder / UIDLIST).read_text("utf-8", "surrogateescape").split("\n")[1:]
+    except FileNotFoundError:
+        return set()
+    stems = set()
+    for line in lines:
+        if line and not line.startswith("X "):
+            stems.add(line.split(" ", 2)[-1].split(":", 1)[0])
+    return stems
+
+
+def renew_uidvalidity(folder: Path, floor: int) -> int | None:
+    """Give a folder's UID list a new UIDVALIDITY, at least `floor` and above the old one.
+
+    UIDs, MODSEQs and names stay. For a folder restored from a backup, whose
+    UIDs handed out since the backup may be given again to other messages
+    (RFC 3501 §2.3.1.1: never within one UIDVALIDITY). Returns the value, or
+    None when the folder has no readable list (it gets a new one when opened).
+    No server may have the folder open: its state in memory would not know.
+    """
+    path = folder / UIDLIST
+    if not path.is_file():
+        return None
+    fd = os.open(folder / LOCKFILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            text = path.read_text("utf-8", "surrogateescape")
+        except FileNotFoundError:
+            return None
+        head, newline, rest = text.partition("\n")
+        fields = head.split()
+        if len(fields) < 4 or fields[0] != "V1" or not fields[1].isdigit():
+            return None
+        fields[1] = str(max(floor, int(fields[1]) + 1))
+        write_atomic(path, (" ".join(fields) + newline + rest).encode("utf-8", "surrogateescape"))
+        return int(fields[1])
+    finally:
+        os.close(fd)
+
+
 def _parse_keywords(path: Path) -> list[str | None]:
     found: dict[int, str] = {}
     try:
