@@ -247,18 +247,24 @@ def free_port_offset(names=(25, 587, 465, 110, 995, 143, 993, 80)) -> int:
 class ServerProcess:
     """`hatoba serve` as a child process (for kill -9 and outside clients)."""
 
-    def __init__(self, home: HatobaHome, port_offset: int) -> None:
+    def __init__(self, home: HatobaHome, port_offset: int, *, keep_root: bool = True,
+                 env: dict[str, str] | None = None) -> None:
+        """`keep_root`: see HatobaHome.keep_root; False runs the home as configured.
+        `env`: added to the server's environment."""
         self.home = home
         self.offset = port_offset
+        self.keep_root = keep_root
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = home.root / "serve.log"
 
     def start(self, timeout: float = 20.0) -> "ServerProcess":
-        self.home.keep_root()
+        if self.keep_root:
+            self.home.keep_root()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hatoba", "-c", str(self.home.config_path), "serve"],
-            stdout=self._log, stderr=subprocess.STDOUT,
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + timeout
         waiting = [25, 587, 465, 110, 995, 143, 993]  # every listener, not only the first bound

@@ -56,9 +56,14 @@ def run(args: argparse.Namespace) -> int:
     notifier = Notifier.from_environment()  # connected now: the socket may be root's alone
     if user is not None:
         _check_reach(config, user)
+    # Once bound, the ports take connections (into the backlog) and clients may
+    # think the server is up; a SIGHUP or SIGTERM then must wait for the event
+    # loop's handlers instead of killing the process (their default action).
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     try:
         sockets = bind_all(served_listeners(config))
     except OSError as exc:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         raise CliError(f"cannot start: {exc.strerror or exc} (is another server using the port?)") from None
     try:
         if user is not None:
@@ -72,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"cannot start: {exc.strerror or exc}{where}") from None
     finally:
         close_all(sockets)  # those the server took are closed already
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return 0
+
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _check_reach(config: Config, user: ServiceUser) -> None:
@@ -189,6 +198,9 @@ async def _serve(config: Config, sockets: dict[str, list[socket.socket]], notifi
             notifier.ready()
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    # Handled from here on (those that came since the ports were bound too); unblocked
+    # before the delivery process starts, which would inherit the mask.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     await server.start(sockets)
     _settle_garbage_collector()
     if not dropped:
