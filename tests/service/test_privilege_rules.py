@@ -80,12 +80,28 @@ def test_give_to_changes_links_not_what_they_point_at(tmp_path: Path) -> None:
     outside.write_text("root's")
     (data / "planted").symlink_to(outside)
     (data / "mail" / "dir-link").symlink_to(tmp_path, target_is_directory=True)
-    assert give_to(data, user.uid, user.gid) == 6  # data, mail, new, 1, planted, dir-link
+    os.mkfifo(data / "fifo")
+    given = give_to(data, user.uid, user.gid)
+    assert (given.changed, given.left) == (6, 1)  # data, mail, new, 1, planted, dir-link; not the fifo
     for path in (data, data / "mail", data / "mail" / "new", data / "mail" / "new" / "1",
                  data / "planted", data / "mail" / "dir-link"):
         assert os.lstat(path).st_uid == user.uid, path
-    assert outside.stat().st_uid == 0 and tmp_path.stat().st_uid == 0
-    assert give_to(data, user.uid, user.gid) == 0  # nothing left to change
+    assert outside.stat().st_uid == 0 and tmp_path.stat().st_uid == 0 and os.lstat(data / "fifo").st_uid == 0
+    assert give_to(data, user.uid, user.gid).changed == 0  # nothing left to change
+
+
+def test_give_to_leaves_a_file_with_several_names_unless_the_kernel_protects_links(tmp_path: Path) -> None:
+    user = service_account()
+    data = tmp_path / "data"
+    data.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("root's own")
+    os.link(elsewhere, data / "linked")  # as a planted hard link would be
+    given = give_to(data, user.uid, user.gid)
+    protected = Path("/proc/sys/fs/protected_hardlinks").read_text().strip() == "1"
+    # Protected: nobody but root could have made the link, so it is hatoba's to take.
+    assert elsewhere.stat().st_uid == (user.uid if protected else 0)
+    assert given.left == (0 if protected else 1)
 
 
 def test_unreachable_names_the_first_folder_or_file(tmp_path: Path) -> None:

@@ -108,13 +108,17 @@ def _become(config: Config, user: ServiceUser) -> None:
     data = config.paths.data_dir
     if not data.exists():
         data.mkdir(mode=0o700, parents=True)
-    changed = give_to(data, user.uid, user.gid)
+    given = give_to(data, user.uid, user.gid)
     try:
         drop(user)
     except PrivilegeError as exc:
         raise CliError(str(exc)) from None
-    if changed:
-        log.info("gave %d file(s) in %s back to user %s (made by commands run as root)", changed, data, user.name)
+    if given.changed:
+        log.info("gave %d file(s) in %s back to user %s (made by commands run as root)", given.changed, data, user.name)
+    if given.left:
+        log.warning("left %d entries in %s to others than user %s: special files, or files with several names "
+                    "(fs.protected_hardlinks is off); chown them to %s if they are hatoba's",
+                    given.left, data, user.name, user.name)
     log.info("running as user %s (uid %d, gid %d)", user, user.uid, user.gid)
 
 
