@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from support.harness import TEST_USER
-from support.service import open_for, service_account
+from support.service import service_account
 
 from hatoba.config.schema import ServerConfig
 from hatoba.system.ownership import give_to
@@ -104,23 +104,21 @@ def test_give_to_leaves_a_file_with_several_names_unless_the_kernel_protects_lin
     assert given.left == (0 if protected else 1)
 
 
-def test_unreachable_names_the_first_folder_or_file(tmp_path: Path) -> None:
+def test_unreachable_names_the_first_folder_or_file(service_dir: Path) -> None:
     user = service_account()
-    locked = tmp_path / "locked"
+    locked = service_dir / "locked"
     (locked / "inner").mkdir(parents=True)
     os.chmod(locked, 0o700)
-    secret = tmp_path / "secret"
+    secret = service_dir / "secret"
     secret.write_text("k")
     os.chmod(secret, 0o600)
-    with open_for(tmp_path):  # pytest's own folders are root's 0700 too
-        assert unreachable(user, [(locked / "inner" / "x.toml", os.R_OK)]) == (
-            f"user {TEST_USER} cannot reach {locked} (mode 0700, owner root), on the way to {locked}/inner/x.toml; "
-            f"let it pass (chmod o+x {locked}) or move what it holds elsewhere"
-        )
-        assert unreachable(user, [(tmp_path / "missing", os.R_OK), (secret, os.R_OK)]) == (
-            f"user {TEST_USER} cannot read {secret} (mode 0600, owner root); "
-            f"give it to that user: chown {TEST_USER} {secret}"
-        )
-        os.chmod(secret, 0o644)
-        assert unreachable(user, [(secret, os.R_OK)]) is None
+    assert unreachable(user, [(locked / "inner" / "x.toml", os.R_OK)]) == (
+        f"user {TEST_USER} cannot reach {locked} (mode 0700, owner root), on the way to {locked}/inner/x.toml; "
+        f"let it pass (chmod o+x {locked}) or move what it holds elsewhere"
+    )
+    assert unreachable(user, [(service_dir / "missing", os.R_OK), (secret, os.R_OK)]) == (
+        f"user {TEST_USER} cannot read {secret} (mode 0600, owner root); give it to that user: chown {TEST_USER} {secret}"
+    )
+    os.chmod(secret, 0o644)
+    assert unreachable(user, [(secret, os.R_OK)]) is None
     assert stat.S_IMODE(locked.stat().st_mode) == 0o700

@@ -93,15 +93,15 @@ def test_ready_reloading_stopping(tmp_path: Path, kind: str) -> None:
     assert "NOTIFY_SOCKET" not in log and "Traceback" not in log
 
 
-def test_the_service_user_still_reaches_a_socket_only_root_may_open(tmp_path: Path) -> None:
+def test_the_service_user_still_reaches_a_socket_only_root_may_open(service_dir: Path) -> None:
     """The socket is connected before root is dropped: systemd's is root's, and so is this one."""
     service_account()
     offset = free_port_offset()
-    home = make_home(tmp_path / "h", port_offset=offset)
-    private = tmp_path / "private"
+    home = make_home(service_dir / "h", port_offset=offset)
+    private = service_dir / "private"
     private.mkdir(mode=0o700)
     manager = Manager(str(private / "notify"))
-    with open_for(home.root):
+    with open_for():  # the interpreter
         proc = start(home, {"NOTIFY_SOCKET": str(private / "notify")})
         try:
             handshake(manager, proc, offset)

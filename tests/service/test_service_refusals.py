@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from support.harness import TEST_USER, _merge_config, free_port_offset, make_home
-from support.service import open_for, service_account
+from support.service import service_account
 
 from hatoba.system.accounts import useradd_line
 
@@ -27,26 +27,24 @@ def refusal(run: subprocess.CompletedProcess[str]) -> str:
     return run.stderr.removeprefix("hatoba: ").rstrip("\n")
 
 
-def test_an_instance_under_a_0700_folder_of_roots_is_refused_naming_it(tmp_path: Path) -> None:
+def test_an_instance_under_a_0700_folder_of_roots_is_refused_naming_it(service_dir: Path) -> None:
     service_account()
-    locked = tmp_path / "locked"
+    locked = service_dir / "locked"  # the user may pass service_dir, not this
     locked.mkdir(mode=0o700)
     home = make_home(locked / "h", port_offset=free_port_offset())
-    with open_for(tmp_path):  # pytest's own folders may be passed; `locked` may not
-        message = refusal(serve(home.config_path))
+    message = refusal(serve(home.config_path))
     assert message == (
         f"user {TEST_USER} cannot reach {locked} (mode 0700, owner root), on the way to {home.config_path}; "
         f"let it pass (chmod o+x {locked}) or move what it holds elsewhere"
     )
 
 
-def test_a_key_the_service_user_cannot_read_is_refused(tmp_path: Path) -> None:
+def test_a_key_the_service_user_cannot_read_is_refused(service_dir: Path) -> None:
     service_account()
-    home = make_home(tmp_path / "h", port_offset=free_port_offset())
+    home = make_home(service_dir / "h", port_offset=free_port_offset())
     key = home.root / "tls" / "server.key"
     os.chown(key, 0, 0)  # root's: the user could not re-read it on SIGHUP
-    with open_for(home.root):
-        message = refusal(serve(home.config_path))
+    message = refusal(serve(home.config_path))
     assert message == (
         f"user {TEST_USER} cannot read {key} (mode 0600, owner root); give it to that user: chown {TEST_USER} {key}"
     )

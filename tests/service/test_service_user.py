@@ -5,7 +5,8 @@ The real thing: `hatoba serve` as a child process, started as root with
 of the server and of its delivery process runs as; SMTP in, IMAP and POP3
 out, one delivery to a peer on loopback (DKIM-signed with a key made by a
 command run as root) and a SIGHUP reload show that the user can do all its
-work. Files that commands run as root left behind are the user's afterwards.
+work. Files that commands run as root left behind are the user's afterwards;
+the log file stays root's and both processes write to it.
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ def owner_and_mode(path: Path) -> tuple[int, int]:
     return st.st_uid, stat.S_IMODE(st.st_mode)
 
 
-def test_every_process_runs_as_the_service_user_while_mail_flows(tmp_path: Path) -> None:
+def test_every_process_runs_as_the_service_user_while_mail_flows(service_dir: Path) -> None:
     user = service_account()
     offset = free_port_offset()
     with ScriptedSmtp() as peer:
-        home = make_home(tmp_path / "h", port_offset=offset, extra_config=(
-            f'[delivery.routes]\n"peer.example" = "[127.0.0.1]:{peer.port}"\n'
+        home = make_home(service_dir / "h", port_offset=offset, extra_config=(
+            f'[delivery.routes]\n"peer.example" = "[127.0.0.1]:{peer.port}"\n[log]\nfile = "hatoba.log"\n'
         ))
         data = home.root / "data"
         # Commands run as root leave root's files in the data folder, and the
@@ -49,7 +50,7 @@ def test_every_process_runs_as_the_service_user_while_mail_flows(tmp_path: Path)
         [dkim_key] = (data / "dkim").rglob("*.key")
         assert owner_and_mode(dkim_key) == (0, 0o600)
         os.chown(data, 0, 0)
-        with open_for(home.root), ServerProcess(home, offset, keep_root=False) as server:
+        with open_for(), ServerProcess(home, offset, keep_root=False) as server:  # open_for: the interpreter
             serve_pid = server.proc.pid
             assert wait_for(lambda: len(children(serve_pid)) == 1), "the delivery process did not start"
             processes = [serve_pid, *children(serve_pid)]
@@ -86,6 +87,11 @@ def test_every_process_runs_as_the_service_user_while_mail_flows(tmp_path: Path)
             _all_run_as([serve_pid, *children(serve_pid)], user)
         assert server.proc.returncode == 0
 
+    # The log file is root's, opened before the drop; the delivery process writes to it through
+    # the server's descriptor.
+    log_file = home.root / "hatoba.log"
+    assert owner_and_mode(log_file)[0] == 0
+    assert "delivered" in log_file.read_text() and "to=<friend@peer.example>" in log_file.read_text()
     log = server.log_path.read_text()
     assert f"running as user {user.name} (uid {user.uid}, gid {user.gid})" in log
     assert f"back to user {user.name}" in log and "Traceback" not in log

@@ -4,15 +4,19 @@ pass, and what /proc says each process runs as.
 Started as root, `hatoba serve` drops to [server] user (support.harness.TEST_USER
 for homes made as root) and refuses to start when that user cannot reach its
 config, data or interpreter. pytest's temporary folders are root's and 0700,
-and the interpreter may live under /root: `open_for` lets the user pass them
-(search permission only, o+x, as tests/interop/postfix_peer.py does for
-Postfix) and puts the modes back afterwards.
+and every pytest run tightens them again when it starts (another run may
+start while a test runs): homes served as the user live in `service_dir`, a
+folder of their own in /tmp. The interpreter may live under /root: `open_for`
+lets the user pass (search permission only, o+x, as tests/interop/postfix_peer.py
+does for Postfix) and puts the modes back afterwards.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +41,17 @@ def service_account() -> ServiceUser:
     user = service_user(ServerConfig(hostname="-", user=TEST_USER))
     assert user is not None and user.uid != 0
     return user
+
+
+@pytest.fixture
+def service_dir() -> Iterator[Path]:
+    """An empty folder the service user may pass (root's, 0711), removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="hatoba-service-"))
+    os.chmod(folder, 0o711)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
