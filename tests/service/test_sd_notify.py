@@ -55,6 +55,17 @@ def accepts(port: int) -> bool:
         return False
 
 
+def serve_under(home, manager: Manager, offset: int) -> None:  # type: ignore[no-untyped-def]
+    """`hatoba serve` told to speak to `manager`, through the whole handshake."""
+    proc = start(home, {"NOTIFY_SOCKET": manager.address})
+    try:
+        handshake(manager, proc, offset)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        manager.close()
+
+
 def handshake(manager: Manager, proc: subprocess.Popen[bytes], offset: int) -> None:
     """READY=1 first, once every port accepts; RELOADING/READY around two SIGHUPs; STOPPING=1."""
     ready = manager.next()
@@ -81,14 +92,7 @@ def test_ready_reloading_stopping(tmp_path: Path, kind: str) -> None:
     home = make_home(tmp_path / "h", port_offset=offset)
     home.keep_root()  # root or not, this is about the handshake
     address = str(tmp_path / "notify") if kind == "path" else f"@hatoba-test-{uuid.uuid4().hex}"
-    manager = Manager(address)
-    proc = start(home, {"NOTIFY_SOCKET": address})
-    try:
-        handshake(manager, proc, offset)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        manager.close()
+    serve_under(home, Manager(address), offset)
     log = (home.root / "serve.log").read_text()
     assert "NOTIFY_SOCKET" not in log and "Traceback" not in log
 
@@ -100,15 +104,8 @@ def test_the_service_user_still_reaches_a_socket_only_root_may_open(service_dir:
     home = make_home(service_dir / "h", port_offset=offset)
     private = service_dir / "private"
     private.mkdir(mode=0o700)
-    manager = Manager(str(private / "notify"))
     with open_for():  # the interpreter
-        proc = start(home, {"NOTIFY_SOCKET": str(private / "notify")})
-        try:
-            handshake(manager, proc, offset)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            manager.close()
+        serve_under(home, Manager(str(private / "notify")), offset)
     assert "running as user" in (home.root / "serve.log").read_text()
 
 

@@ -59,14 +59,9 @@ def _walk(dir_fd: int, uid: int, gid: int, result: Given, links_protected: bool)
             names = [(entry.name, entry.stat(follow_symlinks=False)) for entry in entries]
         for name, st in names:
             if stat.S_ISDIR(st.st_mode):
-                try:
-                    sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-                except OSError as exc:
-                    if exc.errno not in _SWAPPED:
-                        raise
-                    result.left += 1  # gone, or swapped for a link, since it was listed
-                    continue
-                _walk(sub, uid, gid, result, links_protected)
+                sub = _open(name, _DIR_FLAGS, dir_fd, result)
+                if sub is not None:
+                    _walk(sub, uid, gid, result, links_protected)
                 continue
             if (st.st_uid, st.st_gid) == (uid, gid):
                 continue
@@ -82,12 +77,8 @@ def _walk(dir_fd: int, uid: int, gid: int, result: Given, links_protected: bool)
 
 
 def _give_file(dir_fd: int, name: str, uid: int, gid: int, result: Given, links_protected: bool) -> None:
-    try:
-        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno not in _SWAPPED:
-            raise
-        result.left += 1  # gone, or swapped for a link, since it was listed
+    fd = _open(name, _FILE_FLAGS, dir_fd, result)
+    if fd is None:
         return
     try:
         st = os.fstat(fd)
@@ -98,6 +89,18 @@ def _give_file(dir_fd: int, name: str, uid: int, gid: int, result: Given, links_
         result.changed += 1
     finally:
         os.close(fd)
+
+
+def _open(name: str, flags: int, dir_fd: int, result: Given) -> int | None:
+    """`name` in `dir_fd`, links not followed; None (counted as left) when it is
+    gone, or was swapped for a link, since it was listed."""
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno not in _SWAPPED:
+            raise
+        result.left += 1
+        return None
 
 
 def _links_protected() -> bool:
