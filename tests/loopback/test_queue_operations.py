@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
-import time
 
 from support.harness import ServerThread, _merge_config, wait_for
 

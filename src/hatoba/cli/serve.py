@@ -31,6 +31,9 @@ from hatoba.system.privileges import ServiceUser
 
 log = logging.getLogger(__name__)
 
+# Blocked from the bind until the event loop handles them (see run).
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("serve", help="run the mail server in the foreground")
@@ -79,9 +82,6 @@ def run(args: argparse.Namespace) -> int:
         close_all(sockets)  # those the server took are closed already
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return 0
-
-
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _check_reach(config: Config, user: ServiceUser) -> None:
@@ -193,13 +193,20 @@ async def _serve(config: Config, sockets: dict[str, list[socket.socket]], notifi
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    ready = False  # a reload is told to the manager only between READY=1 and STOPPING=1
+
     def reload() -> None:
         # Runs on the event loop, so a second SIGHUP waits for this reload to end.
-        notifier.reloading()
+        if stop.is_set():
+            return
+        told = ready
+        if told:
+            notifier.reloading()
         try:
             server.reload_tls()
         finally:
-            notifier.ready()
+            if told:
+                notifier.ready()
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     # Handled from here on (those that came since the ports were bound too); unblocked
@@ -211,6 +218,7 @@ async def _serve(config: Config, sockets: dict[str, list[socket.socket]], notifi
         _say_who_runs(config)
     log.info("hatoba is running as %s; stop with Ctrl-C or SIGTERM", config.server.hostname)
     notifier.ready(f"serving {', '.join(server.bound)}")
+    ready = True
     await stop.wait()
     notifier.stopping()
     log.info("stopping")
