@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the outside programs the interop tests talk to (Debian/Ubuntu):
 # postfix (a real peer MTA; smtp-source for bench/), swaks, openssl, curl,
-# fetchmail (a real POP3 client), isync (mbsync) and mutt (real IMAP clients).
+# fetchmail (a real POP3 client), isync (mbsync) and mutt (real IMAP clients),
+# systemd (systemd-analyze verifies the unit; nothing is started).
 # A no-op when they are all present; otherwise needs root (or sudo) and apt.
 # Postfix is installed unconfigured ("No configuration"): the tests run
 # private instances and never touch the system one.
 set -euo pipefail
 
-declare -A wanted=([postfix]=postfix [swaks]=swaks [openssl]=openssl [curl]=curl [fetchmail]=fetchmail [mbsync]=isync [mutt]=mutt)
+declare -A wanted=([postfix]=postfix [swaks]=swaks [openssl]=openssl [curl]=curl [fetchmail]=fetchmail [mbsync]=isync [mutt]=mutt [systemd-analyze]=systemd)
 missing=()
 for cmd in "${!wanted[@]}"; do
   # postfix lives in /usr/sbin, which is not on every user's PATH.

@@ -15,8 +15,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-# needs(program) markers: skip where a peer is missing, fail under HATOBA_REQUIRE_PEERS=1.
-pytest_plugins = ["support.peers"]
+# needs(program) markers: skip where a peer is missing, fail under HATOBA_REQUIRE_PEERS=1;
+# service_dir, a folder for homes served as the service user (tests/service).
+pytest_plugins = ["support.peers", "support.service"]
 
 
 @pytest.fixture

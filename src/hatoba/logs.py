@@ -6,12 +6,16 @@ Two channels (as chasquid has):
   deferred, auth, connect, disconnect), stable for operators and fail2ban;
 - the debug trace, logger "hatoba.trace" at DEBUG: wire lines, with secrets
   redacted in the one place wire lines are logged (trace_line).
+
+Under systemd (stderr is the journal stream) lines carry an sd-daemon `<N>`
+priority and no time stamp: journald adds both to each entry.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -30,19 +34,58 @@ class _SessionFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO", file: Path | None = None) -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s [%(session)s] %(name)s: %(message)s")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if file is not None:
-        handlers.append(logging.FileHandler(file))
+_FORMAT = "%(levelname)s [%(session)s] %(name)s: %(message)s"
+
+# sd-daemon(3) priority prefixes: journald files each line under its level.
+_PRIORITIES = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+
+class _JournalFormatter(logging.Formatter):
+    """For stderr read by journald: no time stamp (the journal adds its own) and
+    `<N>` before every line, so a traceback's lines keep their record's level."""
+
+    def __init__(self) -> None:
+        super().__init__(_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{_PRIORITIES.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)}>"
+        return "\n".join(prefix + line for line in super().format(record).split("\n"))
+
+
+def stderr_is_journal() -> bool:
+    """Whether stderr is systemd's journal stream: $JOURNAL_STREAM names its device and
+    inode (systemd.exec(5)); a redirected stderr no longer matches."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+        return (st.st_dev, st.st_ino) == (int(device), int(inode))
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
+def setup_logging(level: str = "INFO", file: Path | None = None, *, file_fd: int | None = None) -> logging.Handler | None:
+    """Log to stderr (journal form under systemd) and to `file`, or to the open
+    descriptor `file_fd` of it (the delivery process gets the server's, opened
+    before root was dropped). Returns the file's handler."""
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(_JournalFormatter() if stderr_is_journal() else logging.Formatter("%(asctime)s " + _FORMAT))
+    handlers: list[logging.Handler] = [stderr]
+    to_file: logging.Handler | None = None
+    if file_fd is not None:
+        to_file = logging.StreamHandler(open(file_fd, "a", encoding="utf-8", closefd=True))
+    elif file is not None:
+        to_file = logging.FileHandler(file)
+    if to_file is not None:
+        to_file.setFormatter(logging.Formatter("%(asctime)s " + _FORMAT))
+        handlers.append(to_file)
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
     for h in handlers:
-        h.setFormatter(fmt)
         h.addFilter(_SessionFilter())
         root.addHandler(h)
     root.setLevel(level.upper())
+    return to_file
 
 
 def quote(value: object) -> str:

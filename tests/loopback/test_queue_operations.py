@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
-import time
 
 from support.harness import ServerThread, _merge_config, wait_for
 
@@ -76,6 +75,7 @@ def test_serve_refuses_a_relayhost_password_file_others_can_read(hatoba_home):
         '[delivery]\nrelayhost = "[smtp.provider.example]:587"\nrelayhost_username = "me"\n'
         f'relayhost_password_file = "{secret}"\n'
     ))
+    hatoba_home.keep_root()
     r = hatoba_home.cli("serve")
     assert r.returncode == 1
     assert "relay-password" in r.stderr and "chmod 600" in r.stderr

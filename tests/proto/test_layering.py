@@ -16,6 +16,9 @@ FORBIDDEN = {
     "pki": {"hatoba.net", "hatoba.imap", "hatoba.store", "hatoba.queue", "hatoba.cli"},
     # hatoba.imap is built on net (streams, TLS, logins); net must not need it back.
     "net": {"hatoba.imap"},
+    # Privileges, accounts and the unit are called by cli/ and the server, never the reverse.
+    "system": {"asyncio", "socket", "ssl", "hatoba.net", "hatoba.imap", "hatoba.store", "hatoba.queue",
+               "hatoba.delivery", "hatoba.cli"},
     "imap": {"hatoba.cli", "hatoba.queue", "hatoba.delivery", "hatoba.net.server", "hatoba.net.smtp_session",
              "hatoba.net.pop3_session"},
 }

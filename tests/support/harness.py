@@ -32,6 +32,10 @@ ALIASES = {
 }
 
 
+# The unprivileged user homes made as root run as (hatoba init creates it if missing).
+TEST_USER = "hatoba-test"
+
+
 @dataclass
 class HatobaHome:
     root: Path
@@ -73,6 +77,13 @@ class HatobaHome:
                 return msgs
             time.sleep(0.02)
 
+    def keep_root(self) -> None:
+        """Run as root, a server started from this home stays root (`allow_root`): tests
+        write into the home as root while it runs, and the interpreter may live where an
+        unprivileged user cannot reach. tests/service/ tests the drop to the service user."""
+        if os.geteuid() == 0:
+            _merge_config(self.config_path, '[server]\nuser = ""\nallow_root = true\n')
+
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "hatoba", "-c", str(self.config_path), *args],
@@ -99,6 +110,8 @@ def make_home(root: Path, *, port_offset: int = 0, extra_config: str = "") -> Ha
     from hatoba.store.directory import Directory
 
     args = ["init", str(root), "--hostname", "mail.example.test", "--domain", "example.test"]
+    if os.geteuid() == 0:  # as an operator would: a service user owns the data (made if missing)
+        args += ["--user", TEST_USER]
     if port_offset:
         args += ["--port-offset", str(port_offset)]
     assert hatoba_main(args) == 0
@@ -234,17 +247,24 @@ def free_port_offset(names=(25, 587, 465, 110, 995, 143, 993, 80)) -> int:
 class ServerProcess:
     """`hatoba serve` as a child process (for kill -9 and outside clients)."""
 
-    def __init__(self, home: HatobaHome, port_offset: int) -> None:
+    def __init__(self, home: HatobaHome, port_offset: int, *, keep_root: bool = True,
+                 env: dict[str, str] | None = None) -> None:
+        """`keep_root`: see HatobaHome.keep_root; False runs the home as configured.
+        `env`: added to the server's environment."""
         self.home = home
         self.offset = port_offset
+        self.keep_root = keep_root
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = home.root / "serve.log"
 
     def start(self, timeout: float = 20.0) -> "ServerProcess":
+        if self.keep_root:
+            self.home.keep_root()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hatoba", "-c", str(self.home.config_path), "serve"],
-            stdout=self._log, stderr=subprocess.STDOUT,
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + timeout
         waiting = [25, 587, 465, 110, 995, 143, 993]  # every listener, not only the first bound

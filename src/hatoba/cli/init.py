@@ -1,4 +1,6 @@
-"""`hatoba init DIR --hostname HOST`: a complete, working setup in one folder.
+"""`hatoba init DIR --hostname HOST`: a complete, working setup in one folder;
+`hatoba init --system`: the same laid out as a system service (/etc/hatoba,
+/var/lib/hatoba, the systemd unit; see cli/init_service.py).
 
 Rules:
 - Never overwrites anything: an existing DIR/hatoba.toml or key is an error.
@@ -7,6 +9,10 @@ Rules:
 - Secrets are private from their first byte: tls/ and data/ are 0700, keys
   and the directory database 0600; such folders that already existed are
   tightened to that mode.
+- Run as root, init creates the service user (`--user`, default hatoba) if
+  missing and gives it the data folder and the server's keys; the config
+  stays root's (readable by the user's group), and so does the CA key, which
+  the server never needs.
 """
 
 from __future__ import annotations
@@ -18,9 +24,9 @@ import stat
 from pathlib import Path
 
 from hatoba.cli.common import CliError
+from hatoba.cli.init_service import Layout, Owner
 from hatoba.config.schema import STANDARD_PORTS
 
-CONFIG_NAME = "hatoba.toml"
 # The listeners this version runs (net/server.py SERVED_LISTENERS; http comes later).
 SERVING = ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps")
 
@@ -31,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="create a new setup: config, private CA and certificate, data folder",
         description="Create DIR/hatoba.toml, DIR/tls (a private CA and a server certificate) and DIR/data.",
     )
-    p.add_argument("dir", metavar="DIR", help="folder for the new setup (created if missing)")
+    p.add_argument("dir", metavar="DIR", nargs="?", help="folder for the new setup (created if missing)")
     p.add_argument("--hostname", required=True, metavar="HOST", help="this server's DNS name, e.g. mail.example.org")
     p.add_argument("--domain", metavar="DOMAIN", help="a first local domain to receive mail for")
     p.add_argument(
@@ -39,13 +45,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="listen on each standard port + N (e.g. 10000: 10025, 10587...); implies --bind 127.0.0.1",
     )
     p.add_argument("--bind", metavar="ADDR", help="IP address to listen on (default 0.0.0.0, or 127.0.0.1 with --port-offset)")
+    p.add_argument(
+        "--user", metavar="NAME",
+        help='the user serve runs as when started as root, created if missing (default: hatoba when run as '
+             'root or with --system, else ""; "" = stay as started)',
+    )
+    p.add_argument(
+        "--system", action="store_true",
+        help="instead of DIR: /etc/hatoba (config, tls), /var/lib/hatoba (data), the user and the systemd unit",
+    )
+    p.add_argument(
+        "--root", metavar="DIR",
+        help="with --system: lay it all out under DIR instead of / (a trial or an image; the files name the paths under DIR)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from hatoba.cli.init_service import choose_layout, give_to_owner, install_unit, owner_for, reach_note
     from hatoba.config.validate import hostname_problem
 
-    root = Path(args.dir).absolute()
+    layout = choose_layout(args)
     problem = hostname_problem(args.hostname)
     if problem:
         raise CliError(f"--hostname: {problem}")
@@ -53,21 +73,31 @@ def run(args: argparse.Namespace) -> int:
     domain = _check_domain(args.domain) if args.domain else None
     offset = _check_offset(args.port_offset)
     bind = _check_bind(args.bind) if args.bind else ("127.0.0.1" if offset else "0.0.0.0")
-    config_file = root / CONFIG_NAME
+    config_file = layout.config_file
     if config_file.exists():
         raise CliError(f"{config_file} already exists; hatoba init never overwrites a setup")
-    if root.exists() and not root.is_dir():
-        raise CliError(f"{root} exists and is not a folder; choose another DIR")
+    if layout.config_dir.exists() and not layout.config_dir.is_dir():
+        raise CliError(f"{layout.config_dir} exists and is not a folder; choose another DIR")
+    user, owner = owner_for(args, layout)  # creates the user when run as root
 
     made = _Made()
     try:
-        _create(root, hostname, domain, bind, offset, made)
+        _create(layout, hostname, domain, made)
+        if owner is not None:
+            give_to_owner(layout, owner)
+        if layout.unit is not None:
+            install_unit(layout, made)
+        _write_config(layout, hostname, bind, offset, user, owner, made)
     except BaseException:
         made.remove()
         raise
-    _print_summary(root, hostname, domain, bind, offset)
+    _print_summary(layout, hostname, domain, bind, offset, user)
     for path, old, new in made.tightened:
         print(f"tightened {path} from mode {old:04o} to {new:04o}: only the server may read or change it")
+    if owner is not None:
+        note = reach_note(layout, owner)
+        if note:
+            print(f"warning: {note}; hatoba serve refuses to start until then")
     return 0
 
 
@@ -115,6 +145,15 @@ class _Made:
             self.tightened.append((path, old, mode))
         return path
 
+    def tree(self, path: Path, mode: int) -> Path:
+        """`path` and its missing parents, each made with `mode` (existing ones untouched)."""
+        missing = [p for p in [path, *path.parents] if not p.exists()]
+        for folder in reversed(missing):
+            folder.mkdir(mode=mode)
+            os.chmod(folder, mode)
+            self.paths.append(folder)
+        return path
+
     def file(self, path: Path) -> Path:
         self.paths.append(path)
         return path
@@ -130,20 +169,18 @@ class _Made:
                 pass  # best effort: the error that made us undo is the one to report
 
 
-def _create(root: Path, hostname: str, domain: str | None, bind: str, offset: int, made: _Made) -> None:
+def _create(layout: Layout, hostname: str, domain: str | None, made: _Made) -> None:
     try:
-        if not root.is_dir():
-            root.mkdir(mode=0o755, parents=True)
-            made.paths.append(root)
-        tls = made.folder(root / "tls", 0o700)
+        made.tree(layout.config_dir, 0o755)
+        tls = made.folder(layout.tls_dir, 0o700)
         _write_pki(tls, hostname, made)
-        data = made.folder(root / "data", 0o700)
+        made.tree(layout.data_dir.parent, 0o755)
+        data = made.folder(layout.data_dir, 0o700)
         made.folder(data / "mail", 0o700)
         made.folder(data / "queue", 0o700)
     except OSError as exc:
-        raise CliError(f"cannot create {exc.filename or root}: {exc.strerror or exc}") from None
+        raise CliError(f"cannot create {exc.filename or layout.config_dir}: {exc.strerror or exc}") from None
     _make_directory(data / "directory.sqlite3", domain, made)
-    _write_config(root, hostname, bind, offset, made)
 
 
 def _write_pki(tls: Path, hostname: str, made: _Made) -> None:
@@ -187,41 +224,54 @@ def _make_directory(db: Path, domain: str | None, made: _Made) -> None:
         raise CliError(str(exc)) from None
 
 
-def _write_config(root: Path, hostname: str, bind: str, offset: int, made: _Made) -> None:
+def _write_config(layout: Layout, hostname: str, bind: str, offset: int, user: str,
+                  owner: Owner | None, made: _Made) -> None:
     from hatoba.config.load import ConfigError, load_config
     from hatoba.config.template import render_config
     from hatoba.pki.keys import write_new_file
 
-    path = root / "hatoba.toml"
+    path = layout.config_file
+    text = render_config(hostname, bind, offset, user=user, data_dir=layout.data_setting)
     try:
-        write_new_file(path, render_config(hostname, bind, offset).encode(), 0o644)
+        # Root's file, readable by the service user's group: it may hold a relayhost password.
+        write_new_file(path, text.encode(), 0o644 if owner is None else 0o640)
+        made.file(path)
+        if owner is not None:
+            os.chown(path, 0, owner.gid)
     except FileExistsError:
         raise CliError(f"{path} already exists; hatoba init never overwrites a setup") from None
     except OSError as exc:
         raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
-    made.file(path)
     try:
         load_config(path)  # what init writes must start as it is
     except ConfigError as exc:
         raise CliError(f"the new config does not load: {exc}") from None
 
 
-def _print_summary(root: Path, hostname: str, domain: str | None, bind: str, offset: int) -> None:
-    config = root / CONFIG_NAME
+def _print_summary(layout: Layout, hostname: str, domain: str | None, bind: str, offset: int, user: str) -> None:
+    config = layout.config_file
     prefix = f"hatoba -c {config}"
     host = f"[{bind}]" if ":" in bind else bind
     ports = ", ".join(f"{name} {host}:{STANDARD_PORTS[name] + offset}" for name in SERVING)
     later = [name for name in STANDARD_PORTS if name not in SERVING]
     print(f"created {config}")
-    print(f"  {root / 'tls'}: private CA (ca.crt, ca.key), certificate and key for {hostname} (server.crt, server.key)")
-    print(f"  {root / 'data'}: directory database, mail store, queue")
+    print(f"  {layout.tls_dir}: private CA (ca.crt, ca.key), certificate and key for {hostname} (server.crt, server.key)")
+    print(f"  {layout.data_dir}: directory database, mail store, queue")
+    if layout.unit is not None:
+        print(f"  {layout.unit}: the systemd unit")
     if domain:
         print(f"  local domain {domain}")
+    if user:
+        print(f"started as root, serve runs as user {user}")
     print(f"listeners: {ports}" + (f" ({', '.join(later)}: not yet available)" if later else ""))
     print("next steps:")
     if not domain:
         print(f"  {prefix} domain add example.org")
     user_domain = domain or "example.org"
     print(f"  {prefix} user add you@{user_domain}")
-    print(f"  {prefix} serve")
-    print(f"mail programs verify the server with {root / 'tls' / 'ca.crt'} (or install a public certificate)")
+    if layout.unit is None:
+        print(f"  {prefix} serve")
+    else:
+        print("  systemctl daemon-reload && systemctl enable --now hatoba")
+        print("  journalctl -u hatoba")
+    print(f"mail programs verify the server with {layout.tls_dir / 'ca.crt'} (or install a public certificate)")

@@ -197,12 +197,17 @@ def _build(raw: dict[str, Any], path: Path, warnings: list[str]) -> Config:
     paths_t = root.table("paths")
     hostname = server_t.get("hostname", str)
     postmaster = server_t.get("postmaster", str, "")
+    user = server_t.get("user", str, ServerConfig.user).strip()
+    group = server_t.get("group", str, ServerConfig.group).strip()
+    allow_root = server_t.get("allow_root", bool, ServerConfig.allow_root)
     data_dir = _data_dir(server_t, paths_t, base)
     server_t.done()
     paths_t.done()
     auth, pop3 = _auth_and_pop3(root.table("auth"), root.table("pop3"), warnings)
     config = Config(
-        server=ServerConfig(hostname=hostname, postmaster=postmaster.strip()),
+        server=ServerConfig(
+            hostname=hostname, postmaster=postmaster.strip(), user=user, group=group, allow_root=allow_root
+        ),
         listeners=_listeners(root.table("listeners")),
         tls=_tls(root, base),
         paths=PathsConfig(data_dir=data_dir),

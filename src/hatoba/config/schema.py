@@ -297,6 +297,15 @@ class ServerConfig:
     # <Postmaster>, go when no alias says otherwise (RFC 5321 §4.5.1, RFC 2142).
     # "" = the first user added to the directory.
     postmaster: str = ""
+    # Started as root, `serve` binds its ports, opens its log, then runs as
+    # this user (and its delivery process too). "" = stay as started. Started
+    # as another user, it runs as that user whatever this says.
+    user: str = "hatoba"
+    # The group to run as; "" = the user's primary group.
+    group: str = ""
+    # Keep running as root (user = "" or "root" while started as root).
+    # Never on a server others can reach: any bug is then a root compromise.
+    allow_root: bool = False
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from hatoba.config.schema import (
     DeliveryConfig,
     LimitsConfig,
     Pop3Config,
+    ServerConfig,
     SmtpConfig,
 )
 
@@ -87,8 +88,11 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def render_config(hostname: str, bind_host: str, port_offset: int) -> str:
-    """The text of a new hatoba.toml for `hostname`, listening on `bind_host` at standard port + offset."""
+def render_config(
+    hostname: str, bind_host: str, port_offset: int, *, user: str = ServerConfig.user, data_dir: str = "data"
+) -> str:
+    """The text of a new hatoba.toml for `hostname`, listening on `bind_host` at standard port + offset,
+    run as `user` when started as root, keeping its data in `data_dir`."""
     out = [
         "# hatoba configuration, written by `hatoba init`.",
         "# Relative paths are relative to this file's folder. `hatoba check` validates it.",
@@ -101,10 +105,16 @@ def render_config(hostname: str, bind_host: str, port_offset: int) -> str:
         "# Who gets mail for postmaster@ and abuse@ of every local domain when no alias",
         '# names someone: a user\'s address; "" = the first user added.',
         'postmaster = ""',
+        "# Started as root, hatoba binds its ports, then runs as this user, who owns",
+        '# the data folder and the keys; "" = stay as started (as root only with',
+        "# allow_root = true, never advisable). Started as another user, it runs as that user.",
+        f"user = {_str(user)}",
+        '# group = ""  # "" = the user\'s primary group',
+        f"# allow_root = {_value(ServerConfig.allow_root)}",
         "",
         "[paths]",
         "# Directory database, mailboxes (mail/) and queue (queue/). Keep it private.",
-        'data_dir = "data"',
+        f"data_dir = {_str(data_dir)}",
         "",
         '# Listeners: address = "host:port" ("[::]:25" for IPv6); enabled = false turns one off.',
     ]

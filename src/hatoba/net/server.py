@@ -21,6 +21,7 @@ from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
 from hatoba.logs import mail_log, session_id
 from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
+from hatoba.net.listen import BACKLOG, bind_all
 from hatoba.net.login import Logins, protocol_of
 from hatoba.net.stream import Stream
 from hatoba.imap.session import ImapContext, ImapSession, MailboxEvents
@@ -52,9 +53,10 @@ SERVED_LISTENERS = (*SMTP_LISTENERS, "pop3", "pop3s", "imap", "imaps")
 
 
 class Server:
-    def __init__(self, config: Config, *, delivery_process: bool = True) -> None:
+    def __init__(self, config: Config, *, delivery_process: bool = True, log_fd: int | None = None) -> None:
         """`delivery_process`: deliver from a child process (the default when
-        the config came from a file); else in this process's threads."""
+        the config came from a file); else in this process's threads.
+        `log_fd`: the open log file, for the delivery process to write to."""
         self.config = config
         paths = config.paths
         for folder in (paths.data_dir, paths.mail_dir, paths.queue_dir):
@@ -68,7 +70,7 @@ class Server:
         self.mailbox_events = MailboxEvents()
         if delivery_process and config.config_path is not None:
             self.manager = DeliveryProcess(
-                config.config_path, config.log.level, on_delivered=self.mailbox_events.delivered
+                config.config_path, config.log.level, on_delivered=self.mailbox_events.delivered, log_fd=log_fd
             )
         else:
             self.manager = build_manager(
@@ -155,7 +157,10 @@ class Server:
         log.info("certificates reloaded from %s (%d SNI domain(s))", tls.cert, len(tls.domains))
         return True
 
-    async def start(self) -> None:
+    async def start(self, sockets: dict[str, list[socket.socket]] | None = None) -> None:
+        """Recover the spool, start delivering, then accept on every listener:
+        on `sockets` (from listen.bind_all, bound before root was dropped) or
+        on sockets bound here."""
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_quiet_exception_handler)
         # Clean what a crash left in the spool before anything is accepted
@@ -165,22 +170,14 @@ class Server:
             log.info("queue: %d message(s) from before the start", len(recovered))
         await self.manager.start()
         room_for_connections(self.config.limits.max_connections)
-        for listener in self.config.listeners.values():
-            if not listener.enabled:
-                continue
-            if listener.name not in SERVED_LISTENERS:
-                log.warning("listener %s is not available in this version; skipped", listener.name)
-                continue
-            server = await loop.create_server(
-                self._stream_factory(listener),
-                host=listener.host,
-                port=listener.port,
-                reuse_address=True,
-                backlog=1024,
-            )
-            self._servers.append(server)
-            sock = server.sockets[0]
-            self.bound[listener.name] = sock.getsockname()[:2]
+        listeners = served_listeners(self.config, warn=sockets is None)  # serve warned when it bound them
+        if sockets is None:
+            sockets = bind_all(listeners)
+        for listener in listeners:
+            for sock in sockets[listener.name]:
+                server = await loop.create_server(self._stream_factory(listener), sock=sock, backlog=BACKLOG)
+                self._servers.append(server)
+            self.bound[listener.name] = sockets[listener.name][0].getsockname()[:2]
             log.info(
                 "listening: %s on %s:%d (%s)", listener.name, listener.host, self.bound[listener.name][1],
                 _describe(listener),
@@ -313,6 +310,20 @@ class Server:
                 await asyncio.wait(pending, timeout=5)
         await self.manager.stop()
         self.throttle.close()
+
+
+def served_listeners(config: Config, *, warn: bool = True) -> list[ListenerConfig]:
+    """The enabled listeners this version serves (the others are skipped, with a warning)."""
+    served = []
+    for listener in config.listeners.values():
+        if not listener.enabled:
+            continue
+        if listener.name not in SERVED_LISTENERS:
+            if warn:
+                log.warning("listener %s is not available in this version; skipped", listener.name)
+            continue
+        served.append(listener)
+    return served
 
 
 def room_for_connections(max_connections: int) -> bool:

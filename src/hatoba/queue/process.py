@@ -7,7 +7,9 @@ id of each committed message to its stdin, one a line, and closes stdin to
 stop it. When the server dies (even by kill -9) stdin reaches end of file
 and the process finishes its deliveries in flight and exits. It recovers
 the queue from disk at start, so nothing depends on the notifications
-arriving: they only make delivery immediate.
+arriving: they only make delivery immediate. `hatoba serve` starts it (and
+restarts it) only after dropping root: it is the service user from its
+first instruction and never holds root to give up.
 """
 
 from __future__ import annotations
@@ -33,11 +35,15 @@ class DeliveryProcess:
     """The server's handle on the child process (start, notify, stop, restart on a crash)."""
 
     def __init__(
-        self, config_path: Path, log_level: str, *, on_delivered: Callable[[str], None] | None = None
+        self, config_path: Path, log_level: str, *, on_delivered: Callable[[str], None] | None = None,
+        log_fd: int | None = None,
     ) -> None:
-        """`on_delivered(mailbox)` is called for each new message the child reports."""
+        """`on_delivered(mailbox)` is called for each new message the child reports.
+        `log_fd`: the server's open log file, which the child writes to as well (the
+        server opened it before dropping root; the child could not open it itself)."""
         self.config_path = config_path
         self.log_level = log_level
+        self.log_fd = log_fd
         self.on_delivered = on_delivered
         self._proc: asyncio.subprocess.Process | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -48,10 +54,13 @@ class DeliveryProcess:
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _spawn(self) -> None:
+        log_file = () if self.log_fd is None else ("--log-fd", str(self.log_fd))
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hatoba.queue.process", str(self.config_path), "--log-level", self.log_level,
+            *log_file,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            pass_fds=() if self.log_fd is None else (self.log_fd,),
         )
         asyncio.get_running_loop().create_task(self._read_reports(self._proc))
 
@@ -173,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hatoba-delivery")
     parser.add_argument("config", type=Path)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-fd", type=int, help="the server's open log file")
     args = parser.parse_args(argv)
     # Ctrl-C reaches the whole process group; the server decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -185,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hatoba delivery: {exc}", file=sys.stderr)
         return 1
-    setup_logging(args.log_level, config.log.file)
+    setup_logging(args.log_level, config.log.file, file_fd=args.log_fd)
     from hatoba.runloop import run as run_loop
 
     from hatoba.delivery.setup import DeliverySetupError

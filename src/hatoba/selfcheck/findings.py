@@ -20,6 +20,7 @@ NOTHING_TO_DO = "Nothing to do."
 # Sections in the order the report prints them.
 SECTIONS = {
     "config": "Configuration",
+    "service": "Service user",
     "listeners": "Listeners",
     "relay": "Relaying",
     "relay-probe": "Open relay test",

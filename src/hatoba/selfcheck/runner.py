@@ -28,6 +28,7 @@ from hatoba.selfcheck.outbound import outbound_findings
 from hatoba.selfcheck.postmaster import postmaster_findings
 from hatoba.selfcheck.relay_policy import relay_findings
 from hatoba.selfcheck.relay_probe import probe_findings, probe_target
+from hatoba.selfcheck.service import service_findings
 from hatoba.store.api import DirectoryError
 from hatoba.store.directory import Directory
 
@@ -45,6 +46,7 @@ def run(config: Config, options: Options = Options()) -> Report:
     report = Report()
     add = report.findings.extend
     add(config_findings(find_problems(config)))
+    add(service_findings(config))
     add(listener_findings(config))
     add(relay_findings(config))
     add(postmaster_findings(config))
