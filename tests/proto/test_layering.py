@@ -16,6 +16,8 @@ FORBIDDEN = {
     "pki": {"hatoba.net", "hatoba.imap", "hatoba.store", "hatoba.queue", "hatoba.cli"},
     # hatoba.imap is built on net (streams, TLS, logins); net must not need it back.
     "net": {"hatoba.imap"},
+    # Routes and handlers of the http listener: net/http_server.py speaks HTTP for them.
+    "web": {"socket", "ssl", "h11", "hatoba.net", "hatoba.imap", "hatoba.cli"},
     "imap": {"hatoba.cli", "hatoba.queue", "hatoba.delivery", "hatoba.net.server", "hatoba.net.smtp_session",
              "hatoba.net.pop3_session"},
 }

@@ -21,7 +21,7 @@ from hatoba.cli.common import CliError
 from hatoba.config.schema import STANDARD_PORTS
 
 CONFIG_NAME = "hatoba.toml"
-# The listeners this version runs (net/server.py SERVED_LISTENERS; http comes later).
+# The listeners init turns on; http and https are written turned off (config/template.py).
 SERVING = ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps")
 
 
@@ -217,7 +217,7 @@ def _print_summary(root: Path, hostname: str, domain: str | None, bind: str, off
     print(f"  {root / 'data'}: directory database, mail store, queue")
     if domain:
         print(f"  local domain {domain}")
-    print(f"listeners: {ports}" + (f" ({', '.join(later)}: not yet available)" if later else ""))
+    print(f"listeners: {ports}" + (f" ({', '.join(later)}: off)" if later else ""))
     print("next steps:")
     if not domain:
         print(f"  {prefix} domain add example.org")
