@@ -6,6 +6,8 @@ HATOBA=$1
 DIR=$2
 [ -f "$DIR/hatoba.toml" ] && exit 0
 "$HATOBA" init "$DIR" --hostname mail.example.test --domain example.test --port-offset 10000
+# init writes the http listener turned off; the demo serves /metrics and /healthz on 10080 (loopback).
+sed -i '/^\[listeners\.http\]$/,/^$/ s/^enabled = false$/enabled = true/' "$DIR/hatoba.toml"
 PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')
 for user in alice bob; do
   printf '%s\n' "$PASSWORD" | "$HATOBA" -c "$DIR/hatoba.toml" user add "$user@example.test" --password-stdin
@@ -18,5 +20,6 @@ cat <<MSG
 
   (shown once; change it with: $HATOBA -c $DIR/hatoba.toml user passwd alice@example.test)
   Trust $DIR/tls/ca.crt in your mail client to verify the server certificate.
+  Metrics and health: curl http://127.0.0.1:10080/metrics and /healthz
 
 MSG

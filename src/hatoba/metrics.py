@@ -30,6 +30,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from hatoba import __version__
+from hatoba.config.schema import SMTP_LISTENERS
 from hatoba.queue.reports import BOUNCE_KINDS, KINDS, RESULTS
 
 # The text format generate_latest() writes.
@@ -46,6 +47,12 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 disable_created_metrics()
 
 
+# Where a listener has no such thing (TLS on plain HTTP, mail accepted on IMAP):
+# a counter in no registry, so that no series of zeros is shown for it.
+_NOWHERE = Counter("hatoba_not_exported", "Never exported.", registry=None)
+PLAIN_LISTENERS = ("http",)  # no TLS (https will have its own listener)
+
+
 class ListenerMetrics:
     """One listener's children, bound once (hot paths only call inc/dec)."""
 
@@ -55,9 +62,10 @@ class ListenerMetrics:
         self.connections = metrics.connections_total.labels(name)
         self.open = metrics.connections_open.labels(name)
         self.refused = metrics.connections_refused.labels(name)
-        self.tls_handshakes = metrics.tls_handshakes.labels(name)
-        self.tls_failures = metrics.tls_failures.labels(name)
-        self.accepted = metrics.messages_accepted.labels(name)
+        tls = name not in PLAIN_LISTENERS
+        self.tls_handshakes = metrics.tls_handshakes.labels(name) if tls else _NOWHERE
+        self.tls_failures = metrics.tls_failures.labels(name) if tls else _NOWHERE
+        self.accepted = metrics.messages_accepted.labels(name) if name in SMTP_LISTENERS else _NOWHERE
 
 
 class Metrics:
