@@ -55,7 +55,7 @@ def raw(port: int, data: bytes, *, timeout: float = 10.0, head: bool = False) ->
         try:
             sock.sendall(data)
             sock.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # EPIPE, ECONNRESET, ENOTCONN
             pass  # the server answered and closed while we still sent: read what it said
         return read_answer(sock, head=head)
 

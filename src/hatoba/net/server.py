@@ -233,7 +233,8 @@ class Server:
         def failed(stream: Stream) -> None:  # the TLS handshake failed or timed out
             self.limiter.release(self._admitted.pop(stream))
             counts.open.dec()
-            counts.tls_failures.inc()
+            if implicit_tls is not None:
+                counts.tls_failures.inc()
 
         return lambda: Stream(
             opened, implicit_tls, handshake_timeout=handshake_timeout, on_accept=accepted, on_fail=failed
