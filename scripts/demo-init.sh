@@ -13,6 +13,8 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   "$HATOBA" init "$DIR" --hostname mail.example.test --domain example.test --port-offset 10000
 fi
+# init writes the http listener turned off; the demo serves /metrics and /healthz on 10080 (loopback).
+sed -i '/^\[listeners\.http\]$/,/^$/ s/^enabled = false$/enabled = true/' "$DIR/hatoba.toml"
 PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')
 for user in alice bob; do
   printf '%s\n' "$PASSWORD" | "$HATOBA" -c "$DIR/hatoba.toml" user add "$user@example.test" --password-stdin
@@ -25,5 +27,6 @@ cat <<MSG
 
   (shown once; change it with: $HATOBA -c $DIR/hatoba.toml user passwd alice@example.test)
   Trust $DIR/tls/ca.crt in your mail client to verify the server certificate.
+  Metrics and health: curl http://127.0.0.1:10080/metrics and /healthz
 
 MSG

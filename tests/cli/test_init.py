@@ -83,13 +83,14 @@ def test_port_offset_binds_loopback(tmp_path: Path, capsys: pytest.CaptureFixtur
     status, out, _ = init(tmp_path / "h", "--port-offset", "10000", capsys=capsys)
     assert status == 0
     assert "smtp 127.0.0.1:10025, submission 127.0.0.1:10587, smtps 127.0.0.1:10465" in out
-    assert "imaps 127.0.0.1:10993 (http: not yet available)" in out  # what serves is not called unavailable
+    assert "imaps 127.0.0.1:10993 (http, https: off)" in out
     assert "domain add" in out  # no --domain: the first step is adding one
     config = load_config(tmp_path / "h" / "hatoba.toml")
     assert {name: (lc.host, lc.port) for name, lc in config.listeners.items()} == {
         name: ("127.0.0.1", port + 10000) for name, port in STANDARD_PORTS.items()
     }
-    assert not config.listeners["http"].enabled
+    assert not config.listeners["http"].enabled and not config.listeners["https"].enabled
+    assert config.listeners["http"].port == 10080 and config.listeners["https"].port == 10443
     assert all(config.listeners[name].enabled for name in ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"))
     with Directory(config.paths.directory_db) as directory:
         assert directory.list_domains() == []

@@ -18,6 +18,7 @@ from hatoba.config.schema import (
     DomainTls,
     LimitsConfig,
     LogConfig,
+    MetricsConfig,
     SmtpConfig,
 )
 from hatoba.config.template import render_config
@@ -68,7 +69,7 @@ def test_init_template_loads_with_the_schema_defaults(tmp_path: Path, caplog: py
     for name, port in STANDARD_PORTS.items():
         listener = config.listeners[name]
         assert (listener.host, listener.port) == ("0.0.0.0", port)
-        assert listener.enabled == (name != "http")
+        assert listener.enabled == (name not in ("http", "https"))  # CONTRACT: both written, off
     assert config.tls.cert == tmp_path / "tls" / "server.crt"
     assert config.tls.key == tmp_path / "tls" / "server.key"
     assert config.tls.ca_file == tmp_path / "tls" / "ca.crt"
@@ -79,6 +80,7 @@ def test_init_template_loads_with_the_schema_defaults(tmp_path: Path, caplog: py
     assert config.smtp == SmtpConfig()
     assert config.delivery == DeliveryConfig()
     assert config.log == LogConfig()
+    assert config.metrics == MetricsConfig()
 
 
 def test_template_with_offset_and_ipv6_bind(tmp_path: Path) -> None:
@@ -176,7 +178,7 @@ def test_unknown_keys_and_tables(tmp_path: Path) -> None:
         "[limits]\nmax_recipient = 5\n": "unknown key limits.max_recipient; did you mean limits.max_recipients?",
         "[listener.smtp]\naddress = \"127.0.0.1:25\"\n": "unknown table [listener]; did you mean listeners?",
         "[listeners.smtpd]\n": "unknown listener listeners.smtpd; did you mean listeners.smtp? the listeners are "
-        "smtp, submission, smtps, pop3, pop3s, imap, imaps, http",
+        "smtp, submission, smtps, pop3, pop3s, imap, imaps, http, https",
         "[listeners.smtp]\nadress = \"127.0.0.1:25\"\n": "unknown key listeners.smtp.adress; did you mean "
         "listeners.smtp.address?",
         "[tls.domains.\"example.org\"]\ncert = \"a\"\nkey = \"b\"\nchain = \"c\"\n": "unknown key "
@@ -441,3 +443,11 @@ def test_warnings_reach_stderr_before_logging_is_set_up(tmp_path: Path) -> None:
         f"hatoba: {path}: auth.max_delay: 100 is more than 60 seconds; "
         "mail programs may give up waiting for the answer before that",
     ]
+
+
+def test_metrics_networks(tmp_path: Path) -> None:
+    assert load_config(write_setup(tmp_path, MINIMAL)).metrics.networks == ("127.0.0.0/8", "::1/128")
+    path = write_setup(tmp_path, MINIMAL + '[metrics]\nnetworks = ["10.1.0.0/16", "2001:db8::/48"]\n')
+    assert load_config(path).metrics.networks == ("10.1.0.0/16", "2001:db8::/48")
+    path = write_setup(tmp_path, MINIMAL + '[metrics]\nnetworks = ["localhost"]\n')
+    assert refusal(path) == "metrics.networks: 'localhost' is not a network in CIDR notation; write e.g. 127.0.0.1/32"

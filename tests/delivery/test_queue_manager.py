@@ -38,7 +38,10 @@ class Setup:
         return Spool(self.root / "queue", on_commit=on_commit)
 
     def manager(self, spool: Spool) -> QueueManager:
-        return QueueManager(spool, self.directory, self.store, retry=DeliveryConfig(retry_min=0.2, retry_max=1.0, max_queue_lifetime=100 * 365 * 86400.0))
+        return QueueManager(spool, self.directory, self.store, retry=self.retry, stats=self.stats)
+
+    retry = DeliveryConfig(retry_min=0.2, retry_max=1.0, max_queue_lifetime=100 * 365 * 86400.0)
+    stats = None
 
     def messages(self, user: str) -> list[bytes]:
         new = self.root / "mail" / "example.test" / user / "Maildir" / "new"
@@ -195,3 +198,39 @@ def test_mailbox_write_failure_is_retried(setup):
     spool = asyncio.run(main())
     assert spool.list_ids() == []
     assert len(setup.messages("bob")) == 1
+
+
+class Tally:
+    """The stats a queue manager reports (queue/reports.DeliveryStats), kept as data."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[str, bool, str]] = []
+        self.bounces: list[str] = []
+
+    def delivery(self, kind: str, tls: bool, result: str, seconds: float) -> None:
+        assert seconds >= 0
+        self.deliveries.append((kind, tls, result))
+
+    def bounce(self, kind: str) -> None:
+        self.bounces.append(kind)
+
+
+def test_stats_count_each_recipient_and_each_bounce(setup):
+    setup.stats = Tally()
+    run_server(setup, [("ghost@example.test", "team@example.test")], mail_from="alice@example.test")
+    # team@ reaches alice, bob and carol; the bounce about ghost@ goes to alice.
+    assert sorted(setup.stats.deliveries) == sorted(
+        [("local", False, "delivered")] * 4 + [("local", False, "bounced")]
+    )
+    assert setup.stats.bounces == ["bounce"]
+
+
+def test_stats_count_recipients_past_the_queue_lifetime_as_bounced(setup):
+    setup.stats = Tally()
+    setup.retry = DeliveryConfig(retry_min=0.2, retry_max=1.0, max_queue_lifetime=86400.0)  # the message is older
+    run_server(setup, [("forward@example.test",)], mail_from="alice@example.test")
+    # Without remote delivery the outside recipient waits, and it has waited too long.
+    assert sorted(setup.stats.deliveries) == sorted(
+        [("local", False, "delivered"), ("remote", False, "bounced"), ("local", False, "delivered")]
+    )
+    assert setup.stats.bounces == ["bounce"]

@@ -19,6 +19,8 @@ FORBIDDEN = {
     # Privileges, accounts and the unit are called by cli/ and the server, never the reverse.
     "system": {"asyncio", "socket", "ssl", "hatoba.net", "hatoba.imap", "hatoba.store", "hatoba.queue",
                "hatoba.delivery", "hatoba.cli"},
+    # Routes and handlers of the http listener: net/http_server.py speaks HTTP for them.
+    "web": {"socket", "ssl", "h11", "hatoba.net", "hatoba.imap", "hatoba.cli"},
     "imap": {"hatoba.cli", "hatoba.queue", "hatoba.delivery", "hatoba.net.server", "hatoba.net.smtp_session",
              "hatoba.net.pop3_session"},
 }

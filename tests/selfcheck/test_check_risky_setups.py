@@ -153,3 +153,16 @@ def test_no_dns_records_for_a_host_name_public_dns_cannot_know(home, capsys, hos
     finding = one(report, "dns.hostname")
     assert finding["severity"] == "warning" and hostname in finding["title"]
     assert "public" in finding["fix"]
+
+
+# -- metrics ----------------------------------------------------------------------------
+
+
+def test_metrics_beyond_loopback_are_worth_knowing(tmp_path, capsys):
+    home = make_home(tmp_path / "h", extra_config="[listeners.http]\nenabled = true\n")
+    _, report = run_check(home, capsys, *OFFLINE)
+    assert one(report, "listener.http.metrics")["severity"] == "ok"
+    _merge_config(home.config_path, '[metrics]\nnetworks = ["127.0.0.1/32", "192.0.2.0/24"]\n')
+    _, report = run_check(home, capsys, *OFFLINE)
+    found = one(report, "listener.http.metrics")
+    assert found["severity"] == "info" and "192.0.2.0/24" in found["explanation"]

@@ -8,8 +8,12 @@ import threading
 
 
 class ScriptedSmtp:
-    def __init__(self, *, greeting: str = "220 scripted ESMTP", starttls_reply: str | None = None) -> None:
+    def __init__(
+        self, *, greeting: str = "220 scripted ESMTP", starttls_reply: str | None = None,
+        rcpt_reply: str = "250 2.0.0 ok",
+    ) -> None:
         self.greeting = greeting
+        self.rcpt_reply = rcpt_reply  # e.g. "550 5.1.1 no such user": the message bounces
         self.starttls_reply = starttls_reply  # None: STARTTLS not offered
         self.messages: list[bytes] = []
         self.sessions = 0
@@ -66,7 +70,9 @@ class ScriptedSmtp:
                 say("250 8BITMIME")
             elif verb == b"STARTTLS":
                 say(self.starttls_reply or "502 5.5.1 not offered")
-            elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+            elif verb == b"RCPT":
+                say(self.rcpt_reply)
+            elif verb in (b"MAIL", b"RSET", b"NOOP"):
                 say("250 2.0.0 ok")
             elif verb == b"DATA":
                 say("354 go ahead")

@@ -27,7 +27,7 @@ from hatoba.cli.common import CliError
 from hatoba.cli.init_service import Layout, Owner
 from hatoba.config.schema import STANDARD_PORTS
 
-# The listeners this version runs (net/server.py SERVED_LISTENERS; http comes later).
+# The listeners init turns on; http and https are written turned off (config/template.py).
 SERVING = ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps")
 
 
@@ -263,7 +263,7 @@ def _print_summary(layout: Layout, hostname: str, domain: str | None, bind: str,
         print(f"  local domain {domain}")
     if user:
         print(f"started as root, serve runs as user {user}")
-    print(f"listeners: {ports}" + (f" ({', '.join(later)}: not yet available)" if later else ""))
+    print(f"listeners: {ports}" + (f" ({', '.join(later)}: off)" if later else ""))
     print("next steps:")
     if not domain:
         print(f"  {prefix} domain add example.org")

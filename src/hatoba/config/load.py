@@ -36,6 +36,7 @@ from hatoba.config.schema import (
     LimitsConfig,
     ListenerConfig,
     LogConfig,
+    MetricsConfig,
     PathsConfig,
     ServerConfig,
     ImapConfig,
@@ -219,6 +220,7 @@ def _build(raw: dict[str, Any], path: Path, warnings: list[str]) -> Config:
         log=_log(root.table("log"), base),
         delivery=_delivery(root.table("delivery")),
         dkim=_from_fields(DkimConfig, root.table("dkim")),
+        metrics=_from_fields(MetricsConfig, root.table("metrics")),
         config_path=path,
     )
     root.done()

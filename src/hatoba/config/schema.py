@@ -22,6 +22,7 @@ STANDARD_PORTS: dict[str, int] = {
     "imap": 143,
     "imaps": 993,
     "http": 80,
+    "https": 443,
 }
 
 IMPLICIT_TLS_LISTENERS = frozenset({"smtps", "pop3s", "imaps"})
@@ -126,6 +127,9 @@ class LimitsConfig:
     # With less free, MAIL FROM gets "452 4.3.1 Insufficient system storage",
     # and so does a SIZE= larger than what is free beyond this reserve.
     queue_min_free: int = 0
+    # Seconds a client of the http listener has to send its whole request
+    # head, however slowly it drips in; then 408 and close (net/http_server.py).
+    http_request_timeout: float = 10.0
 
     @property
     def queue_reserve(self) -> int:
@@ -291,6 +295,14 @@ class DkimConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # Networks (CIDR) whose clients may read /metrics and /healthz on the
+    # http listener; everyone else gets 403. Loopback only by default: the
+    # figures tell a stranger how busy the server is and when it is down.
+    networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     hostname: str
     # Where postmaster@ and abuse@ of every local domain, and the bare
@@ -322,4 +334,5 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     config_path: Path | None = None

@@ -17,6 +17,7 @@ from hatoba.config.schema import (
     AuthConfig,
     DeliveryConfig,
     LimitsConfig,
+    MetricsConfig,
     Pop3Config,
     ServerConfig,
     SmtpConfig,
@@ -30,9 +31,12 @@ _LISTENER_NOTES = {
     "pop3s": "POP3 with TLS from the first byte.",
     "imap": "IMAP (STARTTLS before login).",
     "imaps": "IMAP with TLS from the first byte.",
-    "http": "Autoconfiguration and health checks.",
+    "http": "Plain HTTP: /metrics and /healthz for [metrics] networks (loopback).",
+    "https": "HTTPS: web administration, autoconfiguration, MTA-STS policy.",
 }
-_AVAILABLE = frozenset({"smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"})
+# Served by this version, and of those, on unless the operator turns them on.
+_AVAILABLE = frozenset({"smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "http"})
+_OFF_BY_DEFAULT = frozenset({"http", "https"})
 
 _LIMIT_NOTES = {
     "max_message_size": "bytes in one message",
@@ -54,6 +58,7 @@ _LIMIT_NOTES = {
     "max_mime_depth": "levels of MIME nesting read; deeper parts are opaque",
     "max_fetch_items": "data items one IMAP FETCH may name",
     "queue_min_free": "bytes kept free on the queue's disk, else MAIL gets 452; 0 = 1.5 x max_message_size",
+    "http_request_timeout": "seconds for an HTTP request's head on the http listener",
 }
 
 _AUTH_NOTES = {
@@ -124,7 +129,7 @@ def render_config(
         if name not in _AVAILABLE:
             out.append("# Not yet available in this version.")
         out.append(f"address = {_str(format_address(bind_host, port + port_offset))}")
-        out.append(f"enabled = {_value(name in _AVAILABLE)}")
+        out.append(f"enabled = {_value(name in _AVAILABLE and name not in _OFF_BY_DEFAULT)}")
         out.append("")
     out += [
         "[tls]",
@@ -224,6 +229,11 @@ def render_config(
         "[dkim]",
         "# Sign mail of logged-in users for domains with a key (hatoba dkim keygen DOMAIN).",
         "sign = true",
+        "",
+        "[metrics]",
+        "# Who may read /metrics (Prometheus) and /healthz on the http listener (turn",
+        "# it on above). Others get 403. The figures tell how busy the server is.",
+        f"# networks = [{', '.join(_str(n) for n in MetricsConfig().networks)}]",
         "",
         "[log]",
         "# DEBUG, INFO, WARNING or ERROR. DEBUG shows every protocol line (passwords hidden).",

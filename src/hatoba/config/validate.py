@@ -64,6 +64,7 @@ def find_problems(config: Config) -> list[str]:
         *_limit_problems(config.limits),
         *_delivery_problems(config),
         *_log_problems(config),
+        *_metrics_problems(config),
     ]
 
 
@@ -209,6 +210,14 @@ def _auth_problems(auth: AuthConfig) -> Iterator[str]:
             f"auth.max_block: {auth.max_block:g} is more than {MAX_LOGIN_BLOCK:g} seconds; "
             "a longer block locks the account's owner out longer than it slows a guesser"
         )
+
+
+def _metrics_problems(config: Config) -> Iterator[str]:
+    for cidr in config.metrics.networks:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            yield f"metrics.networks: {cidr!r} is not a network in CIDR notation; write e.g. 127.0.0.1/32"
 
 
 def _pop3_problems(config: Config) -> Iterator[str]:

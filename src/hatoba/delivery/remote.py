@@ -52,6 +52,7 @@ class Outcome:
     recipient: str
     reply: Reply
     remote_mta: str = ""  # the server that answered, for the DSN
+    tls: bool = False  # the answer came over TLS (for the stats)
 
     @property
     def delivered(self) -> bool:
@@ -331,7 +332,7 @@ class RemoteDelivery:
             verified="yes" if conn.verified else "no",
             delay=f"{time.time() - queued.envelope.received_at:.3f}s", reply=str(reply),
         )
-        return Outcome(rcpt, reply, remote_mta=conn.server_name)
+        return Outcome(rcpt, reply, remote_mta=conn.server_name, tls=bool(conn.tls_version))
 
     def _log_all(
         self, queued: QueuedMessage, recipients: list[str], reply: Reply, *, relay: str, logged: bool = False

@@ -23,6 +23,7 @@ from hatoba.imap.inflate import Inflater, InflateError
 from hatoba.imap.notify import Watch
 from hatoba.imap.replies import login_refusal, store_refusal
 from hatoba.imap.wakeclock import WakeClock
+from hatoba.metrics import Metrics
 from hatoba.net import login as L
 from hatoba.net.login import Logins, ScramLogin
 from hatoba.policy.pop_before_smtp import PopBeforeSmtp
@@ -107,6 +108,7 @@ class ImapContext:
     pop_before_smtp: PopBeforeSmtp
     tls_context: ssl.SSLContext | None
     events: MailboxEvents
+    metrics: Metrics
     clock: WakeClock = dataclasses.field(default_factory=WakeClock)  # autologout and IDLE rescans
     # Set by the server: park(session) lets an IDLE session end its task until
     # the client, news or a deadline wakes it (None: sessions wait in their task).

@@ -20,7 +20,8 @@ Rules (each has its one owner here):
   (net/limits.py); over that limit the login is refused with the reason.
 - Every attempt logs one line: auth result=ok|failed|throttled|busy|refused
   with the protocol, login, mechanism and client address; a throttled one
-  also names the scope and the time left. Passwords never appear.
+  also names the scope and the time left. Passwords never appear. The same
+  line counts in hatoba_logins_total (and hatoba_login_throttled_total).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from hatoba.proto.address import AddressError, parse_address
 from hatoba.proto.scram import unknown_user_keys
 
 if TYPE_CHECKING:
+    from hatoba.metrics import Metrics
     from hatoba.store.directory import Directory
 
 log = logging.getLogger(__name__)
@@ -115,13 +117,20 @@ class Logins:
         directory: Directory,
         throttle: LoginThrottle,
         limiter: ConnectionLimiter,
+        metrics: Metrics,
     ) -> None:
         self.directory = directory
+        self.metrics = metrics
         self.throttle = throttle
         self.limiter = limiter
         self.plaintext_networks = TrustedNetworks.parse(config.auth.plaintext_networks)
         self.plaintext_smtp = config.smtp.allow_plaintext_auth
         self._unknown_salt_key: bytes | None = None  # read from the throttle's key file when first needed
+
+    def _logged(self, result: str, proto: str, **fields: object) -> None:
+        """The attempt's one log line, and its count."""
+        mail_log("auth", result=result, proto=proto, **fields)
+        self.metrics.login(proto, result)
 
     # -- the TLS rule -----------------------------------------------------------------
 
@@ -206,7 +215,7 @@ class Logins:
         try:
             await LOGINS.run(self.throttle.failed, login.attempt)
         finally:
-            mail_log("auth", result="abandoned", proto=protocol_of(session.listener), login=login.username,
+            self._logged("abandoned", protocol_of(session.listener), login=login.username,
                      mech=login.mechanism, ip=session.client_ip)
 
     # -- the steps ------------------------------------------------------------------------
@@ -223,15 +232,15 @@ class Logins:
     ) -> LoginResult | None:
         proto = protocol_of(session.listener)
         if len(username) > MAX_LOGIN_NAME or len(authzid) > MAX_LOGIN_NAME:
-            mail_log("auth", result=REFUSED, proto=proto, login=username[:64] + "...", mech=mechanism,
+            self._logged(REFUSED, proto, login=username[:64] + "...", mech=mechanism,
                      ip=session.client_ip, reason="name-too-long")
             return LoginResult(REFUSED, text="Login name too long", reason="name-too-long")
         if not self._may_log_in(session):
-            mail_log("auth", result=REFUSED, proto=proto, login=username, mech=mechanism, ip=session.client_ip,
+            self._logged(REFUSED, proto, login=username, mech=mechanism, ip=session.client_ip,
                      reason="no-tls")
             return LoginResult(REFUSED, text="Use TLS first: no passwords in clear", reason="no-tls")
         if authzid and account_key(authzid) != account_key(username):
-            mail_log("auth", result=REFUSED, proto=proto, login=username, mech=mechanism, ip=session.client_ip,
+            self._logged(REFUSED, proto, login=username, mech=mechanism, ip=session.client_ip,
                      reason="authzid")
             return LoginResult(REFUSED, text="Acting as another user is not allowed", reason="authzid")
         return None
@@ -240,7 +249,8 @@ class Logins:
         started = await LOGINS.run(self.throttle.begin, session.client_ip, account_key(username))
         if isinstance(started, Refusal):
             wait = max(1, round(started.retry_after))
-            mail_log("auth", result=THROTTLED, proto=protocol_of(session.listener), login=username,
+            self.metrics.login_throttled(started.scope)
+            self._logged(THROTTLED, protocol_of(session.listener), login=username,
                      mech=mechanism, ip=session.client_ip, scope=started.scope, subject=started.subject,
                      retry_after=f"{wait}s")
             await asyncio.sleep(min(REFUSAL_DELAY, started.retry_after))
@@ -253,7 +263,7 @@ class Logins:
         proto, ip = protocol_of(session.listener), session.client_ip
         if account is None:
             delay = await LOGINS.run(self.throttle.failed, attempt)
-            mail_log("auth", result=FAILED, proto=proto, login=username, mech=mechanism, ip=ip)
+            self._logged(FAILED, proto, login=username, mech=mechanism, ip=ip)
             if delay:
                 await asyncio.sleep(delay)
             return LoginResult(FAILED)
@@ -262,12 +272,12 @@ class Logins:
         if session.login_account != account:
             busy = self.limiter.log_in(ip, account, proto, previous=session.login_account)
         if busy is not None:
-            mail_log("auth", result=BUSY, proto=proto, login=account, mech=mechanism, ip=ip,
+            self._logged(BUSY, proto, login=account, mech=mechanism, ip=ip,
                      connections=self.limiter.connections_of(account, ip, proto))
             return LoginResult(BUSY, text=busy)
         session.login_account = account
         tls = session.tls_info
-        mail_log("auth", result=OK, proto=proto, login=account, mech=mechanism, ip=ip,
+        self._logged(OK, proto, login=account, mech=mechanism, ip=ip,
                  tls=f"{tls[0]}/{tls[1]}" if tls else "none")
         return LoginResult(OK, account=account)
 

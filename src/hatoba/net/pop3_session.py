@@ -19,6 +19,7 @@ from typing import Protocol
 
 from hatoba.config.schema import Config, ListenerConfig
 from hatoba.logs import mail_log
+from hatoba.metrics import Metrics
 from hatoba.net import login as L
 from hatoba.net.login import Logins, ScramLogin, account_key
 from hatoba.policy.pop_before_smtp import PopBeforeSmtp
@@ -94,6 +95,7 @@ class Pop3Context:
     tls_context: ssl.SSLContext | None
     locks: MailboxLocks
     secrets: SecretBox | None
+    metrics: Metrics
     events: MailboxChanges | None = None  # tells IMAP sessions about deletions
 
 

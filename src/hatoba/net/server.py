@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from hatoba.config.load import ConfigError, load_config
 from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
 from hatoba.logs import mail_log, session_id
+from hatoba.metrics import ListenerMetrics, Metrics
+from hatoba.net.http_server import HttpSession, refusal as http_refusal
 from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
 from hatoba.net.listen import BACKLOG, bind_all
@@ -40,6 +42,8 @@ from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
 from hatoba.store.folder_tree import MailboxStore
 from hatoba.store.secretbox import SecretBox
+from hatoba.web.ops import operations_routes
+from hatoba.web.routes import Router
 
 if TYPE_CHECKING:  # the delivery machinery (DNS, SMTP client, DKIM) loads only where it runs
     from hatoba.queue.manager import QueueManager
@@ -49,7 +53,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 10.0  # seconds sessions get to finish on stop
 # Descriptors besides connections: listeners, the directory, spool and Maildir files, logs.
 SPARE_DESCRIPTORS = 100
-SERVED_LISTENERS = (*SMTP_LISTENERS, "pop3", "pop3s", "imap", "imaps")
+SERVED_LISTENERS = (*SMTP_LISTENERS, "pop3", "pop3s", "imap", "imaps", "http")
 
 
 class Server:
@@ -66,16 +70,23 @@ class Server:
         self.directory.postmaster = config.server.postmaster
         self.store = MaildirStore(paths.mail_dir, hostname=config.server.hostname)
         self.spool = Spool(paths.queue_dir, on_commit=self._on_commit)
+        self.metrics = Metrics(tuple(lc.name for lc in config.listeners.values() if lc.enabled))
         self.manager: QueueManager | DeliveryProcess
         self.mailbox_events = MailboxEvents()
         if delivery_process and config.config_path is not None:
-            self.manager = DeliveryProcess(
-                config.config_path, config.log.level, on_delivered=self.mailbox_events.delivered, log_fd=log_fd
+            child = self.manager = DeliveryProcess(
+                config.config_path, config.log.level, on_delivered=self.mailbox_events.delivered, log_fd=log_fd,
+                stats=self.metrics, on_restart=self.metrics.delivery_restarts.inc,
             )
+            self.metrics.watch_delivery_process(lambda: child.pid, lambda: child.alive)
         else:
-            self.manager = build_manager(
-                config, self.spool, self.directory, self.store, on_delivered=self.mailbox_events.delivered
+            manager = self.manager = build_manager(
+                config, self.spool, self.directory, self.store, on_delivered=self.mailbox_events.delivered,
+                stats=self.metrics,
             )
+            self.metrics.watch_delivery_process(lambda: None, lambda: manager.alive)
+        self.metrics.watch_queue(self.spool.census, time.time)
+        self.router = Router(operations_routes(self.metrics, self.health, TrustedNetworks.parse(config.metrics.networks)))
         self.tls_context: ssl.SSLContext | None = server_context(config.tls)
         check_delivery_setup(config)
         limits = config.limits
@@ -86,7 +97,8 @@ class Server:
         )
         # One login path for every protocol: failed logins on POP3 count against SMTP AUTH too.
         self.throttle = LoginThrottle.open(config.auth, paths.directory_db)
-        self.logins = Logins(config=config, directory=self.directory, throttle=self.throttle, limiter=self.limiter)
+        self.logins = Logins(config=config, directory=self.directory, throttle=self.throttle, limiter=self.limiter,
+                             metrics=self.metrics)
         self.pop_before_smtp = PopBeforeSmtp(config.smtp.pop_before_smtp_minutes)
         self.smtp = SmtpContext(
             config=config,
@@ -96,6 +108,7 @@ class Server:
             trusted=TrustedNetworks.parse(config.smtp.trusted_networks),
             pop_before_smtp=self.pop_before_smtp,
             tls_context=self.tls_context,
+            metrics=self.metrics,
         )
         self.pop3 = Pop3Context(
             config=config,
@@ -107,6 +120,7 @@ class Server:
             locks=MailboxLocks(),
             secrets=SecretBox(paths.secrets_key) if config.pop3.apop else None,
             events=self.mailbox_events,
+            metrics=self.metrics,
         )
         self.imap = ImapContext(
             config=config,
@@ -119,8 +133,11 @@ class Server:
             pop_before_smtp=self.pop_before_smtp,
             tls_context=self.tls_context,
             events=self.mailbox_events,
+            metrics=self.metrics,
         )
         self._servers: list[asyncio.Server] = []
+        self._listening: dict[str, asyncio.Server] = {}  # for health()
+        self._http: set[asyncio.Task[None]] = set()  # HTTP requests: cancelled at once on stop
         self._sessions: set[asyncio.Task[Any]] = set()
         self._parked: dict[Stream, ImapSession] = {}  # IDLE sessions without a task (Stream.park)
         self._admitted: dict[Stream, str] = {}  # counted connections not yet open (TLS handshake), -> address
@@ -177,6 +194,8 @@ class Server:
             for sock in sockets[listener.name]:
                 server = await loop.create_server(self._stream_factory(listener), sock=sock, backlog=BACKLOG)
                 self._servers.append(server)
+                self._listening[f"{listener.name} {sock.getsockname()[1]}" if len(sockets[listener.name]) > 1
+                                else listener.name] = server
             self.bound[listener.name] = sockets[listener.name][0].getsockname()[:2]
             log.info(
                 "listening: %s on %s:%d (%s)", listener.name, listener.host, self.bound[listener.name][1],
@@ -189,43 +208,59 @@ class Server:
         open (after the TLS handshake on implicit-TLS ports)."""
         implicit_tls = self.tls_context if listener.implicit_tls else None
         handshake_timeout = self.config.limits.tls_handshake_timeout
+        counts = self.metrics.listener(listener.name)
 
         def accepted(stream: Stream) -> bool:
-            return self._admit(listener, stream)
+            return self._admit(listener, stream, counts)
 
         def opened(stream: Stream) -> None:
             parked = self._parked.pop(stream, None)
             if parked is not None:  # a parked IDLE session woke up
                 self._start(self._serve(parked, parked.serve()))
+                return
+            if implicit_tls is not None:
+                counts.tls_handshakes.inc()
+            ip = self._admitted.pop(stream)
+            if listener.name == "http":
+                task = self._start(self._serve_http(stream, ip, counts))
+                self._http.add(task)
+                task.add_done_callback(self._http.discard)
             else:
-                self._start(self._serve_connection(listener, stream, self._admitted.pop(stream)))
+                self._start(self._serve_connection(listener, stream, ip))
 
         def failed(stream: Stream) -> None:  # the TLS handshake failed or timed out
             self.limiter.release(self._admitted.pop(stream))
+            counts.open.dec()
+            if implicit_tls is not None:
+                counts.tls_failures.inc()
 
         return lambda: Stream(
             opened, implicit_tls, handshake_timeout=handshake_timeout, on_accept=accepted, on_fail=failed
         )
 
-    def _admit(self, listener: ListenerConfig, stream: Stream) -> bool:
+    def _admit(self, listener: ListenerConfig, stream: Stream, counts: ListenerMetrics) -> bool:
         """Count a connection from accept on, before any TLS handshake (one
         address must not hold thousands of half-open handshakes); False refuses it."""
         peer = stream.get_extra_info("peername") or ("?", 0)
         ip = str(peer[0])
         refusal = self.limiter.acquire(ip)
+        counts.connections.inc()
         if refusal is None:
             self._admitted[stream] = ip
+            counts.open.inc()
             return True
+        counts.refused.inc()
         mail_log("refused", ip=ip, listener=listener.name, reason=refusal.text)
         if not listener.implicit_tls:  # an implicit-TLS port cannot say why without a handshake
             stream.write(_farewell(listener, refusal))
         stream.close()
         return False
 
-    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+    def _start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work)
         self._sessions.add(task)
         task.add_done_callback(self._session_done)
+        return task
 
     def _park(self, session: ImapSession) -> None:
         """An IDLE session ends its task; its stream brings it back (see Stream.park)."""
@@ -282,6 +317,7 @@ class Server:
         finally:
             if not parked:
                 self.limiter.release(ip, session.login_account, protocol_of(listener))
+                self.metrics.listener(listener.name).open.dec()
                 mail_log(
                     "disconnect",
                     ip=ip,
@@ -291,6 +327,31 @@ class Server:
                     duration=f"{time.monotonic() - session.started:.3f}s",
                 )
                 stream.close()
+
+    async def _serve_http(self, stream: Stream, ip: str, counts: ListenerMetrics) -> None:
+        """One request on the http listener (net/http_server.py), then close."""
+        sid = new_session_id()
+        session_id.set(sid)
+        try:
+            await HttpSession(self.router, stream, ip, sid, self.metrics,
+                              timeout=self.config.limits.http_request_timeout).run()
+        except (ConnectionError, OSError) as exc:
+            log.debug("http connection lost: %s", type(exc).__name__)
+        finally:  # cancelled on shutdown too: nothing is owed to an HTTP client
+            self.limiter.release(ip)
+            counts.open.dec()
+            stream.close()
+
+    def health(self) -> str | None:
+        """None when every listener accepts and the delivery process runs; else why not (/healthz)."""
+        for name, server in self._listening.items():
+            if not server.is_serving():
+                return f"listener {name} does not accept connections"
+        if not self._listening:
+            return "not listening yet"
+        if not self.manager.alive:
+            return "the delivery process is not running"
+        return None
 
     async def stop(self) -> None:
         for server in self._servers:
@@ -302,6 +363,8 @@ class Server:
         for stream in list(self._parked):
             stream.wake()
         self.imap.clock.wake_all()
+        for task in list(self._http):
+            task.cancel()
         if self._sessions:
             _done, pending = await asyncio.wait(set(self._sessions), timeout=SHUTDOWN_GRACE)
             for task in pending:
@@ -355,6 +418,8 @@ def _farewell(listener: ListenerConfig, reply: R.Reply) -> bytes:
         return R.format_reply(reply)
     if listener.name in ("imap", "imaps"):
         return b"* BYE " + reply.text.encode() + b"\r\n"
+    if listener.name == "http":
+        return http_refusal(reply.text)
     return pop3_replies.format_reply(pop3_replies.err(reply.text, "SYS/TEMP"))
 
 
@@ -386,6 +451,7 @@ _LISTENER_WORDS = {
     "pop3s": "mail pick-up; implicit TLS",
     "imap": "mail access; STARTTLS before any password",
     "imaps": "mail access; implicit TLS",
+    "http": "/metrics and /healthz for [metrics] networks",
 }
 
 

@@ -110,8 +110,10 @@ class SessionBase:
                 await self.stream.start_tls(self.ctx.tls_context)
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
             mail_log("tls-failed", ip=self.client_ip, proto=proto, reason=type(exc).__name__)
+            self.ctx.metrics.listener(self.listener.name).tls_failures.inc()
             return False
         self._record_tls()
+        self.ctx.metrics.listener(self.listener.name).tls_handshakes.inc()
         return True
 
     def _record_tls(self) -> None:

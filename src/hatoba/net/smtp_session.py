@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 from hatoba.config.schema import Config, ListenerConfig
 from hatoba.logs import mail_log
+from hatoba.metrics import Metrics
 from hatoba.net import login as L
 from hatoba.net.login import Logins, ScramLogin
 from hatoba.policy import relay, submission
@@ -61,6 +62,7 @@ class SmtpContext:
     trusted: relay.TrustedNetworks
     pop_before_smtp: PopBeforeSmtp
     tls_context: ssl.SSLContext | None
+    metrics: Metrics
 
 
 def session_facts(ctx: SmtpContext, listener: ListenerConfig) -> SessionFacts:
@@ -254,16 +256,16 @@ class SmtpSession(SessionBase):
 
     async def _mail_from(self, event: MailFrom) -> Reply:
         if not await self.ctx.spool.has_room(event.size, self.ctx.config.limits.queue_reserve):
-            mail_log("rejected", stage="mail", reason="insufficient-storage", ip=self.client_ip,
-                     size=event.size, sender=f"<{event.path.address or ''}>")
+            self._rejected("insufficient-storage", stage="mail", ip=self.client_ip,
+                           size=event.size, sender=f"<{event.path.address or ''}>")
             return R.R452_NO_STORAGE
         login = self.conn.auth_login
         if login is not None and self.listener.is_submission and self.ctx.config.smtp.restrict_sender_to_login:
             owned = await asyncio.to_thread(self.ctx.directory.sender_addresses, login)
             decision = submission.check_sender(event.path, login=login, owned=owned)
             if not decision.accept:
-                mail_log("rejected", stage="mail", reason=decision.log_reason, ip=self.client_ip,
-                         login=login, sender=event.path.address)
+                self._rejected(decision.log_reason, stage="mail", ip=self.client_ip,
+                               login=login, sender=event.path.address)
                 return decision.reply
         self.mail_event = event
         self.login_due = None  # a sender under way: only the idle timeouts apply now
@@ -293,8 +295,8 @@ class SmtpSession(SessionBase):
             mail_log("relay", via="pop-before-smtp", ip=self.client_ip, pop_login=pop_login,
                      sender=f"<{self.mail_from}>", rcpt=f"<{address}>")
         if not decision.accept:
-            mail_log("rejected", stage="rcpt", reason=decision.log_reason, ip=self.client_ip,
-                     helo=self.conn.helo, sender=f"<{self.mail_from}>", rcpt=f"<{address}>")
+            self._rejected(decision.log_reason, stage="rcpt", ip=self.client_ip,
+                           helo=self.conn.helo, sender=f"<{self.mail_from}>", rcpt=f"<{address}>")
             return decision.reply
         self.recipients.append(str(address))
         return decision.reply
@@ -318,8 +320,8 @@ class SmtpSession(SessionBase):
             return R.local_error(self.session_id)
         if event.error is not None:
             await self._drop_transaction()
-            mail_log("rejected", stage="data", reason=event.error.status, size=event.size, ip=self.client_ip,
-                     sender=f"<{self.mail_from}>")
+            self._rejected(event.error.status, stage="data", size=event.size, ip=self.client_ip,
+                           sender=f"<{self.mail_from}>")
             return event.error
         if self.message is None:
             self.message = self.ctx.spool.new_message()
@@ -344,6 +346,7 @@ class SmtpSession(SessionBase):
             await message.abort()
             raise
         self.messages_accepted += 1
+        self.ctx.metrics.listener(self.listener.name).accepted.inc()
         tls = self.tls_info
         mail_log(
             "accepted",
@@ -360,6 +363,11 @@ class SmtpSession(SessionBase):
         )
         self._clear_transaction()
         return R.R250_QUEUED.with_text(f"OK: queued as {qid}")
+
+    def _rejected(self, reason: str, *, stage: str, **fields: object) -> None:
+        """A policy refusal: its mail-log line, and its count (by the same reason)."""
+        mail_log("rejected", stage=stage, reason=reason, **fields)
+        self.ctx.metrics.rejected(reason)
 
     def _trace_info(self, envelope: Envelope) -> TraceInfo:
         tls = self.tls_info

@@ -17,6 +17,11 @@ def new_queue_id() -> str:
     return f"{time.time_ns() // 1000:013x}{secrets.token_hex(3)}"
 
 
+def arrival_time(qid: str) -> float:
+    """Seconds since the epoch when the message with this id arrived (its first 13 digits)."""
+    return int(qid[:13], 16) / 1_000_000
+
+
 def is_queue_id(text: str) -> bool:
     """True for a string new_queue_id() could have made (guards CLI input and file names)."""
     return bool(_QID.match(text))

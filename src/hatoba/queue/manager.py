@@ -33,6 +33,7 @@ from hatoba.delivery.local import Attempt, deliver_locally
 from hatoba.dkim.sign import DkimSigner, from_domain
 from hatoba.logs import mail_log
 from hatoba.queue.dsn import RecipientReport, build_dsn, header_block, is_delivery_report
+from hatoba.queue.reports import DeliveryStats
 from hatoba.queue.spool import Envelope, QueuedMessage, Spool, SpoolError
 from hatoba.store.api import MailStore, UserDB
 
@@ -106,9 +107,12 @@ class QueueManager:
         hostname: str = "localhost",
         postmaster: str = "",
         in_flight: int = IN_FLIGHT,
+        stats: DeliveryStats | None = None,
     ) -> None:
         """`on_delivered(mailbox)` runs in the event loop after each new message in a mailbox.
-        Without `remote`, mail for other domains stays queued (and expires)."""
+        Without `remote`, mail for other domains stays queued (and expires). `stats`
+        counts each recipient's result and each bounce (for /metrics)."""
+        self.stats = stats
         self.remote = remote
         self.dkim = dkim
         self.hostname = hostname
@@ -171,6 +175,11 @@ class QueueManager:
         self._queued.add(qid)
         self._idle.clear()
         self._ready.put_nowait(qid)
+
+    @property
+    def alive(self) -> bool:
+        """Started, and no worker has ended (for /healthz)."""
+        return bool(self._tasks) and not any(task.done() for task in self._tasks)
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Until nothing is waiting to be delivered now (deferred messages may remain)."""
@@ -256,18 +265,27 @@ class QueueManager:
         state = attempt.state
         failed = [_local_report(rcpt, reason) for rcpt, reason in attempt.failed]
         waiting: list[tuple[str, str, str]] = list(attempt.deferred)  # (recipient, done-key, reason)
+        # For the stats: (kind, tls, result) of each recipient, and (kind, tls) of each in `waiting`.
+        results = [("local", False, "delivered")] * len(attempt.delivered)
+        results += [("local", False, "bounced")] * len(attempt.failed)
+        waiting_via = [("local", False)] * len(waiting)
         for outcome in outcomes:
             if outcome.delivered:
                 state.done.append(outcome.recipient)
+                results.append(("remote", outcome.tls, "delivered"))
             elif outcome.bounced:
                 state.done.append(outcome.recipient)
                 failed.append(_remote_report(outcome, "failed"))
+                results.append(("remote", outcome.tls, "bounced"))
             else:
                 waiting.append((outcome.recipient, outcome.recipient, str(outcome.reply)))
+                waiting_via.append(("remote", outcome.tls))
         if step.remote_targets and self.remote is None:
             waiting += [(t, t, "4.4.0 remote delivery is switched off here") for t in step.remote_targets]
+            waiting_via += [("remote", False)] * len(step.remote_targets)
         now = time.time()
         age = now - queued.envelope.received_at
+        self._count(results, waiting_via, expired=bool(waiting) and age >= self.retry.max_queue_lifetime, age=age)
         if waiting and age >= self.retry.max_queue_lifetime:
             days = self.retry.max_queue_lifetime / 86400
             for rcpt, key, reason in waiting:
@@ -300,6 +318,18 @@ class QueueManager:
         state.pending = list(dict.fromkeys(rcpt for rcpt, _, _ in waiting))
         self.spool.save_state(queued.qid, state)
         return state.next_try, new_ids
+
+    def _count(
+        self, results: list[tuple[str, bool, str]], waiting: list[tuple[str, bool]], *, expired: bool, age: float
+    ) -> None:
+        """Tell the stats what this attempt did: recipients still waiting are deferred,
+        or bounced when the queue lifetime is over."""
+        if self.stats is None:
+            return
+        for kind, tls, result in results:
+            self.stats.delivery(kind, tls, result, age)
+        for kind, tls in waiting:
+            self.stats.delivery(kind, tls, "bounced" if expired else "deferred", age)
 
     def _bounce(
         self, queued: QueuedMessage, reports: list[RecipientReport], *, now: float, retry_until: float | None = None
@@ -335,7 +365,10 @@ class QueueManager:
         dsn = Envelope(mail_from="", recipients=(to,), received_at=now, listener=listener,
                        smtputf8=utf8, body_8bit=not message.isascii())
         qid = self.spool.inject(dsn, message)
-        mail_log("bounce" if retry_until is None else "delay-warning", qid=queued.qid, notice=qid, to=f"<{to}>")
+        event = "bounce" if retry_until is None else "delay-warning"
+        mail_log(event, qid=queued.qid, notice=qid, to=f"<{to}>")
+        if self.stats is not None:
+            self.stats.bounce("double-bounce" if listener == DOUBLE_BOUNCE_LISTENER else event)
         return [qid]
 
     def _postmaster(self) -> str:

@@ -10,6 +10,10 @@ the queue from disk at start, so nothing depends on the notifications
 arriving: they only make delivery immediate. `hatoba serve` starts it (and
 restarts it) only after dropping root: it is the service user from its
 first instruction and never holds root to give up.
+
+The child answers on its stdout, one report a line (queue/reports.py): that
+it is ready, each new message in a mailbox, and what each delivery attempt
+did, which the server counts for /metrics.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from pathlib import Path
 
 from hatoba.config.schema import Config
 from hatoba.queue.ids import is_queue_id
+from hatoba.queue.reports import BounceQueued, Delivered, DeliveryDone, DeliveryStats, Ready, ReportWriter
+from hatoba.queue.reports import apply_report, parse_report
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +43,34 @@ class DeliveryProcess:
     def __init__(
         self, config_path: Path, log_level: str, *, on_delivered: Callable[[str], None] | None = None,
         log_fd: int | None = None,
+        stats: DeliveryStats | None = None, on_restart: Callable[[], None] | None = None,
     ) -> None:
-        """`on_delivered(mailbox)` is called for each new message the child reports.
-        `log_fd`: the server's open log file, which the child writes to as well (the
-        server opened it before dropping root; the child could not open it itself)."""
+        """`on_delivered(mailbox)` is called for each new message the child reports,
+        `stats` counts its deliveries and bounces, `on_restart()` runs when it is
+        started again after a crash. `log_fd`: the server's open log file, which the
+        child writes to as well (the server opened it before dropping root; the child
+        could not open it itself)."""
         self.config_path = config_path
         self.log_level = log_level
         self.log_fd = log_fd
         self.on_delivered = on_delivered
+        self.stats = stats
+        self.on_restart = on_restart
         self._proc: asyncio.subprocess.Process | None = None
+        self._ready = False  # the running child said "ready"
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
+
+    @property
+    def alive(self) -> bool:
+        """The child runs and has said it is ready (for /healthz)."""
+        return self._ready and self._proc is not None and self._proc.returncode is None
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id (its memory is read from /proc for /metrics)."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.returncode is None else None
 
     async def start(self) -> None:
         await self._spawn()
@@ -55,6 +78,7 @@ class DeliveryProcess:
 
     async def _spawn(self) -> None:
         log_file = () if self.log_fd is None else ("--log-fd", str(self.log_fd))
+        self._ready = False
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hatoba.queue.process", str(self.config_path), "--log-level", self.log_level,
             *log_file,
@@ -65,12 +89,16 @@ class DeliveryProcess:
         asyncio.get_running_loop().create_task(self._read_reports(self._proc))
 
     async def _read_reports(self, proc: asyncio.subprocess.Process) -> None:
-        """The child writes "delivered MAILBOX" for each new message (IMAP IDLE wakes on it)."""
+        """What the child writes on its stdout, one report a line (queue/reports.py)."""
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
-            kind, _, mailbox = line.decode("utf-8", "replace").strip().partition(" ")
-            if kind == "delivered" and mailbox and self.on_delivered is not None:
-                self.on_delivered(mailbox)
+            match parse_report(line):
+                case Delivered(mailbox=mailbox) if self.on_delivered is not None:
+                    self.on_delivered(mailbox)
+                case Ready() if proc is self._proc:
+                    self._ready = True
+                case DeliveryDone() | BounceQueued() as report if self.stats is not None:
+                    apply_report(report, self.stats)
 
     def notify(self, qid: str) -> None:
         proc = self._proc
@@ -85,6 +113,8 @@ class DeliveryProcess:
             if self._stopping:
                 return
             log.error("delivery process exited with status %s; starting it again", status)
+            if self.on_restart is not None:
+                self.on_restart()
             await asyncio.sleep(RESTART_DELAY)
             if not self._stopping:
                 await self._spawn()
@@ -124,8 +154,9 @@ def quota_check(config: Config, directory) -> Callable[[str], bool]:  # type: ig
     return full
 
 
-def build_manager(config: Config, spool, directory, store, *, on_delivered=None):  # type: ignore[no-untyped-def]
-    """The queue manager with everything the config asks for: remote delivery, DKIM, quota."""
+def build_manager(config: Config, spool, directory, store, *, on_delivered=None, stats=None):  # type: ignore[no-untyped-def]
+    """The queue manager with everything the config asks for: remote delivery, DKIM, quota;
+    `stats` counts deliveries and bounces (queue/reports.DeliveryStats)."""
     from hatoba.delivery.remote import RemoteDelivery
     from hatoba.dkim.sign import DkimSigner
     from hatoba.queue.manager import QueueManager
@@ -137,6 +168,7 @@ def build_manager(config: Config, spool, directory, store, *, on_delivered=None)
         dkim=DkimSigner(config.paths.dkim_dir) if config.dkim.sign else None,
         hostname=config.server.hostname,
         postmaster=config.delivery.postmaster,
+        stats=stats,
     )
 
 
@@ -150,12 +182,14 @@ async def _serve(config: Config) -> None:
     directory.postmaster = config.server.postmaster
     store = MaildirStore(paths.mail_dir, hostname=config.server.hostname)
 
-    def report(mailbox: str) -> None:
-        sys.stdout.buffer.write(f"delivered {mailbox}\n".encode())
-        sys.stdout.buffer.flush()
+    reports = ReportWriter(sys.stdout.buffer)
 
-    manager = build_manager(config, Spool(paths.queue_dir), directory, store, on_delivered=report)
+    def report(mailbox: str) -> None:
+        reports.send(Delivered(mailbox))
+
+    manager = build_manager(config, Spool(paths.queue_dir), directory, store, on_delivered=report, stats=reports)
     await manager.start()
+    reports.send(Ready())
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from hatoba.fsutil import fsync_dir, make_private_dir, write_all, write_atomic
-from hatoba.queue.ids import is_queue_id, new_queue_id
+from hatoba.queue.ids import arrival_time, is_queue_id, new_queue_id
 from hatoba.store.api import QueueState
 
 log = logging.getLogger(__name__)
@@ -312,6 +312,18 @@ class Spool:
     def list_ids(self) -> list[str]:
         names = (e.name for e in os.scandir(self.active_dir))
         return sorted(n[:-4] for n in names if n.endswith(".msg") and is_queue_id(n[:-4]))
+
+    def census(self) -> tuple[int, float | None]:
+        """How many messages are queued, and when the oldest arrived (None: none is).
+        One listing of active/ and no file opened: a queue id carries its arrival time."""
+        count, oldest = 0, ""
+        for entry in os.scandir(self.active_dir):
+            qid, _, kind = entry.name.partition(".")
+            if kind == "msg" and is_queue_id(qid):
+                count += 1
+                if not oldest or qid < oldest:
+                    oldest = qid
+        return count, arrival_time(oldest) if oldest else None
 
     def exists(self, qid: str) -> bool:
         return is_queue_id(qid) and self.message_path(qid).exists()

@@ -30,6 +30,8 @@ def listener_findings(config: Config) -> list[Finding]:
             findings += _mailbox_cleartext(config, listener)
         elif listener.name in ("pop3s", "imaps"):
             findings.append(_ok(listener, "implicit TLS", _implicit_text(listener)))
+        elif listener.name == "http":
+            findings.append(_http(config, listener))
         else:
             findings.append(Finding(
                 "listeners", f"listener.{listener.name}.served", "info",
@@ -44,6 +46,29 @@ def listener_findings(config: Config) -> list[Finding]:
             "Set enabled = true in the [listeners.*] tables you need (at least smtp and submission).",
         ))
     return findings
+
+
+def _http(config: Config, listener: ListenerConfig) -> Finding:
+    """Who may read /metrics and /healthz: loopback only is "ok", wider is worth knowing."""
+    networks = config.metrics.networks
+    wider = [cidr for cidr in networks if not _is_loopback(cidr)]
+    if not wider:
+        return Finding("listeners", "listener.http.metrics", "ok", f"{_where(listener)}: metrics for loopback only",
+                       "/metrics and /healthz answer only to this machine; other clients get 403.")
+    return Finding(
+        "listeners", "listener.http.metrics", "info",
+        f"{_where(listener)}: metrics for {', '.join(networks)}",
+        f"/metrics and /healthz answer to {', '.join(wider)} over plain HTTP: the figures show how busy "
+        "the server is and when it is down.",
+        "Keep [metrics] networks to your monitoring hosts.",
+    )
+
+
+def _is_loopback(cidr: str) -> bool:
+    try:
+        return ipaddress.ip_network(cidr, strict=False).is_loopback
+    except ValueError:
+        return False  # a config problem, reported in its own section
 
 
 def plaintext_login_networks(config: Config) -> tuple[list[str], list[str]]:

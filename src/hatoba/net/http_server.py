@@ -1,0 +1,194 @@
+"""HttpSession: one connection of the http listener: one HTTP/1.1 request, its answer, close.
+
+h11 parses and frames (a sans-I/O core, as our own protocol cores are);
+this module reads, feeds it, asks the route table (web/routes.py) and writes.
+
+Rules:
+- One request per connection, answered with `Connection: close`: no
+  keep-alive state to bound, and monitoring scrapes once every few seconds.
+- The request head (request line and header fields) must arrive within
+  limits.http_request_timeout seconds in all, however it drips in: 408,
+  then close.
+- The head may hold MAX_HEAD bytes (h11's max_incomplete_event_size): past
+  that 431, or 414 while the request line has not even ended.
+- Bytes that are not HTTP/1.x (garbage, a TLS ClientHello on this plain
+  port) get 400; a request line of another version (the HTTP/2 preface
+  `PRI * HTTP/2.0`) gets 505. Then the connection closes.
+- A request body is never read: no route takes one yet.
+- After the answer the rest of the input is read and dropped for at most
+  LINGER seconds (LINGER_BYTES), then the connection closes: closing with
+  unread input sends a TCP reset, and the client could lose our answer to
+  it (nginx's lingering close, for the same reason).
+- Answers never carry client input nor exception text; a handler's
+  exception is our bug: logged with its traceback, answered 500 with the
+  session id.
+- Each answer is one log line, at INFO for client errors (the operator sees
+  probes and misconfigured scrapers), else at DEBUG: scrapes come every few
+  seconds and are no mail events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from email.utils import formatdate
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import h11
+
+from hatoba.net.stream import Stream
+from hatoba.web.routes import Request, Response, Router, text_response
+
+if TYPE_CHECKING:
+    from hatoba.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 16384
+MAX_HEAD = 8192  # request line and header fields together (nginx: 1 KiB, then 4 x 8 KiB)
+WRITE_TIMEOUT = 30.0  # seconds the client has to take the answer
+LINGER = 2.0
+LINGER_BYTES = 1 << 20
+VERSIONS = (b"1.0", b"1.1")
+
+REASONS = {
+    200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    408: "Request Timeout", 414: "URI Too Long", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
+}
+
+
+class HttpSession:
+    __slots__ = ("router", "stream", "client_ip", "session_id", "metrics", "timeout", "_conn", "_line_ended")
+
+    def __init__(
+        self, router: Router, stream: Stream, client_ip: str, session_id: str, metrics: Metrics, *, timeout: float
+    ) -> None:
+        """`timeout`: seconds for the whole request head (limits.http_request_timeout)."""
+        self.timeout = timeout
+        self.router = router
+        self.stream = stream
+        self.client_ip = client_ip
+        self.session_id = session_id
+        self.metrics = metrics
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self._line_ended = False  # a line end has arrived (else an oversized head is a request line: 414)
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                event = await self._read_head()
+        except TimeoutError:
+            await self._finish("-", "-", text_response(408, "Request timeout: send the request at once"))
+            return
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint if exc.error_status_hint in (400, 431) else 400
+            if status == 431 and not self._line_ended:
+                status = 414
+            log.info("http: %d to %s: %s", status, self.client_ip, _capped(str(exc)))
+            await self._finish("-", "-", text_response(status, REASONS[status]))
+            return
+        if event is None:
+            return  # closed before a whole request: nobody to answer
+        method = event.method.decode("ascii", "replace")
+        if event.http_version not in VERSIONS:
+            await self._finish(method, "-", text_response(505, "HTTP version not supported; use HTTP/1.1"))
+            return
+        request = _request(event, self.client_ip)
+        try:
+            response = await self.router.answer(request)
+        except Exception:  # one catch per request: our bug
+            log.exception("http: %s %s failed", method, _capped(request.path))
+            response = text_response(500, f"Local error, id={self.session_id}")
+        await self._finish(method, request.path, response)
+
+    async def _read_head(self) -> h11.Request | None:
+        """The request's head, or None when the connection ends before one."""
+        while True:
+            event = self._conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await self.stream.read(READ_SIZE)
+                if not self._line_ended and b"\n" in data:
+                    self._line_ended = True
+                self._conn.receive_data(data)  # b"": the end, which h11 turns into its event or error
+                continue
+            if isinstance(event, h11.Request):
+                return event
+            return None  # ConnectionClosed: the only other event before a request
+
+    async def _finish(self, method: str, path: str, response: Response) -> None:
+        """Send `response`, drop what else comes for a while, and let the caller close."""
+        self.metrics.http_response(response.status)
+        level = logging.INFO if 400 <= response.status < 500 and response.status != 404 else logging.DEBUG
+        if log.isEnabledFor(level):
+            log.log(level, "http: %s %s -> %d ip=%s", _capped(method), _capped(path), response.status, self.client_ip)
+        try:
+            data = self._frame(response, head_only=method == "HEAD")
+        except h11.LocalProtocolError:
+            log.exception("http: cannot frame a %d answer", response.status)
+            return
+        self.stream.write(data)
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await self.stream.drain()
+        except (OSError, ConnectionError, TimeoutError):
+            return
+        await self._linger()
+
+    def _frame(self, response: Response, *, head_only: bool) -> bytes:
+        headers = [
+            ("Date", formatdate(usegmt=True)),
+            ("Content-Type", response.content_type),
+            ("Content-Length", str(len(response.body))),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            *response.headers,
+            ("Connection", "close"),
+        ]
+        conn = self._conn
+        reason = REASONS.get(response.status, "")
+        data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason)) or b""
+        if not head_only and response.body:
+            data += conn.send(h11.Data(data=response.body)) or b""
+        return data + (conn.send(h11.EndOfMessage()) or b"")
+
+    async def _linger(self) -> None:
+        dropped = 0
+        try:
+            async with asyncio.timeout(LINGER):
+                while dropped < LINGER_BYTES:
+                    data = await self.stream.read(READ_SIZE)
+                    if not data:
+                        return
+                    dropped += len(data)
+        except (TimeoutError, OSError, ConnectionError):
+            pass
+
+
+def refusal(text: str) -> bytes:
+    """A whole 503 answer for a connection the limits refuse before reading it (net/server.py)."""
+    body = text.encode("utf-8") + b"\n"
+    conn = h11.Connection(h11.SERVER)  # h11 lets a server answer before any request
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+               ("Retry-After", "10"), ("Connection", "close")]
+    data = conn.send(h11.Response(status_code=503, headers=headers, reason=REASONS[503])) or b""
+    return data + (conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b"")
+
+
+def _request(event: h11.Request, client_ip: str) -> Request:
+    # h11 has checked the target's characters (RFC 9112 §3.2): printable ASCII, no spaces.
+    target = event.target.decode("ascii", "replace")
+    if not target.startswith("/"):  # absolute-form (RFC 9112 §3.2.2), or `*`
+        target = (urlsplit(target).path or "/") if "://" in target else "*"
+    path, _, query = target.partition("?")
+    host = next((value for name, value in event.headers if name == b"host"), b"")
+    return Request(event.method.decode("ascii", "replace"), path, query,
+                   host.decode("ascii", "replace"), client_ip)
+
+
+def _capped(text: str, limit: int = 100) -> str:
+    """Client text for a log line: one line, at most `limit` characters."""
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= limit else text[:limit] + "..."
