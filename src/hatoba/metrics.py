@@ -13,6 +13,10 @@ Rules:
   The child's memory and CPU are read from /proc/<pid> at scrape time.
 - The queue gauges are read from the spool at scrape time (one directory
   listing, no file opened), and render() runs in a thread, off the event loop.
+- Several worker processes: each counts its own sessions; the first asks
+  the others for their text at scrape time and adds their samples of the
+  session families (SUMMED) to its own, so one scrape speaks for the whole
+  server. Each worker's memory is hatoba_worker_resident_memory_bytes.
 - Every label value comes from a fixed set (listener names, protocols,
   results, policy reasons), so no client can make new series.
 - Names follow Prometheus' conventions (`_total` counters, base units) and,
@@ -21,11 +25,14 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client import disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -176,9 +183,88 @@ class Metrics:
 
     # -- the answer ---------------------------------------------------------------------
 
-    def render(self) -> bytes:
-        """The text exposition format. Reads /proc and the queue folder: call it in a thread."""
-        return generate_latest(self.registry)
+    def watch_workers(self, pids: Callable[[], dict[int, int]]) -> None:
+        """hatoba_worker_resident_memory_bytes per worker process (index -> pid), from /proc."""
+        self.registry.register(_Workers(pids))
+
+    def render(self, others: Sequence[bytes] = ()) -> bytes:
+        """The text exposition format, with the SUMMED samples of `others` (other
+        workers' render()) added. Reads /proc and the queue folder: call it in a thread."""
+        if not others:
+            return generate_latest(self.registry)
+        return generate_latest(_Summed(self.registry, _samples_of(others)))
+
+
+# The families every worker counts for its own sessions.
+SUMMED = frozenset({
+    "hatoba_connections", "hatoba_connections_open", "hatoba_connections_refused", "hatoba_tls_handshakes",
+    "hatoba_tls_handshake_failures", "hatoba_logins", "hatoba_login_throttled", "hatoba_smtp_messages_accepted",
+    "hatoba_smtp_messages_rejected", "hatoba_http_responses",
+})
+
+_SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def _samples_of(texts: Sequence[bytes]) -> dict[_SampleKey, float]:
+    """The SUMMED families' samples in `texts`, added up by name and labels."""
+    summed: dict[_SampleKey, float] = {}
+    for text in texts:
+        try:
+            families = list(text_string_to_metric_families(text.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError):
+            continue  # a worker's broken answer: its figures are missing, not wrong
+        for family in families:
+            if family.name not in SUMMED:
+                continue
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                summed[key] = summed.get(key, 0.0) + sample.value
+    return summed
+
+
+class _Summed:
+    """A registry's families with other workers' samples added (generate_latest reads collect())."""
+
+    def __init__(self, registry: CollectorRegistry, extra: dict[_SampleKey, float]) -> None:
+        self._registry = registry
+        self._extra = extra
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            if family.name in SUMMED:
+                seen = set()
+                samples = []
+                for sample in family.samples:
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    seen.add(key)
+                    samples.append(sample._replace(value=sample.value + self._extra.get(key, 0.0)))
+                names = {s.name for s in family.samples} or {family.name + suffix for suffix in ("", "_total")}
+                for key, value in self._extra.items():  # label values only other workers have seen
+                    if key not in seen and key[0] in names:
+                        samples.append(Sample(key[0], dict(key[1]), value))
+                family.samples = samples
+            yield family
+
+
+class _Workers(Collector):
+    def __init__(self, pids: Callable[[], dict[int, int]]) -> None:
+        self._pids = pids
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("hatoba_worker_resident_memory_bytes",
+                                   "Resident memory of each process that serves connections.", labels=["worker"])
+        page = os.sysconf("SC_PAGE_SIZE")
+        for index, pid in sorted(self._pids().items()):
+            try:
+                with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
+                    resident = int(statm.read().split()[1]) * page
+            except (OSError, ValueError, IndexError):
+                continue  # ended meanwhile
+            family.add_metric([str(index)], float(resident))
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
 
 
 class _ChildProcess(Collector):

@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from hatoba.cli import serve
+from hatoba import runloop
 
 
 class _Node:
@@ -23,11 +23,11 @@ def test_start_up_objects_are_frozen_after_a_collection_and_young_collections_ar
         node = _Node()
         gone = weakref.ref(node)
         del node
-        serve._settle_garbage_collector()
+        runloop.settle_garbage_collector()
         assert gone() is None  # freed first, not frozen for the life of the process
         assert gc.get_freeze_count() > 0  # what start-up made leaves the collected generations
-        assert gc.get_threshold() == (serve.GC_YOUNG_THRESHOLD, *before[1:])
-        assert serve.GC_YOUNG_THRESHOLD > before[0]
+        assert gc.get_threshold() == (runloop.GC_YOUNG_THRESHOLD, *before[1:])
+        assert runloop.GC_YOUNG_THRESHOLD > before[0]
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
@@ -38,9 +38,9 @@ def test_start_up_objects_are_frozen_after_a_collection_and_young_collections_ar
 def test_malloc_arenas_are_limited_unless_the_operator_chose(monkeypatch):
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    assert serve._limit_malloc_arenas() is True  # glibc took M_ARENA_MAX
+    assert runloop.limit_malloc_arenas() is True  # glibc took M_ARENA_MAX
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert serve._limit_malloc_arenas() is False
+    assert runloop.limit_malloc_arenas() is False
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=8")
-    assert serve._limit_malloc_arenas() is False
+    assert runloop.limit_malloc_arenas() is False

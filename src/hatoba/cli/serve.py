@@ -5,6 +5,10 @@ started as root, give the data folder to `[server] user` and become that
 user for good; then recover the queue, start the delivery process and
 accept connections. No byte from a client is read before root is gone.
 
+With `[server] workers` above 1 (the default on a machine of several cores)
+this process is the first of the workers that serve connections; it starts
+the others after its own listeners are up (net/worker_procs.py).
+
 SIGHUP reloads the certificates and keys (open connections stay up).
 SIGTERM and SIGINT stop it gracefully: listeners close, sessions get a few
 seconds to finish, the queue manager completes in-flight deliveries.
@@ -16,17 +20,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import signal
 import socket
-import sys
 
 from hatoba.cli.common import CliError, load_config
 from hatoba.config.schema import Config
 from hatoba.logs import setup_logging
 from hatoba.net.sdnotify import Notifier
+from hatoba.runloop import limit_malloc_arenas, settle_garbage_collector
 from hatoba.system.privileges import ServiceUser
 
 log = logging.getLogger(__name__)
@@ -42,11 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from hatoba.net.listen import bind_all, close_all
+    from hatoba.net.listen import bind_workers, close_all
     from hatoba.net.server import served_listeners
     from hatoba.system.privileges import PrivilegeError, plan
 
-    _limit_malloc_arenas()
+    limit_malloc_arenas()
     config = load_config(args)
     try:
         user = plan(config.server, os.geteuid())
@@ -63,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
     # think the server is up; a SIGHUP or SIGTERM then must wait for the event
     # loop's handlers instead of killing the process (their default action).
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    workers = config.server.worker_count()
     try:
-        sockets = bind_all(served_listeners(config))
+        per_worker = bind_workers(served_listeners(config), workers)
     except OSError as exc:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         raise CliError(f"cannot start: {exc.strerror or exc} (is another server using the port?)") from None
@@ -74,12 +78,14 @@ def run(args: argparse.Namespace) -> int:
         from hatoba.runloop import run as run_loop
 
         log_fd = log_file.stream.fileno() if isinstance(log_file, logging.StreamHandler) else None
-        run_loop(_serve(config, sockets, notifier, log_fd, dropped=user is not None))
+        level = "DEBUG" if args.debug else config.log.level
+        run_loop(_serve(config, per_worker, notifier, log_fd, level, dropped=user is not None))
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         raise CliError(f"cannot start: {exc.strerror or exc}{where}") from None
     finally:
-        close_all(sockets)  # those the server took are closed already
+        for sockets in per_worker:
+            close_all(sockets)  # those the server took are closed already
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return 0
 
@@ -139,53 +145,16 @@ def _say_who_runs(config: Config) -> None:
                  name, config.server.user)
 
 
-# glibc gives threads that allocate at once arenas of their own (up to 8 per core), and
-# memory freed in them mostly stays with the process: the threads that read and write
-# mail files kept about 10 MiB that way. Two arenas, as MALLOC_ARENA_MAX=2 would give.
-MALLOC_ARENAS = 2
-_M_ARENA_MAX = -8  # mallopt(3)
-
-
-def _limit_malloc_arenas() -> bool:
-    """Before any thread starts; whether the limit was set. An operator's MALLOC_ARENA_MAX
-    or glibc.malloc.arena_max tunable wins (glibc reads those itself)."""
-    if (not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ
-            or "arena_max" in os.environ.get("GLIBC_TUNABLES", "")):
-        return False
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # a C library without mallopt
-        return False
-    return bool(mallopt(_M_ARENA_MAX, MALLOC_ARENAS))  # 1 on success (musl's stub: 0)
-
-
-# Collect young objects every this many allocations (Python's default: 700).
-GC_YOUNG_THRESHOLD = 10_000
-
-
-def _settle_garbage_collector() -> None:
-    """Keep full collections short: they paused commands on a large mailbox for 20 ms and more.
-
-    What start-up loaded (modules, configuration, TLS contexts) lives as long as the
-    process, so it leaves the collector's generations; sessions allocate tens of
-    thousands of records per SELECT, so the young generation is collected less often.
-    """
-    gc.collect()  # start-up garbage in cycles is freed now, not kept frozen for ever
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
-
-
-async def _serve(config: Config, sockets: dict[str, list[socket.socket]], notifier: Notifier,
-                 log_fd: int | None, *, dropped: bool) -> None:
+async def _serve(config: Config, per_worker: list[dict[str, list[socket.socket]]], notifier: Notifier,
+                 log_fd: int | None, log_level: str, *, dropped: bool) -> None:
     from hatoba.delivery.setup import DeliverySetupError
     from hatoba.net.server import Server
+    from hatoba.net.shared_counts import SharedCounts
     from hatoba.pki.tlsctx import TlsSetupError
 
+    counts = SharedCounts.create(len(per_worker)) if len(per_worker) > 1 else None
     try:
-        server = Server(config, log_fd=log_fd)
+        server = Server(config, log_fd=log_fd, counts=counts)
     except (TlsSetupError, DeliverySetupError) as exc:
         raise CliError(str(exc)) from None
     stop = asyncio.Event()
@@ -203,7 +172,7 @@ async def _serve(config: Config, sockets: dict[str, list[socket.socket]], notifi
         if told:
             notifier.reloading()
         try:
-            server.reload_tls()
+            server.reload()
         finally:
             if told:
                 notifier.ready()
@@ -212,11 +181,14 @@ async def _serve(config: Config, sockets: dict[str, list[socket.socket]], notifi
     # Handled from here on (those that came since the ports were bound too); unblocked
     # before the delivery process starts, which would inherit the mask.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
-    await server.start(sockets)
-    _settle_garbage_collector()
+    await server.start(per_worker[0])
+    if len(per_worker) > 1:
+        await server.start_workers(per_worker[1:], log_level)
+    settle_garbage_collector()
     if not dropped:
         _say_who_runs(config)
-    log.info("hatoba is running as %s; stop with Ctrl-C or SIGTERM", config.server.hostname)
+    log.info("hatoba is running as %s (%d worker process%s); stop with Ctrl-C or SIGTERM",
+             config.server.hostname, len(per_worker), "" if len(per_worker) == 1 else "es")
     notifier.ready(f"serving {', '.join(server.bound)}")
     ready = True
     await stop.wait()
@@ -224,4 +196,6 @@ async def _serve(config: Config, sockets: dict[str, list[socket.socket]], notifi
     log.info("stopping")
     await server.stop()
     log.info("stopped")
+    if counts is not None:
+        counts.close()
     notifier.close()

@@ -46,6 +46,7 @@ from hatoba.config.schema import (
 )
 
 DEFAULT_DATA_DIR = "data"
+MAX_WORKERS = 64  # server.workers
 
 log = logging.getLogger(__name__)
 
@@ -201,13 +202,17 @@ def _build(raw: dict[str, Any], path: Path, warnings: list[str]) -> Config:
     user = server_t.get("user", str, ServerConfig.user).strip()
     group = server_t.get("group", str, ServerConfig.group).strip()
     allow_root = server_t.get("allow_root", bool, ServerConfig.allow_root)
+    workers = server_t.get("workers", int, ServerConfig.workers)
+    if not 0 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"server.workers must be 0 (one per core) to {MAX_WORKERS}, not {workers}")
     data_dir = _data_dir(server_t, paths_t, base)
     server_t.done()
     paths_t.done()
     auth, pop3 = _auth_and_pop3(root.table("auth"), root.table("pop3"), warnings)
     config = Config(
         server=ServerConfig(
-            hostname=hostname, postmaster=postmaster.strip(), user=user, group=group, allow_root=allow_root
+            hostname=hostname, postmaster=postmaster.strip(), user=user, group=group, allow_root=allow_root,
+            workers=workers,
         ),
         listeners=_listeners(root.table("listeners")),
         tls=_tls(root, base),

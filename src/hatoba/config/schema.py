@@ -8,6 +8,8 @@ Rules:
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -318,6 +320,18 @@ class ServerConfig:
     # Keep running as root (user = "" or "root" while started as root).
     # Never on a server others can reach: any bug is then a root compromise.
     allow_root: bool = False
+    # Processes that serve connections (SMTP, POP3, IMAP), each on a core of its
+    # own; 0 = one per core this process may run on.
+    workers: int = 0
+
+    def worker_count(self) -> int:
+        """The number of serving processes `workers` stands for on this machine."""
+        if self.workers > 0:
+            return self.workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):  # not Linux
+            return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

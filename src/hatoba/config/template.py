@@ -116,6 +116,8 @@ def render_config(
         f"user = {_str(user)}",
         '# group = ""  # "" = the user\'s primary group',
         f"# allow_root = {_value(ServerConfig.allow_root)}",
+        "# Processes that serve connections, each on a core of its own; 0 = one per core.",
+        f"# workers = {_value(ServerConfig.workers)}",
         "",
         "[paths]",
         "# Directory database, mailboxes (mail/) and queue (queue/). Keep it private.",

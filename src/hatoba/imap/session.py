@@ -77,6 +77,9 @@ class MailboxEvents:
 
     def __init__(self) -> None:
         self._sessions: dict[str, set[ImapSession]] = {}
+        # Set when other worker processes serve sessions too: tells them of the
+        # changes made here (net/worker_link.py); they come back through receive().
+        self.publish: Callable[[str, tuple[Change, ...]], None] | None = None
 
     def subscribe(self, user: str, session: ImapSession) -> None:
         self._sessions.setdefault(user.lower(), set()).add(session)
@@ -91,6 +94,12 @@ class MailboxEvents:
     def changed(self, user: str, changes: tuple[Change, ...] = (), origin: ImapSession | None = None) -> None:
         """Runs in the event loop. `changes` empty: something changed, nobody knows what;
         `origin`: the session that made them (NOTIFY does not tell it of its own)."""
+        self.receive(user, changes, origin)
+        if self.publish is not None:
+            self.publish(user, changes)
+
+    def receive(self, user: str, changes: tuple[Change, ...], origin: ImapSession | None = None) -> None:
+        """Tell this process's sessions only (news from another worker process)."""
         for session in tuple(self._sessions.get(user.lower(), ())):
             session.mailbox_news(changes, own=session is origin)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import resource
 import socket
 import ssl
@@ -21,11 +22,13 @@ from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
 from hatoba.logs import mail_log, session_id
 from hatoba.metrics import ListenerMetrics, Metrics
 from hatoba.net.http_server import HttpSession, refusal as http_refusal
+from hatoba.net import worker_link as W
 from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
 from hatoba.net.listen import BACKLOG, bind_all
 from hatoba.net.login import Logins, protocol_of
 from hatoba.net.stream import Stream
+from hatoba.net.worker_procs import WorkerProcesses
 from hatoba.imap.session import ImapContext, ImapSession, MailboxEvents
 from hatoba.net.pop3_session import MailboxLocks, Pop3Context, Pop3Session
 from hatoba.net.smtp_session import SmtpContext, SmtpSession
@@ -46,6 +49,7 @@ from hatoba.web.ops import operations_routes
 from hatoba.web.routes import Router
 
 if TYPE_CHECKING:  # the delivery machinery (DNS, SMTP client, DKIM) loads only where it runs
+    from hatoba.net.shared_counts import SharedCounts
     from hatoba.queue.manager import QueueManager
 
 log = logging.getLogger(__name__)
@@ -56,12 +60,41 @@ SPARE_DESCRIPTORS = 100
 SERVED_LISTENERS = (*SMTP_LISTENERS, "pop3", "pop3s", "imap", "imaps", "http")
 
 
+class ForwardedQueue:
+    """The queue manager as a worker other than the first sees it: each committed
+    message is told to the first worker, which owns the delivery process."""
+
+    alive = True
+
+    def __init__(self, forward: Callable[[W.Message], None]) -> None:
+        self._forward = forward
+
+    def notify(self, qid: str) -> None:
+        self._forward(W.Queued(qid))
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
 class Server:
-    def __init__(self, config: Config, *, delivery_process: bool = True, log_fd: int | None = None) -> None:
+    def __init__(
+        self, config: Config, *, delivery_process: bool = True, log_fd: int | None = None,
+        forward: Callable[[W.Message], None] | None = None, counts: SharedCounts | None = None,
+        worker_index: int = 0,
+    ) -> None:
         """`delivery_process`: deliver from a child process (the default when
         the config came from a file); else in this process's threads.
-        `log_fd`: the open log file, for the delivery process to write to."""
+        `log_fd`: the open log file, for the delivery process to write to.
+        Several worker processes (net/worker_procs.py): `counts` holds the
+        connection counts they share; a worker other than the first
+        (`worker_index` > 0) sends what the first must know to `forward`."""
         self.config = config
+        self.log_fd = log_fd
+        self.worker_index = worker_index
+        self.workers: WorkerProcesses | None = None  # the others, started by the first (start_workers)
         paths = config.paths
         for folder in (paths.data_dir, paths.mail_dir, paths.queue_dir):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -71,9 +104,12 @@ class Server:
         self.store = MaildirStore(paths.mail_dir, hostname=config.server.hostname)
         self.spool = Spool(paths.queue_dir, on_commit=self._on_commit)
         self.metrics = Metrics(tuple(lc.name for lc in config.listeners.values() if lc.enabled))
-        self.manager: QueueManager | DeliveryProcess
+        self.manager: QueueManager | DeliveryProcess | ForwardedQueue
         self.mailbox_events = MailboxEvents()
-        if delivery_process and config.config_path is not None:
+        if forward is not None:
+            self.manager = ForwardedQueue(forward)
+            self.mailbox_events.publish = lambda user, changes: forward(W.Changed(user, changes))
+        elif delivery_process and config.config_path is not None:
             child = self.manager = DeliveryProcess(
                 config.config_path, config.log.level, on_delivered=self.mailbox_events.delivered, log_fd=log_fd,
                 stats=self.metrics, on_restart=self.metrics.delivery_restarts.inc,
@@ -85,8 +121,10 @@ class Server:
                 stats=self.metrics,
             )
             self.metrics.watch_delivery_process(lambda: None, lambda: manager.alive)
-        self.metrics.watch_queue(self.spool.census, time.time)
-        self.router = Router(operations_routes(self.metrics, self.health, TrustedNetworks.parse(config.metrics.networks)))
+        if forward is None:  # the first worker answers for the queue
+            self.metrics.watch_queue(self.spool.census, time.time)
+        self.router = Router(operations_routes(self.metrics, self.health, TrustedNetworks.parse(config.metrics.networks),
+                                               others=self._workers_metrics))
         self.tls_context: ssl.SSLContext | None = server_context(config.tls)
         check_delivery_setup(config)
         limits = config.limits
@@ -94,6 +132,7 @@ class Server:
             max_total=limits.max_connections,
             max_per_ip=limits.max_connections_per_ip,
             max_per_user_ip=limits.max_user_connections_per_ip,
+            shared=counts,
         )
         # One login path for every protocol: failed logins on POP3 count against SMTP AUTH too.
         self.throttle = LoginThrottle.open(config.auth, paths.directory_db)
@@ -147,6 +186,12 @@ class Server:
     def _on_commit(self, qid: str) -> None:
         self.manager.notify(qid)
 
+    def reload(self) -> bool:
+        """SIGHUP: the certificates, here and in every other worker."""
+        if self.workers is not None:
+            self.workers.reload()
+        return self.reload_tls()
+
     def reload_tls(self) -> bool:
         """SIGHUP: take the certificates and keys from disk again (renewals, SNI changes).
 
@@ -182,9 +227,10 @@ class Server:
         loop.set_exception_handler(_quiet_exception_handler)
         # Clean what a crash left in the spool before anything is accepted
         # (never while sessions commit), then start delivering.
-        recovered = await asyncio.to_thread(self.spool.recover)
-        if recovered:
-            log.info("queue: %d message(s) from before the start", len(recovered))
+        if self.worker_index == 0:  # the others start once the first has cleaned up
+            recovered = await asyncio.to_thread(self.spool.recover)
+            if recovered:
+                log.info("queue: %d message(s) from before the start", len(recovered))
         await self.manager.start()
         room_for_connections(self.config.limits.max_connections)
         listeners = served_listeners(self.config, warn=sockets is None)  # serve warned when it bound them
@@ -197,10 +243,36 @@ class Server:
                 self._listening[f"{listener.name} {sock.getsockname()[1]}" if len(sockets[listener.name]) > 1
                                 else listener.name] = server
             self.bound[listener.name] = sockets[listener.name][0].getsockname()[:2]
-            log.info(
+            (log.info if self.worker_index == 0 else log.debug)(  # one line per listener, not per worker
                 "listening: %s on %s:%d (%s)", listener.name, listener.host, self.bound[listener.name][1],
                 _describe(listener),
             )
+
+    async def start_workers(self, sockets: list[dict[str, list[socket.socket]]], log_level: str) -> None:
+        """The first worker starts the others, one per entry of `sockets` (their
+        listening sockets), and waits until they listen; this process passes on
+        what they report (net/worker_procs.py)."""
+        assert self.config.config_path is not None and self.worker_index == 0
+        counts = self.limiter.shared
+
+        def changed(message: W.Changed) -> None:
+            self.mailbox_events.receive(message.user, message.changes)
+
+        def restarting(index: int) -> None:
+            if counts is not None:
+                counts.clear(index)  # its connections died with it
+
+        workers = self.workers = WorkerProcesses(
+            self.config.config_path, sockets, log_level=log_level, log_fd=self.log_fd,
+            counts_fd=counts.fd if counts is not None else None,
+            on_queued=self.manager.notify, on_changed=changed, on_restart=restarting,
+        )
+        self.mailbox_events.publish = lambda user, changes: workers.broadcast(W.Changed(user, changes))
+        self.metrics.watch_workers(lambda: {0: os.getpid(), **workers.pids})
+        await workers.start()
+
+    async def _workers_metrics(self) -> list[bytes]:
+        return await self.workers.metrics() if self.workers is not None else []
 
     def _stream_factory(self, listener: ListenerConfig) -> Callable[[], Stream]:
         """A Stream for each accepted connection; it counts against the
@@ -351,6 +423,10 @@ class Server:
             return "not listening yet"
         if not self.manager.alive:
             return "the delivery process is not running"
+        if self.workers is not None:
+            missing = sorted(set(range(1, self.workers.count)) - set(self.workers.pids))
+            if missing:
+                return f"worker process {missing[0]} is not running"
         return None
 
     async def stop(self) -> None:
@@ -365,12 +441,15 @@ class Server:
         self.imap.clock.wake_all()
         for task in list(self._http):
             task.cancel()
+        workers = asyncio.ensure_future(self.workers.stop()) if self.workers is not None else None
         if self._sessions:
             _done, pending = await asyncio.wait(set(self._sessions), timeout=SHUTDOWN_GRACE)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        if workers is not None:  # their last messages still reach the delivery process
+            await workers
         await self.manager.stop()
         self.throttle.close()
 

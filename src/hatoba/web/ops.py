@@ -10,7 +10,7 @@ script, which need no parsing).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from hatoba.metrics import CONTENT_TYPE, Metrics
 from hatoba.policy.relay import TrustedNetworks
@@ -18,12 +18,15 @@ from hatoba.web.routes import Request, Response, Route, text_response
 
 
 def operations_routes(
-    metrics: Metrics, health: Callable[[], str | None], networks: TrustedNetworks
+    metrics: Metrics, health: Callable[[], str | None], networks: TrustedNetworks,
+    others: Callable[[], Awaitable[list[bytes]]] | None = None,
 ) -> list[Route]:
-    """The routes; `health()` is None when all is well, else the reason it is not."""
+    """The routes; `health()` is None when all is well, else the reason it is not;
+    `others()`: the other worker processes' counters, added to this one's."""
 
     async def scrape(request: Request) -> Response:
-        body = await asyncio.to_thread(metrics.render)
+        texts = await others() if others is not None else []
+        body = await asyncio.to_thread(metrics.render, texts)
         return Response(200, body, CONTENT_TYPE)
 
     async def healthz(request: Request) -> Response:
