@@ -234,3 +234,32 @@ def test_stats_count_recipients_past_the_queue_lifetime_as_bounced(setup):
         [("local", False, "delivered"), ("remote", False, "bounced"), ("local", False, "delivered")]
     )
     assert setup.stats.bounces == ["bounce"]
+
+
+def test_two_delivery_processes_share_the_queue_each_message_going_to_exactly_one(setup):
+    """queue/ids.part_of splits the queue; a restarted part recovers its own messages only,
+    and a flush request reaches every part."""
+    from hatoba.queue.ids import part_of
+
+    async def main() -> tuple[list[str], list[str], list[str]]:
+        spool = setup.spool()
+        ids = [await queue_one(spool, ("alice@example.test",)) for _ in range(12)]
+        while len({part_of(q, 2) for q in ids}) < 2 and len(ids) < 64:  # random ids: both parts, surely
+            ids.append(await queue_one(spool, ("alice@example.test",)))
+        parts = [QueueManager(spool, setup.directory, setup.store, retry=setup.retry, part=i, parts=2)
+                 for i in range(2)]
+        first_recovered = parts[0]._own(spool.list_ids())
+        await parts[0].start()  # only the first part runs: it recovers and delivers its own
+        await parts[0].wait_idle()
+        left = spool.list_ids()
+        await parts[0].stop()
+        spool.request_flush()
+        assert spool.take_flush_request(0, 2) and spool.take_flush_request(1, 2)
+        assert not spool.take_flush_request(1, 2)  # one flush each
+        return ids, first_recovered, left
+
+    ids, first, left = asyncio.run(main())
+    assert sorted(first) == sorted(q for q in ids if part_of(q, 2) == 0)
+    assert sorted(left) == sorted(q for q in ids if part_of(q, 2) == 1)
+    assert 0 < len(first) < len(ids)
+    assert len(setup.messages("alice")) == len(first)

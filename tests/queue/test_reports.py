@@ -8,8 +8,9 @@ import threading
 import pytest
 
 from hatoba.queue.reports import (
-    BounceQueued, Delivered, DeliveryDone, Ready, ReportWriter, format_report, parse_report,
+    BounceQueued, Delivered, DeliveryDone, Queued, Ready, ReportWriter, format_report, parse_report,
 )
+from hatoba.queue.ids import new_queue_id
 
 
 @pytest.mark.parametrize("report", [
@@ -22,6 +23,7 @@ from hatoba.queue.reports import (
     BounceQueued("bounce"),
     BounceQueued("delay-warning"),
     BounceQueued("double-bounce"),
+    Queued(new_queue_id()),
 ])
 def test_round_trip(report):
     line = format_report(report)
@@ -36,6 +38,7 @@ def test_round_trip(report):
     b"delivery local no lost 1\n", b"delivery local no delivered soon\n",
     b"delivery local no delivered nan\n", b"delivery local no delivered inf\n",
     b"\xff\xfe garbage\n", b"DELIVERED alice@example.test\n",
+    b"queued\n", b"queued ../../etc/passwd\n", b"queued 18b4c2e9a1f03a9c41e\n",
 ])
 def test_anything_else_is_ignored(line):
     assert parse_report(line) is None

@@ -154,7 +154,8 @@ async def _serve(config: Config, per_worker: list[dict[str, list[socket.socket]]
 
     counts = SharedCounts.create(len(per_worker)) if len(per_worker) > 1 else None
     try:
-        server = Server(config, log_fd=log_fd, counts=counts)
+        # As many delivery processes as workers: remote delivery uses every core too.
+        server = Server(config, log_fd=log_fd, counts=counts, delivery_parts=len(per_worker))
     except (TlsSetupError, DeliverySetupError) as exc:
         raise CliError(str(exc)) from None
     stop = asyncio.Event()

@@ -39,7 +39,7 @@ from hatoba.policy.relay import TrustedNetworks
 from hatoba.proto.pop3 import replies as pop3_replies
 from hatoba.proto.smtp import replies as R
 from hatoba.delivery.setup import check_setup as check_delivery_setup
-from hatoba.queue.process import DeliveryProcess, build_manager
+from hatoba.queue.process import DeliveryProcess, DeliveryProcesses, build_manager
 from hatoba.queue.spool import Spool
 from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
@@ -83,14 +83,15 @@ class Server:
     def __init__(
         self, config: Config, *, delivery_process: bool = True, log_fd: int | None = None,
         forward: Callable[[W.Message], None] | None = None, counts: SharedCounts | None = None,
-        worker_index: int = 0,
+        worker_index: int = 0, delivery_parts: int = 1,
     ) -> None:
         """`delivery_process`: deliver from a child process (the default when
         the config came from a file); else in this process's threads.
         `log_fd`: the open log file, for the delivery process to write to.
         Several worker processes (net/worker_procs.py): `counts` holds the
         connection counts they share; a worker other than the first
-        (`worker_index` > 0) sends what the first must know to `forward`."""
+        (`worker_index` > 0) sends what the first must know to `forward`;
+        `delivery_parts` delivery processes share the queue (queue/process.py)."""
         self.config = config
         self.log_fd = log_fd
         self.worker_index = worker_index
@@ -104,16 +105,20 @@ class Server:
         self.store = MaildirStore(paths.mail_dir, hostname=config.server.hostname)
         self.spool = Spool(paths.queue_dir, on_commit=self._on_commit)
         self.metrics = Metrics(tuple(lc.name for lc in config.listeners.values() if lc.enabled))
-        self.manager: QueueManager | DeliveryProcess | ForwardedQueue
+        self.manager: QueueManager | DeliveryProcess | DeliveryProcesses | ForwardedQueue
         self.mailbox_events = MailboxEvents()
         if forward is not None:
             self.manager = ForwardedQueue(forward)
             self.mailbox_events.publish = lambda user, changes: forward(W.Changed(user, changes))
         elif delivery_process and config.config_path is not None:
-            child = self.manager = DeliveryProcess(
-                config.config_path, config.log.level, on_delivered=self.mailbox_events.delivered, log_fd=log_fd,
-                stats=self.metrics, on_restart=self.metrics.delivery_restarts.inc,
-            )
+            child: DeliveryProcess | DeliveryProcesses
+            options = dict(on_delivered=self.mailbox_events.delivered, log_fd=log_fd, stats=self.metrics,
+                           on_restart=self.metrics.delivery_restarts.inc)
+            if delivery_parts > 1:
+                child = DeliveryProcesses(delivery_parts, config.config_path, config.log.level, **options)
+            else:
+                child = DeliveryProcess(config.config_path, config.log.level, **options)  # type: ignore[arg-type]
+            self.manager = child
             self.metrics.watch_delivery_process(lambda: child.pid, lambda: child.alive)
         else:
             manager = self.manager = build_manager(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+import zlib
 
 _QID = re.compile(r"^[0-9a-f]{13}[0-9a-f]{6}$")
 
@@ -25,3 +26,8 @@ def arrival_time(qid: str) -> float:
 def is_queue_id(text: str) -> bool:
     """True for a string new_queue_id() could have made (guards CLI input and file names)."""
     return bool(_QID.match(text))
+
+
+def part_of(qid: str, parts: int) -> int:
+    """Which of `parts` delivery processes owns this message (the same answer in every process)."""
+    return zlib.crc32(qid.encode("ascii")) % parts if parts > 1 else 0

@@ -32,6 +32,7 @@ from hatoba.config.schema import DeliveryConfig
 from hatoba.delivery.local import Attempt, deliver_locally
 from hatoba.dkim.sign import DkimSigner, from_domain
 from hatoba.logs import mail_log
+from hatoba.queue.ids import part_of
 from hatoba.queue.dsn import RecipientReport, build_dsn, header_block, is_delivery_report
 from hatoba.queue.reports import DeliveryStats
 from hatoba.queue.spool import Envelope, QueuedMessage, Spool, SpoolError
@@ -42,10 +43,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Threads for the blocking steps (local delivery, spool files). More only
-# fight over the interpreter lock; four keep the disk busy while one waits
-# in fsync.
-WORKERS = 4
+# Threads for the blocking steps (local delivery, spool files). They spend
+# their time waiting in fsync and unlink (with discard, an unlink of a synced
+# file waits for the disk too), not on the interpreter: with 4, deliveries
+# queued behind each other's disk waits; 16 keep the disk and the event loop busy.
+WORKERS = 16
 # Messages in progress at once: remote deliveries mostly wait on the network,
 # so many more than threads (delivery.destination_concurrency still caps
 # the connections per destination).
@@ -108,10 +110,18 @@ class QueueManager:
         postmaster: str = "",
         in_flight: int = IN_FLIGHT,
         stats: DeliveryStats | None = None,
+        part: int = 0,
+        parts: int = 1,
+        on_foreign: Callable[[str], None] | None = None,
     ) -> None:
         """`on_delivered(mailbox)` runs in the event loop after each new message in a mailbox.
         Without `remote`, mail for other domains stays queued (and expires). `stats`
-        counts each recipient's result and each bounce (for /metrics)."""
+        counts each recipient's result and each bounce (for /metrics).
+        With several delivery processes this one delivers the messages of `part`
+        (queue/ids.part_of); a bounce it queues for another part goes to `on_foreign(qid)`."""
+        self.part = part
+        self.parts = parts
+        self.on_foreign = on_foreign
         self.stats = stats
         self.remote = remote
         self.dkim = dkim
@@ -142,7 +152,7 @@ class QueueManager:
         loop = asyncio.get_running_loop()
         # The server cleaned the spool (Spool.recover) before it began to accept
         # mail; here we only list, as messages may be committed meanwhile.
-        recovered = await loop.run_in_executor(self._executor, self.spool.list_ids)
+        recovered = self._own(await loop.run_in_executor(self._executor, self.spool.list_ids))
         if recovered:
             log.info("queue: %d message(s) waiting from before the start; delivering", len(recovered))
         self._recovered = set(recovered)
@@ -162,6 +172,9 @@ class QueueManager:
             await self.remote.close()
         # Deliveries already in a thread finish; each step of them is crash-safe anyway.
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+
+    def _own(self, ids: list[str]) -> list[str]:
+        return ids if self.parts == 1 else [qid for qid in ids if part_of(qid, self.parts) == self.part]
 
     def notify(self, qid: str) -> None:
         """A new message is ready for delivery (one already deferred keeps its schedule)."""
@@ -203,7 +216,10 @@ class QueueManager:
                         outcomes = await self.remote.deliver(step.queued, step.remote_targets, step.data)
                     next_try, new_ids = await loop.run_in_executor(self._executor, self._finish, step, outcomes)
                     for new_qid in new_ids:
-                        self._enqueue(new_qid)
+                        if part_of(new_qid, self.parts) == self.part:
+                            self._enqueue(new_qid)
+                        elif self.on_foreign is not None:
+                            self.on_foreign(new_qid)
                     if self.on_delivered is not None:
                         for mailbox in step.attempt.delivered:
                             self.on_delivered(mailbox)
@@ -388,7 +404,7 @@ class QueueManager:
                 _, qid = heapq.heappop(self._deferred)
                 self._waiting.discard(qid)
                 self._enqueue(qid)
-            if await loop.run_in_executor(self._executor, self.spool.take_flush_request):
+            if await loop.run_in_executor(self._executor, self.spool.take_flush_request, self.part, self.parts):
                 await self._flush_all()
             timeout = FLUSH_POLL
             if self._deferred:
@@ -403,7 +419,7 @@ class QueueManager:
     async def _flush_all(self) -> None:
         """Try every queued message now (`hatoba queue flush` and `release`)."""
         loop = asyncio.get_running_loop()
-        ids = await loop.run_in_executor(self._executor, self.spool.list_ids)
+        ids = self._own(await loop.run_in_executor(self._executor, self.spool.list_ids))
         log.info("queue: flush requested; trying %d message(s) now", len(ids))
         self._deferred = []
         self._waiting = set()

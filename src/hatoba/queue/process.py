@@ -28,7 +28,8 @@ from pathlib import Path
 
 from hatoba.config.schema import Config
 from hatoba.queue.ids import is_queue_id
-from hatoba.queue.reports import BounceQueued, Delivered, DeliveryDone, DeliveryStats, Ready, ReportWriter
+from hatoba.queue.ids import part_of
+from hatoba.queue.reports import BounceQueued, Delivered, DeliveryDone, DeliveryStats, Queued, Ready, ReportWriter
 from hatoba.queue.reports import apply_report, parse_report
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,18 @@ class DeliveryProcess:
         self, config_path: Path, log_level: str, *, on_delivered: Callable[[str], None] | None = None,
         log_fd: int | None = None,
         stats: DeliveryStats | None = None, on_restart: Callable[[], None] | None = None,
+        part: int = 0, parts: int = 1, on_queued: Callable[[str], None] | None = None,
     ) -> None:
         """`on_delivered(mailbox)` is called for each new message the child reports,
         `stats` counts its deliveries and bounces, `on_restart()` runs when it is
         started again after a crash. `log_fd`: the server's open log file, which the
         child writes to as well (the server opened it before dropping root; the child
-        could not open it itself)."""
+        could not open it itself). With several delivery processes this one
+        delivers part `part` of `parts` (queue/ids.part_of), and `on_queued(qid)`
+        gets the bounces it queued for another part."""
+        self.part = part
+        self.parts = parts
+        self.on_queued = on_queued
         self.config_path = config_path
         self.log_level = log_level
         self.log_fd = log_fd
@@ -81,7 +88,7 @@ class DeliveryProcess:
         self._ready = False
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hatoba.queue.process", str(self.config_path), "--log-level", self.log_level,
-            *log_file,
+            *log_file, "--part", str(self.part), "--parts", str(self.parts),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             pass_fds=() if self.log_fd is None else (self.log_fd,),
@@ -99,6 +106,8 @@ class DeliveryProcess:
                     self._ready = True
                 case DeliveryDone() | BounceQueued() as report if self.stats is not None:
                     apply_report(report, self.stats)
+                case Queued(qid=qid) if self.on_queued is not None:
+                    self.on_queued(qid)
 
     def notify(self, qid: str) -> None:
         proc = self._proc
@@ -137,6 +146,36 @@ class DeliveryProcess:
             self._watcher.cancel()
 
 
+class DeliveryProcesses:
+    """Several delivery processes, each owning the messages of one part of the
+    queue (queue/ids.part_of): remote delivery then uses more than one core.
+    Each message has exactly one owner, so no two processes ever try it at once,
+    and a restarted process recovers exactly its own."""
+
+    def __init__(self, parts: int, config_path: Path, log_level: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.parts = [
+            DeliveryProcess(config_path, log_level, part=i, parts=parts, on_queued=self.notify, **kwargs)
+            for i in range(parts)
+        ]
+
+    @property
+    def alive(self) -> bool:
+        return all(p.alive for p in self.parts)
+
+    @property
+    def pid(self) -> int | None:
+        return self.parts[0].pid
+
+    async def start(self) -> None:
+        await asyncio.gather(*(p.start() for p in self.parts))
+
+    def notify(self, qid: str) -> None:
+        self.parts[part_of(qid, len(self.parts))].notify(qid)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.stop() for p in self.parts))
+
+
 def quota_check(config: Config, directory) -> Callable[[str], bool]:  # type: ignore[no-untyped-def]
     """The delivery-time quota check: imap.quota_mb, or the user's own (hatoba user quota)."""
     from hatoba.store.folder_tree import MailboxStore
@@ -154,7 +193,8 @@ def quota_check(config: Config, directory) -> Callable[[str], bool]:  # type: ig
     return full
 
 
-def build_manager(config: Config, spool, directory, store, *, on_delivered=None, stats=None):  # type: ignore[no-untyped-def]
+def build_manager(config: Config, spool, directory, store, *, on_delivered=None, stats=None,  # type: ignore[no-untyped-def]
+                  part=0, parts=1, on_foreign=None):
     """The queue manager with everything the config asks for: remote delivery, DKIM, quota;
     `stats` counts deliveries and bounces (queue/reports.DeliveryStats)."""
     from hatoba.delivery.remote import RemoteDelivery
@@ -169,10 +209,11 @@ def build_manager(config: Config, spool, directory, store, *, on_delivered=None,
         hostname=config.server.hostname,
         postmaster=config.delivery.postmaster,
         stats=stats,
+        part=part, parts=parts, on_foreign=on_foreign,
     )
 
 
-async def _serve(config: Config) -> None:
+async def _serve(config: Config, part: int = 0, parts: int = 1) -> None:
     from hatoba.queue.spool import Spool
     from hatoba.store.directory import Directory
     from hatoba.store.maildir import MaildirStore
@@ -187,7 +228,11 @@ async def _serve(config: Config) -> None:
     def report(mailbox: str) -> None:
         reports.send(Delivered(mailbox))
 
-    manager = build_manager(config, Spool(paths.queue_dir), directory, store, on_delivered=report, stats=reports)
+    def foreign(qid: str) -> None:
+        reports.send(Queued(qid))
+
+    manager = build_manager(config, Spool(paths.queue_dir), directory, store, on_delivered=report, stats=reports,
+                            part=part, parts=parts, on_foreign=foreign)
     await manager.start()
     reports.send(Ready())
     loop = asyncio.get_running_loop()
@@ -217,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", type=Path)
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--log-fd", type=int, help="the server's open log file")
+    parser.add_argument("--part", type=int, default=0, help="the part of the queue this process delivers")
+    parser.add_argument("--parts", type=int, default=1, help="delivery processes in all")
     args = parser.parse_args(argv)
     # Ctrl-C reaches the whole process group; the server decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -236,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     from hatoba.pki.tlsctx import TlsSetupError
 
     try:
-        run_loop(_serve(config))
+        run_loop(_serve(config, args.part, args.parts))
     except (DeliverySetupError, TlsSetupError) as exc:
         print(f"hatoba delivery: {exc}", file=sys.stderr)
         return 1

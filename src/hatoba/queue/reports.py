@@ -4,6 +4,7 @@
     delivered MAILBOX                   a new message in MAILBOX (IMAP IDLE wakes on it)
     delivery KIND TLS RESULT SECONDS    one recipient's attempt ended (for /metrics)
     bounce KIND                         a delivery status notification was queued (for /metrics)
+    queued QID                          a message this process queued for another delivery process
 
 Rules:
 - parse_report reads one line and format_report makes one; ReportWriter
@@ -22,6 +23,8 @@ import math
 import threading
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
+
+from hatoba.queue.ids import is_queue_id
 
 KINDS = ("local", "remote")
 RESULTS = ("delivered", "deferred", "bounced")
@@ -63,7 +66,12 @@ class BounceQueued:
     kind: str
 
 
-Report = Ready | Delivered | DeliveryDone | BounceQueued
+@dataclass(frozen=True, slots=True)
+class Queued:
+    qid: str
+
+
+Report = Ready | Delivered | DeliveryDone | BounceQueued | Queued
 
 
 def format_report(report: Report) -> bytes:
@@ -76,6 +84,8 @@ def format_report(report: Report) -> bytes:
             text = f"delivery {kind} {'yes' if tls else 'no'} {result} {seconds:.6f}"
         case BounceQueued(kind=kind):
             text = f"bounce {kind}"
+        case Queued(qid=qid):
+            text = f"queued {qid}"
     return text.encode("utf-8") + b"\n"
 
 
@@ -88,6 +98,8 @@ def parse_report(line: bytes) -> Report | None:
         return Delivered(rest)
     if word == "bounce" and rest in BOUNCE_KINDS:
         return BounceQueued(rest)
+    if word == "queued" and is_queue_id(rest):
+        return Queued(rest)
     if word == "delivery":
         fields = rest.split(" ")
         if len(fields) != 4 or fields[0] not in KINDS or fields[1] not in ("yes", "no") or fields[2] not in RESULTS:

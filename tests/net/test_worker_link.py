@@ -1,0 +1,90 @@
+"""The first worker and the others: the line protocol, the sockets they share, the summed metrics."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from hatoba.config.schema import ListenerConfig
+from hatoba.metrics import Metrics
+from hatoba.net import worker_link as W
+from hatoba.net.listen import bind_workers, close_all
+from hatoba.queue.ids import new_queue_id
+from hatoba.store.changes import MessagesChanged, NameChanged, SubscriptionChanged, in_folder
+
+
+@pytest.mark.parametrize("message", [
+    W.Ready(),
+    W.Queued(new_queue_id()),
+    W.Changed("alice@example.test", ()),
+    W.Changed("alice@example.test", (in_folder("INBOX", "new", "flags"), NameChanged("Work", "Old work"),
+                                     NameChanged("Fresh"), SubscriptionChanged("Lists/hatoba", False))),
+    W.Changed("bob@example.test", (MessagesChanged("Fächer \"quoted\"\n", frozenset()),)),
+    W.MetricsAsked(),
+    W.MetricsText(b"# HELP x y\nx 1.0\n"),
+    W.Reload(),
+])
+def test_every_message_survives_the_line(message):
+    line = W.encode(message)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert W.decode(line) == message
+
+
+@pytest.mark.parametrize("line", [
+    b"", b"\n", b"hello\n", b"queued not-a-queue-id\n", b"queued ../../etc/passwd\n",
+    b"changed {\n", b'changed {"u": 5, "c": []}\n', b'changed {"u": "a", "c": [["x", "n", 1]]}\n',
+    b'changed {"u": "a", "c": [["m", "INBOX", [1]]]}\n', b'changed {"u": "a"}\n', b"metrics !!!\n",
+    b'changed {"u": "a", "c": [["m", "INBOX"]]}\n',
+])
+def test_anything_else_is_no_message_and_no_exception(line):
+    assert W.decode(line) is None
+
+
+def _listener(name: str, port: int) -> ListenerConfig:
+    return ListenerConfig(name=name, host="127.0.0.1", port=port, enabled=True)
+
+
+def test_each_worker_gets_its_own_socket_on_one_port_and_http_only_the_first():
+    per_worker = bind_workers([_listener("smtp", 0), _listener("http", 0)], 3)
+    try:
+        assert len(per_worker) == 3
+        ports = {sockets["smtp"][0].getsockname()[1] for sockets in per_worker}
+        assert len(ports) == 1  # port 0: the copies share the port the first was given
+        assert len({sockets["smtp"][0].fileno() for sockets in per_worker}) == 3
+        assert all(s["smtp"][0].getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for s in per_worker)
+        assert "http" in per_worker[0] and all("http" not in s for s in per_worker[1:])
+    finally:
+        for sockets in per_worker:
+            close_all(sockets)
+
+
+def test_a_port_another_program_listens_on_fails_the_start_even_with_several_workers():
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # even one that shares
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(OSError) as caught:
+            bind_workers([_listener("imap", 0), _listener("smtp", port)], 2)
+        assert f"smtp on 127.0.0.1:{port}" in str(caught.value.strerror)
+
+
+def test_one_scrape_adds_the_other_workers_session_counters_to_the_first_workers():
+    first, second, third = Metrics(("smtp", "imaps")), Metrics(("smtp", "imaps")), Metrics(("smtp",))
+    for _ in range(3):
+        first.listener("smtp").connections.inc()
+    second.listener("smtp").connections.inc()
+    second.listener("imaps").open.inc()
+    third.listener("smtp").connections.inc()
+    third.login("imap", "failed")
+    third.rejected("relay-denied")  # a label value the first worker has not seen
+    second.delivery("local", False, "delivered", 1.0)  # not a session family: never summed
+
+    text = first.render([second.render(), third.render(), b"\xff not metrics"]).decode()
+    assert 'hatoba_connections_total{listener="smtp"} 5.0' in text
+    assert 'hatoba_connections_open{listener="imaps"} 1.0' in text
+    assert 'hatoba_logins_total{protocol="imap",result="failed"} 1.0' in text
+    assert 'hatoba_smtp_messages_rejected_total{reason="relay-denied"} 1.0' in text
+    assert 'hatoba_deliveries_total{kind="local",result="delivered",tls="no"} 0.0' in text
+    assert first.render().decode().count('hatoba_connections_total{listener="smtp"} 3.0') == 1  # alone: its own
