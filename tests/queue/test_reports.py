@@ -38,7 +38,7 @@ def test_round_trip(report):
     b"delivery local no lost 1\n", b"delivery local no delivered soon\n",
     b"delivery local no delivered nan\n", b"delivery local no delivered inf\n",
     b"\xff\xfe garbage\n", b"DELIVERED alice@example.test\n",
-    b"queued\n", b"queued ../../etc/passwd\n", b"queued 18b4c2e9a1f03a9c41e\n",
+    b"queued\n", b"queued ../../etc/passwd\n", b"queued 18b4c2e9a1f03a9c41\n", b"queued 18B4C2E9A1F03A9C41E\n",
 ])
 def test_anything_else_is_ignored(line):
     assert parse_report(line) is None
