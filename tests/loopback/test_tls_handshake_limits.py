@@ -62,7 +62,8 @@ def test_half_open_handshakes_count_and_time_out(hatoba_home):
                 s.close()
         # Every connection was counted once and given back once.
         limiter = server.server.limiter
-        assert wait_for(lambda: limiter.total == 0 and not limiter._per_ip), (limiter.total, limiter._per_ip)
+        assert wait_for(lambda: limiter.total == 0 and limiter.connections_from("127.0.0.1") == 0), (
+            limiter.total, limiter.connections_from("127.0.0.1"))
     assert probe.worst < 1.0, probe.summary()
 
 

@@ -13,38 +13,93 @@ Rules:
   has none of its own (its sessions are short, and a desktop and a phone
   with 5 IMAP connections each must still be able to send).
 - Every refusal says which limit was hit.
+
+Where the counts live:
+- By default in this process (`LocalCounts`, exact): one serving process.
+- With `shared=` a `SharedCounts` block that every listener process of the
+  server maps (net/shared_counts.py), so the limits hold for the server as
+  a whole. A check and the add after it are two steps, and processes do not
+  wait for each other: when w processes accept at the same moment, each may
+  see room for one more, so a limit may be overshot by at most w-1
+  connections (never by more, as each process's own check-then-add is not
+  interrupted). Counts there are never too low, and too high only rarely
+  and by little (see that module).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Hashable
 
+from hatoba.net.shared_counts import MAX_COUNT, SharedCounts
 from hatoba.proto.smtp import replies as R
 from hatoba.proto.smtp.replies import Reply
 
 
+class LocalCounts:
+    """Counts of this process alone, exact: a dict of the keys whose count is not 0.
+    Same methods as SharedCounts; a key is its own cell."""
+
+    def __init__(self) -> None:
+        self._counts: dict[Hashable, int] = {}
+        self._total = 0
+
+    @staticmethod
+    def cells(key: Hashable) -> Hashable:
+        return key
+
+    def count_at(self, key: Hashable) -> int:
+        return self._counts.get(key, 0)
+
+    def add_at(self, key: Hashable, delta: int) -> None:
+        n = self._counts.get(key, 0) + delta
+        if n > 0:
+            self._counts[key] = n
+        else:
+            self._counts.pop(key, None)
+
+    def total(self) -> int:
+        return self._total
+
+    def add_total(self, delta: int) -> None:
+        self._total += delta
+
+
 class ConnectionLimiter:
-    def __init__(self, *, max_total: int, max_per_ip: int, max_per_user_ip: int = 10) -> None:
+    def __init__(self, *, max_total: int, max_per_ip: int, max_per_user_ip: int = 10,
+                 shared: SharedCounts | None = None) -> None:
         self.max_total = max_total
         self.max_per_ip = max_per_ip
         self.max_per_user_ip = max_per_user_ip
-        self.total = 0
-        self._per_ip: Counter[str] = Counter()  # connections not logged in, per address
-        self._per_user_ip: Counter[tuple[str, str, str]] = Counter()  # logged in, per (account, address, protocol)
+        counts: LocalCounts | SharedCounts = LocalCounts() if shared is None else shared
+        # A process's count of one key, overshoot included, must fit its 16-bit counter.
+        if shared is not None and max_total > MAX_COUNT - shared.workers:
+            raise ValueError(f"max_total {max_total} is more than shared counts hold ({MAX_COUNT - shared.workers})")
+        # Bound once: acquire() and release() run on every accept and close.
+        self._cells = counts.cells
+        self._count = counts.count_at
+        self._add = counts.add_at
+        self._total = counts.total
+        self._add_total = counts.add_total
+
+    @property
+    def total(self) -> int:
+        """Connections open now, in every process that shares the counts."""
+        return self._total()
 
     def acquire(self, ip: str) -> Reply | None:
         """None when the connection may proceed; else the reply that refuses it."""
-        if self.total >= self.max_total:
+        if self._total() >= self.max_total:
             return R.R421_TOO_MANY_CONNECTIONS.with_text(
                 f"Too many connections to this server ({self.max_total}); try again later"
             )
-        if self._per_ip[ip] >= self.max_per_ip:
+        cells = self._cells(ip)
+        if self._count(cells) >= self.max_per_ip:
             return R.R421_TOO_MANY_FROM_IP.with_text(
                 f"Too many connections from your address that have not logged in ({self.max_per_ip}); "
                 "try again later"
             )
-        self.total += 1
-        self._per_ip[ip] += 1
+        self._add_total(1)
+        self._add(cells, 1)
         return None
 
     def log_in(self, ip: str, account: str, proto: str, previous: str | None = None) -> str | None:
@@ -52,32 +107,24 @@ class ConnectionLimiter:
         session that logs in again as another user, as POP3 may after [IN-USE])
         to (account, ip, proto)'s; None when it may, else the plain-words reason
         it may not (the connection then stays where it was)."""
-        key = (account, ip, proto)
-        if proto != "smtp" and self._per_user_ip[key] >= self.max_per_user_ip:
+        cells = self._cells((account, ip, proto))
+        if proto != "smtp" and self._count(cells) >= self.max_per_user_ip:
             return (
                 f"Too many {proto.upper()} connections for {account} from your address "
                 f"({self.max_per_user_ip}); close one in another program first"
             )
-        if previous is None:
-            self._drop(self._per_ip, ip)
-        else:
-            self._drop(self._per_user_ip, (previous, ip, proto))
-        self._per_user_ip[key] += 1
+        self._add(self._cells(ip if previous is None else (previous, ip, proto)), -1)
+        self._add(cells, 1)
         return None
 
     def release(self, ip: str, account: str | None = None, proto: str = "") -> None:
         """The connection closed; `account` is the login it moved to with log_in(), if any."""
-        self.total -= 1
-        if account is None:
-            self._drop(self._per_ip, ip)
-        else:
-            self._drop(self._per_user_ip, (account, ip, proto))
+        self._add_total(-1)
+        self._add(self._cells(ip if account is None else (account, ip, proto)), -1)
 
     def connections_of(self, account: str, ip: str, proto: str) -> int:
-        return self._per_user_ip[(account, ip, proto)]
+        return self._count(self._cells((account, ip, proto)))
 
-    @staticmethod
-    def _drop(counter: Counter, key: object) -> None:  # type: ignore[type-arg]
-        counter[key] -= 1
-        if counter[key] <= 0:
-            del counter[key]
+    def connections_from(self, ip: str) -> int:
+        """Connections from `ip` that have not logged in."""
+        return self._count(self._cells(ip))
