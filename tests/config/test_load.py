@@ -451,3 +451,15 @@ def test_metrics_networks(tmp_path: Path) -> None:
     assert load_config(path).metrics.networks == ("10.1.0.0/16", "2001:db8::/48")
     path = write_setup(tmp_path, MINIMAL + '[metrics]\nnetworks = ["localhost"]\n')
     assert refusal(path) == "metrics.networks: 'localhost' is not a network in CIDR notation; write e.g. 127.0.0.1/32"
+
+
+def test_workers_and_the_connection_ceiling(tmp_path: Path) -> None:
+    def with_server(line: str) -> str:
+        return MINIMAL.replace('hostname = "mail.example.test"\n', f'hostname = "mail.example.test"\n{line}\n')
+
+    assert load_config(write_setup(tmp_path, with_server("workers = 3"))).server.worker_count() == 3
+    assert load_config(write_setup(tmp_path, MINIMAL)).server.worker_count() == len(os.sched_getaffinity(0))
+    for text, words in ((with_server("workers = -1"), "server.workers"), (with_server("workers = 65"), "server.workers"),
+                        (MINIMAL + "[limits]\nmax_connections = 70000\n", "limits.max_connections")):
+        with pytest.raises(ConfigError, match=words):
+            load_config(write_setup(tmp_path, text))

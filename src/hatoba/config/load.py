@@ -47,6 +47,7 @@ from hatoba.config.schema import (
 
 DEFAULT_DATA_DIR = "data"
 MAX_WORKERS = 64  # server.workers
+MAX_CONNECTIONS = 60_000  # limits.max_connections
 
 log = logging.getLogger(__name__)
 
@@ -325,6 +326,8 @@ def _limits(table: _Table, warnings: list[str]) -> LimitsConfig:
             table.used.add(name)  # any value: it is not read
             warnings.append(f"{table.key(name)} is ignored; {THROTTLE_NOTE}")
     limits: LimitsConfig = _from_fields(LimitsConfig, table)
+    if limits.max_connections > MAX_CONNECTIONS:  # the worker processes' shared counters hold 16 bits
+        raise ConfigError(f"limits.max_connections must be at most {MAX_CONNECTIONS}, not {limits.max_connections}")
     return limits
 
 
