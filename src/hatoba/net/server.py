@@ -94,6 +94,7 @@ class Server:
         `delivery_parts` delivery processes share the queue (queue/process.py)."""
         self.config = config
         self.log_fd = log_fd
+        self.counts = counts
         self.worker_index = worker_index
         self.workers: WorkerProcesses | None = None  # the others, started by the first (start_workers)
         paths = config.paths
@@ -258,7 +259,7 @@ class Server:
         listening sockets), and waits until they listen; this process passes on
         what they report (net/worker_procs.py)."""
         assert self.config.config_path is not None and self.worker_index == 0
-        counts = self.limiter.shared
+        counts = self.counts
 
         def changed(message: W.Changed) -> None:
             self.mailbox_events.receive(message.user, message.changes)

@@ -135,8 +135,11 @@ class ReportWriter:
     def send(self, report: Report) -> None:
         data = format_report(report)
         with self._lock:
-            self._out.write(data)
-            self._out.flush()
+            try:
+                self._out.write(data)
+                self._out.flush()
+            except (BrokenPipeError, ValueError):  # the server is gone; end of file on stdin stops us
+                pass
 
     def delivery(self, kind: str, tls: bool, result: str, seconds: float) -> None:
         self.send(DeliveryDone(kind, tls, result, seconds))
