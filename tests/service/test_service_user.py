@@ -52,8 +52,8 @@ def test_every_process_runs_as_the_service_user_while_mail_flows(service_dir: Pa
         os.chown(data, 0, 0)
         with open_for(), ServerProcess(home, offset, keep_root=False) as server:  # open_for: the interpreter
             serve_pid = server.proc.pid
-            # The delivery process and the other workers (one per core by default).
-            expected = len(os.sched_getaffinity(0))
+            # A delivery process per worker and the other workers (one worker per core by default).
+            expected = 2 * len(os.sched_getaffinity(0)) - 1
             assert wait_for(lambda: len(children(serve_pid)) == expected), "the delivery process did not start"
             processes = [serve_pid, *children(serve_pid)]
             _all_run_as(processes, user)

@@ -242,6 +242,7 @@ class Server:
         listeners = served_listeners(self.config, warn=sockets is None)  # serve warned when it bound them
         if sockets is None:
             sockets = bind_all(listeners)
+        listeners = [lc for lc in listeners if lc.name in sockets]  # http: the first worker only
         for listener in listeners:
             for sock in sockets[listener.name]:
                 server = await loop.create_server(self._stream_factory(listener), sock=sock, backlog=BACKLOG)

@@ -62,7 +62,7 @@ async def _serve(config, args: argparse.Namespace) -> None:  # type: ignore[no-u
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
 
     async def answer_metrics() -> None:
-        text = await asyncio.to_thread(server.metrics.render_own)
+        text = await asyncio.to_thread(server.metrics.render)
         link.send(W.MetricsText(text))
 
     async def read_messages() -> None:
