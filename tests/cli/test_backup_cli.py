@@ -15,6 +15,7 @@ from support.disk import fill, small_disk
 from support.harness import HatobaHome, make_home
 
 from hatoba.cli.main import main as hatoba_main
+from hatoba.store.directory import SCHEMA_VERSION
 from hatoba.store.maildir import MaildirStore
 
 
@@ -46,7 +47,7 @@ def test_backup_then_restore_report_what_they_did(home: HatobaHome, tmp_path: Pa
     done = home.cli("backup", str(tmp_path / "b"))
     assert done.returncode == 0, done.stderr
     assert "synced to disk" in done.stdout
-    assert "directory: 1 domains, 3 users, 4 aliases (schema 5)" in done.stdout
+    assert f"directory: 1 domains, 3 users, 4 aliases (schema {SCHEMA_VERSION})" in done.stdout
     assert "mailboxes: 3 messages; queue: 0 messages" in done.stdout
     new = tmp_path / "n" / "hatoba.toml"
     restored = subprocess.run([sys.executable, "-m", "hatoba", "-c", str(new), "restore", str(tmp_path / "b")],

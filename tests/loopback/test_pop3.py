@@ -8,12 +8,15 @@ import poplib
 import re
 import smtplib
 import socket
-import ssl
 
 import pytest
 
 from support.harness import ServerThread, _merge_config
+from support.maildrop_holder import try_lock
 from support.wire import capture_mail_log, drop, wait_mail_line
+
+from hatoba.policy.pop_before_smtp import PopBeforeSmtp
+from hatoba.store.maildrop_lock import LOCK_NAME
 
 BOB = ("bob@example.test", "bob-password-1")
 
@@ -136,10 +139,29 @@ def test_second_session_is_told_in_use(two_for_bob, hatoba_home):
     second.user(BOB[0])
     with pytest.raises(poplib.error_proto, match=r"\[IN-USE\]"):
         second.pass_(BOB[1])
+    assert (hatoba_home.maildir(BOB[0]).parent / LOCK_NAME).is_file()  # the lock: beside the Maildir
     first.quit()
     second.user(BOB[0])
     second.pass_(BOB[1])  # free again
     second.quit()
+
+
+def test_a_maildrop_locked_by_another_process_is_in_use(two_for_bob, hatoba_home):
+    """Worker processes share nothing in memory: the lock holds across them, and a killed holder frees it."""
+    other, said = try_lock(hatoba_home.maildir(BOB[0]))
+    try:
+        assert said == "held"
+        p = pop3s(two_for_bob, hatoba_home)
+        p.user(BOB[0])
+        with pytest.raises(poplib.error_proto, match=r"\[IN-USE\]"):
+            p.pass_(BOB[1])
+    finally:
+        other.kill()
+        other.wait(timeout=30)
+    p.user(BOB[0])
+    assert p.pass_(BOB[1]).startswith(b"+OK")
+    assert p.stat()[0] == 2
+    p.quit()
 
 
 def test_no_password_before_stls_on_110(server, hatoba_home):
@@ -295,6 +317,21 @@ def test_pop_before_smtp_opens_relaying_for_the_address(hatoba_home, caplog):
             assert c.mail("bob@example.test")[0] == 530
     relays = [r.getMessage() for r in caplog.records if r.getMessage().startswith("relay ")]
     assert relays and "via=pop-before-smtp" in relays[0] and "pop_login=bob@example.test" in relays[0]
+
+
+def test_pop_before_smtp_sees_a_login_another_process_recorded(hatoba_home):
+    """The windows are in the directory database: a login served by another worker opens relaying here."""
+    _merge_config(hatoba_home.config_path, "[smtp]\npop_before_smtp_minutes = 5\n")
+    with ServerThread(hatoba_home) as server:
+        elsewhere = PopBeforeSmtp.open(5, hatoba_home.config().paths.directory_db)
+        try:
+            elsewhere.record_login("127.0.0.1", BOB[0])
+        finally:
+            elsewhere.close()
+        with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as c:
+            c.ehlo("x")
+            c.mail("bob@example.test")
+            assert c.rcpt("friend@elsewhere.example")[0] == 250
 
 
 def test_large_message_is_streamed_with_the_listed_size(server, hatoba_home):

@@ -18,9 +18,10 @@ from support.harness import PASSWORDS, make_home
 from hatoba.config.schema import Config
 from hatoba.queue.spool import Envelope, Spool
 from hatoba.store.backup import BACKED_UP_KEYS, LEFT_OUT_KEYS, make_backup
-from hatoba.store.directory import Directory
+from hatoba.store.directory import SCHEMA_VERSION, Directory
 from hatoba.store.folder_tree import MailboxStore
 from hatoba.store.maildir import MaildirStore
+from hatoba.store.maildrop_lock import LOCK_NAME, MaildropLock
 from hatoba.store.manifest import NAME, read_manifest
 from hatoba.store.restore import restore_backup
 from hatoba.store.secretbox import SecretBox
@@ -88,7 +89,7 @@ def filled(config: Config) -> dict[str, object]:
 def test_round_trip_keeps_every_file_its_mode_and_time(home, config: Config, tmp_path: Path) -> None:
     before = filled(config)
     made = make_backup(config, tmp_path / "backup")
-    assert made.manifest.directory == {"schema_version": 5, "domains": 1, "users": 3, "aliases": 4}
+    assert made.manifest.directory == {"schema_version": SCHEMA_VERSION, "domains": 1, "users": 3, "aliases": 4}
     assert made.manifest.tallies["data/mail"]["messages"] == 7
     assert made.manifest.tallies["data/queue"]["messages"] == 1
     assert made.links >= 8  # every message linked, none copied (one file system)
@@ -260,12 +261,31 @@ def test_restore_refuses_a_damaged_backup_and_writes_nothing(config: Config, tmp
     assert not target.parent.exists()
 
 
+def test_pop3_lock_files_are_left_out(config: Config, tmp_path: Path) -> None:
+    """A POP3 session's lock (held or not) is no mail: the backup skips it, the restore has none."""
+    filled(config)
+    store = MaildirStore(config.paths.mail_dir, hostname="mail.example.test")
+    held = MaildropLock(store.maildir(ALICE))
+    assert held.acquire()
+    idle = MaildropLock(store.maildir("bob@example.test"))  # bob has no mail: his folder holds the lock only
+    assert idle.acquire()
+    idle.release()
+    try:
+        made = make_backup(config, tmp_path / "backup")
+    finally:
+        held.release()
+    assert made.manifest.tallies["data/mail"]["messages"] == 7
+    done = restore_backup(tmp_path / "backup", tmp_path / "new" / "hatoba.toml")
+    for tree in (tmp_path / "backup", done.data_dir):
+        assert not [p for p in tree.rglob("*") if p.name == LOCK_NAME]
+
+
 def test_restore_refuses_a_backup_from_a_newer_schema(config: Config, tmp_path: Path) -> None:
     make_backup(config, tmp_path / "backup")
     manifest = json.loads((tmp_path / "backup" / NAME).read_text())
     manifest["directory"]["schema_version"] = 99
     (tmp_path / "backup" / NAME).write_text(json.dumps(manifest))
-    with pytest.raises(BackupError, match=r"schema 99\) is newer than this hatoba knows \(5\)"):
+    with pytest.raises(BackupError, match=rf"schema 99\) is newer than this hatoba knows \({SCHEMA_VERSION}\)"):
         restore_backup(tmp_path / "backup", tmp_path / "new" / "hatoba.toml")
 
 
@@ -284,7 +304,7 @@ def test_restore_of_an_older_schema_migrates_it(config: Config, tmp_path: Path) 
     (tmp_path / "backup" / NAME).write_text(json.dumps(manifest))
     done = restore_backup(tmp_path / "backup", tmp_path / "new" / "hatoba.toml")
     conn = sqlite3.connect(done.data_dir / "directory.sqlite3")
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(5,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     conn.close()
     with Directory(done.data_dir / "directory.sqlite3", hasher=FAST) as db_:
         assert db_.authenticate(ALICE, "alice-password-1") == ALICE
@@ -398,7 +418,7 @@ def test_database_copy_is_consistent_while_users_are_added(config: Config, tmp_p
 
     def copy(i: int) -> None:
         facts = copy_database(config.paths.directory_db, tmp_path / f"d{i}.sqlite3")
-        assert facts.users >= 3 and facts.schema_version == 5
+        assert facts.users >= 3 and facts.schema_version == SCHEMA_VERSION
         conn = sqlite3.connect(tmp_path / f"d{i}.sqlite3")
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == facts.users

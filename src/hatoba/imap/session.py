@@ -419,7 +419,8 @@ class ImapSession(SessionBase):
         self.commands.set_limits(self.facts.max_line, self.facts.max_literal)
         self.ctx.events.subscribe(self.user, self)
         self._subscribed = True
-        self.ctx.pop_before_smtp.record_login(self.client_ip, self.user)
+        if self.ctx.pop_before_smtp.enabled:  # off by default: then no thread and no disk
+            await asyncio.to_thread(self.ctx.pop_before_smtp.record_login, self.client_ip, self.user)
         self.tagged(tag, "OK", f"[CAPABILITY {capabilities(self.facts, self.state, compress_available=True)}] Logged in")
 
     def _open_user(self) -> UserMailboxes:

@@ -14,6 +14,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from secrets import token_hex
 from typing import Protocol
 
@@ -44,6 +45,7 @@ from hatoba.proto.pop3.server import Pop3Facts, Pop3ServerConn, State
 from hatoba.store.changes import POP3_DELETED, Change
 from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
+from hatoba.store.maildrop_lock import MailboxLocks, MaildropLock
 from hatoba.store.pop3_maildrop import Maildrop
 from hatoba.store.secretbox import SecretBox, SecretBoxError
 from hatoba.net.session_base import SessionBase
@@ -64,23 +66,6 @@ POP3_IDLE_TIMEOUT = 600.0
 
 class MailboxChanges(Protocol):
     def changed(self, user: str, changes: tuple[Change, ...] = ()) -> None: ...
-
-
-class MailboxLocks:
-    """One POP3 session per maildrop (RFC 1939 §8: an exclusive-access lock)."""
-
-    def __init__(self) -> None:
-        self._held: set[str] = set()
-
-    def acquire(self, mailbox: str) -> bool:
-        key = mailbox.lower()
-        if key in self._held:
-            return False
-        self._held.add(key)
-        return True
-
-    def release(self, mailbox: str) -> None:
-        self._held.discard(mailbox.lower())
 
 
 @dataclass
@@ -136,6 +121,7 @@ class Pop3Session(SessionBase):
             self.conn.channel_bindings = self.channel_bindings()
         self.maildrop: Maildrop | None = None
         self.mailbox: str | None = None
+        self.lock: MaildropLock | None = None  # held from login to the end of the session
         self.scram: ScramLogin | None = None  # a SCRAM exchange past its key look-up
         self.auth_failures = 0
         self.retrieved = 0
@@ -166,8 +152,7 @@ class Pop3Session(SessionBase):
                 await self._flush()
         finally:
             await self._abandon_scram()
-            if self.mailbox is not None:
-                self.ctx.locks.release(self.mailbox)
+            self._unlock()
             await self._flush()
 
     async def _process_events(self) -> None:
@@ -270,23 +255,35 @@ class Pop3Session(SessionBase):
             return
         mailbox = result.account
         assert mailbox is not None
-        if not self.ctx.locks.acquire(mailbox):
+        maildir = self.ctx.store.maildir(mailbox)
+        # Kept before the thread starts: a session cancelled meanwhile still releases it (run's finally).
+        lock = self.lock = self.ctx.locks.lock(maildir)
+        try:
+            maildrop = await asyncio.to_thread(_open_locked, lock, maildir)
+        except OSError as exc:
+            self._unlock()
+            log.error("cannot open the maildrop of %s: %s", mailbox, exc)
+            self._write(self.conn.send(R.err("Cannot open your maildrop now; try again later", "SYS/TEMP")))
+            return
+        except BaseException:
+            self._unlock()  # not logged in: the maildrop must not stay locked
+            raise
+        if maildrop is None:
+            self._unlock()
             mail_log("auth", result="in-use", proto="pop3", login=mailbox, ip=self.client_ip)
             self._write(self.conn.send(R.ERR_IN_USE))
             return
         self.mailbox = mailbox
-        try:
-            maildrop = await asyncio.to_thread(Maildrop.open, self.ctx.store.maildir(mailbox))
-        except OSError as exc:
-            log.error("cannot open the maildrop of %s: %s", mailbox, exc)
-            self.ctx.locks.release(mailbox)
-            self.mailbox = None
-            self._write(self.conn.send(R.err("Cannot open your maildrop now; try again later", "SYS/TEMP")))
-            return
         self.maildrop = maildrop
-        self.ctx.pop_before_smtp.record_login(self.client_ip, mailbox)
+        if self.ctx.pop_before_smtp.enabled:  # off by default: then no thread and no disk
+            await asyncio.to_thread(self.ctx.pop_before_smtp.record_login, self.client_ip, mailbox)
         infos = [MessageInfo(m.wire_size, m.uid) for m in maildrop.messages]
         self._write(self.conn.login_succeeded(mailbox, infos))
+
+    def _unlock(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     # -- messages ----------------------------------------------------------------------
 
@@ -349,6 +346,13 @@ class Pop3Session(SessionBase):
         self.unflushed = 0
         if not await self.flush():
             self.conn.state = State.CLOSED
+
+
+def _open_locked(lock: MaildropLock, maildir: Path) -> Maildrop | None:
+    """In a thread: lock the maildrop, then list it; None when another session holds it."""
+    if not lock.acquire():
+        return None
+    return Maildrop.open(maildir)
 
 
 def _refusal(result: L.LoginResult) -> Pop3Reply:

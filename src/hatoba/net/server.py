@@ -144,7 +144,7 @@ class Server:
         self.throttle = LoginThrottle.open(config.auth, paths.directory_db)
         self.logins = Logins(config=config, directory=self.directory, throttle=self.throttle, limiter=self.limiter,
                              metrics=self.metrics)
-        self.pop_before_smtp = PopBeforeSmtp(config.smtp.pop_before_smtp_minutes)
+        self.pop_before_smtp = PopBeforeSmtp.open(config.smtp.pop_before_smtp_minutes, paths.directory_db)
         self.smtp = SmtpContext(
             config=config,
             directory=self.directory,

@@ -285,8 +285,8 @@ class SmtpSession(SessionBase):
             client_ip=self.client_ip, authenticated=self.conn.auth_login is not None, trusted=self.ctx.trusted
         )
         pop_login = None
-        if not relay_ok and self.listener.name == "smtp":
-            pop_login = self.ctx.pop_before_smtp.login_for(self.client_ip)
+        if not relay_ok and self.listener.name == "smtp" and self.ctx.pop_before_smtp.enabled:
+            pop_login = await asyncio.to_thread(self.ctx.pop_before_smtp.login_for, self.client_ip)
         decision = await asyncio.to_thread(
             relay.check_recipient, address, relay_allowed=relay_ok or pop_login is not None,
             directory=self.ctx.directory,

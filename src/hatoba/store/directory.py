@@ -134,6 +134,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last  REAL NOT NULL      -- Unix time of the last successful login
         )""",
     ),
+    (
+        # POP-before-SMTP windows (store/relay_logins.py, policy/pop_before_smtp.py):
+        # a POP3/IMAP login from `address` lets it relay until `expires`.
+        # Here, not in memory, so every server process sees every login.
+        """CREATE TABLE pop_before_smtp (
+            address TEXT PRIMARY KEY,  -- the client's IP address
+            login   TEXT NOT NULL,     -- the account that logged in (for the mail log)
+            expires REAL NOT NULL      -- Unix time the window ends
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)  # the version this hatoba writes (backups record it)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from hatoba.fsutil import fsync_dir, write_all
 from hatoba.policy.auth_throttle import ScopeKey, ScopeRow
-from hatoba.store.sqltx import ThreadConnections, write_transaction
+from hatoba.store.sqltx import ThreadConnections, connect_existing, write_transaction
 
 __all__ = ["KEY_FILE", "LoginState", "LoginStateError"]
 
@@ -64,32 +64,7 @@ class LoginState:
         conn = self._connections.current()
         if conn is not None:
             return conn
-        if not self.path.exists():
-            raise LoginStateError(
-                f"directory database {self.path} does not exist; create it with `hatoba init` or `hatoba domain add`"
-            )
-        try:
-            # mode=rw: never create an empty database beside the real one.
-            conn = sqlite3.connect(
-                f"{self.path.absolute().as_uri()}?mode=rw",
-                uri=True,
-                timeout=10.0,
-                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-                check_same_thread=False,  # close() may run in another thread
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            found = conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('login_throttle', 'login_known')"
-            ).fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise LoginStateError(f"cannot open the directory database {self.path}: {exc}") from None
-        if found != 2:
-            conn.close()
-            raise LoginStateError(
-                f"directory database {self.path} has no login throttle tables yet; open it once with this "
-                "hatoba (start the server, or run `hatoba user list`) to upgrade it"
-            )
+        conn = connect_existing(self.path, ("login_throttle", "login_known"), "login throttle tables", LoginStateError)
         self._connections.add(conn)
         return conn
 

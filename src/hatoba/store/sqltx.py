@@ -1,5 +1,5 @@
 """SQLite connections per thread and write transactions, shared by the
-directory and the login state.
+directory, the login state and the POP-before-SMTP windows.
 
 Writers take the database lock at BEGIN (BEGIN IMMEDIATE), so the CLI and a
 running server never deadlock; every SQLite error leaves as the caller's own
@@ -13,6 +13,42 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def connect_existing(path: Path, tables: tuple[str, ...], what: str, error: type[Exception]) -> sqlite3.Connection:
+    """A connection to the directory database at `path`, which must exist and hold `tables`.
+
+    For the tables other modules keep in the directory database (made by its
+    migrations, store/directory.py): WAL, synchronous=NORMAL (a power cut may
+    lose the last few changes, never corrupt the file), 10 s busy timeout,
+    autocommit (callers BEGIN themselves). `what` names the tables in the
+    `error` raised when they are missing."""
+    if not path.exists():
+        raise error(f"directory database {path} does not exist; create it with `hatoba init` or `hatoba domain add`")
+    try:
+        # mode=rw: never create an empty database beside the real one.
+        conn = sqlite3.connect(
+            f"{path.absolute().as_uri()}?mode=rw",
+            uri=True,
+            timeout=10.0,
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            check_same_thread=False,  # close() may run in another thread
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        marks = ", ".join("?" * len(tables))
+        found = conn.execute(
+            f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({marks})", tables
+        ).fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise error(f"cannot open the directory database {path}: {exc}") from None
+    if found != len(tables):
+        conn.close()
+        raise error(
+            f"directory database {path} has no {what} yet; open it once with this "
+            "hatoba (start the server, or run `hatoba user list`) to upgrade it"
+        )
+    return conn
 
 
 @contextmanager
