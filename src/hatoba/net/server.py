@@ -459,6 +459,7 @@ class Server:
             await workers
         await self.manager.stop()
         self.throttle.close()
+        self.pop_before_smtp.close()
 
 
 def served_listeners(config: Config, *, warn: bool = True) -> list[ListenerConfig]:
