@@ -746,12 +746,17 @@ def dovecot_cap() -> str:
 
 
 def hatoba_probe(server: subprocess.Popen[bytes]) -> Probe:
+    """The serving processes: `hatoba serve` and its other workers ([server] workers)."""
+    def serving() -> list[int]:
+        kids = descendant_pids(server.pid)
+        return [server.pid, *(p for p in kids if "hatoba.net.worker_main" in process_cmdline(p))]
+
     def other() -> list[int]:
         kids = descendant_pids(server.pid)
         delivery = [p for p in kids if "hatoba.queue.process" in process_cmdline(p)]
-        return delivery or kids
+        return delivery or [p for p in kids if p not in serving()]
 
-    return Probe(lambda: [server.pid], other, "hatoba serve", "delivery child")
+    return Probe(serving, other, "hatoba serve and workers", "delivery children")
 
 
 def run_hatoba(spec: Spec, message: bytes, port_offset: int | None, keep: bool, cli: list[str] | None,
@@ -887,8 +892,8 @@ def format_tables(outcomes: list[Outcome]) -> str:
         rows.append(f"{o.target:<9} {o.clients:>7} {o.mailboxes:>5} {_cell(first, 10)} "
                     f"{_cell(_median([r.rate for r in good]), 10)} {_cell(_median([r.mbps for r in good]), 9)} "
                     + idle_cells)
-    rows.append("RSS/PSS: the processes that hold the connections (hatoba: the server; Dovecot: imap + imap-login),"
-                " with the idle connections open; other: hatoba's delivery child, Dovecot's other processes"
+    rows.append("RSS/PSS: the processes that hold the connections (hatoba: serve and its workers; Dovecot: imap + imap-login),"
+                " with the idle connections open; other: hatoba's delivery children, Dovecot's other processes"
                 " (RSS); CPU %: theirs while idle; * the server refused more connections")
     labels: list[str] = []
     for o in outcomes:
