@@ -30,10 +30,18 @@ class PrimaryLink:
 
     def __init__(self, out: asyncio.WriteTransport | None = None) -> None:
         self.out = out
+        self._unsent: list[bytes] = []
 
     def send(self, message: W.Message) -> None:
+        """Messages sent in one turn of the event loop go in one write."""
+        if not self._unsent:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._unsent.append(W.encode(message))
+
+    def flush(self) -> None:
+        lines, self._unsent = self._unsent, []
         if self.out is not None and not self.out.is_closing():
-            self.out.write(W.encode(message))
+            self.out.write(b"".join(lines))
 
 
 def _listener_fds(specs: list[str]) -> dict[str, list[socket.socket]]:
@@ -90,6 +98,7 @@ async def _serve(config, args: argparse.Namespace) -> None:  # type: ignore[no-u
     reading.cancel()
     log.info("worker %d stopping", args.index)
     await server.stop()
+    link.flush()  # the last commits' ids, before the pipe closes with the process
     if counts is not None:
         counts.close()
 

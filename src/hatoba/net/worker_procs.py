@@ -40,7 +40,7 @@ METRICS_TIMEOUT = 2.0
 
 
 class _Worker:
-    __slots__ = ("index", "sockets", "proc", "ready", "metrics", "watcher")
+    __slots__ = ("index", "sockets", "proc", "ready", "metrics", "watcher", "reader")
 
     def __init__(self, index: int, sockets: dict[str, list[socket.socket]]) -> None:
         self.index = index
@@ -49,6 +49,7 @@ class _Worker:
         self.ready = asyncio.Event()
         self.metrics: asyncio.Future[bytes] | None = None
         self.watcher: asyncio.Task[None] | None = None
+        self.reader: asyncio.Task[None] | None = None
 
     def send(self, message: W.Message) -> None:
         proc = self.proc
@@ -120,7 +121,7 @@ class WorkerProcesses:
         worker.proc = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, pass_fds=fds, limit=W.MAX_LINE,
         )
-        asyncio.get_running_loop().create_task(self._read(worker, worker.proc))
+        worker.reader = asyncio.get_running_loop().create_task(self._read(worker, worker.proc))
 
     async def _read(self, worker: _Worker, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
@@ -201,3 +202,7 @@ class WorkerProcesses:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
+        # Their last lines (the ids of the last messages they took) before the delivery processes stop.
+        readers = [w.reader for w in self._workers if w.reader is not None and not w.reader.done()]
+        if readers:
+            await asyncio.wait(readers, timeout=5)

@@ -67,6 +67,7 @@ class DeliveryProcess:
         self._ready = False  # the running child said "ready"
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
+        self._unsent: list[bytes] = []  # queue ids for the next write (notify)
 
     @property
     def alive(self) -> bool:
@@ -110,10 +111,18 @@ class DeliveryProcess:
                     self.on_queued(qid)
 
     def notify(self, qid: str) -> None:
+        """Tell the child of a committed message. The ids committed in one turn of the
+        event loop go in one write (one system call, not one per message)."""
+        if not self._unsent:
+            asyncio.get_running_loop().call_soon(self._send)
+        self._unsent.append(qid.encode("ascii") + b"\n")
+
+    def _send(self) -> None:
+        lines, self._unsent = self._unsent, []
         proc = self._proc
         if proc is None or proc.stdin is None or proc.returncode is not None or proc.stdin.is_closing():
-            return  # a restarted process finds the message on disk
-        proc.stdin.write(qid.encode("ascii") + b"\n")
+            return  # a restarted process finds the messages on disk
+        proc.stdin.write(b"".join(lines))
 
     async def _watch(self) -> None:
         while not self._stopping:
@@ -133,6 +142,7 @@ class DeliveryProcess:
         proc = self._proc
         if proc is None:
             return
+        self._send()  # ids committed in this last turn of the loop
         if proc.stdin is not None:
             proc.stdin.close()
         try:
