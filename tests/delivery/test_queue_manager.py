@@ -263,3 +263,32 @@ def test_two_delivery_processes_share_the_queue_each_message_going_to_exactly_on
     assert sorted(left) == sorted(q for q in ids if part_of(q, 2) == 1)
     assert 0 < len(first) < len(ids)
     assert len(setup.messages("alice")) == len(first)
+
+
+def test_a_bounce_for_another_part_goes_to_its_owner_and_one_of_ours_is_delivered_here(setup):
+    from hatoba.queue.ids import part_of
+
+    async def main() -> tuple[list[str], int]:
+        foreign: list[str] = []
+        spool = setup.spool()
+        manager: QueueManager | None = None
+        # Every part-0 message to a ghost queues a bounce; its id falls into either part.
+        manager = QueueManager(spool, setup.directory, setup.store, retry=setup.retry, part=0, parts=2,
+                               on_foreign=foreign.append)
+        # As the first worker routes them: each part is told of its own messages only.
+        spool.on_commit = lambda qid: manager.notify(qid) if part_of(qid, 2) == 0 else None
+        await manager.start()
+        ours = 0
+        while ours < 16:  # 16 bounces: all in one part once in 65,536 runs
+            qid = await queue_one(spool, ("ghost@example.test",), mail_from="alice@example.test")
+            ours += part_of(qid, 2) == 0
+        await manager.wait_idle()
+        await manager.stop()
+        return foreign, ours
+
+    foreign, ours = asyncio.run(main())
+    left = setup.spool().list_ids()
+    assert foreign and all(part_of(q, 2) == 1 for q in foreign)  # handed over, not delivered here
+    assert all(q in left for q in foreign)  # still queued for their owner
+    delivered_here = len(setup.messages("alice"))
+    assert delivered_here + len(foreign) == ours  # one bounce per message of ours, each in one place
