@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from hatoba.imap.common import is_utf8, mailbox_name, one_mailbox, refresh_selected, status_response
+from hatoba.imap.folder_work import in_folder_thread
 from hatoba.imap.replies import TRYCREATE
 from hatoba.imap.selected import PERMANENT_FLAGS, SelectedMailbox
 from hatoba.proto.imap import encode as E
@@ -309,7 +310,7 @@ async def cmd_append(s: ImapSession, cmd: RawCommand) -> None:
         s.tagged(cmd.tag, "NO", TRYCREATE)
         return
     built = await asyncio.to_thread(_assemble, s.boxes, messages, s.facts.max_literal, utf8)
-    uids = await asyncio.to_thread(mailbox.append_many, built)
+    uids = await in_folder_thread(mailbox, mailbox.append_many, built)
     s.mailbox_changed(in_folder(mailbox.name, NEW))
     await refresh_selected(s, fetch_new=False)  # RFC 5465 §5.2: no FETCH for the client's own APPEND
     uid_set = E.format_sequence_set(uids).decode()

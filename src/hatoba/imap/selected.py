@@ -14,6 +14,7 @@ from typing import Any
 
 from hatoba.proto.imap import encode as E
 from hatoba.store.folder_tree import Mailbox, MessageRecord
+from hatoba.store.mailbox_view import SyncResult
 
 # FLAGS names these and the folder's keywords; PERMANENTFLAGS adds \* (keywords may be made).
 PERMANENT_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft", b"\\*")
@@ -116,7 +117,17 @@ class SelectedMailbox:
     def refresh(self, *, allow_expunge: bool, qresync: bool = False, flags: bool = True) -> bytes:
         """Untagged responses for what changed in the store since we last looked;
         flags=False keeps flag changes for a later refresh."""
-        result = self.mailbox.sync()
+        return self._news(self.mailbox.sync(), allow_expunge=allow_expunge, qresync=qresync, flags=flags)
+
+    def refresh_now(self, *, allow_expunge: bool, qresync: bool = False, flags: bool = True) -> bytes | None:
+        """refresh() when the store can answer at once without waiting or writing
+        (Mailbox.sync_now); None: call refresh() in a thread."""
+        result = self.mailbox.sync_now()
+        if result is None:
+            return None
+        return self._news(result, allow_expunge=allow_expunge, qresync=qresync, flags=flags)
+
+    def _news(self, result: SyncResult, *, allow_expunge: bool, qresync: bool, flags: bool) -> bytes:
         out: list[bytes] = [self.flags_news()]
         self.pending_expunges += [u for u in result.expunged if u in self.records]
         if allow_expunge and self.pending_expunges:

@@ -41,7 +41,6 @@ from hatoba.store.uidlist import (
     UIDLIST,
     Entry,
     Folder,
-    FolderBusy,
     info_letters,
     normalize_flags,
     with_letters,
@@ -108,14 +107,58 @@ class Mailbox:
             self._take(folder)
 
     @property
+    def folder(self) -> Folder:
+        """The folder's shared state (one object per folder per process)."""
+        return self._folder
+
+    @property
     def keywords(self) -> list[str]:
         """Keywords defined in this folder (for FLAGS and PERMANENTFLAGS)."""
         return [k for k in self._folder.keywords if k is not None]
 
     def sync(self) -> SyncResult:
+        # First a look under the shared lock, which other processes' looks do not wait
+        # for; only news that must be written (new files, a \\Recent claim) takes it alone.
+        with self._folder.lock(shared=True):
+            result = self._sync_without_writing()
+        if result is not None:
+            return result
         with self._folder.lock():
             self._folder.refresh()
             return self._take(self._folder)
+
+    def sync_now(self) -> SyncResult | None:
+        """sync() if it can be done at once, with no wait for a lock, no write and no message
+        read; None when only sync() (in a thread) can do it. For an event loop: handing
+        every sync to a thread cost more than the sync itself, in GIL and lock hand-offs.
+        """
+        if not self._folder.reads_without_waiting:
+            return None
+        with self._folder.lock_if_free() as held:
+            return self._sync_without_writing() if held else None
+
+    def _sync_without_writing(self) -> SyncResult | None:
+        """sync() under the lock, shared or not, if it needs no write and no message
+        read; else None (and nothing changed)."""
+        folder = self._folder
+        if not folder.refresh_without_writing():
+            return None
+        if folder.generation != self._generation and not self._quick_take(folder):
+            return None
+        return self._take(folder)
+
+    def _quick_take(self, folder: Folder) -> bool:
+        """Whether _take(folder) writes nothing (no \\Recent to claim) and reads no message file."""
+        if self._claims and folder.first_recent < folder.uidnext:
+            return False
+        last = next(reversed(self._view), 0)
+        for uid in reversed(folder.entries):
+            if uid <= last:
+                break
+            entry = folder.entries[uid]
+            if entry.size is None and MaildirName.parse(entry.name).wire_size is None:
+                return False  # its size would be read off the file
+        return True
 
     def _take(self, folder: Folder) -> SyncResult:
         """Move the view to the folder's state; called with the lock held."""
@@ -197,16 +240,13 @@ class Mailbox:
     def read_now(self, uid: int, limit: int) -> bytes | None:
         """The message if it is at most `limit` bytes and reading it cannot wait on a disk or lock.
 
-        The one method an event loop may call: None means "read it in a thread".
+        An event loop may call it (it takes no lock): None means "read it in a thread".
         Raises Expunged when the message is gone.
         """
         if not self._folder.reads_without_waiting:
             return None
         for _ in range(3):  # as in open_file
-            try:
-                path = self._folder.file_path(uid, wait=False)
-            except FolderBusy:
-                return None
+            path = self._folder.file_path(uid)
             if path is None:
                 break
             try:

@@ -61,6 +61,10 @@ KEYWORDS = "dovecot-keywords"
 LOCKFILE = "hatoba-uidlist.lock"
 MAX_VANISHED = 10_000  # expunges remembered for QRESYNC; older ones fall back to "all missing UIDs"
 MAX_KEYWORDS = 26  # one lower-case letter each
+# refresh_without_writing() looks at folders up to this size only (a scan is one
+# listdir and a dict look-up per message) and re-reads UID lists up to this many bytes.
+QUICK_REFRESH_MESSAGES = 2_000
+QUICK_REFRESH_LIST_BYTES = 128 * 1024
 # Each change to a folder's entries gets a number from here, unique in the process,
 # so a session's view can tell "nothing changed" without comparing every message.
 _generations = itertools.count(1)
@@ -106,10 +110,6 @@ def order_key(stem: str) -> tuple[int, str]:
     """New files get UIDs in delivery-time order, then name order."""
     head = stem.split(".", 1)[0]
     return (int(head) if head.isdigit() else 0, stem)
-
-
-class FolderBusy(Exception):
-    """Another thread holds the folder's lock (Folder.file_path with wait=False)."""
 
 
 @dataclass(slots=True)  # one per message of every folder kept in memory
@@ -161,6 +161,9 @@ class Folder:
         self.generation = next(_generations)  # changes whenever entries may have changed
         self._flag_sets: dict[str, frozenset[str]] = {}  # info letters -> flags (few distinct ones)
         self._header_cache: HeaderCache | None = None
+        # The serving process's own queue for work on this folder (the FolderQueue that
+        # imap.folder_work keeps there); the store never looks at it.
+        self.work_queue: object | None = None
 
     def same_directory(self) -> bool:
         """False once the folder was deleted or renamed (maybe re-created under the same name)."""
@@ -174,7 +177,13 @@ class Folder:
         self._retired = True
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, *, shared: bool = False) -> Iterator[None]:
+        """The folder's lock: this process's thread lock and the lock file's flock.
+
+        `shared`: other processes may hold it shared at the same time, for looks
+        that write nothing (refresh_without_writing); the state in memory is
+        still this process's alone.
+        """
         with self._thread_lock:
             if not self.same_directory():
                 raise NoSuchMailbox()
@@ -183,10 +192,35 @@ class Folder:
             except FileNotFoundError:
                 raise NoSuchMailbox() from None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
                 yield
             finally:
                 os.close(fd)  # releases the flock
+
+    @contextmanager
+    def lock_if_free(self) -> Iterator[bool]:
+        """The lock, shared (see lock()), if no thread here nor process holding it alone
+        stands in the way (True); else False at once. Never waits."""
+        if not self._thread_lock.acquire(blocking=False):
+            yield False
+            return
+        fd = -1
+        try:
+            if not self.same_directory():
+                raise NoSuchMailbox()
+            try:
+                fd = os.open(self.path / LOCKFILE, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except FileNotFoundError:
+                raise NoSuchMailbox() from None
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            if fd >= 0:
+                os.close(fd)  # releases the flock
+            self._thread_lock.release()
 
     # -- loading and saving -------------------------------------------------------
 
@@ -276,20 +310,17 @@ class Folder:
         cache.prune(self.entries, self.generation)
         return cache
 
-    def file_path(self, uid: int, *, wait: bool = True) -> str | None:
+    def file_path(self, uid: int) -> str | None:
         """Where `uid`'s file is in cur/ now; None when the folder has no such UID.
 
-        Only the in-memory entry is read, under the thread lock alone (no flock, no lock
-        file opened per message). With wait=False, raises FolderBusy rather than wait for
-        a thread that holds the lock (it may be in an fsync).
+        Read without any lock: one dict look-up and one attribute, each atomic with
+        respect to the threads that change them under the lock. Waiting for the lock
+        here made every message of a FETCH queue behind whole refreshes and fsyncs of
+        other sessions. The name may be out of date by the time the file is opened
+        (a flag change renames it): callers look again on FileNotFoundError.
         """
-        if not self._thread_lock.acquire(blocking=wait):
-            raise FolderBusy
-        try:
-            entry = self.entries.get(uid)
-            return self._cur + entry.name if entry is not None else None
-        finally:
-            self._thread_lock.release()
+        entry = self.entries.get(uid)
+        return self._cur + entry.name if entry is not None else None
 
     def unheld_header_cache_size(self) -> int:
         """Messages in a header cache that no session's view holds (0: none, or held)."""
@@ -335,6 +366,50 @@ class Folder:
         # same clock tick cannot hide behind them (Dovecot does the same).
         after = self._stamp()
         self._scanned = after if after is not None and _settled(after, listed_at, self._fine_times) else None
+
+    def refresh_without_writing(self) -> bool:
+        """refresh() for a caller that may neither write nor wait long, with the lock held:
+        True when the state in memory matches the files afterwards; False when only
+        refresh() can tell (new or renamed files, a UID list to write, a large folder).
+
+        It reads what the other processes wrote (the UID list, keywords) and lists
+        cur/ and new/; it changes nothing on disk.
+        """
+        if not self._loaded or len(self.entries) > QUICK_REFRESH_MESSAGES:
+            return False
+        stat = _stat_key(self.path / KEYWORDS)
+        if stat != self._keywords_stat:
+            return False
+        stat = _stat_key(self.path / UIDLIST)
+        if stat is None or stat[2] > QUICK_REFRESH_LIST_BYTES:
+            return False
+        if stat != self._list_stat:
+            try:
+                self._parse((self.path / UIDLIST).read_text("utf-8", "surrogateescape"))
+            except (ValueError, IndexError):
+                return False  # refresh() starts afresh and writes a new list
+            self._list_stat = stat
+        stamp = self._stamp()
+        if stamp is not None and stamp == self._scanned:
+            return True
+        listed_at = time.time_ns()
+        cur, new = self._list()
+        if any(not name.startswith(".") for name in new):
+            return False  # new messages get UIDs: a write
+        matched = 0
+        entries, by_stem = self.entries, self.by_stem
+        for name in cur:
+            if name.startswith(".") or "\n" in name:
+                continue
+            uid = by_stem.get(name.split(":", 1)[0])
+            if uid is None or entries[uid].name != name:
+                return False  # a new file, or flags changed by another program
+            matched += 1
+        if matched != len(entries):
+            return False  # files gone (or two with one stem)
+        after = self._stamp()
+        self._scanned = after if after is not None and _settled(after, listed_at, self._fine_times) else None
+        return True
 
     def _stamp(self) -> tuple[object, ...] | None:
         try:
