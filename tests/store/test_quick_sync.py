@@ -70,11 +70,12 @@ def test_what_another_process_wrote_is_read_at_once(root):
     deliver(root, 2)
     here = user(root).open("INBOX", readonly=True)  # EXAMINE: no \Recent to claim
     there = user(root).open("INBOX")  # its own store: the folder state another process would hold
-    there.store_flags([1], "+", ["\\Seen"])
+    there.store_flags([1], "+", ["\\Seen", "$Label1"])  # a new keyword: the keywords file too
     there.append_many([(b"Subject: appended\r\n\r\nx\r\n", (), None)])
     result = here.sync_now()
     assert result is not None
-    assert [(r.uid, r.flags) for r in result.flags_changed] == [(1, {"\\Seen"})]
+    assert [(r.uid, r.flags) for r in result.flags_changed] == [(1, {"\\Seen", "$Label1"})]
+    assert here.keywords == ["$Label1"]
     assert [r.uid for r in result.added] == [3]
     assert here.read(3) == b"Subject: appended\n\nx\n"  # stored with LF line ends
 

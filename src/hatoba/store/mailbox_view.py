@@ -119,10 +119,11 @@ class Mailbox:
     def sync(self) -> SyncResult:
         # First a look under the shared lock, which other processes' looks do not wait
         # for; only news that must be written (new files, a \\Recent claim) takes it alone.
-        with self._folder.lock(shared=True):
-            result = self._sync_without_writing()
-        if result is not None:
-            return result
+        if self._folder.small_enough_for_quick_refresh:
+            with self._folder.lock(shared=True):
+                result = self._sync_without_writing()
+            if result is not None:
+                return result
         with self._folder.lock():
             self._folder.refresh()
             return self._take(self._folder)
@@ -132,7 +133,7 @@ class Mailbox:
         read; None when only sync() (in a thread) can do it. For an event loop: handing
         every sync to a thread cost more than the sync itself, in GIL and lock hand-offs.
         """
-        if not self._folder.reads_without_waiting:
+        if not (self._folder.reads_without_waiting and self._folder.small_enough_for_quick_refresh):
             return None
         with self._folder.lock_if_free() as held:
             return self._sync_without_writing() if held else None
@@ -238,7 +239,7 @@ class Mailbox:
             return f.read()
 
     def read_now(self, uid: int, limit: int) -> bytes | None:
-        """The message if it is at most `limit` bytes and reading it cannot wait on a disk or lock.
+        """The message if it is at most `limit` bytes and reading it cannot wait on a disk.
 
         An event loop may call it (it takes no lock): None means "read it in a thread".
         Raises Expunged when the message is gone.

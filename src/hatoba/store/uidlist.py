@@ -185,12 +185,7 @@ class Folder:
         still this process's alone.
         """
         with self._thread_lock:
-            if not self.same_directory():
-                raise NoSuchMailbox()
-            try:
-                fd = os.open(self.path / LOCKFILE, os.O_RDWR | os.O_CREAT, 0o600)
-            except FileNotFoundError:
-                raise NoSuchMailbox() from None
+            fd = self._open_lock_file()
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
                 yield
@@ -204,28 +199,36 @@ class Folder:
         if not self._thread_lock.acquire(blocking=False):
             yield False
             return
-        fd = -1
         try:
-            if not self.same_directory():
-                raise NoSuchMailbox()
+            fd = self._open_lock_file()
             try:
-                fd = os.open(self.path / LOCKFILE, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except FileNotFoundError:
-                raise NoSuchMailbox() from None
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
-            if fd >= 0:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield False
+                else:
+                    yield True
+            finally:
                 os.close(fd)  # releases the flock
+        finally:
             self._thread_lock.release()
+
+    def _open_lock_file(self) -> int:
+        if not self.same_directory():
+            raise NoSuchMailbox()
+        try:
+            return os.open(self.path / LOCKFILE, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            raise NoSuchMailbox() from None
 
     # -- loading and saving -------------------------------------------------------
 
-    def _load(self) -> None:
-        """Read the UID list and keywords again when another process changed them."""
+    def _load(self, *, may_write: bool = True) -> bool:
+        """Read the UID list and keywords again when another process changed them.
+
+        With may_write=False, False when that would take a write (a list to make
+        again) or a large read; True when the state in memory is up to date.
+        """
         stat = _stat_key(self.path / KEYWORDS)
         if stat != self._keywords_stat:
             self.keywords = _parse_keywords(self.path / KEYWORDS) if stat else []
@@ -233,20 +236,27 @@ class Folder:
             self._flag_sets = {}
         stat = _stat_key(self.path / UIDLIST)
         if stat is None:
+            if not may_write:
+                return False
             if not self._loaded:
                 self._start_fresh()
             # A list removed under us: the state in memory is still right; rewrite it.
             self.save()
         elif stat != self._list_stat:
+            if not may_write and stat[2] > QUICK_REFRESH_LIST_BYTES:
+                return False
             try:
                 self._parse((self.path / UIDLIST).read_text("utf-8", "surrogateescape"))
             except (ValueError, IndexError):
+                if not may_write:
+                    return False
                 log.warning("unreadable %s in %s, new UIDVALIDITY", UIDLIST, self.path)
                 self._start_fresh()
                 self.save()
             else:
                 self._list_stat = stat
         self._loaded = True
+        return True
 
     def _start_fresh(self) -> None:
         self.uidvalidity = self._new_uidvalidity()
@@ -362,10 +372,12 @@ class Folder:
         self._scanned = None  # until this scan is complete
         if not self._full_refresh(strict):
             return  # the UID list could not be written: scan again next time
-        # Trust the folder times only when they are old enough that a change in the
-        # same clock tick cannot hide behind them (Dovecot does the same).
-        after = self._stamp()
-        self._scanned = after if after is not None and _settled(after, listed_at, self._fine_times) else None
+        self._mark_scanned(listed_at)
+
+    @property
+    def small_enough_for_quick_refresh(self) -> bool:
+        """Whether refresh_without_writing() may answer; a larger folder is left to refresh()."""
+        return self._loaded and len(self.entries) <= QUICK_REFRESH_MESSAGES
 
     def refresh_without_writing(self) -> bool:
         """refresh() for a caller that may neither write nor wait long, with the lock held:
@@ -375,20 +387,8 @@ class Folder:
         It reads what the other processes wrote (the UID list, keywords) and lists
         cur/ and new/; it changes nothing on disk.
         """
-        if not self._loaded or len(self.entries) > QUICK_REFRESH_MESSAGES:
+        if not self.small_enough_for_quick_refresh or not self._load(may_write=False):
             return False
-        stat = _stat_key(self.path / KEYWORDS)
-        if stat != self._keywords_stat:
-            return False
-        stat = _stat_key(self.path / UIDLIST)
-        if stat is None or stat[2] > QUICK_REFRESH_LIST_BYTES:
-            return False
-        if stat != self._list_stat:
-            try:
-                self._parse((self.path / UIDLIST).read_text("utf-8", "surrogateescape"))
-            except (ValueError, IndexError):
-                return False  # refresh() starts afresh and writes a new list
-            self._list_stat = stat
         stamp = self._stamp()
         if stamp is not None and stamp == self._scanned:
             return True
@@ -407,9 +407,15 @@ class Folder:
             matched += 1
         if matched != len(entries):
             return False  # files gone (or two with one stem)
+        self._mark_scanned(listed_at)
+        return True
+
+    def _mark_scanned(self, listed_at: int) -> None:
+        """After a scan that began at `listed_at` left the state matching the files:
+        trust the folder times from now on, if they are old enough that a change in
+        the same clock tick cannot hide behind them (Dovecot does the same)."""
         after = self._stamp()
         self._scanned = after if after is not None and _settled(after, listed_at, self._fine_times) else None
-        return True
 
     def _stamp(self) -> tuple[object, ...] | None:
         try:
