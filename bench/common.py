@@ -268,7 +268,7 @@ def make_hatoba_home(address: str = "bench@example.test", port_offset: int | Non
         if os.geteuid() == 0:
             _stay_root(home.config)
         if os.environ.get("HATOBA_BENCH_WORKERS"):  # compare worker counts: [server] workers
-            _set_workers(home.config, int(os.environ["HATOBA_BENCH_WORKERS"]))
+            set_hatoba_setting(home, "server", "workers", str(int(os.environ["HATOBA_BENCH_WORKERS"])))
         listed = run([*argv, "-c", str(home.config), "domain", "list"])
         if domain not in listed.stdout.split():
             run([*argv, "-c", str(home.config), "domain", "add", domain])
@@ -288,13 +288,6 @@ def _stay_root(config: Path) -> None:
         raise SystemExit(f"bench: no [server] user line to change in {config}")
     config.write_text(text.replace('user = "hatoba"', 'user = ""', 1)
                       .replace("# allow_root = false", "allow_root = true", 1))
-
-
-def _set_workers(config: Path, workers: int) -> None:
-    text = config.read_text()
-    if "# workers = 0" not in text:
-        raise SystemExit(f"bench: no [server] workers line to change in {config}")
-    config.write_text(text.replace("# workers = 0", f"workers = {workers}", 1))
 
 
 def _answers_smtp(port: int) -> bool:

@@ -28,7 +28,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +79,7 @@ def build_imaptest(folder: Path) -> str:
 
 def stress(folder: Path, binary: str, target: str, port: int, user: tuple[str, str], secs: int, clients: int,
            tls: bool, server_pids: list[int]) -> StressRun:
+    """One stress.sh run; `server_pids`: hatoba's processes, whose CPU time is counted."""
     env = dict(os.environ, IMAPTEST_BIN=binary, IMAPTEST_SECS=str(secs), IMAPTEST_CLIENTS=str(clients))
     extra = ["ssl=any-cert"] if tls else []
     cpu_before = cpu_seconds(server_pids) if server_pids else None
@@ -108,7 +108,7 @@ def machine_cpu() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def start_hatoba(children: Children, tls: bool) -> tuple[int, list[int], Path, Path]:
+def start_hatoba(children: Children, tls: bool) -> tuple[int, subprocess.Popen[bytes], Path, Path]:
     home = make_hatoba_home()
     add_hatoba_user(home, *HATOBA_USER)  # every imaptest client logs in as this one user
     enable_hatoba_listeners(home, ["imap", "imaps"])
@@ -116,10 +116,8 @@ def start_hatoba(children: Children, tls: bool) -> tuple[int, list[int], Path, P
     log = home.root.parent / "serve.log"
     proc = children.start(home.serve_argv(), stdout=log.open("wb"), stderr=subprocess.STDOUT)
     wait_smtp_banner(home.smtp_port, 60, proc)
-    time.sleep(1.0)  # workers and delivery processes up
-    pids = [proc.pid, *descendant_pids(proc.pid)]
     port = (993 if tls else 143) + home.port_offset
-    return port, pids, home.root.parent, log
+    return port, proc, home.root.parent, log
 
 
 def main() -> int:
@@ -148,8 +146,9 @@ def main() -> int:
                 for target in targets:
                     if target == "hatoba":
                         assert hatoba is not None
+                        serving = hatoba[1]  # its workers and delivery processes, as they are now
                         run = stress(folder, binary, target, hatoba[0], HATOBA_USER, args.secs, args.clients,
-                                     args.tls, hatoba[1])
+                                     args.tls, [serving.pid, *descendant_pids(serving.pid)])
                     else:
                         port = REFSTACK_IMAPS_PORT if args.tls else REFSTACK_IMAP_PORT
                         run = stress(folder, binary, target, port, REFSTACK_USER, args.secs, args.clients,

@@ -26,7 +26,8 @@ Rules:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client import disable_created_metrics
@@ -185,14 +186,28 @@ class Metrics:
 
     def watch_workers(self, pids: Callable[[], dict[int, int]]) -> None:
         """hatoba_worker_resident_memory_bytes per worker process (index -> pid), from /proc."""
-        self.registry.register(_Workers(pids))
+        self.registry.register(_ResidentMemory("hatoba_worker_resident_memory_bytes",
+                                               "Resident memory of each process that serves connections.",
+                                               "worker", pids))
 
-    def render(self, others: Sequence[bytes] = ()) -> bytes:
+    def watch_delivery_parts(self, pids: Callable[[], dict[int, int]]) -> None:
+        """hatoba_delivery_resident_memory_bytes per delivery process (part -> pid), from /proc:
+        hatoba_delivery_process_* is the first part's alone."""
+        self.registry.register(_ResidentMemory("hatoba_delivery_resident_memory_bytes",
+                                               "Resident memory of each delivery process, by its part of the queue.",
+                                               "part", pids))
+
+    def render(self, others: Sequence[bytes] = (), departed: Mapping[SampleKey, float] | None = None) -> bytes:
         """The text exposition format, with the SUMMED samples of `others` (other
-        workers' render()) added. Reads /proc and the queue folder: call it in a thread."""
-        if not others:
+        workers' render()) and the `departed` counters (departed_counters() of
+        worker processes that died) added. Reads /proc and the queue folder: call
+        it in a thread."""
+        if not others and not departed:
             return generate_latest(self.registry)
-        return generate_latest(_Summed(self.registry, _samples_of(others)))
+        extra = _samples_of(others)
+        for key, value in (departed or {}).items():
+            extra[key] = extra.get(key, 0.0) + value
+        return generate_latest(_Summed(self.registry, extra))
 
 
 # The families every worker counts for its own sessions.
@@ -201,20 +216,35 @@ SUMMED = frozenset({
     "hatoba_tls_handshake_failures", "hatoba_logins", "hatoba_login_throttled", "hatoba_smtp_messages_accepted",
     "hatoba_smtp_messages_rejected", "hatoba_http_responses",
 })
+# Those that only grow: what a worker process counted in them stays counted after it
+# died (a total that went down would read as a counter reset to Prometheus).
+KEPT_AFTER_EXIT = SUMMED - {"hatoba_connections_open"}
 
-_SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
-def _samples_of(texts: Sequence[bytes]) -> dict[_SampleKey, float]:
-    """The SUMMED families' samples in `texts`, added up by name and labels."""
-    summed: dict[_SampleKey, float] = {}
+class OtherWorkers(NamedTuple):
+    """What a scrape adds from the other worker processes (net/worker_procs.py)."""
+
+    texts: list[bytes]  # each one's render(): its last answer if it did not answer in time
+    departed: dict[SampleKey, float]  # departed_counters() of the processes that died, added up
+
+
+def departed_counters(text: bytes) -> dict[SampleKey, float]:
+    """The counters in the last render() of a worker process that died, to keep adding."""
+    return _samples_of([text], KEPT_AFTER_EXIT)
+
+
+def _samples_of(texts: Sequence[bytes], names: frozenset[str] = SUMMED) -> dict[SampleKey, float]:
+    """The samples of the families `names` in `texts`, added up by name and labels."""
+    summed: dict[SampleKey, float] = {}
     for text in texts:
         try:
             families = list(text_string_to_metric_families(text.decode("utf-8")))
         except (ValueError, UnicodeDecodeError):
             continue  # a worker's broken answer: its figures are missing, not wrong
         for family in families:
-            if family.name not in SUMMED:
+            if family.name not in names:
                 continue
             for sample in family.samples:
                 key = (sample.name, tuple(sorted(sample.labels.items())))
@@ -225,7 +255,7 @@ def _samples_of(texts: Sequence[bytes]) -> dict[_SampleKey, float]:
 class _Summed:
     """A registry's families with other workers' samples added (generate_latest reads collect())."""
 
-    def __init__(self, registry: CollectorRegistry, extra: dict[_SampleKey, float]) -> None:
+    def __init__(self, registry: CollectorRegistry, extra: dict[SampleKey, float]) -> None:
         self._registry = registry
         self._extra = extra
 
@@ -246,13 +276,15 @@ class _Summed:
             yield family
 
 
-class _Workers(Collector):
-    def __init__(self, pids: Callable[[], dict[int, int]]) -> None:
+class _ResidentMemory(Collector):
+    """One gauge of resident memory per process of a kind, labelled by its number."""
+
+    def __init__(self, name: str, documentation: str, label: str, pids: Callable[[], dict[int, int]]) -> None:
+        self._name, self._documentation, self._label = name, documentation, label
         self._pids = pids
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily("hatoba_worker_resident_memory_bytes",
-                                   "Resident memory of each process that serves connections.", labels=["worker"])
+        family = GaugeMetricFamily(self._name, self._documentation, labels=[self._label])
         page = os.sysconf("SC_PAGE_SIZE")
         for index, pid in sorted(self._pids().items()):
             try:

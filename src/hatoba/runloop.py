@@ -10,10 +10,52 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
+import signal
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hatoba.config.schema import Config
+
+
+def start_child(name: str, config_path: Path, log_level: str, log_fd: int | None) -> Config | None:
+    """What each child process of `hatoba serve` (a worker, a delivery process) does
+    first: leave Ctrl-C (it reaches the whole process group) and SIGHUP to serve, which
+    decides when children stop and passes reloads on; load the config without its
+    warnings (serve showed them); log where serve logs. None, after one line on
+    stderr, when the config cannot be loaded."""
+    from hatoba.config.load import ConfigError, load_config
+    from hatoba.logs import setup_logging
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    limit_malloc_arenas()
+    logging.getLogger("hatoba.config").setLevel(logging.ERROR)
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return None
+    setup_logging(log_level, config.log.file, file_fd=log_fd)
+    return config
+
+
+def run_child(name: str, main: Coroutine[Any, Any, Any]) -> int:
+    """run(main) in a child process of serve: its exit status, with one line on
+    stderr for a setup error (certificates, delivery settings) instead of a traceback."""
+    from hatoba.delivery.setup import DeliverySetupError
+    from hatoba.pki.tlsctx import TlsSetupError
+
+    try:
+        run(main)
+    except (DeliverySetupError, TlsSetupError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run(main: Coroutine[Any, Any, Any]) -> Any:

@@ -222,6 +222,16 @@ def smtp_greeting(sock: socket.socket) -> bytes:
     return data.splitlines()[-1] if data else b""
 
 
+def greeting_from(port: int, client_port: int) -> bytes:
+    """The SMTP greeting of a connection from `client_port`, then reset (no TIME_WAIT:
+    the port is used again)."""
+    sock = connect_from("127.0.0.1", port, client_port)
+    try:
+        return smtp_greeting(sock)
+    finally:
+        reset(sock)
+
+
 def test_connection_limit_per_address_holds_across_workers(tmp_path):
     with (serving(tmp_path, "[limits]\nmax_connections_per_ip = 4\n") as (server, home, pids),
           contextlib.ExitStack() as opened):
@@ -230,13 +240,6 @@ def test_connection_limit_per_address_holds_across_workers(tmp_path):
         refusal = R.R421_TOO_MANY_FROM_IP
         refused = f"{refusal.code} {refusal.status} Too many connections from your address".encode()
 
-        def greeting_from(client_port: int) -> bytes:
-            sock = connect_from("127.0.0.1", port, client_port)
-            try:
-                return smtp_greeting(sock)
-            finally:
-                reset(sock)  # no TIME_WAIT: the port is used again below
-
         for pid, client_ports in ports.items():  # two on each worker
             for client_port in client_ports[:2]:
                 sock = connect_from("127.0.0.1", port, client_port)
@@ -244,12 +247,12 @@ def test_connection_limit_per_address_holds_across_workers(tmp_path):
                 assert smtp_greeting(sock).startswith(b"220 "), pid
                 assert serving_pid(sock, pids.values()) == pid
         for pid, client_ports in ports.items():
-            answer = greeting_from(client_ports[2])
+            answer = greeting_from(port, client_ports[2])
             assert answer.startswith(refused), f"a 5th connection, on worker pid {pid}, got {answer!r}"
         opened.close()
         # The first four are counted out on every worker too.
         for client_ports in ports.values():
-            assert wait_for(lambda: greeting_from(client_ports[2]).startswith(b"220 "), 5)
+            assert wait_for(lambda: greeting_from(port, client_ports[2]).startswith(b"220 "), 5)
 
 
 # -- 5. /metrics counts both workers' sessions ---------------------------------------------
@@ -274,6 +277,7 @@ def test_metrics_sum_every_worker(tmp_path):
         assert wait_for(lambda: value(scrape(http), "hatoba_connections_open", listener="smtp") == 0, 5)
         for index in ("0", "1"):
             assert value(after, "hatoba_worker_resident_memory_bytes", worker=index) > 0, index
+            assert value(after, "hatoba_delivery_resident_memory_bytes", part=index) > 0, index
 
 
 # -- 6. a killed worker is started again and nothing is lost -------------------------------
@@ -329,6 +333,65 @@ def test_a_killed_worker_comes_back_and_mail_keeps_flowing(tmp_path):
         assert sum(began < back for _, began in acked) >= SENDERS
         got = [email.message_from_bytes(m)["Message-ID"] for m in home.wait_messages(BOB[0], len(acked))]
         assert sorted(got) == sorted(mid for mid, _ in acked)
+
+
+def test_a_killed_workers_connections_are_counted_out_and_its_counters_kept(tmp_path):
+    limits = "[limits]\nmax_connections_per_ip = 4\n"
+    with (serving(tmp_path, HTTP + limits) as (server, home, pids), contextlib.ExitStack() as opened):
+        http, port = server.port(80), server.port(25)
+        wait_healthy(http)
+        ports = pinned_ports("127.0.0.1", port, pids.values(), 4)
+        refused = f"{R.R421_TOO_MANY_FROM_IP.code} ".encode()
+
+        def total() -> float:  # scraped from another address: 127.0.0.1 is at its limit
+            return value(scrape(http, source="127.0.0.2"), "hatoba_connections_total", listener="smtp")
+
+        for client_port in ports[pids[1]]:  # the address's four, all on worker 1
+            sock = connect_from("127.0.0.1", port, client_port)
+            opened.callback(reset, sock)
+            assert smtp_greeting(sock).startswith(b"220 ")
+        assert greeting_from(port, ports[pids[0]][0]).startswith(refused)
+        counted = total()
+        os.kill(pids[1], signal.SIGKILL)
+        assert total() >= counted, "a scrape while the worker was dead counted less"
+        again = wait_workers(server.proc.pid, 2, not_pids=[pids[1]], timeout=10)
+        wait_healthy(http, 10)
+        assert total() >= counted, "a scrape after the restart counted less"
+        # What the dead worker counted in the shared connection counts went with it.
+        assert greeting_from(port, ports[pids[0]][1]).startswith(b"220 ")
+        # The new worker is asked at the next scrape, and its connections are counted.
+        before = total()
+        made = 0
+
+        def connect() -> smtplib.SMTP:
+            nonlocal made
+            made += 1
+            return smtplib.SMTP("127.0.0.1", port, timeout=10)
+
+        for c in one_on_each(connect, lambda c: c.quit(), again.values()).values():
+            c.quit()
+        assert wait_for(lambda: total() == before + made, 5), \
+            f"{made} connections, counted {total() - before}: the new worker's are missing"
+
+
+def ended(pid: int) -> bool:
+    """The process is gone (or a zombie nobody reaps: its parent died too)."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
+def test_sigterm_stops_every_worker_and_a_killed_serve_takes_them_with_it(tmp_path):
+    with serving(tmp_path / "stopped") as (server, home, pids):
+        assert not ended(pids[1])
+        assert server.stop() == 0, server.log_path.read_text()[-2000:]
+        assert wait_for(lambda: ended(pids[1]), 5), "a worker outlived serve's stop"
+    with serving(tmp_path / "killed") as (server, home, pids):
+        server.kill9()
+        # The worker sees the end of its stdin and stops: it must not keep the ports.
+        assert wait_for(lambda: ended(pids[1]), 10), "a worker outlived a killed serve"
 
 
 # -- 7. SIGHUP reloads the certificate in every worker --------------------------------------

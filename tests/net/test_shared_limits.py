@@ -82,7 +82,7 @@ def test_a_narrow_table_collides_but_never_counts_low():
         for n, key in enumerate(["a", "b", "c", "d", "e", "f"], start=1):
             counts.add(key, n)
         assert all(counts.count(key) >= n for n, key in enumerate("abcdef", start=1))
-        assert counts.count("absent") <= 21
+        assert any(counts.count(key) > n for n, key in enumerate("abcdef", start=1))  # it does collide
     finally:
         counts.close()
 
@@ -121,11 +121,6 @@ def test_local_counts_forget_keys_back_at_zero():
     counts.add_at(IP, 2)
     counts.add_at(IP, -2)
     assert counts.count_at(IP) == 0 and not counts._counts
-
-
-def test_a_shared_limiter_needs_counts_that_fit(block):
-    with pytest.raises(ValueError):
-        ConnectionLimiter(max_total=70_000, max_per_ip=50, shared=block)
 
 
 WORKER = """

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from pathlib import Path
 
 import pytest
 
 from hatoba.config.schema import ListenerConfig
-from hatoba.metrics import Metrics
+from hatoba.linebatch import LineBatch
+from hatoba.metrics import Metrics, departed_counters
+from hatoba.net.worker_procs import WorkerProcesses
 from hatoba.net import worker_link as W
 from hatoba.net.listen import bind_workers, close_all
 from hatoba.queue.ids import new_queue_id
-from hatoba.store.changes import MessagesChanged, NameChanged, SubscriptionChanged, in_folder
+from hatoba.store.changes import NEW, MessagesChanged, NameChanged, SubscriptionChanged, in_folder
 
 
 @pytest.mark.parametrize("message", [
@@ -88,3 +92,81 @@ def test_one_scrape_adds_the_other_workers_session_counters_to_the_first_workers
     assert 'hatoba_smtp_messages_rejected_total{reason="relay-denied"} 1.0' in text
     assert 'hatoba_deliveries_total{kind="local",result="delivered",tls="no"} 0.0' in text
     assert first.render().decode().count('hatoba_connections_total{listener="smtp"} 3.0') == 1  # alone: its own
+
+
+def test_counters_of_a_worker_that_died_stay_counted_and_its_open_connections_do_not():
+    first, gone = Metrics(("smtp",)), Metrics(("smtp",))
+    first.listener("smtp").connections.inc()
+    gone.listener("smtp").connections.inc(4)
+    gone.listener("smtp").open.inc(2)
+    gone.login("imap", "failed")
+    departed = departed_counters(gone.render())
+    text = first.render([], departed).decode()
+    assert 'hatoba_connections_total{listener="smtp"} 5.0' in text
+    assert 'hatoba_logins_total{protocol="imap",result="failed"} 1.0' in text
+    assert 'hatoba_connections_open{listener="smtp"} 0.0' in text
+
+
+class _FakeStdin:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class _FakeProcess:
+    def __init__(self, lines: list[bytes]) -> None:
+        self.stdin = _FakeStdin()
+        self.stdout = asyncio.StreamReader()
+        for line in lines:
+            self.stdout.feed_data(line)
+        self.stdout.feed_eof()
+        self.returncode = None
+
+
+def test_a_change_one_worker_reports_reaches_the_first_and_every_other_worker_but_itself():
+    async def main() -> None:
+        heard: list[W.Changed] = []
+        workers = WorkerProcesses(Path("hatoba.toml"), [{}, {}, {}], log_level="INFO", log_fd=None,
+                                  counts_fd=None, on_queued=lambda qid: None, on_changed=heard.append)
+        line = W.encode(W.Changed("bob@example.test", (in_folder("INBOX", NEW),)))
+        procs = {w.index: _FakeProcess([line] if w.index == 2 else []) for w in workers._workers}
+        for worker in workers._workers:
+            worker.proc = procs[worker.index]  # type: ignore[assignment]
+        reporter = next(w for w in workers._workers if w.index == 2)
+        await workers._read(reporter, procs[2])  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # written at the end of the loop's turn
+        assert heard == [W.decode(line)]
+        assert procs[1].stdin.written == [line] and procs[3].stdin.written == [line]
+        assert procs[2].stdin.written == []
+
+    asyncio.run(main())
+
+
+def test_lines_of_one_turn_of_the_loop_go_in_one_write_and_none_without_a_pipe():
+    async def main() -> None:
+        pipe = _FakeStdin()
+        current: list[_FakeStdin | None] = [pipe]
+        batch = LineBatch(lambda: current[0])
+        batch.add(b"a\n")
+        batch.add(b"b\n")
+        assert pipe.written == []
+        await asyncio.sleep(0)
+        assert pipe.written == [b"a\nb\n"]
+        batch.add(b"c\n")
+        batch.flush()  # at a stop: at once
+        assert pipe.written == [b"a\nb\n", b"c\n"]
+        await asyncio.sleep(0)
+        assert pipe.written == [b"a\nb\n", b"c\n"]  # nothing twice
+        current[0] = None  # the process is not running: dropped
+        batch.add(b"d\n")
+        await asyncio.sleep(0)
+        current[0] = pipe
+        batch.flush()
+        assert pipe.written == [b"a\nb\n", b"c\n"]
+
+    asyncio.run(main())

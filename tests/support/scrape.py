@@ -12,8 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def get(port: int, path: str, method: str = "GET", timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def get(port: int, path: str, method: str = "GET", timeout: float = 10.0,
+        source: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    """`source`: the loopback address to connect from (the connection limits count per address)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                      source_address=(source, 0) if source else None)
     try:
         conn.request(method, path)
         response = conn.getresponse()
@@ -22,8 +25,8 @@ def get(port: int, path: str, method: str = "GET", timeout: float = 10.0) -> tup
         conn.close()
 
 
-def scrape(port: int) -> Samples:
-    status, headers, body = get(port, "/metrics")
+def scrape(port: int, source: str | None = None) -> Samples:
+    status, headers, body = get(port, "/metrics", source=source)
     assert status == 200, body
     assert headers["content-type"].startswith("text/plain; version=0.0.4")
     samples: Samples = {}

@@ -55,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
         user = plan(config.server, os.geteuid())
     except PrivilegeError as exc:
         raise CliError(str(exc)) from None
+    level = "DEBUG" if args.debug else config.log.level
     try:
-        log_file = setup_logging("DEBUG" if args.debug else config.log.level, config.log.file)
+        log_file = setup_logging(level, config.log.file)
     except OSError as exc:
         raise CliError(f"cannot open log file {config.log.file}: {exc.strerror or exc}") from None
     notifier = Notifier.from_environment()  # connected now: the socket may be root's alone
@@ -78,7 +79,6 @@ def run(args: argparse.Namespace) -> int:
         from hatoba.runloop import run as run_loop
 
         log_fd = log_file.stream.fileno() if isinstance(log_file, logging.StreamHandler) else None
-        level = "DEBUG" if args.debug else config.log.level
         run_loop(_serve(config, per_worker, notifier, log_fd, level, dropped=user is not None))
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hatoba.config.schema import (
+    MAX_WORKERS,
     STANDARD_PORTS,
     AuthConfig,
     Config,
@@ -46,7 +47,6 @@ from hatoba.config.schema import (
 )
 
 DEFAULT_DATA_DIR = "data"
-MAX_WORKERS = 64  # server.workers
 MAX_CONNECTIONS = 60_000  # limits.max_connections
 
 log = logging.getLogger(__name__)

@@ -29,6 +29,7 @@ STANDARD_PORTS: dict[str, int] = {
 
 IMPLICIT_TLS_LISTENERS = frozenset({"smtps", "pop3s", "imaps"})
 SMTP_LISTENERS = ("smtp", "submission", "smtps")
+MAX_WORKERS = 64  # server.workers, and what 0 (one per core) gives at most
 
 
 @dataclass(frozen=True)
@@ -329,9 +330,10 @@ class ServerConfig:
         if self.workers > 0:
             return self.workers
         try:
-            return max(1, len(os.sched_getaffinity(0)))
+            cores = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):  # not Linux
-            return max(1, os.cpu_count() or 1)
+            cores = os.cpu_count() or 1
+        return min(MAX_WORKERS, max(1, cores))
 
 
 @dataclass(frozen=True)

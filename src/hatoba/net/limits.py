@@ -70,36 +70,30 @@ class ConnectionLimiter:
         self.max_total = max_total
         self.max_per_ip = max_per_ip
         self.max_per_user_ip = max_per_user_ip
-        counts: LocalCounts | SharedCounts = LocalCounts() if shared is None else shared
-        # A process's count of one key, overshoot included, must fit its 16-bit counter.
-        if shared is not None and max_total > MAX_COUNT - shared.workers:
-            raise ValueError(f"max_total {max_total} is more than shared counts hold ({MAX_COUNT - shared.workers})")
-        # Bound once: acquire() and release() run on every accept and close.
-        self._cells = counts.cells
-        self._count = counts.count_at
-        self._add = counts.add_at
-        self._total = counts.total
-        self._add_total = counts.add_total
+        # One process's count of a key is at most its own connections, which must fit the
+        # 16-bit counters of shared counts (the config allows at most MAX_CONNECTIONS).
+        assert shared is None or max_total <= MAX_COUNT, max_total
+        self._counts: LocalCounts | SharedCounts = LocalCounts() if shared is None else shared
 
     @property
     def total(self) -> int:
         """Connections open now, in every process that shares the counts."""
-        return self._total()
+        return self._counts.total()
 
     def acquire(self, ip: str) -> Reply | None:
         """None when the connection may proceed; else the reply that refuses it."""
-        if self._total() >= self.max_total:
+        if self._counts.total() >= self.max_total:
             return R.R421_TOO_MANY_CONNECTIONS.with_text(
                 f"Too many connections to this server ({self.max_total}); try again later"
             )
-        cells = self._cells(ip)
-        if self._count(cells) >= self.max_per_ip:
+        cells = self._counts.cells(ip)
+        if self._counts.count_at(cells) >= self.max_per_ip:
             return R.R421_TOO_MANY_FROM_IP.with_text(
                 f"Too many connections from your address that have not logged in ({self.max_per_ip}); "
                 "try again later"
             )
-        self._add_total(1)
-        self._add(cells, 1)
+        self._counts.add_total(1)
+        self._counts.add_at(cells, 1)
         return None
 
     def log_in(self, ip: str, account: str, proto: str, previous: str | None = None) -> str | None:
@@ -107,24 +101,24 @@ class ConnectionLimiter:
         session that logs in again as another user, as POP3 may after [IN-USE])
         to (account, ip, proto)'s; None when it may, else the plain-words reason
         it may not (the connection then stays where it was)."""
-        cells = self._cells((account, ip, proto))
-        if proto != "smtp" and self._count(cells) >= self.max_per_user_ip:
+        cells = self._counts.cells((account, ip, proto))
+        if proto != "smtp" and self._counts.count_at(cells) >= self.max_per_user_ip:
             return (
                 f"Too many {proto.upper()} connections for {account} from your address "
                 f"({self.max_per_user_ip}); close one in another program first"
             )
-        self._add(self._cells(ip if previous is None else (previous, ip, proto)), -1)
-        self._add(cells, 1)
+        self._counts.add_at(self._counts.cells(ip if previous is None else (previous, ip, proto)), -1)
+        self._counts.add_at(cells, 1)
         return None
 
     def release(self, ip: str, account: str | None = None, proto: str = "") -> None:
         """The connection closed; `account` is the login it moved to with log_in(), if any."""
-        self._add_total(-1)
-        self._add(self._cells(ip if account is None else (account, ip, proto)), -1)
+        self._counts.add_total(-1)
+        self._counts.add_at(self._counts.cells(ip if account is None else (account, ip, proto)), -1)
 
     def connections_of(self, account: str, ip: str, proto: str) -> int:
-        return self._count(self._cells((account, ip, proto)))
+        return self._counts.count_at(self._counts.cells((account, ip, proto)))
 
     def connections_from(self, ip: str) -> int:
         """Connections from `ip` that have not logged in."""
-        return self._count(self._cells(ip))
+        return self._counts.count_at(self._counts.cells(ip))

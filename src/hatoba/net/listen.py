@@ -42,7 +42,6 @@ def bind(listener: ListenerConfig, copies: int = 1) -> list[list[socket.socket]]
                 sock = socket.socket(family, kind, proto)
                 bound.append(sock)
                 _listen(sock, address, shared=copies > 1)
-                address = sock.getsockname()  # port 0: the copies take the port the first got
     except OSError:
         for bound in sets:
             for sock in bound:

@@ -45,7 +45,7 @@ from hatoba.proto.pop3.server import Pop3Facts, Pop3ServerConn, State
 from hatoba.store.changes import POP3_DELETED, Change
 from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
-from hatoba.store.maildrop_lock import MailboxLocks, MaildropLock
+from hatoba.store.maildrop_lock import MaildropLock
 from hatoba.store.pop3_maildrop import Maildrop
 from hatoba.store.secretbox import SecretBox, SecretBoxError
 from hatoba.net.session_base import SessionBase
@@ -78,7 +78,6 @@ class Pop3Context:
     logins: Logins
     pop_before_smtp: PopBeforeSmtp
     tls_context: ssl.SSLContext | None
-    locks: MailboxLocks
     secrets: SecretBox | None
     metrics: Metrics
     events: MailboxChanges | None = None  # tells IMAP sessions about deletions
@@ -257,19 +256,18 @@ class Pop3Session(SessionBase):
         assert mailbox is not None
         maildir = self.ctx.store.maildir(mailbox)
         # Kept before the thread starts: a session cancelled meanwhile still releases it (run's finally).
-        lock = self.lock = self.ctx.locks.lock(maildir)
+        lock = self.lock = MaildropLock(maildir)
+        maildrop = None
         try:
             maildrop = await asyncio.to_thread(_open_locked, lock, maildir)
         except OSError as exc:
-            self._unlock()
             log.error("cannot open the maildrop of %s: %s", mailbox, exc)
             self._write(self.conn.send(R.err("Cannot open your maildrop now; try again later", "SYS/TEMP")))
             return
-        except BaseException:
-            self._unlock()  # not logged in: the maildrop must not stay locked
-            raise
+        finally:
+            if maildrop is None:
+                self._unlock()  # not logged in: the maildrop must not stay locked
         if maildrop is None:
-            self._unlock()
             mail_log("auth", result="in-use", proto="pop3", login=mailbox, ip=self.client_ip)
             self._write(self.conn.send(R.ERR_IN_USE))
             return
@@ -366,4 +364,4 @@ def _refusal(result: L.LoginResult) -> Pop3Reply:
     return R.ERR_LOGIN_FAILED
 
 
-__all__ = ["MailboxLocks", "Pop3Context", "Pop3Reply", "Pop3Session", "apop_digest"]
+__all__ = ["Pop3Context", "Pop3Reply", "Pop3Session", "apop_digest"]

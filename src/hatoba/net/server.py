@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hatoba.config.load import ConfigError, load_config
 from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
 from hatoba.logs import mail_log, session_id
-from hatoba.metrics import ListenerMetrics, Metrics
+from hatoba.metrics import ListenerMetrics, Metrics, OtherWorkers
 from hatoba.net.http_server import HttpSession, refusal as http_refusal
 from hatoba.net import worker_link as W
 from hatoba.net.ids import new_session_id
@@ -30,7 +30,7 @@ from hatoba.net.login import Logins, protocol_of
 from hatoba.net.stream import Stream
 from hatoba.net.worker_procs import WorkerProcesses
 from hatoba.imap.session import ImapContext, ImapSession, MailboxEvents
-from hatoba.net.pop3_session import MailboxLocks, Pop3Context, Pop3Session
+from hatoba.net.pop3_session import Pop3Context, Pop3Session
 from hatoba.net.smtp_session import SmtpContext, SmtpSession
 from hatoba.pki.tlsctx import TlsSetupError, server_context
 from hatoba.policy.auth_throttle import LoginThrottle
@@ -39,7 +39,7 @@ from hatoba.policy.relay import TrustedNetworks
 from hatoba.proto.pop3 import replies as pop3_replies
 from hatoba.proto.smtp import replies as R
 from hatoba.delivery.setup import check_setup as check_delivery_setup
-from hatoba.queue.process import DeliveryProcess, DeliveryProcesses, build_manager
+from hatoba.queue.process import DeliveryProcesses, build_manager
 from hatoba.queue.spool import Spool
 from hatoba.store.directory import Directory
 from hatoba.store.maildir import MaildirStore
@@ -83,19 +83,20 @@ class Server:
     def __init__(
         self, config: Config, *, delivery_process: bool = True, log_fd: int | None = None,
         forward: Callable[[W.Message], None] | None = None, counts: SharedCounts | None = None,
-        worker_index: int = 0, delivery_parts: int = 1,
+        delivery_parts: int = 1,
     ) -> None:
         """`delivery_process`: deliver from a child process (the default when
         the config came from a file); else in this process's threads.
         `log_fd`: the open log file, for the delivery process to write to.
         Several worker processes (net/worker_procs.py): `counts` holds the
-        connection counts they share; a worker other than the first
-        (`worker_index` > 0) sends what the first must know to `forward`;
+        connection counts they share; a worker other than the first sends
+        what the first must know to `forward` (the first has none);
         `delivery_parts` delivery processes share the queue (queue/process.py)."""
         self.config = config
         self.log_fd = log_fd
         self.counts = counts
-        self.worker_index = worker_index
+        self.first_worker = forward is None
+        self._background: set[asyncio.Task[None]] = set()  # tasks nobody awaits, held till they end
         self.workers: WorkerProcesses | None = None  # the others, started by the first (start_workers)
         paths = config.paths
         for folder in (paths.data_dir, paths.mail_dir, paths.queue_dir):
@@ -106,21 +107,18 @@ class Server:
         self.store = MaildirStore(paths.mail_dir, hostname=config.server.hostname)
         self.spool = Spool(paths.queue_dir, on_commit=self._on_commit)
         self.metrics = Metrics(tuple(lc.name for lc in config.listeners.values() if lc.enabled))
-        self.manager: QueueManager | DeliveryProcess | DeliveryProcesses | ForwardedQueue
+        self.manager: QueueManager | DeliveryProcesses | ForwardedQueue
         self.mailbox_events = MailboxEvents()
         if forward is not None:
             self.manager = ForwardedQueue(forward)
             self.mailbox_events.publish = lambda user, changes: forward(W.Changed(user, changes))
         elif delivery_process and config.config_path is not None:
-            child: DeliveryProcess | DeliveryProcesses
-            options = dict(on_delivered=self.mailbox_events.delivered, log_fd=log_fd, stats=self.metrics,
-                           on_restart=self.metrics.delivery_restarts.inc)
-            if delivery_parts > 1:
-                child = DeliveryProcesses(delivery_parts, config.config_path, config.log.level, **options)
-            else:
-                child = DeliveryProcess(config.config_path, config.log.level, **options)  # type: ignore[arg-type]
+            child = DeliveryProcesses(delivery_parts, config.config_path, config.log.level,
+                                      on_delivered=self.mailbox_events.delivered, log_fd=log_fd,
+                                      stats=self.metrics, on_restart=self.metrics.delivery_restarts.inc)
             self.manager = child
             self.metrics.watch_delivery_process(lambda: child.pid, lambda: child.alive)
+            self.metrics.watch_delivery_parts(lambda: child.pids)
         else:
             manager = self.manager = build_manager(
                 config, self.spool, self.directory, self.store, on_delivered=self.mailbox_events.delivered,
@@ -132,7 +130,8 @@ class Server:
         self.router = Router(operations_routes(self.metrics, self.health, TrustedNetworks.parse(config.metrics.networks),
                                                others=self._workers_metrics))
         self.tls_context: ssl.SSLContext | None = server_context(config.tls)
-        check_delivery_setup(config)
+        if forward is None:  # only the first worker delivers (its delivery processes)
+            check_delivery_setup(config)
         limits = config.limits
         self.limiter = ConnectionLimiter(
             max_total=limits.max_connections,
@@ -162,7 +161,6 @@ class Server:
             logins=self.logins,
             pop_before_smtp=self.pop_before_smtp,
             tls_context=self.tls_context,
-            locks=MailboxLocks(),
             secrets=SecretBox(paths.secrets_key) if config.pop3.apop else None,
             events=self.mailbox_events,
             metrics=self.metrics,
@@ -233,7 +231,7 @@ class Server:
         loop.set_exception_handler(_quiet_exception_handler)
         # Clean what a crash left in the spool before anything is accepted
         # (never while sessions commit), then start delivering.
-        if self.worker_index == 0:  # the others start once the first has cleaned up
+        if self.first_worker:  # the others start once the first has cleaned up
             recovered = await asyncio.to_thread(self.spool.recover)
             if recovered:
                 log.info("queue: %d message(s) from before the start", len(recovered))
@@ -250,7 +248,7 @@ class Server:
                 self._listening[f"{listener.name} {sock.getsockname()[1]}" if len(sockets[listener.name]) > 1
                                 else listener.name] = server
             self.bound[listener.name] = sockets[listener.name][0].getsockname()[:2]
-            (log.info if self.worker_index == 0 else log.debug)(  # one line per listener, not per worker
+            (log.info if self.first_worker else log.debug)(  # one line per listener, not per worker
                 "listening: %s on %s:%d (%s)", listener.name, listener.host, self.bound[listener.name][1],
                 _describe(listener),
             )
@@ -259,7 +257,7 @@ class Server:
         """The first worker starts the others, one per entry of `sockets` (their
         listening sockets), and waits until they listen; this process passes on
         what they report (net/worker_procs.py)."""
-        assert self.config.config_path is not None and self.worker_index == 0
+        assert self.config.config_path is not None and self.first_worker
         counts = self.counts
 
         def changed(message: W.Changed) -> None:
@@ -268,6 +266,10 @@ class Server:
         def restarting(index: int) -> None:
             if counts is not None:
                 counts.clear(index)  # its connections died with it
+            # A message it committed just before it died may never have been announced.
+            task = asyncio.get_running_loop().create_task(self._announce_untried())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
         workers = self.workers = WorkerProcesses(
             self.config.config_path, sockets, log_level=log_level, log_fd=self.log_fd,
@@ -278,8 +280,13 @@ class Server:
         self.metrics.watch_workers(lambda: {0: os.getpid(), **workers.pids})
         await workers.start()
 
-    async def _workers_metrics(self) -> list[bytes]:
-        return await self.workers.metrics() if self.workers is not None else []
+    async def _announce_untried(self) -> None:
+        """Tell the delivery processes of every message none has tried; each ignores those it knows."""
+        for qid in await asyncio.to_thread(self.spool.untried_ids):
+            self.manager.notify(qid)
+
+    async def _workers_metrics(self) -> OtherWorkers:
+        return await self.workers.metrics() if self.workers is not None else OtherWorkers([], {})
 
     def _stream_factory(self, listener: ListenerConfig) -> Callable[[], Stream]:
         """A Stream for each accepted connection; it counts against the

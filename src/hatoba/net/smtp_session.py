@@ -19,7 +19,7 @@ from hatoba.metrics import Metrics
 from hatoba.net import login as L
 from hatoba.net.login import Logins, ScramLogin
 from hatoba.policy import relay, submission
-from hatoba.policy.pop_before_smtp import PopBeforeSmtp
+from hatoba.policy.pop_before_smtp import PopBeforeSmtp, WindowStoreError
 from hatoba.proto.smtp import replies as R
 from hatoba.proto.smtp.events import (
     NEED_DATA,
@@ -284,13 +284,14 @@ class SmtpSession(SessionBase):
         relay_ok = relay.may_relay(
             client_ip=self.client_ip, authenticated=self.conn.auth_login is not None, trusted=self.ctx.trusted
         )
-        pop_login = None
-        if not relay_ok and self.listener.name == "smtp" and self.ctx.pop_before_smtp.enabled:
-            pop_login = await asyncio.to_thread(self.ctx.pop_before_smtp.login_for, self.client_ip)
-        decision = await asyncio.to_thread(
-            relay.check_recipient, address, relay_allowed=relay_ok or pop_login is not None,
-            directory=self.ctx.directory,
-        )
+        try:
+            decision, pop_login = await asyncio.to_thread(
+                self.ctx.pop_before_smtp.check_recipient, address, self.client_ip, relay_allowed=relay_ok,
+                directory=self.ctx.directory, windows_apply=self.listener.name == "smtp",
+            )
+        except WindowStoreError as exc:
+            log.error("POP-before-SMTP: cannot look up the window of %s: %s", self.client_ip, exc)
+            return R.R451_LOCAL_ERROR
         if decision.accept and decision.log_reason == "relay" and pop_login is not None:
             mail_log("relay", via="pop-before-smtp", ip=self.client_ip, pop_login=pop_login,
                      sender=f"<{self.mail_from}>", rcpt=f"<{address}>")

@@ -19,29 +19,25 @@ import socket
 import sys
 from pathlib import Path
 
+from hatoba.linebatch import LineBatch
 from hatoba.net import worker_link as W
-from hatoba.runloop import limit_malloc_arenas, settle_garbage_collector
+from hatoba.runloop import run_child, settle_garbage_collector, start_child
 
 log = logging.getLogger(__name__)
 
 
 class PrimaryLink:
-    """This worker's line to the first worker."""
+    """This worker's line to the first worker: messages sent in one turn of the
+    event loop go in one write."""
 
-    def __init__(self, out: asyncio.WriteTransport | None = None) -> None:
-        self.out = out
-        self._unsent: list[bytes] = []
+    def __init__(self, out: asyncio.WriteTransport) -> None:
+        self.lines = LineBatch(lambda: out)
 
     def send(self, message: W.Message) -> None:
-        """Messages sent in one turn of the event loop go in one write."""
-        if not self._unsent:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._unsent.append(W.encode(message))
+        self.lines.add(W.encode(message))
 
     def flush(self) -> None:
-        lines, self._unsent = self._unsent, []
-        if self.out is not None and not self.out.is_closing():
-            self.out.write(b"".join(lines))
+        self.lines.flush()
 
 
 def _listener_fds(specs: list[str]) -> dict[str, list[socket.socket]]:
@@ -62,12 +58,14 @@ async def _serve(config, args: argparse.Namespace) -> None:  # type: ignore[no-u
     out, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
     link = PrimaryLink(out)
     counts = SharedCounts.attach(args.counts_fd, args.workers, args.index) if args.counts_fd is not None else None
-    server = Server(config, forward=link.send, counts=counts, worker_index=args.index)
+    server = Server(config, forward=link.send, counts=counts)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
 
     reader = asyncio.StreamReader(limit=W.MAX_LINE)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    answering: set[asyncio.Task[None]] = set()  # held, or the loop may drop them half done
 
     async def answer_metrics() -> None:
         text = await asyncio.to_thread(server.metrics.render)
@@ -85,7 +83,9 @@ async def _serve(config, args: argparse.Namespace) -> None:  # type: ignore[no-u
                 case W.Changed(user=user, changes=changes):
                     server.mailbox_events.receive(user, changes)
                 case W.MetricsAsked():
-                    loop.create_task(answer_metrics())
+                    task = loop.create_task(answer_metrics())
+                    answering.add(task)
+                    task.add_done_callback(answering.discard)
                 case W.Reload():
                     server.reload_tls()
         stop.set()  # end of file: the first worker stopped or died
@@ -104,8 +104,6 @@ async def _serve(config, args: argparse.Namespace) -> None:  # type: ignore[no-u
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hatoba.logs import setup_logging
-
     parser = argparse.ArgumentParser(prog="hatoba-worker")
     parser.add_argument("config", type=Path)
     parser.add_argument("--index", type=int, required=True)
@@ -115,28 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--counts-fd", type=int, help="the shared connection counts (net/shared_counts.py)")
     parser.add_argument("--listener", action="append", default=[], help="NAME=FD[,FD...]")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads come from the first worker
-    from hatoba.config.load import ConfigError, load_config
-
-    limit_malloc_arenas()
-    logging.getLogger("hatoba.config").setLevel(logging.ERROR)  # the first worker has shown its warnings
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"hatoba worker {args.index}: {exc}", file=sys.stderr)
+    name = f"hatoba worker {args.index}"
+    config = start_child(name, args.config, args.log_level, args.log_fd)
+    if config is None:
         return 1
-    setup_logging(args.log_level, config.log.file, file_fd=args.log_fd)
-    from hatoba.pki.tlsctx import TlsSetupError
-    from hatoba.runloop import run as run_loop  # noqa: F811 (the same module)
-
-    try:
-        run_loop(_serve(config, args))
-    except TlsSetupError as exc:
-        print(f"hatoba worker {args.index}: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
+    return run_child(name, _serve(config, args))
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -30,6 +30,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from hatoba.linebatch import LineBatch
+from hatoba.metrics import OtherWorkers, SampleKey, departed_counters
 from hatoba.net import worker_link as W
 
 log = logging.getLogger(__name__)
@@ -40,22 +42,35 @@ METRICS_TIMEOUT = 2.0
 
 
 class _Worker:
-    __slots__ = ("index", "sockets", "proc", "ready", "metrics", "watcher", "reader")
+    __slots__ = ("index", "sockets", "proc", "ready", "metrics", "last_metrics", "watcher", "reader", "lines")
 
     def __init__(self, index: int, sockets: dict[str, list[socket.socket]]) -> None:
         self.index = index
         self.sockets = sockets
         self.proc: asyncio.subprocess.Process | None = None
         self.ready = asyncio.Event()
-        self.metrics: asyncio.Future[bytes] | None = None
+        self.metrics: asyncio.Future[bytes] | None = None  # the answer a scrape waits for
+        self.last_metrics: bytes | None = None  # this process's last answer
         self.watcher: asyncio.Task[None] | None = None
         self.reader: asyncio.Task[None] | None = None
+        self.lines = LineBatch(self._stdin)
 
-    def send(self, message: W.Message) -> None:
-        proc = self.proc
-        if proc is None or proc.stdin is None or proc.returncode is not None or proc.stdin.is_closing():
-            return  # a restarted worker starts with a fresh view of every mailbox
-        proc.stdin.write(W.encode(message))
+    def send(self, line: bytes) -> None:
+        """One encoded message (worker_link.encode); those of one turn of the loop go in one write."""
+        self.lines.add(line)
+
+    def _stdin(self) -> asyncio.StreamWriter | None:
+        proc = self.proc  # a restarted worker starts with a fresh view of every mailbox
+        return proc.stdin if proc is not None and proc.returncode is None else None
+
+    def exited(self) -> bytes | None:
+        """The process ended: forget it was ready and what a scrape waits for; its last answer."""
+        self.ready.clear()
+        if self.metrics is not None and not self.metrics.done():
+            self.metrics.cancel()  # no answer comes now; the next scrape asks the new process
+        self.metrics = None
+        last, self.last_metrics = self.last_metrics, None
+        return last
 
 
 class WorkerProcesses:
@@ -84,6 +99,7 @@ class WorkerProcesses:
         self.on_restart = on_restart
         self._workers = [_Worker(i + 1, s) for i, s in enumerate(sockets)]
         self._stopping = False
+        self._departed: dict[SampleKey, float] = {}  # counters of worker processes that died
 
     @property
     def pids(self) -> dict[int, int]:
@@ -140,34 +156,44 @@ class WorkerProcesses:
                     self.on_queued(qid)
                 case W.Changed() as changed:
                     self.on_changed(changed)
-                    self.broadcast(changed, exclude=worker.index)
+                    self._send_all(line, exclude=worker.index)  # passed on as it came
                 case W.Ready() if proc is worker.proc:
                     worker.ready.set()
                 case W.MetricsText(text=text) if worker.metrics is not None and not worker.metrics.done():
                     worker.metrics.set_result(text)
 
-    def broadcast(self, message: W.Message, *, exclude: int | None = None) -> None:
+    def broadcast(self, message: W.Message) -> None:
+        self._send_all(W.encode(message))
+
+    def _send_all(self, line: bytes, *, exclude: int | None = None) -> None:
         for worker in self._workers:
             if worker.index != exclude:
-                worker.send(message)
+                worker.send(line)
 
     def reload(self) -> None:
         self.broadcast(W.Reload())
 
-    async def metrics(self) -> list[bytes]:
-        """Each running worker's counters (those that answer within METRICS_TIMEOUT)."""
+    async def metrics(self) -> OtherWorkers:
+        """Each worker's counters: its answer within METRICS_TIMEOUT, else the last it
+        gave (so no total goes down), and those of the worker processes that died."""
         loop = asyncio.get_running_loop()
         asked = []
         for worker in self._workers:
             if worker.ready.is_set():
                 if worker.metrics is None or worker.metrics.done():
                     worker.metrics = loop.create_future()
-                    worker.send(W.MetricsAsked())
+                    worker.send(W.encode(W.MetricsAsked()))
                 asked.append(worker.metrics)
-        if not asked:
-            return []
-        done, _ = await asyncio.wait(asked, timeout=METRICS_TIMEOUT)
-        return [f.result() for f in asked if f in done and not f.cancelled()]
+        if asked:
+            await asyncio.wait(asked, timeout=METRICS_TIMEOUT)
+        texts = []
+        for worker in self._workers:
+            answer = worker.metrics
+            if answer is not None and answer.done() and not answer.cancelled():
+                worker.last_metrics = answer.result()
+            if worker.last_metrics is not None:
+                texts.append(worker.last_metrics)
+        return OtherWorkers(texts, dict(self._departed))
 
     async def _watch(self, worker: _Worker) -> None:
         while not self._stopping:
@@ -175,6 +201,10 @@ class WorkerProcesses:
             status = await worker.proc.wait()
             if self._stopping:
                 return
+            last = worker.exited()
+            if last is not None:
+                for key, value in departed_counters(last).items():
+                    self._departed[key] = self._departed.get(key, 0.0) + value
             log.error("worker process %d exited with status %s; starting it again", worker.index, status)
             if self.on_restart is not None:
                 self.on_restart(worker.index)
@@ -193,15 +223,16 @@ class WorkerProcesses:
         for worker in self._workers:
             if worker.watcher is not None:
                 worker.watcher.cancel()
-        for proc in running:
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT):
-                    await proc.wait()
-            except TimeoutError:
+        if running:  # one deadline for all of them
+            waits = {asyncio.ensure_future(proc.wait()): proc for proc in running}
+            _done, hung = await asyncio.wait(waits, timeout=STOP_TIMEOUT)
+            for wait in hung:
+                proc = waits[wait]
                 log.warning("worker process %d did not stop within %.0f s; killed", proc.pid, STOP_TIMEOUT)
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
-                await proc.wait()
+            if hung:
+                await asyncio.wait(hung)
         # Their last lines (the ids of the last messages they took) before the delivery processes stop.
         readers = [w.reader for w in self._workers if w.reader is not None and not w.reader.done()]
         if readers:

@@ -17,7 +17,7 @@ Rules:
   set back, or the length was shortened) counts as closed.
 - Recording is a side effect of a login that succeeded: a store that cannot
   be written is logged and the login goes on. Looking up raises, so the
-  RCPT gets a temporary error rather than a wrong answer.
+  RCPT gets a temporary error (451) rather than a wrong answer.
 """
 
 from __future__ import annotations
@@ -26,7 +26,14 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from hatoba.policy import relay
+from hatoba.policy.decision import Decision
+
+if TYPE_CHECKING:
+    from hatoba.proto.address import Address
+    from hatoba.store.api import UserDB
 
 __all__ = ["PopBeforeSmtp", "WindowStore", "WindowStoreError"]
 
@@ -101,6 +108,21 @@ class PopBeforeSmtp:
                 self.store.prune(now)
         except WindowStoreError as exc:
             log.error("POP-before-SMTP: cannot record the login of %s from %s: %s", login, ip, exc)
+
+    def check_recipient(self, address: Address, ip: str, *, relay_allowed: bool, directory: UserDB,
+                        windows_apply: bool = True) -> tuple[Decision, str | None]:
+        """relay.check_recipient with relaying also open to `ip` while a POP3 or IMAP login's
+        window lasts (when `windows_apply`: port 25 only): (the decision, the login that
+        opened relaying, or None). The window is looked up only for a recipient refused as
+        a relay otherwise, so mail to local users costs no look-up. Blocks when enabled;
+        raises WindowStoreError when the windows cannot be read."""
+        decision = relay.check_recipient(address, relay_allowed=relay_allowed, directory=directory)
+        if decision.accept or decision.log_reason != relay.RELAY_DENIED or not (self.enabled and windows_apply):
+            return decision, None
+        login = self.login_for(ip)
+        if login is None:
+            return decision, None
+        return relay.check_recipient(address, relay_allowed=True, directory=directory), login
 
     def login_for(self, ip: str) -> str | None:
         """The login that opened relaying for `ip`, while its window lasts; else None. Blocks when enabled."""

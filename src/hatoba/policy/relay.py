@@ -47,6 +47,9 @@ def may_relay(*, client_ip: str, authenticated: bool, trusted: TrustedNetworks) 
     return authenticated or client_ip in trusted
 
 
+RELAY_DENIED = "relay-denied"  # the log reason of a recipient refused as relaying
+
+
 def check_recipient(address: Address, *, relay_allowed: bool, directory: UserDB) -> Decision:
     """Decide one RCPT TO. Blocking (directory lookups): call it in a thread."""
     if directory.is_local_domain(address.domain):
@@ -61,4 +64,4 @@ def check_recipient(address: Address, *, relay_allowed: bool, directory: UserDB)
         return Decision(True, R.R250_RCPT_OK, "local")
     if relay_allowed:
         return Decision(True, R.R250_RCPT_OK, "relay")
-    return Decision(False, R.R554_RELAY_DENIED, "relay-denied")
+    return Decision(False, R.R554_RELAY_DENIED, RELAY_DENIED)

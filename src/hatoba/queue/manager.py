@@ -119,6 +119,8 @@ class QueueManager:
         counts each recipient's result and each bounce (for /metrics).
         With several delivery processes this one delivers the messages of `part`
         (queue/ids.part_of); a bounce it queues for another part goes to `on_foreign(qid)`."""
+        if parts > 1 and on_foreign is None:
+            raise ValueError("several delivery parts need on_foreign for the bounces of other parts")
         self.part = part
         self.parts = parts
         self.on_foreign = on_foreign
@@ -152,12 +154,17 @@ class QueueManager:
         loop = asyncio.get_running_loop()
         # The server cleaned the spool (Spool.recover) before it began to accept
         # mail; here we only list, as messages may be committed meanwhile.
-        recovered = self._own(await loop.run_in_executor(self._executor, self.spool.list_ids))
+        recovered, untried = await loop.run_in_executor(self._executor, self._listing)
         if recovered:
             log.info("queue: %d message(s) waiting from before the start; delivering", len(recovered))
         self._recovered = set(recovered)
         for qid in recovered:
             self._enqueue(qid)
+        # Bounces another part queued and died before handing over: their owner lists
+        # its part only at its own start, so it is told now (it ignores what it knows).
+        for qid in untried:
+            assert self.on_foreign is not None
+            self.on_foreign(qid)
         if self.remote is not None:
             self.remote.start()
         self._tasks = [loop.create_task(self._worker()) for _ in range(self._in_flight)]
@@ -173,11 +180,24 @@ class QueueManager:
         # Deliveries already in a thread finish; each step of them is crash-safe anyway.
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
 
-    def _own(self, ids: list[str]) -> list[str]:
-        return ids if self.parts == 1 else [qid for qid in ids if part_of(qid, self.parts) == self.part]
+    def _is_own(self, qid: str) -> bool:
+        return part_of(qid, self.parts) == self.part
+
+    def _listing(self) -> tuple[list[str], list[str]]:
+        """(this part's queued ids, other parts' ids never tried: no state file yet)."""
+        ids = self.spool.list_ids()
+        own = [qid for qid in ids if self._is_own(qid)]
+        if self.parts == 1:
+            return own, []
+        return own, self.spool.untried_ids([q for q in ids if not self._is_own(q)])
 
     def notify(self, qid: str) -> None:
-        """A new message is ready for delivery (one already deferred keeps its schedule)."""
+        """A new message is ready for delivery (one already deferred keeps its schedule).
+        One of another part is not ours to deliver: told twice, it would go out twice."""
+        if not self._is_own(qid):
+            log.error("queue: %s belongs to delivery part %d, not %d; left to it",
+                      qid, part_of(qid, self.parts), self.part)
+            return
         if qid in self._waiting:
             return
         self._enqueue(qid)
@@ -216,9 +236,10 @@ class QueueManager:
                         outcomes = await self.remote.deliver(step.queued, step.remote_targets, step.data)
                     next_try, new_ids = await loop.run_in_executor(self._executor, self._finish, step, outcomes)
                     for new_qid in new_ids:
-                        if part_of(new_qid, self.parts) == self.part:
+                        if self._is_own(new_qid):
                             self._enqueue(new_qid)
-                        elif self.on_foreign is not None:
+                        else:
+                            assert self.on_foreign is not None
                             self.on_foreign(new_qid)
                     if self.on_delivered is not None:
                         for mailbox in step.attempt.delivered:
@@ -404,7 +425,7 @@ class QueueManager:
                 _, qid = heapq.heappop(self._deferred)
                 self._waiting.discard(qid)
                 self._enqueue(qid)
-            if await loop.run_in_executor(self._executor, self.spool.take_flush_request, self.part, self.parts):
+            if await loop.run_in_executor(self._executor, self.spool.take_flush_request):
                 await self._flush_all()
             timeout = FLUSH_POLL
             if self._deferred:
@@ -419,7 +440,7 @@ class QueueManager:
     async def _flush_all(self) -> None:
         """Try every queued message now (`hatoba queue flush` and `release`)."""
         loop = asyncio.get_running_loop()
-        ids = self._own(await loop.run_in_executor(self._executor, self.spool.list_ids))
+        ids = [qid for qid in await loop.run_in_executor(self._executor, self.spool.list_ids) if self._is_own(qid)]
         log.info("queue: flush requested; trying %d message(s) now", len(ids))
         self._deferred = []
         self._waiting = set()

@@ -31,6 +31,8 @@ from hatoba.queue.ids import is_queue_id
 from hatoba.queue.ids import part_of
 from hatoba.queue.reports import BounceQueued, Delivered, DeliveryDone, DeliveryStats, Queued, Ready, ReportWriter
 from hatoba.queue.reports import apply_report, parse_report
+from hatoba.linebatch import LineBatch
+from hatoba.runloop import run_child, start_child
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ class DeliveryProcess:
         self._ready = False  # the running child said "ready"
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
-        self._unsent: list[bytes] = []  # queue ids for the next write (notify)
+        self._ids = LineBatch(self._stdin)  # committed queue ids, one write per turn of the loop
 
     @property
     def alive(self) -> bool:
@@ -111,18 +113,12 @@ class DeliveryProcess:
                     self.on_queued(qid)
 
     def notify(self, qid: str) -> None:
-        """Tell the child of a committed message. The ids committed in one turn of the
-        event loop go in one write (one system call, not one per message)."""
-        if not self._unsent:
-            asyncio.get_running_loop().call_soon(self._send)
-        self._unsent.append(qid.encode("ascii") + b"\n")
+        """Tell the child of a committed message (a restarted child finds it on disk)."""
+        self._ids.add(qid.encode("ascii") + b"\n")
 
-    def _send(self) -> None:
-        lines, self._unsent = self._unsent, []
+    def _stdin(self) -> asyncio.StreamWriter | None:
         proc = self._proc
-        if proc is None or proc.stdin is None or proc.returncode is not None or proc.stdin.is_closing():
-            return  # a restarted process finds the messages on disk
-        proc.stdin.write(b"".join(lines))
+        return proc.stdin if proc is not None and proc.returncode is None else None
 
     async def _watch(self) -> None:
         while not self._stopping:
@@ -142,7 +138,7 @@ class DeliveryProcess:
         proc = self._proc
         if proc is None:
             return
-        self._send()  # ids committed in this last turn of the loop
+        self._ids.flush()  # ids committed in this last turn of the loop
         if proc.stdin is not None:
             proc.stdin.close()
         try:
@@ -174,7 +170,13 @@ class DeliveryProcesses:
 
     @property
     def pid(self) -> int | None:
+        """The first part's (hatoba_delivery_process_*)."""
         return self.parts[0].pid
+
+    @property
+    def pids(self) -> dict[int, int]:
+        """Part -> process id, of those running."""
+        return {i: pid for i, p in enumerate(self.parts) if (pid := p.pid) is not None}
 
     async def start(self) -> None:
         await asyncio.gather(*(p.start() for p in self.parts))
@@ -266,8 +268,6 @@ async def _serve(config: Config, part: int = 0, parts: int = 1) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hatoba.logs import setup_logging
-
     parser = argparse.ArgumentParser(prog="hatoba-delivery")
     parser.add_argument("config", type=Path)
     parser.add_argument("--log-level", default="INFO")
@@ -275,30 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part", type=int, default=0, help="the part of the queue this process delivers")
     parser.add_argument("--parts", type=int, default=1, help="delivery processes in all")
     args = parser.parse_args(argv)
-    # Ctrl-C reaches the whole process group; the server decides when we stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # certificate reloads are for the server
-    from hatoba.config.load import ConfigError, load_config
-
-    logging.getLogger("hatoba.config").setLevel(logging.ERROR)  # the server has shown its warnings
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"hatoba delivery: {exc}", file=sys.stderr)
+    config = start_child("hatoba delivery", args.config, args.log_level, args.log_fd)
+    if config is None:
         return 1
-    setup_logging(args.log_level, config.log.file, file_fd=args.log_fd)
-    from hatoba.runloop import run as run_loop
-
-    from hatoba.delivery.setup import DeliverySetupError
-    from hatoba.pki.tlsctx import TlsSetupError
-
-    try:
-        run_loop(_serve(config, args.part, args.parts))
-    except (DeliverySetupError, TlsSetupError) as exc:
-        print(f"hatoba delivery: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
+    return run_child("hatoba delivery", _serve(config, args.part, args.parts))
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -250,6 +250,8 @@ class Spool:
         self.on_commit = on_commit
         self._active_sync = _GroupFsync(self.active_dir)
         self._free: tuple[float, int] | None = None  # (time.monotonic(), bytes free)
+        # A flush asked before now is answered by the start's own look at the whole queue.
+        self._flush_seen = self._flush_stamp()
 
     # -- room ------------------------------------------------------------------
 
@@ -306,7 +308,7 @@ class Spool:
 
     @property
     def flush_request_path(self) -> Path:
-        """`hatoba queue flush` creates this file; the running queue manager acts on it."""
+        """`hatoba queue flush` touches this file; every running delivery process acts on it."""
         return self.queue_dir / "flush-request"
 
     # -- reading and bookkeeping (blocking: call from a thread) ------------------
@@ -335,6 +337,10 @@ class Spool:
     def list_ids(self) -> list[str]:
         names = (e.name for e in os.scandir(self.active_dir))
         return sorted(n[:-4] for n in names if n.endswith(".msg") and is_queue_id(n[:-4]))
+
+    def untried_ids(self, ids: list[str] | None = None) -> list[str]:
+        """The queued ids (of `ids`, or all) no delivery process has tried yet: no state file."""
+        return [qid for qid in (self.list_ids() if ids is None else ids) if not self.state_path(qid).exists()]
 
     def census(self) -> tuple[int, float | None]:
         """How many messages are queued, and when the oldest arrived (None: none is).
@@ -442,17 +448,23 @@ class Spool:
                 pass
 
     def request_flush(self) -> None:
-        self.flush_request_path.touch(mode=0o600)
+        """Ask every running delivery process to try its whole queue now: the request
+        file gets a new time, which each compares with the last one it saw."""
+        path = self.flush_request_path
+        path.touch(mode=0o600)
+        now = time.time_ns()
+        os.utime(path, ns=(now, now))  # to the nanosecond: two requests in one clock tick differ
 
-    def take_flush_request(self, part: int = 0, parts: int = 1) -> bool:
-        """Whether `hatoba queue flush` asked since the last look. With several
-        delivery processes the first takes the request and leaves one for each other."""
-        path = self.flush_request_path if part == 0 else self.flush_request_path.with_name(f"flush-request.{part}")
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
+    def take_flush_request(self) -> bool:
+        """Whether `hatoba queue flush` asked since this Spool last looked (or was made)."""
+        stamp = self._flush_stamp()
+        if stamp == self._flush_seen:
             return False
-        if part == 0:
-            for other in range(1, parts):
-                self.flush_request_path.with_name(f"flush-request.{other}").touch(mode=0o600)
+        self._flush_seen = stamp
         return True
+
+    def _flush_stamp(self) -> int | None:
+        try:
+            return os.stat(self.flush_request_path).st_mtime_ns
+        except FileNotFoundError:
+            return None

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from hatoba.fsutil import make_private_dir
 
-__all__ = ["LOCK_NAME", "MailboxLocks", "MaildropLock", "lock_path"]
+__all__ = ["LOCK_NAME", "MaildropLock", "lock_path"]
 
 LOCK_NAME = ".pop3-lock"
 
@@ -99,9 +99,3 @@ class MaildropLock:
         make_private_dir(self.path.parent)
         return os.open(self.path, flags, 0o600)
 
-
-class MailboxLocks:
-    """Where POP3 sessions get their maildrop locks: files, so nothing is kept here."""
-
-    def lock(self, maildir: Path) -> MaildropLock:
-        return MaildropLock(maildir)

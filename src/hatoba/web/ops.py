@@ -12,21 +12,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from hatoba.metrics import CONTENT_TYPE, Metrics
+from hatoba.metrics import CONTENT_TYPE, Metrics, OtherWorkers
 from hatoba.policy.relay import TrustedNetworks
 from hatoba.web.routes import Request, Response, Route, text_response
 
 
 def operations_routes(
     metrics: Metrics, health: Callable[[], str | None], networks: TrustedNetworks,
-    others: Callable[[], Awaitable[list[bytes]]] | None = None,
+    others: Callable[[], Awaitable[OtherWorkers]] | None = None,
 ) -> list[Route]:
     """The routes; `health()` is None when all is well, else the reason it is not;
     `others()`: the other worker processes' counters, added to this one's."""
 
     async def scrape(request: Request) -> Response:
-        texts = await others() if others is not None else []
-        body = await asyncio.to_thread(metrics.render, texts)
+        texts, departed = await others() if others is not None else ([], {})
+        body = await asyncio.to_thread(metrics.render, texts, departed)
         return Response(200, body, CONTENT_TYPE)
 
     async def healthz(request: Request) -> Response:
