@@ -108,8 +108,10 @@ def machine_cpu() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def start_hatoba(children: Children, tls: bool) -> tuple[int, subprocess.Popen[bytes], Path, Path]:
+def start_hatoba(children: Children, tls: bool, workers: int) -> tuple[int, subprocess.Popen[bytes], Path, Path]:
     home = make_hatoba_home()
+    if workers:
+        set_hatoba_setting(home, "server", "workers", str(workers))
     add_hatoba_user(home, *HATOBA_USER)  # every imaptest client logs in as this one user
     enable_hatoba_listeners(home, ["imap", "imaps"])
     set_hatoba_setting(home, "auth", "plaintext_networks", '["127.0.0.0/8"]')
@@ -128,6 +130,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=10)
     ap.add_argument("--tls", action="store_true", help="implicit TLS (993) with ssl=any-cert on both")
     ap.add_argument("--keep", action="store_true", help="keep hatoba's home and log")
+    ap.add_argument("--workers", type=int, default=0, help="hatoba's server.workers (0: its default)")
     args = ap.parse_args()
     exit_cleanly_on_sigterm()
     folder = tools_dir()
@@ -137,7 +140,7 @@ def main() -> int:
     with Children() as children:
         hatoba = None
         if "hatoba" in targets:
-            hatoba = start_hatoba(children, args.tls)
+            hatoba = start_hatoba(children, args.tls, args.workers)
             print(f"hatoba: {hatoba[3]}", flush=True)
         if "refstack" in targets:
             ensure_refstack()

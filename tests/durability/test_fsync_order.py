@@ -213,16 +213,24 @@ def deliver(root, key: str):  # type: ignore[no-untyped-def]
 
 
 def assert_uidlist_written(fs: FsOrder, folder, after: int, done: int) -> int:  # type: ignore[no-untyped-def]
-    """The folder's UID list was written (data fsync, replace, folder fsync) after `after`, before `done`."""
+    """The folder's UID list was made durable after call `after`, before `done`: written whole
+    (data fsync, replace, folder fsync), or a batch appended and the file fsynced whole.
+    Returns the index of the replace or of that fsync."""
     path = folder / UIDLIST
-    moves = [i for i, c in enumerate(fs.calls) if c.op == "replace" and c.path == os.path.realpath(tmp_of(path))]
-    later = [i for i in moves if i > after]
-    assert later, f"the UID list was not written after call {after}:\n{fs.dump()}"
-    moved = later[0]
-    assert moved < done, f"the UID list was written after the operation returned:\n{fs.dump()}"
-    fs.file_synced_before(tmp_of(path), moved, fs.calls[moved].size)
-    fs.folder_synced_between(folder, moved, done)
-    return moved
+    moves = [i for i, c in enumerate(fs.calls)
+             if c.op == "replace" and c.path == os.path.realpath(tmp_of(path)) and after < i]
+    if moves:
+        moved = moves[0]
+        assert moved < done, f"the UID list was written after the operation returned:\n{fs.dump()}"
+        fs.file_synced_before(tmp_of(path), moved, fs.calls[moved].size)
+        fs.folder_synced_between(folder, moved, done)
+        return moved
+    size = path.stat().st_size
+    syncs = [i for i, c in enumerate(fs.calls)
+             if after < i < done and c.op == "sync" and not c.folder and c.path == os.path.realpath(path)]
+    assert syncs, f"the UID list was not flushed after call {after} and before call {done}:\n{fs.dump()}"
+    assert fs.calls[syncs[-1]].size == size, f"the UID list was flushed before its last batch:\n{fs.dump()}"
+    return syncs[-1]
 
 
 def test_a_new_folder_uidvalidity_is_durable_before_its_uid_list_uses_it(tmp_path, fs):
@@ -259,8 +267,9 @@ def test_new_messages_get_uids_that_are_on_disk_before_anyone_sees_them(tmp_path
     assert f"1 {added[0].modseq} {delivered.name}:2," in (maildir / UIDLIST).read_text()
 
 
-def test_expunge_makes_the_unlink_durable_before_the_uid_list_forgets_the_message(tmp_path, fs):
-    """Else a crash brings the file back, under a new UID."""
+def test_expunge_makes_the_unlink_and_the_uid_list_durable_before_it_returns(tmp_path, fs):
+    """Both flushed after the lock and before the reply, the folder first. (A crash before
+    the reply may bring the file back under a new UID: an expunge not yet acknowledged.)"""
     root = tmp_path / "mail"
     deliver(root, "k1")
     user = mailbox_user(root)
@@ -273,10 +282,12 @@ def test_expunge_makes_the_unlink_durable_before_the_uid_list_forgets_the_messag
     gone = fs.index("unlink", name)
     listed = assert_uidlist_written(fs, user.root, gone, done)
     fs.folder_synced_between(name.parent, gone, listed)
+    assert "\nX 1 " in (user.root / UIDLIST).read_text()
 
 
-def test_store_writes_keywords_and_uid_list_before_renaming_the_file(tmp_path, fs):
-    """A new keyword's letter is on disk before a file name uses it; the UID list before the rename."""
+def test_store_writes_keywords_before_renaming_the_file_and_flushes_the_uid_list_before_it_returns(tmp_path, fs):
+    """A new keyword's letter is on disk before a file name uses it; the UID list (written
+    before the rename, so a failed write leaves the file as it was) is flushed before the reply."""
     root = tmp_path / "mail"
     deliver(root, "k1")
     user = mailbox_user(root)
@@ -290,7 +301,8 @@ def test_store_writes_keywords_and_uid_list_before_renaming_the_file(tmp_path, f
     renamed = fs.index("rename", old, new)
     assert renamed < done
     fs.put_durably(tmp_of(user.root / KEYWORDS), user.root / KEYWORDS, renamed, op="replace")
-    assert_uidlist_written(fs, user.root, -1, renamed)
+    assert_uidlist_written(fs, user.root, renamed, done)
+    assert f"1 {changed[0].modseq} {new.name}\n" in (user.root / UIDLIST).read_text()
 
 
 def test_append_syncs_the_file_renames_it_into_cur_and_writes_its_uid_before_it_returns(tmp_path, fs):

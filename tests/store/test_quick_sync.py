@@ -1,6 +1,6 @@
-"""Looks at a folder that write nothing and wait for nothing (Mailbox.sync_now), the
-shared lock other processes' looks do not wait for, and message paths read
-without the folder's lock."""
+"""Looks at a folder that wait for nothing (sync() in flushes_deferred(at_once=True): appends to the UID
+list, no flush, no lock held elsewhere, no message read), the shared lock other
+processes' looks do not wait for, and message paths read without the folder's lock."""
 
 from __future__ import annotations
 
@@ -10,29 +10,25 @@ import threading
 from pathlib import Path
 
 import pytest
+from support.mailstore import deliver
+from support.mailstore import mailboxes as user
 
-from hatoba.store.folder_tree import MailboxStore
-from hatoba.store.maildir import MaildirStore
-from hatoba.store.uidlist import LOCKFILE, UIDLIST
-
-USER = "bob@example.test"
-
-
-def deliver(root: Path, n: int, start: int = 0) -> None:
-    store = MaildirStore(root, hostname="mx.example.test")
-    src = root.parent / "m.eml"
-    for i in range(start, start + n):
-        src.write_bytes(b"Subject: %d\r\n\r\nbody %d\r\n" % (i, i))
-        store.deliver(USER, src, unique_key=f"k{i:04d}", timestamp=1700000000 + i)
-
-
-def user(root: Path):  # type: ignore[no-untyped-def]
-    return MailboxStore(root, hostname="imap.example.test").for_user(USER)
-
+from hatoba.store.uidlist import LOCKFILE, UIDLIST, WouldWait, flushes_deferred
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return tmp_path / "mail"
+
+
+def sync_now(box):  # type: ignore[no-untyped-def]
+    """What the event loop does (imap.folder_work): sync() at once, None when it would wait."""
+    if not box.at_once_allowed:
+        return None
+    try:
+        with flushes_deferred(at_once=True):
+            return box.sync()
+    except WouldWait:
+        return None
 
 
 def uidlist_bytes(root: Path) -> bytes:
@@ -43,7 +39,7 @@ def test_a_look_with_nothing_new_is_answered_at_once_and_writes_nothing(root):
     deliver(root, 3)
     box = user(root).open("INBOX")
     before = uidlist_bytes(root)
-    result = box.sync_now()
+    result = sync_now(box)
     assert result is not None
     assert (result.added, result.expunged, result.flags_changed) == ([], [], [])
     assert uidlist_bytes(root) == before
@@ -56,12 +52,12 @@ def test_a_change_by_another_session_of_this_process_is_seen_at_once(root):
     b = mailboxes.open("INBOX")
     a.store_flags([2], "+", ["\\Flagged"])
     assert a.expunge([3]) == []  # not \Deleted: nothing removed
-    result = b.sync_now()
+    result = sync_now(b)
     assert result is not None
     assert [(r.uid, r.flags) for r in result.flags_changed] == [(2, {"\\Flagged"})]
     a.store_flags([3], "+", ["\\Deleted"])
     assert a.expunge() == [3]
-    result = b.sync_now()
+    result = sync_now(b)
     assert result is not None and result.expunged == [3]
     assert [r.uid for r in b.messages()] == [1, 2]
 
@@ -72,7 +68,7 @@ def test_what_another_process_wrote_is_read_at_once(root):
     there = user(root).open("INBOX")  # its own store: the folder state another process would hold
     there.store_flags([1], "+", ["\\Seen", "$Label1"])  # a new keyword: the keywords file too
     there.append_many([(b"Subject: appended\r\n\r\nx\r\n", (), None)])
-    result = here.sync_now()
+    result = sync_now(here)
     assert result is not None
     assert [(r.uid, r.flags) for r in result.flags_changed] == [(1, {"\\Seen", "$Label1"})]
     assert here.keywords == ["$Label1"]
@@ -80,36 +76,57 @@ def test_what_another_process_wrote_is_read_at_once(root):
     assert here.read(3) == b"Subject: appended\n\nx\n"  # stored with LF line ends
 
 
-def test_new_mail_and_changes_by_other_programs_are_left_to_a_full_sync(root):
+def test_new_mail_and_changes_by_other_programs_are_taken_at_once_and_left_to_the_caller_to_flush(root):
     deliver(root, 2)
     box = user(root).open("INBOX")
-    deliver(root, 1, start=5)  # in new/: it gets a UID, which is a write
+    folder = box.folder
+    deliver(root, 1, start=5)  # in new/: it gets a UID, appended to the list
     before = uidlist_bytes(root)
-    assert box.sync_now() is None
-    assert uidlist_bytes(root) == before  # nothing written, nothing taken
-    assert [r.uid for r in box.sync().added] == [3]
-    # mutt renames a file to change its flags: the full sync gives it a new MODSEQ (a write)
+    result = sync_now(box)
+    assert result is not None and [r.uid for r in result.added] == [3]
+    after = uidlist_bytes(root)
+    assert after.startswith(before) and after.endswith(b"\n")  # a batch appended, nothing rewritten
+    assert folder.needs_flush  # the new UID is written, not yet on stable storage
+    folder.flush_changes()
+    assert not folder.needs_flush
+    # mutt renames a file to change its flags: a new MODSEQ
     record = box.messages()[0]
     os.rename(record.path, record.path.with_name(record.path.name.split(":")[0] + ":2,F"))
-    assert box.sync_now() is None
-    result = box.sync()
+    result = sync_now(box)
+    assert result is not None
     assert [(r.uid, r.flags) for r in result.flags_changed] == [(1, {"\\Flagged"})]
     assert result.flags_changed[0].modseq > record.modseq
-    # a file removed by another program: an expunge, which is written
+    # a file removed by another program: an expunge
     os.unlink(box.messages()[1].path)
-    assert box.sync_now() is None
-    assert box.sync().expunged == [2]
+    result = sync_now(box)
+    assert result is not None and result.expunged == [2]
+    # another store (process) reads the same state from the list
+    again = user(root).open("INBOX", readonly=True)
+    assert [(r.uid, r.flags) for r in again.messages()] == [(1, {"\\Flagged"}), (3, set())]
 
 
-def test_the_first_look_at_new_messages_claims_recent_in_a_full_sync(root):
+def test_the_first_look_at_new_messages_claims_recent_at_once(root):
     deliver(root, 1)
     mailboxes = user(root)
     selected = mailboxes.open("INBOX")
     other = mailboxes.open("INBOX", target=True)  # APPEND's view: claims nothing
     other.append_many([(b"Subject: a\r\n\r\nx\r\n", (), None)])
-    assert selected.sync_now() is None  # \Recent is claimed by writing the list
-    result = selected.sync()
+    result = sync_now(selected)
+    assert result is not None
     assert [r.uid for r in result.added] == [2] and 2 in selected.recent
+    # claimed on disk: a session of another process does not see it \Recent
+    elsewhere = user(root).open("INBOX")
+    assert 2 not in elsewhere.recent
+
+
+def test_a_message_whose_size_its_name_does_not_tell_is_left_to_a_thread(root):
+    deliver(root, 1)
+    box = user(root).open("INBOX")
+    (box.folder.path / "cur" / "1700000099.M1P1.other:2,S").write_bytes(b"Subject: x\n\nbody\n")
+    assert sync_now(box) is None  # its size is read off the file: not on the loop
+    assert [r.uid for r in box.messages()] == [1]  # the view is as it was
+    result = box.sync()
+    assert [(r.uid, r.size) for r in result.added] == [(2, 20)]
 
 
 def test_a_look_never_waits_for_a_lock_held_elsewhere(root):
@@ -127,12 +144,12 @@ def test_a_look_never_waits_for_a_lock_held_elsewhere(root):
     t.start()
     try:
         assert held.wait(10)
-        assert box.sync_now() is None  # another thread of this process holds it
+        assert sync_now(box) is None  # another thread of this process holds it
         assert box.read(1).startswith(b"Subject: 0")  # message paths need no lock
     finally:
         release.set()
         t.join()
-    assert box.sync_now() is not None
+    assert sync_now(box) is not None
 
 
 def test_a_process_holding_the_lock_alone_stops_quick_looks_a_shared_holder_does_not(root):
@@ -141,9 +158,9 @@ def test_a_process_holding_the_lock_alone_stops_quick_looks_a_shared_holder_does
     fd = os.open(user(root).root / LOCKFILE, os.O_RDWR)  # an open of its own: as another process
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        assert box.sync_now() is None
+        assert sync_now(box) is None
         fcntl.flock(fd, fcntl.LOCK_SH)
-        assert box.sync_now() is not None
+        assert sync_now(box) is not None
         # a full sync of a folder with nothing to write waits for no shared holder either
         done = threading.Event()
         t = threading.Thread(target=lambda: (box.sync(), done.set()))
@@ -160,6 +177,6 @@ def test_a_folder_over_the_quick_size_is_left_to_a_full_sync(root, monkeypatch):
     deliver(root, 3)
     box = user(root).open("INBOX")
     monkeypatch.setattr(uidlist, "QUICK_REFRESH_MESSAGES", 2)
-    assert box.sync_now() is None
+    assert sync_now(box) is None
     monkeypatch.setattr(uidlist, "QUICK_REFRESH_MESSAGES", 3)
-    assert box.sync_now() is not None
+    assert sync_now(box) is not None

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from hatoba.imap.common import is_utf8, mailbox_name, one_mailbox, refresh_selected, status_response
-from hatoba.imap.folder_work import in_folder_thread
+from hatoba.imap.folder_work import at_once_or_thread, flushed, in_folder_turn
 from hatoba.imap.replies import TRYCREATE
 from hatoba.imap.selected import PERMANENT_FLAGS, SelectedMailbox
 from hatoba.proto.imap import encode as E
@@ -31,6 +31,7 @@ from hatoba.net.workers import MAILBOX
 from hatoba.store.changes import EXPUNGED, NEW, NameChanged, SubscriptionChanged, in_folder
 from hatoba.store.errors import MailboxError
 from hatoba.store.folder_tree import DELIMITER, MAX_DIRNAME, UserMailboxes, normalize_name
+from hatoba.store.mailbox_view import discard_staged
 
 if TYPE_CHECKING:
     from hatoba.imap.session import ImapSession
@@ -64,10 +65,16 @@ async def _select(s: ImapSession, cmd: RawCommand, readonly: bool) -> None:
         s.state = State.AUTHENTICATED
         s.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
     assert s.boxes is not None
-    mailbox = await asyncio.to_thread(s.boxes.open, name, readonly=readonly)
     rev1 = "IMAP4REV2" not in s.enabled
-    view = await asyncio.to_thread(SelectedMailbox.open, mailbox, readonly=readonly, condstore=condstore,
-                                   recent_flag=rev1)
+    boxes = s.boxes
+
+    def open_view() -> SelectedMailbox:
+        mailbox = boxes.open(name, readonly=readonly)
+        return SelectedMailbox.open(mailbox, readonly=readonly, condstore=condstore, recent_flag=rev1)
+
+    view = await at_once_or_thread(open_view)
+    mailbox = view.mailbox
+    await flushed(mailbox)  # its UIDs are on disk before the client hears of them
     s.selected = view
     s.state = State.SELECTED
     s.write(view.flags_news())
@@ -283,7 +290,7 @@ async def cmd_namespace(s: ImapSession, cmd: RawCommand) -> None:
 
 async def _status_line(s: ImapSession, name: str, items: tuple[str, ...]) -> None:
     assert s.boxes is not None
-    status = await asyncio.to_thread(s.boxes.status, name, with_size="SIZE" in items)
+    status = await at_once_or_thread(s.boxes.status, name, with_size="SIZE" in items)
     s.write(status_response(s, name, status, items))
 
 
@@ -310,7 +317,11 @@ async def cmd_append(s: ImapSession, cmd: RawCommand) -> None:
         s.tagged(cmd.tag, "NO", TRYCREATE)
         return
     built = await asyncio.to_thread(_assemble, s.boxes, messages, s.facts.max_literal, utf8)
-    uids = await in_folder_thread(mailbox, mailbox.append_many, built)
+    staged = await asyncio.to_thread(mailbox.stage, built)  # written and flushed before the lock
+    try:
+        uids = await in_folder_turn(mailbox, mailbox.add_staged, staged)
+    finally:
+        discard_staged(staged)
     s.mailbox_changed(in_folder(mailbox.name, NEW))
     await refresh_selected(s, fetch_new=False)  # RFC 5465 §5.2: no FETCH for the client's own APPEND
     uid_set = E.format_sequence_set(uids).decode()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hatoba.imap.common import enable_condstore, is_utf8, refresh_selected, selected_view
-from hatoba.imap.folder_work import in_folder_thread
+from hatoba.imap.folder_work import in_folder_turn
 from hatoba.imap.contexts import MAX_UPDATE_CONTEXTS, SORT_FIELDS, UpdateContext, pin_numbers, sort_key_of
 from hatoba.imap.replies import TRYCREATE
 from hatoba.imap.selected import SelectedMailbox
@@ -55,7 +55,7 @@ def _mime_limits(s: ImapSession) -> F.MimeLimits:
 async def cmd_close(s: ImapSession, cmd: RawCommand) -> None:
     view = selected_view(s)
     if not view.readonly:
-        expunged = await in_folder_thread(view.mailbox, view.mailbox.expunge, None)
+        expunged = await in_folder_turn(view.mailbox, view.mailbox.expunge, None)
         if expunged:
             s.mailbox_changed(in_folder(view.mailbox.name, EXPUNGED))
     s.selected = None
@@ -74,7 +74,7 @@ async def _expunge(s: ImapSession, cmd: RawCommand, uids: list[int] | None) -> N
     if view.readonly:
         s.tagged(cmd.tag, "NO", "[READ-ONLY] Mailbox was opened with EXAMINE")
         return
-    expunged = await in_folder_thread(view.mailbox, view.mailbox.expunge, uids)
+    expunged = await in_folder_turn(view.mailbox, view.mailbox.expunge, uids)
     if expunged:
         s.write(view.forget(expunged, qresync="QRESYNC" in s.enabled))
         s.mailbox_changed(in_folder(view.mailbox.name, EXPUNGED))
@@ -245,7 +245,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
             return
         await asyncio.sleep(0)  # flush() returns at once to a fast reader: let other sessions run
     if seen_uids:
-        changed, _ = await in_folder_thread(view.mailbox, view.mailbox.store_flags, seen_uids, "+", ("\\Seen",))
+        changed, _ = await in_folder_turn(view.mailbox, view.mailbox.store_flags, seen_uids, "+", ("\\Seen",))
         for record in changed:
             view.set_record(record)
             s.write(view.flags_line(record))
@@ -332,7 +332,7 @@ async def _store(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
     if unchangedsince is not None:
         enable_condstore(s)
     uids = view.uids_for(sequence, uid=uid)
-    changed, failed = await in_folder_thread(view.mailbox, view.mailbox.store_flags, uids, mode, flags,
+    changed, failed = await in_folder_turn(view.mailbox, view.mailbox.store_flags, uids, mode, flags,
                                              unchangedsince=unchangedsince)
     s.write(view.flags_news())  # a new keyword is named in FLAGS before a FETCH shows it
     for record in changed:

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from hatoba.imap.contexts import context_news
-from hatoba.imap.folder_work import folder_queue
+from hatoba.imap.folder_work import in_folder_turn
 from hatoba.imap.selected import SelectedMailbox
 from hatoba.proto.imap import encode as E
 from hatoba.proto.imap.args import parse_mailbox
@@ -60,12 +60,9 @@ async def refresh_selected(session: ImapSession, *, allow_expunge: bool = True, 
     if view is not None:
         qresync = "QRESYNC" in session.enabled
         last = view.uids[-1] if view.uids else 0
-        queue = folder_queue(view.mailbox)
-        # With no other work on the folder queued here, a look that needs no write is made at once.
-        news = view.refresh_now(allow_expunge=allow_expunge, qresync=qresync, flags=flags) if queue.idle else None
-        if news is None:
-            news = await queue.submit(lambda: view.refresh(allow_expunge=allow_expunge, qresync=qresync,
-                                                           flags=flags))
+        # Flushed before it is sent: new UIDs are on disk before a client hears of them.
+        news = await in_folder_turn(view.mailbox, view.refresh, allow_expunge=allow_expunge, qresync=qresync,
+                                    flags=flags)
         session.write(news)
         notify = session.notify
         if fetch_new and notify is not None and notify.fetch and view.uids and view.uids[-1] > last:

@@ -1,104 +1,109 @@
-"""Work that takes a folder's lock, done one piece after another by one thread per busy folder.
+"""Work that takes a folder's lock: one piece at a time per folder and process, done at
+once on the event loop when nothing in it must wait, else in a pool thread; then flushed.
 
 Ten sessions of one folder used to send their refreshes, STOREs and EXPUNGEs to
 the thread pool at once: the threads queued on the folder's lock, held every
 pool slot, and each piece waited for the event loop between hand-offs while the
-lock stayed taken. One session did more commands a second than ten. Now each
-folder has a queue in this process: the first piece starts a pool thread that
-runs the queued pieces back to back and hands each result to the loop, and
-stops when the queue is empty. Nothing waits for the lock inside this process,
-and the lock is never held across a turn of the event loop.
+lock stayed taken. Then each folder got a thread running its pieces back to
+back; that thread and the loop still handed the GIL to each other at every
+system call, and a piece held the lock for several times its own work.
+
+Now sessions wait for their folder's turn on the loop (no thread, no pool slot
+held), and in its turn a piece on a small folder runs on the loop itself when
+the lock is free and nothing in it would wait for a disk
+(store.uidlist.flushes_deferred raises WouldWait before it changes anything);
+else, or when another process holds the lock, it runs in a pool thread, the
+turn still held. Either way its writes are flushed afterwards, outside the lock
+and the turn, by a pool thread that several sessions' flushes share, before the
+client is told.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from hatoba.store.folder_tree import Mailbox
+from hatoba.store.uidlist import WouldWait, flushes_deferred
 
 Result = TypeVar("Result")
 
 
-class FolderQueue:
-    """The pieces of work waiting for one folder, and whether a thread runs them now."""
+class FolderTurn:
+    """Whose turn it is to work on one folder in this process (an asyncio lock: waiting
+    for it costs no thread)."""
 
-    __slots__ = ("_pieces", "_mutex", "running")
+    __slots__ = ("_lock",)
 
     def __init__(self) -> None:
-        self._pieces: collections.deque[tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]] = (
-            collections.deque())
-        self._mutex = threading.Lock()
-        self.running = False
+        self._lock = asyncio.Lock()
 
     @property
     def idle(self) -> bool:
-        """No piece runs or waits (read on the loop: a thread may start one just after)."""
-        return not self.running
+        """No piece runs or waits."""
+        return not self._lock.locked()
 
-    def submit(self, work: Callable[[], Result]) -> asyncio.Future[Result]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Result] = loop.create_future()
-        with self._mutex:
-            self._pieces.append((work, future, loop))
-            start = not self.running
-            self.running = True
-        if start:
+    async def run(self, work: Callable[[], Result], *, at_once: bool) -> Result:
+        """work() in its turn: on the loop when `at_once` and it does not raise WouldWait,
+        else in a pool thread. Its flushes are left to the caller (flushed()).
+
+        A caller cancelled while the piece runs in a thread (the client went away)
+        does not stop it: the store finishes what it began, and the next piece waits
+        for it.
+        """
+        async with self._lock:
+            if at_once:
+                try:
+                    with flushes_deferred(at_once=True):
+                        return work()
+                except WouldWait:
+                    pass
+            piece = asyncio.ensure_future(asyncio.to_thread(_deferring_flushes, work))
             try:
-                loop.run_in_executor(None, self._drain)
-            except BaseException:
-                with self._mutex:
-                    self.running = False
+                return await asyncio.shield(piece)
+            except asyncio.CancelledError:
+                await asyncio.wait([piece])  # the turn is kept until the piece ends
                 raise
-        return future
-
-    def _drain(self) -> None:
-        while True:
-            with self._mutex:
-                if not self._pieces:
-                    self.running = False
-                    return
-                work, future, loop = self._pieces.popleft()
-            try:
-                result = work()
-            except BaseException as exc:  # handed to the session that asked, as to_thread would
-                _hand(loop, future, None, exc)
-            else:
-                _hand(loop, future, result, None)
 
 
-def _hand(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any,
-          exc: BaseException | None) -> None:
-    def settle() -> None:
-        if future.cancelled():
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-
-    try:
-        loop.call_soon_threadsafe(settle)
-    except RuntimeError:  # the loop closed while the piece ran (the server stopping)
-        pass
+def _deferring_flushes(work: Callable[[], Result]) -> Result:
+    with flushes_deferred():
+        return work()
 
 
-def folder_queue(mailbox: Mailbox) -> FolderQueue:
-    """This process's queue for `mailbox`'s folder (kept on the folder's shared state)."""
+def folder_turn(mailbox: Mailbox) -> FolderTurn:
+    """This process's turn keeper for `mailbox`'s folder (kept on the folder's shared state)."""
     folder = mailbox.folder
-    queue = folder.work_queue
-    if not isinstance(queue, FolderQueue):
-        queue = folder.work_queue = FolderQueue()
-    return queue
+    turn = folder.work_queue
+    if not isinstance(turn, FolderTurn):
+        turn = folder.work_queue = FolderTurn()
+    return turn
 
 
-async def in_folder_thread(mailbox: Mailbox, work: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
-    """work(*args, **kwargs) in its turn in the folder's queue.
+async def in_folder_turn(mailbox: Mailbox, work: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
+    """work(*args, **kwargs) in the folder's turn, at once on the loop if the folder allows
+    it (Mailbox.at_once_allowed) and nothing in it must wait, else in a pool thread;
+    flushed before this returns."""
+    result = await folder_turn(mailbox).run(lambda: work(*args, **kwargs), at_once=mailbox.at_once_allowed)
+    await flushed(mailbox)
+    return result
 
-    A session whose command is cancelled (the client went away) does not stop a
-    piece that started: the store finishes what it began, as with to_thread.
-    """
-    return await folder_queue(mailbox).submit(lambda: work(*args, **kwargs))
+
+async def at_once_or_thread(work: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
+    """work(*args, **kwargs) at once on the loop unless it would wait, else in a pool
+    thread (which flushes as the lock is released); for work that finds its folder
+    itself (SELECT, STATUS), outside any turn. After an answer at once, the caller
+    flushes (flushed()) before it tells a client of new UIDs."""
+    try:
+        with flushes_deferred(at_once=True):
+            return work(*args, **kwargs)
+    except WouldWait:
+        return await asyncio.to_thread(work, *args, **kwargs)
+
+
+async def flushed(mailbox: Mailbox) -> None:
+    """The folder's writes so far on stable storage (Folder.flush_changes in a pool thread)."""
+    folder = mailbox.folder
+    if folder.needs_flush:
+        await asyncio.to_thread(folder.flush_changes)

@@ -119,14 +119,6 @@ class SelectedMailbox:
         flags=False keeps flag changes for a later refresh."""
         return self._news(self.mailbox.sync(), allow_expunge=allow_expunge, qresync=qresync, flags=flags)
 
-    def refresh_now(self, *, allow_expunge: bool, qresync: bool = False, flags: bool = True) -> bytes | None:
-        """refresh() when the store can answer at once without waiting or writing
-        (Mailbox.sync_now); None: call refresh() in a thread."""
-        result = self.mailbox.sync_now()
-        if result is None:
-            return None
-        return self._news(result, allow_expunge=allow_expunge, qresync=qresync, flags=flags)
-
     def _news(self, result: SyncResult, *, allow_expunge: bool, qresync: bool, flags: bool) -> bytes:
         out: list[bytes] = [self.flags_news()]
         self.pending_expunges += [u for u in result.expunged if u in self.records]

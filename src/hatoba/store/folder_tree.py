@@ -50,6 +50,8 @@ from hatoba.store.uidlist import (
     SYSTEM_FLAGS,
     UIDLIST,
     Folder,
+    WouldWait,
+    at_once_work,
     info_letters,
     renew_uidvalidity,
 )
@@ -512,6 +514,9 @@ class UserMailboxes:
         with folder.lock():
             folder.refresh()
             entries = list(folder.entries.values())
+            if with_size and at_once_work() and any(
+                    e.size is None and MaildirName.parse(e.name).wire_size is None for e in entries):
+                raise WouldWait()  # a size read off a file
             return MailboxStatus(
                 messages=len(entries),
                 recent=sum(1 for e in entries if e.uid >= folder.first_recent),

@@ -41,6 +41,8 @@ from hatoba.store.uidlist import (
     UIDLIST,
     Entry,
     Folder,
+    WouldWait,
+    at_once_work,
     info_letters,
     normalize_flags,
     with_letters,
@@ -50,6 +52,20 @@ if TYPE_CHECKING:
     from hatoba.store.folder_tree import MailboxStore, UserMailboxes
 
 log = logging.getLogger(__name__)
+
+
+class StagedMessage(NamedTuple):
+    """A message APPEND wrote to tmp/, waiting for its UID (Mailbox.stage)."""
+
+    tmp: Path
+    stem: str
+    flags: frozenset[str]
+
+
+def discard_staged(staged: list[StagedMessage]) -> None:
+    """Remove staged files that were not added (gone already when they were)."""
+    for message in staged:
+        _unlink_quietly(message.tmp)
 
 
 class MessageRecord(NamedTuple):
@@ -128,15 +144,12 @@ class Mailbox:
             self._folder.refresh()
             return self._take(self._folder)
 
-    def sync_now(self) -> SyncResult | None:
-        """sync() if it can be done at once, with no wait for a lock, no write and no message
-        read; None when only sync() (in a thread) can do it. For an event loop: handing
-        every sync to a thread cost more than the sync itself, in GIL and lock hand-offs.
-        """
-        if not (self._folder.reads_without_waiting and self._folder.small_enough_for_quick_refresh):
-            return None
-        with self._folder.lock_if_free() as held:
-            return self._sync_without_writing() if held else None
+    @property
+    def at_once_allowed(self) -> bool:
+        """Whether work on this folder may be tried at once on an event loop (see
+        flushes_deferred): a folder small enough to list in well under a millisecond, on a
+        file system that says when a read would wait."""
+        return self._folder.reads_without_waiting and self._folder.small_enough_for_quick_refresh
 
     def _sync_without_writing(self) -> SyncResult | None:
         """sync() under the lock, shared or not, if it needs no write and no message
@@ -152,6 +165,10 @@ class Mailbox:
         """Whether _take(folder) writes nothing (no \\Recent to claim) and reads no message file."""
         if self._claims and folder.first_recent < folder.uidnext:
             return False
+        return self._reads_no_file(folder)
+
+    def _reads_no_file(self, folder: Folder) -> bool:
+        """Whether _take(folder) learns every new message's size from its name."""
         last = next(reversed(self._view), 0)
         for uid in reversed(folder.entries):
             if uid <= last:
@@ -165,6 +182,8 @@ class Mailbox:
         """Move the view to the folder's state; called with the lock held."""
         if folder.uidvalidity != self.uidvalidity:
             raise MailboxReset()
+        if at_once_work() and not self._reads_no_file(folder):
+            raise WouldWait()  # before the view changes
         if folder.generation == self._generation:
             # Nothing changed since the view last matched the folder: no per-message work.
             self.uidnext = folder.uidnext
@@ -367,32 +386,47 @@ class Mailbox:
     def append_many(self, messages: list[tuple[bytes, Iterable[str], datetime | None]]) -> list[int]:
         """APPEND of one or more messages (RFC 3502 MULTIAPPEND): their UIDs, in order.
 
-        All or nothing: every file is written and fsynced in tmp/ first, then all
-        move into cur/ under one lock and get their UIDs in one UID list write;
-        a failure on the way (a full disk) leaves none of them behind.
+        All or nothing: every file is written and fsynced in tmp/ first (stage),
+        then all move into cur/ under one lock and get their UIDs in one UID list
+        write (add_staged); a failure on the way (a full disk) leaves none behind.
         """
+        staged = self.stage(messages)
+        try:
+            return self.add_staged(staged)
+        finally:
+            discard_staged(staged)
+
+    def stage(self, messages: list[tuple[bytes, Iterable[str], datetime | None]]) -> list[StagedMessage]:
+        """APPEND's first half, without the lock: the messages (LF line ends) written and
+        fsynced in tmp/, quota checked. The caller passes them to add_staged, and to
+        discard_staged whatever happens (it removes what was not added)."""
         prepared = [(data.replace(b"\r\n", b"\n"), normalize_flags(flags), when) for data, flags, when in messages]
         self._owner.check_quota(sum(len(body) for body, _, _ in prepared))
         folder = self._folder
-        written: list[tuple[Path, str, frozenset[str]]] = []
+        written: list[StagedMessage] = []
         with _refused_when_full("APPEND", folder):
             try:
                 for body, wanted, when in prepared:
                     wire = len(body) + body.count(b"\n")
                     stem = self._owner.store.new_stem(f",S={len(body)},W={wire}")
                     tmp = folder.path / "tmp" / stem
-                    written.append((tmp, stem, wanted))
                     write_new_file(tmp, body, 0o600)  # leaves nothing behind when the disk is full
+                    written.append(StagedMessage(tmp, stem, wanted))
                     if when is not None:
                         stamp = when.timestamp()
                         os.utime(tmp, (stamp, stamp))
-                with folder.lock():
-                    return self._add_files(written)
-            finally:
-                for tmp, _, _ in written:
-                    _unlink_quietly(tmp)  # gone already unless something failed
+            except BaseException:
+                discard_staged(written)
+                raise
+        return written
 
-    def _add_files(self, written: list[tuple[Path, str, frozenset[str]]]) -> list[int]:
+    def add_staged(self, staged: list[StagedMessage]) -> list[int]:
+        """APPEND's second half: the staged files into cur/ with their UIDs, under the lock."""
+        folder = self._folder
+        with _refused_when_full("APPEND", folder), folder.lock():
+            return self._add_files(staged)
+
+    def _add_files(self, written: list[StagedMessage]) -> list[int]:
         """Move APPENDed files into cur/ and give them their UIDs; with the lock held.
 
         The UIDs exist once the UID list is written: if that fails, the files are
@@ -407,7 +441,7 @@ class Mailbox:
                 final = folder.path / "cur" / with_letters(stem, folder.letters(flags))
                 os.rename(tmp, final)
                 moved.append(final)
-            fsync_dir(folder.path / "cur")
+            folder.names_changed("cur")
             folder.refresh(strict=True)
         except BaseException:
             _remove_copies(moved, folder)
@@ -511,7 +545,7 @@ def transfer_messages(
             planned.append((entry.uid, new_stem))
         if not planned:
             return []
-        fsync_dir(target.path / "cur")
+        target.names_changed("cur")
         target.refresh(strict=True)
     except BaseException:
         _remove_copies(made, target)

@@ -4,7 +4,10 @@ A folder (INBOX = the Maildir root, or a Maildir++ ".Name" subfolder) keeps:
 
   hatoba-uidlist       "V1 UIDVALIDITY UIDNEXT HIGHESTMODSEQ FIRSTRECENT VANISHEDFLOOR",
                        then "UID MODSEQ FILENAME" per message (FILENAME is in cur/)
-                       and "X UID MODSEQ" per remembered expunge (QRESYNC, RFC 7162 §3.2.10)
+                       and "X UID MODSEQ" per remembered expunge (QRESYNC, RFC 7162 §3.2.10),
+                       then "C UIDNEXT HIGHESTMODSEQ FIRSTRECENT VANISHEDFLOOR"; after that,
+                       one batch per change: lines of the same kinds ("UID MODSEQ FILENAME"
+                       sets a message's entry, "X UID MODSEQ" expunges it), ended by a "C" line
   dovecot-keywords     "N keyword" lines: letter chr(ord("a") + N) in the ":2,FLAGS"
                        part of a file name means that keyword (Dovecot's format, so
                        Dovecot and hatoba read each other's keyword letters)
@@ -14,15 +17,26 @@ Rules:
 - The file names are the truth for which messages exist and which flags they
   have; the UID list only remembers which UID and MODSEQ each file got.
 - A message is known by its "stem", the name before ":" (flags change the rest).
-- Every change is written (write_atomic) before the lock is released, so a
-  restart finds the same UIDs; UIDs are never reused within a UIDVALIDITY.
+- Every change is written before the lock is released, so the next holder (in
+  any process) reads it: appended as a batch, which other processes read alone;
+  the whole list is written again (write_atomic) once the batches outgrow the
+  rest. A batch without its "C" line (a crash while it was written) is ignored,
+  and no batch is written after one: the next change writes the list whole.
+- Writes are flushed (fsync) after the lock is released, before the caller is
+  told it is done (flush_changes, which threads share): holding the lock across
+  fsyncs made every session of a busy folder wait for each other's disk.
+  What another process wrote is flushed too before a session tells of it.
+  UIDs are never reused within a UIDVALIDITY: UIDNEXT is in every "C" line.
   On a full disk a UID is taken back before anyone sees it (_unsaved); what
   the files themselves tell (expunges, outside flag changes) may wait in
   memory for the next write, as a restart finds it again in the files.
 - A change a client asked for is all or nothing: keyword letters are given
   before any file is touched (add_keywords), the list is written before
   files are renamed (relabel).
-- Callers hold Folder.lock() around every other method.
+- Callers hold Folder.lock() around every other method. An event loop may run
+  folder work itself inside flushes_deferred(at_once=True): every wait (a lock
+  held elsewhere, a whole list to write, a file to read) raises WouldWait
+  before anything changed, and the caller runs the work in a thread instead.
 """
 
 from __future__ import annotations
@@ -41,7 +55,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hatoba.fsutil import fsync_dir, write_atomic
+from hatoba.fsutil import write_all, write_atomic
 from hatoba.store.errors import InvalidFlag, NoSuchMailbox, TooManyKeywords
 from hatoba.store.headercache import HeaderCache
 from hatoba.store.maildir import MaildirName
@@ -65,6 +79,9 @@ MAX_KEYWORDS = 26  # one lower-case letter each
 # listdir and a dict look-up per message) and re-reads UID lists up to this many bytes.
 QUICK_REFRESH_MESSAGES = 2_000
 QUICK_REFRESH_LIST_BYTES = 128 * 1024
+# The appended batches are written again as one list once they outgrow the rest of it
+# (and this much at least): reading a list costs a parse of every line.
+JOURNAL_MIN_BYTES = 64 * 1024
 # Each change to a folder's entries gets a number from here, unique in the process,
 # so a session's view can tell "nothing changed" without comparing every message.
 _generations = itertools.count(1)
@@ -77,6 +94,40 @@ _ATOM_SPECIALS = frozenset('(){ %*"\\]')
 
 # A full disk or file-system quota: both refused as DiskFull.
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class WouldWait(Exception):
+    """Work run at_once() would have to wait: for a lock held elsewhere, a flush, a
+    whole list to write or a message to read. Raised before anything changed."""
+
+
+_mode = threading.local()
+
+
+def _work_mode() -> tuple[bool, bool]:
+    """(flushes deferred to the caller, nothing may wait) for this thread's folder work."""
+    return getattr(_mode, "state", None) or (False, False)
+
+
+def at_once_work() -> bool:
+    """Whether this thread's folder work runs at_once (flushes_deferred)."""
+    return _work_mode()[1]
+
+
+@contextmanager
+def flushes_deferred(*, at_once: bool = False) -> Iterator[None]:
+    """Folder work in this block leaves its flushes to the caller, who runs
+    Folder.flush_changes() (in a thread) before telling a client of the change.
+
+    With `at_once` (for an event loop), locks are taken only when free and work
+    that would wait for a disk raises WouldWait before it changes anything.
+    """
+    old = getattr(_mode, "state", None)
+    _mode.state = (True, at_once)
+    try:
+        yield
+    finally:
+        _mode.state = old
 
 
 def normalize_flags(flags: Iterable[str]) -> frozenset[str]:
@@ -136,6 +187,20 @@ class Folder:
         self._thread_lock = threading.Lock()
         self._new_uidvalidity = new_uidvalidity
         self._list_stat: tuple[int, int, int] | None = None
+        # The list on disk: its first line, the bytes read (whole batches), the size of its
+        # first part and of the batches appended since, and whether a batch may follow.
+        self._list_head = b""
+        self._list_read_to = 0
+        self._base_bytes = 0
+        self._journal_bytes = 0
+        self._appendable = False
+        self._pending: list[str] = []  # lines for the next batch: the changes made under this lock
+        # Written but not yet flushed (flush_changes): paths, and counters of writes and flushes.
+        self._flush_state = threading.Condition()
+        self._unflushed: set[str] = set()
+        self._written = 0
+        self._flushed = 0
+        self._flushing = False
         # (cur/ mtime, new/ mtime, uid list stat) at the last full scan, when old enough to trust.
         self._scanned: tuple[object, ...] | None = None
         # Whether the last uid list written got a fine time from our clock (see STAMP_TRUST_NS).
@@ -161,8 +226,8 @@ class Folder:
         self.generation = next(_generations)  # changes whenever entries may have changed
         self._flag_sets: dict[str, frozenset[str]] = {}  # info letters -> flags (few distinct ones)
         self._header_cache: HeaderCache | None = None
-        # The serving process's own queue for work on this folder (the FolderQueue that
-        # imap.folder_work keeps there); the store never looks at it.
+        # Whose turn it is to work on this folder in the serving process (the FolderTurn
+        # that imap.folder_work keeps there); the store never looks at it.
         self.work_queue: object | None = None
 
     def same_directory(self) -> bool:
@@ -182,36 +247,48 @@ class Folder:
 
         `shared`: other processes may hold it shared at the same time, for looks
         that write nothing (refresh_without_writing); the state in memory is
-        still this process's alone.
+        still this process's alone. What the work under it wrote is flushed
+        once the lock is released (flush_changes), unless the caller said it
+        flushes itself (flushes_deferred); in at_once() work, a lock that is
+        not free raises WouldWait.
         """
-        with self._thread_lock:
-            fd = self._open_lock_file()
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        deferred, at_once = _work_mode()
+        try:
+            with self._held(shared, at_once):
                 yield
-            finally:
-                os.close(fd)  # releases the flock
+        finally:
+            if not deferred and self.needs_flush:
+                self.flush_changes()
 
     @contextmanager
-    def lock_if_free(self) -> Iterator[bool]:
-        """The lock, shared (see lock()), if no thread here nor process holding it alone
-        stands in the way (True); else False at once. Never waits."""
-        if not self._thread_lock.acquire(blocking=False):
-            yield False
-            return
+    def _held(self, shared: bool, at_once: bool) -> Iterator[None]:
+        if at_once and not self.reads_without_waiting:
+            raise WouldWait()  # e.g. NFS: any look may wait
+        if not self._thread_lock.acquire(blocking=not at_once):
+            raise WouldWait()
         try:
             fd = self._open_lock_file()
             try:
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (fcntl.LOCK_NB if at_once else 0))
                 except BlockingIOError:
-                    yield False
-                else:
-                    yield True
+                    raise WouldWait() from None
+                if at_once and not shared:
+                    self._ready_at_once()
+                yield
             finally:
                 os.close(fd)  # releases the flock
         finally:
             self._thread_lock.release()
+
+    def _ready_at_once(self) -> None:
+        """Before at_once() work changes anything: WouldWait if the folder is too large to
+        list at once, or a change would have to write the whole list (and flush it)."""
+        self._load()  # raises WouldWait itself when the list must be made again
+        if len(self.entries) > QUICK_REFRESH_MESSAGES:
+            raise WouldWait()
+        if not self._appendable or self._journal_bytes > max(JOURNAL_MIN_BYTES, self._base_bytes):
+            raise WouldWait()
 
     def _open_lock_file(self) -> int:
         if not self.same_directory():
@@ -228,34 +305,75 @@ class Folder:
 
         With may_write=False, False when that would take a write (a list to make
         again) or a large read; True when the state in memory is up to date.
+        Lines another process appended are read alone (_read_appended).
         """
         stat = _stat_key(self.path / KEYWORDS)
         if stat != self._keywords_stat:
             self.keywords = _parse_keywords(self.path / KEYWORDS) if stat else []
             self._keywords_stat = stat
             self._flag_sets = {}
-        stat = _stat_key(self.path / UIDLIST)
+        path = self.path / UIDLIST
+        stat = _stat_key(path)
         if stat is None:
-            if not may_write:
-                return False
+            if not may_write or at_once_work():
+                return self._would_write(may_write)
             if not self._loaded:
                 self._start_fresh()
             # A list removed under us: the state in memory is still right; rewrite it.
-            self.save()
+            self._rewrite()
         elif stat != self._list_stat:
-            if not may_write and stat[2] > QUICK_REFRESH_LIST_BYTES:
+            if self._read_appended(path, stat):
+                pass
+            elif not may_write and stat[2] > QUICK_REFRESH_LIST_BYTES:
                 return False
-            try:
-                self._parse((self.path / UIDLIST).read_text("utf-8", "surrogateescape"))
-            except (ValueError, IndexError):
-                if not may_write:
-                    return False
-                log.warning("unreadable %s in %s, new UIDVALIDITY", UIDLIST, self.path)
-                self._start_fresh()
-                self.save()
             else:
-                self._list_stat = stat
+                try:
+                    self._parse(path.read_bytes())
+                except (ValueError, IndexError):
+                    if not may_write or at_once_work():
+                        return self._would_write(may_write)
+                    log.warning("unreadable %s in %s, new UIDVALIDITY", UIDLIST, self.path)
+                    self._start_fresh()
+                    self._rewrite()
+                else:
+                    self._list_stat = stat
+            # What another process wrote and this one may now tell a client about
+            # (new UIDs) is flushed before that: a crash must not give them again.
+            self._needs_flush(str(path))
         self._loaded = True
+        return True
+
+    @staticmethod
+    def _would_write(may_write: bool) -> bool:
+        if may_write:
+            raise WouldWait()  # at_once() work: a rewrite would flush on the caller's thread
+        return False
+
+    def _read_appended(self, path: Path, stat: tuple[int, int, int]) -> bool:
+        """Apply the batches another process appended since the last read; False when
+        the whole list must be read (a new file, a torn tail, a list not read before)."""
+        if not self._appendable or self._list_stat is None or stat[0] != self._list_stat[0]:
+            return False
+        if stat[2] <= self._list_read_to:
+            return False
+        try:
+            with open(path, "rb") as f:
+                if f.read(len(self._list_head)) != self._list_head:
+                    return False  # the same inode number, another file
+                f.seek(self._list_read_to)
+                tail = f.read()
+        except FileNotFoundError:
+            return False
+        batches = _scan_batches(tail, 0)
+        if batches.end != len(tail) or not batches.done:
+            return False  # not whole batches: read everything (it sees the torn tail)
+        for ops, numbers, _ in batches.done:
+            self._apply(ops, numbers)
+        self._sort_if_needed()
+        self._list_read_to += batches.end
+        self._journal_bytes += batches.end
+        self._list_stat = stat
+        self.generation = next(_generations)
         return True
 
     def _start_fresh(self) -> None:
@@ -264,52 +382,175 @@ class Folder:
         self.highestmodseq = 1
         self.vanished_floor = 0
         self.entries, self.by_stem, self.vanished = {}, {}, []
+        self._pending = []
 
-    def _parse(self, text: str) -> None:
-        lines = text.split("\n")
-        head = lines[0].split()
-        if head[0] != "V1" or len(head) < 4:
-            raise ValueError("not a V1 uid list")
-        numbers = [int(x) for x in head[1:]] + [1, 0]
-        uidvalidity, uidnext, highest, first_recent, floor = numbers[:5]
-        entries: dict[int, Entry] = {}
-        vanished: list[tuple[int, int]] = []
-        for line in lines[1:]:
-            if not line:
-                continue
-            if line.startswith("X "):
-                _, uid, modseq = line.split(" ")
-                vanished.append((int(uid), int(modseq)))
-                continue
-            uid, modseq, name = line.split(" ", 2)
-            entries[int(uid)] = Entry(int(uid), int(modseq), name)
+    def _parse(self, data: bytes) -> None:
+        """The whole list; raises ValueError (changing nothing) when it cannot be read."""
+        parsed = parse_list(data)
         old = self.entries
         self.generation = next(_generations)
-        self.uidvalidity = uidvalidity
-        self.entries = dict(sorted(entries.items()))
-        self.uidnext = max([uidnext, *(uid + 1 for uid in self.entries)])
-        self.highestmodseq = max([highest, *(e.modseq for e in self.entries.values())])
-        self.first_recent, self.vanished_floor, self.vanished = first_recent, floor, vanished
+        self.uidvalidity = parsed.uidvalidity
+        self.entries = dict(sorted(parsed.entries.items()))
+        self.uidnext, self.highestmodseq, self.first_recent, self.vanished_floor = parsed.numbers
+        self.uidnext = max([self.uidnext, *(uid + 1 for uid in self.entries)])
+        self.highestmodseq = max([self.highestmodseq, *(e.modseq for e in self.entries.values())])
+        self.vanished = parsed.vanished
+        self._trim_vanished()
         self.by_stem = {e.stem: e.uid for e in self.entries.values()}
         for uid, entry in self.entries.items():  # keep what was learnt about unchanged files
             known = old.get(uid)
             if known is not None and known.stem == entry.stem:
                 entry.date, entry.size = known.date, known.size
+        self._pending = []
+        self._list_head = data[: data.find(b"\n") + 1]
+        self._list_read_to = parsed.end
+        self._base_bytes = parsed.base_end
+        self._journal_bytes = parsed.end - parsed.base_end
+        # Old lists have no batches; a torn tail must not have batches written after it.
+        self._appendable = parsed.batched and parsed.end == len(data)
+
+    def _apply(self, ops: list[tuple[str, int, int, str]], numbers: tuple[int, int, int, int]) -> None:
+        """One appended batch, read back: entries set or expunged, then the list's numbers."""
+        for kind, uid, modseq, name in ops:
+            if kind == "X":
+                entry = self.entries.pop(uid, None)
+                if entry is not None:
+                    self.by_stem.pop(entry.stem, None)
+                self.vanished.append((uid, modseq))
+                continue
+            known = self.entries.get(uid)
+            entry = Entry(uid, modseq, name)
+            if known is not None:
+                if known.stem == entry.stem:
+                    entry.date, entry.size = known.date, known.size
+                else:
+                    self.by_stem.pop(known.stem, None)
+            self.entries[uid] = entry
+            self.by_stem[entry.stem] = uid
+        uidnext, highest, first_recent, floor = numbers
+        self.uidnext = max(self.uidnext, uidnext)
+        self.highestmodseq = max(self.highestmodseq, highest)
+        self.first_recent = max(self.first_recent, first_recent)
+        self.vanished_floor = max(self.vanished_floor, floor)
+        self._trim_vanished()
+
+    def _sort_if_needed(self) -> None:
+        uids = list(self.entries)
+        if any(a > b for a, b in zip(uids, uids[1:])):
+            self.entries = dict(sorted(self.entries.items()))
+
+    def _numbers_line(self) -> str:
+        return f"C {self.uidnext} {self.highestmodseq} {self.first_recent} {self.vanished_floor}\n"
 
     def save(self) -> None:
-        lines = [
-            f"V1 {self.uidvalidity} {self.uidnext} {self.highestmodseq} {self.first_recent} {self.vanished_floor}"
-        ]
-        lines += [f"{e.uid} {e.modseq} {e.name}" for e in self.entries.values()]
-        lines += [f"X {uid} {modseq}" for uid, modseq in self.vanished]
+        """Write what changed since the last save: a batch appended to the list, or the whole
+        list again when the appended part has grown past the rest (or cannot take more).
+
+        Lines are only written here; they are flushed after the lock (flush_changes).
+        """
+        at_once = at_once_work()
+        compact = self._journal_bytes > max(JOURNAL_MIN_BYTES, self._base_bytes)
+        if not self._appendable or (compact and not at_once):
+            if at_once:
+                raise WouldWait()  # only after a failure: a rewrite flushes on the caller's thread
+            self._rewrite()
+            return
+        lines, self._pending = self._pending, []
+        data = ("".join(line + "\n" for line in lines) + self._numbers_line()).encode("utf-8", "surrogateescape")
         path = self.path / UIDLIST
         before = time.time_ns()
-        write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            self._rewrite()
+            return
+        try:
+            st = os.fstat(fd)
+            if st.st_size != self._list_read_to or self._list_stat is None or st.st_ino != self._list_stat[0]:
+                raise OSError(errno.ESTALE, "the list changed without the lock")
+            try:
+                write_all(fd, data)
+            except BaseException:
+                os.ftruncate(fd, st.st_size)  # no half batch for the next one to follow
+                raise
+            st = os.fstat(fd)
+        except BaseException:
+            self._appendable = False  # the next save writes the whole list
+            raise
+        finally:
+            os.close(fd)
+        self._list_read_to += len(data)
+        self._journal_bytes += len(data)
+        self._list_stat = (st.st_ino, st.st_mtime_ns, st.st_size)
+        self._fine_times = _our_clock(st.st_mtime_ns, before, time.time_ns())
+        if lines:  # a \Recent claim alone need not survive a crash
+            self._needs_flush(str(path))
+        # Every change to the entries is saved before the lock is released, so this is enough.
+        self.generation = next(_generations)
+
+    def _rewrite(self) -> None:
+        """The whole list, replaced atomically and flushed (write_atomic)."""
+        head = (
+            f"V1 {self.uidvalidity} {self.uidnext} {self.highestmodseq} {self.first_recent} {self.vanished_floor}\n"
+        )
+        lines = [head]
+        lines += [f"{e.uid} {e.modseq} {e.name}\n" for e in self.entries.values()]
+        lines += [f"X {uid} {modseq}\n" for uid, modseq in self.vanished]
+        lines.append(self._numbers_line())
+        data = "".join(lines).encode("utf-8", "surrogateescape")
+        path = self.path / UIDLIST
+        before = time.time_ns()
+        self._pending = []
+        self._appendable = False
+        write_atomic(path, data)
         self._list_stat = _stat_key(path)
         if self._list_stat is not None:
             self._fine_times = _our_clock(self._list_stat[1], before, time.time_ns())
-        # Every change to the entries is saved before the lock is released, so this is enough.
+        self._list_head = head.encode("utf-8", "surrogateescape")
+        self._list_read_to = self._base_bytes = len(data)
+        self._journal_bytes = 0
+        self._appendable = True
         self.generation = next(_generations)
+
+    # -- flushing -------------------------------------------------------------------
+
+    def _needs_flush(self, path: str) -> None:
+        with self._flush_state:
+            self._unflushed.add(path)
+            self._written += 1
+
+    @property
+    def needs_flush(self) -> bool:
+        """Something written here (or read from another process) is not flushed yet."""
+        return self._flushed < self._written
+
+    def flush_changes(self) -> None:
+        """fsync what was written so far and not yet flushed: the list's appended lines and
+        the folders whose names changed. Threads arriving during a flush share the next one.
+        """
+        with self._flush_state:
+            target = self._written
+            while self._flushed < target:
+                if self._flushing:
+                    self._flush_state.wait()
+                    continue
+                self._flushing = True
+                batch, self._unflushed = self._unflushed, set()
+                upto = self._written
+                self._flush_state.release()
+                try:
+                    for path in sorted(batch):
+                        _fsync_path(path)
+                except BaseException:
+                    self._flush_state.acquire()
+                    self._unflushed |= batch
+                    self._flushing = False
+                    self._flush_state.notify_all()
+                    raise
+                self._flush_state.acquire()
+                self._flushed = max(self._flushed, upto)
+                self._flushing = False
+                self._flush_state.notify_all()
 
     def header_cache(self) -> HeaderCache:
         """The folder's header cache, loaded and matched to the current UIDVALIDITY and entries."""
@@ -461,6 +702,7 @@ class Folder:
                 if info_letters(where[1]) != info_letters(entry.name):
                     entry.modseq = bump()  # flags changed by an outside tool
                 entry.name = where[1]
+                self._pending.append(f"{uid} {entry.modseq} {entry.name}")
                 changed = True
         if gone:
             self.forget(gone, bump())
@@ -471,12 +713,13 @@ class Folder:
                 if moved_name is None:
                     continue  # removed while we looked
                 name, moved = moved_name, True
-            self.entries[self.uidnext] = Entry(self.uidnext, bump(), name)
+            entry = self.entries[self.uidnext] = Entry(self.uidnext, bump(), name)
+            self._pending.append(f"{entry.uid} {entry.modseq} {name}")
             self.by_stem[stem] = self.uidnext
             self.uidnext += 1
         if moved:
-            fsync_dir(self.path / "cur")
-            fsync_dir(self.path / "new")
+            self.names_changed("cur")
+            self.names_changed("new")
         if changed or modseq is not None:
             try:
                 self.save()
@@ -498,6 +741,8 @@ class Folder:
         flags found in the files) stays in memory and is written with the next
         change; after a restart the scan finds it again in the files.
         """
+        self._pending = []
+        self._appendable = False  # the next save writes the state in memory whole
         for uid in range(first_new, self.uidnext):
             entry = self.entries.pop(uid)
             self.by_stem.pop(entry.stem, None)
@@ -564,6 +809,15 @@ class Folder:
                 continue
             self.by_stem.pop(entry.stem, None)
             self.vanished.append((uid, modseq))
+            self._pending.append(f"X {uid} {modseq}")
+        self._trim_vanished()
+
+    def names_changed(self, folder: str) -> None:
+        """Files were added, renamed or removed in `folder` ("cur", "new"): flush its names
+        with the next flush_changes()."""
+        self._needs_flush(f"{self.path}/{folder}")
+
+    def _trim_vanished(self) -> None:
         if len(self.vanished) > MAX_VANISHED:
             cut = len(self.vanished) - MAX_VANISHED
             self.vanished_floor = max(self.vanished_floor, *(m for _, m in self.vanished[:cut]))
@@ -582,7 +836,7 @@ class Folder:
                 pass  # someone else removed it: still expunged
             removed.append(uid)
         if removed:
-            fsync_dir(self.path / "cur")
+            self.names_changed("cur")
             self.forget(removed, self.next_modseq())
             self._save_after_unlinks()
         return removed
@@ -663,6 +917,8 @@ class Folder:
                 new.setdefault(flag.lower(), flag)
         if not new:
             return
+        if at_once_work():
+            raise WouldWait()  # the keyword file is written and flushed at once
         keywords = list(self.keywords) + [None] * (MAX_KEYWORDS - len(self.keywords))
         free = [i for i, k in enumerate(keywords) if k is None]
         if len(free) < len(new):
@@ -705,12 +961,15 @@ class Folder:
         modseq = self.next_modseq()
         for entry, letters in changes:
             entry.name, entry.modseq = with_letters(entry.name, letters), modseq
+            self._pending.append(f"{entry.uid} {modseq} {entry.name}")
         try:
             self.save()
         except BaseException:
             for entry, name, old_modseq in saved:
                 entry.name, entry.modseq = name, old_modseq
             self.highestmodseq = highest
+            self._pending = []
+            self._appendable = False
             raise
         renamed: list[tuple[str, str]] = []
         done: list[Entry] = []
@@ -730,6 +989,7 @@ class Folder:
                 os.rename(self._cur + new, self._cur + old)
             for entry, name, old_modseq in saved:
                 entry.name, entry.modseq = name, old_modseq
+            self._appendable = False  # the list has the new names: write it whole next time
             self.generation = next(_generations)
             raise
         return done
@@ -739,14 +999,121 @@ def listed_stems(folder: Path) -> set[str]:
     """The messages (stems) a folder's UID list names: files that were in cur/ when it was
     written, or went since without the list knowing yet. Empty when there is no list."""
     try:
-        lines = (folder / UIDLIST).read_text("utf-8", "surrogateescape").split("\n")[1:]
+        parsed = parse_list((folder / UIDLIST).read_bytes())
     except FileNotFoundError:
         return set()
-    stems = set()
-    for line in lines:
-        if line and not line.startswith("X "):
-            stems.add(line.split(" ", 2)[-1].split(":", 1)[0])
-    return stems
+    except (ValueError, IndexError):
+        return set()
+    return {entry.stem for entry in parsed.entries.values()}
+
+
+@dataclass(slots=True)
+class _Batches:
+    """What _scan_batches found: whole batches, and where the last one ends."""
+
+    done: list[tuple[list[tuple[str, int, int, str]], tuple[int, int, int, int], int]]  # (lines, numbers, end)
+    end: int  # offset just after the last whole batch (the start when there is none)
+    after: list[tuple[str, int, int, str]]  # well-formed lines after it, with no "C" line yet
+    clean: bool  # nothing but such lines follows the last batch
+
+
+def _scan_batches(data: bytes, start: int) -> _Batches:
+    """The batches in data[start:]: lines ("UID MODSEQ NAME" sets an entry, "X UID MODSEQ"
+    expunges one), each batch ended by "C UIDNEXT HIGHESTMODSEQ FIRSTRECENT VANISHEDFLOOR".
+    A batch cut short by a crash has no "C" line and is not taken."""
+    done: list[tuple[list[tuple[str, int, int, str]], tuple[int, int, int, int], int]] = []
+    ops: list[tuple[str, int, int, str]] = []
+    end = pos = start
+    while pos < len(data):
+        newline = data.find(b"\n", pos)
+        if newline < 0:
+            return _Batches(done, end, ops, False)  # a line cut short
+        line = data[pos:newline]
+        pos = newline + 1
+        if line.startswith(b"C "):
+            fields = line.split(b" ")[1:]
+            if len(fields) != 4 or not all(f.isdigit() for f in fields):
+                return _Batches(done, end, ops, False)
+            uidnext, highest, first_recent, floor = (int(f) for f in fields)
+            done.append((ops, (uidnext, highest, first_recent, floor), pos))
+            ops, end = [], pos
+            continue
+        op = _parse_op(line)
+        if op is None:
+            return _Batches(done, end, ops, False)
+        ops.append(op)
+    return _Batches(done, end, ops, True)
+
+
+def _parse_op(line: bytes) -> tuple[str, int, int, str] | None:
+    if line.startswith(b"X "):
+        fields = line.split(b" ")
+        if len(fields) != 3 or not fields[1].isdigit() or not fields[2].isdigit():
+            return None
+        return ("X", int(fields[1]), int(fields[2]), "")
+    fields = line.split(b" ", 2)
+    if len(fields) != 3 or not fields[0].isdigit() or not fields[1].isdigit() or not fields[2]:
+        return None
+    return ("E", int(fields[0]), int(fields[1]), fields[2].decode("utf-8", "surrogateescape"))
+
+
+@dataclass(slots=True)
+class ParsedList:
+    """A UID list read whole (parse_list)."""
+
+    uidvalidity: int
+    numbers: tuple[int, int, int, int]  # UIDNEXT, HIGHESTMODSEQ, FIRSTRECENT, VANISHEDFLOOR
+    entries: dict[int, Entry]
+    vanished: list[tuple[int, int]]
+    base_end: int  # where the part written whole ends (after its own "C" line)
+    end: int  # where the last whole batch ends
+    batched: bool  # written with "C" lines (a list from before them has none)
+
+
+def parse_list(data: bytes) -> ParsedList:
+    """A UID list: the head line, then batches. Raises ValueError when unreadable.
+
+    The part written whole is the first batch. A list written before batches
+    existed has no "C" line: all its lines are taken, as written whole then.
+    """
+    head_end = data.find(b"\n")
+    head = data[: head_end if head_end >= 0 else len(data)].split()
+    if len(head) < 4 or head[0] != b"V1":
+        raise ValueError("not a V1 uid list")
+    values = [int(x) for x in head[1:]] + [1, 0]
+    uidvalidity = values[0]
+    numbers = (values[1], values[2], values[3], values[4])
+    batches = _scan_batches(data, head_end + 1)
+    if not batches.done:
+        if not batches.clean:
+            raise ValueError("unreadable line in the uid list")
+        batches.done.append((batches.after, numbers, len(data)))  # a list from before batches
+        batched = False
+    else:
+        batched = True
+        numbers = batches.done[-1][1]  # each batch ends with the list's numbers after it
+    entries: dict[int, Entry] = {}
+    vanished: list[tuple[int, int]] = []
+    for ops, _numbers, _end in batches.done:
+        for kind, uid, modseq, name in ops:
+            if kind == "X":
+                entries.pop(uid, None)
+                vanished.append((uid, modseq))
+            else:
+                entries[uid] = Entry(uid, modseq, name)
+    return ParsedList(uidvalidity, numbers, entries, vanished, batches.done[0][2], batches.done[-1][2], batched)
+
+
+def _fsync_path(path: str) -> None:
+    """fsync a file or folder; gone (a folder deleted, a list replaced) is nothing to flush."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def renew_uidvalidity(folder: Path, floor: int) -> int | None:
