@@ -179,3 +179,49 @@ def test_a_full_disk_on_append_leaves_no_half_batch(root, monkeypatch):
     monkeypatch.undo()
     box.store_flags([1], "+", ["\\Seen"])
     assert state(user(root).open("INBOX"))[0][1] == {"\\Seen"}
+
+
+def test_a_rename_flushes_what_was_written_under_the_old_path_first(root, monkeypatch):
+    deliver(root, 1)
+    boxes = user(root)
+    boxes.create("Work")
+    work = boxes.open("Work")
+    work.append_many([(b"Subject: w\r\n\r\nx\r\n", (), None)])
+    work.sync()
+    synced: list[str] = []
+    real = uidlist._fsync_path
+    monkeypatch.setattr(uidlist, "_fsync_path", lambda p: (synced.append(p), real(p)))
+    with flushes_deferred():  # a STORE answered once its flush is done; the flush comes later
+        work.store_flags([1], "+", ["\\Seen"])
+    old_list = str(work.folder.path / UIDLIST)
+    boxes.rename("Work", "Done")
+    assert old_list in synced  # flushed while it was still there
+    assert not work.folder.needs_flush
+    done = user(root).open("Done")
+    assert [r.flags for r in done.messages()] == [{"\\Seen"}]
+
+
+def test_a_large_list_is_not_read_whole_on_an_event_loop(root, monkeypatch):
+    deliver(root, 3)
+    user(root).open("INBOX")
+    monkeypatch.setattr(uidlist, "QUICK_REFRESH_LIST_BYTES", 10)
+
+    def no_whole_parse(data: bytes):  # type: ignore[no-untyped-def]
+        raise AssertionError("the whole list was read on the loop")
+
+    monkeypatch.setattr(uidlist, "parse_list", no_whole_parse)
+    with flushes_deferred(at_once=True), pytest.raises(WouldWait):
+        user(root).open("INBOX")  # a process that has not read it yet
+    with flushes_deferred(at_once=True), pytest.raises(WouldWait):
+        user(root).status("INBOX")
+
+
+def test_select_at_once_claims_recent_for_its_session(root):
+    user(root).open("INBOX", target=True)  # the list made (a whole write: not at once)
+    deliver(root, 2)
+    with flushes_deferred(at_once=True):
+        box = user(root).open("INBOX")
+    assert box.recent == {1, 2}
+    assert box.folder.needs_flush  # the caller flushes before it answers
+    box.folder.flush_changes()
+    assert user(root).open("INBOX").recent == set()  # claimed on disk

@@ -66,15 +66,9 @@ async def _select(s: ImapSession, cmd: RawCommand, readonly: bool) -> None:
         s.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
     assert s.boxes is not None
     rev1 = "IMAP4REV2" not in s.enabled
-    boxes = s.boxes
-
-    def open_view() -> SelectedMailbox:
-        mailbox = boxes.open(name, readonly=readonly)
-        return SelectedMailbox.open(mailbox, readonly=readonly, condstore=condstore, recent_flag=rev1)
-
-    view = await at_once_or_thread(open_view)
-    mailbox = view.mailbox
+    mailbox = await at_once_or_thread(s.boxes.open, name, readonly=readonly)
     await flushed(mailbox)  # its UIDs are on disk before the client hears of them
+    view = SelectedMailbox.open(mailbox, readonly=readonly, condstore=condstore, recent_flag=rev1)
     s.selected = view
     s.state = State.SELECTED
     s.write(view.flags_news())
@@ -291,6 +285,9 @@ async def cmd_namespace(s: ImapSession, cmd: RawCommand) -> None:
 async def _status_line(s: ImapSession, name: str, items: tuple[str, ...]) -> None:
     assert s.boxes is not None
     status = await at_once_or_thread(s.boxes.status, name, with_size="SIZE" in items)
+    folder = s.boxes.unflushed(name)
+    if folder is not None:  # UIDNEXT is on disk before the client hears of it
+        await asyncio.to_thread(folder.flush_changes)
     s.write(status_response(s, name, status, items))
 
 

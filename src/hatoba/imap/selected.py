@@ -41,7 +41,7 @@ class SelectedMailbox:
 
     @classmethod
     def open(cls, mailbox: Mailbox, *, readonly: bool, condstore: bool, recent_flag: bool = True) -> SelectedMailbox:
-        mailbox.sync()
+        """The view of a Mailbox just opened (which brought itself up to date)."""
         view = cls(mailbox, readonly, condstore, recent_flag=recent_flag)
         for record in mailbox.messages():
             view.uids.append(record.uid)

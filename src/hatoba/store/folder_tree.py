@@ -433,6 +433,10 @@ class UserMailboxes:
         for name in moving:
             folder = self._folder(name) if names[name] else None
             with folder.lock() if folder else ExitStack():
+                if folder:
+                    # What any process wrote there and has not flushed yet would be flushed
+                    # under the old path, which is gone after the rename: flush it now.
+                    folder.flush_all_written()
                 os.rename(self._path(name), self._path(new + name[len(old) :]))
                 self.store.retire(self._path(name))
         fsync_dir(self.root)
@@ -527,6 +531,15 @@ class UserMailboxes:
                 size=sum(folder.details(e)[1] for e in entries) if with_size else 0,
                 highestmodseq=folder.highestmodseq,
             )
+
+    def unflushed(self, name: str) -> Folder | None:
+        """Folder `name`'s state if something written there is not flushed yet (after a
+        STATUS answered at once: Folder.flush_changes, in a thread, before the reply)."""
+        try:
+            folder = self._folder(normalize_name(name))
+        except (InvalidName, OSError):
+            return None
+        return folder if folder.needs_flush else None
 
     def quota(self) -> tuple[int, int]:
         """(bytes stored in all folders, limit; 0 = none)."""

@@ -443,6 +443,10 @@ class Mailbox:
                 moved.append(final)
             folder.names_changed("cur")
             folder.refresh(strict=True)
+        except WouldWait:  # none raised after the moves today; if one were, the thread retries
+            for message, final in zip(canonical, moved):
+                os.rename(final, message[0])
+            raise
         except BaseException:
             _remove_copies(moved, folder)
             raise

@@ -324,8 +324,8 @@ class Folder:
         elif stat != self._list_stat:
             if self._read_appended(path, stat):
                 pass
-            elif not may_write and stat[2] > QUICK_REFRESH_LIST_BYTES:
-                return False
+            elif (not may_write or at_once_work()) and stat[2] > QUICK_REFRESH_LIST_BYTES:
+                return self._would_write(may_write)  # a large read: not on an event loop
             else:
                 try:
                     self._parse(path.read_bytes())
@@ -345,8 +345,10 @@ class Folder:
 
     @staticmethod
     def _would_write(may_write: bool) -> bool:
+        """False for a look that may not write; WouldWait for at_once() work (a rewrite
+        would flush, a large read would wait on the caller's thread)."""
         if may_write:
-            raise WouldWait()  # at_once() work: a rewrite would flush on the caller's thread
+            raise WouldWait()
         return False
 
     def _read_appended(self, path: Path, stat: tuple[int, int, int]) -> bool:
@@ -388,10 +390,14 @@ class Folder:
         """The whole list; raises ValueError (changing nothing) when it cannot be read."""
         parsed = parse_list(data)
         old = self.entries
+        known = (self.uidnext, self.highestmodseq, self.first_recent, self.vanished_floor)
         self.generation = next(_generations)
+        same_uids = self._loaded and parsed.uidvalidity == self.uidvalidity
         self.uidvalidity = parsed.uidvalidity
         self.entries = dict(sorted(parsed.entries.items()))
-        self.uidnext, self.highestmodseq, self.first_recent, self.vanished_floor = parsed.numbers
+        # Numbers given out here and not written (a full disk) are not given again.
+        numbers = [max(a, b) for a, b in zip(parsed.numbers, known)] if same_uids else parsed.numbers
+        self.uidnext, self.highestmodseq, self.first_recent, self.vanished_floor = numbers
         self.uidnext = max([self.uidnext, *(uid + 1 for uid in self.entries)])
         self.highestmodseq = max([self.highestmodseq, *(e.modseq for e in self.entries.values())])
         self.vanished = parsed.vanished
@@ -448,11 +454,11 @@ class Folder:
 
         Lines are only written here; they are flushed after the lock (flush_changes).
         """
-        at_once = at_once_work()
+        # At once (on an event loop) a list due to be written whole waits for the next
+        # thread: _ready_at_once saw it appendable, so only a failure earlier under this
+        # lock (a full disk) brings a rewrite here, which then blocks the loop once.
         compact = self._journal_bytes > max(JOURNAL_MIN_BYTES, self._base_bytes)
-        if not self._appendable or (compact and not at_once):
-            if at_once:
-                raise WouldWait()  # only after a failure: a rewrite flushes on the caller's thread
+        if not self._appendable or (compact and not at_once_work()):
             self._rewrite()
             return
         lines, self._pending = self._pending, []
@@ -467,18 +473,26 @@ class Folder:
         try:
             st = os.fstat(fd)
             if st.st_size != self._list_read_to or self._list_stat is None or st.st_ino != self._list_stat[0]:
-                raise OSError(errno.ESTALE, "the list changed without the lock")
+                # Not the file last read (changed without the lock, by hand or an older
+                # program): the state in memory, read under the lock, is written whole.
+                os.close(fd)
+                fd = -1
+                self._rewrite()
+                return
             try:
                 write_all(fd, data)
             except BaseException:
                 os.ftruncate(fd, st.st_size)  # no half batch for the next one to follow
+                after = os.fstat(fd)  # the same bytes as read: not another process's change
+                self._list_stat = (after.st_ino, after.st_mtime_ns, after.st_size)
                 raise
             st = os.fstat(fd)
         except BaseException:
             self._appendable = False  # the next save writes the whole list
             raise
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         self._list_read_to += len(data)
         self._journal_bytes += len(data)
         self._list_stat = (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -518,6 +532,13 @@ class Folder:
         with self._flush_state:
             self._unflushed.add(path)
             self._written += 1
+
+    def flush_all_written(self) -> None:
+        """flush_changes(), and the list, cur/ and new/ whoever wrote them: with the lock
+        held, before the folder's path changes (another process's flush would miss it)."""
+        self.flush_changes()
+        for name in (UIDLIST, "cur", "new"):
+            _fsync_path(f"{self.path}/{name}")
 
     @property
     def needs_flush(self) -> bool:
@@ -982,6 +1003,8 @@ class Folder:
                         continue  # expunged by someone else: the next refresh says so
                     renamed.append((name, entry.name))
                 done.append(entry)
+            if renamed:
+                self.names_changed("cur")  # the new flags survive a crash once answered
         except BaseException:
             # The files go back to their old names, and so do the entries; the UID list
             # on disk, which has the new ones, is written again with the next change.
