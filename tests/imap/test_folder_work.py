@@ -103,3 +103,26 @@ def test_a_caller_that_goes_away_does_not_stop_its_piece_nor_those_behind_it():
 
     asyncio.run(main())
     assert ran == ["first", "second"]
+
+
+def test_a_piece_kept_out_only_by_a_busy_lock_tries_again_on_the_loop():
+    tries: list[bool] = []
+
+    def piece() -> str:
+        tries.append(threading.current_thread() is threading.main_thread())
+        if len(tries) < 3:
+            raise WouldWait(busy=True)  # another process holds the lock a moment longer
+        return "done"
+
+    def always_busy() -> str:
+        if at_once_work():
+            raise WouldWait(busy=True)
+        return "in a thread"
+
+    async def main() -> None:
+        turn = FolderTurn()
+        assert await turn.run(piece, at_once=True) == "done"
+        assert await turn.run(always_busy, at_once=True) == "in a thread"  # gives up after a while
+
+    asyncio.run(main())
+    assert tries == [True, True, True]

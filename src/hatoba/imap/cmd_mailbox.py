@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from hatoba.imap.common import is_utf8, mailbox_name, one_mailbox, refresh_selected, status_response
-from hatoba.imap.folder_work import at_once_or_thread, flushed, in_folder_turn
+from hatoba.imap.folder_work import in_folder_turn, in_turn_of
 from hatoba.imap.replies import TRYCREATE
 from hatoba.imap.selected import PERMANENT_FLAGS, SelectedMailbox
 from hatoba.proto.imap import encode as E
@@ -66,8 +66,8 @@ async def _select(s: ImapSession, cmd: RawCommand, readonly: bool) -> None:
         s.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
     assert s.boxes is not None
     rev1 = "IMAP4REV2" not in s.enabled
-    mailbox = await at_once_or_thread(s.boxes.open, name, readonly=readonly)
-    await flushed(mailbox)  # its UIDs are on disk before the client hears of them
+    # Flushed before the answer: its UIDs are on disk before the client hears of them.
+    mailbox = await in_turn_of(s.boxes.folder_of(name), s.boxes.open, name, readonly=readonly)
     view = SelectedMailbox.open(mailbox, readonly=readonly, condstore=condstore, recent_flag=rev1)
     s.selected = view
     s.state = State.SELECTED
@@ -284,10 +284,8 @@ async def cmd_namespace(s: ImapSession, cmd: RawCommand) -> None:
 
 async def _status_line(s: ImapSession, name: str, items: tuple[str, ...]) -> None:
     assert s.boxes is not None
-    status = await at_once_or_thread(s.boxes.status, name, with_size="SIZE" in items)
-    folder = s.boxes.unflushed(name)
-    if folder is not None:  # UIDNEXT is on disk before the client hears of it
-        await asyncio.to_thread(folder.flush_changes)
+    # Flushed before the answer: UIDNEXT is on disk before the client hears of it.
+    status = await in_turn_of(s.boxes.folder_of(name), s.boxes.status, name, with_size="SIZE" in items)
     s.write(status_response(s, name, status, items))
 
 

@@ -11,23 +11,31 @@ system call, and a piece held the lock for several times its own work.
 Now sessions wait for their folder's turn on the loop (no thread, no pool slot
 held), and in its turn a piece on a small folder runs on the loop itself when
 the lock is free and nothing in it would wait for a disk
-(store.uidlist.flushes_deferred raises WouldWait before it changes anything);
-else, or when another process holds the lock, it runs in a pool thread, the
-turn still held. Either way its writes are flushed afterwards, outside the lock
-and the turn, by a pool thread that several sessions' flushes share, before the
-client is told.
+(store.uidlist.flushes_deferred raises WouldWait before it changes anything).
+While only the lock is in the way (another process holds it for a moment) the
+piece tries again between the loop's other callbacks, for BUSY_RETRY_SECONDS;
+after that, or when it would wait for anything else, it runs in a pool thread,
+the turn still held. Either way its writes are flushed afterwards, outside the
+lock and the turn, by a pool thread that several sessions' flushes share,
+before the client is told. SELECT and STATUS take the same turns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from hatoba.store.folder_tree import Mailbox
-from hatoba.store.uidlist import WouldWait, flushes_deferred
+from hatoba.store.uidlist import Folder, WouldWait, flushes_deferred
 
 Result = TypeVar("Result")
+
+# How long a piece keeps trying at once, between the loop's other callbacks, while only
+# the lock is in the way: another process holds it for well under a millisecond, and a
+# thread's blocking wait costs more than that in hand-offs while the turn stays taken.
+BUSY_RETRY_SECONDS = 0.003
 
 
 class FolderTurn:
@@ -53,12 +61,15 @@ class FolderTurn:
         for it.
         """
         async with self._lock:
-            if at_once:
+            give_up = time.monotonic() + BUSY_RETRY_SECONDS
+            while at_once:
                 try:
                     with flushes_deferred(at_once=True):
                         return work()
-                except WouldWait:
-                    pass
+                except WouldWait as wait:
+                    if not wait.busy or time.monotonic() >= give_up:
+                        break
+                await asyncio.sleep(0)  # the loop's other work, then another try
             piece = asyncio.ensure_future(asyncio.to_thread(_deferring_flushes, work))
             try:
                 return await asyncio.shield(piece)
@@ -72,9 +83,8 @@ def _deferring_flushes(work: Callable[[], Result]) -> Result:
         return work()
 
 
-def folder_turn(mailbox: Mailbox) -> FolderTurn:
-    """This process's turn keeper for `mailbox`'s folder (kept on the folder's shared state)."""
-    folder = mailbox.folder
+def folder_turn(folder: Folder) -> FolderTurn:
+    """This process's turn keeper for a folder (kept on the folder's shared state)."""
     turn = folder.work_queue
     if not isinstance(turn, FolderTurn):
         turn = folder.work_queue = FolderTurn()
@@ -85,25 +95,20 @@ async def in_folder_turn(mailbox: Mailbox, work: Callable[..., Result], *args: A
     """work(*args, **kwargs) in the folder's turn, at once on the loop if the folder allows
     it (Mailbox.at_once_allowed) and nothing in it must wait, else in a pool thread;
     flushed before this returns."""
-    result = await folder_turn(mailbox).run(lambda: work(*args, **kwargs), at_once=mailbox.at_once_allowed)
-    await flushed(mailbox)
+    result = await folder_turn(mailbox.folder).run(lambda: work(*args, **kwargs), at_once=mailbox.at_once_allowed)
+    await flushed(mailbox.folder)
     return result
 
 
-async def at_once_or_thread(work: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
-    """work(*args, **kwargs) at once on the loop unless it would wait, else in a pool
-    thread (which flushes as the lock is released); for work that finds its folder
-    itself (SELECT, STATUS), outside any turn. After an answer at once, the caller
-    flushes (flushed()) before it tells a client of new UIDs."""
-    try:
-        with flushes_deferred(at_once=True):
-            return work(*args, **kwargs)
-    except WouldWait:
-        return await asyncio.to_thread(work, *args, **kwargs)
+async def in_turn_of(folder: Folder, work: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
+    """work(*args, **kwargs), which finds `folder` itself (SELECT, STATUS), in the folder's
+    turn, tried at once first; flushed before this returns."""
+    result = await folder_turn(folder).run(lambda: work(*args, **kwargs), at_once=folder.reads_without_waiting)
+    await flushed(folder)
+    return result
 
 
-async def flushed(mailbox: Mailbox) -> None:
+async def flushed(folder: Folder) -> None:
     """The folder's writes so far on stable storage (Folder.flush_changes in a pool thread)."""
-    folder = mailbox.folder
     if folder.needs_flush:
         await asyncio.to_thread(folder.flush_changes)

@@ -532,14 +532,13 @@ class UserMailboxes:
                 highestmodseq=folder.highestmodseq,
             )
 
-    def unflushed(self, name: str) -> Folder | None:
-        """Folder `name`'s state if something written there is not flushed yet (after a
-        STATUS answered at once: Folder.flush_changes, in a thread, before the reply)."""
-        try:
-            folder = self._folder(normalize_name(name))
-        except (InvalidName, OSError):
-            return None
-        return folder if folder.needs_flush else None
+    def folder_of(self, name: str) -> Folder:
+        """The shared state of folder `name`, for the caller to order work on it (one stat);
+        NoSuchMailbox when it is not there. INBOX always is (open() makes it)."""
+        name = normalize_name(name)
+        if name != "INBOX" and not (self._path(name) / "cur").is_dir():
+            raise NoSuchMailbox()
+        return self._folder(name)
 
     def quota(self) -> tuple[int, int]:
         """(bytes stored in all folders, limit; 0 = none)."""
@@ -565,6 +564,8 @@ class UserMailboxes:
         return used, limit
 
     def check_quota(self, extra: int) -> None:
+        if not self.store.quota_limit(self.address):
+            return  # no limit: no need to add up every folder
         used, limit = self.quota()
         if limit and used + extra > limit:
             raise OverQuota()

@@ -98,7 +98,15 @@ NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 class WouldWait(Exception):
     """Work run at_once() would have to wait: for a lock held elsewhere, a flush, a
-    whole list to write or a message to read. Raised before anything changed."""
+    whole list to write or a message to read. Raised before anything changed.
+
+    `busy`: only the lock stood in the way (held by another thread or process for a
+    moment); trying again soon may succeed, where the other reasons stay.
+    """
+
+    def __init__(self, *, busy: bool = False) -> None:
+        super().__init__("the lock is held elsewhere" if busy else "it would wait")
+        self.busy = busy
 
 
 _mode = threading.local()
@@ -265,14 +273,14 @@ class Folder:
         if at_once and not self.reads_without_waiting:
             raise WouldWait()  # e.g. NFS: any look may wait
         if not self._thread_lock.acquire(blocking=not at_once):
-            raise WouldWait()
+            raise WouldWait(busy=True)
         try:
             fd = self._open_lock_file()
             try:
                 try:
                     fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (fcntl.LOCK_NB if at_once else 0))
                 except BlockingIOError:
-                    raise WouldWait() from None
+                    raise WouldWait(busy=True) from None
                 if at_once and not shared:
                     self._ready_at_once()
                 yield
