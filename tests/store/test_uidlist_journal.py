@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,41 @@ def test_select_at_once_claims_recent_for_its_session(root):
     assert box.folder.needs_flush  # the caller flushes before it answers
     box.folder.flush_changes()
     assert user(root).open("INBOX").recent == set()  # claimed on disk
+
+
+def test_a_lock_won_after_another_process_renamed_the_folder_away_is_refused(root):
+    import fcntl
+
+    from hatoba.store.errors import NoSuchMailbox
+    from hatoba.store.uidlist import LOCKFILE
+
+    deliver(root, 1)
+    boxes = user(root)
+    boxes.create("F")
+    box = boxes.open("F")
+    box.append_many([(b"Subject: f\r\n\r\nx\r\n", (), None)])
+    path = box.folder.path
+    holder = os.open(path / LOCKFILE, os.O_RDWR)  # another process holds the lock...
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    outcome: list[object] = []
+
+    def store() -> None:
+        try:
+            box.store_flags([1], "+", ["\\Seen"])
+            outcome.append("stored")
+        except NoSuchMailbox:
+            outcome.append("refused")
+
+    waiting = threading.Thread(target=store)
+    waiting.start()
+    try:
+        time.sleep(0.2)  # the thread now waits in flock
+        os.rename(path, path.with_name(".G"))  # ...renames the folder and makes a new one
+        user(root).create("F")
+        fresh = (path / UIDLIST).read_bytes() if (path / UIDLIST).exists() else b""
+    finally:
+        os.close(holder)
+        waiting.join(10)
+    assert outcome == ["refused"]
+    after = (path / UIDLIST).read_bytes() if (path / UIDLIST).exists() else b""
+    assert after == fresh  # nothing of the old folder written into the new one

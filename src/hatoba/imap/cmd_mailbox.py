@@ -318,7 +318,10 @@ async def cmd_append(s: ImapSession, cmd: RawCommand) -> None:
     finally:
         discard_staged(staged)
     s.mailbox_changed(in_folder(mailbox.name, NEW))
-    await refresh_selected(s, fetch_new=False)  # RFC 5465 §5.2: no FETCH for the client's own APPEND
+    try:
+        await refresh_selected(s, fetch_new=False)  # RFC 5465 §5.2: no FETCH for the client's own APPEND
+    except MailboxError:
+        pass  # the selected folder went away: the message is stored all the same, and the next command says so
     uid_set = E.format_sequence_set(uids).decode()
     s.tagged(cmd.tag, "OK", f"[APPENDUID {mailbox.uidvalidity} {uid_set}] APPEND completed")
 

@@ -74,7 +74,11 @@ class FolderTurn:
             try:
                 return await asyncio.shield(piece)
             except asyncio.CancelledError:
-                await asyncio.wait([piece])  # the turn is kept until the piece ends
+                while not piece.done():  # the turn is kept until the piece ends, however often cancelled
+                    try:
+                        await asyncio.wait([piece])
+                    except asyncio.CancelledError:
+                        continue
                 raise
 
 

@@ -49,6 +49,7 @@ from hatoba.store.maildir import MaildirName, MaildirStore, host_part, unique_pa
 from hatoba.store.uidlist import (
     SYSTEM_FLAGS,
     UIDLIST,
+    Entry,
     Folder,
     WouldWait,
     at_once_work,
@@ -528,7 +529,7 @@ class UserMailboxes:
                 uidvalidity=folder.uidvalidity,
                 unseen=sum(1 for e in entries if "S" not in info_letters(e.name)),
                 deleted=sum(1 for e in entries if "T" in info_letters(e.name)),
-                size=sum(folder.details(e)[1] for e in entries) if with_size else 0,
+                size=sum(_wire_size(folder, e) for e in entries) if with_size else 0,
                 highestmodseq=folder.highestmodseq,
             )
 
@@ -569,6 +570,14 @@ class UserMailboxes:
         used, limit = self.quota()
         if limit and used + extra > limit:
             raise OverQuota()
+
+
+def _wire_size(folder: Folder, entry: Entry) -> int:
+    """A message's size with CRLF line ends: known, or in its name (W=), else off its file."""
+    if entry.size is not None:
+        return entry.size
+    wire = MaildirName.parse(entry.name).wire_size
+    return wire if wire is not None else folder.details(entry)[1]
 
 
 def renew_uidvalidities(mail_root: Path) -> int:

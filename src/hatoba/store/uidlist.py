@@ -281,6 +281,10 @@ class Folder:
                     fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (fcntl.LOCK_NB if at_once else 0))
                 except BlockingIOError:
                     raise WouldWait(busy=True) from None
+                if os.fstat(fd).st_nlink == 0 or not self.same_directory():
+                    # Deleted or renamed by another process while this one waited: the
+                    # lock is on a file no longer there, and the path may be a new folder.
+                    raise NoSuchMailbox()
                 if at_once and not shared:
                     self._ready_at_once()
                 yield
