@@ -303,7 +303,9 @@ class Folder:
             raise WouldWait()
 
     def _open_lock_file(self) -> int:
-        if not self.same_directory():
+        """The lock file's descriptor. Whether it is still this folder's is checked once
+        the flock is held (_held): a check before the wait could be out of date after it."""
+        if self._retired:
             raise NoSuchMailbox()
         try:
             return os.open(self.path / LOCKFILE, os.O_RDWR | os.O_CREAT, 0o600)
