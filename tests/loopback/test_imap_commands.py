@@ -398,6 +398,18 @@ def test_delete(conn):
     assert status.startswith("NO"), status
 
 
+def test_append_is_answered_ok_once_stored_though_the_selected_folder_was_made_again(conn):
+    """A client told NO would send it again: the message would be stored twice."""
+    c, other = conn(), conn()
+    c.ok("CREATE Again")
+    c.ok("SELECT Again")
+    other.ok("DELETE Again")
+    other.ok("CREATE Again")
+    status, _ = c.append("Again", message("stored once"))
+    assert status.startswith("OK [APPENDUID"), status
+    assert other.ok("STATUS Again (MESSAGES)")[0].endswith(b"(MESSAGES 1)")
+
+
 def test_rename(conn):
     c = conn()
     c.ok("CREATE Old")

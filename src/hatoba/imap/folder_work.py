@@ -89,9 +89,9 @@ def _deferring_flushes(work: Callable[[], Result]) -> Result:
 
 def folder_turn(folder: Folder) -> FolderTurn:
     """This process's turn keeper for a folder (kept on the folder's shared state)."""
-    turn = folder.work_queue
+    turn = folder.work_turn
     if not isinstance(turn, FolderTurn):
-        turn = folder.work_queue = FolderTurn()
+        turn = folder.work_turn = FolderTurn()
     return turn
 
 

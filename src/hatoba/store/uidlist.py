@@ -236,7 +236,7 @@ class Folder:
         self._header_cache: HeaderCache | None = None
         # Whose turn it is to work on this folder in the serving process (the FolderTurn
         # that imap.folder_work keeps there); the store never looks at it.
-        self.work_queue: object | None = None
+        self.work_turn: object | None = None
 
     def same_directory(self) -> bool:
         """False once the folder was deleted or renamed (maybe re-created under the same name)."""
