@@ -196,11 +196,10 @@ class Folder:
         self._new_uidvalidity = new_uidvalidity
         self._list_stat: tuple[int, int, int] | None = None
         # The list on disk: its first line, the bytes read (whole batches), the size of its
-        # first part and of the batches appended since, and whether a batch may follow.
+        # first part (the batches follow it), and whether a batch may follow.
         self._list_head = b""
         self._list_read_to = 0
         self._base_bytes = 0
-        self._journal_bytes = 0
         self._appendable = False
         self._pending: list[str] = []  # lines for the next batch: the changes made under this lock
         # Written but not yet flushed (flush_changes): paths, and counters of writes and flushes.
@@ -293,13 +292,18 @@ class Folder:
         finally:
             self._thread_lock.release()
 
+    @property
+    def _due_for_rewrite(self) -> bool:
+        """The batches appended since the list was last written whole outgrew the rest."""
+        return self._list_read_to - self._base_bytes > max(JOURNAL_MIN_BYTES, self._base_bytes)
+
     def _ready_at_once(self) -> None:
         """Before at_once() work changes anything: WouldWait if the folder is too large to
         list at once, or a change would have to write the whole list (and flush it)."""
         self._load()  # raises WouldWait itself when the list must be made again
         if len(self.entries) > QUICK_REFRESH_MESSAGES:
             raise WouldWait()
-        if not self._appendable or self._journal_bytes > max(JOURNAL_MIN_BYTES, self._base_bytes):
+        if not self._appendable or self._due_for_rewrite:
             raise WouldWait()
 
     def _open_lock_file(self) -> int:
@@ -387,7 +391,6 @@ class Folder:
             self._apply(ops, numbers)
         self._sort_if_needed()
         self._list_read_to += batches.end
-        self._journal_bytes += batches.end
         self._list_stat = stat
         self.generation = next(_generations)
         return True
@@ -425,7 +428,6 @@ class Folder:
         self._list_head = data[: data.find(b"\n") + 1]
         self._list_read_to = parsed.end
         self._base_bytes = parsed.base_end
-        self._journal_bytes = parsed.end - parsed.base_end
         # Old lists have no batches; a torn tail must not have batches written after it.
         self._appendable = parsed.batched and parsed.end == len(data)
 
@@ -471,8 +473,7 @@ class Folder:
         # At once (on an event loop) a list due to be written whole waits for the next
         # thread: _ready_at_once saw it appendable, so only a failure earlier under this
         # lock (a full disk) brings a rewrite here, which then blocks the loop once.
-        compact = self._journal_bytes > max(JOURNAL_MIN_BYTES, self._base_bytes)
-        if not self._appendable or (compact and not at_once_work()):
+        if not self._appendable or (self._due_for_rewrite and not at_once_work()):
             self._rewrite()
             return
         lines, self._pending = self._pending, []
@@ -508,7 +509,6 @@ class Folder:
             if fd >= 0:
                 os.close(fd)
         self._list_read_to += len(data)
-        self._journal_bytes += len(data)
         self._list_stat = (st.st_ino, st.st_mtime_ns, st.st_size)
         self._fine_times = _our_clock(st.st_mtime_ns, before, time.time_ns())
         if lines:  # a \Recent claim alone need not survive a crash
@@ -536,7 +536,6 @@ class Folder:
             self._fine_times = _our_clock(self._list_stat[1], before, time.time_ns())
         self._list_head = head.encode("utf-8", "surrogateescape")
         self._list_read_to = self._base_bytes = len(data)
-        self._journal_bytes = 0
         self._appendable = True
         self.generation = next(_generations)
 
