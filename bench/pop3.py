@@ -61,8 +61,9 @@ from common import (  # noqa: E402
 )
 
 SERVER_NAME = "mail.example.test"  # both targets' certificates carry it
-REFSTACK_USERS = {"alice": "alice-pass-1", "bob": "bob-pass-1", "carol": "carol-pass-1"}
-REFSTACK_OPEN_USER = "carol"
+# One maildrop per client, as on hatoba: the refstack's pop1..pop4 exist for this.
+REFSTACK_USERS = {f"pop{n}": f"pop{n}-pass-1" for n in range(1, 5)}
+REFSTACK_OPEN_USER = ("carol", "carol-pass-1")  # the big maildrop whose opening is timed
 READ_CHUNK = 256 * 1024
 
 
@@ -318,8 +319,8 @@ def measure_opens(outcome: Outcome, spec: Spec, port: int, ctx: ssl.SSLContext, 
 
 
 def run_refstack(spec: Spec, message: bytes) -> Outcome:
-    """Dovecot over POP3S on 30995. Its passwd-file has three users, so the
-    clients share three maildrops (Dovecot allows concurrent POP3 sessions
+    """Dovecot over POP3S on 30995. Each client has its own maildrop (pop1..pop4);
+    past four clients they share them (Dovecot allows concurrent POP3 sessions
     on one maildrop: pop3_lock_session = no, its default)."""
     ensure_refstack()
     ctx = ssl.create_default_context(cafile=str(REFSTACK_CA))
@@ -336,9 +337,9 @@ def run_refstack(spec: Spec, message: bytes) -> Outcome:
         measure_rounds(outcome, spec, REFSTACK_POP3S_PORT, ctx, logins)
         if spec.open_runs > 0:
             reset_refstack_mail()
-            fill_refstack_maildir(REFSTACK_OPEN_USER, message, spec.open_messages)
-            measure_opens(outcome, spec, REFSTACK_POP3S_PORT, ctx,
-                          (f"{REFSTACK_OPEN_USER}@example.test", REFSTACK_USERS[REFSTACK_OPEN_USER]))
+            user, password = REFSTACK_OPEN_USER
+            fill_refstack_maildir(user, message, spec.open_messages)
+            measure_opens(outcome, spec, REFSTACK_POP3S_PORT, ctx, (f"{user}@example.test", password))
     finally:
         reset_refstack_mail()  # leave no 10,000-message mailbox behind
     return outcome

@@ -14,6 +14,7 @@ from argon2 import PasswordHasher
 
 from hatoba.store.api import AliasLoopError, DirectoryError, Resolution, UserDB
 from hatoba.store.directory import _MIGRATIONS, MAX_ALIAS_DEPTH, Directory, check_password
+from support.hashing import CountingHasher
 
 # Cheap Argon2 parameters keep the suite fast; the production default is
 # exercised by the CLI tests and the timing test below uses heavier ones.
@@ -578,21 +579,6 @@ def test_version_1_database_gains_the_apop_column(tmp_path: Path) -> None:
     assert raw(path).execute("SELECT version FROM schema_version").fetchall() == [(len(_MIGRATIONS),)]
 
 
-class CountingHasher:
-    """The directory's hasher, counting the Argon2 verifications it is asked for."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.calls: list[str] = []
-
-    def verify(self, stored: str, password: str) -> bool:
-        self.calls.append(password)
-        return self.inner.verify(stored, password)
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
-
-
 def test_login_cache_skips_argon2_for_a_repeated_login_only(db: Directory) -> None:
     db.add_user("alice@example.test", PW)
     db.login_cache_seconds = 60
@@ -600,7 +586,7 @@ def test_login_cache_skips_argon2_for_a_repeated_login_only(db: Directory) -> No
     assert db.verify_password("alice@example.test", PW)
     assert db.verify_password("alice@example.test", PW)
     assert len(counting.calls) == 1  # the second login was remembered
-    cached = list(db._login_cache.items())
+    cached = list(db.login_cache._entries.items())
     assert len(cached) == 1, cached  # what it remembers holds no password in clear
     assert all(PW not in repr(entry) and PW.encode() not in entry[1][0] for entry in cached)
     assert not db.verify_password("alice@example.test", PW + "x")  # a wrong one is always checked
@@ -610,16 +596,16 @@ def test_login_cache_skips_argon2_for_a_repeated_login_only(db: Directory) -> No
     assert db.verify_password("alice@example.test", "another secret")
     db.remove_user("alice@example.test")
     assert not db.verify_password("alice@example.test", "another secret")
-    assert all(PW not in repr(v) for v in db._login_cache.values())
+    assert all(PW not in repr(v) for v in db.login_cache._entries.values())
 
 
 def test_login_cache_entries_expire(db: Directory) -> None:
     db.add_user("alice@example.test", PW)
     db.login_cache_seconds = 60
     assert db.verify_password("alice@example.test", PW)
-    key = next(iter(db._login_cache))
-    proof, until = db._login_cache[key]
-    db._login_cache[key] = (proof, until - 61)  # as if its time had passed
+    key = next(iter(db.login_cache._entries))
+    proof, until = db.login_cache._entries[key]
+    db.login_cache._entries[key] = (proof, until - 61)  # as if its time had passed
     db._hasher = counting = CountingHasher(db._hasher)
     assert db.verify_password("alice@example.test", PW)
     assert counting.calls == [PW]

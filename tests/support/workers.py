@@ -1,18 +1,15 @@
 """Which worker process of a `hatoba serve` serves a connection, read from /proc.
 
-With `[server] workers` above 1 every worker listens on the same ports
-(SO_REUSEPORT) and the kernel picks one per connection. Nothing in the
-protocols says which; /proc does, without any help from the server:
+With `[server] workers` above 1 every worker watches the same listening
+sockets and the least loaded one takes a new connection (net/acceptor.py).
+Nothing in the protocols says which; /proc does, without any help from the
+server:
 
 - /proc/net/tcp (and tcp6) lists the server's end of a connection, its local
   address being the client's remote one and the other way round, with the
   inode of its socket (0 while the connection waits in the backlog);
 - that inode appears as `socket:[INODE]` among the descriptors of exactly one
   process, the worker that accepted it.
-
-The kernel picks a worker from a hash of the connection's addresses and
-ports, so connections from one client port to one server port always reach
-the same worker while the listening sockets stay (`pinned_ports`).
 """
 
 from __future__ import annotations
@@ -152,56 +149,6 @@ def one_on_each(connect: Callable[[], Client], close: Callable[[Client], None], 
     for client in kept.values():
         close(client)
     raise AssertionError(f"{tries} connections never reached every worker {wanted}: served by {seen}")
-
-
-def pinned_ports(host: str, port: int, pids: Iterable[int], per_worker: int, *,
-                 first: int = 30500, tries: int = 200) -> dict[int, list[int]]:
-    """For each of `pids`, `per_worker` client ports whose connections from `host`
-    to `port` it serves (pid -> ports). Each is tried once with a connection that
-    waits for the server's first line and is then reset (no TIME_WAIT is left
-    on either side); tries stop after `tries` ports. They start at `first`:
-    below the kernel's ephemeral ports (32768 on), above the test servers'
-    (free_port_offset: 20000 to 29000, plus the standard ports)."""
-    wanted = list(pids)
-    found: dict[int, list[int]] = {pid: [] for pid in wanted}
-    for client_port in range(first, first + tries):
-        try:
-            sock = connect_from(host, port, client_port)
-        except OSError:
-            continue  # a port in use here
-        sock.recv(512)  # accepted and greeted
-        pid = serving_pid(sock, wanted)
-        inode = server_inode(sock)
-        reset(sock)
-        wait_gone(pid, inode)  # the server counts it no more
-        if len(found[pid]) < per_worker:
-            found[pid].append(client_port)
-        if all(len(ports) == per_worker for ports in found.values()):
-            return found
-    raise AssertionError(f"{tries} client ports did not give {per_worker} for every worker: {found}")
-
-
-def connect_from(host: str, port: int, client_port: int, *, timeout: float = 10.0) -> socket.socket:
-    """A connection to `port` from `client_port`. Close it with reset(): a
-    client that closes first keeps its port in TIME_WAIT for a minute."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    try:
-        sock.bind((host, client_port))
-        sock.settimeout(timeout)
-        sock.connect((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def wait_gone(pid: int, inode: int, *, timeout: float = 5.0) -> None:
-    """Wait until process `pid` has closed its socket `inode` (the session ended)."""
-    deadline = time.monotonic() + timeout
-    while _holds(pid, f"socket:[{inode}]"):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"process {pid} still holds socket {inode} after {timeout} s")
-        time.sleep(0.02)
 
 
 def reset(sock: socket.socket) -> None:

@@ -48,6 +48,7 @@ from hatoba.store.maildir import MaildirStore
 from hatoba.store.maildrop_lock import MaildropLock
 from hatoba.store.pop3_maildrop import Maildrop
 from hatoba.store.secretbox import SecretBox, SecretBoxError
+from hatoba.net.pop3_readahead import ReadAhead
 from hatoba.net.session_base import SessionBase
 from hatoba.net.stream import Stream
 
@@ -119,6 +120,7 @@ class Pop3Session(SessionBase):
         if self.tls_info is not None:
             self.conn.channel_bindings = self.channel_bindings()
         self.maildrop: Maildrop | None = None
+        self.read_ahead: ReadAhead | None = None
         self.mailbox: str | None = None
         self.lock: MaildropLock | None = None  # held from login to the end of the session
         self.scram: ScramLogin | None = None  # a SCRAM exchange past its key look-up
@@ -136,8 +138,11 @@ class Pop3Session(SessionBase):
         try:
             while not self.conn.closed:
                 try:
-                    async with asyncio.timeout(self.read_timeout(timeout)):
+                    if self.stream.has_input():  # pipelined: here already, no timer needed
                         data = await self.stream.read(READ_SIZE)
+                    else:
+                        async with asyncio.timeout(self.read_timeout(timeout)):
+                            data = await self.stream.read(READ_SIZE)
                 except TimeoutError:
                     overdue = self.login_overdue()
                     text = "Too slow: no login in time" if overdue else "Autologout; idle for too long"
@@ -150,6 +155,8 @@ class Pop3Session(SessionBase):
                 await self._process_events()
                 await self._flush()
         finally:
+            if self.read_ahead is not None:
+                self.read_ahead.close()
             await self._abandon_scram()
             self._unlock()
             await self._flush()
@@ -273,6 +280,7 @@ class Pop3Session(SessionBase):
             return
         self.mailbox = mailbox
         self.maildrop = maildrop
+        self.read_ahead = ReadAhead(maildrop, WHOLE_MESSAGE, lambda index: not self.conn.is_deleted(index))
         if self.ctx.pop_before_smtp.enabled:  # off by default: then no thread and no disk
             await asyncio.to_thread(self.ctx.pop_before_smtp.record_login, self.client_ip, mailbox)
         infos = [MessageInfo(m.wire_size, m.uid) for m in maildrop.messages]
@@ -287,12 +295,12 @@ class Pop3Session(SessionBase):
 
     async def _send_message(self, index: int, info: MessageInfo, encoder, start) -> bool:  # type: ignore[no-untyped-def]
         """Stream one message (RETR or TOP); False when it could not be read."""
-        assert self.maildrop is not None
+        assert self.maildrop is not None and self.read_ahead is not None
         maildrop = self.maildrop
         small = info.size <= WHOLE_MESSAGE
         try:
-            if small:  # the common case: one trip to a thread for the whole message
-                data = await asyncio.to_thread(maildrop.read_message, index)
+            if small:  # the common case: read whole, often ahead of the command (ReadAhead)
+                data = await self.read_ahead.read(index)
             else:
                 f = await asyncio.to_thread(maildrop.open_message, index)
         except FileNotFoundError:

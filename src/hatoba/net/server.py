@@ -25,6 +25,7 @@ from hatoba.net.http_server import HttpSession, refusal as http_refusal
 from hatoba.net import worker_link as W
 from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
+from hatoba.net.acceptor import BalancedAcceptor
 from hatoba.net.listen import BACKLOG, bind_all
 from hatoba.net.login import Logins, protocol_of
 from hatoba.net.stream import Stream
@@ -42,6 +43,7 @@ from hatoba.delivery.setup import check_setup as check_delivery_setup
 from hatoba.queue.process import DeliveryProcesses, build_manager
 from hatoba.queue.spool import Spool
 from hatoba.store.directory import Directory
+from hatoba.store.login_cache import SharedLoginCache
 from hatoba.store.maildir import MaildirStore
 from hatoba.store.folder_tree import MailboxStore
 from hatoba.store.secretbox import SecretBox
@@ -103,6 +105,8 @@ class Server:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory = Directory(paths.directory_db)
         self.directory.login_cache_seconds = config.limits.login_cache_seconds
+        if counts is not None:  # a login remembered by one worker is remembered by all
+            self.directory.login_cache = SharedLoginCache(counts)
         self.directory.postmaster = config.server.postmaster
         self.store = MaildirStore(paths.mail_dir, hostname=config.server.hostname)
         self.spool = Spool(paths.queue_dir, on_commit=self._on_commit)
@@ -178,8 +182,8 @@ class Server:
             events=self.mailbox_events,
             metrics=self.metrics,
         )
-        self._servers: list[asyncio.Server] = []
-        self._listening: dict[str, asyncio.Server] = {}  # for health()
+        self._servers: list[asyncio.Server | BalancedAcceptor] = []
+        self._listening: dict[str, asyncio.Server | BalancedAcceptor] = {}  # for health()
         self._http: set[asyncio.Task[None]] = set()  # HTTP requests: cancelled at once on stop
         self._sessions: set[asyncio.Task[Any]] = set()
         self._parked: dict[Stream, ImapSession] = {}  # IDLE sessions without a task (Stream.park)
@@ -243,7 +247,12 @@ class Server:
         listeners = [lc for lc in listeners if lc.name in sockets]  # http: the first worker only
         for listener in listeners:
             for sock in sockets[listener.name]:
-                server = await loop.create_server(self._stream_factory(listener), sock=sock, backlog=BACKLOG)
+                server: asyncio.Server | BalancedAcceptor
+                if self.counts is not None:  # several workers share the socket: spread the connections
+                    server = BalancedAcceptor(sock, self._stream_factory(listener), self.counts.loads)
+                    server.start()
+                else:
+                    server = await loop.create_server(self._stream_factory(listener), sock=sock, backlog=BACKLOG)
                 self._servers.append(server)
                 self._listening[f"{listener.name} {sock.getsockname()[1]}" if len(sockets[listener.name]) > 1
                                 else listener.name] = server

@@ -93,6 +93,8 @@ class SessionBase:
         data, self.out = self.wire_form(b"".join(self.out)), []
         try:
             self.stream.write(data)
+            if not self.stream.must_drain:  # the common case: no timer to set up and cancel
+                return True
             async with asyncio.timeout(self.ctx.config.limits.command_timeout):
                 await self.stream.drain()
         except (OSError, ConnectionError, TimeoutError):

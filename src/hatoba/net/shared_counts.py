@@ -34,6 +34,11 @@ Rules:
 
 Size: 64 bytes of header, then per region 8 bytes of total and
 ROWS × WIDTH × 2 bytes of table: 256 KiB a region, 4 MiB for 16.
+
+After the regions, the same block holds the login cache every process
+shares (store/login_cache.py): a 32-byte secret made by the primary, then
+LOGIN_SLOTS slots of LOGIN_SLOT bytes that any process writes (640 KiB;
+pages no login touched take no memory).
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ _MAGIC = b"HATOBAC1"
 _HEADER = struct.Struct("<8sIII16s")  # magic, workers, rows, width, hash key
 _ROW_HASHES = struct.Struct("<4H")
 _HEADER_SIZE = 64
+LOGIN_SECRET_SIZE = 32
+LOGIN_SLOTS = 1 << 14  # a power of two
+LOGIN_SLOT = 40  # store/login_cache.SLOT.size
 
 
 class SharedCounts:
@@ -73,6 +81,10 @@ class SharedCounts:
         self._totals = memoryview(mm)[_HEADER_SIZE:totals_end].cast("Q")
         self._table = memoryview(mm)[totals_end:totals_end + 2 * workers * self._region].cast("H")
         self._own = index * self._region  # where this process's region starts
+        self._login_start = _regions_end(workers, width)
+        self.secret = bytes(mm[self._login_start:self._login_start + LOGIN_SECRET_SIZE])
+        self.slot_count = LOGIN_SLOTS
+        self._slots_start = self._login_start + LOGIN_SECRET_SIZE
 
     @classmethod
     def create(cls, workers: int, *, width: int = WIDTH) -> SharedCounts:
@@ -90,6 +102,8 @@ class SharedCounts:
             raise
         key = secrets.token_bytes(16)
         mm[:_HEADER.size] = _HEADER.pack(_MAGIC, workers, ROWS, width, key)
+        login_start = _regions_end(workers, width)
+        mm[login_start:login_start + LOGIN_SECRET_SIZE] = secrets.token_bytes(LOGIN_SECRET_SIZE)
         return cls(mm, workers=workers, index=0, fd=fd, owns_fd=True, width=width, key=key)
 
     @classmethod
@@ -142,8 +156,25 @@ class SharedCounts:
     def total(self) -> int:
         return sum(self._totals)
 
+    def loads(self) -> tuple[int, int]:
+        """This process's connections and the fewest any other process holds (net/acceptor.py)."""
+        totals = self._totals.tolist()
+        mine = totals.pop(self.index)
+        return mine, min(totals, default=mine)
+
     def add_total(self, delta: int) -> None:
         self._totals[self.index] += delta
+
+    def read_slot(self, index: int) -> bytes:
+        """Login cache slot `index` (store/login_cache.py), as a copy."""
+        start = self._slots_start + index * LOGIN_SLOT
+        return self._mm[start:start + LOGIN_SLOT]
+
+    def write_slot(self, index: int, data: bytes) -> None:
+        if len(data) != LOGIN_SLOT or not 0 <= index < LOGIN_SLOTS:
+            raise ValueError("a login cache slot is LOGIN_SLOT bytes, at 0..LOGIN_SLOTS-1")
+        start = self._slots_start + index * LOGIN_SLOT
+        self._mm[start:start + LOGIN_SLOT] = data
 
     def clear(self, index: int) -> None:
         """Forget region `index`'s counts: its process is dead. Only the primary calls it."""
@@ -161,8 +192,12 @@ class SharedCounts:
             os.close(self.fd)
 
 
-def _size(workers: int, width: int) -> int:
+def _regions_end(workers: int, width: int) -> int:
     return _HEADER_SIZE + workers * (8 + 2 * ROWS * width)
+
+
+def _size(workers: int, width: int) -> int:
+    return _regions_end(workers, width) + LOGIN_SECRET_SIZE + LOGIN_SLOTS * LOGIN_SLOT
 
 
 def _anonymous_file() -> int:

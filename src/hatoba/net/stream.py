@@ -246,6 +246,12 @@ class Stream(asyncio.Protocol):
             return
         transport.writelines(records)
 
+    @property
+    def must_drain(self) -> bool:
+        """drain() would wait or raise: the transport is full, failed or closing."""
+        transport = self._transport
+        return self._write_paused or self._error is not None or transport is None or transport.is_closing()
+
     async def drain(self) -> None:
         """Wait while the transport holds more than its high-water mark."""
         if self._error is not None:

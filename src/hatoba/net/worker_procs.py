@@ -3,14 +3,14 @@
 `hatoba serve` is the first worker: it binds every port, drops root, starts
 the delivery process and serves connections itself. With `[server] workers`
 above 1 it also starts the others (`python -m hatoba.net.worker_main`),
-each with listening sockets of its own on the same ports (SO_REUSEPORT, see
-net/listen.py), and
+each with the same listening sockets (taken by load, see net/acceptor.py),
+and
 
 - passes their messages on (net/worker_link.py): a committed message to the
   delivery process, a mailbox change to its own sessions and every other
   worker;
-- starts a worker again when it dies, on the same sockets (connections
-  waiting in their backlog are kept), after clearing what it counted in the
+- starts a worker again when it dies, on the same sockets (the others
+  take new connections meanwhile), after clearing what it counted in the
   shared connection counts;
 - asks each for its counters when /metrics is scraped;
 - tells them to reload the certificates (SIGHUP) and to stop (end of file on

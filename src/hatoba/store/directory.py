@@ -29,8 +29,6 @@ Rules:
 from __future__ import annotations
 
 import binascii
-import hashlib
-import hmac
 import logging
 import os
 import secrets
@@ -49,6 +47,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from hatoba.proto.address import Address, AddressError, parse_address, parse_domain
 from hatoba.proto.sasl import ScramKeys
 from hatoba.proto.scram import SCRAM_ITERATIONS, derive_scram_keys
+from hatoba.store.login_cache import LoginCache, SharedLoginCache
 from hatoba.store.sqltx import ThreadConnections, rollback, write_transaction
 from hatoba.store.api import AliasLoopError, DirectoryError, Resolution
 
@@ -58,7 +57,6 @@ log = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 8
 SCRAM_SALT_OCTETS = 16  # RFC 5802 §5.1 asks only for a random salt; 16 octets is what Dovecot uses
-LOGIN_CACHE_SIZE = 10_000  # remembered logins at most (see _remember_login)
 # Postfix stops virtual alias expansion at 100 levels; real setups never nest
 # more than a handful, and a short limit keeps each RCPT cheap.
 MAX_ALIAS_DEPTH = 20
@@ -242,8 +240,8 @@ class Directory:
         # Where postmaster@/abuse@ of every local domain go without an alias
         # ([server] postmaster); "" = the first user added.
         self.postmaster = ""
-        self._login_cache: dict[str, tuple[bytes, float]] = {}
-        self._cache_secret = secrets.token_bytes(32)
+        # In this process, or shared by the worker processes (the server sets SharedLoginCache).
+        self.login_cache: LoginCache | SharedLoginCache = LoginCache()
         self._connections = ThreadConnections()
         self._lock = threading.Lock()
         self._dummy_hash: str | None = None
@@ -566,9 +564,9 @@ class Directory:
             return None
         stored_hash: str = row[0]
         has_scram = row[1] is not None
-        remembered = self._login_cache.get(key) if self.login_cache_seconds else None
-        proof = hmac.new(self._cache_secret, f"{stored_hash}\0{password}".encode(), hashlib.sha256).digest()
-        if remembered is not None and remembered[1] > time.monotonic() and hmac.compare_digest(remembered[0], proof):
+        cache = self.login_cache if self.login_cache_seconds else None
+        proof = cache.proof(key, stored_hash, password) if cache is not None else b""
+        if cache is not None and cache.recall(key, proof):
             return key
         try:
             self._hasher.verify(stored_hash, password)
@@ -589,8 +587,8 @@ class Directory:
                     (new_hash, key, stored_hash),
                 )
             log.info("password hash of %s updated to the current Argon2 parameters", key)
-        elif self.login_cache_seconds:
-            self._remember_login(key, proof)
+        elif cache is not None:
+            cache.remember(key, proof, self.login_cache_seconds)
         return key
 
     def _add_scram(self, key: str, stored_hash: str, password: str) -> None:
@@ -621,20 +619,6 @@ class Directory:
             log.error("SCRAM keys of %s are unreadable; reset the password with `hatoba user passwd`", key)
             return None
         return key, keys
-
-    def _remember_login(self, key: str, proof: bytes) -> None:
-        """Keep proof of a verified login for login_cache_seconds, as Dovecot's auth cache:
-        mail clients log in again every few minutes, and each Argon2 check costs ~150 ms of CPU.
-        Only a keyed hash of (stored hash, password) is kept, with a key that never leaves
-        this process; a changed password changes the stored hash and misses the cache."""
-        cache = self._login_cache
-        if len(cache) >= LOGIN_CACHE_SIZE:
-            now = time.monotonic()
-            for stale in [k for k, (_, until) in cache.items() if until <= now]:
-                del cache[stale]
-            if len(cache) >= LOGIN_CACHE_SIZE:
-                cache.pop(next(iter(cache)))
-        cache[key] = (proof, time.monotonic() + self.login_cache_seconds)
 
     # -- aliases ------------------------------------------------------------------
 

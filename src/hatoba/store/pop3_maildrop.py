@@ -32,7 +32,8 @@ class DropMessage:
 
 
 def _uid(base: str) -> str:
-    if len(base) <= MAX_UID_LENGTH and all(0x21 <= ord(c) <= 0x7E for c in base):
+    # ASCII and printable is 0x20 to 0x7E: all but the space are allowed (RFC 1939 §7).
+    if len(base) <= MAX_UID_LENGTH and base.isascii() and base.isprintable() and " " not in base:
         return base
     return hashlib.sha1(base.encode("utf-8", "surrogateescape")).hexdigest()
 

@@ -93,7 +93,8 @@ _MAX_NUMBER_DIGITS = 9
 
 def _valid_uid(uid: str) -> bool:
     # RFC 1939 §7: unique-id = 1*70 characters in the range 0x21 to 0x7E.
-    return 1 <= len(uid) <= 70 and all(0x21 <= ord(c) <= 0x7E for c in uid)
+    # ASCII and printable is 0x20 to 0x7E: all but the space (checked in C, not per character).
+    return 1 <= len(uid) <= 70 and uid.isascii() and uid.isprintable() and " " not in uid
 
 
 def _printable(text: str) -> bool:
@@ -146,6 +147,9 @@ class Pop3ServerConn:
     def deleted(self) -> tuple[int, ...]:
         """0-based indices marked by DELE and not undone by RSET."""
         return tuple(sorted(self._deleted))
+
+    def is_deleted(self, index: int) -> bool:
+        return index in self._deleted
 
     def greeting(self) -> bytes:
         # RFC 1939 §4; §7: the APOP timestamp is the last thing in the greeting.

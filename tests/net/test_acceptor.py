@@ -1,0 +1,69 @@
+"""BalancedAcceptor: workers sharing a listening socket take connections by load.
+
+Two acceptors on one loopback socket stand for two workers; each one's load
+is what the test says it is, as the shared connection totals would say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from hatoba.net.acceptor import DEFER, MAX_DEFERRALS, BalancedAcceptor
+
+
+class Recorder(asyncio.Protocol):
+    def __init__(self, name: str, taken: list[str]) -> None:
+        self.name, self.taken = name, taken
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        self.taken.append(self.name)
+        transport.close()
+
+
+def run(loads: dict[str, int], connections: int, *, serving=("a", "b")) -> tuple[list[str], float]:
+    """Who took each of `connections` made one after another, and the slowest accept."""
+    async def main() -> tuple[list[str], float]:
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        taken: list[str] = []
+        acceptors = []
+        for name in serving:
+            def current(name: str = name) -> tuple[int, int]:
+                return loads[name], min(v for k, v in loads.items() if k != name)
+            acceptor = BalancedAcceptor(listener, lambda name=name: Recorder(name, taken), current)
+            acceptor.start()
+            acceptors.append(acceptor)
+        slowest = 0.0
+        for n in range(connections):
+            started = time.monotonic()
+            client = socket.create_connection(("127.0.0.1", port))
+            while len(taken) <= n:
+                await asyncio.sleep(0.0005)
+            slowest = max(slowest, time.monotonic() - started)
+            client.close()
+        for acceptor in acceptors:
+            acceptor.close()
+            assert not acceptor.is_serving()
+        listener.close()
+        return taken, slowest
+    return asyncio.run(main())
+
+
+def test_the_less_loaded_worker_takes_the_connections():
+    taken, _ = run({"a": 5, "b": 2}, 6)
+    assert taken == ["b"] * 6
+
+
+def test_at_equal_load_either_may_take_them():
+    taken, _ = run({"a": 3, "b": 3}, 6)
+    assert len(taken) == 6 and set(taken) <= {"a", "b"}
+
+
+def test_a_worker_that_never_accepts_delays_a_connection_a_little_never_refuses_it():
+    # "b" holds fewer but does not serve (dead, or stuck): "a" steps back, then takes it.
+    taken, slowest = run({"a": 5, "b": 0}, 3, serving=("a",))
+    assert taken == ["a"] * 3
+    assert slowest < 0.5, f"an accept waited {slowest:.3f} s"
+    assert slowest >= DEFER * MAX_DEFERRALS * 0.5  # it did step back first
