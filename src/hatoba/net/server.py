@@ -26,7 +26,7 @@ from hatoba.net import worker_link as W
 from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
 from hatoba.net.acceptor import BalancedAcceptor
-from hatoba.net.listen import BACKLOG, bind_all
+from hatoba.net.listen import BACKLOG, FIRST_WORKER_ONLY, bind_all
 from hatoba.net.login import Logins, protocol_of
 from hatoba.net.stream import Stream
 from hatoba.net.worker_procs import WorkerProcesses
@@ -248,9 +248,12 @@ class Server:
         for listener in listeners:
             for sock in sockets[listener.name]:
                 server: asyncio.Server | BalancedAcceptor
-                if self.counts is not None:  # several workers share the socket: spread the connections
+                if self.counts is not None and listener.name not in FIRST_WORKER_ONLY:
+                    # Several workers share the socket: spread the connections. The first
+                    # worker takes its share once the others listen (start_workers).
                     server = BalancedAcceptor(sock, self._stream_factory(listener), self.counts.loads)
-                    server.start()
+                    if not self.first_worker:
+                        server.start()
                 else:
                     server = await loop.create_server(self._stream_factory(listener), sock=sock, backlog=BACKLOG)
                 self._servers.append(server)
@@ -287,7 +290,12 @@ class Server:
         )
         self.mailbox_events.publish = lambda user, changes: workers.broadcast(W.Changed(user, changes))
         self.metrics.watch_workers(lambda: {0: os.getpid(), **workers.pids})
-        await workers.start()
+        try:
+            await workers.start()
+        finally:
+            for server in self._servers:  # all start together: none takes a first burst alone
+                if isinstance(server, BalancedAcceptor):
+                    server.start()
 
     async def _announce_untried(self) -> None:
         """Tell the delivery processes of every message none has tried; each ignores those it knows."""
