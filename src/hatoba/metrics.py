@@ -58,7 +58,7 @@ disable_created_metrics()
 # Where a listener has no such thing (TLS on plain HTTP, mail accepted on IMAP):
 # a counter in no registry, so that no series of zeros is shown for it.
 _NOWHERE = Counter("hatoba_not_exported", "Never exported.", registry=None)
-PLAIN_LISTENERS = ("http",)  # no TLS (https will have its own listener)
+PLAIN_LISTENERS = ("http",)  # no TLS
 
 
 class ListenerMetrics:

@@ -107,7 +107,7 @@ def test_server_certificate(ca, server) -> None:
     ca_ski = ca[1].extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     assert aki.key_identifier == ca_ski.digest
     days = (cert.not_valid_after_utc - cert.not_valid_before_utc).days
-    assert 825 <= days <= 826
+    assert 397 <= days <= 398
 
 
 def test_server_certificate_verifies_against_the_ca_only(ca, server) -> None:

@@ -95,7 +95,7 @@ def test_clean_setup_has_no_critical_finding(home, capsys):
     # hatoba init's private CA: trusted through tls.ca_file only, worth knowing, not critical.
     assert one(report, "cert.tls.trust")["severity"] == "info"
     kinds = {r["kind"] for r in report["dns_records"]}
-    assert kinds == {"MX", "SPF", "DMARC", "MTA-STS", "TLS-RPT", "TLSA"}
+    assert kinds == {"MX", "SPF", "DMARC", "MTA-STS", "TLS-RPT", "SRV", "TLSA"}
     dkim = one(report, "dns.example.test.dkim-key")
     assert dkim["severity"] == "warning" and "hatoba dkim keygen example.test" in dkim["fix"]
 
@@ -353,11 +353,19 @@ def test_dns_records_compared_with_what_dns_answers(home, capsys):
         _, offline = run_check(home, capsys, *OFFLINE)
         tlsa = next(r for r in offline["dns_records"] if r["kind"] == "TLSA")
         dns.add(tlsa["name"], "TLSA", tlsa["value"])
+        srv = {r["name"]: r["value"] for r in offline["dns_records"] if r["kind"] == "SRV"}
+        imaps_port = srv["_imaps._tcp.example.test"].split()[2]
+        assert srv["_imaps._tcp.example.test"] == f"0 1 {imaps_port} mail.example.test."
+        dns.add("_imaps._tcp.example.test", "SRV", f"5 0 {imaps_port} MAIL.example.test.")  # own priority: fine
+        dns.add("_imap._tcp.example.test", "SRV", "0 1 143 other.example.")  # another host
         code, report = run_check(home, capsys, "--no-live")
     assert code == 0
-    status = {r["kind"]: r["status"] for r in report["dns_records"]}
+    status = {r["name"] if r["kind"] == "SRV" else r["kind"]: r["status"] for r in report["dns_records"]}
     assert status == {"MX": "match", "SPF": "mismatch", "DMARC": "missing", "MTA-STS": "match",
-                      "TLS-RPT": "missing", "TLSA": "match"}
+                      "TLS-RPT": "missing", "TLSA": "match",
+                      "_imaps._tcp.example.test": "match", "_imap._tcp.example.test": "mismatch",
+                      "_submissions._tcp.example.test": "missing", "_submission._tcp.example.test": "missing",
+                      "_pop3s._tcp.example.test": "missing", "_pop3._tcp.example.test": "missing"}
     assert one(report, "dns.example.test.MX")["severity"] == "ok"
     spf = one(report, "dns.example.test.SPF")
     assert spf["severity"] == "warning" and "v=spf1 ip4:192.0.2.1 -all" in spf["explanation"]

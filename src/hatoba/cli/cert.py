@@ -22,8 +22,8 @@ from hatoba.cli.domain import missing_action
 from hatoba.pki.errors import PkiError
 
 ACTIONS = "key|csr|selfsign|ca-init|ca-sign|show|verify|unprotect|import"
-# Apple's clients refuse TLS server certificates valid for longer (2019 rule).
-MAX_LEAF_DAYS = 825
+# The CA/Browser Forum's limit since 2020; TLS scanners hold private CAs to it too.
+MAX_LEAF_DAYS = 397  # pki/ca.LEAF_DAYS (not imported: it would load cryptography for --help)
 # CAs: a century is more than enough, and keeps the end date far from datetime's limits.
 MAX_CA_DAYS = 36500
 

@@ -173,7 +173,7 @@ def _create(layout: Layout, hostname: str, domain: str | None, made: _Made) -> N
     try:
         made.tree(layout.config_dir, 0o755)
         tls = made.folder(layout.tls_dir, 0o700)
-        _write_pki(tls, hostname, made)
+        _write_pki(tls, hostname, domain, made)
         made.tree(layout.data_dir.parent, 0o755)
         data = made.folder(layout.data_dir, 0o700)
         made.folder(data / "mail", 0o700)
@@ -183,12 +183,15 @@ def _create(layout: Layout, hostname: str, domain: str | None, made: _Made) -> N
     _make_directory(data / "directory.sqlite3", domain, made)
 
 
-def _write_pki(tls: Path, hostname: str, made: _Made) -> None:
+def _write_pki(tls: Path, hostname: str, domain: str | None, made: _Made) -> None:
     from hatoba.pki.ca import create_ca, issue_server_cert, write_cert_chain
     from hatoba.pki.keys import write_private_key
 
     ca_key, ca_cert = create_ca(f"hatoba private CA for {hostname}")
-    server_key, server_cert = issue_server_cert(ca_key, ca_cert, hostname)
+    # The web names of the domain too: mail programs fetch autoconfig.DOMAIN and
+    # senders mta-sts.DOMAIN over https (web/public.py).
+    web_names = (f"autoconfig.{domain}", f"mta-sts.{domain}") if domain else ()
+    server_key, server_cert = issue_server_cert(ca_key, ca_cert, hostname, more_names=web_names)
     steps = (
         ("ca.key", lambda p: write_private_key(p, ca_key)),
         ("ca.crt", lambda p: write_cert_chain(p, [ca_cert])),

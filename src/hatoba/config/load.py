@@ -38,6 +38,7 @@ from hatoba.config.schema import (
     ListenerConfig,
     LogConfig,
     MetricsConfig,
+    MtaStsConfig,
     PathsConfig,
     ServerConfig,
     ImapConfig,
@@ -227,6 +228,7 @@ def _build(raw: dict[str, Any], path: Path, warnings: list[str]) -> Config:
         delivery=_delivery(root.table("delivery")),
         dkim=_from_fields(DkimConfig, root.table("dkim")),
         metrics=_from_fields(MetricsConfig, root.table("metrics")),
+        mta_sts=_from_fields(MtaStsConfig, root.table("mta_sts")),
         config_path=path,
     )
     root.done()

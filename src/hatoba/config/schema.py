@@ -27,7 +27,7 @@ STANDARD_PORTS: dict[str, int] = {
     "https": 443,
 }
 
-IMPLICIT_TLS_LISTENERS = frozenset({"smtps", "pop3s", "imaps"})
+IMPLICIT_TLS_LISTENERS = frozenset({"smtps", "pop3s", "imaps", "https"})
 SMTP_LISTENERS = ("smtp", "submission", "smtps")
 MAX_WORKERS = 64  # server.workers, and what 0 (one per core) gives at most
 
@@ -305,6 +305,20 @@ class MetricsConfig:
     networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 
+MTA_STS_MODES = ("testing", "enforce", "none")
+
+
+@dataclass(frozen=True)
+class MtaStsConfig:
+    # Our MTA-STS policy (RFC 8461), served on the https listener at
+    # https://mta-sts.DOMAIN/.well-known/mta-sts.txt. "testing": senders
+    # report TLS failures (TLS-RPT, RFC 8460) but deliver anyway; "enforce"
+    # once the reports are clean and the certificate is publicly trusted;
+    # "none" withdraws a policy published before.
+    mode: str = "testing"
+    max_age: int = 604800  # seconds senders keep the policy (one week; at most a year)
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     hostname: str
@@ -351,4 +365,5 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     config_path: Path | None = None

@@ -18,6 +18,7 @@ from hatoba.config.schema import (
     DeliveryConfig,
     LimitsConfig,
     MetricsConfig,
+    MtaStsConfig,
     Pop3Config,
     ServerConfig,
     SmtpConfig,
@@ -31,11 +32,11 @@ _LISTENER_NOTES = {
     "pop3s": "POP3 with TLS from the first byte.",
     "imap": "IMAP (STARTTLS before login).",
     "imaps": "IMAP with TLS from the first byte.",
-    "http": "Plain HTTP: /metrics and /healthz for [metrics] networks (loopback).",
-    "https": "HTTPS: web administration, autoconfiguration, MTA-STS policy.",
+    "http": "Plain HTTP: redirects to https; /metrics and /healthz for [metrics] networks (loopback).",
+    "https": "HTTPS: mail client autoconfiguration and the MTA-STS policy.",
 }
 # Served by this version, and of those, on unless the operator turns them on.
-_AVAILABLE = frozenset({"smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "http"})
+_AVAILABLE = frozenset({"smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "http", "https"})
 _OFF_BY_DEFAULT = frozenset({"http", "https"})
 
 _LIMIT_NOTES = {
@@ -236,6 +237,13 @@ def render_config(
         "# Who may read /metrics (Prometheus) and /healthz on the http listener (turn",
         "# it on above). Others get 403. The figures tell how busy the server is.",
         f"# networks = [{', '.join(_str(n) for n in MetricsConfig().networks)}]",
+        "",
+        "[mta_sts]",
+        "# Our MTA-STS policy (RFC 8461), served on the https listener for mta-sts.DOMAIN:",
+        '# "testing" (senders report TLS failures), "enforce" once the reports are clean',
+        '# and the certificate is publicly trusted, or "none" to withdraw it.',
+        f'mode = "{MtaStsConfig().mode}"',
+        f"# max_age = {MtaStsConfig().max_age}  # seconds senders keep it",
         "",
         "[log]",
         "# DEBUG, INFO, WARNING or ERROR. DEBUG shows every protocol line (passwords hidden).",

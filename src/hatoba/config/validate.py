@@ -14,11 +14,12 @@ import ipaddress
 from collections.abc import Iterator
 
 from hatoba.config.load import ConfigError
-from hatoba.config.schema import AuthConfig, Config, LimitsConfig
+from hatoba.config.schema import MTA_STS_MODES, AuthConfig, Config, LimitsConfig
 from hatoba.proto.address import AddressError, parse_address, parse_domain
 
 BARE_NEWLINE_MODES = ("normalize", "reject")
 DELIVERY_TLS_MODES = ("may", "encrypt", "verify")
+MTA_STS_MAX_AGE = 31557600  # RFC 8461 §3.2: a year
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # A trusted network wider than this lets a large part of the Internet relay
@@ -65,6 +66,7 @@ def find_problems(config: Config) -> list[str]:
         *_delivery_problems(config),
         *_log_problems(config),
         *_metrics_problems(config),
+        *_mta_sts_problems(config),
     ]
 
 
@@ -210,6 +212,13 @@ def _auth_problems(auth: AuthConfig) -> Iterator[str]:
             f"auth.max_block: {auth.max_block:g} is more than {MAX_LOGIN_BLOCK:g} seconds; "
             "a longer block locks the account's owner out longer than it slows a guesser"
         )
+
+
+def _mta_sts_problems(config: Config) -> Iterator[str]:
+    if config.mta_sts.mode not in MTA_STS_MODES:
+        yield f"mta_sts.mode must be one of {', '.join(MTA_STS_MODES)}, not {config.mta_sts.mode!r}"
+    if not 0 < config.mta_sts.max_age <= MTA_STS_MAX_AGE:  # RFC 8461 §3.2
+        yield f"mta_sts.max_age must be 1 to {MTA_STS_MAX_AGE} seconds (a year), not {config.mta_sts.max_age}"
 
 
 def _metrics_problems(config: Config) -> Iterator[str]:

@@ -199,6 +199,11 @@ class Resolver:
         records = await self._lookup(_to_name(name), dns.rdatatype.TLSA, nxdomain_ok=True)
         return [rd.to_text() for rd in records]
 
+    async def srv(self, name: str) -> list[str]:
+        """SRV records (RFC 2782) as text, e.g. "0 1 993 mail.example.org."; [] when there are none."""
+        records = await self._lookup(_to_name(name), dns.rdatatype.SRV, nxdomain_ok=True)
+        return [rd.to_text() for rd in records]
+
     async def _lookup(
         self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType, *, nxdomain_ok: bool = False
     ) -> list[Any]:

@@ -14,7 +14,10 @@ Rules:
 - Bytes that are not HTTP/1.x (garbage, a TLS ClientHello on this plain
   port) get 400; a request line of another version (the HTTP/2 preface
   `PRI * HTTP/2.0`) gets 505. Then the connection closes.
-- A request body is never read: no route takes one yet.
+- A request body is read only for a route that takes it (a POST), within
+  the same time limit as the head and up to MAX_BODY bytes: 413 past
+  that (a Content-Length above it is refused before any is read). Every
+  other body is left unread and dropped with the linger below.
 - After the answer the rest of the input is read and dropped for at most
   LINGER seconds (LINGER_BYTES), then the connection closes: closing with
   unread input sends a TCP reset, and the client could lose our answer to
@@ -47,14 +50,15 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 16384
 MAX_HEAD = 8192  # request line and header fields together (nginx: 1 KiB, then 4 x 8 KiB)
+MAX_BODY = 16384  # a request body (an Autodiscover request is a few hundred bytes)
 WRITE_TIMEOUT = 30.0  # seconds the client has to take the answer
 LINGER = 2.0
 LINGER_BYTES = 1 << 20
 VERSIONS = (b"1.0", b"1.1")
 
 REASONS = {
-    200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    408: "Request Timeout", 414: "URI Too Long", 431: "Request Header Fields Too Large",
+    200: "OK", 301: "Moved Permanently", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long", 421: "Misdirected Request", 431: "Request Header Fields Too Large",
     500: "Internal Server Error", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
 }
 
@@ -76,9 +80,17 @@ class HttpSession:
         self._line_ended = False  # a line end has arrived (else an oversized head is a request line: 414)
 
     async def run(self) -> None:
+        body = b""
         try:
             async with asyncio.timeout(self.timeout):
                 event = await self._read_head()
+                if event is not None and self.router.takes_body(event.method.decode("ascii", "replace"),
+                                                                 _request(event, self.client_ip).path):
+                    body_or_refusal = await self._read_body(event)
+                    if isinstance(body_or_refusal, Response):
+                        await self._finish(event.method.decode("ascii", "replace"), "-", body_or_refusal)
+                        return
+                    body = body_or_refusal
         except TimeoutError:
             await self._finish("-", "-", text_response(408, "Request timeout: send the request at once"))
             return
@@ -95,7 +107,7 @@ class HttpSession:
         if event.http_version not in VERSIONS:
             await self._finish(method, "-", text_response(505, "HTTP version not supported; use HTTP/1.1"))
             return
-        request = _request(event, self.client_ip)
+        request = _request(event, self.client_ip, body)
         try:
             response = await self.router.answer(request)
         except Exception:  # one catch per request: our bug
@@ -116,6 +128,30 @@ class HttpSession:
             if isinstance(event, h11.Request):
                 return event
             return None  # ConnectionClosed: the only other event before a request
+
+    async def _read_body(self, event: h11.Request) -> bytes | Response:
+        """The request's body, at most MAX_BODY bytes; else the 413 to send."""
+        length = next((value for name, value in event.headers if name == b"content-length"), None)
+        too_large = text_response(413, f"Request body too large; at most {MAX_BODY} bytes")
+        if length is not None and int(length) > MAX_BODY:  # h11 has checked it is a number
+            return too_large
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            got = self._conn.next_event()
+            if got is h11.NEED_DATA:
+                data = await self.stream.read(READ_SIZE)
+                self._conn.receive_data(data)
+                continue
+            if isinstance(got, h11.Data):
+                size += len(got.data)
+                if size > MAX_BODY:
+                    return too_large
+                chunks.append(bytes(got.data))
+                continue
+            if isinstance(got, h11.EndOfMessage):
+                return b"".join(chunks)
+            return text_response(400, "Incomplete request body")  # the connection ended
 
     async def _finish(self, method: str, path: str, response: Response) -> None:
         """Send `response`, drop what else comes for a while, and let the caller close."""
@@ -176,7 +212,7 @@ def refusal(text: str) -> bytes:
     return data + (conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b"")
 
 
-def _request(event: h11.Request, client_ip: str) -> Request:
+def _request(event: h11.Request, client_ip: str, body: bytes = b"") -> Request:
     # h11 has checked the target's characters (RFC 9112 §3.2): printable ASCII, no spaces.
     target = event.target.decode("ascii", "replace")
     if not target.startswith("/"):  # absolute-form (RFC 9112 §3.2.2), or `*`
@@ -184,7 +220,7 @@ def _request(event: h11.Request, client_ip: str) -> Request:
     path, _, query = target.partition("?")
     host = next((value for name, value in event.headers if name == b"host"), b"")
     return Request(event.method.decode("ascii", "replace"), path, query,
-                   host.decode("ascii", "replace"), client_ip)
+                   host.decode("ascii", "replace"), client_ip, body)
 
 
 def _capped(text: str, limit: int = 100) -> str:

@@ -23,8 +23,9 @@ from hatoba.config.schema import ListenerConfig
 BACKLOG = 1024
 
 
-# Served by the first worker only: its answers (/metrics, /healthz) speak for the whole server.
-FIRST_WORKER_ONLY = ("http",)
+# Served by the first worker only: its answers (/metrics, /healthz) speak for the whole server,
+# and web requests are few.
+FIRST_WORKER_ONLY = ("http", "https")
 
 Sockets = dict[str, list[socket.socket]]  # listener name -> one listening socket per address
 

@@ -48,6 +48,7 @@ from hatoba.store.maildir import MaildirStore
 from hatoba.store.folder_tree import MailboxStore
 from hatoba.store.secretbox import SecretBox
 from hatoba.web.ops import operations_routes
+from hatoba.web.public import https_redirect, https_routes
 from hatoba.web.routes import Router
 
 if TYPE_CHECKING:  # the delivery machinery (DNS, SMTP client, DKIM) loads only where it runs
@@ -59,7 +60,8 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 10.0  # seconds sessions get to finish on stop
 # Descriptors besides connections: listeners, the directory, spool and Maildir files, logs.
 SPARE_DESCRIPTORS = 100
-SERVED_LISTENERS = (*SMTP_LISTENERS, "pop3", "pop3s", "imap", "imaps", "http")
+SERVED_LISTENERS = (*SMTP_LISTENERS, "pop3", "pop3s", "imap", "imaps", "http", "https")
+WEB_LISTENERS = ("http", "https")
 
 
 class ForwardedQueue:
@@ -131,8 +133,12 @@ class Server:
             self.metrics.watch_delivery_process(lambda: None, lambda: manager.alive)
         if forward is None:  # the first worker answers for the queue
             self.metrics.watch_queue(self.spool.census, time.time)
+        is_local = self.directory.is_local_domain
+        # Plain http: monitoring for [metrics] networks, else only a redirect to https (web/public.py).
         self.router = Router(operations_routes(self.metrics, self.health, TrustedNetworks.parse(config.metrics.networks),
-                                               others=self._workers_metrics))
+                                               others=self._workers_metrics),
+                             fallback=https_redirect(config, is_local, self._port_of))
+        self.https_router = Router(https_routes(config, is_local, self._port_of))
         self.tls_context: ssl.SSLContext | None = server_context(config.tls)
         if forward is None:  # only the first worker delivers (its delivery processes)
             check_delivery_setup(config)
@@ -193,6 +199,11 @@ class Server:
 
     def _on_commit(self, qid: str) -> None:
         self.manager.notify(qid)
+
+    def _port_of(self, name: str) -> int:
+        """The port listener `name` listens on: the config's, or the one bound for port 0."""
+        bound = self.bound.get(name)
+        return bound[1] if bound is not None else self.config.listeners[name].port
 
     def reload(self) -> bool:
         """SIGHUP: the certificates, here and in every other worker."""
@@ -324,8 +335,9 @@ class Server:
             if implicit_tls is not None:
                 counts.tls_handshakes.inc()
             ip = self._admitted.pop(stream)
-            if listener.name == "http":
-                task = self._start(self._serve_http(stream, ip, counts))
+            if listener.name in WEB_LISTENERS:
+                router = self.router if listener.name == "http" else self.https_router
+                task = self._start(self._serve_http(stream, ip, counts, router))
                 self._http.add(task)
                 task.add_done_callback(self._http.discard)
             else:
@@ -431,12 +443,12 @@ class Server:
                 )
                 stream.close()
 
-    async def _serve_http(self, stream: Stream, ip: str, counts: ListenerMetrics) -> None:
+    async def _serve_http(self, stream: Stream, ip: str, counts: ListenerMetrics, router: Router) -> None:
         """One request on the http listener (net/http_server.py), then close."""
         sid = new_session_id()
         session_id.set(sid)
         try:
-            await HttpSession(self.router, stream, ip, sid, self.metrics,
+            await HttpSession(router, stream, ip, sid, self.metrics,
                               timeout=self.config.limits.http_request_timeout).run()
         except (ConnectionError, OSError) as exc:
             log.debug("http connection lost: %s", type(exc).__name__)
@@ -529,7 +541,7 @@ def _farewell(listener: ListenerConfig, reply: R.Reply) -> bytes:
         return R.format_reply(reply)
     if listener.name in ("imap", "imaps"):
         return b"* BYE " + reply.text.encode() + b"\r\n"
-    if listener.name == "http":
+    if listener.name in WEB_LISTENERS:
         return http_refusal(reply.text)
     return pop3_replies.format_reply(pop3_replies.err(reply.text, "SYS/TEMP"))
 
@@ -562,7 +574,8 @@ _LISTENER_WORDS = {
     "pop3s": "mail pick-up; implicit TLS",
     "imap": "mail access; STARTTLS before any password",
     "imaps": "mail access; implicit TLS",
-    "http": "/metrics and /healthz for [metrics] networks",
+    "http": "redirects to https; /metrics and /healthz for [metrics] networks",
+    "https": "autoconfiguration and the MTA-STS policy; implicit TLS",
 }
 
 

@@ -10,8 +10,9 @@ later swap in a public certificate without changing anything else.
 Rules:
 - `hatoba init` uses ECDSA P-256 signed with SHA-256; the general functions
   sign with SHA-256, or SHA-384 when the CA key is P-384.
-- Server certificates last 825 days at most, the longest validity that
-  Apple's TLS clients accept for certificates from a private CA; no
+- Server certificates last LEAF_DAYS (397) days at most: the CA/Browser
+  Forum's limit for public certificates since 2020, which TLS scanners
+  (testssl.sh) and Apple's clients hold private CAs to as well; no
   certificate outlives the CA that signs it.
 - Serial numbers are random (RFC 5280 §4.1.2.2 allows up to 20 octets).
 - Every issued certificate carries SKI and AKI (RFC 5280 §4.2.1.1-2), which
@@ -37,6 +38,7 @@ from hatoba.pki.keys import PrivateKey, generate_key, write_new_file
 
 # Accepts small clock differences between this machine and its clients.
 BACKDATE = datetime.timedelta(hours=1)
+LEAF_DAYS = 397
 
 
 def _now() -> datetime.datetime:
@@ -57,16 +59,17 @@ def create_ca(common_name: str, days: int = 3650) -> tuple[PrivateKey, x509.Cert
 
 
 def issue_server_cert(
-    ca_key: PrivateKey, ca_cert: x509.Certificate, hostname: str, days: int = 825
+    ca_key: PrivateKey, ca_cert: x509.Certificate, hostname: str, days: int = LEAF_DAYS,
+    more_names: Sequence[str] = (),
 ) -> tuple[PrivateKey, x509.Certificate]:
-    """A new key and a TLS server certificate for `hostname`, signed by the CA.
+    """A new key and a TLS server certificate for `hostname` (and `more_names`), signed by the CA.
 
     The SANs also name localhost, 127.0.0.1 and ::1 so that local clients
     and tests can verify the certificate without a DNS name.
     """
     key = generate_key()
     # Clients check only the SAN (RFC 6125 §6.4.4); the CN is kept for humans.
-    names: list[x509.GeneralName] = [x509.DNSName(hostname)]
+    names: list[x509.GeneralName] = [x509.DNSName(hostname), *(x509.DNSName(n) for n in more_names if n != hostname)]
     if hostname != "localhost":
         names.append(x509.DNSName("localhost"))
     names += [
@@ -105,7 +108,7 @@ def issue_leaf(
     public: CertificatePublicKeyTypes,
     subject: x509.Name,
     names: Sequence[x509.GeneralName],
-    days: int = 825,
+    days: int = LEAF_DAYS,
     now: datetime.datetime | None = None,
 ) -> x509.Certificate:
     """A TLS server certificate for `public` with SANs `names`, signed by the CA."""
@@ -136,7 +139,7 @@ def self_signed_leaf(
     key: SigningKey,
     subject: x509.Name,
     names: Sequence[x509.GeneralName],
-    days: int = 825,
+    days: int = LEAF_DAYS,
     now: datetime.datetime | None = None,
 ) -> x509.Certificate:
     """A self-signed server certificate: its own issuer, not a CA."""

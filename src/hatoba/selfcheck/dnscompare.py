@@ -66,6 +66,8 @@ async def _published(record: DnsRecord, resolver: Resolver) -> list[str]:
         return [f"{h.preference} {h.name}." for h in hosts if not h.implicit]
     if record.kind == "TLSA":
         return await resolver.tlsa(record.name)
+    if record.kind == "SRV":
+        return await resolver.srv(record.name)
     return await resolver.txt(record.name)
 
 
@@ -78,6 +80,13 @@ def _status(record: DnsRecord, published: list[str], host: str) -> tuple[str, st
         if not published:
             return "missing", ""
         return ("match" if any(_tlsa_key(p) == wanted for p in published) else "mismatch"), ""
+    if record.kind == "SRV":
+        if not published:
+            return "missing", ""
+        # Priority and weight are the operator's; the port and the host must be ours.
+        wanted = record.value.split()[2:]
+        return ("match" if any(p.lower().split()[2:] == [w.lower() for w in wanted] for p in published)
+                else "mismatch"), ""
     mine = [p for p in published if _is_kind(p, record.kind)]
     if not mine:
         # Other TXT records may share the domain's name (site verifications), never the others'.

@@ -3,7 +3,9 @@
 MX (RFC 5321 §5.1) at server.hostname; SPF (RFC 7208) "v=spf1 mx -all":
 only the MX hosts send for the domain; DKIM (RFC 6376) from the key in use
 (hatoba dkim keygen); DMARC (RFC 7489) quarantining what fails both;
-MTA-STS (RFC 8461) with the policy file it points to; TLS-RPT (RFC 8460);
+MTA-STS (RFC 8461) with the policy file it points to (web/mta_sts.py);
+TLS-RPT (RFC 8460); the SRV records of RFC 6186/8314 that let mail programs
+find the enabled ports;
 and one TLSA record (RFC 7672, DANE) for the server: "3 1 1" pins the
 SHA-256 of the leaf's public key, so renewals that keep the key keep it valid.
 """
@@ -18,22 +20,28 @@ from hatoba.config.schema import Config
 from hatoba.dkim.keys import DkimKey
 from hatoba.pki.keyfiles import public_der
 from hatoba.selfcheck.findings import DnsRecord, Finding
+from hatoba.web.mta_sts import policy_id, policy_text
 
-MTA_STS_MAX_AGE = 604800  # one week, RFC 8461 §3.2's usual value
-
-
-def mta_sts_policy(hostname: str) -> str:
-    """The policy file served at https://mta-sts.DOMAIN/.well-known/mta-sts.txt.
-
-    "testing" first: senders report failures (TLS-RPT) but still deliver;
-    switch to "enforce" once reports are clean and the certificate is public.
-    """
-    return f"version: STSv1\nmode: testing\nmx: {hostname}\nmax_age: {MTA_STS_MAX_AGE}\n"
+# RFC 6186 §3 and RFC 8314 §5.1: (service, listener, priority); implicit TLS is
+# preferred (a lower priority), IMAP over POP3 (RFC 6186 §3.4).
+SRV_SERVICES = (
+    ("submissions", "smtps", 0), ("submission", "submission", 10),
+    ("imaps", "imaps", 0), ("imap", "imap", 10), ("pop3s", "pop3s", 20), ("pop3", "pop3", 30),
+)
 
 
-def mta_sts_id(policy: str) -> str:
-    """RFC 8461 §3.1: the id changes whenever the policy does; a hash of it does that by itself."""
-    return hashlib.sha256(policy.encode()).hexdigest()[:16]
+def srv_records(config: Config, domain: str) -> list[DnsRecord]:
+    """Where mail programs find each service; "0 0 0 ." says it is not offered (RFC 6186 §3.4)."""
+    host = config.server.hostname
+    records = []
+    for service, name, priority in SRV_SERVICES:
+        listener = config.listeners.get(name)
+        if listener is not None and listener.enabled:
+            value, note = f"{priority} 1 {listener.port} {host}.", f"Mail programs find {name} here (RFC 6186)."
+        else:
+            value, note = "0 0 0 .", f"{name} is off: mail programs should not look for it."
+        records.append(DnsRecord(domain, "SRV", f"_{service}._tcp.{domain}", "SRV", value, note))
+    return records
 
 
 def tlsa_value(leaf: x509.Certificate) -> str:
@@ -76,7 +84,9 @@ def expected_records(
     if not is_public_name(host):
         # Records naming such a host would send the Internet's mail nowhere.
         return [], [*findings, _not_public(host)]
-    policy = mta_sts_policy(host)
+    policy = policy_text(config)
+    https = config.listeners.get("https")
+    served = https is not None and https.enabled
     for domain in domains:
         records += [
             DnsRecord(domain, "MX", domain, "MX", f"10 {host}.", "Mail for the domain goes to this server."),
@@ -97,12 +107,16 @@ def expected_records(
             DnsRecord(domain, "DMARC", f"_dmarc.{domain}", "TXT",
                       f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}",
                       "Mail failing both SPF and DKIM goes to spam; daily reports go to postmaster."),
-            DnsRecord(domain, "MTA-STS", f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={mta_sts_id(policy)}",
-                      f"Also serve this policy at https://mta-sts.{domain}/.well-known/mta-sts.txt with a publicly "
-                      f"trusted certificate (hatoba does not serve it): {policy.strip().replace(chr(10), '; ')}"),
+            DnsRecord(domain, "MTA-STS", f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={policy_id(policy)}",
+                      (f"hatoba serves the policy at https://mta-sts.{domain}/.well-known/mta-sts.txt; point "
+                       f"mta-sts.{domain} at this server and give it a publicly trusted certificate" if served else
+                       f"Serve the policy at https://mta-sts.{domain}/.well-known/mta-sts.txt (turn on "
+                       "[listeners.https] and hatoba serves it)")
+                      + f": {'; '.join(policy.split(chr(13) + chr(10))[:-1])}"),
             DnsRecord(domain, "TLS-RPT", f"_smtp._tls.{domain}", "TXT",
                       f"v=TLSRPTv1; rua=mailto:postmaster@{domain}",
                       "Senders report TLS failures delivering to this server."),
+            *srv_records(config, domain),
         ]
     if leaf is not None:
         records.append(DnsRecord(

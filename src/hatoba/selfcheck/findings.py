@@ -56,9 +56,9 @@ class DnsRecord:
     except that TXT values are the plain text (quoting is done by zone_line)."""
 
     domain: str
-    kind: str  # MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, TLSA
+    kind: str  # MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV, TLSA
     name: str  # owner name, without the final dot
-    rtype: str  # MX, TXT, TLSA
+    rtype: str  # MX, TXT, SRV, TLSA
     value: str
     note: str = ""
     status: str = "not checked"  # or: match, mismatch, missing, unknown

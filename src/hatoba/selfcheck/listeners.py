@@ -32,6 +32,9 @@ def listener_findings(config: Config) -> list[Finding]:
             findings.append(_ok(listener, "implicit TLS", _implicit_text(listener)))
         elif listener.name == "http":
             findings.append(_http(config, listener))
+        elif listener.name == "https":
+            findings.append(_ok(listener, "implicit TLS",
+                                "Autoconfiguration and the MTA-STS policy are served over TLS from the first byte."))
         else:
             findings.append(Finding(
                 "listeners", f"listener.{listener.name}.served", "info",

@@ -9,9 +9,10 @@ Rules:
 - Handlers are async and return a Response; they raise only for our own bugs
   (the server answers 500 then). Their texts never carry client input.
 
-New uses of the listener (ACME HTTP-01 under /.well-known/acme-challenge/,
-the redirect to https, the CRL, autoconfig) are routes added to the table;
-a prefix route can be added here when the first of them needs one.
+- A router may have a fallback for paths it has no route for (the http
+  listener redirects them to https); without one they are 404.
+- A body is read only for a route that takes a method other than GET and
+  HEAD, and only up to MAX_BODY (net/http_server.py): 413 past that.
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ class Request:
     query: str
     host: str  # the Host header ("" when absent: HTTP/1.0)
     client_ip: str
+    body: bytes = b""  # read only for routes that take POST, and bounded (net/http_server.py)
+
+    @property
+    def hostname(self) -> str:
+        """The Host header's name: lower case, without the port or a final dot."""
+        host = self.host.strip().lower()
+        if host.startswith("["):  # an IPv6 literal
+            return host.split("]", 1)[0] + "]"
+        return host.rsplit(":", 1)[0].rstrip(".") if ":" in host else host.rstrip(".")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,17 +71,24 @@ FORBIDDEN = text_response(403, "Forbidden: not answered to your address")
 
 
 class Router:
-    def __init__(self, routes: Iterable[Route]) -> None:
+    def __init__(self, routes: Iterable[Route], *, fallback: Handler | None = None) -> None:
+        """`fallback` answers paths no route has (the http listener's redirect to https)."""
         self._routes: dict[str, Route] = {}
+        self._fallback = fallback
         for route in routes:
             if route.path in self._routes:
                 raise ValueError(f"two routes for {route.path}")
             self._routes[route.path] = route
 
+    def takes_body(self, method: str, path: str) -> bool:
+        """Whether the route for `path` takes a request body with `method` (the server reads it then)."""
+        route = self._routes.get(path)
+        return route is not None and method in route.methods and method not in ("GET", "HEAD")
+
     async def answer(self, request: Request) -> Response:
         route = self._routes.get(request.path)
         if route is None:
-            return NOT_FOUND
+            return NOT_FOUND if self._fallback is None else await self._fallback(request)
         if route.networks is not None and request.client_ip not in route.networks:
             return FORBIDDEN
         if request.method not in route.methods:

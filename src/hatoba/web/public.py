@@ -1,0 +1,123 @@
+"""What the web listeners answer to everyone: autoconfiguration and the
+MTA-STS policy on https, and on plain http only a redirect to https.
+
+https:
+- Thunderbird autoconfig at /mail/config-v1.1.xml (Host autoconfig.DOMAIN)
+  and /.well-known/autoconfig/mail/config-v1.1.xml (any Host), for the
+  domain of ?emailaddress= or else of the Host; 404 for a domain that is
+  not one of ours.
+- Outlook Autodiscover: POST /autodiscover/autodiscover.xml (either case of
+  the path, as clients send both) with the user's address in the body.
+- The MTA-STS policy at /.well-known/mta-sts.txt for Host mta-sts.DOMAIN of
+  a local domain (RFC 8461 §3.3); 404 for any other Host. Mode "none" is
+  served too: it is how senders learn to drop a policy they cached
+  (RFC 8461 §5).
+
+http (plain): a name this server answers for (server.hostname,
+autoconfig.DOMAIN, mta-sts.DOMAIN of a local domain) is redirected to the
+same path on https when that listener is on; anything else is 404. Nothing
+else is served in plain text (/metrics and /healthz aside, for [metrics]
+networks: web/ops.py).
+
+The domain look-ups read the directory, in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from urllib.parse import parse_qs
+
+from hatoba.config.schema import Config
+from hatoba.proto.address import AddressError, parse_address
+from hatoba.web import autoconfig as A
+from hatoba.web import mta_sts as M
+from hatoba.web.routes import NOT_FOUND, Request, Response, Route, text_response
+
+AUTOCONFIG_PATHS = ("/mail/config-v1.1.xml", "/.well-known/autoconfig/mail/config-v1.1.xml")
+AUTODISCOVER_PATHS = ("/autodiscover/autodiscover.xml", "/Autodiscover/Autodiscover.xml")
+AUTOCONFIG_PREFIX = "autoconfig."
+
+IsLocalDomain = Callable[[str], bool]  # blocking: called in a thread
+
+
+def https_routes(config: Config, is_local_domain: IsLocalDomain, port_of: A.PortOf) -> list[Route]:
+    async def local(domain: str) -> bool:
+        return bool(domain) and await asyncio.to_thread(is_local_domain, domain)
+
+    async def thunderbird(request: Request) -> Response:
+        domain = _autoconfig_domain(request)
+        if domain is None or not await local(domain):
+            return NOT_FOUND
+        return Response(200, A.thunderbird_xml(config, domain, port_of), A.THUNDERBIRD_TYPE)
+
+    async def autodiscover(request: Request) -> Response:
+        found = A.autodiscover_address(request.body)
+        if found is None:
+            return text_response(400, "Send the Autodiscover request with an EMailAddress element")
+        try:
+            address = parse_address(found)
+        except AddressError:
+            return text_response(400, "The EMailAddress is not a mail address")
+        if not await local(address.domain):
+            return NOT_FOUND
+        return Response(200, A.autodiscover_xml(config, str(address), port_of), A.AUTODISCOVER_TYPE)
+
+    async def policy(request: Request) -> Response:
+        domain = M.policy_domain(request.host)
+        if domain is None or not await local(domain):
+            return NOT_FOUND
+        return Response(200, M.policy_text(config).encode("ascii"), M.POLICY_TYPE)
+
+    return [
+        *(Route(path, thunderbird) for path in AUTOCONFIG_PATHS),
+        *(Route(path, autodiscover, methods=("POST",)) for path in AUTODISCOVER_PATHS),
+        Route(M.POLICY_PATH, policy),
+    ]
+
+
+def https_redirect(config: Config, is_local_domain: IsLocalDomain, port_of: A.PortOf):  # type: ignore[no-untyped-def]
+    """The http listener's answer to paths it has no route for (see the module docstring)."""
+    https = config.listeners.get("https")
+    hostname = config.server.hostname.lower()
+
+    async def redirect(request: Request) -> Response:
+        if https is None or not https.enabled:
+            return NOT_FOUND
+        name = request.hostname
+        if name != hostname:
+            domain = _served_domain(name)
+            if domain is None or not await asyncio.to_thread(is_local_domain, domain):
+                return NOT_FOUND
+        https_port = port_of("https")
+        port = "" if https_port == 443 else f":{https_port}"
+        query = f"?{request.query}" if request.query else ""
+        location = f"https://{name}{port}{request.path}{query}"
+        return text_response(301, "Moved to https", (("Location", location),))
+
+    return redirect
+
+
+def _autoconfig_domain(request: Request) -> str | None:
+    """The domain asked about: ?emailaddress=USER@DOMAIN (Thunderbird sends it), else Host autoconfig.DOMAIN."""
+    try:
+        values = parse_qs(request.query, max_num_fields=8).get("emailaddress")
+    except ValueError:  # more fields than any mail program sends
+        return None
+    if values:
+        try:
+            return parse_address(values[0]).domain
+        except AddressError:
+            return None
+    name = request.hostname
+    return name[len(AUTOCONFIG_PREFIX):] if name.startswith(AUTOCONFIG_PREFIX) else None
+
+
+def _served_domain(name: str) -> str | None:
+    for prefix in (AUTOCONFIG_PREFIX, M.HOST_PREFIX):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name[len(prefix):]
+    return None
+
+
+__all__ = ["AUTOCONFIG_PATHS", "AUTODISCOVER_PATHS", "https_redirect", "https_routes"]

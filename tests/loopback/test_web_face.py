@@ -1,0 +1,196 @@
+"""The https listener (autoconfig, Autodiscover, the MTA-STS policy) and the
+plain http listener's redirect, with curl verifying hatoba's own CA and the
+names a mail program or a sending server would ask for."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from support.harness import ServerThread, make_home
+from support.scrape import get, raw, status_of, wait_healthy
+
+WEB = "[listeners.http]\nenabled = true\n[listeners.https]\nenabled = true\n"
+DOMAIN = "example.test"
+AUTODISCOVER_NS = "{http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a}"
+REQUEST = (
+    '<?xml version="1.0" encoding="utf-8"?>\n'
+    '<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006">'
+    "<Request><EMailAddress>{address}</EMailAddress>"
+    "<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+    "</AcceptableResponseSchema></Request></Autodiscover>"
+)
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    home = make_home(tmp_path_factory.mktemp("web") / "hatoba", extra_config=WEB)
+    with ServerThread(home) as server:
+        yield server, home
+
+
+def curl(home, port: int, name: str, path: str, *extra: str) -> tuple[int, str, bytes]:
+    """(status, content type, body) from curl over https to `name`, verifying the certificate."""
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "--cacert", str(home.ca_file),
+         "--resolve", f"{name}:{port}:127.0.0.1", "-o", "-", "-w", "\n%{http_code} %{content_type}",
+         *extra, f"https://{name}:{port}{path}"],
+        capture_output=True, timeout=20,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    body, _, tail = done.stdout.rpartition(b"\n")
+    status, _, kind = tail.decode().partition(" ")
+    return int(status), kind, body
+
+
+def listener_ports(server) -> dict[str, int]:
+    return {name: server.port(name) for name in ("smtps", "submission", "imaps", "imap", "pop3s", "pop3")}
+
+
+# -- Thunderbird autoconfig -----------------------------------------------------------
+
+
+def test_thunderbird_autoconfig_lists_the_enabled_ports_implicit_tls_first(web):
+    server, home = web
+    status, kind, body = curl(home, server.port("https"), f"autoconfig.{DOMAIN}", "/mail/config-v1.1.xml")
+    assert status == 200 and kind.startswith("application/xml")
+    root = ET.fromstring(body)
+    assert root.tag == "clientConfig" and root.get("version") == "1.1"
+    provider = root.find("emailProvider")
+    assert provider is not None and provider.get("id") == DOMAIN and provider.findtext("domain") == DOMAIN
+    ports = listener_ports(server)
+    incoming = [(s.get("type"), int(s.findtext("port")), s.findtext("socketType")) for s in provider.iter("incomingServer")]
+    assert incoming == [("imap", ports["imaps"], "SSL"), ("imap", ports["imap"], "STARTTLS"),
+                        ("pop3", ports["pop3s"], "SSL"), ("pop3", ports["pop3"], "STARTTLS")]
+    outgoing = [(s.get("type"), int(s.findtext("port")), s.findtext("socketType")) for s in provider.iter("outgoingServer")]
+    assert outgoing == [("smtp", ports["smtps"], "SSL"), ("smtp", ports["submission"], "STARTTLS")]
+    for entry in [*provider.iter("incomingServer"), *provider.iter("outgoingServer")]:
+        # Values Thunderbird's config file format knows; the login is the whole address.
+        assert entry.findtext("hostname") == "mail.example.test"
+        assert entry.findtext("authentication") == "password-cleartext"
+        assert entry.findtext("username") == "%EMAILADDRESS%"
+    assert str(server.port("smtp")) not in {e.findtext("port") for e in provider.iter("outgoingServer")}
+
+
+def test_the_well_known_path_answers_for_any_host_by_the_address_asked(web):
+    server, home = web
+    port = server.port("https")
+    status, _, body = curl(home, port, "mail.example.test",
+                           f"/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=alice%40{DOMAIN}")
+    assert status == 200 and ET.fromstring(body).find("emailProvider").get("id") == DOMAIN
+    assert curl(home, port, "mail.example.test",
+                "/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=x%40elsewhere.example")[0] == 404
+    assert curl(home, port, "mail.example.test", "/mail/config-v1.1.xml")[0] == 404  # no domain named
+
+
+# -- Outlook Autodiscover ---------------------------------------------------------------
+
+
+def test_autodiscover_answers_a_local_address_with_the_enabled_ports(web):
+    server, home = web
+    port = server.port("https")
+    for path in ("/autodiscover/autodiscover.xml", "/Autodiscover/Autodiscover.xml"):
+        status, kind, body = curl(home, port, "mail.example.test", path, "-X", "POST", "-H",
+                                  "Content-Type: text/xml", "--data-binary", REQUEST.format(address=f"alice@{DOMAIN}"))
+        assert status == 200 and kind.startswith("text/xml"), body
+        account = ET.fromstring(body).find(f"{AUTODISCOVER_NS}Response/{AUTODISCOVER_NS}Account")
+        assert account.findtext(f"{AUTODISCOVER_NS}AccountType") == "email"
+        assert account.findtext(f"{AUTODISCOVER_NS}Action") == "settings"
+        found = [(p.findtext(f"{AUTODISCOVER_NS}Type"), int(p.findtext(f"{AUTODISCOVER_NS}Port")),
+                  p.findtext(f"{AUTODISCOVER_NS}Encryption"), p.findtext(f"{AUTODISCOVER_NS}LoginName"))
+                 for p in account.iter(f"{AUTODISCOVER_NS}Protocol")]
+        ports = listener_ports(server)
+        login = f"alice@{DOMAIN}"
+        assert found == [("IMAP", ports["imaps"], "SSL", login), ("IMAP", ports["imap"], "TLS", login),
+                         ("POP3", ports["pop3s"], "SSL", login), ("POP3", ports["pop3"], "TLS", login),
+                         ("SMTP", ports["smtps"], "SSL", login), ("SMTP", ports["submission"], "TLS", login)]
+
+
+@pytest.mark.parametrize("body, status", [
+    (REQUEST.format(address="bob@elsewhere.example"), 404),
+    (REQUEST.format(address="not an address"), 400),
+    ("<Autodiscover/>", 400),
+    ('<!DOCTYPE a [<!ENTITY b "' + "c" * 100 + '">]><EMailAddress>&b;</EMailAddress>', 400),
+    ("x" * 20_000, 413),
+])
+def test_autodiscover_refuses_what_it_cannot_answer(web, body, status):
+    server, home = web
+    got, _, text = curl(home, server.port("https"), "mail.example.test", "/autodiscover/autodiscover.xml",
+                        "-X", "POST", "--data-binary", body)
+    assert got == status, text
+    assert curl(home, server.port("https"), "mail.example.test", "/autodiscover/autodiscover.xml")[0] == 405
+
+
+# -- MTA-STS ---------------------------------------------------------------------------------
+
+
+def test_mta_sts_policy_is_served_for_mta_sts_host_only(web):
+    server, home = web
+    port = server.port("https")
+    status, kind, body = curl(home, port, f"mta-sts.{DOMAIN}", "/.well-known/mta-sts.txt")
+    assert status == 200 and kind.startswith("text/plain")
+    assert body.decode().splitlines() == ["version: STSv1", "mode: testing", "mx: mail.example.test",
+                                          "max_age: 604800"]
+    assert body.endswith(b"\r\n")
+    assert curl(home, port, "mail.example.test", "/.well-known/mta-sts.txt")[0] == 404
+    assert curl(home, port, "mta-sts.elsewhere.example", "/.well-known/mta-sts.txt", "-k")[0] == 404
+
+
+def test_the_certificate_names_the_web_names_of_the_domain(web):
+    server, home = web
+    for name in (f"autoconfig.{DOMAIN}", f"mta-sts.{DOMAIN}", "mail.example.test"):
+        with socket.create_connection(("127.0.0.1", server.port("https")), timeout=10) as sock:
+            with home.client_context().wrap_socket(sock, server_hostname=name) as tls:
+                assert tls.version() in ("TLSv1.2", "TLSv1.3")
+
+
+# -- plain http -----------------------------------------------------------------------------
+
+
+def test_plain_http_only_redirects_names_we_serve_to_https(web):
+    server, _ = web
+    port, https = server.port("http"), server.port("https")
+    for host in ("mail.example.test", f"autoconfig.{DOMAIN}", f"MTA-STS.{DOMAIN}."):
+        answer = raw(port, f"GET /mail/config-v1.1.xml?emailaddress=a%40{DOMAIN} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        assert status_of(answer) == 301, answer
+        name = host.lower().rstrip(".")
+        assert f"\r\nLocation: https://{name}:{https}/mail/config-v1.1.xml?emailaddress=a%40{DOMAIN}\r\n".encode() in answer
+    for host in ("evil.example", "autoconfig.elsewhere.example", "127.0.0.1"):
+        assert status_of(raw(port, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())) == 404, host
+    assert status_of(raw(port, b"GET /../../etc/passwd HTTP/1.1\r\nHost: evil.example\r\n\r\n")) == 404
+    wait_healthy(port)  # monitoring stays on http, for loopback
+    assert get(port, "/metrics")[0] == 200
+
+
+def test_bad_input_on_https_gets_a_4xx_and_the_server_stays_up(web):
+    server, home = web
+    port = server.port("https")
+    ctx = home.client_context()
+    for data in (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Long: header line\r\n" * 5000,
+                 b"\x00\xff garbage\r\n\r\n",
+                 b"POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            with ctx.wrap_socket(sock, server_hostname="mail.example.test") as tls:
+                try:
+                    tls.sendall(data)
+                except OSError:
+                    pass
+                answer = b""
+                try:
+                    while chunk := tls.recv(65536):
+                        answer += chunk
+                except (OSError, ssl.SSLError):
+                    pass
+        assert 400 <= status_of(answer) < 500, answer[:200]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # not TLS at all
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(10)
+        try:
+            sock.recv(100)
+        except OSError:
+            pass
+    assert curl(home, port, f"mta-sts.{DOMAIN}", "/.well-known/mta-sts.txt")[0] == 200
