@@ -4,6 +4,7 @@ names a mail program or a sending server would ask for."""
 
 from __future__ import annotations
 
+import plistlib
 import socket
 import ssl
 import subprocess
@@ -194,3 +195,46 @@ def test_bad_input_on_https_gets_a_4xx_and_the_server_stays_up(web):
         except OSError:
             pass
     assert curl(home, port, f"mta-sts.{DOMAIN}", "/.well-known/mta-sts.txt")[0] == 200
+
+
+# -- Apple configuration profile ----------------------------------------------------------
+
+
+def test_apple_profile_is_signed_by_the_server_and_sets_up_the_account(web, tmp_path):
+    server, home = web
+    port = server.port("https")
+    status, kind, body = curl(home, port, "mail.example.test", f"/apple/mail.mobileconfig?emailaddress=alice%40{DOMAIN}")
+    assert status == 200 and kind == "application/x-apple-aspen-config"
+    signed = tmp_path / "profile.der"
+    signed.write_bytes(body)
+    verified = subprocess.run(
+        ["openssl", "smime", "-verify", "-inform", "DER", "-in", str(signed), "-CAfile", str(home.ca_file),
+         "-purpose", "any"], capture_output=True, timeout=20)
+    assert verified.returncode == 0, verified.stderr.decode()
+    assert b"Verification successful" in verified.stderr
+    document = plistlib.loads(verified.stdout)  # the signed content, as plutil would read it
+    assert document["PayloadType"] == "Configuration" and document["PayloadVersion"] == 1
+    [mail] = document["PayloadContent"]
+    assert mail["PayloadType"] == "com.apple.mail.managed"
+    assert mail["EmailAccountType"] == "EmailTypeIMAP" and mail["EmailAddress"] == f"alice@{DOMAIN}"
+    assert (mail["IncomingMailServerPortNumber"], mail["OutgoingMailServerPortNumber"]) == (
+        server.port("imaps"), server.port("smtps"))  # implicit TLS first
+    assert mail["IncomingMailServerUseSSL"] is True and mail["OutgoingMailServerUseSSL"] is True
+    assert mail["IncomingMailServerUsername"] == f"alice@{DOMAIN}"
+    uuids = {document["PayloadUUID"], mail["PayloadUUID"]}
+    again = curl(home, port, "mail.example.test", f"/apple/mail.mobileconfig?emailaddress=ALICE%40{DOMAIN}")[2]
+    signed.write_bytes(again)
+    reread = plistlib.loads(subprocess.run(
+        ["openssl", "smime", "-verify", "-inform", "DER", "-in", str(signed), "-noverify"],
+        capture_output=True, timeout=20).stdout)
+    assert {reread["PayloadUUID"], reread["PayloadContent"][0]["PayloadUUID"]} == uuids  # replaces, not adds
+    tampered = bytearray(body)
+    at = bytes(body).index(b"EmailTypeIMAP")
+    tampered[at:at + 13] = b"EmailTypePOPX"
+    signed.write_bytes(bytes(tampered))
+    refused = subprocess.run(
+        ["openssl", "smime", "-verify", "-inform", "DER", "-in", str(signed), "-CAfile", str(home.ca_file),
+         "-purpose", "any"], capture_output=True, timeout=20)
+    assert refused.returncode != 0
+    assert curl(home, port, "mail.example.test", "/apple/mail.mobileconfig?emailaddress=x%40elsewhere.example")[0] == 404
+    assert curl(home, port, "mail.example.test", "/apple/mail.mobileconfig")[0] == 400

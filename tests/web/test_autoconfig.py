@@ -4,12 +4,14 @@ listeners, implicit TLS first, and never a port without TLS."""
 from __future__ import annotations
 
 import dataclasses
+import plistlib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from hatoba.config.schema import STANDARD_PORTS, Config, ListenerConfig, PathsConfig, ServerConfig, TlsConfig
 from hatoba.selfcheck.dnsrecords import srv_records
 from hatoba.web.autoconfig import autodiscover_address, autodiscover_xml, offers, thunderbird_xml
+from hatoba.web.mobileconfig import profile
 from hatoba.web.mta_sts import policy_domain, policy_id, policy_text
 from hatoba.web.routes import Request
 
@@ -71,3 +73,12 @@ def test_mta_sts_policy_follows_the_config_and_its_id_changes_with_it():
 def test_request_hostname_drops_port_case_and_final_dot():
     assert Request("GET", "/", "", "Mail.Example.org.:8443", "127.0.0.1").hostname == "mail.example.org"
     assert Request("GET", "/", "", "[::1]:443", "::1").hostname == "[::1]"
+
+
+def test_apple_profile_needs_a_way_in_and_a_way_out():
+    assert profile(config({"imaps"}), "a@example.org") is None  # nothing to send with
+    assert profile(config({"smtps"}), "a@example.org") is None
+    pop_only = plistlib.loads(profile(config({"pop3", "submission"}), "a@example.org"))
+    [mail] = pop_only["PayloadContent"]
+    assert mail["EmailAccountType"] == "EmailTypePOP"
+    assert (mail["IncomingMailServerPortNumber"], mail["OutgoingMailServerPortNumber"]) == (110, 587)

@@ -8,6 +8,9 @@ https:
   not one of ours.
 - Outlook Autodiscover: POST /autodiscover/autodiscover.xml (either case of
   the path, as clients send both) with the user's address in the body.
+- An Apple configuration profile at /apple/mail.mobileconfig?emailaddress=
+  (web/mobileconfig.py), signed with the server's certificate, for an
+  address of a local domain.
 - The MTA-STS policy at /.well-known/mta-sts.txt for Host mta-sts.DOMAIN of
   a local domain (RFC 8461 §3.3); 404 for any other Host. Mode "none" is
   served too: it is how senders learn to drop a policy they cached
@@ -29,8 +32,9 @@ from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from hatoba.config.schema import Config
-from hatoba.proto.address import AddressError, parse_address
+from hatoba.proto.address import Address, AddressError, parse_address
 from hatoba.web import autoconfig as A
+from hatoba.web import mobileconfig as P
 from hatoba.web import mta_sts as M
 from hatoba.web.routes import NOT_FOUND, Request, Response, Route, text_response
 
@@ -63,6 +67,19 @@ def https_routes(config: Config, is_local_domain: IsLocalDomain, port_of: A.Port
             return NOT_FOUND
         return Response(200, A.autodiscover_xml(config, str(address), port_of), A.AUTODISCOVER_TYPE)
 
+    async def apple(request: Request) -> Response:
+        address = _asked_address(request)
+        if address is None:
+            return text_response(400, "Ask with ?emailaddress=you@your.domain")
+        if not await local(address.domain):
+            return NOT_FOUND
+        plist = P.profile(config, str(address), port_of)
+        if plist is None:
+            return NOT_FOUND  # no incoming or no outgoing listener is on
+        signed = await asyncio.to_thread(P.sign, plist, config.tls.cert, config.tls.key)
+        disposition = ("Content-Disposition", f'attachment; filename="{address.domain}.mobileconfig"')
+        return Response(200, signed, P.CONTENT_TYPE, (disposition,))
+
     async def policy(request: Request) -> Response:
         domain = M.policy_domain(request.host)
         if domain is None or not await local(domain):
@@ -72,6 +89,7 @@ def https_routes(config: Config, is_local_domain: IsLocalDomain, port_of: A.Port
     return [
         *(Route(path, thunderbird) for path in AUTOCONFIG_PATHS),
         *(Route(path, autodiscover, methods=("POST",)) for path in AUTODISCOVER_PATHS),
+        Route(P.PATH, apple),
         Route(M.POLICY_PATH, policy),
     ]
 
@@ -98,17 +116,25 @@ def https_redirect(config: Config, is_local_domain: IsLocalDomain, port_of: A.Po
     return redirect
 
 
-def _autoconfig_domain(request: Request) -> str | None:
-    """The domain asked about: ?emailaddress=USER@DOMAIN (Thunderbird sends it), else Host autoconfig.DOMAIN."""
+def _asked_address(request: Request) -> Address | None:
+    """?emailaddress=USER@DOMAIN, parsed; None when absent or not an address."""
     try:
         values = parse_qs(request.query, max_num_fields=8).get("emailaddress")
     except ValueError:  # more fields than any mail program sends
         return None
-    if values:
-        try:
-            return parse_address(values[0]).domain
-        except AddressError:
-            return None
+    if not values:
+        return None
+    try:
+        return parse_address(values[0])
+    except AddressError:
+        return None
+
+
+def _autoconfig_domain(request: Request) -> str | None:
+    """The domain asked about: ?emailaddress=USER@DOMAIN (Thunderbird sends it), else Host autoconfig.DOMAIN."""
+    if "emailaddress=" in request.query:
+        address = _asked_address(request)
+        return None if address is None else address.domain
     name = request.hostname
     return name[len(AUTOCONFIG_PREFIX):] if name.startswith(AUTOCONFIG_PREFIX) else None
 
