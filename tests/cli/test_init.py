@@ -164,3 +164,17 @@ def test_as_a_program(tmp_path: Path) -> None:
     assert second.stderr.splitlines() == [
         f"hatoba: {tmp_path}/h/hatoba.toml already exists; hatoba init never overwrites a setup"
     ]
+
+
+def test_the_certificate_names_the_web_names_and_the_crl_on_the_offset_port(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptography import x509
+
+    status, _, _ = init(tmp_path / "h", "--port-offset", "10000", "--domain", "example.org", capsys=capsys)
+    assert status == 0
+    cert = x509.load_pem_x509_certificates((tmp_path / "h" / "tls" / "server.crt").read_bytes())[0]
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert {"autoconfig.example.org", "mta-sts.example.org"} <= set(names)
+    [point] = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert point.full_name[0].value.endswith(":10080/crl/ca.crl")
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 398

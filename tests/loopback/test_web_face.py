@@ -11,6 +11,8 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from support.harness import ServerThread, make_home
 from support.scrape import get, raw, status_of, wait_healthy
@@ -238,3 +240,46 @@ def test_apple_profile_is_signed_by_the_server_and_sets_up_the_account(web, tmp_
     assert refused.returncode != 0
     assert curl(home, port, "mail.example.test", "/apple/mail.mobileconfig?emailaddress=x%40elsewhere.example")[0] == 404
     assert curl(home, port, "mail.example.test", "/apple/mail.mobileconfig")[0] == 400
+
+
+# -- the private CA's CRL -------------------------------------------------------------------
+
+
+def test_certificates_name_the_crl_the_http_listener_serves_and_revoke_updates_it(web, tmp_path):
+    server, home = web
+    cert = x509.load_pem_x509_certificates((home.root / "tls" / "server.crt").read_bytes())[0]
+    days = (cert.not_valid_after_utc - cert.not_valid_before_utc).days
+    assert days <= 398  # testssl.sh's limit for any CA
+    [point] = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    url = point.full_name[0].value
+    assert url == "http://mail.example.test/crl/ca.crl"  # port 80: this home has no port offset
+    port = server.port("http")
+
+    def fetch_crl() -> x509.CertificateRevocationList:
+        status, headers, body = get(port, "/crl/ca.crl")
+        assert status == 200 and headers["content-type"] == "application/pkix-crl"
+        (tmp_path / "ca.crl").write_bytes(body)
+        checked = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(tmp_path / "ca.crl"), "-noout",
+                                  "-CAfile", str(home.ca_file)], capture_output=True, timeout=20)
+        assert checked.returncode == 0 and b"verify OK" in checked.stdout + checked.stderr, checked.stderr
+        return x509.load_der_x509_crl(body)
+
+    assert fetch_crl().get_revoked_certificate_by_serial_number(cert.serial_number) is None
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem_crl = tmp_path / "ca.crl.pem"
+
+    def openssl_verify() -> subprocess.CompletedProcess[bytes]:
+        pem_crl.write_bytes(fetch_crl().public_bytes(serialization.Encoding.PEM))
+        return subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", str(home.ca_file),
+                               "-CRLfile", str(pem_crl), str(leaf)], capture_output=True, timeout=20)
+
+    assert openssl_verify().returncode == 0
+    done = home.cli("cert", "revoke", str(leaf))
+    assert done.returncode == 0 and "revoked" in done.stdout, done.stderr
+    assert home.cli("cert", "revoke", f"{cert.serial_number:x}").stdout.endswith("revoked already\n")
+    assert fetch_crl().get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+    refused = openssl_verify()
+    assert refused.returncode != 0 and b"revoked" in refused.stdout + refused.stderr
+    bad = home.cli("cert", "revoke", "not-hex-and-no-file")
+    assert bad.returncode == 1 and "neither a file nor a serial" in bad.stderr

@@ -21,7 +21,7 @@ from hatoba.cli.common import CliError
 from hatoba.cli.domain import missing_action
 from hatoba.pki.errors import PkiError
 
-ACTIONS = "key|csr|selfsign|ca-init|ca-sign|show|verify|unprotect|import"
+ACTIONS = "key|csr|selfsign|ca-init|ca-sign|revoke|show|verify|unprotect|import"
 # The CA/Browser Forum's limit since 2020; TLS scanners hold private CAs to it too.
 MAX_LEAF_DAYS = 397  # pki/ca.LEAF_DAYS (not imported: it would load cryptography for --help)
 # CAs: a century is more than enough, and keeps the end date far from datetime's limits.
@@ -77,6 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ca_sign.add_argument("--chain-out", type=Path, metavar="CHAIN", help="also write the new certificate followed by the CA chain")
     _passphrase_flag(ca_sign, "read the passphrase of encrypted keys as one line from stdin")
     ca_sign.set_defaults(func=_guarded(run_ca_sign))
+
+    revoke = actions.add_parser("revoke", help="revoke a certificate of hatoba's CA: its CRL lists it from now on")
+    revoke.add_argument("what", metavar="CERT|SERIAL", help="a certificate file, or its serial number in hex")
+    revoke.set_defaults(func=_guarded(run_revoke))
 
     show = actions.add_parser("show", help="describe each certificate, request or key in a PEM file")
     show.add_argument("file", metavar="FILE", type=Path)
@@ -371,6 +375,39 @@ def _read_certs(path: Path) -> list[x509.Certificate]:
     from hatoba.pki.pemfiles import read_certs
 
     return read_certs(path)
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    """Add a serial to the CA's revoked.txt (pki/crl.py); the server's CRL lists it at the next fetch."""
+    from hatoba.cli.common import load_config
+    from hatoba.pki.ca import load_certs
+    from hatoba.pki.crl import revoke
+
+    config = load_config(args)
+    if config.tls.ca_file is None or not (config.tls.ca_file.parent / "ca.key").exists():
+        raise CliError("this setup has no CA key beside tls.ca_file: only certificates of hatoba's own CA "
+                       "(hatoba init) can be revoked here; ask the CA that issued yours")
+    ca_dir = config.tls.ca_file.parent
+    ca_cert = load_certs(config.tls.ca_file)[0]
+    path = Path(args.what)
+    if path.exists():
+        try:
+            cert = load_certs(path)[0]
+        except (ValueError, IndexError):
+            raise CliError(f"{path} holds no PEM certificate; give a certificate file or a serial in hex") from None
+        if cert.issuer != ca_cert.subject:
+            raise CliError(f"{path} was not issued by {ca_cert.subject.rfc4514_string()}; its CRL cannot revoke it")
+        serial = cert.serial_number
+    else:
+        try:
+            serial = int(args.what.replace(":", ""), 16)
+        except ValueError:
+            raise CliError(f"{args.what!r} is neither a file nor a serial number in hex") from None
+    if revoke(ca_dir, serial):
+        print(f"revoked {serial:x}; the CRL at /crl/ca.crl on the http listener lists it from now on")
+    else:
+        print(f"{serial:x} was revoked already")
+    return 0
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     made = _Made()
     try:
-        _create(layout, hostname, domain, made)
+        _create(layout, hostname, domain, offset, made)
         if owner is not None:
             give_to_owner(layout, owner)
         if layout.unit is not None:
@@ -169,11 +169,11 @@ class _Made:
                 pass  # best effort: the error that made us undo is the one to report
 
 
-def _create(layout: Layout, hostname: str, domain: str | None, made: _Made) -> None:
+def _create(layout: Layout, hostname: str, domain: str | None, offset: int, made: _Made) -> None:
     try:
         made.tree(layout.config_dir, 0o755)
         tls = made.folder(layout.tls_dir, 0o700)
-        _write_pki(tls, hostname, domain, made)
+        _write_pki(tls, hostname, domain, offset, made)
         made.tree(layout.data_dir.parent, 0o755)
         data = made.folder(layout.data_dir, 0o700)
         made.folder(data / "mail", 0o700)
@@ -183,15 +183,18 @@ def _create(layout: Layout, hostname: str, domain: str | None, made: _Made) -> N
     _make_directory(data / "directory.sqlite3", domain, made)
 
 
-def _write_pki(tls: Path, hostname: str, domain: str | None, made: _Made) -> None:
+def _write_pki(tls: Path, hostname: str, domain: str | None, offset: int, made: _Made) -> None:
     from hatoba.pki.ca import create_ca, issue_server_cert, write_cert_chain
+    from hatoba.pki.crl import crl_url
     from hatoba.pki.keys import write_private_key
 
     ca_key, ca_cert = create_ca(f"hatoba private CA for {hostname}")
     # The web names of the domain too: mail programs fetch autoconfig.DOMAIN and
     # senders mta-sts.DOMAIN over https (web/public.py).
     web_names = (f"autoconfig.{domain}", f"mta-sts.{domain}") if domain else ()
-    server_key, server_cert = issue_server_cert(ca_key, ca_cert, hostname, more_names=web_names)
+    # The CRL is served on the http listener (pki/crl.py), off until the operator turns it on.
+    server_key, server_cert = issue_server_cert(ca_key, ca_cert, hostname, more_names=web_names,
+                                                crl_url=crl_url(hostname, 80 + offset))
     steps = (
         ("ca.key", lambda p: write_private_key(p, ca_key)),
         ("ca.crt", lambda p: write_cert_chain(p, [ca_cert])),

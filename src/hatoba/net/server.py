@@ -48,7 +48,7 @@ from hatoba.store.maildir import MaildirStore
 from hatoba.store.folder_tree import MailboxStore
 from hatoba.store.secretbox import SecretBox
 from hatoba.web.ops import operations_routes
-from hatoba.web.public import https_redirect, https_routes
+from hatoba.web.public import crl_routes, https_redirect, https_routes
 from hatoba.web.routes import Router
 
 if TYPE_CHECKING:  # the delivery machinery (DNS, SMTP client, DKIM) loads only where it runs
@@ -135,8 +135,10 @@ class Server:
             self.metrics.watch_queue(self.spool.census, time.time)
         is_local = self.directory.is_local_domain
         # Plain http: monitoring for [metrics] networks, else only a redirect to https (web/public.py).
-        self.router = Router(operations_routes(self.metrics, self.health, TrustedNetworks.parse(config.metrics.networks),
-                                               others=self._workers_metrics),
+        self.router = Router([*operations_routes(self.metrics, self.health,
+                                                 TrustedNetworks.parse(config.metrics.networks),
+                                                 others=self._workers_metrics),
+                              *crl_routes(config)],
                              fallback=https_redirect(config, is_local, self._port_of))
         self.https_router = Router(https_routes(config, is_local, self._port_of))
         self.tls_context: ssl.SSLContext | None = server_context(config.tls)

@@ -61,6 +61,7 @@ def create_ca(common_name: str, days: int = 3650) -> tuple[PrivateKey, x509.Cert
 def issue_server_cert(
     ca_key: PrivateKey, ca_cert: x509.Certificate, hostname: str, days: int = LEAF_DAYS,
     more_names: Sequence[str] = (),
+    crl_url: str | None = None,
 ) -> tuple[PrivateKey, x509.Certificate]:
     """A new key and a TLS server certificate for `hostname` (and `more_names`), signed by the CA.
 
@@ -76,7 +77,7 @@ def issue_server_cert(
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("::1")),
     ]
-    cert = issue_leaf(ca_key, ca_cert, key.public_key(), _name(hostname), names, days)
+    cert = issue_leaf(ca_key, ca_cert, key.public_key(), _name(hostname), names, days, crl_url=crl_url)
     return key, cert
 
 
@@ -110,10 +111,15 @@ def issue_leaf(
     names: Sequence[x509.GeneralName],
     days: int = LEAF_DAYS,
     now: datetime.datetime | None = None,
+    crl_url: str | None = None,
 ) -> x509.Certificate:
-    """A TLS server certificate for `public` with SANs `names`, signed by the CA."""
-    builder = _issued(ca_cert, public, subject, days, now)
-    return _leaf_extensions(builder, public, subject, names, _aki(ca_cert)).sign(ca_key, signature_hash(ca_key))
+    """A TLS server certificate for `public` with SANs `names`, signed by the CA;
+    `crl_url`: where the CA's CRL is served (pki/crl.py)."""
+    builder = _leaf_extensions(_issued(ca_cert, public, subject, days, now), public, subject, names, _aki(ca_cert))
+    if crl_url is not None:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    return builder.sign(ca_key, signature_hash(ca_key))
 
 
 def issue_sub_ca(

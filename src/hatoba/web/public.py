@@ -16,7 +16,8 @@ https:
   served too: it is how senders learn to drop a policy they cached
   (RFC 8461 §5).
 
-http (plain): a name this server answers for (server.hostname,
+http (plain): the private CA's CRL (/crl/ca.crl, pki/crl.py) to anyone; a
+name this server answers for (server.hostname,
 autoconfig.DOMAIN, mta-sts.DOMAIN of a local domain) is redirected to the
 same path on https when that listener is on; anything else is 404. Nothing
 else is served in plain text (/metrics and /healthz aside, for [metrics]
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from hatoba.config.schema import Config
+from hatoba.pki.crl import CRL_PATH, CRL_TYPE, CrlCache
 from hatoba.proto.address import Address, AddressError, parse_address
 from hatoba.web import autoconfig as A
 from hatoba.web import mobileconfig as P
@@ -92,6 +94,22 @@ def https_routes(config: Config, is_local_domain: IsLocalDomain, port_of: A.Port
         Route(P.PATH, apple),
         Route(M.POLICY_PATH, policy),
     ]
+
+
+def crl_routes(config: Config) -> list[Route]:
+    """The private CA's CRL (pki/crl.py), to everyone, in plain http as CRLs are (RFC 5280 §4.2.1.13):
+    it is signed, and a client checking revocation must not need TLS to do it."""
+    if config.tls.ca_file is None:
+        return []
+    cache = CrlCache(config.tls.ca_file.parent / "ca.key", config.tls.ca_file)
+
+    async def crl(request: Request) -> Response:
+        der = await asyncio.to_thread(cache.current)
+        if der is None:
+            return NOT_FOUND  # the certificate is not from hatoba's CA: no key to sign with here
+        return Response(200, der, CRL_TYPE)
+
+    return [Route(CRL_PATH, crl)]
 
 
 def https_redirect(config: Config, is_local_domain: IsLocalDomain, port_of: A.PortOf):  # type: ignore[no-untyped-def]
