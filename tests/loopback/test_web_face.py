@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from support.harness import ServerThread, make_home
+from support.harness import ServerThread, make_home, wait_for
 from support.scrape import get, raw, status_of, wait_healthy
 
 WEB = "[listeners.http]\nenabled = true\n[listeners.https]\nenabled = true\n"
@@ -283,3 +283,33 @@ def test_certificates_name_the_crl_the_http_listener_serves_and_revoke_updates_i
     assert refused.returncode != 0 and b"revoked" in refused.stdout + refused.stderr
     bad = home.cli("cert", "revoke", "not-hex-and-no-file")
     assert bad.returncode == 1 and "neither a file nor a serial" in bad.stderr
+
+
+def test_a_certificate_of_hatobas_ca_past_two_thirds_of_its_life_is_renewed_and_served(tmp_path):
+    import datetime
+
+    from hatoba.pki.ca import issue_leaf, load_certs, write_cert_chain
+    from hatoba.pki.keyfiles import read_signing_key
+
+    home = make_home(tmp_path / "hatoba", extra_config=WEB)
+    tls = home.root / "tls"
+    ca_cert = load_certs(tls / "ca.crt")[0]
+    old = load_certs(tls / "server.crt")[0]
+    names = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    aged = issue_leaf(read_signing_key(tls / "ca.key"), ca_cert, old.public_key(), old.subject, list(names), 30,
+                      now=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=21))
+    (tls / "server.crt").unlink()
+    write_cert_chain(tls / "server.crt", [aged, ca_cert])
+    with ServerThread(home) as server:
+        assert wait_for(lambda: load_certs(tls / "server.crt")[0].serial_number != aged.serial_number, 10)
+        fresh = load_certs(tls / "server.crt")[0]
+        assert fresh.public_key() == aged.public_key()  # the key is kept: a TLSA record stays valid
+        assert (fresh.not_valid_after_utc - fresh.not_valid_before_utc).days >= 396
+        assert fresh.extensions.get_extension_for_class(x509.SubjectAlternativeName).value == names
+
+        def served_serial() -> int:
+            with socket.create_connection(("127.0.0.1", server.port("imaps")), timeout=10) as sock:
+                with home.client_context().wrap_socket(sock, server_hostname="mail.example.test") as conn:
+                    return x509.load_der_x509_certificate(conn.getpeercert(binary_form=True)).serial_number
+
+        assert wait_for(lambda: served_serial() == fresh.serial_number, 10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -381,7 +382,7 @@ def run_revoke(args: argparse.Namespace) -> int:
     """Add a serial to the CA's revoked.txt (pki/crl.py); the server's CRL lists it at the next fetch."""
     from hatoba.cli.common import load_config
     from hatoba.pki.ca import load_certs
-    from hatoba.pki.crl import revoke
+    from hatoba.pki.crl import revoke, write_crl
 
     config = load_config(args)
     if config.tls.ca_file is None or not (config.tls.ca_file.parent / "ca.key").exists():
@@ -403,7 +404,11 @@ def run_revoke(args: argparse.Namespace) -> int:
             serial = int(args.what.replace(":", ""), 16)
         except ValueError:
             raise CliError(f"{args.what!r} is neither a file nor a serial number in hex") from None
-    if revoke(ca_dir, serial):
+    if not os.access(ca_dir / "ca.key", os.R_OK):
+        raise CliError(f"cannot read {ca_dir / 'ca.key'}: run this as root (the CA key is root's alone)")
+    added = revoke(ca_dir, serial)
+    write_crl(ca_dir)
+    if added:
         print(f"revoked {serial:x}; the CRL at /crl/ca.crl on the http listener lists it from now on")
     else:
         print(f"{serial:x} was revoked already")

@@ -185,7 +185,7 @@ def _create(layout: Layout, hostname: str, domain: str | None, offset: int, made
 
 def _write_pki(tls: Path, hostname: str, domain: str | None, offset: int, made: _Made) -> None:
     from hatoba.pki.ca import create_ca, issue_server_cert, write_cert_chain
-    from hatoba.pki.crl import crl_url
+    from hatoba.pki.crl import CRL_FILE, crl_url, write_crl
     from hatoba.pki.keys import write_private_key
 
     ca_key, ca_cert = create_ca(f"hatoba private CA for {hostname}")
@@ -211,6 +211,8 @@ def _write_pki(tls: Path, hostname: str, domain: str | None, offset: int, made: 
                 f"move {tls} away and run it again"
             ) from None
         made.file(path)
+    write_crl(tls)  # the CRL the certificate names, empty for now
+    made.file(tls / CRL_FILE)
 
 
 def _make_directory(db: Path, domain: str | None, made: _Made) -> None:

@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         raise CliError(f"cannot start: {exc.strerror or exc} (is another server using the port?)") from None
     try:
+        _tend_own_ca(config)
         if user is not None:
             _become(config, user)
         from hatoba.runloop import run as run_loop
@@ -88,6 +89,14 @@ def run(args: argparse.Namespace) -> int:
             close_all(sockets)  # those the server took are closed already
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return 0
+
+
+def _tend_own_ca(config: Config) -> None:
+    """While the CA key may still be readable (root): renew a certificate of hatoba's CA
+    that is past two thirds of its life, and sign a stale CRL (pki/renew.py)."""
+    from hatoba.pki.renew import tend_own_ca
+
+    tend_own_ca(config.tls)
 
 
 def _check_reach(config: Config, user: ServiceUser) -> None:

@@ -26,6 +26,7 @@ from hatoba.net import worker_link as W
 from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
 from hatoba.net.acceptor import BalancedAcceptor
+from hatoba.pki.renew import CHECK_EVERY as RENEW_CHECK_EVERY, can_tend, tend_own_ca
 from hatoba.net.listen import BACKLOG, FIRST_WORKER_ONLY, bind_all
 from hatoba.net.login import Logins, protocol_of
 from hatoba.net.stream import Stream
@@ -101,6 +102,7 @@ class Server:
         self.counts = counts
         self.first_worker = forward is None
         self._background: set[asyncio.Task[None]] = set()  # tasks nobody awaits, held till they end
+        self._tending: asyncio.Task[None] | None = None  # renewing a certificate of hatoba's CA
         self.workers: WorkerProcesses | None = None  # the others, started by the first (start_workers)
         paths = config.paths
         for folder in (paths.data_dir, paths.mail_dir, paths.queue_dir):
@@ -202,6 +204,15 @@ class Server:
     def _on_commit(self, qid: str) -> None:
         self.manager.notify(qid)
 
+    async def _tend_own_ca(self) -> None:
+        """Renew a certificate of hatoba's CA before two thirds of its life, and keep its CRL
+        fresh (pki/renew.py); a renewal is loaded in place, as SIGHUP would."""
+        while True:
+            renewed = await asyncio.to_thread(tend_own_ca, self.config.tls)
+            if renewed is not None:
+                self.reload()
+            await asyncio.sleep(RENEW_CHECK_EVERY)
+
     def _port_of(self, name: str) -> int:
         """The port listener `name` listens on: the config's, or the one bound for port 0."""
         bound = self.bound.get(name)
@@ -253,6 +264,8 @@ class Server:
             if recovered:
                 log.info("queue: %d message(s) from before the start", len(recovered))
         await self.manager.start()
+        if self.first_worker and can_tend(self.config.tls):  # the CA key is ours: renew while running
+            self._tending = loop.create_task(self._tend_own_ca())
         room_for_connections(self.config.limits.max_connections)
         listeners = served_listeners(self.config, warn=sockets is None)  # serve warned when it bound them
         if sockets is None:
@@ -475,6 +488,8 @@ class Server:
         return None
 
     async def stop(self) -> None:
+        if self._tending is not None:
+            self._tending.cancel()
         for server in self._servers:
             server.close()  # stop accepting; open sessions get SHUTDOWN_GRACE
         # IMAP sessions waiting for their client (parked in IDLE or not) say BYE at once;

@@ -2,10 +2,16 @@
 
 Certificates hatoba's CA issues name a CRL distribution point on the http
 listener (`http://HOSTNAME[:PORT]/crl/ca.crl`), so a client or a scanner
-can learn that one was revoked; without one, nothing could ever tell
-them. `hatoba cert revoke` adds a serial to `revoked.txt` beside the CA
-key; the server signs a fresh CRL from it whenever the file or the CA
-changes and otherwise once a day, each valid for NEXT_UPDATE_DAYS.
+can learn that one was revoked; without one, nothing could ever tell them.
+
+The CA key is root's alone (the service user cannot read it: a server
+that could would mint certificates every client of the CA trusts). So the
+CRL is a file, tls/ca.crl, signed where the key is readable: by `hatoba
+init`, by `hatoba cert revoke` (which adds the serial to revoked.txt and
+signs again at once), and by `hatoba serve` at start, before it drops root.
+The server only reads the file. Each CRL is valid NEXT_UPDATE_DAYS, longer
+than a certificate lives: between two signings nothing changes, since
+only a revocation changes the list, and a revocation signs.
 
 revoked.txt: one line per certificate, "SERIAL_HEX ISO_TIME", written whole
 and renamed into place.
@@ -28,8 +34,9 @@ from hatoba.pki.keyfiles import read_signing_key, signature_hash
 CRL_PATH = "/crl/ca.crl"
 CRL_TYPE = "application/pkix-crl"  # RFC 5280 §4.2.1.13: DER
 REVOKED_FILE = "revoked.txt"
-NEXT_UPDATE_DAYS = 7
-REISSUE_AFTER = datetime.timedelta(days=1)
+CRL_FILE = "ca.crl"
+NEXT_UPDATE_DAYS = 400
+RESIGN_AFTER = datetime.timedelta(days=30)  # serve's start signs again past this age
 
 
 def crl_url(hostname: str, port: int) -> str:
@@ -91,31 +98,46 @@ def build_crl(ca_key_path: Path, ca_cert_path: Path, revoked: Iterable[tuple[int
     return crl.public_bytes(serialization.Encoding.DER)
 
 
-class CrlCache:
-    """The CRL the http listener serves: signed again when revoked.txt or the CA
-    changes, or a day after the last one. Call current() in a thread."""
+def write_crl(ca_dir: Path, *, force: bool = True, now: datetime.datetime | None = None) -> bool:
+    """Sign the CRL into ca_dir/ca.crl (0644) from ca.key, ca.crt and revoked.txt; False when
+    ca.key is absent or unreadable here. force=False: only when the file is missing,
+    older than the revoked list, or RESIGN_AFTER old."""
+    key, cert, target = ca_dir / "ca.key", ca_dir / "ca.crt", ca_dir / CRL_FILE
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if not force and target.exists():
+        made = target.stat().st_mtime
+        if made >= _mtime(ca_dir / REVOKED_FILE) and now.timestamp() - made < RESIGN_AFTER.total_seconds():
+            return True
+    if not os.access(key, os.R_OK):
+        return False
+    der = build_crl(key, cert, read_revoked(ca_dir), now)
+    tmp = target.with_name(f".{CRL_FILE}.tmp")
+    tmp.write_bytes(der)
+    os.chmod(tmp, 0o644)
+    stat = ca_dir.stat()
+    try:
+        os.chown(tmp, stat.st_uid, stat.st_gid)  # as tls/ itself: the service user's, public
+    except PermissionError:
+        pass
+    os.replace(tmp, target)
+    return True
 
-    def __init__(self, ca_key_path: Path, ca_cert_path: Path) -> None:
-        self.ca_key_path = ca_key_path
-        self.ca_cert_path = ca_cert_path
-        self._made: tuple[tuple[float, ...], datetime.datetime, bytes] | None = None
+
+class CrlFile:
+    """tls/ca.crl as the http listener serves it, read again when it changes. Call current() in a thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._read: tuple[float, bytes] | None = None
 
     def current(self) -> bytes | None:
-        """The DER CRL; None when this server holds no CA key (its certificate is from elsewhere)."""
         try:
-            stamps = tuple(_mtime(p) for p in (self.ca_key_path, self.ca_cert_path,
-                                               self.ca_key_path.parent / REVOKED_FILE))
-        except FileNotFoundError:
+            stamp = self.path.stat().st_mtime
+            if self._read is None or self._read[0] != stamp:
+                self._read = (stamp, self.path.read_bytes())
+        except OSError:
             return None
-        now = datetime.datetime.now(datetime.timezone.utc)
-        if self._made is not None and self._made[0] == stamps and now - self._made[1] < REISSUE_AFTER:
-            return self._made[2]
-        try:
-            der = build_crl(self.ca_key_path, self.ca_cert_path, read_revoked(self.ca_key_path.parent), now)
-        except (OSError, ValueError, PkiError):
-            return None
-        self._made = (stamps, now, der)
-        return der
+        return self._read[1]
 
 
 def _mtime(path: Path) -> float:
@@ -127,4 +149,4 @@ def _mtime(path: Path) -> float:
         raise
 
 
-__all__ = ["CRL_PATH", "CRL_TYPE", "CrlCache", "build_crl", "crl_url", "read_revoked", "revoke"]
+__all__ = ["CRL_FILE", "CRL_PATH", "CRL_TYPE", "CrlFile", "build_crl", "crl_url", "read_revoked", "revoke", "write_crl"]

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from hatoba.config.schema import Config
-from hatoba.pki.crl import CRL_PATH, CRL_TYPE, CrlCache
+from hatoba.pki.crl import CRL_FILE, CRL_PATH, CRL_TYPE, CrlFile
 from hatoba.proto.address import Address, AddressError, parse_address
 from hatoba.web import autoconfig as A
 from hatoba.web import mobileconfig as P
@@ -101,12 +101,12 @@ def crl_routes(config: Config) -> list[Route]:
     it is signed, and a client checking revocation must not need TLS to do it."""
     if config.tls.ca_file is None:
         return []
-    cache = CrlCache(config.tls.ca_file.parent / "ca.key", config.tls.ca_file)
+    cache = CrlFile(config.tls.ca_file.parent / CRL_FILE)
 
     async def crl(request: Request) -> Response:
         der = await asyncio.to_thread(cache.current)
         if der is None:
-            return NOT_FOUND  # the certificate is not from hatoba's CA: no key to sign with here
+            return NOT_FOUND  # the certificate is not from hatoba's CA: it publishes no CRL here
         return Response(200, der, CRL_TYPE)
 
     return [Route(CRL_PATH, crl)]
