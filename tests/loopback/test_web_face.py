@@ -139,6 +139,11 @@ def test_mta_sts_policy_is_served_for_mta_sts_host_only(web):
     assert body.decode().splitlines() == ["version: STSv1", "mode: testing", "mx: mail.example.test",
                                           "max_age: 604800"]
     assert body.endswith(b"\r\n")
+    head = subprocess.run(["curl", "-sS", "-I", "--cacert", str(home.ca_file), "--resolve",
+                           f"mta-sts.{DOMAIN}:{port}:127.0.0.1", f"https://mta-sts.{DOMAIN}:{port}/.well-known/mta-sts.txt"],
+                          capture_output=True, timeout=20).stdout.decode().lower()
+    assert "strict-transport-security: max-age=31536000" in head  # https only, as testssl.sh asks
+    assert "strict-transport-security" not in raw(server.port("http"), b"GET / HTTP/1.1\r\nHost: mail.example.test\r\n\r\n").decode().lower()
     assert curl(home, port, "mail.example.test", "/.well-known/mta-sts.txt")[0] == 404
     assert curl(home, port, "mta-sts.elsewhere.example", "/.well-known/mta-sts.txt", "-k")[0] == 404
 

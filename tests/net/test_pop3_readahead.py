@@ -89,3 +89,44 @@ def test_deleted_big_and_skipped_messages_are_not_read_ahead(tmp_path):
         assert ahead.held == {} and ahead.held_bytes == 0
 
     asyncio.run(main())
+
+
+def test_top_then_retr_of_each_message_keeps_what_was_read_ahead(tmp_path):
+    drop = maildrop(tmp_path, [1000] * 40)
+    wanted = [m.path.read_bytes() for m in drop.messages]
+    reads = []
+    original = drop.read_message
+
+    def counting(index: int) -> bytes:
+        reads.append(index)
+        return original(index)
+
+    drop.read_message = counting  # type: ignore[method-assign]
+
+    async def main() -> None:
+        ahead = ReadAhead(drop, 256 * 1024, lambda i: True)
+        for index in range(40):
+            assert await ahead.read(index) == wanted[index]  # TOP
+            assert await ahead.read(index) == wanted[index]  # RETR
+        ahead.close()
+
+    asyncio.run(main())
+    assert len(reads) <= 2 * 40  # each file read at most once ahead and once for the repeat
+
+
+def test_an_out_of_order_read_of_a_held_message_keeps_the_count_and_the_budget(tmp_path):
+    drop = maildrop(tmp_path, [4096] * 60)
+
+    async def main() -> None:
+        ahead = ReadAhead(drop, 256 * 1024, lambda i: True, budget_bytes=20_000, budget_count=8)
+        await ahead.read(0)
+        held = sorted(ahead.held)
+        assert held, "nothing was read ahead"
+        await ahead.read(held[-1])  # a jump to a held message: the rest is dropped
+        for index in range(held[-1] + 1, 50):
+            await ahead.read(index)
+            assert ahead.held_bytes == sum(len(d) for d in ahead.held.values())
+            assert 0 <= ahead.held_bytes <= 20_000
+        ahead.close()
+
+    asyncio.run(main())

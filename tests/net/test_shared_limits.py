@@ -192,3 +192,26 @@ def test_the_per_address_limit_holds_across_processes(block):
     finally:
         one.stop()
         two.stop()
+
+
+def test_loads_leave_out_workers_whose_heartbeat_stopped(block):
+    import time
+
+    from hatoba.net.shared_counts import ALIVE_WITHIN
+
+    second, third = SharedCounts.attach(block.fd, 3, 1), SharedCounts.attach(block.fd, 3, 2)
+    try:
+        block.add_total(5)
+        second.add_total(3)
+        assert block.loads() == (5, 5)  # nobody else beats yet: no one to leave connections to
+        second.beat()
+        third.beat()
+        assert block.loads() == (5, 0) and second.loads() == (3, 0)
+        time.sleep(ALIVE_WITHIN + 0.1)
+        second.beat()  # the third stopped beating (dead, stopped, stuck)
+        assert block.loads() == (5, 3)
+        block.clear(1)  # a dead worker's region, heartbeat included
+        assert block.loads() == (5, 5)
+    finally:
+        second.close()
+        third.close()

@@ -7,9 +7,12 @@ accepts everything waiting at once (uvloop does) takes a whole burst, and a
 handful of busy clients can end up on one core while another idles. Here a
 worker takes connections only while it holds no more than the least loaded
 other worker (counting those it has just accepted); when it holds more it
-steps back for a moment (DEFER seconds) so that worker can take it; after MAX_DEFERRALS steps back
-in a row it accepts anyway, so a stuck or dead worker delays connections
-by a few milliseconds at most, never refuses them.
+steps back for a moment (DEFER seconds) so that worker can take it. Only workers
+whose event loop beat in the last half second count (a heartbeat in the
+shared memory, see heartbeat()): a dead, stopped or stuck worker gets
+nothing, and after MAX_DEFERRALS steps back in a row a worker accepts
+anyway, so no connection waits more than about 10 ms for another worker. Loads within a sixteenth of each other count as equal, so a
+flood of connections is taken in bursts.
 
 The loads are the per-worker connection totals in shared memory
 (net/shared_counts.py), which the connection limiter already keeps.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import socket
 from collections.abc import Callable
 
@@ -26,11 +30,21 @@ log = logging.getLogger(__name__)
 
 DEFER = 0.001
 MAX_DEFERRALS = 10
-MAX_BURST = 16  # connections taken in one wake-up while this worker stays the least loaded
+HEARTBEAT_EVERY = 0.1  # seconds between a worker's heartbeats (shared_counts.ALIVE_WITHIN: 0.5)
+MAX_BURST = 16  # connections taken in one wake-up while this worker stays among the least loaded
+# Loads count as equal within fewest // SLACK_SHARE (and exactly at small counts): a
+# flood of hundreds is taken in bursts, not one connection per wake-up of each worker.
+SLACK_SHARE = 16
 RETRY_ACCEPT_AFTER = 1.0
 
 # (this worker's open connections, the fewest any other worker holds)
 Loads = Callable[[], tuple[int, int]]
+
+
+def _waiting(sock: socket.socket) -> bool:
+    """A connection waits in the listening socket's queue now."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
 
 
 class BalancedAcceptor:
@@ -81,15 +95,20 @@ class BalancedAcceptor:
 
     def _resume(self) -> None:
         self._resume_handle = None
+        if self.deferrals and not _waiting(self.sock):
+            self.deferrals = 0  # another worker took it while this one stepped back: as it should
         self._watch()
 
+    def _over(self) -> bool:
+        """This worker holds more than the least loaded other one."""
+        mine, fewest = self.loads()
+        return mine + self.connecting > fewest + fewest // SLACK_SHARE
+
     def _ready(self) -> None:
-        if self.deferrals < MAX_DEFERRALS:
-            mine, fewest = self.loads()
-            if mine + self.connecting > fewest:
-                self.deferrals += 1
-                self._pause(DEFER)
-                return
+        if self._over() and self.deferrals < MAX_DEFERRALS:
+            self.deferrals += 1
+            self._pause(DEFER)
+            return
         self.deferrals = 0
         for _ in range(MAX_BURST):
             try:
@@ -106,9 +125,8 @@ class BalancedAcceptor:
             task = self.loop.create_task(self._connect(conn))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            mine, fewest = self.loads()
-            if mine + self.connecting > fewest:
-                return  # no longer the least loaded: the next one is another worker's
+            if self._over():
+                return  # no longer among the least loaded: the next one is another worker's
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
@@ -120,4 +138,16 @@ class BalancedAcceptor:
             self.connecting -= 1
 
 
-__all__ = ["BalancedAcceptor", "DEFER", "MAX_DEFERRALS"]
+def heartbeat(beat: Callable[[], None]) -> None:
+    """Call `beat` now and every HEARTBEAT_EVERY seconds from the running loop, for as long as
+    it turns: a loop that is blocked, stopped or gone stops beating."""
+    loop = asyncio.get_running_loop()
+
+    def tick() -> None:
+        beat()
+        loop.call_later(HEARTBEAT_EVERY, tick)
+
+    tick()
+
+
+__all__ = ["BalancedAcceptor", "DEFER", "HEARTBEAT_EVERY", "MAX_DEFERRALS", "heartbeat"]

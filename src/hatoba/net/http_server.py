@@ -55,6 +55,7 @@ WRITE_TIMEOUT = 30.0  # seconds the client has to take the answer
 LINGER = 2.0
 LINGER_BYTES = 1 << 20
 VERSIONS = (b"1.0", b"1.1")
+HSTS = "max-age=31536000"  # a year; no includeSubDomains: other names of the domain are not ours
 
 REASONS = {
     200: "OK", 301: "Moved Permanently", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
@@ -64,13 +65,16 @@ REASONS = {
 
 
 class HttpSession:
-    __slots__ = ("router", "stream", "client_ip", "session_id", "metrics", "timeout", "_conn", "_line_ended")
+    __slots__ = ("router", "stream", "client_ip", "session_id", "metrics", "timeout", "https", "_conn", "_line_ended")
 
     def __init__(
-        self, router: Router, stream: Stream, client_ip: str, session_id: str, metrics: Metrics, *, timeout: float
+        self, router: Router, stream: Stream, client_ip: str, session_id: str, metrics: Metrics, *, timeout: float,
+        https: bool = False,
     ) -> None:
-        """`timeout`: seconds for the whole request head (limits.http_request_timeout)."""
+        """`timeout`: seconds for the whole request head (limits.http_request_timeout);
+        `https`: answers say Strict-Transport-Security (RFC 6797): this name is https only."""
         self.timeout = timeout
+        self.https = https
         self.router = router
         self.stream = stream
         self.client_ip = client_ip
@@ -180,6 +184,7 @@ class HttpSession:
             ("Cache-Control", "no-store"),
             ("X-Content-Type-Options", "nosniff"),
             *response.headers,
+            *((("Strict-Transport-Security", HSTS),) if self.https else ()),
             ("Connection", "close"),
         ]
         conn = self._conn

@@ -30,7 +30,7 @@ FIRST_WORKER_ONLY = ("http", "https")
 Sockets = dict[str, list[socket.socket]]  # listener name -> one listening socket per address
 
 
-def bind(listener: ListenerConfig) -> list[socket.socket]:
+def bind(listener: ListenerConfig, backlog: int = BACKLOG) -> list[socket.socket]:
     """A listening socket for every address of `listener.host`; OSError (closing
     what was bound) if one fails."""
     infos = socket.getaddrinfo(listener.host, listener.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -39,7 +39,7 @@ def bind(listener: ListenerConfig) -> list[socket.socket]:
         for family, kind, proto, _, address in dict.fromkeys(infos):
             sock = socket.socket(family, kind, proto)
             bound.append(sock)
-            _listen(sock, address)
+            _listen(sock, address, backlog)
     except OSError:
         for sock in bound:
             sock.close()
@@ -47,12 +47,12 @@ def bind(listener: ListenerConfig) -> list[socket.socket]:
     return bound
 
 
-def _listen(sock: socket.socket, address: tuple) -> None:  # type: ignore[type-arg]
+def _listen(sock: socket.socket, address: tuple, backlog: int = BACKLOG) -> None:  # type: ignore[type-arg]
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if sock.family == socket.AF_INET6:  # "::" must not take the IPv4 port too
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     sock.bind(address)
-    sock.listen(BACKLOG)
+    sock.listen(backlog)
     sock.setblocking(False)
 
 
@@ -68,12 +68,15 @@ def bind_workers(listeners: list[ListenerConfig], workers: int) -> list[Sockets]
     per_worker: list[Sockets] = [{} for _ in range(workers)]
     try:
         for listener in listeners:
+            shared = 1 if listener.name in FIRST_WORKER_ONLY else workers
             try:
-                bound = bind(listener)
+                # One queue for all the workers that share it: as deep as theirs would be together
+                # (the kernel caps it at net.core.somaxconn).
+                bound = bind(listener, BACKLOG * shared)
             except OSError as exc:
                 exc.strerror = f"{listener.name} on {listener.host}:{listener.port}: {exc.strerror or exc}"
                 raise
-            for sockets in per_worker[:1 if listener.name in FIRST_WORKER_ONLY else workers]:
+            for sockets in per_worker[:shared]:
                 sockets[listener.name] = bound
     except OSError:
         for sockets in per_worker:

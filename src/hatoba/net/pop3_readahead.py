@@ -52,13 +52,14 @@ class ReadAhead:
             await asyncio.wait([self.pending])
             self._collect_done()
         data = self.held.pop(index, None)
-        in_order = index == self.last + 1
-        self.last = index
-        if not in_order:
-            self._drop_held()  # not reading in order: what is held may never be asked for
         if data is not None:
             self.held_bytes -= len(data)
-        else:
+        in_order = index == self.last + 1
+        again = index == self.last  # TOP then RETR of one message: still reading in order
+        self.last = index
+        if not in_order and not again:
+            self._drop_held()  # not reading in order: what is held may never be asked for
+        if data is None:
             following = self._plan(index + 1) if in_order else []
             found = await asyncio.to_thread(_read_batch, self.maildrop, index, following)
             data = found[0]

@@ -25,7 +25,7 @@ from hatoba.net.http_server import HttpSession, refusal as http_refusal
 from hatoba.net import worker_link as W
 from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
-from hatoba.net.acceptor import BalancedAcceptor
+from hatoba.net.acceptor import BalancedAcceptor, heartbeat
 from hatoba.pki.renew import CHECK_EVERY as RENEW_CHECK_EVERY, can_tend, tend_own_ca
 from hatoba.net.listen import BACKLOG, FIRST_WORKER_ONLY, bind_all
 from hatoba.net.login import Logins, protocol_of
@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # the delivery machinery (DNS, SMTP client, DKIM) loads only 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0  # seconds sessions get to finish on stop
+WORKERS_AWAITED = 2.0  # seconds the first worker waits for the others before it accepts alone
 # Descriptors besides connections: listeners, the directory, spool and Maildir files, logs.
 SPARE_DESCRIPTORS = 100
 SERVED_LISTENERS = (*SMTP_LISTENERS, "pop3", "pop3s", "imap", "imaps", "http", "https")
@@ -271,6 +272,8 @@ class Server:
         if sockets is None:
             sockets = bind_all(listeners)
         listeners = [lc for lc in listeners if lc.name in sockets]  # http: the first worker only
+        if self.counts is not None:
+            heartbeat(self.counts.beat)  # the other workers leave connections only to live ones
         for listener in listeners:
             for sock in sockets[listener.name]:
                 server: asyncio.Server | BalancedAcceptor
@@ -316,12 +319,16 @@ class Server:
         )
         self.mailbox_events.publish = lambda user, changes: workers.broadcast(W.Changed(user, changes))
         self.metrics.watch_workers(lambda: {0: os.getpid(), **workers.pids})
+        # All start together, so that none takes a first burst alone; but a worker slow
+        # to start (or failing) must not keep the ports unserved: WORKERS_AWAITED at most.
+        starting = asyncio.ensure_future(workers.start())
         try:
-            await workers.start()
+            await asyncio.wait([starting], timeout=WORKERS_AWAITED)
         finally:
-            for server in self._servers:  # all start together: none takes a first burst alone
+            for server in self._servers:
                 if isinstance(server, BalancedAcceptor):
                     server.start()
+        await starting
 
     async def _announce_untried(self) -> None:
         """Tell the delivery processes of every message none has tried; each ignores those it knows."""
@@ -463,8 +470,8 @@ class Server:
         sid = new_session_id()
         session_id.set(sid)
         try:
-            await HttpSession(router, stream, ip, sid, self.metrics,
-                              timeout=self.config.limits.http_request_timeout).run()
+            await HttpSession(router, stream, ip, sid, self.metrics, timeout=self.config.limits.http_request_timeout,
+                              https=router is self.https_router).run()
         except (ConnectionError, OSError) as exc:
             log.debug("http connection lost: %s", type(exc).__name__)
         finally:  # cancelled on shutdown too: nothing is owed to an HTTP client
@@ -485,6 +492,9 @@ class Server:
             missing = sorted(set(range(1, self.workers.count)) - set(self.workers.pids))
             if missing:
                 return f"worker process {missing[0]} is not running"
+            starting = self.workers.starting()
+            if starting:
+                return f"worker process {starting[0]} is starting"
         return None
 
     async def stop(self) -> None:

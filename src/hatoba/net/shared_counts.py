@@ -38,7 +38,9 @@ ROWS × WIDTH × 2 bytes of table: 256 KiB a region, 4 MiB for 16.
 After the regions, the same block holds the login cache every process
 shares (store/login_cache.py): a 32-byte secret made by the primary, then
 LOGIN_SLOTS slots of LOGIN_SLOT bytes that any process writes (640 KiB;
-pages no login touched take no memory).
+pages no login touched take no memory); then each process's heartbeat, the
+time its event loop last turned, which the acceptors read to leave a
+connection only to a worker that is alive.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import os
 import secrets
 import struct
 import tempfile
+import time
 from hashlib import blake2b
 
 ROWS = 4  # fixed: the methods below are written out for four rows (it halves their time)
@@ -61,6 +64,9 @@ _HEADER_SIZE = 64
 LOGIN_SECRET_SIZE = 32
 LOGIN_SLOTS = 1 << 14  # a power of two
 LOGIN_SLOT = 40  # store/login_cache.SLOT.size
+# A worker whose event loop has not beaten within this many seconds takes no new
+# connections from the others (net/acceptor.py): it is dead, stopped or stuck.
+ALIVE_WITHIN = 0.5
 
 
 class SharedCounts:
@@ -85,6 +91,8 @@ class SharedCounts:
         self.secret = bytes(mm[self._login_start:self._login_start + LOGIN_SECRET_SIZE])
         self.slot_count = LOGIN_SLOTS
         self._slots_start = self._login_start + LOGIN_SECRET_SIZE
+        beats_start = self._slots_start + LOGIN_SLOTS * LOGIN_SLOT
+        self._beats = memoryview(mm)[beats_start:beats_start + 8 * workers].cast("d")
 
     @classmethod
     def create(cls, workers: int, *, width: int = WIDTH) -> SharedCounts:
@@ -157,10 +165,17 @@ class SharedCounts:
         return sum(self._totals)
 
     def loads(self) -> tuple[int, int]:
-        """This process's connections and the fewest any other process holds (net/acceptor.py)."""
-        totals = self._totals.tolist()
-        mine = totals.pop(self.index)
-        return mine, min(totals, default=mine)
+        """This process's connections and the fewest any other live process holds (net/acceptor.py);
+        with no other alive, both are this process's."""
+        totals, beats = self._totals.tolist(), self._beats.tolist()
+        mine = totals[self.index]
+        alive_since = time.monotonic() - ALIVE_WITHIN
+        others = [t for i, (t, b) in enumerate(zip(totals, beats)) if i != self.index and b >= alive_since]
+        return mine, min(others, default=mine)
+
+    def beat(self) -> None:
+        """This process's event loop turns (CLOCK_MONOTONIC: one clock for every process)."""
+        self._beats[self.index] = time.monotonic()
 
     def add_total(self, delta: int) -> None:
         self._totals[self.index] += delta
@@ -181,10 +196,12 @@ class SharedCounts:
         if not 0 <= index < self.workers:
             raise ValueError(f"region {index} is not one of the {self.workers}")
         self._totals[index] = 0
+        self._beats[index] = 0.0
         start = _HEADER_SIZE + 8 * self.workers + 2 * index * self._region
         self._mm[start:start + 2 * self._region] = bytes(2 * self._region)
 
     def close(self) -> None:
+        self._beats.release()
         self._totals.release()
         self._table.release()
         self._mm.close()
@@ -197,7 +214,7 @@ def _regions_end(workers: int, width: int) -> int:
 
 
 def _size(workers: int, width: int) -> int:
-    return _regions_end(workers, width) + LOGIN_SECRET_SIZE + LOGIN_SLOTS * LOGIN_SLOT
+    return _regions_end(workers, width) + LOGIN_SECRET_SIZE + LOGIN_SLOTS * LOGIN_SLOT + 8 * workers
 
 
 def _anonymous_file() -> int:

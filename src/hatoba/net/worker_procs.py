@@ -106,6 +106,11 @@ class WorkerProcesses:
         """Worker index -> process id, of those running."""
         return {w.index: w.proc.pid for w in self._workers if w.proc is not None and w.proc.returncode is None}
 
+    def starting(self) -> list[int]:
+        """Indices of the workers running but not listening yet (started again after a death)."""
+        return [w.index for w in self._workers
+                if w.proc is not None and w.proc.returncode is None and not w.ready.is_set()]
+
     async def start(self, timeout: float = 60.0) -> None:
         """Start every worker and wait until each listens (or `timeout`; a worker
         slower than that is told about in the log and keeps starting)."""
