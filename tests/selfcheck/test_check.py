@@ -373,6 +373,18 @@ def test_dns_records_compared_with_what_dns_answers(home, capsys):
     dmarc = one(report, "dns.example.test.DMARC")
     assert dmarc["severity"] == "warning" and "missing" in dmarc["title"]
     assert one(report, "dns.mail.example.test.TLSA")["severity"] == "ok"
+    assert one(report, "dns.example.test.SRV.imaps")["severity"] == "ok"
+    assert one(report, "dns.example.test.SRV.imap")["severity"] == "warning"
+    assert not [f for f in report["findings"] if f["check"].endswith("mta-sts-mx")]  # the MX is ours
+
+
+def test_an_mx_the_mta_sts_policy_does_not_name_is_flagged(home, capsys):
+    records = {"example.test": [("MX", "10 mail.example.test."), ("MX", "5 backup.example.net.")]}
+    with DnsServer(records) as dns:
+        _merge_config(home.config_path, f'[delivery]\nresolver = "{dns.address}"\n')
+        _, report = run_check(home, capsys, "--no-live")
+    finding = one(report, "dns.example.test.mta-sts-mx")
+    assert finding["severity"] == "warning" and "backup.example.net" in finding["explanation"]
 
 
 def test_dns_unreachable_is_one_info_finding(home, capsys):

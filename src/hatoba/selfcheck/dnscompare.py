@@ -57,7 +57,32 @@ async def compare_records(records: list[DnsRecord], resolver: Resolver) -> tuple
             f"No lookup succeeded ({errors[0]}).",
             "Set [delivery] resolver to a reachable DNS server, or run the check where DNS works (--no-dns skips this).",
         )]
-    return [r for r, _ in compared], [_finding(r, reason) for r, reason in compared]
+    findings = [_finding(r, reason) for r, reason in compared]
+    return [r for r, _ in compared], findings + _mta_sts_mx([r for r, _ in compared])
+
+
+def _mta_sts_mx(records: list[DnsRecord]) -> list[Finding]:
+    """RFC 8461 §4.1: a sender that applies our MTA-STS policy delivers only to an MX the
+    policy names (server.hostname); MX records naming other hosts fail it."""
+    found = []
+    with_policy = {r.domain for r in records if r.kind == "MTA-STS"}
+    for record in records:
+        if record.kind != "MX" or record.domain not in with_policy or record.status != "mismatch":
+            continue
+        ours = record.value.split()[-1].rstrip(".").lower()
+        others = sorted({p.split()[-1].rstrip(".").lower() for p in record.published} - {ours})
+        if not others:
+            continue
+        found.append(Finding(
+            "dns", f"dns.{record.domain}.mta-sts-mx", "warning",
+            f"{record.domain}: the MTA-STS policy does not name every MX host",
+            f"The policy served for mta-sts.{record.domain} names mx: {ours}, but the domain's MX records also "
+            f"name {', '.join(others)}. Senders that apply the policy in enforce mode refuse to deliver there; "
+            "in testing mode they report each such delivery as a failure.",
+            f"Point every MX record of {record.domain} at {ours}, or keep [mta_sts] mode = \"testing\" "
+            "until they are.",
+        ))
+    return found
 
 
 async def _published(record: DnsRecord, resolver: Resolver) -> list[str]:
@@ -173,6 +198,8 @@ def _dkim_p(txt: str) -> str:
 
 def _finding(record: DnsRecord, reason: str = "") -> Finding:
     check = f"dns.{record.domain}.{record.kind}"
+    if record.kind == "SRV":  # six of them per domain: _imaps._tcp.D -> dns.D.SRV.imaps
+        check += "." + record.name.split(".", 1)[0].lstrip("_")
     label = f"{record.name} {record.kind}"
     published = "; ".join(record.published) or "nothing"
     if record.status == "match":
