@@ -318,3 +318,45 @@ def test_a_certificate_of_hatobas_ca_past_two_thirds_of_its_life_is_renewed_and_
                     return x509.load_der_x509_certificate(conn.getpeercert(binary_form=True)).serial_number
 
         assert wait_for(lambda: served_serial() == fresh.serial_number, 10)
+
+
+@pytest.mark.parametrize("target", [b"@evil.example/://", b".evil.example/://", b"x:://evil.example", b"*",
+                                    b"http:evil.example/://", b"mail.example.test:443"])
+def test_no_request_target_can_steer_the_redirect_elsewhere(web, target):
+    server, _ = web
+    for method in (b"GET", b"OPTIONS", b"CONNECT"):
+        answer = raw(server.port("http"), method + b" " + target + b" HTTP/1.1\r\nHost: mail.example.test\r\n\r\n")
+        assert status_of(answer) == 400, answer[:300]
+        assert b"Location" not in answer
+    ok = raw(server.port("http"), b"GET https://elsewhere.example/x?y=1 HTTP/1.1\r\nHost: mail.example.test\r\n\r\n")
+    assert b"\r\nLocation: https://mail.example.test:" in ok and b"/x?y=1\r\n" in ok  # absolute-form: its path only
+
+
+def test_a_head_sent_at_once_is_bounded_too(web):
+    server, _ = web
+    port = server.port("http")
+    assert status_of(raw(port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: mail.example.test\r\n\r\n")) == 414
+    headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 60) for i in range(200))  # ~14 KiB, one read
+    assert status_of(raw(port, b"GET / HTTP/1.1\r\nHost: mail.example.test\r\n" + headers + b"\r\n")) == 431
+
+
+def test_expect_100_continue_is_answered_before_the_body(web):
+    server, home = web
+    with socket.create_connection(("127.0.0.1", server.port("https")), timeout=10) as sock:
+        with home.client_context().wrap_socket(sock, server_hostname="mail.example.test") as tls:
+            body = REQUEST.format(address=f"alice@{DOMAIN}").encode()
+            tls.sendall(b"POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: mail.example.test\r\n"
+                        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+            assert tls.recv(100).startswith(b"HTTP/1.1 100 ")
+            tls.sendall(body)
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+    assert status_of(answer) == 200
+
+
+def test_profiles_are_refused_for_addresses_with_hidden_or_quoted_text(web):
+    server, home = web
+    port = server.port("https")
+    for asked in ("%E2%80%AEalice%40example.test", "%22%3C%2Fstring%3E%22%40example.test", "a%01b%40example.test"):
+        assert curl(home, port, "mail.example.test", f"/apple/mail.mobileconfig?emailaddress={asked}")[0] == 400, asked

@@ -14,6 +14,12 @@ Rules:
 - Bytes that are not HTTP/1.x (garbage, a TLS ClientHello on this plain
   port) get 400; a request line of another version (the HTTP/2 preface
   `PRI * HTTP/2.0`) gets 505. Then the connection closes.
+- h11 bounds a head while it arrives; a whole head read at once is checked
+  again (MAX_TARGET: 414, MAX_HEAD: 431). A target must be a path or an
+  http(s) URL (whose path is used): `*`, authority-form and anything else
+  is 400, so no target can steer the redirect to https elsewhere.
+- `Expect: 100-continue` is answered before a body is read.
+- A route has ANSWER_TIMEOUT to answer (503 past it).
 - A request body is read only for a route that takes it (a POST), within
   the same time limit as the head and up to MAX_BODY bytes: 413 past
   that (a Content-Length above it is refused before any is read). Every
@@ -51,6 +57,8 @@ log = logging.getLogger(__name__)
 READ_SIZE = 16384
 MAX_HEAD = 8192  # request line and header fields together (nginx: 1 KiB, then 4 x 8 KiB)
 MAX_BODY = 16384  # a request body (an Autodiscover request is a few hundred bytes)
+MAX_TARGET = 4096  # the request target alone (paths here are short): 414 past it
+ANSWER_TIMEOUT = 30.0  # seconds a route has to answer once the request is in
 WRITE_TIMEOUT = 30.0  # seconds the client has to take the answer
 LINGER = 2.0
 LINGER_BYTES = 1 << 20
@@ -88,6 +96,11 @@ class HttpSession:
         try:
             async with asyncio.timeout(self.timeout):
                 event = await self._read_head()
+                refusal = _refusal(event) if event is not None else None
+                if refusal is not None:
+                    assert event is not None
+                    await self._finish(event.method.decode("ascii", "replace"), "-", refusal)
+                    return
                 if event is not None and self.router.takes_body(event.method.decode("ascii", "replace"),
                                                                  _request(event, self.client_ip).path):
                     body_or_refusal = await self._read_body(event)
@@ -108,12 +121,13 @@ class HttpSession:
         if event is None:
             return  # closed before a whole request: nobody to answer
         method = event.method.decode("ascii", "replace")
-        if event.http_version not in VERSIONS:
-            await self._finish(method, "-", text_response(505, "HTTP version not supported; use HTTP/1.1"))
-            return
         request = _request(event, self.client_ip, body)
         try:
-            response = await self.router.answer(request)
+            async with asyncio.timeout(ANSWER_TIMEOUT):
+                response = await self.router.answer(request)
+        except TimeoutError:  # a look-up stuck behind a lock, a worker that does not answer
+            log.error("http: %s %s took over %.0f s; answered 503", method, _capped(request.path), ANSWER_TIMEOUT)
+            response = text_response(503, "Busy; try again later")
         except Exception:  # one catch per request: our bug
             log.exception("http: %s %s failed", method, _capped(request.path))
             response = text_response(500, f"Local error, id={self.session_id}")
@@ -139,6 +153,8 @@ class HttpSession:
         too_large = text_response(413, f"Request body too large; at most {MAX_BODY} bytes")
         if length is not None and int(length) > MAX_BODY:  # h11 has checked it is a number
             return too_large
+        if self._conn.they_are_waiting_for_100_continue:  # RFC 9110 §10.1.1: they wait before sending it
+            self.stream.write(self._conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -217,11 +233,35 @@ def refusal(text: str) -> bytes:
     return data + (conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b"")
 
 
+def _refusal(event: h11.Request) -> Response | None:
+    """What a whole head that h11 took is still refused with: too long (h11 bounds only a head
+    still arriving), or a target that is not a path (RFC 9112 §3.2: `*`, authority-form, junk)."""
+    if event.http_version not in VERSIONS:  # the HTTP/2 preface too ("PRI * HTTP/2.0")
+        return text_response(505, "HTTP version not supported; use HTTP/1.1")
+    if len(event.target) > MAX_TARGET:
+        return text_response(414, REASONS[414])
+    if len(event.target) + sum(len(name) + len(value) + 4 for name, value in event.headers) > MAX_HEAD:
+        return text_response(431, REASONS[431])
+    if _target(event.target.decode("ascii", "replace")) is None:
+        return text_response(400, "Bad request target; send a path (origin-form) or an http(s) URL")
+    return None
+
+
+def _target(target: str) -> str | None:
+    """The path and query of a request target: origin-form as it is, absolute-form (RFC 9112
+    §3.2.2) reduced to them; None for anything else."""
+    if target.startswith("/"):
+        return target
+    parts = urlsplit(target)
+    if parts.scheme.lower() in ("http", "https") and parts.netloc and target.lower().startswith(parts.scheme.lower() + "://"):
+        path = parts.path or "/"
+        return path + (f"?{parts.query}" if parts.query else "") if path.startswith("/") else None
+    return None
+
+
 def _request(event: h11.Request, client_ip: str, body: bytes = b"") -> Request:
     # h11 has checked the target's characters (RFC 9112 §3.2): printable ASCII, no spaces.
-    target = event.target.decode("ascii", "replace")
-    if not target.startswith("/"):  # absolute-form (RFC 9112 §3.2.2), or `*`
-        target = (urlsplit(target).path or "/") if "://" in target else "*"
+    target = _target(event.target.decode("ascii", "replace")) or "*"  # "*": matches no route
     path, _, query = target.partition("?")
     host = next((value for name, value in event.headers if name == b"host"), b"")
     return Request(event.method.decode("ascii", "replace"), path, query,

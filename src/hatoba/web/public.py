@@ -29,6 +29,7 @@ The domain look-ups read the directory, in a thread.
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
@@ -71,7 +72,8 @@ def https_routes(config: Config, is_local_domain: IsLocalDomain, port_of: A.Port
 
     async def apple(request: Request) -> Response:
         address = _asked_address(request)
-        if address is None:
+        if address is None or address.quoted or not _plain(address.local):
+            # A signed profile shows the address to the user: no quoted or invisible text in it.
             return text_response(400, "Ask with ?emailaddress=you@your.domain")
         if not await local(address.domain):
             return NOT_FOUND
@@ -148,9 +150,14 @@ def _asked_address(request: Request) -> Address | None:
         return None
 
 
+def _plain(text: str) -> bool:
+    """No control, format (bidirectional overrides), private-use or unassigned characters."""
+    return all(unicodedata.category(c)[0] != "C" for c in text)
+
+
 def _autoconfig_domain(request: Request) -> str | None:
     """The domain asked about: ?emailaddress=USER@DOMAIN (Thunderbird sends it), else Host autoconfig.DOMAIN."""
-    if "emailaddress=" in request.query:
+    if any(part.split("=", 1)[0] == "emailaddress" for part in request.query.split("&")):
         address = _asked_address(request)
         return None if address is None else address.domain
     name = request.hostname
