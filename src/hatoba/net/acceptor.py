@@ -43,8 +43,9 @@ Loads = Callable[[], tuple[int, int]]
 
 def _waiting(sock: socket.socket) -> bool:
     """A connection waits in the listening socket's queue now."""
-    readable, _, _ = select.select([sock], [], [], 0)
-    return bool(readable)
+    poller = select.poll()  # not select(): no limit on the descriptor's number
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class BalancedAcceptor:
