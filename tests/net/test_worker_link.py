@@ -64,6 +64,7 @@ def test_every_worker_shares_one_socket_per_port_and_http_is_the_first_workers_o
 
 def test_a_port_another_program_listens_on_fails_the_start_with_several_workers():
     with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # even one that would share
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]

@@ -12,7 +12,7 @@ from hatoba.config.schema import STANDARD_PORTS, Config, ListenerConfig, PathsCo
 from hatoba.selfcheck.dnsrecords import srv_records
 from hatoba.web.autoconfig import autodiscover_address, autodiscover_xml, offers, thunderbird_xml
 from hatoba.web.mobileconfig import profile
-from hatoba.web.mta_sts import policy_domain, policy_id, policy_text
+from hatoba.web.mta_sts import policy_id, policy_text
 from hatoba.web.routes import Request
 
 
@@ -66,8 +66,6 @@ def test_mta_sts_policy_follows_the_config_and_its_id_changes_with_it():
     enforce = dataclasses.replace(testing, mta_sts=dataclasses.replace(testing.mta_sts, mode="enforce"))
     assert policy_text(enforce) == "version: STSv1\r\nmode: enforce\r\nmx: mail.example.org\r\nmax_age: 604800\r\n"
     assert policy_id(policy_text(testing)) != policy_id(policy_text(enforce))
-    assert policy_domain("MTA-STS.Example.org.:443") == "example.org"
-    assert policy_domain("mta-sts.") is None and policy_domain("mail.example.org") is None
 
 
 def test_request_hostname_drops_port_case_and_final_dot():

@@ -11,8 +11,9 @@ steps back for a moment (DEFER seconds) so that worker can take it. Only workers
 whose event loop beat in the last half second count (a heartbeat in the
 shared memory, see heartbeat()): a dead, stopped or stuck worker gets
 nothing, and after MAX_DEFERRALS steps back in a row a worker accepts
-anyway, so no connection waits more than about 10 ms for another worker. Loads within a sixteenth of each other count as equal, so a
-flood of connections is taken in bursts.
+anyway, so no connection waits more than about 10 ms for another worker.
+Loads within a sixteenth of each other count as equal, so a flood of
+connections is taken in bursts.
 
 The loads are the per-worker connection totals in shared memory
 (net/shared_counts.py), which the connection limiter already keeps.

@@ -26,7 +26,6 @@ from hatoba.net import worker_link as W
 from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
 from hatoba.net.acceptor import BalancedAcceptor, heartbeat
-from hatoba.pki.renew import CHECK_EVERY as RENEW_CHECK_EVERY, can_tend, tend_own_ca
 from hatoba.net.listen import BACKLOG, FIRST_WORKER_ONLY, bind_all
 from hatoba.net.login import Logins, protocol_of
 from hatoba.net.stream import Stream
@@ -42,6 +41,7 @@ from hatoba.proto.pop3 import replies as pop3_replies
 from hatoba.proto.smtp import replies as R
 from hatoba.delivery.setup import check_setup as check_delivery_setup
 from hatoba.queue.process import DeliveryProcesses, build_manager
+from hatoba.pki.renew import CHECK_EVERY as RENEW_CHECK_EVERY, can_tend, tend_own_ca
 from hatoba.queue.spool import Spool
 from hatoba.store.directory import Directory
 from hatoba.store.login_cache import SharedLoginCache

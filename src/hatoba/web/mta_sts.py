@@ -31,13 +31,4 @@ def policy_id(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def policy_domain(host: str) -> str | None:
-    """The domain a Host header mta-sts.DOMAIN asks for (lower case, no port), else None."""
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.rstrip(".").lower()
-    if not name.startswith(HOST_PREFIX) or len(name) <= len(HOST_PREFIX):
-        return None
-    return name[len(HOST_PREFIX):]
-
-
-__all__ = ["POLICY_PATH", "POLICY_TYPE", "policy_domain", "policy_id", "policy_text"]
+__all__ = ["HOST_PREFIX", "POLICY_PATH", "POLICY_TYPE", "policy_id", "policy_text"]

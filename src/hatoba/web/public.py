@@ -49,12 +49,11 @@ IsLocalDomain = Callable[[str], bool]  # blocking: called in a thread
 
 
 def https_routes(config: Config, is_local_domain: IsLocalDomain, port_of: A.PortOf) -> list[Route]:
-    async def local(domain: str) -> bool:
-        return bool(domain) and await asyncio.to_thread(is_local_domain, domain)
+    async def local(domain: str | None) -> bool:
+        return await _is_local(is_local_domain, domain)
 
     async def thunderbird(request: Request) -> Response:
-        domain = _autoconfig_domain(request)
-        if domain is None or not await local(domain):
+        if not await local(domain := _autoconfig_domain(request)):
             return NOT_FOUND
         return Response(200, A.thunderbird_xml(config, domain, port_of), A.THUNDERBIRD_TYPE)
 
@@ -71,7 +70,7 @@ def https_routes(config: Config, is_local_domain: IsLocalDomain, port_of: A.Port
         return Response(200, A.autodiscover_xml(config, str(address), port_of), A.AUTODISCOVER_TYPE)
 
     async def apple(request: Request) -> Response:
-        address = _asked_address(request)
+        _, address = _asked_address(request)
         if address is None or address.quoted or not _plain(address.local):
             # A signed profile shows the address to the user: no quoted or invisible text in it.
             return text_response(400, "Ask with ?emailaddress=you@your.domain")
@@ -85,8 +84,7 @@ def https_routes(config: Config, is_local_domain: IsLocalDomain, port_of: A.Port
         return Response(200, signed, P.CONTENT_TYPE, (disposition,))
 
     async def policy(request: Request) -> Response:
-        domain = M.policy_domain(request.host)
-        if domain is None or not await local(domain):
+        if not await local(_under(M.HOST_PREFIX, request.hostname)):
             return NOT_FOUND
         return Response(200, M.policy_text(config).encode("ascii"), M.POLICY_TYPE)
 
@@ -123,10 +121,10 @@ def https_redirect(config: Config, is_local_domain: IsLocalDomain, port_of: A.Po
         if https is None or not https.enabled:
             return NOT_FOUND
         name = request.hostname
-        if name != hostname:
-            domain = _served_domain(name)
-            if domain is None or not await asyncio.to_thread(is_local_domain, domain):
-                return NOT_FOUND
+        served = name == hostname or any(
+            [await _is_local(is_local_domain, _under(prefix, name)) for prefix in (AUTOCONFIG_PREFIX, M.HOST_PREFIX)])
+        if not served:
+            return NOT_FOUND
         https_port = port_of("https")
         port = "" if https_port == 443 else f":{https_port}"
         query = f"?{request.query}" if request.query else ""
@@ -136,18 +134,27 @@ def https_redirect(config: Config, is_local_domain: IsLocalDomain, port_of: A.Po
     return redirect
 
 
-def _asked_address(request: Request) -> Address | None:
-    """?emailaddress=USER@DOMAIN, parsed; None when absent or not an address."""
+async def _is_local(is_local_domain: IsLocalDomain, domain: str | None) -> bool:
+    return bool(domain) and await asyncio.to_thread(is_local_domain, domain)  # type: ignore[arg-type]
+
+
+def _under(prefix: str, name: str) -> str | None:
+    """DOMAIN of a host name PREFIX.DOMAIN (autoconfig., mta-sts.), else None."""
+    return name[len(prefix):] if name.startswith(prefix) and len(name) > len(prefix) else None
+
+
+def _asked_address(request: Request) -> tuple[bool, Address | None]:
+    """(whether ?emailaddress= was given, the address parsed or None when it is not one)."""
     try:
         values = parse_qs(request.query, max_num_fields=8).get("emailaddress")
     except ValueError:  # more fields than any mail program sends
-        return None
+        return True, None
     if not values:
-        return None
+        return False, None
     try:
-        return parse_address(values[0])
+        return True, parse_address(values[0])
     except AddressError:
-        return None
+        return True, None
 
 
 def _plain(text: str) -> bool:
@@ -157,18 +164,10 @@ def _plain(text: str) -> bool:
 
 def _autoconfig_domain(request: Request) -> str | None:
     """The domain asked about: ?emailaddress=USER@DOMAIN (Thunderbird sends it), else Host autoconfig.DOMAIN."""
-    if any(part.split("=", 1)[0] == "emailaddress" for part in request.query.split("&")):
-        address = _asked_address(request)
+    given, address = _asked_address(request)
+    if given:
         return None if address is None else address.domain
-    name = request.hostname
-    return name[len(AUTOCONFIG_PREFIX):] if name.startswith(AUTOCONFIG_PREFIX) else None
-
-
-def _served_domain(name: str) -> str | None:
-    for prefix in (AUTOCONFIG_PREFIX, M.HOST_PREFIX):
-        if name.startswith(prefix) and len(name) > len(prefix):
-            return name[len(prefix):]
-    return None
+    return _under(AUTOCONFIG_PREFIX, request.hostname)
 
 
 __all__ = ["AUTOCONFIG_PATHS", "AUTODISCOVER_PATHS", "https_redirect", "https_routes"]
