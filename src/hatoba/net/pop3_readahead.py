@@ -40,7 +40,6 @@ class ReadAhead:
         self.budget_bytes = budget_bytes
         self.budget_count = budget_count
         self.held: dict[int, bytes] = {}
-        self.held_bytes = 0
         self.last = -1  # the last index asked for
         self.pending: asyncio.Task[list[bytes]] | None = None
         self.pending_indices: list[int] = []
@@ -52,13 +51,11 @@ class ReadAhead:
             await asyncio.wait([self.pending])
             self._collect_done()
         data = self.held.pop(index, None)
-        if data is not None:
-            self.held_bytes -= len(data)
         in_order = index == self.last + 1
         again = index == self.last  # TOP then RETR of one message: still reading in order
         self.last = index
         if not in_order and not again:
-            self._drop_held()  # not reading in order: what is held may never be asked for
+            self.held.clear()  # not reading in order: what is held may never be asked for
         if data is None:
             following = self._plan(index + 1) if in_order else []
             found = await asyncio.to_thread(_read_batch, self.maildrop, index, following)
@@ -68,12 +65,16 @@ class ReadAhead:
             self._prefetch()
         return data
 
+    @property
+    def held_bytes(self) -> int:
+        return sum(map(len, self.held.values()))  # at most budget_count entries
+
     def close(self) -> None:
         """Drop what is held and stop waiting for a batch in flight."""
         if self.pending is not None:
             self.pending.cancel()
             self.pending = None
-        self._drop_held()
+        self.held.clear()
 
     # -- inside ------------------------------------------------------------------------
 
@@ -111,15 +112,10 @@ class ReadAhead:
         if not task.cancelled() and task.exception() is None:
             self._keep(self.pending_indices, task.result())
 
-    def _drop_held(self) -> None:
-        self.held.clear()
-        self.held_bytes = 0
-
     def _keep(self, indices: list[int], found: list[bytes]) -> None:
         for index, data in zip(indices, found):
             if index > self.last and index not in self.held:
                 self.held[index] = data
-                self.held_bytes += len(data)
 
 
 def _read_batch(maildrop: Maildrop, index: int, following: list[int]) -> list[bytes]:
