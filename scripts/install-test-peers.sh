@@ -2,13 +2,14 @@
 # Installs the outside programs the interop tests talk to (Debian/Ubuntu):
 # postfix (a real peer MTA; smtp-source for bench/), swaks, openssl, curl,
 # fetchmail (a real POP3 client), isync (mbsync) and mutt (real IMAP clients),
-# systemd (systemd-analyze verifies the unit; nothing is started).
+# systemd (systemd-analyze verifies the unit; nothing is started), pebble (an
+# ACME CA for tests) and knot (a DNS server that takes RFC 2136 updates).
 # A no-op when they are all present; otherwise needs root (or sudo) and apt.
 # Postfix is installed unconfigured ("No configuration"): the tests run
 # private instances and never touch the system one.
 set -euo pipefail
 
-declare -A wanted=([postfix]=postfix [swaks]=swaks [openssl]=openssl [curl]=curl [fetchmail]=fetchmail [mbsync]=isync [mutt]=mutt [systemd-analyze]=systemd)
+declare -A wanted=([postfix]=postfix [swaks]=swaks [openssl]=openssl [curl]=curl [fetchmail]=fetchmail [mbsync]=isync [mutt]=mutt [systemd-analyze]=systemd [pebble]=pebble [knotd]=knot)
 missing=()
 for cmd in "${!wanted[@]}"; do
   # postfix lives in /usr/sbin, which is not on every user's PATH.

@@ -56,11 +56,14 @@ def test_the_less_loaded_worker_takes_the_connections():
     assert taken == ["b"] * 6
 
 
-def test_at_equal_load_either_may_take_them():
-    # Only "a" serves: at equal loads it never steps back for "b", so none waits.
-    taken, waits = run({"a": 3, "b": 3}, 6, serving=("a",))
+def test_at_equal_load_either_may_take_them(monkeypatch):
+    # Only "a" serves: at equal loads it never steps back for "b" (counted, not timed:
+    # a busy machine may delay a connection without any stepping back).
+    pauses = []
+    monkeypatch.setattr(BalancedAcceptor, "_pause", lambda self, seconds: pauses.append(seconds))
+    taken, _ = run({"a": 3, "b": 3}, 6, serving=("a",))
     assert taken == ["a"] * 6
-    assert max(waits) < DEFER * MAX_DEFERRALS * 0.5, waits
+    assert pauses == []
 
 
 def test_a_worker_that_never_accepts_delays_a_connection_a_little_never_refuses_it():

@@ -22,7 +22,7 @@ from hatoba.cli.common import CliError
 from hatoba.cli.domain import missing_action
 from hatoba.pki.errors import PkiError
 
-ACTIONS = "key|csr|selfsign|ca-init|ca-sign|revoke|show|verify|unprotect|import"
+ACTIONS = "key|csr|selfsign|ca-init|ca-sign|revoke|show|verify|unprotect|import|acme"
 # The CA/Browser Forum's limit since 2020; TLS scanners hold private CAs to it too.
 MAX_LEAF_DAYS = 397  # pki/ca.LEAF_DAYS (not imported: it would load cryptography for --help)
 # CAs: a century is more than enough, and keeps the end date far from datetime's limits.
@@ -108,6 +108,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     imp.add_argument("--out-dir", required=True, type=Path, metavar="DIR")
     _passphrase_flag(imp)
     imp.set_defaults(func=_guarded(run_import))
+
+    from hatoba.cli import acme
+
+    acme.register(actions)
 
 
 def _key_type_flags(parser: argparse.ArgumentParser) -> None:

@@ -28,6 +28,8 @@ from typing import Any
 
 from hatoba.config.schema import (
     MAX_WORKERS,
+    AcmeConfig,
+    AcmeDnsUpdate,
     STANDARD_PORTS,
     AuthConfig,
     Config,
@@ -229,6 +231,7 @@ def _build(raw: dict[str, Any], path: Path, warnings: list[str]) -> Config:
         dkim=_from_fields(DkimConfig, root.table("dkim")),
         metrics=_from_fields(MetricsConfig, root.table("metrics")),
         mta_sts=_from_fields(MtaStsConfig, root.table("mta_sts")),
+        acme=_acme(root.table("acme"), base),
         config_path=path,
     )
     root.done()
@@ -304,6 +307,29 @@ def _tls(root: _Table, base: Path) -> TlsConfig:
     )
     t.done()
     return tls
+
+
+def _acme(table: _Table, base: Path) -> AcmeConfig:
+    update_t = table.table("dns_update")
+    tsig_key = update_t.get("tsig_key", str, "")
+    dns_update = AcmeDnsUpdate(
+        server=update_t.get("server", str, "").strip(),
+        tsig_key=base / Path(tsig_key).expanduser() if tsig_key else None,
+        zone=update_t.get("zone", str, "").strip().rstrip(".").lower(),
+    )
+    update_t.done()
+    ca_file = table.get("ca_file", str, "")
+    acme = AcmeConfig(
+        directory=table.get("directory", str, "").strip(),
+        contact=table.get("contact", str, "").strip(),
+        ca_file=base / Path(ca_file).expanduser() if ca_file else None,
+        challenges=tuple(c.strip().lower() for c in table.strings("challenges")) if table.has("challenges")
+        else AcmeConfig.challenges,
+        names=tuple(n.strip().rstrip(".").lower() for n in table.strings("names")),
+        dns_update=dns_update,
+    )
+    table.done()
+    return acme
 
 
 def _from_fields(cls: Callable[..., Any], table: _Table) -> Any:

@@ -319,6 +319,49 @@ class MtaStsConfig:
     max_age: int = 604800  # seconds senders keep the policy (one week; at most a year)
 
 
+# Short names for the directories most operators want (acme.directory).
+ACME_DIRECTORIES = {
+    "letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
+    "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+}
+ACME_CHALLENGES = ("http-01", "tls-alpn-01", "dns-01")
+
+
+@dataclass(frozen=True)
+class AcmeDnsUpdate:
+    """Where DNS-01 records are written: RFC 2136 dynamic updates, signed with TSIG (RFC 8945)."""
+
+    server: str = ""  # "host:port" of the primary server that takes updates
+    # A TSIG key file as tsig-keygen, ddns-confgen or `keymgr -t` write it:
+    # key "NAME" { algorithm hmac-sha256; secret "BASE64"; };
+    tsig_key: Path | None = None
+    zone: str = ""  # "" = the zone the server holds the name in (asked by SOA)
+
+
+@dataclass(frozen=True)
+class AcmeConfig:
+    # The CA's directory URL (RFC 8555 §7.1.1), or "letsencrypt" /
+    # "letsencrypt-staging"; "" = ACME off (the certificate of [tls] is served).
+    directory: str = ""
+    contact: str = ""  # "mailto:postmaster@example.org": the CA writes before expiry or revocation
+    ca_file: Path | None = None  # extra trust anchors for the CA's own HTTPS (a test or private CA)
+    # Tried in this order for each name: http-01 (the http listener on port 80),
+    # tls-alpn-01 (the https listener on 443), dns-01 ([acme.dns_update]).
+    challenges: tuple[str, ...] = ("http-01", "tls-alpn-01")
+    # The names the certificate covers; empty = the hostname, and autoconfig.DOMAIN
+    # and mta-sts.DOMAIN of each local domain while the https listener is on.
+    names: tuple[str, ...] = ()
+    dns_update: AcmeDnsUpdate = field(default_factory=AcmeDnsUpdate)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.directory)
+
+    @property
+    def directory_url(self) -> str:
+        return ACME_DIRECTORIES.get(self.directory, self.directory)
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     hostname: str
@@ -366,4 +409,5 @@ class Config:
     dkim: DkimConfig = field(default_factory=DkimConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
+    acme: AcmeConfig = field(default_factory=AcmeConfig)
     config_path: Path | None = None

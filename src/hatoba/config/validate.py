@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Iterator
 
 from hatoba.config.load import ConfigError
-from hatoba.config.schema import MTA_STS_MODES, AuthConfig, Config, LimitsConfig
+from hatoba.config.schema import ACME_CHALLENGES, MTA_STS_MODES, AuthConfig, Config, LimitsConfig
 from hatoba.proto.address import AddressError, parse_address, parse_domain
 
 BARE_NEWLINE_MODES = ("normalize", "reject")
@@ -67,6 +67,7 @@ def find_problems(config: Config) -> list[str]:
         *_log_problems(config),
         *_metrics_problems(config),
         *_mta_sts_problems(config),
+        *_acme_problems(config),
     ]
 
 
@@ -219,6 +220,42 @@ def _mta_sts_problems(config: Config) -> Iterator[str]:
         yield f"mta_sts.mode must be one of {', '.join(MTA_STS_MODES)}, not {config.mta_sts.mode!r}"
     if not 0 < config.mta_sts.max_age <= MTA_STS_MAX_AGE:  # RFC 8461 §3.2
         yield f"mta_sts.max_age must be 1 to {MTA_STS_MAX_AGE} seconds (a year), not {config.mta_sts.max_age}"
+
+
+def _acme_problems(config: Config) -> Iterator[str]:
+    acme = config.acme
+    if not acme.enabled:
+        return
+    if not acme.directory_url.startswith("https://"):
+        yield (f"acme.directory must be an https:// URL, \"letsencrypt\" or \"letsencrypt-staging\", "
+               f"not {acme.directory!r}")
+    if acme.contact and not acme.contact.startswith("mailto:"):
+        yield f'acme.contact must be a "mailto:" address, not {acme.contact!r}'
+    if acme.ca_file is not None and not acme.ca_file.is_file():
+        yield f"acme.ca_file: {acme.ca_file} is not a file; point it at the PEM CA certificates of the CA's HTTPS"
+    if not acme.challenges:
+        yield f"acme.challenges is empty; name one or more of {', '.join(ACME_CHALLENGES)}"
+    for challenge in acme.challenges:
+        if challenge not in ACME_CHALLENGES:
+            yield f"acme.challenges: {challenge!r} is not one of {', '.join(ACME_CHALLENGES)}"
+    listeners = config.listeners
+    if "http-01" in acme.challenges and not (listeners.get("http") and listeners["http"].enabled):
+        yield "acme.challenges has http-01 but [listeners.http] is off; enable it (port 80) or drop http-01"
+    if "tls-alpn-01" in acme.challenges and not (listeners.get("https") and listeners["https"].enabled):
+        yield "acme.challenges has tls-alpn-01 but [listeners.https] is off; enable it (port 443) or drop tls-alpn-01"
+    update = acme.dns_update
+    if "dns-01" in acme.challenges:
+        if not update.server:
+            yield "acme.challenges has dns-01 but acme.dns_update.server is empty; give the \"host:port\" that takes updates"
+        if update.tsig_key is None:
+            yield "acme.challenges has dns-01 but acme.dns_update.tsig_key is empty; give the TSIG key file (tsig-keygen)"
+        elif not update.tsig_key.is_file():
+            yield f"acme.dns_update.tsig_key: {update.tsig_key} is not a file; write it with tsig-keygen NAME > FILE"
+    for name in acme.names:
+        try:
+            parse_domain(name)
+        except AddressError as exc:
+            yield f"acme.names: {name!r} is not a domain name: {exc}"
 
 
 def _metrics_problems(config: Config) -> Iterator[str]:

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from hatoba.acme.challenges import ChallengeBoard
+from hatoba.acme.files import served_tls
 from hatoba.config.load import ConfigError, load_config
 from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
 from hatoba.logs import mail_log, session_id
@@ -49,7 +51,7 @@ from hatoba.store.maildir import MaildirStore
 from hatoba.store.folder_tree import MailboxStore
 from hatoba.store.secretbox import SecretBox
 from hatoba.web.ops import operations_routes
-from hatoba.web.public import crl_routes, https_redirect, https_routes
+from hatoba.web.public import acme_challenges, crl_routes, https_redirect, https_routes
 from hatoba.web.routes import Router
 
 if TYPE_CHECKING:  # the delivery machinery (DNS, SMTP client, DKIM) loads only where it runs
@@ -104,6 +106,9 @@ class Server:
         self.first_worker = forward is None
         self._background: set[asyncio.Task[None]] = set()  # tasks nobody awaits, held till they end
         self._tending: asyncio.Task[None] | None = None  # renewing a certificate of hatoba's CA
+        self._acme: asyncio.Task[None] | None = None  # keeping a certificate from the ACME CA
+        # Pending ACME challenges, answered by the http and https listeners of the first worker.
+        self.acme_board = ChallengeBoard() if forward is None and config.acme.enabled else None
         self.workers: WorkerProcesses | None = None  # the others, started by the first (start_workers)
         paths = config.paths
         for folder in (paths.data_dir, paths.mail_dir, paths.queue_dir):
@@ -142,9 +147,9 @@ class Server:
                                                  TrustedNetworks.parse(config.metrics.networks),
                                                  others=self._workers_metrics),
                               *crl_routes(config)],
-                             fallback=https_redirect(config, is_local, self._port_of))
+                             fallback=acme_challenges(self.acme_board, https_redirect(config, is_local, self._port_of)))
         self.https_router = Router(https_routes(config, is_local, self._port_of))
-        self.tls_context: ssl.SSLContext | None = server_context(config.tls)
+        self.tls_context: ssl.SSLContext | None = server_context(served_tls(config))
         if forward is None:  # only the first worker delivers (its delivery processes)
             check_delivery_setup(config)
         limits = config.limits
@@ -214,6 +219,14 @@ class Server:
                 self.reload()
             await asyncio.sleep(RENEW_CHECK_EVERY)
 
+    async def _keep_acme_certificate(self) -> None:
+        from hatoba.acme.manager import AcmeManager  # loads the ACME library only where it runs
+
+        assert self.acme_board is not None
+        manager = AcmeManager(self.config, self.acme_board, local_domains=self.directory.list_domains,
+                              reload=self.reload)
+        await manager.run()
+
     def _port_of(self, name: str) -> int:
         """The port listener `name` listens on: the config's, or the one bound for port 0."""
         bound = self.bound.get(name)
@@ -235,13 +248,14 @@ class Server:
         """
         if self.tls_context is None:
             return False
-        tls = self.config.tls
-        if self.config.config_path is not None:
+        config = self.config
+        if config.config_path is not None:
             try:
-                tls = load_config(self.config.config_path).tls
+                config = load_config(config.config_path)
             except ConfigError as exc:
                 log.error("certificate reload: %s; kept the certificates in use", exc)
                 return False
+        tls = served_tls(config)  # the ACME CA's certificate when there is one (acme/files.py)
         try:
             fresh = server_context(tls)
             self.tls_context.load_cert_chain(str(tls.cert), str(tls.key), password=lambda: b"")
@@ -267,6 +281,8 @@ class Server:
         await self.manager.start()
         if self.first_worker and can_tend(self.config.tls):  # the CA key is ours: renew while running
             self._tending = loop.create_task(self._tend_own_ca())
+        if self.acme_board is not None:
+            self._acme = loop.create_task(self._keep_acme_certificate())
         room_for_connections(self.config.limits.max_connections)
         listeners = served_listeners(self.config, warn=sockets is None)  # serve warned when it bound them
         if sockets is None:
@@ -371,8 +387,11 @@ class Server:
             if implicit_tls is not None:
                 counts.tls_failures.inc()
 
+        # The https listener reads the ClientHello first while a TLS-ALPN-01 challenge is up.
+        chooser = self.acme_board if listener.name == "https" else None
         return lambda: Stream(
-            opened, implicit_tls, handshake_timeout=handshake_timeout, on_accept=accepted, on_fail=failed
+            opened, implicit_tls, handshake_timeout=handshake_timeout, on_accept=accepted, on_fail=failed,
+            chooser=chooser,
         )
 
     def _admit(self, listener: ListenerConfig, stream: Stream, counts: ListenerMetrics) -> bool:
@@ -498,8 +517,9 @@ class Server:
         return None
 
     async def stop(self) -> None:
-        if self._tending is not None:
-            self._tending.cancel()
+        for task in (self._tending, self._acme):
+            if task is not None:
+                task.cancel()
         for server in self._servers:
             server.close()  # stop accepting; open sessions get SHUTDOWN_GRACE
         # IMAP sessions waiting for their client (parked in IDLE or not) say BYE at once;

@@ -25,6 +25,11 @@ Rules:
   connection counts against the limits from accept on; when it returns
   False the connection is closed and nothing else runs. on_fail(stream) runs
   instead of on_open when the connection ends before it could carry a session.
+- With a `chooser` whose reads_hello() is true, an implicit-TLS stream reads
+  the ClientHello before it starts the handshake and lets the chooser pick
+  the context from it (TLS-ALPN-01 answers, acme/challenges.py); the bytes
+  are then fed to the handshake as they came. The wait is bounded by the
+  handshake timeout and by one TLS record.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,16 @@ CHUNK = 16384  # the largest TLS record's payload
 HANDSHAKE_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 30.0
 MAX_BUFFER = 2**20
+MAX_HELLO = 16384 + 5  # one TLS record
+HELLO_INCOMPLETE = "incomplete"
+
+
+class ContextChooser(Protocol):
+    def reads_hello(self) -> bool:
+        """Whether the next implicit-TLS connection must show its ClientHello first."""
+
+    def context_for(self, hello: bytes) -> ssl.SSLContext | None | str:
+        """A context for this ClientHello, None for the usual one, HELLO_INCOMPLETE to read more."""
 
 
 class Stream(asyncio.Protocol):
@@ -48,6 +63,7 @@ class Stream(asyncio.Protocol):
         "_transport", "_on_open", "_implicit_tls", "_tls", "_tls_in", "_tls_out", "_handshake",
         "_timer", "_chunks", "_size", "_waiter", "_eof", "_error", "_write_paused", "_drain_waiter",
         "_read_paused", "_max_buffer", "_parked", "_on_accept", "_on_fail", "_handshake_timeout",
+        "_chooser", "_hello",
     )
 
     def __init__(
@@ -59,6 +75,7 @@ class Stream(asyncio.Protocol):
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         on_accept: Callable[[Stream], bool] | None = None,
         on_fail: Callable[[Stream], None] | None = None,
+        chooser: ContextChooser | None = None,
     ) -> None:
         """`on_open(stream)` runs once the connection can carry a session: at
         once, or after the TLS handshake when `implicit_tls` is given."""
@@ -83,6 +100,8 @@ class Stream(asyncio.Protocol):
         self._on_accept = on_accept
         self._on_fail = on_fail
         self._handshake_timeout = handshake_timeout
+        self._chooser = chooser
+        self._hello: bytes | None = None  # the ClientHello so far, while the chooser waits for it
 
     # -- the transport's side ---------------------------------------------------------
 
@@ -95,10 +114,14 @@ class Stream(asyncio.Protocol):
         if self._implicit_tls is None:
             self._opened()
             return
-        handshake = self._begin_tls(self._implicit_tls)
-        self._implicit_tls = None
+        handshake = self._handshake = asyncio.get_running_loop().create_future()
         self._timer = asyncio.get_running_loop().call_later(self._handshake_timeout, self._handshake_timed_out)
         handshake.add_done_callback(self._implicit_handshake_done)
+        if self._chooser is not None and self._chooser.reads_hello():
+            self._hello = b""
+            return
+        self._begin_tls(self._implicit_tls)
+        self._implicit_tls = None
 
     def _opened(self) -> None:
         transport = self._transport
@@ -126,6 +149,9 @@ class Stream(asyncio.Protocol):
         self._fail_handshake(TimeoutError("no TLS handshake within %g s" % self._handshake_timeout))
 
     def data_received(self, data: bytes) -> None:
+        if self._hello is not None:
+            self._take_hello(data)
+            return
         if self._tls is None:
             self._push(data)
             return
@@ -141,6 +167,23 @@ class Stream(asyncio.Protocol):
                     continue
             if self._error is None:
                 self._read_tls()
+
+    def _take_hello(self, data: bytes) -> None:
+        """Gather the ClientHello until the chooser can pick a context, then start the handshake on it."""
+        assert self._hello is not None and self._chooser is not None
+        if self._error is not None:
+            return  # timed out or closed while the hello was arriving
+        hello = self._hello + data
+        choice = self._chooser.context_for(hello)
+        if choice == HELLO_INCOMPLETE and len(hello) < MAX_HELLO:
+            self._hello = hello
+            return
+        self._hello = None
+        context = choice if isinstance(choice, ssl.SSLContext) else self._implicit_tls
+        self._implicit_tls = None
+        assert context is not None
+        self._begin_tls(context)
+        self.data_received(hello)
 
     def eof_received(self) -> bool:
         # Keep the transport open for writing: the session may still owe the
@@ -331,10 +374,13 @@ class Stream(asyncio.Protocol):
             self._on_open(self)
 
     def _begin_tls(self, context: ssl.SSLContext) -> asyncio.Future[None]:
+        """Start the server side of a handshake; its future is the one made already, or a new one."""
         self._tls_in = ssl.MemoryBIO()
         self._tls_out = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
-        handshake = self._handshake = asyncio.get_running_loop().create_future()
+        handshake = self._handshake
+        if handshake is None:
+            handshake = self._handshake = asyncio.get_running_loop().create_future()
         self._step_handshake()
         return handshake
 

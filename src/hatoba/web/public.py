@@ -16,7 +16,9 @@ https:
   served too: it is how senders learn to drop a policy they cached
   (RFC 8461 §5).
 
-http (plain): the private CA's CRL (/crl/ca.crl, pki/crl.py) to anyone; a
+http (plain): ACME HTTP-01 answers under /.well-known/acme-challenge/ while
+an order has them up (acme/challenges.py); the private CA's CRL
+(/crl/ca.crl, pki/crl.py) to anyone; a
 name this server answers for (server.hostname,
 autoconfig.DOMAIN, mta-sts.DOMAIN of a local domain) is redirected to the
 same path on https when that listener is on; anything else is 404. Nothing
@@ -33,13 +35,15 @@ import unicodedata
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
+from hatoba.acme.challenges import HTTP01_PREFIX, ChallengeBoard
+from hatoba.acme.files import served_tls
 from hatoba.config.schema import Config
 from hatoba.pki.crl import CRL_FILE, CRL_PATH, CRL_TYPE, CrlFile
 from hatoba.proto.address import Address, AddressError, parse_address
 from hatoba.web import autoconfig as A
 from hatoba.web import mobileconfig as P
 from hatoba.web import mta_sts as M
-from hatoba.web.routes import NOT_FOUND, Request, Response, Route, text_response
+from hatoba.web.routes import NOT_FOUND, Handler, Request, Response, Route, text_response
 
 AUTOCONFIG_PATHS = ("/mail/config-v1.1.xml", "/.well-known/autoconfig/mail/config-v1.1.xml")
 AUTODISCOVER_PATHS = ("/autodiscover/autodiscover.xml", "/Autodiscover/Autodiscover.xml")
@@ -79,7 +83,7 @@ def https_routes(config: Config, is_local_domain: IsLocalDomain, port_of: A.Port
         plist = P.profile(config, str(address), port_of)
         if plist is None:
             return NOT_FOUND  # no incoming or no outgoing listener is on
-        signed = await asyncio.to_thread(P.sign, plist, config.tls.cert, config.tls.key)
+        signed = await asyncio.to_thread(_sign_profile, plist, config)
         disposition = ("Content-Disposition", f'attachment; filename="{address.domain}.mobileconfig"')
         return Response(200, signed, P.CONTENT_TYPE, (disposition,))
 
@@ -132,6 +136,29 @@ def https_redirect(config: Config, is_local_domain: IsLocalDomain, port_of: A.Po
         return text_response(301, "Moved to https", (("Location", location),))
 
     return redirect
+
+
+def _sign_profile(plist: bytes, config: Config) -> bytes:
+    """Signed with the certificate the listeners serve: the ACME CA's when there is one."""
+    tls = served_tls(config)
+    return P.sign(plist, tls.cert, tls.key)
+
+
+def acme_challenges(board: ChallengeBoard | None, then: Handler) -> Handler:
+    """The http listener's fallback: ACME HTTP-01 answers (RFC 8555 §8.3) under
+    /.well-known/acme-challenge/ for any Host, else `then` (the redirect)."""
+
+    async def answer(request: Request) -> Response:
+        if not request.path.startswith(HTTP01_PREFIX):
+            return await then(request)
+        key_authorization = board.http01(request.path) if board is not None else None
+        if key_authorization is None:
+            return NOT_FOUND
+        if request.method not in ("GET", "HEAD"):
+            return text_response(405, "Method not allowed; use GET", (("Allow", "GET, HEAD"),))
+        return Response(200, key_authorization.encode("ascii"), "application/octet-stream")
+
+    return answer
 
 
 async def _is_local(is_local_domain: IsLocalDomain, domain: str | None) -> bool:

@@ -1,0 +1,1 @@
+"""Certificates from an ACME CA (RFC 8555): ordered, renewed and put in place by hatoba."""
