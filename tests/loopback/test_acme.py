@@ -11,6 +11,7 @@ each keep the certificate in use and cost one log line.
 from __future__ import annotations
 
 import imaplib
+import json
 import re
 import ssl
 import subprocess
@@ -128,6 +129,9 @@ def test_http01_gets_a_certificate_every_port_serves(tmp_path):
         status = setup.home.cli("cert", "acme", "status")
         assert status.returncode == 0, status.stderr
         assert f"{serial:x}" in status.stdout and "(served)" in status.stdout
+        check = setup.home.cli("check", "--no-live", "--no-dns", "--json")
+        findings = {f["check"]: f for f in json.loads(check.stdout)["findings"]}
+        assert findings["acme.ok"]["severity"] == "ok"
         assert "Traceback" not in setup.log()
 
 
@@ -193,6 +197,9 @@ def test_failures_keep_the_certificate_in_use_and_say_why_in_one_line(tmp_path):
             assert setup.log().count("acme: no certificate from") == lines_before + 1
             status = setup.home.cli("cert", "acme", "status")
             assert expected in status.stdout and "next try" in status.stdout
+            check = setup.home.cli("check", "--no-live", "--no-dns", "--json")
+            failing = [f for f in json.loads(check.stdout)["findings"] if f["check"] == "acme.failing"]
+            assert failing and expected in failing[0]["explanation"]
 
         # A challenge that fails: the hostname's A record points where nothing answers.
         _point(setup.knot, HOSTNAME, "127.0.0.2")

@@ -93,7 +93,12 @@ class AcmeManager:
         while True:
             token = await asyncio.to_thread(self._take_request)
             if token is not None or time.time() >= self._next_check:
-                await self.tend(token)
+                try:
+                    await self.tend(token)
+                except Exception as exc:  # noqa: BLE001 - a bug here must not end renewals for good
+                    log.error("acme: unexpected %s: %s; trying again in %s", type(exc).__name__, exc,
+                              _duration(BACKOFF_FIRST))
+                    self._next_check = time.time() + BACKOFF_FIRST
             await asyncio.sleep(POLL)
 
     def _start(self) -> None:

@@ -24,6 +24,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from hatoba.acme.files import AcmeFiles, served_tls
 from hatoba.config.schema import Config
 from hatoba.pki.certinfo import signature_name
 from hatoba.pki.chain import describe, is_own_issuer
@@ -51,7 +52,9 @@ class CertSetup:
 
 
 def setups(config: Config) -> list[CertSetup]:
-    found = [CertSetup("tls", config.tls.cert, config.tls.key, config.server.hostname)]
+    served = served_tls(config)  # the ACME CA's certificate once there is one
+    where = "acme" if served.cert != config.tls.cert else "tls"
+    found = [CertSetup(where, served.cert, served.key, config.server.hostname)]
     for domain, d in config.tls.domains.items():
         found.append(CertSetup(f'tls.domains."{domain}"', d.cert, d.key, domain, sni=True))
     return found
@@ -65,7 +68,37 @@ def certificate_findings(config: Config, now: datetime.datetime) -> list[Finding
             findings += _setup_findings(setup, anchors, now)
     if all(s.cert.is_file() and s.key.is_file() for s in setups(config)):
         findings.append(_loads(config))
+    if config.acme.enabled:
+        findings.append(_acme_finding(config, now))
     return findings
+
+
+def _acme_finding(config: Config, now: datetime.datetime) -> Finding:
+    """Whether the certificate from the ACME CA is there and renewing (acme/manager.py's state)."""
+    files = AcmeFiles.of(config)
+    state = files.read_state()
+    served = served_tls(config).cert == files.cert
+    error = state.get("last_error")
+    if error:
+        left = ""
+        if served:
+            leaf = read_certs(files.cert)[0]
+            days = (leaf.not_valid_after_utc - now).days
+            left = f" The certificate in use expires in {days} day(s)."
+            severity = "critical" if days < EXPIRY_WARNING_DAYS else "warning"
+        else:
+            severity = "warning"
+        return Finding("certificates", "acme.failing", severity, "Certificates from the ACME CA are failing",
+                       f"The last attempt at {config.acme.directory_url} failed: {error}.{left}",
+                       "Fix what the error names, then run: hatoba cert acme renew")
+    if not served:
+        return Finding("certificates", "acme.none", "warning", "No certificate from the ACME CA yet",
+                       f"[acme] is on, but the listeners still serve {config.tls.cert}.",
+                       "Start hatoba serve (it orders one at start); see hatoba cert acme status")
+    leaf = read_certs(files.cert)[0]
+    return Finding("certificates", "acme.ok", "ok", "The certificate comes from the ACME CA",
+                   f"{config.acme.directory_url} issued it; valid until {leaf.not_valid_after_utc:%Y-%m-%d}, "
+                   "renewed by hatoba before then.")
 
 
 def read_leaf(path: Path) -> x509.Certificate | None:
@@ -244,7 +277,7 @@ def _names(setup: CertSetup, leaf: x509.Certificate) -> list[Finding]:
 def _loads(config: Config) -> Finding:
     """The same load hatoba serve does at start: OpenSSL may refuse what the checks above let pass."""
     try:
-        server_context(config.tls)
+        server_context(served_tls(config))
     except TlsSetupError as exc:
         return Finding("certificates", "cert.load", "critical", "hatoba serve cannot load the certificates",
                        f"{exc}.", "Fix the certificate and key named above; hatoba serve will not start until then.")

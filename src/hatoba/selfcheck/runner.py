@@ -14,6 +14,7 @@ import asyncio
 import datetime
 from dataclasses import dataclass
 
+from hatoba.acme.files import served_tls
 from hatoba.config.schema import Config
 from hatoba.config.validate import find_problems
 from hatoba.dkim.keys import DkimError, DkimKey, list_keys
@@ -61,7 +62,8 @@ def run(config: Config, options: Options = Options()) -> Report:
     add(certificate_findings(config, now))
     add(folder_findings(config))
     keys, key_findings = dkim_keys(config)
-    leaf = read_leaf(config.tls.cert) if config.tls.cert.is_file() else None
+    served = served_tls(config).cert  # the ACME CA's certificate once there is one: its key for TLSA
+    leaf = read_leaf(served) if served.is_file() else None
     records, dns_findings = expected_records(config, domains, keys, leaf)
     add(domain_findings + key_findings + dns_findings)
     if not options.dns and records:
