@@ -356,6 +356,44 @@ def test_relayhost_with_auth_over_starttls(tmp_path, dns):
     assert "with ESMTPSA" in received[0]
 
 
+# -- MTA-STS: a policy served by one hatoba, honoured by another ---------------------------
+
+
+def test_delivery_to_a_domain_whose_mta_sts_policy_hatoba_serves(tmp_path, dns):
+    """The receiver publishes an enforce policy on its https listener; the sender's outbound
+    code delivers under what the policy demands: TLS to an MX the policy names, its
+    certificate verified for that name (tls_policies "verify", the policy's effect)."""
+    import subprocess
+
+    from hatoba.store.directory import Directory
+    from hatoba.web.mta_sts import policy_id, policy_text
+
+    receiver = make_home(tmp_path / "mx", hostname="mx.far.example", domain="far.example", extra_config=(
+        "[listeners.http]\nenabled = true\n[listeners.https]\nenabled = true\n[mta_sts]\nmode = \"enforce\"\n"))
+    Directory(receiver.root / "data" / "directory.sqlite3").add_user("dan@far.example", "dan-password-1")
+    with ServerThread(receiver) as rx:
+        https = rx.port("https")
+        fetched = subprocess.run(
+            ["curl", "-sS", "--fail", "--max-time", "10", "--cacert", str(receiver.ca_file), "--resolve",
+             f"mta-sts.far.example:{https}:127.0.0.1", f"https://mta-sts.far.example:{https}/.well-known/mta-sts.txt"],
+            capture_output=True, text=True, timeout=20)
+        assert fetched.returncode == 0, fetched.stderr
+        policy = dict(line.split(": ", 1) for line in fetched.stdout.splitlines())
+        assert policy["mode"] == "enforce" and policy["mx"] == "mx.far.example"
+        # DNS as the operator publishes it: the MX the policy names, and the policy's id.
+        dns.add("far.example", "MX", "10 mx.far.example.")
+        dns.add("mx.far.example", "A", "127.0.0.1")
+        dns.add("_mta-sts.far.example", "TXT", f"v=STSv1; id={policy_id(policy_text(rx.config))}")
+        sender = outbound_home(tmp_path / "sender", dns, rx.port("smtp"),
+                               extra=f'[tls]\nca_file = "{receiver.ca_file}"\n'
+                                     '[delivery.tls_policies]\n"far.example" = "verify"\n')
+        with ServerThread(sender) as server:
+            submit(server, sender, ["dan@far.example"], message=MESSAGE.replace(b"dan@remote.example", b"dan@far.example"))
+            (stored,) = receiver.wait_messages("dan@far.example", 1, timeout=30)
+    received = email.message_from_bytes(stored).get_all("Received")
+    assert "with ESMTPS" in received[0]  # it came over TLS, verified for mx.far.example
+
+
 # -- DKIM ------------------------------------------------------------------------------
 
 

@@ -105,11 +105,13 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
     return False
 
 
-def make_home(root: Path, *, port_offset: int = 0, extra_config: str = "") -> HatobaHome:
-    """`hatoba init` + domain, users and aliases, done through the real code."""
+def make_home(root: Path, *, port_offset: int = 0, extra_config: str = "", hostname: str = "mail.example.test",
+              domain: str = "example.test") -> HatobaHome:
+    """`hatoba init` + domain, users and aliases, done through the real code. The users and
+    aliases are of example.test; `hostname` and `domain` are what init is told (its certificate's names)."""
     from hatoba.store.directory import Directory
 
-    args = ["init", str(root), "--hostname", "mail.example.test", "--domain", "example.test"]
+    args = ["init", str(root), "--hostname", hostname, "--domain", domain]
     if os.geteuid() == 0:  # as an operator would: a service user owns the data (made if missing)
         args += ["--user", TEST_USER]
     if port_offset:
