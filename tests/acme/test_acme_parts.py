@@ -210,3 +210,148 @@ def test_the_acme_table_loads_and_refuses_unknown_keys(tmp_path):
     home.config_path.write_text(home.config_path.read_text().replace("directory =", "directry ="))
     with pytest.raises(ConfigError, match="did you mean acme.directory"):
         load_config(home.config_path)
+
+
+# -- what a damaged setup or an odd CA must not do ---------------------------------------
+
+
+def test_tsig_keys_with_weak_or_unknown_algorithms_or_binary_content_are_refused(tmp_path):
+    md5 = tmp_path / "md5.key"
+    md5.write_text('key "k" { algorithm hmac-md5; secret "c2VjcmV0"; };\n')
+    with pytest.raises(DnsUpdateError, match="hmac-md5 is not one hatoba signs with"):
+        read_tsig_key(md5)
+    binary = tmp_path / "binary.key"
+    binary.write_bytes(b"\xff\xfe\x00key")
+    with pytest.raises(DnsUpdateError, match="binary.key is not a TSIG key file"):
+        read_tsig_key(binary)
+
+
+def test_the_update_server_must_be_an_address_with_a_port(tmp_path):
+    key = tmp_path / "k.key"
+    key.write_text('key "k" { algorithm hmac-sha256; secret "c2VjcmV0"; };\n')
+    for server, words in (("192.0.2.53", "has no port"), ("ns1.example.org:53", "is a name"),
+                          ("[2001:db8::53]:53", None), ("192.0.2.53:5353", None)):
+        config = base_config(True, challenges=("dns-01",), dns_update=AcmeDnsUpdate(server=server, tsig_key=key))
+        problems = acme_problems(config)
+        if words is None:
+            assert problems == [], server
+        else:
+            assert any(words in p for p in problems), (server, problems)
+
+
+def test_any_error_of_the_library_or_the_ca_is_one_line_that_names_it():
+    from acme import errors, messages
+    from hatoba.acme.order import describe
+
+    acme = AcmeConfig(directory="https://ca.example/dir")
+    for exc in (KeyError('Directory field "newAccount" not found'), TypeError("'NoneType' is not subscriptable"),
+                ValueError("bad\ndate"), errors.TimeoutError(), messages.Error(typ="urn:x:rateLimited", detail="slow\n down"),
+                RuntimeError("")):
+        text = describe(exc, acme)
+        assert text and "\n" not in text, (exc, text)
+    assert "does not answer as an ACME server (KeyError" in describe(KeyError("newAccount"), acme)
+    assert describe(messages.Error(typ="urn:x:rateLimited", detail="slow down"), acme) == \
+        "the CA refused: slow down (rateLimited)"
+
+
+def test_requests_are_files_named_by_token_and_every_one_is_answered(tmp_path):
+    from hatoba.acme.files import AcmeFiles
+
+    files = AcmeFiles(tmp_path / "acme")
+    files.make()
+    first, second = files.write_request(), files.write_request()
+    (files.folder / "renew.nonsense.request").write_text("x")  # not a token: left alone
+    assert sorted(files.take_requests()) == sorted([first, second])
+    assert files.take_requests() == []
+    files.answer([first, second], "installed")
+    answered = files.read_state()["answered"]
+    assert answered[first]["result"] == answered[second]["result"] == "installed"
+    for n in range(40):  # old answers go, so the file stays small
+        files.answer([f"{n:016x}"], "nothing to do")
+    assert len(files.read_state()["answered"]) <= 16
+
+
+def test_state_is_written_beside_a_planted_symlink_never_through_it(tmp_path):
+    from hatoba.acme.files import AcmeFiles
+
+    files = AcmeFiles(tmp_path / "acme")
+    files.make()
+    victim = tmp_path / "victim"
+    victim.write_text("root's\n")
+    files.state.symlink_to(victim)
+    files.write_state({"failures": 1})
+    assert victim.read_text() == "root's\n"
+    assert not files.state.is_symlink() and files.read_state() == {"failures": 1}
+
+
+def test_a_damaged_state_file_is_read_as_empty_fields(tmp_path):
+    from hatoba.acme.files import AcmeFiles, number, table
+
+    files = AcmeFiles(tmp_path / "acme")
+    files.make()
+    files.state.write_text('{"ari": 5, "account": "x", "next_attempt": "soon", "failures": true}')
+    state = files.read_state()
+    assert table(state, "ari") == {} and table(state, "account") == {}
+    assert number(state, "next_attempt") == 0 and number(state, "failures") == 0
+    files.state.write_text("[1, 2]")
+    assert files.read_state() == {}
+
+
+def manager_for(tmp_path):
+    from hatoba.acme.manager import AcmeManager
+    from support.harness import make_home
+
+    home = make_home(tmp_path / "h", extra_config=(
+        "[listeners.http]\nenabled = true\n[listeners.https]\nenabled = true\n"
+        "[acme]\ndirectory = \"https://127.0.0.1:9/dir\"\n"))
+    config = home.config()
+    reloads = []
+    manager = AcmeManager(config, ChallengeBoard(), local_domains=lambda: ["example.test"],
+                          reload=lambda: reloads.append(1) or True)
+    manager.files.make()
+    return manager
+
+
+def test_an_unexpected_error_in_an_order_is_a_failure_like_any_other(tmp_path, monkeypatch):
+    import asyncio
+
+    from hatoba.acme import order
+
+    manager = manager_for(tmp_path)
+
+    def broken(*args, **kwargs):
+        raise KeyError('Directory field "newAccount" not found')
+
+    monkeypatch.setattr(order, "issue", broken)
+    token = manager.files.write_request()
+    asyncio.run(manager.tend(manager.files.take_requests()))
+    state = manager.files.read_state()
+    assert "ordering" not in state
+    assert state["failures"] == 1 and "newAccount" in state["last_error"]
+    assert state["next_attempt"] > state["last_attempt"]  # backing off
+    assert state["answered"][token]["result"].startswith("failed: ")
+    asyncio.run(manager.tend())  # not asked, and backing off: no second order
+    assert manager.files.read_state()["failures"] == 1
+
+
+def test_a_failing_renewal_information_check_never_stops_renewal(tmp_path, monkeypatch):
+    import asyncio
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from hatoba.acme import order
+
+    manager = manager_for(tmp_path)
+    manager.files.cert.write_bytes(leaf(90, ["mail.example.test"]).public_bytes(Encoding.PEM))
+
+    def odd_ari(*args, **kwargs):
+        raise TypeError("'NoneType' object is not subscriptable")
+
+    ordered = []
+    monkeypatch.setattr(order, "renewal_info", odd_ari)
+    monkeypatch.setattr(order, "issue", lambda *a, **k: ordered.append(a[3]) or (_ for _ in ()).throw(
+        order.AcmeError("the CA refused: no")))
+    asyncio.run(manager.tend())
+    state = manager.files.read_state()
+    assert ordered == [["mail.example.test", "autoconfig.example.test", "mta-sts.example.test"]]
+    assert state["ari"]["renew_at"] is None and state["ari"]["ask_again"] > state["last_attempt"]
+    assert state["last_error"] == "the CA refused: no"

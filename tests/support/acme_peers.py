@@ -31,9 +31,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from support.harness import ServerProcess, free_port_offset, make_home, wait_for
 from support.peers import require
 
 TSIG_NAME = "hatoba-acme"
+ZONE = "example.test"
+HOSTNAME = f"mail.{ZONE}"
+NAMES = [HOSTNAME, f"autoconfig.{ZONE}", f"mta-sts.{ZONE}"]
+PORTS = (25, 587, 465, 110, 995, 143, 993, 80, 443)
 
 
 def free_port() -> int:
@@ -223,3 +228,56 @@ class Pebble:
 
     def __exit__(self, *exc: object) -> None:
         _stop(self.proc)
+
+
+class AcmeSetup:
+    """knot, pebble and `hatoba serve` (a child process) with [acme] pointed at pebble:
+    the names of ZONE resolve to 127.0.0.1, pebble validates on hatoba's http/https ports.
+    `keep_root`: see ServerProcess (False: the server runs as the service user)."""
+
+    def __init__(self, tmp_path, challenges: str, *, validity: int | None = None, extra: str = "",
+                 keep_root: bool = True) -> None:
+        self.offset = free_port_offset(PORTS)
+        self.knot = Knot(tmp_path / "knot", ZONE, NAMES)
+        self.tmp = tmp_path
+        self.challenges = challenges
+        self.validity = validity
+        self.extra = extra
+        self.keep_root = keep_root
+
+    def __enter__(self) -> "AcmeSetup":
+        self.knot.__enter__()
+        self.pebble = Pebble(self.tmp / "pebble", self.knot.address, 80 + self.offset, 443 + self.offset,
+                             validity=self.validity).__enter__()
+        acme = (f'[acme]\ndirectory = "{self.pebble.directory_url}"\ncontact = "mailto:postmaster@{ZONE}"\n'
+                f'ca_file = "{self.pebble.ca_file}"\nchallenges = {self.challenges}\n'
+                f'[acme.dns_update]\nserver = "{self.knot.address}"\ntsig_key = "{self.knot.key_file}"\n')
+        web = "[listeners.http]\nenabled = true\n[listeners.https]\nenabled = true\n"
+        self.home = make_home(self.tmp / "hatoba", port_offset=self.offset, extra_config=web + acme + self.extra)
+        self.server = ServerProcess(self.home, self.offset, keep_root=self.keep_root).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+        self.pebble.__exit__()
+        self.knot.__exit__()
+
+    @property
+    def cert_file(self):
+        return self.home.root / "data" / "acme" / "cert.pem"
+
+    def serial(self) -> int | None:
+        try:
+            return x509.load_pem_x509_certificates(self.cert_file.read_bytes())[0].serial_number
+        except (OSError, ValueError):
+            return None
+
+    def wait_issued(self, other_than: int | None = None, timeout: float = 60) -> int:
+        assert wait_for(lambda: self.serial() not in (None, other_than), timeout), self.log()[-3000:]
+        return self.serial()  # type: ignore[return-value]
+
+    def log(self) -> str:
+        return self.server.log_path.read_text(errors="replace")
+
+    def port(self, standard: int) -> int:
+        return standard + self.offset

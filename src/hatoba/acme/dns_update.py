@@ -28,13 +28,14 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
-from hatoba.config.load import parse_listen_address
+from hatoba.config.load import ConfigError, parse_listen_address
 from hatoba.config.schema import AcmeDnsUpdate
 
 TTL = 60
 TIMEOUT = 10.0  # seconds for one DNS exchange
 VISIBLE_WITHIN = 30.0  # seconds the primary gets to answer a record it took
 
+ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")  # RFC 8945 §6
 _BIND_KEY = re.compile(r'key\s+"?([^"\s{]+)"?\s*\{(.*?)\}\s*;', re.S)
 _BIND_ALGORITHM = re.compile(r'algorithm\s+"?([\w.-]+)"?\s*;')
 _BIND_SECRET = re.compile(r'secret\s+"([A-Za-z0-9+/=\s]+)"\s*;')
@@ -54,25 +55,36 @@ class TsigKey:
 
 def read_tsig_key(path: Path) -> TsigKey:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="ascii")
     except OSError as exc:
         raise DnsUpdateError(f"cannot read the TSIG key {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise DnsUpdateError(f"{path} is not a TSIG key file (it is not text)") from None
+    key = None
     match = _BIND_KEY.search(text)
     if match:
         algorithm = _BIND_ALGORITHM.search(match.group(2))
         secret = _BIND_SECRET.search(match.group(2))
         if algorithm and secret:
-            return TsigKey(match.group(1), algorithm.group(1).lower(), "".join(secret.group(1).split()))
+            key = TsigKey(match.group(1), algorithm.group(1).lower(), "".join(secret.group(1).split()))
     line = _ONE_LINE.search(text)
-    if line:
-        return TsigKey(line.group(2), line.group(1).lower(), line.group(3))
-    raise DnsUpdateError(f"{path} holds no TSIG key (write one with: tsig-keygen NAME > {path.name})")
+    if key is None and line:
+        key = TsigKey(line.group(2), line.group(1).lower(), line.group(3))
+    if key is None:
+        raise DnsUpdateError(f"{path} holds no TSIG key (write one with: tsig-keygen NAME > {path.name})")
+    if key.algorithm not in ALGORITHMS:
+        raise DnsUpdateError(f"{path}: TSIG algorithm {key.algorithm} is not one hatoba signs with; "
+                             "make a hmac-sha256 key (tsig-keygen -a hmac-sha256 NAME)")
+    return key
 
 
 class DnsUpdater:
     def __init__(self, settings: AcmeDnsUpdate) -> None:
         assert settings.tsig_key is not None
-        self.host, self.port = parse_listen_address(settings.server, "acme.dns_update.server")
+        try:
+            self.host, self.port = parse_listen_address(settings.server, "acme.dns_update.server")
+        except ConfigError as exc:
+            raise DnsUpdateError(str(exc)) from None
         self.zone_setting = settings.zone
         key = read_tsig_key(settings.tsig_key)
         try:
@@ -101,7 +113,7 @@ class DnsUpdater:
     def _send(self, message: dns.message.Message, what: str) -> None:
         try:
             answer = dns.query.tcp(message, self.host, port=self.port, timeout=TIMEOUT)
-        except (OSError, dns.exception.DNSException) as exc:
+        except (OSError, EOFError, ValueError, dns.exception.DNSException) as exc:
             raise DnsUpdateError(f"cannot {what} on {self.host}:{self.port}: {_why(exc)}") from None
         if answer.rcode() != dns.rcode.NOERROR:
             raise DnsUpdateError(
@@ -116,7 +128,7 @@ class DnsUpdater:
         query = dns.message.make_query(record, dns.rdatatype.SOA)
         try:
             answer = dns.query.tcp(query, self.host, port=self.port, timeout=TIMEOUT)
-        except (OSError, dns.exception.DNSException) as exc:
+        except (OSError, EOFError, ValueError, dns.exception.DNSException) as exc:
             raise DnsUpdateError(f"cannot ask {self.host}:{self.port} for the zone of {record}: {_why(exc)}") from None
         for rrset in (*answer.answer, *answer.authority):
             if rrset.rdtype == dns.rdatatype.SOA and record.is_subdomain(rrset.name):
@@ -133,7 +145,7 @@ class DnsUpdater:
                          for rrset in answer.answer for r in rrset if rrset.rdtype == dns.rdatatype.TXT}
                 if value in texts:
                     return
-            except (OSError, dns.exception.DNSException):
+            except (OSError, EOFError, ValueError, dns.exception.DNSException):
                 pass
             if time.monotonic() > deadline:
                 raise DnsUpdateError(f"{self.host}:{self.port} took the TXT record {record} but does not answer it")
@@ -147,6 +159,8 @@ def _quoted(value: str) -> str:
 def _why(exc: BaseException) -> str:
     if isinstance(exc, dns.exception.Timeout):
         return "no answer"
+    if isinstance(exc, EOFError):
+        return "it closed the connection (is it a DNS server?)"
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 

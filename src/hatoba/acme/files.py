@@ -3,8 +3,15 @@
     account.key     the account's private key (EC P-256), made on first use
     cert.pem        the certificate the CA issued, its chain after it
     state.json      what the last attempts did, and when the next one is due
-    renew.request   left by `hatoba cert acme renew`; the server takes it and
+    renew.TOKEN.request
+                    left by `hatoba cert acme renew`; the server takes it and
                     answers in state.json under the same token
+
+Only the service user writes here: `hatoba cert acme`, started as root,
+becomes the folder's owner first (cli/acme.py), so no file the service user
+placed (a symlink, a FIFO) can steer a write or a read of root's. Files are
+made with O_EXCL|O_NOFOLLOW and renamed into place, and a request is read
+only from a small regular file.
 
 The certificate is for [tls] key: one key for the certificate of `hatoba
 init` and for every certificate the CA issues, so a TLSA "3 1 1" record and
@@ -18,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +36,8 @@ from cryptography import x509
 from hatoba.config.schema import Config, TlsConfig
 
 FOLDER = "acme"
+REQUEST = re.compile(r"^renew\.([0-9a-f]{16})\.request$")
+ANSWERS_KEPT = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +60,8 @@ class AcmeFiles:
     def state(self) -> Path:
         return self.folder / "state.json"
 
-    @property
-    def request(self) -> Path:
-        return self.folder / "renew.request"
+    def request(self, token: str) -> Path:
+        return self.folder / f"renew.{token}.request"
 
     def make(self) -> None:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -66,37 +76,63 @@ class AcmeFiles:
     def write_state(self, state: dict[str, Any]) -> None:
         write_private(self.state, json.dumps(state, indent=1, sort_keys=True).encode() + b"\n")
 
-    def read_request(self) -> str | None:
-        """The token of a pending `hatoba cert acme renew`, or None."""
+    def write_request(self) -> str:
+        """Leave a request for the running server; its token."""
+        token = secrets.token_hex(8)
+        write_private(self.request(token), b"renew\n")
+        return token
+
+    def take_requests(self) -> list[str]:
+        """The tokens of pending `hatoba cert acme renew` commands; their files are removed."""
         try:
-            token = self.request.read_text().strip()
+            names = os.listdir(self.folder)
         except OSError:
-            return None
-        return token[:64] or "?"
+            return []
+        tokens = []
+        for name in names:
+            match = REQUEST.match(name)
+            if match is None:
+                continue
+            try:
+                os.unlink(self.folder / name)
+            except OSError:
+                continue
+            tokens.append(match.group(1))
+        return tokens
 
-    def write_request(self, token: str) -> None:
-        write_private(self.request, token.encode() + b"\n")
+    def answer(self, tokens: list[str], result: str) -> None:
+        state = self.read_state()
+        answers = table(state, "answered")
+        for token in tokens:
+            answers[token] = {"result": result, "at": time.time()}
+        state["answered"] = dict(sorted(answers.items(), key=lambda kv: number(kv[1], "at"))[-ANSWERS_KEPT:])
+        self.write_state(state)
 
-    def drop_request(self) -> None:
-        try:
-            self.request.unlink()
-        except FileNotFoundError:
-            pass
+
+def table(state: dict[str, Any], key: str) -> dict[str, Any]:
+    """state[key] when it is a table, else an empty one (a hand-edited or damaged state file)."""
+    value = state.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def number(state: Any, key: str, default: float = 0.0) -> float:
+    value = state.get(key) if isinstance(state, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
 
 def write_private(path: Path, data: bytes) -> None:
     """Write `data` beside `path` (0600), fsync it, and rename it over: readers see old or new.
-    Written by root (the command line), the file goes to the folder's owner, the server's user."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    The new file is made with O_EXCL|O_NOFOLLOW under a random name: nothing there is followed."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, data)
         os.fsync(fd)
-        if os.geteuid() == 0:
-            folder = path.parent.stat()
-            os.fchown(fd, folder.st_uid, folder.st_gid)
-    finally:
+    except BaseException:
         os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
 
 
@@ -131,4 +167,4 @@ def served_tls(config: Config) -> TlsConfig:
     return dataclasses.replace(config.tls, cert=files.cert)
 
 
-__all__ = ["AcmeFiles", "belongs_to_key", "read_chain", "served_tls", "write_private"]
+__all__ = ["AcmeFiles", "belongs_to_key", "number", "read_chain", "served_tls", "table", "write_private"]

@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from hatoba.acme.challenges import ChallengeBoard
-from hatoba.acme.files import AcmeFiles, belongs_to_key, read_chain, write_private
+from hatoba.acme.files import AcmeFiles, belongs_to_key, number, read_chain, table, write_private
 from hatoba.config.schema import Config
 
 log = logging.getLogger(__name__)
@@ -87,18 +87,21 @@ class AcmeManager:
         self._local_domains = local_domains
         self._reload = reload
         self._next_check = 0.0
+        self._started = False
 
     async def run(self) -> None:
-        await asyncio.to_thread(self._start)
         while True:
-            token = await asyncio.to_thread(self._take_request)
-            if token is not None or time.time() >= self._next_check:
-                try:
-                    await self.tend(token)
-                except Exception as exc:  # noqa: BLE001 - a bug here must not end renewals for good
-                    log.error("acme: unexpected %s: %s; trying again in %s", type(exc).__name__, exc,
-                              _duration(BACKOFF_FIRST))
-                    self._next_check = time.time() + BACKOFF_FIRST
+            try:
+                if not self._started:
+                    await asyncio.to_thread(self._start)
+                    self._started = True
+                tokens = await asyncio.to_thread(self.files.take_requests)
+                if tokens or time.time() >= self._next_check:
+                    await self.tend(tokens)
+            except Exception as exc:  # noqa: BLE001 - a bug here must not end renewals for good
+                log.error("acme: unexpected %s: %s; trying again in %s", type(exc).__name__, exc,
+                          _duration(BACKOFF_FIRST))
+                self._next_check = time.time() + BACKOFF_FIRST
             await asyncio.sleep(POLL)
 
     def _start(self) -> None:
@@ -107,34 +110,33 @@ class AcmeManager:
         if state.pop("ordering", None) is not None:  # an order the last run did not finish
             self.files.write_state(state)
 
-    def _take_request(self) -> str | None:
-        token = self.files.read_request()
-        if token is not None:
-            self.files.drop_request()
-        return token
+    async def tend(self, tokens: list[str] | None = None) -> None:
+        """Order a certificate if one is due (or asked for), and decide when to look again.
+        Every token taken is answered, whatever happens."""
+        result = "failed: an unexpected error; see the server's log"
+        try:
+            result = await self._tend(bool(tokens))
+        finally:
+            if tokens:
+                await asyncio.to_thread(self.files.answer, tokens, result)
+            self._next_check = await asyncio.to_thread(self._next_look)
 
-    async def tend(self, token: str | None = None) -> None:
-        """Order a certificate if one is due (or asked for), and decide when to look again."""
+    async def _tend(self, asked: bool) -> str:
         now = time.time()
         state = await asyncio.to_thread(self.files.read_state)
         chain = await asyncio.to_thread(read_chain, self.files.cert)
         names = wanted_names(self.config, await asyncio.to_thread(self._local_domains))
-        if chain and state.get("ari", {}).get("ask_again", 0) <= now:
-            await self._ask_ari(chain[0], state)
-        reason = await asyncio.to_thread(self._why_order, chain, names, state, now)
-        if token is not None:
-            reason = reason or "asked by hatoba cert acme renew"
-        elif reason is not None and now < state.get("next_attempt", 0):
-            self._next_check = state["next_attempt"]
-            return  # backing off after a failure
-        result = "nothing to do"
-        if reason is not None:
-            result = await self._order(names, reason, state)
-        if token is not None:
+        if chain and number(table(state, "ari"), "ask_again") <= now:
+            await self._ask_ari(chain[0])
             state = await asyncio.to_thread(self.files.read_state)
-            state["answered"] = {"token": token, "result": result, "at": time.time()}
-            await asyncio.to_thread(self.files.write_state, state)
-        self._next_check = await asyncio.to_thread(self._next_look)
+        reason = await asyncio.to_thread(self._why_order, chain, names, state, now)
+        if asked:
+            reason = reason or "asked by hatoba cert acme renew"
+        elif reason is not None and now < number(state, "next_attempt"):
+            return "backing off after a failure"
+        if reason is None:
+            return "nothing to do"
+        return await self._order(names, reason)
 
     def _why_order(self, chain: list[x509.Certificate], names: list[str], state: dict[str, Any],
                    now: float) -> str | None:
@@ -149,8 +151,8 @@ class AcmeManager:
             return "two thirds of its lifetime are gone" if now < leaf.not_valid_after_utc.timestamp() \
                 else "it has expired"
         covered = covered_names(leaf)
-        dropped = state.get("dropped", {})
-        recent = now - state.get("dropped_at", 0) < RETRY_DROPPED
+        dropped = table(state, "dropped")
+        recent = now - number(state, "dropped_at") < RETRY_DROPPED
         missing = [n for n in names if n not in covered and not (recent and n in dropped)]
         if missing:
             return f"it does not cover {', '.join(missing)}"
@@ -163,27 +165,29 @@ class AcmeManager:
         at = now + CHECK_EVERY
         if chain:
             at = min(at, max(now + POLL, renew_time(chain[0], _ari_time(state, chain[0]))))
-        if state.get("next_attempt", 0) > now:
-            at = min(at, state["next_attempt"])
+        if number(state, "next_attempt") > now:
+            at = min(at, number(state, "next_attempt"))
         return at
 
-    async def _ask_ari(self, leaf: x509.Certificate, state: dict[str, Any]) -> None:
-        """The CA's suggested renewal time, when its directory has renewalInfo (RFC 9773)."""
-        from hatoba.acme.order import AcmeError, renewal_info
+    async def _ask_ari(self, leaf: x509.Certificate) -> None:
+        """The CA's suggested renewal time, when its directory has renewalInfo (RFC 9773).
+        Best effort: whatever goes wrong, renewal falls back to two thirds of the lifetime."""
+        from hatoba.acme.order import renewal_info
 
-        pem = leaf.public_bytes(Encoding.PEM)
         try:
+            pem = leaf.public_bytes(Encoding.PEM)
             when, ask_again = await asyncio.to_thread(renewal_info, self.config.acme, self.files, pem)
-        except AcmeError as exc:
-            log.warning("acme: %s; renewing at two thirds of the lifetime", exc)
+        except Exception as exc:  # noqa: BLE001 - the CA's hint is optional
+            log.warning("acme: the CA's renewal information: %s; renewing at two thirds of the lifetime",
+                        _one_line(exc))
             when, ask_again = None, time.time() + BACKOFF_MAX
         state = await asyncio.to_thread(self.files.read_state)
         state["ari"] = {"serial": f"{leaf.serial_number:x}", "renew_at": when, "ask_again": ask_again}
         await asyncio.to_thread(self.files.write_state, state)
 
-    async def _order(self, names: list[str], reason: str, state: dict[str, Any]) -> str:
-        """Order and install; the result in words ("installed ..." or why not)."""
-        from hatoba.acme.order import AcmeError, issue, key_pem_of
+    async def _order(self, names: list[str], reason: str) -> str:
+        """Order and install; the result in words ("installed ..." or "failed: why")."""
+        from hatoba.acme.order import describe, issue, key_pem_of
 
         acme = self.config.acme
         state = await asyncio.to_thread(self.files.read_state)
@@ -195,8 +199,8 @@ class AcmeManager:
             issued = await asyncio.to_thread(issue, acme, self.files, key_pem, names, self.board,
                                              self.config.server.hostname.lower())
             installed = await asyncio.to_thread(self._install, issued.chain_pem, issued.names)
-        except (AcmeError, InstallError, OSError, ValueError) as exc:
-            return await self._failed(str(exc) if not isinstance(exc, OSError) else f"{exc.strerror}: {exc.filename}")
+        except Exception as exc:  # noqa: BLE001 - every failure keeps the certificate and backs off
+            return await self._failed(describe(exc, acme))
         if not self._reload():
             return await self._failed("the new certificate was written but the workers could not load it")
         state = await asyncio.to_thread(self.files.read_state)
@@ -217,7 +221,7 @@ class AcmeManager:
 
     async def _failed(self, why: str) -> str:
         state = await asyncio.to_thread(self.files.read_state)
-        failures = int(state.get("failures", 0)) + 1
+        failures = int(number(state, "failures")) + 1
         wait = backoff(failures)
         state.update(failures=failures, last_error=why, last_attempt=time.time(), next_attempt=time.time() + wait)
         state.pop("ordering", None)
@@ -257,8 +261,12 @@ class InstallError(Exception):
     pass
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _ari_time(state: dict[str, Any], leaf: x509.Certificate) -> float | None:
-    ari = state.get("ari", {})
+    ari = table(state, "ari")
     if ari.get("serial") != f"{leaf.serial_number:x}":
         return None
     when = ari.get("renew_at")

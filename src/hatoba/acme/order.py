@@ -35,6 +35,7 @@ from hatoba.acme.challenges import ChallengeBoard
 from hatoba.acme.dns_update import DnsUpdateError, DnsUpdater
 from hatoba.acme.files import AcmeFiles, write_private
 from hatoba.config.schema import AcmeConfig
+from hatoba.pki.errors import PkiError
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,9 @@ def issue(acme: AcmeConfig, files: AcmeFiles, key_pem: bytes, names: list[str], 
             return Issued(_order(acme_client, acme, files, key_pem, rest, board), rest, dropped)
     except _Invalid as failed:
         raise AcmeError(failed.text()) from None
-    except (errors.Error, messages.Error, requests.RequestException, DnsUpdateError, OSError) as exc:
+    except AcmeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the library and the CA's answers raise many kinds
         raise AcmeError(describe(exc, acme)) from None
 
 
@@ -95,7 +98,9 @@ def revoke(acme: AcmeConfig, files: AcmeFiles, cert_pem: bytes, reason: str = "u
     try:
         acme_client = _client(acme, files)
         acme_client.revoke(x509.load_pem_x509_certificate(cert_pem), REVOKE_REASONS[reason])
-    except (errors.Error, messages.Error, requests.RequestException, OSError) as exc:
+    except AcmeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see issue()
         raise AcmeError(describe(exc, acme)) from None
 
 
@@ -105,11 +110,13 @@ def renewal_info(acme: AcmeConfig, files: AcmeFiles, cert_pem: bytes) -> tuple[f
     try:
         acme_client = _client(acme, files, register=False)
         when, ask_again = acme_client.renewal_time(cert_pem)
+        return (when.timestamp() if when is not None else None), _timestamp(ask_again)
     except errors.ARIError as exc:
-        raise AcmeError(f"the CA's renewal information: {describe(exc.__cause__ or exc, acme)}") from None
-    except (errors.Error, messages.Error, requests.RequestException, OSError) as exc:
+        raise AcmeError(describe(exc.__cause__ or exc, acme)) from None
+    except AcmeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see issue()
         raise AcmeError(describe(exc, acme)) from None
-    return (when.timestamp() if when is not None else None), _timestamp(ask_again)
 
 
 def _timestamp(moment: datetime.datetime) -> float:
@@ -185,8 +192,7 @@ def _order(acme_client: client.ClientV2, acme: AcmeConfig, files: AcmeFiles, key
         for authzr in orderr.authorizations:
             if authzr.body.status == messages.STATUS_VALID:
                 continue  # validated lately by this account: nothing to show
-            challb, cleanup = _put_up(acme_client, acme, files, authzr, board)
-            cleanups.append(cleanup)
+            challb = _put_up(acme_client, acme, files, authzr, board, cleanups)
             response, _ = challb.response_and_validation(acme_client.net.key)
             acme_client.answer_challenge(challb, response)
         try:
@@ -197,15 +203,16 @@ def _order(acme_client: client.ClientV2, acme: AcmeConfig, files: AcmeFiles, key
         for cleanup in cleanups:
             try:
                 cleanup()
-            except (DnsUpdateError, OSError) as exc:
-                log.warning("acme: %s (the record is harmless, remove it when you can)", exc)
+            except Exception as exc:  # noqa: BLE001 - a record left behind must not hide the outcome
+                log.warning("acme: %s (the record is harmless, remove it when you can)", describe(exc, acme))
     return orderr.fullchain_pem.encode()
 
 
 def _put_up(acme_client: client.ClientV2, acme: AcmeConfig, files: AcmeFiles,
-            authzr: messages.AuthorizationResource, board: ChallengeBoard
-            ) -> tuple[messages.ChallengeBody, Callable[[], None]]:
-    """Put up the first challenge of acme.challenges that the CA offers for this name."""
+            authzr: messages.AuthorizationResource, board: ChallengeBoard,
+            cleanups: list[Callable[[], None]]) -> messages.ChallengeBody:
+    """Put up the first challenge of acme.challenges that the CA offers for this name; what
+    takes it down again goes to `cleanups` before anything can fail half-way."""
     name = authzr.body.identifier.value
     offered = {c.chall.typ: c for c in authzr.body.challenges}
     for kind in acme.challenges:
@@ -215,17 +222,20 @@ def _put_up(acme_client: client.ClientV2, acme: AcmeConfig, files: AcmeFiles,
         account_key = acme_client.net.key
         if kind == "http-01":
             token = challb.chall.encode("token")
+            cleanups.append(lambda: board.take_down(token=token))
             board.put_http01(token, challb.chall.validation(account_key))
-            return challb, lambda: board.take_down(token=token)
+            return challb
         if kind == "tls-alpn-01":
+            cleanups.append(lambda: board.take_down(name=name))
             board.put_tls_alpn01(name, challb.chall.validation(account_key), files.folder)
-            return challb, lambda: board.take_down(name=name)
+            return challb
         if kind == "dns-01":
             updater = DnsUpdater(acme.dns_update)
             record = challb.chall.validation_domain_name(name)
             value = challb.chall.validation(account_key)
+            cleanups.append(lambda: updater.remove_txt(record, value))
             updater.add_txt(record, value)
-            return challb, lambda: updater.remove_txt(record, value)
+            return challb
     raise _Invalid({name: f"the CA offers {', '.join(sorted(offered)) or 'no challenge'}, "
                           f"none of acme.challenges ({', '.join(acme.challenges)})"})
 
@@ -244,7 +254,9 @@ def _error_text(error: messages.Error) -> str:
 
 
 def describe(exc: BaseException, acme: AcmeConfig) -> str:
-    """One line for an error of the library, requests or the DNS update."""
+    """One line for any error met on the way: the library's, requests', the DNS update's, ours."""
+    if isinstance(exc, (AcmeError, DnsUpdateError, PkiError)) or type(exc).__name__ == "InstallError":
+        return _flat(exc)
     if isinstance(exc, messages.Error):
         return f"the CA refused: {_error_text(exc)}"
     if isinstance(exc, requests.exceptions.SSLError):
@@ -254,13 +266,16 @@ def describe(exc: BaseException, acme: AcmeConfig) -> str:
         return f"cannot reach the CA at {acme.directory_url}"
     if isinstance(exc, errors.TimeoutError):
         return f"the CA did not decide within {ORDER_DEADLINE} s"
-    if isinstance(exc, errors.ClientError) and "Unexpected response" in str(exc):
-        return f"{acme.directory_url} does not answer as an ACME server"
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{acme.directory_url} does not answer as an ACME server"
+    if isinstance(exc, (errors.ClientError, json.JSONDecodeError, jose.errors.Error, KeyError, TypeError,
+                        AttributeError, ValueError)):
+        return f"{acme.directory_url} does not answer as an ACME server ({type(exc).__name__}: {_flat(exc)})"
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
         return f"cannot use{where}: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {_flat(exc)}"
+
+
+def _flat(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

@@ -6,19 +6,24 @@ running server (acme/files.py), whose listeners answer the challenges, and
 return once it has answered: with the new certificate installed and served,
 or with the reason it is not. revoke first revokes the certificate at the
 CA (with the account key), then asks for a new one.
+
+Started as root, the command becomes the owner of data/acme (the service
+user) before it reads or writes anything there: that folder is the service
+user's, and root must not follow what it placed there.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import secrets
+import os
 import time
 
 from hatoba.cli.common import CliError, load_config
 
 PICKED_UP_WITHIN = 15.0  # seconds a running server takes to see a request
 ANSWERED_WITHIN = 600.0  # an order's validation and issuance, with room for a busy CA
+ORDER_STALE = 900.0  # an "ordering" mark older than this is a server that died mid-order
 
 
 def register(actions: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -45,17 +50,37 @@ def _setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if not config.acme.enabled:
         raise CliError(f"ACME is off in {config.config_path}: set [acme] directory "
                        '(e.g. "letsencrypt") and restart hatoba')
-    return config, AcmeFiles.of(config)
+    files = AcmeFiles.of(config)
+    if not files.folder.is_dir():
+        raise CliError(f"{files.folder} does not exist: no hatoba has run with [acme] on yet; "
+                       "start hatoba serve (it orders a certificate at start)")
+    _become_owner(files.folder)
+    return config, files
+
+
+def _become_owner(folder) -> None:  # type: ignore[no-untyped-def]
+    """As root, take the identity of the folder's owner (see the module docstring)."""
+    if os.geteuid() != 0:
+        return
+    owner = os.lstat(folder)
+    if owner.st_uid == 0:
+        return
+    try:
+        os.setgroups([])
+        os.setgid(owner.st_gid)
+        os.setuid(owner.st_uid)
+    except OSError as exc:
+        raise CliError(f"cannot act as the owner of {folder} (uid {owner.st_uid}): {exc.strerror}") from None
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from hatoba.acme.files import belongs_to_key, read_chain, served_tls
+    from hatoba.acme.files import belongs_to_key, number, read_chain, served_tls, table
     from hatoba.acme.manager import covered_names, renew_time, wanted_names
 
     config, files = _setup(args)
     state = _read_state(files)
     print(f"CA: {config.acme.directory_url}")
-    account = state.get("account", {})
+    account = table(state, "account")
     print(f"account: {account.get('uri') or 'none yet (made at the first order)'}")
     chain = read_chain(files.cert)
     if not chain:
@@ -67,8 +92,8 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"  names: {', '.join(sorted(covered_names(leaf)))}")
         print(f"  serial: {leaf.serial_number:x}, issuer: {leaf.issuer.rfc4514_string()}")
         print(f"  valid: {_when(leaf.not_valid_before_utc.timestamp())} to {_when(leaf.not_valid_after_utc.timestamp())}")
-        ari = state.get("ari", {})
-        ari_time = ari.get("renew_at") if ari.get("serial") == f"{leaf.serial_number:x}" else None
+        ari = table(state, "ari")
+        ari_time = number(ari, "renew_at") or None if ari.get("serial") == f"{leaf.serial_number:x}" else None
         print(f"  renews: {_when(renew_time(leaf, ari_time))}"
               f" ({'as the CA suggests (ARI)' if ari_time else 'at two thirds of its lifetime'})")
         if not served:
@@ -81,13 +106,14 @@ def run_status(args: argparse.Namespace) -> int:
     except Exception:  # noqa: BLE001 - the directory is optional here: status must still print
         domains = []
     print(f"names wanted: {', '.join(wanted_names(config, domains))}")
-    for name, why in sorted(state.get("dropped", {}).items()):
+    for name, why in sorted(table(state, "dropped").items()):
         print(f"  left out: {name}: {why}")
     if state.get("last_error"):
-        print(f"last attempt: {_when(state.get('last_attempt', 0))} failed: {state['last_error']}")
-        print(f"next try: {_when(state.get('next_attempt', 0))} (failures in a row: {state.get('failures', 0)})")
-    elif state.get("renewed_at"):
-        print(f"last renewal: {_when(state['renewed_at'])}")
+        print(f"last attempt: {_when(number(state, 'last_attempt'))} failed: {state['last_error']}")
+        print(f"next try: {_when(number(state, 'next_attempt'))} "
+              f"(failures in a row: {number(state, 'failures'):.0f})")
+    elif number(state, "renewed_at"):
+        print(f"last renewal: {_when(number(state, 'renewed_at'))}")
     return 0
 
 
@@ -126,40 +152,47 @@ def run_revoke(args: argparse.Namespace) -> int:
 
 def _ask_server(files) -> int:  # type: ignore[no-untyped-def]
     """Leave a request for the running server and wait for its answer."""
-    token = secrets.token_hex(8)
+    from hatoba.acme.files import number, table
+
     try:
-        files.write_request(token)
+        token = files.write_request()
     except OSError as exc:
-        raise CliError(f"cannot write {files.request}: {exc.strerror}; run this as root or as the server's user") from None
+        raise CliError(f"cannot write a request into {files.folder}: {exc.strerror}; "
+                       "run this as root or as the server's user") from None
+    request = files.request(token)
     start = time.monotonic()
     while True:
         time.sleep(0.25)
         state = _read_state(files)
-        answered = state.get("answered", {})
-        if answered.get("token") == token:
+        answered = table(table(state, "answered"), token)
+        if answered:
             result = str(answered.get("result", ""))
             if result.startswith("failed"):
                 raise CliError(f"no new certificate: {result.removeprefix('failed: ')}")
             print(result)
             return 0
         waited = time.monotonic() - start
-        if waited > PICKED_UP_WITHIN and files.request.exists() and not state.get("ordering"):
-            files.drop_request()
+        ordering = time.time() - number(state, "ordering") < ORDER_STALE
+        if waited > PICKED_UP_WITHIN and request.exists() and not ordering:
+            request.unlink(missing_ok=True)
             raise CliError(f"no running hatoba took the request within {PICKED_UP_WITHIN:.0f} s: start "
                            "hatoba serve with this config (it orders a certificate at start)")
         if waited > ANSWERED_WITHIN:
-            raise CliError(f"the server took the request but has not answered in {ANSWERED_WITHIN:.0f} s; "
+            request.unlink(missing_ok=True)
+            raise CliError(f"the server has not answered in {ANSWERED_WITHIN:.0f} s; "
                            "see its log and hatoba cert acme status")
 
 
 def _read_state(files) -> dict:  # type: ignore[no-untyped-def, type-arg]
     try:
-        files.state.stat()
-        files.state.open().close()
+        with files.state.open("rb"):
+            pass
     except FileNotFoundError:
         return {}
     except PermissionError:
         raise CliError(f"cannot read {files.state}: run this as root or as the server's user") from None
+    except OSError as exc:
+        raise CliError(f"cannot read {files.state}: {exc.strerror}") from None
     return files.read_state()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 
-from hatoba.config.load import ConfigError
+from hatoba.config.load import ConfigError, parse_listen_address
 from hatoba.config.schema import ACME_CHALLENGES, MTA_STS_MODES, AuthConfig, Config, LimitsConfig
 from hatoba.proto.address import AddressError, parse_address, parse_domain
 
@@ -244,9 +244,11 @@ def _acme_problems(config: Config) -> Iterator[str]:
     if "tls-alpn-01" in acme.challenges and not (listeners.get("https") and listeners["https"].enabled):
         yield "acme.challenges has tls-alpn-01 but [listeners.https] is off; enable it (port 443) or drop tls-alpn-01"
     update = acme.dns_update
+    if update.server:
+        yield from _dns_update_server_problems(update.server)
     if "dns-01" in acme.challenges:
         if not update.server:
-            yield "acme.challenges has dns-01 but acme.dns_update.server is empty; give the \"host:port\" that takes updates"
+            yield "acme.challenges has dns-01 but acme.dns_update.server is empty; give the \"address:port\" that takes updates"
         if update.tsig_key is None:
             yield "acme.challenges has dns-01 but acme.dns_update.tsig_key is empty; give the TSIG key file (tsig-keygen)"
         elif not update.tsig_key.is_file():
@@ -256,6 +258,19 @@ def _acme_problems(config: Config) -> Iterator[str]:
             parse_domain(name)
         except AddressError as exc:
             yield f"acme.names: {name!r} is not a domain name: {exc}"
+
+
+def _dns_update_server_problems(server: str) -> Iterator[str]:
+    try:
+        host, _port = parse_listen_address(server, "acme.dns_update.server")
+    except ConfigError as exc:
+        yield f"{exc} (the primary DNS server's address and port, e.g. \"192.0.2.53:53\")"
+        return
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        yield (f"acme.dns_update.server: {host!r} is a name; give the primary's IP address "
+               "(updates must not depend on the DNS they change)")
 
 
 def _metrics_problems(config: Config) -> Iterator[str]:

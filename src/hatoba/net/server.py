@@ -360,6 +360,8 @@ class Server:
         open (after the TLS handshake on implicit-TLS ports)."""
         implicit_tls = self.tls_context if listener.implicit_tls else None
         handshake_timeout = self.config.limits.tls_handshake_timeout
+        # The https listener reads the ClientHello first while a TLS-ALPN-01 challenge is up.
+        chooser = self.acme_board if listener.name == "https" else None
         counts = self.metrics.listener(listener.name)
 
         def accepted(stream: Stream) -> bool:
@@ -373,6 +375,12 @@ class Server:
             if implicit_tls is not None:
                 counts.tls_handshakes.inc()
             ip = self._admitted.pop(stream)
+            if chooser is not None and _acme_validation(stream):
+                # A TLS-ALPN-01 validation ends with the handshake (RFC 8737 §3): no request follows.
+                self.limiter.release(ip)
+                counts.open.dec()
+                stream.close()
+                return
             if listener.name in WEB_LISTENERS:
                 router = self.router if listener.name == "http" else self.https_router
                 task = self._start(self._serve_http(stream, ip, counts, router))
@@ -387,8 +395,6 @@ class Server:
             if implicit_tls is not None:
                 counts.tls_failures.inc()
 
-        # The https listener reads the ClientHello first while a TLS-ALPN-01 challenge is up.
-        chooser = self.acme_board if listener.name == "https" else None
         return lambda: Stream(
             opened, implicit_tls, handshake_timeout=handshake_timeout, on_accept=accepted, on_fail=failed,
             chooser=chooser,
@@ -628,6 +634,11 @@ _LISTENER_WORDS = {
 
 def _describe(listener: ListenerConfig) -> str:
     return _LISTENER_WORDS.get(listener.name, listener.name)
+
+
+def _acme_validation(stream: Stream) -> bool:
+    tls = stream.get_extra_info("ssl_object")
+    return tls is not None and tls.selected_alpn_protocol() == "acme-tls/1"
 
 
 def _quiet_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
