@@ -164,7 +164,7 @@ def test_failures_keep_the_certificate_in_use_and_say_why_in_one_line(tmp_path):
         blocked = Pebble(pebble.folder, pebble.dns_address, pebble.http_port, pebble.tls_port)
         blocked.port, blocked.management_port = pebble.port, pebble.management_port
         blocked.blocklist = [ZONE]
-        setup.pebble = blocked.__enter__()
+        setup.pebble = setup.adopt(blocked)
         renew_fails("the CA refused")
         assert "Traceback" not in setup.log()
 

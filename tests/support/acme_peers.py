@@ -11,6 +11,7 @@ here (`ca_file`); the roots it issues under are new at every start (`roots`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import json
 import os
@@ -128,7 +129,11 @@ zone:
         self.log = self.folder / "knot.log"
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([knotd, "-c", str(self.folder / "knot.conf")], stdout=out, stderr=out)
-        _wait(self._answers, "knotd", self.proc, self.log)
+        try:
+            _wait(self._answers, "knotd", self.proc, self.log)
+        except BaseException:
+            _stop(self.proc)
+            raise
         return self
 
     def _answers(self) -> bool:
@@ -214,7 +219,11 @@ class Pebble:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([pebble, "-config", str(config), "-dnsserver", self.dns_address],
                                          stdout=out, stderr=out, env=env)
-        _wait(lambda: self._get(self.directory_url) is not None, "pebble", self.proc, self.log)
+        try:
+            _wait(lambda: self._get(self.directory_url) is not None, "pebble", self.proc, self.log)
+        except BaseException:
+            _stop(self.proc)
+            raise
         return self
 
     def _get(self, url: str) -> bytes:
@@ -246,21 +255,29 @@ class AcmeSetup:
         self.keep_root = keep_root
 
     def __enter__(self) -> "AcmeSetup":
-        self.knot.__enter__()
-        self.pebble = Pebble(self.tmp / "pebble", self.knot.address, 80 + self.offset, 443 + self.offset,
-                             validity=self.validity).__enter__()
+        with contextlib.ExitStack() as started:  # a part that fails to start stops the others
+            self._enter(started)
+            self._stack = started.pop_all()
+        return self
+
+    def _enter(self, started: contextlib.ExitStack) -> None:
+        started.enter_context(self.knot)
+        self.pebble = started.enter_context(
+            Pebble(self.tmp / "pebble", self.knot.address, 80 + self.offset, 443 + self.offset,
+                   validity=self.validity))
         acme = (f'[acme]\ndirectory = "{self.pebble.directory_url}"\ncontact = "mailto:postmaster@{ZONE}"\n'
                 f'ca_file = "{self.pebble.ca_file}"\nchallenges = {self.challenges}\n'
                 f'[acme.dns_update]\nserver = "{self.knot.address}"\ntsig_key = "{self.knot.key_file}"\n')
         web = "[listeners.http]\nenabled = true\n[listeners.https]\nenabled = true\n"
         self.home = make_home(self.tmp / "hatoba", port_offset=self.offset, extra_config=web + acme + self.extra)
-        self.server = ServerProcess(self.home, self.offset, keep_root=self.keep_root).start()
-        return self
+        self.server = started.enter_context(ServerProcess(self.home, self.offset, keep_root=self.keep_root))
 
     def __exit__(self, *exc: object) -> None:
-        self.server.stop()
-        self.pebble.__exit__()
-        self.knot.__exit__()
+        self._stack.close()
+
+    def adopt(self, peer):  # type: ignore[no-untyped-def]
+        """Start `peer` and stop it with the rest."""
+        return self._stack.enter_context(peer)
 
     @property
     def cert_file(self):

@@ -80,3 +80,17 @@ def test_apple_profile_needs_a_way_in_and_a_way_out():
     [mail] = pop_only["PayloadContent"]
     assert mail["EmailAccountType"] == "EmailTypePOP"
     assert (mail["IncomingMailServerPortNumber"], mail["OutgoingMailServerPortNumber"]) == (110, 587)
+
+
+def test_autodiscover_answers_are_valid_against_the_2006a_schema():
+    """Our XSD of the POX reference (tests/web/schemas), checked by xmlschema: element
+    names, cardinality and values; a wrong value or element is caught, so the check bites."""
+    import xmlschema
+
+    schema = xmlschema.XMLSchema(str(Path(__file__).parent / "schemas" / "autodiscover-2006.xsd"))
+    for enabled in ({"imaps", "imap", "pop3s", "pop3", "smtps", "submission"}, {"imaps", "submission"}, {"pop3"}):
+        schema.validate(autodiscover_xml(config(enabled), "you@example.org").decode())
+    good = autodiscover_xml(config({"imaps"}), "you@example.org").decode()
+    for broken in (good.replace("<SSL>on</SSL>", "<SSL>yes</SSL>"), good.replace("<Type>IMAP</Type>", "<Type>imap4</Type>"),
+                   good.replace("<Port>993</Port>", "<Port>0</Port>"), good.replace("<SPA>off</SPA>", "<SPA>off</SPA><Secret/>")):
+        assert not schema.is_valid(broken)
