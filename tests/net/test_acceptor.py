@@ -78,3 +78,20 @@ def test_equal_within_a_sixteenth_is_equal():
     assert taken == ["a"] * 6 and max(waits) < DEFER * MAX_DEFERRALS * 0.5, waits  # no stepping back
     taken, _ = run({"a": 160, "b": 150}, 6)  # 160 > 159: only "b"
     assert taken == ["b"] * 6
+
+
+def test_the_heartbeat_stops_quietly_once_the_shared_block_is_closed():
+    from hatoba.net.acceptor import HEARTBEAT_EVERY, heartbeat
+    from hatoba.net.shared_counts import SharedCounts
+
+    async def main() -> None:
+        counts = SharedCounts.create(2)
+        errors = []
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))
+        heartbeat(counts.beat)
+        await asyncio.sleep(HEARTBEAT_EVERY * 1.5)
+        counts.close()  # a worker stopping: the timer may still fire once
+        await asyncio.sleep(HEARTBEAT_EVERY * 2.5)
+        assert errors == []
+
+    asyncio.run(main())

@@ -146,7 +146,10 @@ def heartbeat(beat: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
 
     def tick() -> None:
-        beat()
+        try:
+            beat()
+        except ValueError:  # the shared block is closed (a released memoryview): the process is stopping
+            return
         loop.call_later(HEARTBEAT_EVERY, tick)
 
     tick()
