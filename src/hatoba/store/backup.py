@@ -37,7 +37,7 @@ _DATABASE_FILES = frozenset(DATABASE + suffix for suffix in ("", "-wal", "-shm",
 # every key of the schema naming a file is in one of the two).
 BACKED_UP_KEYS = frozenset({
     "tls.cert", "tls.key", "tls.ca_file", "tls.domains.cert", "tls.domains.key",
-    "delivery.relayhost_password_file", "paths.data_dir",
+    "delivery.relayhost_password_file", "paths.data_dir", "acme.ca_file", "acme.dns_update.tsig_key",
 })
 LEFT_OUT_KEYS = frozenset({"log.file"})  # a log is not state: the new instance starts its own
 
@@ -87,6 +87,7 @@ def instance_files(config: Config) -> tuple[list[Path], list[Path]]:
         named += [domain.cert, domain.key]
     if config.delivery.relayhost_password_file:
         named.append(root / Path(config.delivery.relayhost_password_file).expanduser())
+    named += [config.acme.ca_file, config.acme.dns_update.tsig_key]  # data/acme goes with the data folder
     files = {config_file}
     folders: set[Path] = set()
     data_dir = config.paths.data_dir.absolute()
