@@ -81,6 +81,7 @@ def test_init_template_loads_with_the_schema_defaults(tmp_path: Path, caplog: py
     assert config.delivery == DeliveryConfig()
     assert config.log == LogConfig()
     assert config.metrics == MetricsConfig()
+    assert config.dns.resolver == "" and config.acme.enabled is False
 
 
 def test_template_with_offset_and_ipv6_bind(tmp_path: Path) -> None:
@@ -467,3 +468,17 @@ def test_workers_and_the_connection_ceiling(tmp_path: Path) -> None:
                         (MINIMAL + "[limits]\nmax_connections = 70000\n", "limits.max_connections")):
         with pytest.raises(ConfigError, match=words):
             load_config(write_setup(tmp_path, text))
+
+
+MINIMAL = '[server]\nhostname = "mail.example.test"\n[tls]\ncert = "tls/server.crt"\nkey = "tls/server.key"\n'
+
+
+def test_one_dns_setting_with_its_old_name_still_read(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, MINIMAL + '[dns]\nresolver = "127.0.0.1:5353"\n')
+    config = load_config(path)
+    assert config.dns.resolver == config.delivery.resolver == "127.0.0.1:5353"
+    path = write_setup(tmp_path, MINIMAL + '[delivery]\nresolver = "127.0.0.1:5354"\n')
+    config = load_config(path)
+    assert config.dns.resolver == config.delivery.resolver == "127.0.0.1:5354"
+    path = write_setup(tmp_path, MINIMAL + '[dns]\nresolver = "127.0.0.1:1"\n[delivery]\nresolver = "127.0.0.1:2"\n')
+    assert "keep only [dns] resolver" in refusal(path)

@@ -35,6 +35,7 @@ from hatoba.config.schema import (
     Config,
     DeliveryConfig,
     DkimConfig,
+    DnsConfig,
     DomainTls,
     LimitsConfig,
     ListenerConfig,
@@ -213,6 +214,7 @@ def _build(raw: dict[str, Any], path: Path, warnings: list[str]) -> Config:
     server_t.done()
     paths_t.done()
     auth, pop3 = _auth_and_pop3(root.table("auth"), root.table("pop3"), warnings)
+    delivery, dns = _delivery_and_dns(root.table("delivery"), root.table("dns"))
     config = Config(
         server=ServerConfig(
             hostname=hostname, postmaster=postmaster.strip(), user=user, group=group, allow_root=allow_root,
@@ -227,7 +229,8 @@ def _build(raw: dict[str, Any], path: Path, warnings: list[str]) -> Config:
         pop3=pop3,
         imap=_from_fields(ImapConfig, root.table("imap")),
         log=_log(root.table("log"), base),
-        delivery=_delivery(root.table("delivery")),
+        delivery=delivery,
+        dns=dns,
         dkim=_from_fields(DkimConfig, root.table("dkim")),
         metrics=_from_fields(MetricsConfig, root.table("metrics")),
         mta_sts=_from_fields(MtaStsConfig, root.table("mta_sts")),
@@ -395,6 +398,19 @@ def _domain_map(table: _Table) -> dict[str, str]:
         values[domain.lower().rstrip(".")] = table.get(domain, str)
     table.done()
     return values
+
+
+def _delivery_and_dns(delivery_t: _Table, dns_t: _Table) -> tuple[DeliveryConfig, DnsConfig]:
+    """[dns] resolver, or its old name delivery.resolver; both are set to the one in use."""
+    delivery = _delivery(delivery_t)
+    resolver = dns_t.get("resolver", str, "").strip()
+    dns_t.done()
+    old = delivery.resolver.strip()
+    if resolver and old and resolver != old:
+        raise ConfigError(f"dns.resolver ({resolver!r}) and its old name delivery.resolver ({old!r}) differ; "
+                          "keep only [dns] resolver")
+    resolver = resolver or old
+    return dataclasses.replace(delivery, resolver=resolver), DnsConfig(resolver=resolver)
 
 
 def _delivery(table: _Table) -> DeliveryConfig:

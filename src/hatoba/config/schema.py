@@ -260,7 +260,7 @@ class DeliveryConfig:
     # TLS towards the relayhost: "" = verify when credentials are set (a
     # password must not go to an impostor), else the default policy below.
     relayhost_tls: str = ""
-    # DNS server "host:port" for MX/A/AAAA/TXT lookups; empty = the system's.
+    # The old name of [dns] resolver, still read; load.py keeps the two equal.
     resolver: str = ""
     # Outbound TLS by default: may (STARTTLS when offered), encrypt (STARTTLS
     # must succeed), verify (and the certificate must match the MX name).
@@ -288,6 +288,13 @@ class DeliveryConfig:
     connection_reuse_seconds: float = 5.0
     # Where bounces that cannot be delivered go; "" = postmaster@ the first local domain.
     postmaster: str = ""
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    # The DNS server "host:port" for every lookup (MX, A/AAAA, TXT, SRV, TLSA, SPF,
+    # DKIM, DMARC, blocklists); empty = the system's (/etc/resolv.conf).
+    resolver: str = ""
 
 
 @dataclass(frozen=True)
@@ -406,6 +413,7 @@ class Config:
     imap: ImapConfig = field(default_factory=ImapConfig)
     log: LogConfig = field(default_factory=LogConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)

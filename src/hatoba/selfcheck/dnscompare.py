@@ -1,7 +1,7 @@
 """Compare the records to publish with what DNS answers: match, mismatch or missing.
 
 Rules:
-- Lookups go through dnsutil.Resolver with config.delivery.resolver, the
+- Lookups go through dnsutil.Resolver with config.dns.resolver, the
   same server outbound delivery asks, all at once with a short timeout.
 - "match" means the published record does the job, not that it is
   byte-identical: any DMARC or TLS-RPT record counts, an SPF record counts
