@@ -109,6 +109,11 @@ def test_a_short_lived_certificate_renews_by_itself_under_open_sessions(tmp_path
         context.check_hostname = False  # the chain is verified; the name was, by assert_served_everywhere
         imap = imaplib.IMAP4_SSL("127.0.0.1", setup.port(993), ssl_context=context)
         imap.login("alice@example.test", "alice-password-1")
+        import smtplib
+
+        smtp = smtplib.SMTP("127.0.0.1", setup.port(587), timeout=20)
+        smtp.starttls(context=context)
+        smtp.login("alice@example.test", "alice-password-1")
         issued_at = time.monotonic()
         second = setup.wait_issued(other_than=first, timeout=40)
         took = time.monotonic() - issued_at
@@ -116,6 +121,10 @@ def test_a_short_lived_certificate_renews_by_itself_under_open_sessions(tmp_path
         assert imap.noop()[0] == "OK"  # the session opened before renewal goes on
         assert imap.select("INBOX")[0] == "OK"
         imap.logout()
+        assert smtp.noop()[0] == 250  # and so does the submission session, sending after it
+        smtp.sendmail("alice@example.test", ["bob@example.test"], b"Subject: across a renewal\r\n\r\nhi\r\n")
+        smtp.quit()
+        assert any(b"across a renewal" in m for m in setup.home.wait_messages("bob@example.test", 1))
         # The running server serves the new one, chain included, without a SIGHUP.
         assert wait_for(lambda: presented(setup.port(993))[0].serial_number == second, 20)
         assert_served_everywhere(setup, second)
