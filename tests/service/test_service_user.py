@@ -60,6 +60,18 @@ def test_every_process_runs_as_the_service_user_while_mail_flows(service_dir: Pa
             # serve blocks SIGTERM and SIGHUP from binding until its handlers are in place;
             # the delivery process, started after, must not inherit that.
             assert [blocked_signals(pid) for pid in processes] == [0] * len(processes)
+            # Deliveries yield the cores to the listeners (queue/process.py DELIVERY_NICENESS).
+            from hatoba.queue.process import DELIVERY_NICENESS
+
+            delivery = [pid for pid in processes if b"hatoba.queue.process" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            assert len(delivery) == 2
+
+            def expected_niceness() -> bool:  # set as the process starts, after Python's own start-up
+                base = _niceness(serve_pid)
+                return all(_niceness(pid) == min(19, base + (DELIVERY_NICENESS if pid in delivery else 0))
+                           for pid in processes)
+
+            assert wait_for(expected_niceness), {pid: _niceness(pid) for pid in processes}
 
             with smtplib.SMTP("127.0.0.1", server.port(25), timeout=10) as smtp:
                 smtp.sendmail("someone@elsewhere.example", [BOB], b"Subject: inbound\r\n\r\nhello bob\r\n")
@@ -102,6 +114,10 @@ def test_every_process_runs_as_the_service_user_while_mail_flows(service_dir: Pa
     assert owner_and_mode(data)[0] == user.uid
     strangers = [p for p in data.rglob("*") if os.lstat(p).st_uid != user.uid]
     assert strangers == []  # mail, indexes and queue files: all the service user's
+
+
+def _niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
 def _all_run_as(pids: list[int], user) -> None:  # type: ignore[no-untyped-def]
