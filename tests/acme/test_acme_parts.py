@@ -355,3 +355,36 @@ def test_a_failing_renewal_information_check_never_stops_renewal(tmp_path, monke
     assert ordered == [["mail.example.test", "autoconfig.example.test", "mta-sts.example.test"]]
     assert state["ari"]["renew_at"] is None and state["ari"]["ask_again"] > state["last_attempt"]
     assert state["last_error"] == "the CA refused: no"
+
+
+def test_names_the_ca_refuses_by_subproblem_are_left_out_and_the_rest_issued(monkeypatch):
+    from acme import messages
+    from hatoba.acme import order
+
+    def problem(name: str) -> messages.Error:
+        return messages.Error(typ="urn:ietf:params:acme:error:rejectedIdentifier", detail=f"{name} is blocked",
+                              identifier=messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=name))
+
+    asked = []
+
+    def fake_order(client, acme, files, key_pem, names, board):
+        asked.append(list(names))
+        if "mta-sts.a.example" in names:
+            raise messages.Error(typ="urn:ietf:params:acme:error:rejectedIdentifier", detail="some names refused",
+                                 subproblems=(problem("mta-sts.a.example"),))
+        return b"CHAIN"
+
+    monkeypatch.setattr(order, "_client", lambda acme, files: object())
+    monkeypatch.setattr(order, "_order", fake_order)
+    acme = AcmeConfig(directory="https://ca.example/dir")
+    names = ["mail.a.example", "autoconfig.a.example", "mta-sts.a.example"]
+    issued = order.issue(acme, None, b"", names, ChallengeBoard(), "mail.a.example", log_step=lambda text: None)
+    assert issued.names == ["mail.a.example", "autoconfig.a.example"]
+    assert "mta-sts.a.example is blocked" in issued.dropped["mta-sts.a.example"]
+    assert asked == [names, names[:2]]
+    # The hostname refused: no certificate, and the reason says which name and why.
+    monkeypatch.setattr(order, "_order", lambda *a: (_ for _ in ()).throw(
+        messages.Error(typ="urn:ietf:params:acme:error:rejectedIdentifier", detail="no", subproblems=(
+            problem("mail.a.example"),))))
+    with pytest.raises(order.AcmeError, match="mail.a.example: the CA refused it: mail.a.example is blocked"):
+        order.issue(acme, None, b"", ["mail.a.example"], ChallengeBoard(), "mail.a.example")

@@ -78,7 +78,13 @@ def issue(acme: AcmeConfig, files: AcmeFiles, key_pem: bytes, names: list[str], 
     try:
         acme_client = _client(acme, files)
         try:
-            return Issued(_order(acme_client, acme, files, key_pem, names, board), names)
+            try:
+                return Issued(_order(acme_client, acme, files, key_pem, names, board), names)
+            except messages.Error as refusal:
+                refused = _refused_names(refusal)
+                if not refused:
+                    raise
+                raise _Invalid(refused) from None
         except _Invalid as failed:
             dropped = failed.names
             rest = [n for n in names if n not in dropped]
@@ -238,6 +244,20 @@ def _put_up(acme_client: client.ClientV2, acme: AcmeConfig, files: AcmeFiles,
             return challb
     raise _Invalid({name: f"the CA offers {', '.join(sorted(offered)) or 'no challenge'}, "
                           f"none of acme.challenges ({', '.join(acme.challenges)})"})
+
+
+REFUSED_NAME_ERRORS = ("rejectedIdentifier", "unsupportedIdentifier", "caa")
+
+
+def _refused_names(refusal: messages.Error) -> dict[str, str]:
+    """The names a CA refused at the new order, from the problem's subproblems (RFC 8555
+    §6.7.1), when it names them: they are left out and the rest asked for again."""
+    refused = {}
+    for problem in refusal.subproblems or ():
+        kind = (problem.typ or "").rsplit(":", 1)[-1]
+        if problem.identifier is not None and kind in REFUSED_NAME_ERRORS:
+            refused[problem.identifier.value] = f"the CA refused it: {_error_text(problem)}"
+    return refused
 
 
 def _authz_error(authzr: messages.AuthorizationResource) -> str:
