@@ -25,6 +25,7 @@ from hatoba.config.schema import (
     STANDARD_PORTS, AcmeConfig, AcmeDnsUpdate, Config, ListenerConfig, PathsConfig, ServerConfig, TlsConfig,
 )
 from hatoba.config.validate import find_problems
+from support.service import reachable_dir  # noqa: F401 - a fixture
 
 
 def client_hello(server_name: str | None, alpn: list[str] | None) -> bytes:
@@ -388,3 +389,47 @@ def test_names_the_ca_refuses_by_subproblem_are_left_out_and_the_rest_issued(mon
             problem("mail.a.example"),))))
     with pytest.raises(order.AcmeError, match="mail.a.example: the CA refused it: mail.a.example is blocked"):
         order.issue(acme, None, b"", ["mail.a.example"], ChallengeBoard(), "mail.a.example")
+
+
+def test_status_reads_damaged_files_without_a_traceback(reachable_dir):
+    import os
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from support.harness import make_home
+
+    home = make_home(reachable_dir / "h", extra_config=(
+        "[listeners.http]\nenabled = true\n[listeners.https]\nenabled = true\n"
+        '[acme]\ndirectory = "https://127.0.0.1:9/dir"\n'))
+    acme = home.root / "data" / "acme"
+    acme.mkdir(mode=0o700)
+    owner = os.stat(home.root / "data")
+    os.chown(acme, owner.st_uid, owner.st_gid)
+    (acme / "cert.pem").write_bytes(leaf(90, ["mail.example.test"]).public_bytes(Encoding.PEM))
+    for state in ('{"last_error": "x", "last_attempt": 1e400, "next_attempt": NaN}',
+                  '{"ari": {"serial": "1", "renew_at": -1e20}, "account": "x", "dropped": 5}', "[]", "garbage"):
+        (acme / "state.json").write_text(state)
+        done = home.cli("cert", "acme", "status")
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (state, done.stderr)
+    (acme / "state.json").unlink()
+    os.mkfifo(acme / "state.json")  # nothing waits on a FIFO placed there
+    done = home.cli("cert", "acme", "status")
+    assert done.returncode == 0, done.stderr
+
+
+def test_root_never_acts_under_a_folder_another_user_controls(tmp_path):
+    import os
+
+    from hatoba.cli.acme import _as_service_user
+    from hatoba.cli.common import CliError
+
+    if os.geteuid() != 0:
+        pytest.skip("only root drops to the service user")
+    from support.service import service_account
+
+    user = service_account()
+    data = tmp_path / "data"
+    (data / "acme").mkdir(parents=True)
+    os.chown(data, user.uid, user.gid)  # the user's data folder, root's acme folder in it
+    config = dataclasses.replace(base_config(True), server=ServerConfig(hostname="m", user="", allow_root=True))
+    with pytest.raises(CliError, match="another user owns or may write it"):
+        _as_service_user(config, data / "acme")

@@ -482,3 +482,10 @@ def test_one_dns_setting_with_its_old_name_still_read(tmp_path: Path) -> None:
     assert config.dns.resolver == config.delivery.resolver == "127.0.0.1:5354"
     path = write_setup(tmp_path, MINIMAL + '[dns]\nresolver = "127.0.0.1:1"\n[delivery]\nresolver = "127.0.0.1:2"\n')
     assert "keep only [dns] resolver" in refusal(path)
+
+
+def test_a_dns_resolver_that_is_no_address_is_refused_at_load(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, MINIMAL + '[dns]\nresolver = "nonsense:xx"\n')
+    assert refusal(path).startswith("dns.resolver: ")
+    path = write_setup(tmp_path, MINIMAL + '[dns]\nresolver = "ns1.example.org:53"\n')
+    assert refusal(path).startswith("dns.resolver: ")

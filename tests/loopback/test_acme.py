@@ -27,6 +27,7 @@ from cryptography import x509
 from support.acme_peers import HOSTNAME, NAMES, TSIG_NAME, ZONE, AcmeSetup as Setup, Knot, Pebble
 from support.harness import make_home, wait_for
 from support.peers import require
+from support.service import reachable_dir  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
@@ -68,8 +69,8 @@ def assert_served_everywhere(setup: Setup, serial: int) -> None:
     assert sorted(names.get_values_for_type(x509.DNSName)) == sorted(NAMES)
 
 
-def test_http01_gets_a_certificate_every_port_serves(tmp_path):
-    with Setup(tmp_path, '["http-01"]') as setup:
+def test_http01_gets_a_certificate_every_port_serves(reachable_dir):
+    with Setup(reachable_dir, '["http-01"]') as setup:
         serial = setup.wait_issued()
         assert_served_everywhere(setup, serial)
         key_file = setup.home.root / "data" / "acme" / "account.key"
@@ -84,15 +85,15 @@ def test_http01_gets_a_certificate_every_port_serves(tmp_path):
         assert "Traceback" not in setup.log()
 
 
-def test_tls_alpn01_gets_a_certificate(tmp_path):
-    with Setup(tmp_path, '["tls-alpn-01"]') as setup:
+def test_tls_alpn01_gets_a_certificate(reachable_dir):
+    with Setup(reachable_dir, '["tls-alpn-01"]') as setup:
         serial = setup.wait_issued()
         assert_served_everywhere(setup, serial)
         assert "tls-alpn-01" not in setup.log() or "failed" not in setup.log()
 
 
-def test_dns01_gets_a_certificate_and_takes_its_records_down(tmp_path):
-    with Setup(tmp_path, '["dns-01"]') as setup:
+def test_dns01_gets_a_certificate_and_takes_its_records_down(reachable_dir):
+    with Setup(reachable_dir, '["dns-01"]') as setup:
         serial = setup.wait_issued()
         assert_served_everywhere(setup, serial)
         for name in NAMES:  # the TXT records went back out of the zone
@@ -100,9 +101,9 @@ def test_dns01_gets_a_certificate_and_takes_its_records_down(tmp_path):
         assert "acme.order" not in setup.log() or "harmless" not in setup.log()
 
 
-def test_a_short_lived_certificate_renews_by_itself_under_open_sessions(tmp_path):
+def test_a_short_lived_certificate_renews_by_itself_under_open_sessions(reachable_dir):
     # pebble's certificates live 24 s here: hatoba renews at two thirds, 16 s.
-    with Setup(tmp_path, '["http-01"]', validity=24) as setup:
+    with Setup(reachable_dir, '["http-01"]', validity=24) as setup:
         first = setup.wait_issued()
         assert_served_everywhere(setup, first)
         context = ssl.create_default_context(cadata=setup.pebble.roots().decode())
@@ -140,8 +141,8 @@ def _point(knot: Knot, name: str, address: str) -> None:
     assert answer.rcode() == 0
 
 
-def test_failures_keep_the_certificate_in_use_and_say_why_in_one_line(tmp_path):
-    with Setup(tmp_path, '["http-01"]') as setup:
+def test_failures_keep_the_certificate_in_use_and_say_why_in_one_line(reachable_dir):
+    with Setup(reachable_dir, '["http-01"]') as setup:
         serial = setup.wait_issued()
 
         def renew_fails(expected: str) -> None:
@@ -178,8 +179,8 @@ def test_failures_keep_the_certificate_in_use_and_say_why_in_one_line(tmp_path):
         assert "Traceback" not in setup.log()
 
 
-def test_renew_and_revoke_from_the_command_line(tmp_path):
-    with Setup(tmp_path, '["http-01", "tls-alpn-01"]') as setup:
+def test_renew_and_revoke_from_the_command_line(reachable_dir):
+    with Setup(reachable_dir, '["http-01", "tls-alpn-01"]') as setup:
         first = setup.wait_issued()
         # Two operators at once: each command gets its answer.
         import sys

@@ -242,10 +242,11 @@ class Pebble:
 class AcmeSetup:
     """knot, pebble and `hatoba serve` (a child process) with [acme] pointed at pebble:
     the names of ZONE resolve to 127.0.0.1, pebble validates on hatoba's http/https ports.
-    `keep_root`: see ServerProcess (False: the server runs as the service user)."""
+    `keep_root`: see ServerProcess (False, the default: started as root, the server runs as
+    the service user, so `tmp_path` must be a folder that user may pass)."""
 
     def __init__(self, tmp_path, challenges: str, *, validity: int | None = None, extra: str = "",
-                 keep_root: bool = True) -> None:
+                 keep_root: bool = False) -> None:
         self.offset = free_port_offset(PORTS)
         self.knot = Knot(tmp_path / "knot", ZONE, NAMES)
         self.tmp = tmp_path

@@ -54,6 +54,24 @@ def service_dir() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture
+def reachable_dir(tmp_path: Path) -> Iterator[Path]:
+    """Where a home served by `hatoba serve` lives: as root, a folder of its own the
+    service user may pass (the server drops to it, and `hatoba cert acme` run as root
+    becomes it), with the interpreter reachable; as any other user, tmp_path."""
+    if os.geteuid() != 0:
+        yield tmp_path
+        return
+    service_account()
+    folder = Path(tempfile.mkdtemp(prefix="hatoba-home-"))
+    os.chmod(folder, 0o711)
+    try:
+        with open_for():
+            yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @contextmanager
 def open_for(*paths: Path) -> Iterator[None]:
     """Every root-owned folder in `paths` or above them (and the interpreter's) that

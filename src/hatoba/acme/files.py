@@ -26,7 +26,9 @@ import dataclasses
 import json
 import os
 import re
+import math
 import secrets
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from cryptography import x509
 from hatoba.config.schema import Config, TlsConfig
 
 FOLDER = "acme"
+MAX_STATE = 1 << 20
 REQUEST = re.compile(r"^renew\.([0-9a-f]{16})\.request$")
 ANSWERS_KEPT = 16
 
@@ -67,10 +70,25 @@ class AcmeFiles:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def read_state(self) -> dict[str, Any]:
+        """state.json as a table; {} when it is missing, damaged, or not a small regular file
+        (a FIFO or a symlink placed there is not waited on nor followed)."""
         try:
-            data = json.loads(self.state.read_text())
+            fd = os.open(self.state, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return {}
+        except PermissionError:
+            raise
+        except OSError:
+            return {}
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_STATE:
+                return {}
+            data = json.loads(os.read(fd, MAX_STATE))
         except (OSError, ValueError):
             return {}
+        finally:
+            os.close(fd)
         return data if isinstance(data, dict) else {}
 
     def write_state(self, state: dict[str, Any]) -> None:
@@ -116,8 +134,12 @@ def table(state: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def number(state: Any, key: str, default: float = 0.0) -> float:
+    """state[key] when it is a plausible time or count (finite, within 0..2**33), else `default`."""
     value = state.get(key) if isinstance(state, dict) else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return default
+    value = float(value)
+    return value if math.isfinite(value) and 0 <= value < 2**33 else default
 
 
 def write_private(path: Path, data: bytes) -> None:

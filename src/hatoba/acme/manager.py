@@ -58,7 +58,7 @@ def backoff(failures: int) -> float:
 def covered_names(leaf: x509.Certificate) -> set[str]:
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):  # none, or one that does not parse
         return set()
     return {name.lower() for name in san.get_values_for_type(x509.DNSName)}
 
@@ -269,8 +269,8 @@ def _ari_time(state: dict[str, Any], leaf: x509.Certificate) -> float | None:
     ari = table(state, "ari")
     if ari.get("serial") != f"{leaf.serial_number:x}":
         return None
-    when = ari.get("renew_at")
-    return float(when) if isinstance(when, (int, float)) else None
+    when = number(ari, "renew_at")
+    return when or None
 
 
 def _duration(seconds: float) -> str:

@@ -149,6 +149,8 @@ def _account_key(files: AcmeFiles) -> jose.JWK:
     path = files.account_key
     try:
         private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError):
+        raise AcmeError(f"{path} is not an unencrypted PEM private key; move it away and a new account is made") from None
     except FileNotFoundError:
         private = ec.generate_private_key(ec.SECP256R1())
         write_private(path, private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

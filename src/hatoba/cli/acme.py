@@ -7,9 +7,11 @@ return once it has answered: with the new certificate installed and served,
 or with the reason it is not. revoke first revokes the certificate at the
 CA (with the account key), then asks for a new one.
 
-Started as root, the command becomes the owner of data/acme (the service
-user) before it reads or writes anything there: that folder is the service
-user's, and root must not follow what it placed there.
+Started as root, the command first becomes the user `hatoba serve` runs as
+([server] user) before it reads or writes anything in data/acme: the folder
+and the ones above it are that user's, and root must not follow what it
+placed there. A server that runs as root (allow_root) is served as root
+only when every folder on the way is root's and no one else may write it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import stat
 import time
+from pathlib import Path
 
 from hatoba.cli.common import CliError, load_config
 
@@ -51,26 +55,36 @@ def _setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CliError(f"ACME is off in {config.config_path}: set [acme] directory "
                        '(e.g. "letsencrypt") and restart hatoba')
     files = AcmeFiles.of(config)
+    _as_service_user(config, files.folder)
     if not files.folder.is_dir():
         raise CliError(f"{files.folder} does not exist: no hatoba has run with [acme] on yet; "
                        "start hatoba serve (it orders a certificate at start)")
-    _become_owner(files.folder)
     return config, files
 
 
-def _become_owner(folder) -> None:  # type: ignore[no-untyped-def]
-    """As root, take the identity of the folder's owner (see the module docstring)."""
+def _as_service_user(config, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    """As root, become the user hatoba serve runs as (see the module docstring)."""
     if os.geteuid() != 0:
         return
-    owner = os.lstat(folder)
-    if owner.st_uid == 0:
-        return
+    from hatoba.system.privileges import PrivilegeError, drop, plan
+
     try:
-        os.setgroups([])
-        os.setgid(owner.st_gid)
-        os.setuid(owner.st_uid)
-    except OSError as exc:
-        raise CliError(f"cannot act as the owner of {folder} (uid {owner.st_uid}): {exc.strerror}") from None
+        user = plan(config.server, 0)
+        if user is not None:
+            drop(user)
+            return
+    except PrivilegeError as exc:
+        raise CliError(str(exc)) from None
+    for path in (folder, *folder.parents):  # the server runs as root: so may we, where only root writes
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        sticky_shared = stat.S_ISVTX & st.st_mode and path != folder
+        if stat.S_ISLNK(st.st_mode) or st.st_uid != 0 or (st.st_mode & 0o022 and not sticky_shared):
+            raise CliError(f"{path} is a link, or another user owns or may write it: acting as root under it "
+                           "would let that user redirect root's writes; run hatoba as its [server] user, "
+                           "or give the data folder to root")
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -137,12 +151,15 @@ def run_revoke(args: argparse.Namespace) -> int:
         raise CliError(f"cannot read {files.account_key}: run this as root or as the server's user") from None
     except FileNotFoundError:
         raise CliError(f"{files.account_key} is missing; only the account that ordered it can revoke it") from None
+    except OSError as exc:
+        raise CliError(f"cannot read {files.account_key}: {exc.strerror}") from None
     from cryptography.hazmat.primitives.serialization import Encoding
 
     try:
         revoke(config.acme, files, leaf.public_bytes(Encoding.PEM))
     except AcmeError as exc:
-        raise CliError(f"the CA did not revoke {leaf.serial_number:x}: {exc}") from None
+        hint = "; if it was revoked already, get a new one with: hatoba cert acme renew" if "alreadyRevoked" in str(exc) else ""
+        raise CliError(f"the CA did not revoke {leaf.serial_number:x}: {exc}{hint}") from None
     state = _read_state(files)
     state["revoked"] = f"{leaf.serial_number:x}"
     files.write_state(state)
@@ -185,21 +202,18 @@ def _ask_server(files) -> int:  # type: ignore[no-untyped-def]
 
 def _read_state(files) -> dict:  # type: ignore[no-untyped-def, type-arg]
     try:
-        with files.state.open("rb"):
-            pass
-    except FileNotFoundError:
-        return {}
+        return files.read_state()
     except PermissionError:
-        raise CliError(f"cannot read {files.state}: run this as root or as the server's user") from None
-    except OSError as exc:
-        raise CliError(f"cannot read {files.state}: {exc.strerror}") from None
-    return files.read_state()
+        raise CliError(f"cannot read {files.state}: run this as the server's user (or as root)") from None
 
 
 def _when(timestamp: float) -> str:
     if not timestamp:
         return "never"
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, ValueError, OSError):
+        return "an impossible date"
 
 
 __all__ = ["register"]

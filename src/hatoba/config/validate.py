@@ -68,6 +68,7 @@ def find_problems(config: Config) -> list[str]:
         *_metrics_problems(config),
         *_mta_sts_problems(config),
         *_acme_problems(config),
+        *_dns_problems(config),
     ]
 
 
@@ -220,6 +221,16 @@ def _mta_sts_problems(config: Config) -> Iterator[str]:
         yield f"mta_sts.mode must be one of {', '.join(MTA_STS_MODES)}, not {config.mta_sts.mode!r}"
     if not 0 < config.mta_sts.max_age <= MTA_STS_MAX_AGE:  # RFC 8461 §3.2
         yield f"mta_sts.max_age must be 1 to {MTA_STS_MAX_AGE} seconds (a year), not {config.mta_sts.max_age}"
+
+
+def _dns_problems(config: Config) -> Iterator[str]:
+    from hatoba.dnsutil.resolver import parse_nameserver
+
+    if config.dns.resolver:
+        try:
+            parse_nameserver(config.dns.resolver)
+        except ValueError as exc:
+            yield f"dns.resolver: {exc}"
 
 
 def _acme_problems(config: Config) -> Iterator[str]:

@@ -55,7 +55,7 @@ async def compare_records(records: list[DnsRecord], resolver: Resolver) -> tuple
         return [r for r, _ in compared], [Finding(
             "dns", "dns.lookup", "info", "Published DNS records not checked",
             f"No lookup succeeded ({errors[0]}).",
-            "Set [delivery] resolver to a reachable DNS server, or run the check where DNS works (--no-dns skips this).",
+            "Set [dns] resolver to a reachable DNS server, or run the check where DNS works (--no-dns skips this).",
         )]
     findings = [_finding(r, reason) for r, reason in compared]
     return [r for r, _ in compared], findings + _mta_sts_mx([r for r, _ in compared])

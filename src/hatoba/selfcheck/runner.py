@@ -75,7 +75,7 @@ def run(config: Config, options: Options = Options()) -> Report:
             resolver = Resolver(config.dns.resolver, timeout=LOOKUP_TIMEOUT)
         except ValueError as exc:
             add([Finding("dns", "dns.lookup", "info", "Published DNS records not checked", f"dns.resolver: {exc}.",
-                         "Fix [delivery] resolver (host:port of a DNS server) or leave it empty for the system's.")])
+                         "Fix [dns] resolver (host:port of a DNS server) or leave it empty for the system's.")])
         else:
             report.dns_records, compared = asyncio.run(compare_records(records, resolver))
             add(compared)
