@@ -212,10 +212,17 @@ def test_a_failed_restore_takes_back_what_it_did(config: Config, tmp_path: Path)
     manifest["files"]["data/directory.sqlite3"].update(size=db.stat().st_size, sha256=sha256_of(db))
     (tmp_path / "backup" / NAME).write_text(json.dumps(manifest))
     other = make_home(tmp_path / "other")
-    before = sorted(p.relative_to(other.root) for p in other.root.rglob("*"))
+
+    def listing() -> list[Path]:
+        # SQLite's -wal and -shm come and go with the connections make_home left to the
+        # garbage collector: they are not the restore's doing.
+        return sorted(p.relative_to(other.root) for p in other.root.rglob("*")
+                      if not p.name.endswith(("-wal", "-shm")))
+
+    before = listing()
     with pytest.raises(BackupError, match=r"^the restored directory database does not open"):
         restore_backup(tmp_path / "backup", other.config_path, force=True)
-    assert sorted(p.relative_to(other.root) for p in other.root.rglob("*")) == before
+    assert listing() == before
     with pytest.raises(BackupError):
         restore_backup(tmp_path / "backup", tmp_path / "fresh" / "hatoba.toml")
     assert not (tmp_path / "fresh" / "hatoba.toml").exists() and not (tmp_path / "fresh" / "data").exists()
