@@ -55,19 +55,21 @@ class HatobaHome:
 
     def messages(self, address: str) -> list[bytes]:
         """Every message in new/ and cur/. An IMAP session may move one from
-        new/ to cur/ while we look: then it is read where it went."""
+        new/ to cur/ while we look: then it is read where it went, and once (a
+        message is its unique name, the part before ":2,")."""
         md = self.maildir(address)
-        found = []
+        found: dict[str, bytes] = {}
         for _ in range(5):
             found.clear()
             try:
                 for sub in ("new", "cur"):
                     if (md / sub).is_dir():
-                        found += [f.read_bytes() for f in sorted((md / sub).iterdir())]
-                return found
+                        for f in sorted((md / sub).iterdir()):
+                            found.setdefault(f.name.split(":", 1)[0], f.read_bytes())
+                return list(found.values())
             except FileNotFoundError:
                 continue
-        return found
+        return list(found.values())
 
     def wait_messages(self, address: str, count: int, timeout: float = 10.0) -> list[bytes]:
         deadline = time.monotonic() + timeout
