@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 from pathlib import Path
 
 
@@ -48,10 +49,11 @@ def write_new_file(path: Path, data: bytes, mode: int) -> None:
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, sync_dir: bool = True) -> None:
     """Replace `path` with `data` so a reader sees the old or the new content, never a part."""
-    # The writer's pid in the name: two processes (the server and the CLI, say)
-    # replacing one file never write into each other's temporary file.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    # A random name made with O_EXCL|O_NOFOLLOW: two processes (the server and the CLI,
+    # say) replacing one file never write into each other's temporary file, and nothing
+    # placed there beforehand (a symlink) is written through.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         try:
             write_all(fd, data)

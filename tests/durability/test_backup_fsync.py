@@ -36,7 +36,7 @@ def test_everything_in_the_backup_is_durable_before_it_returns(tmp_path: Path, m
     done = fs.mark("returned")
 
     manifest = dest / "manifest.json"
-    written = fs.put_durably(dest / f".manifest.json.{os.getpid()}.tmp", manifest, done, op="replace")
+    written = fs.put_durably(fs.temp_of(manifest), manifest, done, op="replace")
     fs.folder_synced_between(dest.parent, written, done)  # the backup folder's own name
     links = {c.target: i for i, c in enumerate(fs.calls) if c.op == "link"}
     kinds = {"link": 0, "copy": 0, "folder": 0}

@@ -125,7 +125,7 @@ def test_delivery_state_is_replaced_whole(tmp_path, fs):
     spool.save_state(qid, QueueState())
     done = fs.mark("returned")
     path = spool.state_path(qid)
-    moved = fs.index("replace", path.with_name(f".{path.name}.{os.getpid()}.tmp"), path)
+    moved = fs.index("replace", fs.temp_of(path), path)
     assert moved < done
     fs.file_synced_before(fs.calls[moved].path, moved, path.stat().st_size)
 
@@ -181,10 +181,6 @@ def test_queue_entry_goes_only_after_the_delivery_and_the_bounce_are_durable(tmp
 # -- the UID list and the files it speaks for ---------------------------------------------------
 
 
-def tmp_of(path) -> str:  # type: ignore[no-untyped-def]
-    return str(path.with_name(f".{path.name}.{os.getpid()}.tmp"))
-
-
 @pytest.mark.parametrize("sync_dir", [True, False])
 def test_write_atomic_syncs_the_data_replaces_then_syncs_the_folder(tmp_path, fs, sync_dir):
     path = tmp_path / "state"
@@ -195,11 +191,11 @@ def test_write_atomic_syncs_the_data_replaces_then_syncs_the_folder(tmp_path, fs
     done = fs.mark("returned")
     assert path.read_bytes() == data
     if sync_dir:
-        fs.put_durably(tmp_of(path), path, done, op="replace")
+        fs.put_durably(fs.temp_of(path), path, done, op="replace")
     else:  # the name may be lost in a crash, never the content under it
-        moved = fs.index("replace", tmp_of(path), path)
+        moved = fs.index("replace", fs.temp_of(path), path)
         assert moved < done
-        fs.file_synced_before(tmp_of(path), moved, len(data))
+        fs.file_synced_before(fs.temp_of(path), moved, len(data))
 
 
 def mailbox_user(root):  # type: ignore[no-untyped-def]
@@ -218,11 +214,11 @@ def assert_uidlist_written(fs: FsOrder, folder, after: int, done: int) -> int:  
     Returns the index of the replace or of that fsync."""
     path = folder / UIDLIST
     moves = [i for i, c in enumerate(fs.calls)
-             if c.op == "replace" and c.path == os.path.realpath(tmp_of(path)) and after < i]
+             if c.op == "replace" and c.target == os.path.realpath(path) and after < i]
     if moves:
         moved = moves[0]
         assert moved < done, f"the UID list was written after the operation returned:\n{fs.dump()}"
-        fs.file_synced_before(tmp_of(path), moved, fs.calls[moved].size)
+        fs.file_synced_before(fs.temp_of(path, after=after), moved, fs.calls[moved].size)
         fs.folder_synced_between(folder, moved, done)
         return moved
     size = path.stat().st_size
@@ -300,7 +296,7 @@ def test_store_writes_keywords_before_renaming_the_file_and_flushes_the_uid_list
     assert new.name == old.name + "Sa"
     renamed = fs.index("rename", old, new)
     assert renamed < done
-    fs.put_durably(tmp_of(user.root / KEYWORDS), user.root / KEYWORDS, renamed, op="replace")
+    fs.put_durably(fs.temp_of(user.root / KEYWORDS), user.root / KEYWORDS, renamed, op="replace")
     assert_uidlist_written(fs, user.root, renamed, done)
     assert f"1 {changed[0].modseq} {new.name}\n" in (user.root / UIDLIST).read_text()
 
@@ -318,7 +314,7 @@ def test_append_syncs_the_file_renames_it_into_cur_and_writes_its_uid_before_it_
     assert final.name.endswith(":2,Sa")
     tmp = user.root / "tmp" / final.name.split(":")[0]
     moved = fs.put_durably(tmp, final, done)
-    fs.put_durably(tmp_of(user.root / KEYWORDS), user.root / KEYWORDS, moved, op="replace")
+    fs.put_durably(fs.temp_of(user.root / KEYWORDS), user.root / KEYWORDS, moved, op="replace")
     assert_uidlist_written(fs, user.root, moved, done)
 
 

@@ -76,6 +76,18 @@ class FsOrder:
         assert len(found) == 1, f"expected one {op} of {want}{' -> ' + to if to else ''}, found {len(found)}:\n{self.dump()}"
         return found[0]
 
+    def temp_of(self, final: object, *, op: str = "replace", after: int = -1) -> str:
+        """The temporary file the first `op` after call `after` moved onto `final`.
+
+        Checks that it was named as `write_atomic` names one: hidden, beside `final`."""
+        want = real(final)
+        found = [c.path for i, c in enumerate(self.calls) if i > after and c.op == op and c.target == want]
+        assert found, f"no {op} onto {want} after call {after}:\n{self.dump()}"
+        tmp = Path(found[0])
+        assert tmp.parent == Path(want).parent and tmp.name.startswith(f".{Path(want).name}.") \
+            and tmp.name.endswith(".tmp"), f"{tmp} is not a temporary file of {want}"
+        return found[0]
+
     def file_synced_before(self, path: object, before: int, size: int) -> None:
         """The data of file `path` was fsynced before call `before`, once all `size` bytes were written."""
         want = real(path)

@@ -11,7 +11,7 @@ Only the service user writes here: `hatoba cert acme`, started as root,
 becomes the folder's owner first (cli/acme.py), so no file the service user
 placed (a symlink, a FIFO) can steer a write or a read of root's. Files are
 made with O_EXCL|O_NOFOLLOW and renamed into place, and a request is read
-only from a small regular file.
+only from a small regular file (fsutil.write_atomic).
 
 The certificate is for [tls] key: one key for the certificate of `hatoba
 init` and for every certificate the CA issues, so a TLSA "3 1 1" record and
@@ -36,6 +36,7 @@ from typing import Any
 from cryptography import x509
 
 from hatoba.config.schema import Config, TlsConfig
+from hatoba.fsutil import write_atomic
 
 FOLDER = "acme"
 MAX_STATE = 1 << 20
@@ -92,12 +93,12 @@ class AcmeFiles:
         return data if isinstance(data, dict) else {}
 
     def write_state(self, state: dict[str, Any]) -> None:
-        write_private(self.state, json.dumps(state, indent=1, sort_keys=True).encode() + b"\n")
+        write_atomic(self.state, json.dumps(state, indent=1, sort_keys=True).encode() + b"\n")
 
     def write_request(self) -> str:
         """Leave a request for the running server; its token."""
         token = secrets.token_hex(8)
-        write_private(self.request(token), b"renew\n")
+        write_atomic(self.request(token), b"renew\n")
         return token
 
     def take_requests(self) -> list[str]:
@@ -142,22 +143,6 @@ def number(state: Any, key: str, default: float = 0.0) -> float:
     return value if math.isfinite(value) and 0 <= value < 2**33 else default
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write `data` beside `path` (0600), fsync it, and rename it over: readers see old or new.
-    The new file is made with O_EXCL|O_NOFOLLOW under a random name: nothing there is followed."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-
-
 def read_chain(path: Path) -> list[x509.Certificate]:
     """The certificates in a PEM file; [] when it is missing or holds none."""
     try:
@@ -189,4 +174,4 @@ def served_tls(config: Config) -> TlsConfig:
     return dataclasses.replace(config.tls, cert=files.cert)
 
 
-__all__ = ["AcmeFiles", "belongs_to_key", "number", "read_chain", "served_tls", "table", "write_private"]
+__all__ = ["AcmeFiles", "belongs_to_key", "number", "read_chain", "served_tls", "table"]

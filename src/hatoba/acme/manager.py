@@ -21,8 +21,8 @@ every worker loads it in place as SIGHUP would: open connections keep theirs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,8 +31,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from hatoba.acme.challenges import ChallengeBoard
-from hatoba.acme.files import AcmeFiles, belongs_to_key, number, read_chain, table, write_private
+from hatoba.acme.files import AcmeFiles, belongs_to_key, number, read_chain, table
 from hatoba.config.schema import Config
+from hatoba.fsutil import write_atomic
+from hatoba.pki.tlsctx import TlsSetupError, server_context
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +202,7 @@ class AcmeManager:
                                              self.config.server.hostname.lower())
             installed = await asyncio.to_thread(self._install, issued.chain_pem, issued.names)
         except Exception as exc:  # noqa: BLE001 - every failure keeps the certificate and backs off
-            return await self._failed(describe(exc, acme))
+            return await self._failed(str(exc) if isinstance(exc, InstallError) else describe(exc, acme))
         if not self._reload():
             return await self._failed("the new certificate was written but the workers could not load it")
         state = await asyncio.to_thread(self.files.read_state)
@@ -246,11 +248,10 @@ class AcmeManager:
         if missing:
             raise InstallError(f"the CA's certificate does not cover {', '.join(sorted(missing))}")
         trial = self.files.folder / ".cert.pem.trial"
-        write_private(trial, chain_pem)
+        write_atomic(trial, chain_pem, sync_dir=False)
         try:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(str(trial), str(self.config.tls.key), password=lambda: b"")
-        except (OSError, ssl.SSLError) as exc:
+            server_context(dataclasses.replace(self.config.tls, cert=trial, domains={}))  # as the listeners load it
+        except TlsSetupError as exc:
             trial.unlink(missing_ok=True)
             raise InstallError(f"OpenSSL cannot load the CA's certificate: {exc}") from None
         trial.replace(self.files.cert)

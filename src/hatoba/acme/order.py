@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hatoba import __version__
 from hatoba.acme.challenges import ChallengeBoard
 from hatoba.acme.dns_update import DnsUpdateError, DnsUpdater
-from hatoba.acme.files import AcmeFiles, write_private
+from hatoba.acme.files import AcmeFiles
+from hatoba.fsutil import write_atomic
 from hatoba.config.schema import AcmeConfig
 from hatoba.pki.errors import PkiError
 
@@ -153,7 +154,7 @@ def _account_key(files: AcmeFiles) -> jose.JWK:
         raise AcmeError(f"{path} is not an unencrypted PEM private key; move it away and a new account is made") from None
     except FileNotFoundError:
         private = ec.generate_private_key(ec.SECP256R1())
-        write_private(path, private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        write_atomic(path, private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                   serialization.NoEncryption()))
         log.info("acme: made the account key %s", path)
     if not isinstance(private, ec.EllipticCurvePrivateKey):
@@ -277,7 +278,7 @@ def _error_text(error: messages.Error) -> str:
 
 def describe(exc: BaseException, acme: AcmeConfig) -> str:
     """One line for any error met on the way: the library's, requests', the DNS update's, ours."""
-    if isinstance(exc, (AcmeError, DnsUpdateError, PkiError)) or type(exc).__name__ == "InstallError":
+    if isinstance(exc, (AcmeError, DnsUpdateError, PkiError)):
         return _flat(exc)
     if isinstance(exc, messages.Error):
         return f"the CA refused: {_error_text(exc)}"
