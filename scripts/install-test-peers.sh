@@ -3,13 +3,14 @@
 # postfix (a real peer MTA; smtp-source for bench/), swaks, openssl, curl,
 # fetchmail (a real POP3 client), isync (mbsync) and mutt (real IMAP clients),
 # systemd (systemd-analyze verifies the unit; nothing is started), pebble (an
-# ACME CA for tests) and knot (a DNS server that takes RFC 2136 updates).
+# ACME CA for tests), knot (a DNS server that takes RFC 2136 updates), rspamd
+# (a spam filter hatoba hands messages to) and redis-server (its learning store).
 # A no-op when they are all present; otherwise needs root (or sudo) and apt.
 # Postfix is installed unconfigured ("No configuration"): the tests run
 # private instances and never touch the system one.
 set -euo pipefail
 
-declare -A wanted=([postfix]=postfix [swaks]=swaks [openssl]=openssl [curl]=curl [fetchmail]=fetchmail [mbsync]=isync [mutt]=mutt [systemd-analyze]=systemd [pebble]=pebble [knotd]=knot)
+declare -A wanted=([postfix]=postfix [swaks]=swaks [openssl]=openssl [curl]=curl [fetchmail]=fetchmail [mbsync]=isync [mutt]=mutt [systemd-analyze]=systemd [pebble]=pebble [knotd]=knot [rspamd]=rspamd [redis-server]=redis-server)
 missing=()
 for cmd in "${!wanted[@]}"; do
   # postfix lives in /usr/sbin, which is not on every user's PATH.

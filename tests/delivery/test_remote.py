@@ -199,7 +199,7 @@ def test_5xx_greeting_moves_on_to_the_next_mx_host(tmp_path):
         dns.add("rude.far.example", "A", "127.0.0.1")
         dns.add("good.far.example", "A", "127.0.0.2")
         with SmtpSink(host="127.0.0.2", port=rude.port) as good:
-            remote = remote_for(tmp_path, {}, extra=f'[delivery]\nresolver = "{dns.address}"\nmx_port = {rude.port}\n')
+            remote = remote_for(tmp_path, {}, extra=f'[dns]\nresolver = "{dns.address}"\n[delivery]\nmx_port = {rude.port}\n')
             message, data = queued(tmp_path, ("a@far.example",))
             ((outcome,),) = deliver(remote, message, data, [["a@far.example"]])
             assert outcome.delivered, outcome
@@ -235,7 +235,7 @@ def test_our_own_host_as_best_mx_bounces_as_a_loop(tmp_path):
 
     with DnsServer() as dns:
         dns.add("far.example", "MX", "10 mail.example.test.")  # make_home's server.hostname
-        remote = remote_for(tmp_path, {}, extra=f'[delivery]\nresolver = "{dns.address}"\n')
+        remote = remote_for(tmp_path, {}, extra=f'[dns]\nresolver = "{dns.address}"\n[delivery]\n')
         message, data = queued(tmp_path, ("a@far.example",))
         ((outcome,),) = deliver(remote, message, data, [["a@far.example"]])
     assert outcome.bounced and outcome.reply.enhanced == "5.4.6" and "loops back" in outcome.reply.text

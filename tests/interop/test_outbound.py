@@ -39,7 +39,7 @@ def dns():
 def outbound_home(tmp_path: Path, dns: DnsServer, mx_port: int, extra: str = "", delivery: str = ""):
     """A hatoba that looks up MX through the test DNS server and talks to MX hosts on mx_port."""
     config = (
-        f'[delivery]\nresolver = "{dns.address}"\nmx_port = {mx_port}\nretry_min = 0.5\nretry_max = 1.0\n'
+        f'[dns]\nresolver = "{dns.address}"\n[delivery]\nmx_port = {mx_port}\nretry_min = 0.5\nretry_max = 1.0\n'
         'connect_timeout = 5.0\n' + delivery + extra
     )
     return make_home(tmp_path / "hatoba", extra_config=config)
@@ -340,7 +340,7 @@ def test_relayhost_with_auth_over_starttls(tmp_path, dns):
         secret.write_text("alice-password-1\n")
         secret.chmod(0o600)
         home = make_home(tmp_path / "sender", extra_config=(
-            f'[delivery]\nresolver = "{dns.address}"\nretry_min = 0.5\nretry_max = 1.0\n'
+            f'[dns]\nresolver = "{dns.address}"\n[delivery]\nretry_min = 0.5\nretry_max = 1.0\n'
             f'relayhost = "[mail.example.test]:{relay.port("submission")}"\n'
             f'relayhost_username = "alice@example.test"\nrelayhost_password_file = "{secret}"\n'
             f'[tls]\nca_file = "{smarthost.ca_file}"\n'
@@ -455,7 +455,7 @@ def test_relayhost_refusing_our_login_defers_instead_of_bouncing(tmp_path, dns):
     with ServerThread(smarthost) as relay:
         dns.add("mail.example.test", "A", "127.0.0.1")
         home = make_home(tmp_path / "sender", extra_config=(
-            f'[delivery]\nresolver = "{dns.address}"\nretry_min = 0.5\nretry_max = 1.0\n'
+            f'[dns]\nresolver = "{dns.address}"\n[delivery]\nretry_min = 0.5\nretry_max = 1.0\n'
             f'relayhost = "[mail.example.test]:{relay.port("submission")}"\n'
             'relayhost_username = "alice@example.test"\nrelayhost_password = "wrong-password"\n'
             f'[tls]\nca_file = "{smarthost.ca_file}"\n'

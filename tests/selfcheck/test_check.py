@@ -349,7 +349,7 @@ def test_dns_records_compared_with_what_dns_answers(home, capsys):
         "_mta-sts.example.test": [("TXT", "v=STSv1; id=20240101")],
     }
     with DnsServer(records) as dns:
-        _merge_config(home.config_path, f'[delivery]\nresolver = "{dns.address}"\n')
+        _merge_config(home.config_path, f'[dns]\nresolver = "{dns.address}"\n[delivery]\n')
         _, offline = run_check(home, capsys, *OFFLINE)
         tlsa = next(r for r in offline["dns_records"] if r["kind"] == "TLSA")
         dns.add(tlsa["name"], "TLSA", tlsa["value"])
@@ -381,14 +381,14 @@ def test_dns_records_compared_with_what_dns_answers(home, capsys):
 def test_an_mx_the_mta_sts_policy_does_not_name_is_flagged(home, capsys):
     records = {"example.test": [("MX", "10 mail.example.test."), ("MX", "5 backup.example.net.")]}
     with DnsServer(records) as dns:
-        _merge_config(home.config_path, f'[delivery]\nresolver = "{dns.address}"\n')
+        _merge_config(home.config_path, f'[dns]\nresolver = "{dns.address}"\n[delivery]\n')
         _, report = run_check(home, capsys, "--no-live")
     finding = one(report, "dns.example.test.mta-sts-mx")
     assert finding["severity"] == "warning" and "backup.example.net" in finding["explanation"]
 
 
 def test_dns_unreachable_is_one_info_finding(home, capsys):
-    _merge_config(home.config_path, '[delivery]\nresolver = "127.0.0.1:9"\n')
+    _merge_config(home.config_path, '[dns]\nresolver = "127.0.0.1:9"\n')
     code, report = run_check(home, capsys, "--no-live")
     assert code == 0
     assert one(report, "dns.lookup")["severity"] == "info"

@@ -269,3 +269,19 @@ class DnsServer:
             # RFC 1034 §4.3.2: answer with the CNAME and follow it in the zone.
             response.answer.append(dns.rrset.from_rdata_list(name, TTL, cnames[:1]))
             name = cnames[0].target
+
+
+_shared: DnsServer | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_server() -> DnsServer:
+    """One record-less server for this test process (every name NXDOMAIN), started on first use.
+
+    Test homes point `[dns] resolver` at it, so the incoming-mail checks of any
+    test that does not publish records get quick, local answers."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = DnsServer().start()
+        return _shared

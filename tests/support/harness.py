@@ -18,6 +18,7 @@ from pathlib import Path
 from hatoba.cli.main import main as hatoba_main
 from hatoba.config.load import load_config
 from hatoba.config.schema import Config
+from support.dnsserver import shared_server
 
 PASSWORDS = {
     "alice@example.test": "alice-password-1",
@@ -53,11 +54,11 @@ class HatobaHome:
         local, domain = address.split("@")
         return self.root / "data" / "mail" / domain / local.lower() / "Maildir"
 
-    def messages(self, address: str) -> list[bytes]:
-        """Every message in new/ and cur/. An IMAP session may move one from
-        new/ to cur/ while we look: then it is read where it went, and once (a
-        message is its unique name, the part before ":2,")."""
-        md = self.maildir(address)
+    def messages(self, address: str, folder: str = "") -> list[bytes]:
+        """Every message in new/ and cur/ (of the Maildir++ folder `folder`, ".Junk", when given).
+        An IMAP session may move one from new/ to cur/ while we look: then it is read where it
+        went, and once (a message is its unique name, the part before ":2,")."""
+        md = self.maildir(address) / folder if folder else self.maildir(address)
         found: dict[str, bytes] = {}
         for _ in range(5):
             found.clear()
@@ -71,10 +72,10 @@ class HatobaHome:
                 continue
         return list(found.values())
 
-    def wait_messages(self, address: str, count: int, timeout: float = 10.0) -> list[bytes]:
+    def wait_messages(self, address: str, count: int, timeout: float = 10.0, folder: str = "") -> list[bytes]:
         deadline = time.monotonic() + timeout
         while True:
-            msgs = self.messages(address)
+            msgs = self.messages(address, folder)
             if len(msgs) >= count or time.monotonic() > deadline:
                 return msgs
             time.sleep(0.02)
@@ -123,6 +124,8 @@ def make_home(root: Path, *, port_offset: int = 0, extra_config: str = "", hostn
     # Mail for the forward alias's outside domain goes to a closed port: it
     # stays queued (deferred) instead of asking the Internet's DNS.
     _merge_config(config_path, '[delivery.routes]\n"elsewhere.example" = "[127.0.0.1]:1"\n')
+    # Every lookup (the incoming-mail checks above all) asks a DNS server of the test's own.
+    _merge_config(config_path, f'[dns]\nresolver = "{shared_server().address}"\n')
     if extra_config:
         _merge_config(config_path, extra_config)
     directory = Directory(root / "data" / "directory.sqlite3")

@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "hatoba.cli.domain",
     "hatoba.cli.user",
     "hatoba.cli.alias",
+    "hatoba.cli.spam",
     "hatoba.cli.queue",
     "hatoba.cli.dkim",
     "hatoba.cli.cert",

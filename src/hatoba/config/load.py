@@ -34,6 +34,8 @@ from hatoba.config.schema import (
     AuthConfig,
     Config,
     DeliveryConfig,
+    ChecksConfig,
+    LOCAL_FORGERY_ACTIONS,
     DkimConfig,
     DnsConfig,
     DomainTls,
@@ -232,6 +234,7 @@ def _build(raw: dict[str, Any], path: Path, warnings: list[str]) -> Config:
         delivery=delivery,
         dns=dns,
         dkim=_from_fields(DkimConfig, root.table("dkim")),
+        checks=_checks(root.table("checks")),
         metrics=_from_fields(MetricsConfig, root.table("metrics")),
         mta_sts=_from_fields(MtaStsConfig, root.table("mta_sts")),
         acme=_acme(root.table("acme"), base),
@@ -349,6 +352,35 @@ def _from_fields(cls: Callable[..., Any], table: _Table) -> Any:
             values[f.name] = table.get(f.name, type(default))
     table.done()
     return cls(**values)
+
+
+def _checks(table: _Table) -> ChecksConfig:
+    from hatoba.checks.dnsbl import parse_site
+
+    checks: ChecksConfig = _from_fields(ChecksConfig, table)
+    if checks.local_forgery not in LOCAL_FORGERY_ACTIONS:
+        raise ConfigError(f"checks.local_forgery must be one of {', '.join(LOCAL_FORGERY_ACTIONS)},"
+                          f" not {checks.local_forgery!r}")
+    if not 0 < checks.timeout <= 120:
+        raise ConfigError(f"checks.timeout must be more than 0 and at most 120 seconds, not {checks.timeout:g}")
+    for name in ("rspamd_url", "rspamd_controller_url"):
+        url = getattr(checks, name)
+        if url and not (url.startswith("http://") and len(url) > len("http://")):
+            raise ConfigError(f"checks.{name} must be an http:// URL of rspamd (e.g. http://127.0.0.1:11333), not {url!r}")
+    for site in checks.dnsbl:
+        try:
+            parse_site(site)
+        except ValueError as exc:
+            raise ConfigError(f"checks.dnsbl: {exc}") from None
+    if checks.greylist_delay < 0 or checks.greylist_window_hours * 3600 <= checks.greylist_delay:
+        raise ConfigError("checks.greylist_delay must be 0 or more and shorter than checks.greylist_window_hours")
+    if checks.greylist_keep_days <= 0 or checks.greylist_auto_allow < 0:
+        raise ConfigError("checks.greylist_keep_days must be more than 0 and checks.greylist_auto_allow 0 or more")
+    if not 0 <= checks.greet_pause <= 30:
+        raise ConfigError(f"checks.greet_pause must be 0 to 30 seconds, not {checks.greet_pause:g}")
+    if checks.junk_score <= 0:
+        raise ConfigError(f"checks.junk_score must be more than 0, not {checks.junk_score:g}")
+    return checks
 
 
 def _limits(table: _Table, warnings: list[str]) -> LimitsConfig:

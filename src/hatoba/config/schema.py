@@ -94,6 +94,16 @@ class LimitsConfig:
     # Logged-in connections of one account from one address (Dovecot's
     # mail_max_userip_connections); a mail program keeps up to 5 per account.
     max_user_connections_per_ip: int = 10
+    # Per client address on port 25 (mail from other servers; not trusted
+    # networks, not logged-in users), counted by every worker together:
+    # connections and messages (MAIL FROM) in the last minute; 0 = no limit
+    # (Postfix's smtpd_client_connection_rate_limit and _message_rate_limit).
+    client_connection_rate: int = 0
+    client_message_rate: int = 0
+    # Recipients that do not exist, from one address in the last 10 minutes,
+    # after which every RCPT it sends is answered more slowly (a second more
+    # each, up to 10): guessing addresses (directory harvesting) gets slow.
+    unknown_recipient_limit: int = 10
     max_bad_commands: int = 20  # Postfix smtpd_hard_error_limit
     max_commands_per_session: int = 10000
     # Seconds a verified login is remembered in memory, so a client that logs
@@ -297,6 +307,61 @@ class DnsConfig:
     resolver: str = ""
 
 
+LOCAL_FORGERY_ACTIONS = ("junk", "reject", "accept")
+
+
+@dataclass(frozen=True)
+class ChecksConfig:
+    # Judge mail from other servers (port 25, no login, not from smtp.trusted_networks):
+    # SPF, DKIM, DMARC and ARC, written down in an Authentication-Results field.
+    enabled: bool = True
+    # A DMARC p=reject of the From domain is honoured: 550 5.7.1 at the end of DATA.
+    # false = such mail goes to Junk instead.
+    dmarc_reject: bool = True
+    # Mail from outside whose From is one of our own domains and does not pass
+    # DMARC: "junk" (delivered to Junk), "reject" (550 5.7.1), "accept" (fields only).
+    local_forgery: str = "junk"
+    # Forwarders and mailing lists (the d= of their ARC-Seal) whose ARC pass
+    # overrides a DMARC failure: their members' mail is delivered as usual.
+    trusted_arc_sealers: tuple[str, ...] = ()
+    # hatoba's own spam score (X-Spam-Score) from which mail goes to Junk.
+    junk_score: float = 5.0
+    # Seconds the lookups of one message may take in all; checks not done by
+    # then count as temperror and the message is accepted.
+    timeout: float = 10.0
+    # rspamd's normal worker ("http://127.0.0.1:11333"): its verdict replaces
+    # hatoba's own score; "" = hatoba's checks alone. When rspamd is down, they judge.
+    rspamd_url: str = ""
+    # Its controller ("http://127.0.0.1:11334") and password, for learning from
+    # what users move into and out of Junk; "" = no learning.
+    rspamd_controller_url: str = ""
+    rspamd_password: str = ""
+    # What rspamd says to reject is refused (550) instead of delivered to Junk.
+    rspamd_reject: bool = False
+    # DNS blocklists and allowlists of client addresses, as Postfix's
+    # postscreen_dnsbl_sites writes them: "zen.spamhaus.org*3",
+    # "list.dnswl.org=127.0.[0..255].[1..3]*-2". Empty = none asked.
+    dnsbl: tuple[str, ...] = ()
+    # A client whose weights add up to this is refused at RCPT (550 5.7.1);
+    # a lower positive sum counts towards Junk.
+    dnsbl_threshold: float = 1.0
+    # Greylisting: a new (client network, sender, recipient) waits `greylist_delay`
+    # seconds (451 4.7.1) unless SPF or DKIM authenticates its sender; off by default.
+    greylisting: bool = False
+    greylist_delay: float = 300.0
+    greylist_window_hours: float = 48.0  # how long a first attempt waits for its retry
+    greylist_keep_days: float = 35.0  # how long a triplet that passed stays let through
+    greylist_auto_allow: int = 5  # a client network that passed this often skips it (0 = never)
+    # Seconds port 25 waits before its greeting: a client that talks first is a
+    # spam program, not an MTA (RFC 5321 §4.3.1), and is refused. Every
+    # connection from outside waits that long; 0 = no pause.
+    greet_pause: float = 0.0
+    # DMARC aggregate reports (RFC 7489 §7.2) to the domains that ask for them
+    # (rua=), once a day: who sent mail in their name, and how it fared.
+    dmarc_reports: bool = False
+    dmarc_report_from: str = ""  # the reports' From; "" = dmarc-reports@HOSTNAME
+
+
 @dataclass(frozen=True)
 class DkimConfig:
     # Sign mail sent by authenticated users when the From domain has a key
@@ -415,6 +480,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     acme: AcmeConfig = field(default_factory=AcmeConfig)

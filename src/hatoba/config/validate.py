@@ -302,7 +302,8 @@ def _pop3_problems(config: Config) -> Iterator[str]:
 
 def _limit_problems(limits: LimitsConfig) -> Iterator[str]:
     for name, value in vars(limits).items():
-        if name in ("login_cache_seconds", "queue_min_free"):  # 0 = off, 0 = the default rule
+        if name in ("login_cache_seconds", "queue_min_free", "client_connection_rate", "client_message_rate",
+                    "unknown_recipient_limit"):  # 0 = off (no limit), 0 = the default rule
             if value < 0:
                 yield f"limits.{name}: {value} must be 0 (off) or more"
         elif value <= 0:

@@ -22,6 +22,9 @@ from hatoba.store.api import AliasLoopError, DirectoryError, MailStore, QueueSta
 
 log = logging.getLogger(__name__)
 
+# Where mail judged as spam goes when the user has no folder marked \\Junk (Maildir/.Junk).
+JUNK_FOLDER = ".Junk"
+
 
 @dataclass
 class Attempt:
@@ -43,6 +46,27 @@ def trace_prefix(envelope: Envelope, mailbox: str) -> bytes:
     ).encode("utf-8")
 
 
+# Junk reasons a sender allow list overrides; the others say the From field is forged,
+# and an allow list keyed on that field must not let a forgery in.
+ALLOWABLE_JUNK = ("score", "rspamd")
+
+
+def goes_to_junk(envelope: Envelope, mailbox: str, sender_lists: Callable[[str, str], str] | None) -> bool:
+    """Whether `mailbox`'s copy goes to Junk: the verdict on arrival, then the mailbox's sender lists."""
+    if not envelope.header_from or sender_lists is None:
+        return bool(envelope.junk)
+    try:
+        choice = sender_lists(mailbox, envelope.header_from)
+    except Exception as exc:  # the lists are a preference: never a reason to hold mail
+        log.warning("sender lists of %s not read (%s); the verdict on arrival stands", mailbox, exc)
+        return bool(envelope.junk)
+    if choice == "block":
+        return True
+    if choice == "allow" and envelope.junk in ALLOWABLE_JUNK:
+        return False
+    return bool(envelope.junk)
+
+
 def deliver_locally(
     queued: QueuedMessage,
     state: QueueState,
@@ -51,9 +75,12 @@ def deliver_locally(
     store: MailStore,
     thorough: bool,
     mailbox_full: Callable[[str], bool] | None = None,
+    sender_lists: Callable[[str, str], str] | None = None,
 ) -> Attempt:
     """Deliver `queued` to every local mailbox it is for; `mailbox_full(mailbox)`
-    (the quota check) keeps the message queued for mailboxes that are full."""
+    (the quota check) keeps the message queued for mailboxes that are full;
+    `sender_lists(mailbox, sender)` ("allow", "block" or "") may move a judged
+    message into or out of that mailbox's Junk folder."""
     qid, envelope = queued.qid, queued.envelope
     done = set(state.done)
     attempt = Attempt(finished=False, state=state)
@@ -88,6 +115,8 @@ def deliver_locally(
             mail_log("deferred", qid=qid, to=f"<{mailbox}>", relay="local", reason=attempt.temporary_error)
             continue
         try:
+            junk = goes_to_junk(envelope, mailbox, sender_lists)
+            folder = store.special_folder(mailbox, "\\Junk", JUNK_FOLDER) if junk else ""
             result = store.deliver(
                 mailbox,
                 queued.path,
@@ -96,6 +125,7 @@ def deliver_locally(
                 unique_key=qid,
                 timestamp=envelope.received_at,
                 thorough=thorough,
+                folder=folder,
             )
         except OSError as exc:
             attempt.temporary_error = f"4.3.0 cannot write to the mailbox of {mailbox}: {exc.strerror}"
@@ -112,6 +142,7 @@ def deliver_locally(
             to=f"<{mailbox}>",
             orig_to=f"<{rcpt}>" if rcpt != mailbox else None,
             relay="local",
+            folder=folder[1:] if folder else None,
             size=size,
             delay=f"{time.time() - envelope.received_at:.3f}s",
             note="already there" if result.duplicate else None,

@@ -106,6 +106,31 @@ class DkimSigner:
         except dkim.DKIMException as exc:
             raise DkimError(f"cannot sign for {key.domain} with {key.path}: {exc}") from None
 
+    def arc_seal(self, message: bytes, domain: str, authserv_id: str) -> bytes | None:
+        """The next ARC set (RFC 8617) for `message`, as `domain` forwarding it; None when
+        `domain` has no RSA key (ARC knows only rsa-sha256) or the message carries no
+        Authentication-Results of `authserv_id` (nothing to vouch for).
+
+        The seal records our Authentication-Results as they were at arrival, so the next
+        hop can trust what we saw before the forward broke SPF (and a list footer DKIM)."""
+        loaded = self._load(domain)
+        if loaded is None or loaded.signature_algorithm != b"rsa-sha256":
+            return None
+        key = loaded.key
+        try:
+            headers, _ = dkim.rfc822_parse(message)
+        except dkim.MessageFormatError as exc:
+            raise DkimError(f"cannot seal a malformed message header: {exc}") from None
+        include = list(dict.fromkeys(name.lower() for name, _ in headers if name.lower() in _SIGNED))
+        if b"from" not in include:
+            return None
+        try:
+            lines = dkim.arc_sign(message, key.selector.encode("ascii"), key.domain.encode("ascii"),
+                                  loaded.secret, authserv_id.encode("ascii"), include_headers=include)
+        except dkim.DKIMException as exc:
+            raise DkimError(f"cannot seal for {key.domain} with {key.path}: {exc}") from None
+        return b"".join(lines) or None
+
     def _load(self, domain: str) -> _Loaded | None:
         try:
             domain = normalise_domain(domain)

@@ -377,6 +377,8 @@ async def _copy(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool, move
     if pairs:
         moved = (in_folder(view.mailbox.name, EXPUNGED),) if move else ()
         s.mailbox_changed(in_folder(dest.name, NEW), *moved)
+        if s.ctx.feedback is not None and s.user is not None:  # into or out of Junk: spam or ham
+            s.ctx.feedback.transferred(s.user, s.boxes, view.mailbox.name, dest, [p[1] for p in pairs])
     code = ""
     if pairs:
         src = E.format_sequence_set([p[0] for p in pairs]).decode()

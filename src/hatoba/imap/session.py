@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hatoba.checks.feedback import JunkFeedback
 from hatoba.config.schema import Config, ListenerConfig
 from hatoba.imap.cmd_notify import tell
 from hatoba.imap.commands import COMMANDS
@@ -124,6 +125,8 @@ class ImapContext:
     park: Callable[[ImapSession], None] | None = None
     # Set by the server when it stops: sessions waiting for the client say BYE at once.
     stopping: bool = False
+    # Learns from what users move into and out of Junk (checks/feedback.py); None = off.
+    feedback: JunkFeedback | None = None
 
 
 class ImapSession(SessionBase):

@@ -76,6 +76,11 @@ class ConnectionLimiter:
         self._counts: LocalCounts | SharedCounts = LocalCounts() if shared is None else shared
 
     @property
+    def counts(self) -> LocalCounts | SharedCounts:
+        """The table the counts live in (net/rates.py counts events per address there too)."""
+        return self._counts
+
+    @property
     def total(self) -> int:
         """Connections open now, in every process that shares the counts."""
         return self._counts.total()

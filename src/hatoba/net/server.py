@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import os
 import resource
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from hatoba.acme.challenges import ChallengeBoard
 from hatoba.acme.files import served_tls
+from hatoba.checks import build_runner as build_checks
 from hatoba.config.load import ConfigError, load_config
 from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
 from hatoba.logs import mail_log, session_id
@@ -27,6 +29,7 @@ from hatoba.net.http_server import HttpSession, refusal as http_refusal
 from hatoba.net import worker_link as W
 from hatoba.net.ids import new_session_id
 from hatoba.net.limits import ConnectionLimiter
+from hatoba.net.rates import EventRates
 from hatoba.net.acceptor import BalancedAcceptor, heartbeat
 from hatoba.net.listen import BACKLOG, FIRST_WORKER_ONLY, bind_all
 from hatoba.net.login import Logins, protocol_of
@@ -44,7 +47,7 @@ from hatoba.proto.smtp import replies as R
 from hatoba.delivery.setup import check_setup as check_delivery_setup
 from hatoba.queue.process import DeliveryProcesses, build_manager
 from hatoba.pki.renew import CHECK_EVERY as RENEW_CHECK_EVERY, can_tend, tend_own_ca
-from hatoba.queue.spool import Spool
+from hatoba.queue.spool import Envelope, Spool, SpoolError
 from hatoba.store.directory import Directory
 from hatoba.store.login_cache import SharedLoginCache
 from hatoba.store.maildir import MaildirStore
@@ -59,6 +62,7 @@ if TYPE_CHECKING:  # the delivery machinery (DNS, SMTP client, DKIM) loads only 
     from hatoba.queue.manager import QueueManager
 
 log = logging.getLogger(__name__)
+DMARC_REPORTS_EVERY = 3600.0  # seconds between two looks for a finished day's reports
 
 SHUTDOWN_GRACE = 10.0  # seconds sessions get to finish on stop
 WORKERS_AWAITED = 2.0  # seconds the first worker waits for the others before it accepts alone
@@ -106,6 +110,7 @@ class Server:
         self.first_worker = forward is None
         self._background: set[asyncio.Task[None]] = set()  # tasks nobody awaits, held till they end
         self._tending: asyncio.Task[None] | None = None  # renewing a certificate of hatoba's CA
+        self._reports: asyncio.Task[None] | None = None  # DMARC aggregate reports, once a day
         self._acme: asyncio.Task[None] | None = None  # keeping a certificate from the ACME CA
         # Pending ACME challenges, answered by the http and https listeners of the first worker.
         self.acme_board = ChallengeBoard() if forward is None and config.acme.enabled else None
@@ -173,6 +178,10 @@ class Server:
             pop_before_smtp=self.pop_before_smtp,
             tls_context=self.tls_context,
             metrics=self.metrics,
+            rates=EventRates(self.limiter.counts, window=60.0),
+            harvest=EventRates(self.limiter.counts, window=600.0),
+            checks=build_checks(config, self.directory.is_local_domain)
+            if any(listener.name == "smtp" for listener in served_listeners(config, warn=False)) else None,
         )
         self.pop3 = Pop3Context(
             config=config,
@@ -197,6 +206,7 @@ class Server:
             tls_context=self.tls_context,
             events=self.mailbox_events,
             metrics=self.metrics,
+            feedback=self._junk_feedback(config),
         )
         self._servers: list[asyncio.Server | BalancedAcceptor] = []
         self._listening: dict[str, asyncio.Server | BalancedAcceptor] = {}  # for health()
@@ -218,6 +228,33 @@ class Server:
             if renewed is not None:
                 self.reload()
             await asyncio.sleep(RENEW_CHECK_EVERY)
+
+    async def _send_dmarc_reports(self) -> None:
+        """Queue yesterday's DMARC aggregate reports (checks/dmarc_reports.py), checked every hour."""
+        from hatoba.checks.dmarc_reports import DmarcReporter, ReportError, ReportStore
+        from hatoba.checks.lookup import Lookup
+
+        config = self.config
+        loop = asyncio.get_running_loop()
+
+        def inject(to: tuple[str, ...], message: bytes) -> None:
+            envelope = Envelope(mail_from="", recipients=to, received_at=time.time())
+            qid = self.spool.inject(envelope, message)
+            loop.call_soon_threadsafe(self._on_commit, qid)
+
+        reporter = DmarcReporter(
+            ReportStore(config.paths.directory_db), Lookup(config.dns.resolver, timeout=5.0),
+            hostname=config.server.hostname,
+            sender=config.checks.dmarc_report_from or f"dmarc-reports@{config.server.hostname}", inject=inject,
+        )
+        while True:
+            try:
+                sent = await asyncio.to_thread(reporter.send_due, datetime.datetime.now(datetime.timezone.utc))
+                for report in sent:
+                    mail_log("dmarc-report", domain=report.policy_domain, day=report.day, to=",".join(report.to))
+            except (ReportError, SpoolError) as exc:
+                log.error("DMARC reports not sent: %s; trying again in an hour", exc)
+            await asyncio.sleep(DMARC_REPORTS_EVERY)
 
     async def _keep_acme_certificate(self) -> None:
         from hatoba.acme.manager import AcmeManager  # loads the ACME library only where it runs
@@ -283,6 +320,8 @@ class Server:
             self._tending = loop.create_task(self._tend_own_ca())
         if self.acme_board is not None:
             self._acme = loop.create_task(self._keep_acme_certificate())
+        if self.first_worker and self.config.checks.enabled and self.config.checks.dmarc_reports:
+            self._reports = loop.create_task(self._send_dmarc_reports())
         room_for_connections(self.config.limits.max_connections)
         listeners = served_listeners(self.config, warn=sockets is None)  # serve warned when it bound them
         if sockets is None:
@@ -522,8 +561,22 @@ class Server:
                 return f"worker process {starting[0]} is starting"
         return None
 
+    @staticmethod
+    def _junk_feedback(config: Config):  # type: ignore[no-untyped-def]
+        """What users move into and out of Junk, recorded (and taught to rspamd when it is set up)."""
+        if not config.checks.enabled:
+            return None
+        from hatoba.checks.feedback import JunkFeedback
+        from hatoba.checks.rspamd import Rspamd
+        from hatoba.store.spamlists import SpamLists
+
+        checks = config.checks
+        rspamd = Rspamd(checks.rspamd_url, controller_url=checks.rspamd_controller_url,
+                        password=checks.rspamd_password, timeout=checks.timeout) if checks.rspamd_url else None
+        return JunkFeedback(SpamLists(config.paths.directory_db), rspamd)
+
     async def stop(self) -> None:
-        for task in (self._tending, self._acme):
+        for task in (self._tending, self._acme, self._reports):
             if task is not None:
                 task.cancel()
         for server in self._servers:
@@ -549,6 +602,11 @@ class Server:
         await self.manager.stop()
         self.throttle.close()
         self.pop_before_smtp.close()
+        if self.smtp.checks is not None:
+            self.smtp.checks.close()
+        if self.imap.feedback is not None:
+            await self.imap.feedback.idle()
+            self.imap.feedback.close()
 
 
 def served_listeners(config: Config, *, warn: bool = True) -> list[ListenerConfig]:

@@ -13,6 +13,10 @@ import ssl
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from hatoba.checks.dnsbl import DnsblScore
+from hatoba.checks.headers import without_spans
+from hatoba.checks.judge import DEFER, JUNK, REJECT, MessageFacts, Verdict
+from hatoba.checks.runner import CheckRunner
 from hatoba.config.schema import Config, ListenerConfig
 from hatoba.logs import mail_log
 from hatoba.metrics import Metrics
@@ -44,11 +48,13 @@ from hatoba.proto.smtp.server import SessionFacts, SmtpServerConn, State
 from hatoba.queue.spool import Envelope, IncomingMessage, Spool, SpoolError
 from hatoba.store.api import UserDB
 from hatoba.net.session_base import SessionBase
+from hatoba.net.rates import CONNECTIONS, MESSAGES, UNKNOWN_RECIPIENTS, EventRates
 from hatoba.net.stream import Stream
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
+MAX_GUESSER_DELAY = 10  # seconds an RCPT answer is held at most (below every client's timeout)
 
 
 @dataclass
@@ -63,6 +69,9 @@ class SmtpContext:
     pop_before_smtp: PopBeforeSmtp
     tls_context: ssl.SSLContext | None
     metrics: Metrics
+    checks: CheckRunner | None = None  # judges mail from other servers ([checks] enabled)
+    rates: EventRates | None = None  # connections and messages per address, last minute
+    harvest: EventRates | None = None  # unknown recipients per address, last 10 minutes
 
 
 def session_facts(ctx: SmtpContext, listener: ListenerConfig) -> SessionFacts:
@@ -107,10 +116,25 @@ class SmtpSession(SessionBase):
         self.message: IncomingMessage | None = None
         self.spool_failed = False
         self.messages_accepted = 0
+        self.relayed_by_pop_window = False  # a recipient was accepted through POP-before-SMTP
+        # The client's blocklist score, asked as the connection opens (see _dnsbl_score).
+        self.dnsbl_task: asyncio.Task[DnsblScore] | None = None
+        self.dnsbl: DnsblScore | None = None
 
     # -- the loop ----------------------------------------------------------------
 
     async def run(self) -> None:
+        if self._over_connection_rate():
+            await self._flush(final=True)
+            return
+        checks = self.ctx.checks
+        if checks is not None and checks.asks_blocklists and self._judged():
+            self.dnsbl_task = asyncio.create_task(checks.dnsbl(self.client_ip))
+        if await self._talked_first():
+            if self.dnsbl_task is not None:
+                self.dnsbl_task.cancel()
+            await self._flush(final=True)
+            return
         self._write(self.conn.greeting())
         await self._flush()
         limits = self.ctx.config.limits
@@ -132,6 +156,8 @@ class SmtpSession(SessionBase):
                 await self._process_events()
                 await self._flush()
         finally:
+            if self.dnsbl_task is not None and not self.dnsbl_task.done():
+                self.dnsbl_task.cancel()
             await self._abandon_scram()
             if self.message is not None:
                 await self.message.abort()
@@ -254,7 +280,57 @@ class SmtpSession(SessionBase):
             scram, self.scram = self.scram, None
             await self.ctx.logins.scram_abandoned(self, scram)
 
+    async def _talked_first(self) -> bool:
+        """An early talker: it sent something during [checks] greet_pause, before our greeting."""
+        pause = self.ctx.config.checks.greet_pause
+        if not pause or self.ctx.checks is None or not self._from_outside():
+            return False
+        try:
+            async with asyncio.timeout(pause):
+                await self.stream.read(READ_SIZE)  # data, or the end: either way it did not wait
+        except TimeoutError:
+            return False
+        self._rejected("early-talker", stage="connect", ip=self.client_ip)
+        self._write(R.format_reply(R.R554_EARLY_TALKER))
+        return True
+
+    def _over_connection_rate(self) -> bool:
+        limit, rates = self.ctx.config.limits.client_connection_rate, self.ctx.rates
+        if not limit or rates is None or not self._from_outside():
+            return False
+        seen = rates.count(CONNECTIONS, self.client_ip)
+        if seen >= limit:
+            self._rejected("connection-rate", stage="connect", ip=self.client_ip, limit=limit)
+            self._write(R.format_reply(R.R421_RATE.with_text(
+                f"Too many connections from your address in the last minute ({limit}); try again later")))
+            return True
+        rates.note(CONNECTIONS, self.client_ip)
+        return False
+
+    def _over_message_rate(self) -> Reply | None:
+        limit, rates = self.ctx.config.limits.client_message_rate, self.ctx.rates
+        if not limit or rates is None or not self._from_outside():
+            return None
+        if rates.count(MESSAGES, self.client_ip) >= limit:
+            self._rejected("message-rate", stage="mail", ip=self.client_ip, limit=limit)
+            return R.R450_RATE.with_text(
+                f"Too many messages from your address in the last minute ({limit}); try again later")
+        rates.note(MESSAGES, self.client_ip)
+        return None
+
+    async def _slow_down_guessers(self) -> None:
+        """A client that named many unknown recipients lately waits a little longer for each answer."""
+        limit, harvest = self.ctx.config.limits.unknown_recipient_limit, self.ctx.harvest
+        if not limit or harvest is None or not self._from_outside():
+            return
+        over = harvest.count(UNKNOWN_RECIPIENTS, self.client_ip) - limit + 1
+        if over > 0:
+            await asyncio.sleep(min(over, MAX_GUESSER_DELAY))
+
     async def _mail_from(self, event: MailFrom) -> Reply:
+        too_many = self._over_message_rate()
+        if too_many is not None:
+            return too_many
         if not await self.ctx.spool.has_room(event.size, self.ctx.config.limits.queue_reserve):
             self._rejected("insufficient-storage", stage="mail", ip=self.client_ip,
                            size=event.size, sender=f"<{event.path.address or ''}>")
@@ -293,12 +369,19 @@ class SmtpSession(SessionBase):
             log.error("POP-before-SMTP: cannot look up the window of %s: %s", self.client_ip, exc)
             return R.R451_LOCAL_ERROR
         if decision.accept and decision.log_reason == "relay" and pop_login is not None:
+            self.relayed_by_pop_window = True
             mail_log("relay", via="pop-before-smtp", ip=self.client_ip, pop_login=pop_login,
                      sender=f"<{self.mail_from}>", rcpt=f"<{address}>")
+        await self._slow_down_guessers()
         if not decision.accept:
             self._rejected(decision.log_reason, stage="rcpt", ip=self.client_ip,
                            helo=self.conn.helo, sender=f"<{self.mail_from}>", rcpt=f"<{address}>")
+            if decision.log_reason == "unknown-user" and self.ctx.harvest is not None and self._from_outside():
+                self.ctx.harvest.note(UNKNOWN_RECIPIENTS, self.client_ip)
             return decision.reply
+        blocked = await self._blocklisted(address)
+        if blocked is not None:
+            return blocked
         self.recipients.append(str(address))
         return decision.reply
 
@@ -328,6 +411,21 @@ class SmtpSession(SessionBase):
             self.message = self.ctx.spool.new_message()
         assert self.mail_event is not None and self.mail_from is not None
         message, self.message = self.message, None
+        verdict: Verdict | None = None
+        if self._judged():
+            try:
+                verdict = await self._judge(message)
+            except BaseException:
+                await message.abort()
+                raise
+            if verdict.action in (REJECT, DEFER):
+                await message.abort()
+                self._rejected(verdict.log_reason, stage="data", ip=self.client_ip, helo=self.conn.helo,
+                               sender=f"<{self.mail_from}>", checks=verdict.summary)
+                self._clear_transaction()
+                if verdict.action == DEFER:
+                    return R.R451_POLICY.with_text(f"Try again later: {verdict.reason}")
+                return R.R550_POLICY.with_text(f"Rejected: {verdict.reason}")
         envelope = Envelope(
             mail_from=self.mail_from,
             recipients=tuple(self.recipients),
@@ -339,8 +437,12 @@ class SmtpSession(SessionBase):
             body_8bit=self.mail_event.body_8bit,
             listener=self.listener.name,
             session_id=self.session_id,
+            junk=verdict.log_reason if verdict is not None and verdict.action == JUNK else "",
+            header_from=verdict.from_address if verdict is not None else "",
         )
         header = format_received(self._trace_info(envelope))
+        if verdict is not None:
+            header += verdict.fields.encode("utf-8")
         try:
             qid = await message.commit(envelope, header)
         except BaseException:
@@ -360,10 +462,60 @@ class SmtpSession(SessionBase):
             sender=f"<{self.mail_from}>",
             rcpts=",".join(f"<{r}>" for r in self.recipients),
             nrcpt=len(self.recipients),
-            size=event.size + len(header),
+            size=(message.size if verdict is not None and verdict.strip else event.size) + len(header),
+            checks=verdict.summary if verdict is not None else None,
+            junk=verdict.reason if envelope.junk and verdict is not None else None,
         )
         self._clear_transaction()
         return R.R250_QUEUED.with_text(f"OK: queued as {qid}")
+
+    async def _blocklisted(self, address: object) -> Reply | None:
+        """550 when the client's blocklist score reaches the threshold (postmaster@ is always let through)."""
+        if self.dnsbl_task is None or not self._judged():
+            return None
+        if self.dnsbl is None:
+            try:
+                self.dnsbl = await self.dnsbl_task
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("blocklist lookups of %s failed; not counted", self.client_ip)
+                self.dnsbl_task = None
+                return None
+            for error in self.dnsbl.errors:
+                log.warning("blocklist lookup for %s: %s", self.client_ip, error)
+        assert self.ctx.checks is not None
+        if self.dnsbl.score < self.ctx.config.checks.dnsbl_threshold:
+            return None
+        if str(address).lower().startswith("postmaster@"):
+            return None  # RFC 5321 §4.5.1: a listed sender can still reach the postmaster
+        self._rejected("dnsbl", stage="rcpt", ip=self.client_ip, helo=self.conn.helo,
+                       sender=f"<{self.mail_from}>", rcpt=f"<{address}>", dnsbl=self.dnsbl.summary)
+        return R.R550_POLICY.with_text(
+            f"Service unavailable; client [{self.client_ip}] blocked using {', '.join(self.dnsbl.listed_by)}"
+        )
+
+    def _from_outside(self) -> bool:
+        """Another server's session: port 25, no login, not a trusted network, no POP-before-SMTP relay."""
+        return (
+            self.listener.name == "smtp"
+            and self.conn.auth_login is None
+            and self.client_ip not in self.ctx.trusted
+            and not self.relayed_by_pop_window
+        )
+
+    def _judged(self) -> bool:
+        """Mail the checks judge: from outside, while [checks] is on."""
+        return self.ctx.checks is not None and self._from_outside()
+
+    async def _judge(self, message: IncomingMessage) -> Verdict:
+        assert self.ctx.checks is not None and self.mail_from is not None
+        facts = MessageFacts(client_ip=self.client_ip, helo=self.conn.helo or "", mail_from=self.mail_from,
+                             recipients=tuple(self.recipients), dnsbl=self.dnsbl)
+        verdict, content = await self.ctx.checks.assess(facts, message.size, message.contents)
+        if verdict.strip:  # forged Authentication-Results or X-Spam fields: gone before it is queued
+            await message.replace_contents(without_spans(content, verdict.strip))
+        return verdict
 
     def _rejected(self, reason: str, *, stage: str, **fields: object) -> None:
         """A policy refusal: its mail-log line, and its count (by the same reason)."""
@@ -398,6 +550,7 @@ class SmtpSession(SessionBase):
         self.mail_from = None
         self.mail_event = None
         self.recipients = []
+        self.relayed_by_pop_window = False
 
     # -- output ---------------------------------------------------------------------------
 

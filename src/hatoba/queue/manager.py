@@ -104,6 +104,7 @@ class QueueManager:
         workers: int = WORKERS,
         on_delivered: Callable[[str], None] | None = None,
         mailbox_full: Callable[[str], bool] | None = None,
+        sender_lists: Callable[[str, str], str] | None = None,
         remote: RemoteDelivery | None = None,
         dkim: DkimSigner | None = None,
         hostname: str = "localhost",
@@ -132,6 +133,7 @@ class QueueManager:
         self._in_flight = max(in_flight, workers)
         self.on_delivered = on_delivered
         self.mailbox_full = mailbox_full
+        self.sender_lists = sender_lists
         self.spool = spool
         self.directory = directory
         self.store = store
@@ -267,7 +269,7 @@ class QueueManager:
             thorough = qid in self._recovered or state.attempts > 0
             attempt = deliver_locally(
                 queued, state, directory=self.directory, store=self.store, thorough=thorough,
-                mailbox_full=self.mailbox_full,
+                mailbox_full=self.mailbox_full, sender_lists=self.sender_lists,
             )
             remote_targets = [t for t in dict.fromkeys(attempt.pending_remote) if t not in state.done]
             data = self._wire_form(queued) if remote_targets and self.remote is not None else b""
@@ -293,7 +295,22 @@ class QueueManager:
                     signature = self.dkim.sign(body, domain) or b""
                 except Exception as exc:  # a broken key must not stop the mail
                     log.error("DKIM signing for %s failed (%s); sending %s unsigned", domain, exc, queued.qid)
+        elif self.dkim is not None and "\nAuthentication-Results: " in envelope.received:
+            # Mail judged on arrival and now forwarded (an alias to another server): seal what we saw.
+            return self._arc_sealed(queued, envelope.received.encode("utf-8") + body)
         return signature + envelope.received.encode("utf-8") + body
+
+    def _arc_sealed(self, queued: QueuedMessage, message: bytes) -> bytes:
+        assert self.dkim is not None
+        for domain in dict.fromkeys(r.rpartition("@")[2].lower() for r in queued.envelope.recipients):
+            try:
+                seal = self.dkim.arc_seal(message, domain, self.hostname)
+            except Exception as exc:  # a broken key must not stop the mail
+                log.error("ARC sealing for %s failed (%s); forwarding %s unsealed", domain, exc, queued.qid)
+                return message
+            if seal is not None:
+                return seal + message
+        return message
 
     def _finish(self, step: _Step, outcomes: list[Outcome]) -> tuple[float | None, list[str]]:
         """Record what the attempt did (in a thread): state, bounces, delay warnings, the

@@ -214,6 +214,18 @@ def quota_check(config: Config, directory) -> Callable[[str], bool]:  # type: ig
     return full
 
 
+def sender_lists(config: Config):  # type: ignore[no-untyped-def]
+    """The users' spam allow/block lists (hatoba spam allow|block), as local delivery asks them."""
+    from hatoba.store.spamlists import SpamLists
+
+    try:
+        lists = SpamLists(config.paths.directory_db)
+    except Exception as exc:  # an old database: upgraded when the server opens it; lists off until then
+        log.warning("sender lists unavailable: %s", exc)
+        return None
+    return lists.verdict_for
+
+
 def build_manager(config: Config, spool, directory, store, *, on_delivered=None, stats=None,  # type: ignore[no-untyped-def]
                   part=0, parts=1, on_foreign=None):
     """The queue manager with everything the config asks for: remote delivery, DKIM, quota;
@@ -225,6 +237,7 @@ def build_manager(config: Config, spool, directory, store, *, on_delivered=None,
     return QueueManager(
         spool, directory, store, retry=config.delivery, on_delivered=on_delivered,
         mailbox_full=quota_check(config, directory),
+        sender_lists=sender_lists(config),
         remote=RemoteDelivery(config),
         dkim=DkimSigner(config.paths.dkim_dir) if config.dkim.sign else None,
         hostname=config.server.hostname,

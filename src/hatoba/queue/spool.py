@@ -73,7 +73,11 @@ class Envelope:
     body_8bit: bool = False
     listener: str = ""
     session_id: str = ""
-    received: str = ""  # the Received header we add, CRLF-terminated
+    received: str = ""  # the header fields we add (Received, Authentication-Results), CRLF-terminated
+    # Judged as spam on arrival (why: "score", "rspamd", "dmarc-quarantine", "local-forgery"):
+    # local copies go to each recipient's Junk folder, unless the recipient's sender lists say otherwise.
+    junk: str = ""
+    header_from: str = ""  # the From address of mail judged on arrival (for the recipients' sender lists)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -189,6 +193,29 @@ class IncomingMessage:
             write_all(self._fd, b"".join(chunks))
         except OSError as exc:
             raise SpoolError(f"cannot write {self._tmp_path}: {exc.strerror}") from exc
+
+    async def contents(self) -> bytes:
+        """Every byte written so far (read back from the file for what went to disk)."""
+        held = b"".join(self._chunks)
+        if self._fd is None:
+            return held
+        return await asyncio.to_thread(self._read_back) + held
+
+    def _read_back(self) -> bytes:
+        try:
+            with open(self._tmp_path, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise SpoolError(f"cannot read {self._tmp_path}: {exc.strerror}") from exc
+
+    async def replace_contents(self, data: bytes) -> None:
+        """Make `data` the whole message (before commit; a check removed forged header fields)."""
+        if self._finished:
+            raise RuntimeError("message already committed or aborted")
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            await asyncio.to_thread(_discard, fd, self._tmp_path)
+        self._chunks, self._buffered, self.size = [data], len(data), len(data)
 
     async def commit(self, envelope: Envelope, received: bytes | str) -> str:
         """Make message and envelope durable; returns the queue id. Only then may the caller say 250."""

@@ -25,6 +25,7 @@ SECTIONS = {
     "relay": "Relaying",
     "relay-probe": "Open relay test",
     "delivery": "Outgoing mail",
+    "incoming": "Incoming mail checks",
     "certificates": "Certificates",
     "files": "Data folders",
     "dns": "DNS",

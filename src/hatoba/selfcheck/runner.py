@@ -24,6 +24,7 @@ from hatoba.selfcheck.dnscompare import LOOKUP_TIMEOUT, compare_records
 from hatoba.selfcheck.dnsrecords import expected_records
 from hatoba.selfcheck.findings import Finding, Report
 from hatoba.selfcheck.folders import folder_findings
+from hatoba.selfcheck.incoming import incoming_findings
 from hatoba.selfcheck.listeners import listener_findings
 from hatoba.selfcheck.outbound import outbound_findings
 from hatoba.selfcheck.postmaster import postmaster_findings
@@ -59,6 +60,7 @@ def run(config: Config, options: Options = Options()) -> Report:
         add([Finding("relay-probe", "relay-probe.skipped", "info", "Open relay test skipped (--no-live)",
                      "No connection was made to port 25.", "Run without --no-live to test the running server.")])
     add(outbound_findings(config))
+    add(incoming_findings(config))
     add(certificate_findings(config, now))
     add(folder_findings(config))
     keys, key_findings = dkim_keys(config)

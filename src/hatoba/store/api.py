@@ -74,15 +74,21 @@ class MailStore(Protocol):
         unique_key: str | None = None,
         timestamp: float | None = None,
         thorough: bool = False,
+        folder: str = "",
     ) -> DeliveredMessage:
         """Store `prefix` followed by the bytes of `source` (the first
-        `length` of them, when given) into `mailbox`.
+        `length` of them, when given) into `mailbox` (its folder `folder`,
+        a Maildir++ directory such as ".Junk"; "" = the inbox).
 
         Returns only after the message is on stable storage. When `unique_key`
         is given and a message with that key was already delivered to this
         mailbox, nothing is written (redelivery after a crash is a no-op);
         `thorough` makes that check look harder (after a restart).
         """
+        ...
+
+    def special_folder(self, mailbox: str, use: str, default: str) -> str:
+        """The folder directory of `mailbox` marked `use` (RFC 6154 "\\Junk"), else `default`."""
         ...
 
 

@@ -142,6 +142,57 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             expires REAL NOT NULL      -- Unix time the window ends
         )""",
     ),
+    (
+        # Greylisting (store/greylist.py): one row per (client network, sender,
+        # recipient) triplet, as a keyed hash; `passed` once it was retried in time.
+        """CREATE TABLE greylist (
+            triplet    BLOB PRIMARY KEY,  -- SHA-256 of network NUL sender NUL recipient
+            first_seen REAL NOT NULL,     -- Unix time of the first attempt
+            last_seen  REAL NOT NULL,
+            passed     INTEGER NOT NULL DEFAULT 0
+        )""",
+        # Client networks that passed greylisting often enough to skip it.
+        """CREATE TABLE greylist_clients (
+            network TEXT PRIMARY KEY,  -- "192.0.2.0/24", "2001:db8::/64"
+            passes  INTEGER NOT NULL,
+            last    REAL NOT NULL
+        )""",
+        # Per-user sender lists (store/spamlists.py): "allow" keeps a sender out of
+        # Junk, "block" sends it there. `sender` is an address or "@domain".
+        """CREATE TABLE spam_senders (
+            account TEXT NOT NULL,
+            sender  TEXT NOT NULL,
+            kind    TEXT NOT NULL CHECK (kind IN ('allow', 'block')),
+            PRIMARY KEY (account, sender)
+        )""",
+        # What users moved into Junk (spam) or out of it (ham) over IMAP.
+        """CREATE TABLE junk_feedback (
+            account    TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            verdict    TEXT NOT NULL CHECK (verdict IN ('spam', 'ham')),
+            at         REAL NOT NULL,
+            PRIMARY KEY (account, message_id)
+        )""",
+        # DMARC aggregate reports to send (checks/dmarc_reports.py): messages judged,
+        # counted by everything a report row tells; rows go once their report is queued.
+        """CREATE TABLE dmarc_results (
+            day           TEXT NOT NULL,     -- UTC "YYYY-MM-DD" the messages arrived
+            policy_domain TEXT NOT NULL,     -- where the DMARC record was found
+            policy        TEXT NOT NULL,     -- the record's tags as published (JSON)
+            rua           TEXT NOT NULL,     -- its report addresses (JSON list of mailto: URIs)
+            source_ip     TEXT NOT NULL,
+            header_from   TEXT NOT NULL,
+            envelope_to   TEXT NOT NULL,
+            disposition   TEXT NOT NULL,
+            dkim_aligned  TEXT NOT NULL,     -- pass | fail
+            spf_aligned   TEXT NOT NULL,
+            reason        TEXT NOT NULL,     -- policy override type, or ""
+            auth          TEXT NOT NULL,     -- the DKIM and SPF results (JSON)
+            count         INTEGER NOT NULL,
+            PRIMARY KEY (day, policy_domain, source_ip, header_from, envelope_to, disposition,
+                         dkim_aligned, spf_aligned, reason, auth)
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)  # the version this hatoba writes (backups record it)

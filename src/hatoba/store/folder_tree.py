@@ -130,6 +130,21 @@ def dirname_of(name: str) -> str:
     return "." + ".".join(encode_mutf7(part) for part in name.split(DELIMITER))
 
 
+def special_use_dirname(root: Path, use: str) -> str:
+    """The directory of the folder of `root` marked `use` (e.g. "\\Junk"); "" when none is marked."""
+    try:
+        meta = json.loads((root / META).read_text("utf-8"))
+    except (OSError, ValueError):
+        return ""
+    for name, marked in (meta.get("special_use") or {}).items():
+        if marked == use and isinstance(name, str) and name != "INBOX":
+            try:
+                return dirname_of(normalize_name(name))
+            except InvalidName:
+                return ""
+    return ""
+
+
 def name_of_dirname(dirname: str) -> str | None:
     """The mailbox a ".Name" directory holds, or None for anything else."""
     if not dirname.startswith(".") or dirname.startswith(".."):

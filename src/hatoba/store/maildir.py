@@ -66,6 +66,29 @@ class MaildirStore:
             make_private_dir(maildir / sub)
         self._ready.add(maildir)
 
+    def _ensure_folder(self, maildir: Path, folder: str) -> Path:
+        """The folder's Maildir, made (durably, with its "maildirfolder" mark) if missing."""
+        path = maildir / folder
+        if path in self._ready:
+            return path
+        if not (path / "maildirfolder").exists():
+            for sub in SUBDIRS:
+                make_private_dir(path / sub)
+            (path / "maildirfolder").touch(mode=0o600)
+            fsync_dir(path)
+            fsync_dir(maildir)
+        else:
+            for sub in SUBDIRS:
+                make_private_dir(path / sub)
+        self._ready.add(path)
+        return path
+
+    def special_folder(self, mailbox: str, use: str, default: str) -> str:
+        """The directory of the user's folder marked `use` (RFC 6154, e.g. "\\Junk"), else `default`."""
+        from hatoba.store.folder_tree import special_use_dirname  # the folder tree builds on this module
+
+        return special_use_dirname(self.maildir(mailbox), use) or default
+
     def deliver(
         self,
         mailbox: str,
@@ -76,8 +99,11 @@ class MaildirStore:
         unique_key: str | None = None,
         timestamp: float | None = None,
         thorough: bool = False,
+        folder: str = "",
     ) -> DeliveredMessage:
         """Store `prefix` + the bytes of `source` (CRLF or LF) into `mailbox`'s new/.
+
+        `folder` is a Maildir++ folder's directory (".Junk"); "" is the inbox.
 
         `length` limits how much of `source` is the message (the queue keeps
         its envelope after it).
@@ -87,6 +113,10 @@ class MaildirStore:
         """
         maildir = self.maildir(mailbox)
         self._ensure(maildir)
+        if folder:
+            if not folder.startswith(".") or "/" in folder or folder in (".", ".."):
+                raise ValueError(f"not a Maildir++ folder: {folder!r}")
+            maildir = self._ensure_folder(maildir, folder)
         when = int(timestamp if timestamp is not None else time.time())
         unique = f"Q{unique_key}" if unique_key else unique_part()
         base = f"{when}.{unique}.{self._host}"

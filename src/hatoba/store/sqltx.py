@@ -99,3 +99,30 @@ class ThreadConnections:
         for conn in connections:
             conn.close()
         self._local = threading.local()
+
+
+class DirectoryTables:
+    """Base of a store that keeps tables of its own in the directory database (made by its
+    migrations): one connection per thread, opened at once so a database that cannot be
+    used is said at start, not at the first message. Subclasses name their TABLES, what
+    they are (WHAT, for the error) and their ERROR class."""
+
+    TABLES: tuple[str, ...] = ()
+    WHAT = "tables"
+    ERROR: type[Exception] = Exception
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._connections = ThreadConnections()
+        self._conn()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = self._connections.current()
+        if conn is None:
+            conn = connect_existing(self.path, self.TABLES, self.WHAT, self.ERROR)
+            self._connections.add(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this object opened, in any thread."""
+        self._connections.close_all()

@@ -107,6 +107,13 @@ R538_ENCRYPTION_REQUIRED = Reply(
     538, "5.7.11", "Encryption required for authentication: issue STARTTLS first, or use port 465"
 )
 R550_BARE_LF = Reply(550, "5.5.2", "Error: bare <LF> received; lines must end with <CR><LF>", closes=True)
+# A message refused by the incoming-mail checks; the text says which and why.
+R550_POLICY = Reply(550, "5.7.1", "Rejected by policy")
+R451_POLICY = Reply(451, "4.7.1", "Try again later")
+R554_EARLY_TALKER = Reply(554, "5.5.1", "Error: you talked before the greeting (RFC 5321 section 4.3.1)", closes=True)
+# Per-address rate limits (limits.client_connection_rate, client_message_rate).
+R421_RATE = Reply(421, "4.7.0", "Too many connections from your address; try again later", closes=True)
+R450_RATE = Reply(450, "4.7.1", "Too many messages from your address; try again later")
 R550_NO_SUCH_USER = Reply(550, "5.1.1", "Recipient address rejected: no such user here")
 R550_ROUTING_CHARS = Reply(
     550, "5.7.1", "Relay access denied: '%', '!' and '@' in a local part (percent hack, bang path) are not accepted"

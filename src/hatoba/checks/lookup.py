@@ -1,0 +1,103 @@
+"""The DNS lookups of the incoming-mail checks (SPF, DKIM, DMARC, ARC, blocklists).
+
+The checks run in worker threads (pyspf and dkimpy are blocking libraries), so
+this is dnspython's blocking resolver, with:
+- the one DNS server of `[dns] resolver` (empty = the system's);
+- a cache that honours TTLs (the same sender's SPF record, DKIM key and DMARC
+  policy are asked for message after message), shared by the threads;
+- every failure sorted into "no such record" (an empty answer) and
+  `TemporaryLookupError` (timeout, SERVFAIL, no server), which the checks
+  report as temperror instead of fail.
+"""
+
+from __future__ import annotations
+
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from hatoba.dnsutil.resolver import EDNS_PAYLOAD, MAX_TRY_TIMEOUT, parse_nameserver
+
+CACHE_ENTRIES = 10_000
+
+
+class TemporaryLookupError(Exception):
+    """A lookup that may work later; the message is one plain line."""
+
+
+class Lookup:
+    """TXT, address, MX and PTR records through one DNS server, cached by TTL."""
+
+    def __init__(self, nameserver: str = "", *, timeout: float = 5.0) -> None:
+        if nameserver.strip():
+            host, port = parse_nameserver(nameserver)
+            resolver = dns.resolver.Resolver(configure=False)
+            resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port)]
+        else:
+            try:
+                resolver = dns.resolver.Resolver(configure=True)
+            except dns.resolver.NoResolverConfiguration:
+                resolver = dns.resolver.Resolver(configure=False)  # every lookup fails: temperror
+        resolver.use_edns(0, 0, EDNS_PAYLOAD)
+        resolver.timeout = min(timeout, MAX_TRY_TIMEOUT)
+        resolver.lifetime = timeout
+        resolver.cache = dns.resolver.LRUCache(CACHE_ENTRIES)
+        self._resolver = resolver
+        self.timeout = timeout
+
+    def records(self, name: str, rdtype: str, *, lifetime: float | None = None) -> list[object]:
+        """The rdatas of type `rdtype` at `name`; [] for NXDOMAIN and NODATA."""
+        qname = name.rstrip(".")
+        if not qname:
+            return []
+        try:
+            answer = self._resolver.resolve(
+                qname + ".", rdtype, search=False, raise_on_no_answer=False,
+                lifetime=self.timeout if lifetime is None else max(0.1, min(lifetime, self.timeout)),
+            )
+        except (dns.resolver.NXDOMAIN, dns.resolver.YXDOMAIN):
+            return []
+        except (dns.name.LabelTooLong, dns.name.NameTooLong, dns.name.EmptyLabel, UnicodeError):
+            return []  # a name no DNS server can hold has no records
+        except dns.exception.Timeout:
+            raise TemporaryLookupError(f"DNS query for {qname} {rdtype} timed out") from None
+        except dns.resolver.NoNameservers:
+            raise TemporaryLookupError(f"DNS server failure for {qname} {rdtype}") from None
+        except dns.exception.DNSException as exc:
+            raise TemporaryLookupError(f"DNS query for {qname} {rdtype} failed: {exc}") from None
+        return list(answer.rrset) if answer.rrset is not None else []
+
+    def txt(self, name: str, *, lifetime: float | None = None) -> list[bytes]:
+        """Each TXT record of `name`, its strings joined."""
+        return [b"".join(rd.strings) for rd in self.records(name, "TXT", lifetime=lifetime)]  # type: ignore[attr-defined]
+
+    # -- the shapes the libraries want ---------------------------------------------------
+
+    def for_dkimpy(self, name: bytes | str, timeout: float = 5) -> bytes | None:
+        """dkimpy's `dnsfunc`: the key record at `name`, or None when there is none."""
+        text = name.decode("ascii", "replace") if isinstance(name, bytes) else name
+        found = self.txt(text, lifetime=timeout)
+        keys = [t for t in found if b"p=" in t]
+        return (keys or found or [None])[0]
+
+    def for_pyspf(self, name: str, qtype: str, strict: object = True, timeout: float = 20) -> list[tuple]:  # type: ignore[type-arg]
+        """pyspf's DNSLookup: [((name, type), value)], values shaped as pyspf's own dnspython lookup makes them."""
+        import spf  # pyspf; imported here so this module loads without it
+
+        try:
+            rdatas = self.records(name, qtype, lifetime=timeout)
+        except TemporaryLookupError as exc:
+            raise spf.TempError(f"DNS {exc}") from None
+        out: list[tuple] = []  # type: ignore[type-arg]
+        for rd in rdatas:
+            if qtype in ("A", "AAAA"):
+                out.append(((name, qtype), rd.address))  # type: ignore[attr-defined]
+            elif qtype == "MX":
+                out.append(((name, qtype), (rd.preference, rd.exchange.to_text(omit_final_dot=True))))  # type: ignore[attr-defined]
+            elif qtype == "PTR":
+                out.append(((name, qtype), rd.target.to_text(omit_final_dot=True)))  # type: ignore[attr-defined]
+            elif qtype in ("TXT", "SPF"):
+                out.append(((name, qtype), tuple(rd.strings)))  # type: ignore[attr-defined]
+        return out
