@@ -101,3 +101,25 @@ def test_a_network_that_passed_often_enough_skips_it(greylist):
         assert not rules.decide("203.0.113.5", "a@x.test", rcpt, authenticated="").wait
     fresh = rules.decide("203.0.113.99", "someone-else@z.test", ("new@example.test",), authenticated="")
     assert not fresh.wait and "often enough" in fresh.note
+
+
+def test_rates_count_an_ipv6_client_by_its_64():
+    from hatoba.net.rates import client_key
+
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:192.0.2.7") == client_key("192.0.2.7") == "192.0.2.7"
+
+
+def test_a_deleted_junk_folder_is_made_again_by_the_next_delivery(tmp_path):
+    import shutil
+
+    from hatoba.store.maildir import MaildirStore
+
+    store = MaildirStore(tmp_path / "mail", hostname="mx.example.test")
+    src = tmp_path / "m.eml"
+    src.write_bytes(b"Subject: spam\r\n\r\nbody\r\n")
+    first = store.deliver("bob@example.test", src, folder=".Junk")
+    shutil.rmtree(first.path.parent.parent)  # the user deleted Junk over IMAP
+    again = store.deliver("bob@example.test", src, folder=".Junk")
+    assert again.path.is_file() and (again.path.parent.parent / "maildirfolder").is_file()

@@ -42,7 +42,7 @@ def world(tmp_path):
     lookup = Lookup(dns.address, timeout=2.0)
     judge = Judge(ChecksConfig(), hostname="mx.hatoba.test", is_local_domain=lambda d: False, lookup=lookup,
                   reports=store, rng=random.Random(1))
-    yield judge, store, lookup
+    yield judge, store, lookup, dns
     store.close()
     dns.stop()
 
@@ -57,7 +57,7 @@ def judged(judge, data: bytes, ip: str = "192.0.2.10") -> None:  # type: ignore[
 
 
 def test_a_day_of_results_becomes_one_valid_report_per_domain_that_asks(world):
-    judge, store, lookup = world
+    judge, store, lookup, _dns = world
     good = sign(message("a@reports.test"), KEY, "reports.test", "rsa")
     judged(judge, good)
     judged(judge, good)
@@ -92,3 +92,17 @@ def test_a_day_of_results_becomes_one_valid_report_per_domain_that_asks(world):
                     ("2001:0db8:0000:0000:0000:0000:0000:0007", "quarantine", "fail"): 1}
     assert report.findtext("record/auth_results/dkim/domain") == "reports.test"
     assert reporter.send_due(today + datetime.timedelta(days=1)) == []  # sent once, then forgotten
+
+
+def test_a_hostile_report_address_is_dropped_and_holds_up_no_other_report(world):
+    judge, store, lookup, dns = world
+    # rua values are anyone's text: one with a line break, one pointing elsewhere unasked.
+    for domain, rua in (("aaa.test", "mailto:a\r\nBcc: x@evil.test"), ("zzz.test", "mailto:agg@zzz.test")):
+        dns.add(f"_dmarc.{domain}", "TXT", f"v=DMARC1; p=none; rua={rua}")
+        judged(judge, message(f"x@{domain}"))
+    queued: list[tuple[tuple[str, ...], bytes]] = []
+    reporter = DmarcReporter(store, lookup, hostname="mx.hatoba.test", sender="r@mx.hatoba.test",
+                             inject=lambda to, data: queued.append((to, data)))
+    sent = reporter.send_due(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1))
+    assert [(q.policy_domain, q.to) for q in sent] == [("zzz.test", ("agg@zzz.test",))]
+    assert reporter.send_due(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)) == []

@@ -16,7 +16,7 @@ from support.mailauth import Ed25519Key, RsaKey, arc_seal, results, sign, sign_e
 
 HOST = "mx.hatoba.test"
 CLIENT = "127.0.0.1"
-LOCAL_DOMAINS = {"example.test"}
+LOCAL_DOMAINS = {"example.test", "ours.test", "xn--bcher-kva.test"}
 
 RSA = RsaKey()
 ED = Ed25519Key()
@@ -55,6 +55,8 @@ def dns():
         "_dmarc.sampled.test": [("TXT", "v=DMARC1; p=reject; pct=0")],
         "_dmarc.twice.test": [("TXT", "v=DMARC1; p=reject"), ("TXT", "v=DMARC1; p=none")],
         "_dmarc.example.test": [("TXT", "v=DMARC1; p=none")],
+        # A local domain without a DMARC record, whose own mail is signed.
+        "rsa._domainkey.ours.test": [("TXT", RSA.record)],
         # A forwarder that seals with ARC.
         "arc._domainkey.forwarder.test": [("TXT", FORWARDER.record)],
     }, servfail={"spf-temp.test TXT", "down._domainkey.signer.test", "_dmarc.dnsdown.test"})
@@ -310,3 +312,118 @@ def test_forged_authentication_results_and_spam_fields_are_marked_for_removal(dn
     assert HOST.upper().encode() not in kept and b"X-Spam" not in kept
     assert kept.endswith(b"Subject: Hello\r\nDate: Mon, 07 Dec 2026 01:00:00 +0000\r\n"
                          b"Message-ID: <1@signer.test>\r\n\r\nHello Bob.\r\n")
+
+
+# -- what a hostile sender tries ------------------------------------------------------------
+
+
+SPOOF = "ceo@reject.test"
+
+
+@pytest.mark.parametrize("header", [
+    f"From: {SPOOF}\r\nFrom: someone@spf-pass.test\r\n",
+    f"From: someone@spf-pass.test\r\nFrom : {SPOOF}\r\n",
+    f"From: {SPOOF}, foo\r\n",
+    f"From: CEO <{SPOOF}> x\r\n",
+    f"From: {SPOOF}@evil.test\r\n",
+    f"From: undisclosed:;, {SPOOF}\r\n",
+    f'From: "{SPOOF}" <someone@spf-pass.test>\r\n',
+    f"X-A: b\rFrom: {SPOOF}\r\nFrom: someone@spf-pass.test\r\n",
+    f"From: someone@spf-pass.test\r\nX-A: b\rFrom: {SPOOF}\r\n",
+])
+def test_no_spelling_of_from_escapes_a_dmarc_reject(dns, header):
+    data = f"{header}To: bob@example.test\r\nSubject: Pay\r\n\r\nPay now.\r\n".encode()
+    verdict = judge(dns).assess(facts("a@spf-pass.test"), data)
+    assert verdict.action == REJECT, (verdict.action, verdict.summary)
+
+
+@pytest.mark.parametrize("header", ["", "From:\r\n", "From: undisclosed-recipients:;\r\n",
+                                    "From: " + "(" * 5000 + "\r\n", "From: x@exa mple.test\r\n"])
+def test_a_missing_or_unreadable_from_goes_to_junk(dns, header):
+    data = f"{header}To: bob@example.test\r\nSubject: Hi\r\n\r\nHi.\r\n".encode()
+    verdict = judge(dns).assess(facts("a@spf-pass.test"), data)
+    assert verdict.action == JUNK, (verdict.action, verdict.summary)
+
+
+def test_a_header_dkimpy_cannot_read_still_gets_its_dmarc_verdict(dns):
+    signed = sign(message(from_=SPOOF), RSA, "signer.test", "rsa")
+    broken = signed.replace(b"Subject: Hello", b"Subject : Hello")
+    verdict = judge(dns).assess(facts("a@spf-pass.test"), broken)
+    assert verdict.action == REJECT
+
+
+def test_an_idn_from_is_one_of_our_domains_and_is_checked_as_such(dns):
+    verdict = judge(dns).assess(facts("a@spf-pass.test"), message(from_="chef@bücher.test"))
+    assert verdict.action == JUNK and verdict.log_reason == "local-forgery"
+
+
+def test_our_own_domain_without_a_dmarc_record_passes_by_aligned_dkim(dns):
+    signed = sign(message(from_="alice@ours.test"), RSA, "ours.test", "rsa")
+    verdict = judge(dns).assess(facts("a@spf-pass.test"), signed)
+    assert verdict.action == ACCEPT and verdict.from_authenticated
+    verdict = judge(dns).assess(facts("a@spf-pass.test"), message(from_="alice@ours.test"))
+    assert verdict.action == JUNK and verdict.log_reason == "local-forgery" and not verdict.from_authenticated
+
+
+@pytest.mark.parametrize("forged", [
+    f"Authentication-Results: {HOST}(c); dkim=pass header.d=reject.test",
+    f"Authentication-Results: (a (b) c) {HOST}; dkim=pass header.d=reject.test",
+    f"Authentication-Results: (x\\) mx.evil) {HOST}; dkim=pass header.d=reject.test",
+    f'Authentication-Results: "{HOST}"; dkim=pass header.d=reject.test',
+    f"authentication-results : {HOST.upper()}.; dkim=pass",
+    f"X-A: b\rAuthentication-Results: {HOST}; dkim=pass header.d=reject.test",
+])
+def test_every_spelling_of_a_forged_authentication_results_is_removed(dns, forged):
+    data = message(extra=forged + "\r\n")
+    verdict = judge(dns).assess(facts("a@spf-pass.test"), data)
+    kept = without_spans(data, list(verdict.strip))
+    assert HOST.encode() not in kept.lower() and b"dkim=pass" not in kept
+
+
+def test_tag_values_cannot_write_into_our_field(dns):
+    signed = sign(message(), RSA, "signer.test", "rsa")
+    evil = signed.replace(b"d=signer.test", b"d=evil.test\rAuthentication-Results: " + HOST.encode() + b"; dmarc=pass")
+    verdict = judge(dns).assess(facts("a@spf-pass.test"), evil)
+    lines = verdict.fields.split("\r\n")
+    assert [n for n, line in enumerate(lines) if line.lower().startswith("authentication-results")] == [0]
+    assert "\r" not in verdict.fields.replace("\r\n", "") and "\n" not in verdict.fields.replace("\r\n", "")
+    got = ar(verdict)
+    assert {r.method for r in got["dkim"] + got["dmarc"]} == {"dkim", "dmarc"}
+    assert got["dmarc"][0].result == "fail"
+
+
+def test_a_trusted_sealer_that_saw_the_spoof_fail_does_not_vouch_for_it(dns):
+    spoof = message(from_=SPOOF)
+    at_list = ("Authentication-Results: lists.forwarder.test; dkim=none;"
+               " spf=fail smtp.mailfrom=reject.test; dmarc=fail header.from=reject.test\r\n").encode()
+    sealed = arc_seal(at_list + spoof, FORWARDER, "forwarder.test", "arc", "lists.forwarder.test")
+    verdict = judge(dns, trusted_arc_sealers=("forwarder.test",)).assess(facts("list@spf-pass.test"), sealed)
+    assert ar(verdict)["arc"][0].result == "pass" and verdict.action == REJECT
+
+
+def test_many_signatures_are_checked_up_to_a_limit(dns):
+    signed = message()
+    for _ in range(12):
+        signed = sign(signed, RSA, "signer.test", "rsa")
+    assert len(dkim_results(dns, signed)) == 5
+
+
+def test_a_name_server_that_never_answers_costs_the_budget_once(dns):
+    import socket
+    import time as clock
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes questions, answers none
+    silent.bind(("127.0.0.1", 0))
+    try:
+        slow = Judge(ChecksConfig(timeout=1.5), hostname=HOST, is_local_domain=LOCAL_DOMAINS.__contains__,
+                     lookup=Lookup(f"127.0.0.1:{silent.getsockname()[1]}", timeout=5.0))
+        data = message(from_=SPOOF)
+        for _ in range(8):
+            data = sign(data, RSA, f"d{_}.test", "rsa")
+        started = clock.monotonic()
+        verdict = slow.assess(facts("a@x.test"), data)
+        assert clock.monotonic() - started < 3.0
+        got = ar(verdict)
+        assert got["dmarc"][0].result == "temperror" and {r.result for r in got["dkim"]} == {"temperror"}
+    finally:
+        silent.close()

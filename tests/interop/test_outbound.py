@@ -369,7 +369,10 @@ def test_delivery_to_a_domain_whose_mta_sts_policy_hatoba_serves(tmp_path, dns):
     from hatoba.web.mta_sts import policy_id, policy_text
 
     receiver = make_home(tmp_path / "mx", hostname="mx.far.example", domain="far.example", extra_config=(
-        "[listeners.http]\nenabled = true\n[listeners.https]\nenabled = true\n[mta_sts]\nmode = \"enforce\"\n"))
+        "[listeners.http]\nenabled = true\n[listeners.https]\nenabled = true\n[mta_sts]\nmode = \"enforce\"\n"
+        f'[dns]\nresolver = "{dns.address}"\n'))
+    # The sender's domain says its mail comes from here (SPF): the receiver's checks let it in.
+    dns.add("example.test", "TXT", "v=spf1 ip4:127.0.0.1 -all")
     Directory(receiver.root / "data" / "directory.sqlite3").add_user("dan@far.example", "dan-password-1")
     with ServerThread(receiver) as rx:
         https = rx.port("https")

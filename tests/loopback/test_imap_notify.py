@@ -54,7 +54,8 @@ def heard(m: imaplib.IMAP4, until: bytes, timeout: float = 10.0) -> list[bytes]:
 
 
 def message(subject: str) -> bytes:
-    return f"From: a@example.test\r\nTo: bob@example.test\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n".encode()
+    # From another domain: mail from outside claiming one of ours would go to Junk.
+    return f"From: a@elsewhere.example\r\nTo: bob@example.test\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n".encode()
 
 
 def append(m: imaplib.IMAP4, folder: str, subject: str, flags: str | None = None) -> None:

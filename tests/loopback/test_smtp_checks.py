@@ -152,28 +152,42 @@ def test_moving_into_and_out_of_junk_is_recorded_as_spam_and_ham(server, home):
         lists.close()
 
 
-def test_a_user_s_sender_lists_move_mail_into_and_out_of_junk_but_never_let_a_forgery_in(server, home):
+def test_a_user_s_sender_lists_move_mail_into_and_out_of_junk_but_never_let_a_forgery_in(tmp_path, dns):
+    dns.add("rsa._domainkey.lax.test", "TXT", KEY.record)
+    home = make_home(tmp_path / "lists", extra_config=f'[dns]\nresolver = "{dns.address}"\n[checks]\njunk_score = 2.0\n')
     for kind, sender in (("allow", "@lax.test"), ("block", "pest@elsewhere.test"), ("allow", "alice@example.test")):
         done = home.cli("spam", kind, "bob@example.test", sender)
         assert done.returncode == 0, done.stderr
     listing = home.cli("spam", "list", "bob@example.test").stdout.split("\n")
     assert listing[:3] == ["allow @lax.test", "allow alice@example.test", "block pest@elsewhere.test"]
     assert home.cli("spam", "allow", "nobody@example.test", "x@y.test").returncode == 1
-    # Scored as spam (SPF fail, a broken signature, DMARC fail under p=none: 5 points), but
-    # from a domain bob allows: the inbox. Carol has no such list: her copy goes to Junk.
-    junky = sign(message("news@lax.test", "Allowed"), KEY, "sender.test", "rsa").replace(b"Hi Bob.", b"Hi Bob!")
-    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=20) as c:
-        c.ehlo("mx.sender.test")
-        c.mail("news@lax.test")
-        assert c.rcpt("bob@example.test")[0] == c.rcpt("carol@example.test")[0] == 250
-        assert c.data(junky)[0] == 250
-    [carol] = home.wait_messages("carol@example.test", 1, folder=".Junk")
-    assert email.message_from_bytes(carol)["X-Spam-Score"].startswith("5.0 /")
-    # Nothing wrong with it, but blocked by this user: Junk.
-    assert send(server, "pest@elsewhere.test", message("pest@elsewhere.test", "Blocked"))[0] == 250
-    # A forged From of our own domain stays in Junk even though alice@ is allowed.
-    assert send(server, "x@elsewhere.test", message("alice@example.test", "Forged"))[0] == 250
-    home.wait_messages("bob@example.test", 2, folder=".Junk")
-    home.wait_messages("bob@example.test", 1)
-    subjects = lambda folder="": sorted(email.message_from_bytes(m)["Subject"] for m in home.messages("bob@example.test", folder))  # noqa: E731
-    assert subjects() == ["Allowed"] and subjects(".Junk") == ["Blocked", "Forged"]
+
+    def send_lax(subject: str, signed: bool) -> None:
+        data = message("news@lax.test", subject)
+        if signed:
+            data = sign(data, KEY, "lax.test", "rsa")
+        with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=20) as c:
+            c.ehlo("mx.sender.test")
+            c.mail("news@lax.test")  # lax.test's SPF says -all: 2 points, Junk at this server's 2.0
+            assert c.rcpt("bob@example.test")[0] == c.rcpt("carol@example.test")[0] == 250
+            assert c.data(data)[0] == 250
+
+    with ServerThread(home) as server:
+        # Scored as spam, but signed by lax.test (DMARC passes), which bob allows: his inbox.
+        send_lax("Allowed", signed=True)
+        # The same From unsigned: nothing says lax.test sent it, so bob's list does not apply.
+        send_lax("Forged", signed=False)
+        # Nothing wrong with it, but blocked by bob: Junk.
+        assert send(server, "pest@elsewhere.test", message("pest@elsewhere.test", "Blocked"))[0] == 250
+        # A forged From of our own domain stays in Junk even though alice@ is allowed.
+        assert send(server, "x@elsewhere.test", message("alice@example.test", "Local"))[0] == 250
+        home.wait_messages("bob@example.test", 3, folder=".Junk")
+        home.wait_messages("bob@example.test", 1)
+        home.wait_messages("carol@example.test", 2, folder=".Junk")
+
+    def subjects(address: str, folder: str = "") -> list[str]:
+        return sorted(email.message_from_bytes(m)["Subject"] for m in home.messages(address, folder))
+
+    assert subjects("bob@example.test") == ["Allowed"]
+    assert subjects("bob@example.test", ".Junk") == ["Blocked", "Forged", "Local"]
+    assert subjects("carol@example.test", ".Junk") == ["Allowed", "Forged"]  # carol has no lists

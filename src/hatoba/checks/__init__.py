@@ -25,6 +25,9 @@ def build_runner(config: Config, is_local_domain: Callable[[str], bool]) -> Chec
 
     from hatoba.checks.rspamd import Rspamd
 
+    from hatoba.checks.dmarc import organizational_domain
+
+    organizational_domain("example.org")  # reads the Public Suffix List now, not during the first message
     checks = config.checks
     lookup = Lookup(config.dns.resolver, timeout=min(5.0, checks.timeout))
     rspamd = Rspamd(checks.rspamd_url, controller_url=checks.rspamd_controller_url,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import re
+
 import authres
 import authres.arc
 import authres.dmarc
@@ -19,6 +21,8 @@ from hatoba.checks.dkim_verify import DkimResult
 from hatoba.checks.dmarc import DmarcResult
 from hatoba.checks.headers import Field
 from hatoba.checks.spf import SpfResult
+
+_PARSER = authres.FeatureContext(authres.dmarc, authres.arc)
 
 
 def format_field(
@@ -31,18 +35,24 @@ def format_field(
     arc: str = "",
     client_ip: str = "",
 ) -> str:
-    """The whole field, CRLF-terminated and folded one result per line."""
+    """The whole field, CRLF-terminated and folded one result per line.
+
+    Every value that came from the message or the client (a DKIM tag, a HELO
+    name) is written only when it is a plain token: anything else could close
+    a quoted string, start a new line, or smuggle in a result of its own."""
     results: list[object] = []
     for s in spf:
-        identity = {"smtp_mailfrom": s.domain} if s.identity == "mailfrom" else {"smtp_helo": s.domain}
+        domain = _token(s.domain)
+        identity = {"smtp_mailfrom": domain} if s.identity == "mailfrom" else {"smtp_helo": domain}
         results.append(authres.SPFAuthenticationResult(result=s.result, result_comment=_comment(s.comment), **identity))
     if dkim_checked:
         for d in dkim:
+            signature = _token(d.signature_start)
             results.append(authres.DKIMAuthenticationResult(
-                result=d.result, reason=d.reason or None, header_d=d.domain or None, header_s=d.selector or None,
-                header_i=d.identity or None, header_a=d.algorithm or None,
-                properties=[authres.core.AuthenticationResultProperty("header", "b", d.signature_start)]
-                if d.signature_start else None,
+                result=d.result, reason=_reason(d.reason), header_d=_token(d.domain), header_s=_token(d.selector),
+                header_i=_token(d.identity), header_a=_token(d.algorithm),
+                properties=[authres.core.AuthenticationResultProperty("header", "b", signature)]
+                if signature else None,
             ))
         if not dkim:
             results.append(authres.DKIMAuthenticationResult(result="none", result_comment="no signature"))
@@ -51,32 +61,88 @@ def format_field(
         if m.override:
             comment += f"; {m.override}"
         results.append(authres.dmarc.DMARCAuthenticationResult(
-            result=m.result, result_comment=_comment(comment), header_from=m.from_domain or None,
+            result=m.result, result_comment=_comment(comment), header_from=_token(m.from_domain),
         ))
     if arc:
-        results.append(authres.arc.ARCAuthenticationResult(result=arc, smtp_remote_ip=client_ip or None))
+        results.append(authres.arc.ARCAuthenticationResult(result=arc, smtp_remote_ip=_token(client_ip)))
     if not results:
         return f"Authentication-Results: {authserv_id}; none\r\n"
     lines = ";\r\n\t".join(str(r) for r in results)
     return f"Authentication-Results: {authserv_id};\r\n\t{lines}\r\n"
 
 
+# A value as RFC 8601 writes it unquoted: a token, or an address/domain (RFC 5322 dot-atoms, "@").
+_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-./=?^_`{|}~@:]{1,255}$")
+
+
+def _token(value: str) -> str | None:
+    return value if value and _TOKEN.match(value) else None
+
+
+def _reason(text: str) -> str | None:
+    clean = "".join(c for c in text if " " <= c <= "~" and c not in '"\\')
+    return " ".join(clean.split())[:160] or None
+
+
 def _comment(text: str) -> str | None:
-    # Parentheses and backslashes would end or escape the comment early.
-    clean = " ".join(text.replace("(", "[").replace(")", "]").replace("\\", "/").split())
+    # Parentheses and backslashes would end or escape the comment early; control
+    # characters and non-ASCII have no place in the field.
+    printable = "".join(c if " " <= c <= "~" else " " for c in text)
+    clean = " ".join(printable.replace("(", "[").replace(")", "]").replace("\\", "/").split())
     return clean[:160] or None
 
 
 def claims_our_id(field: Field, authserv_id: str) -> bool:
-    """Whether an Authentication-Results field speaks for `authserv_id` (case-insensitive)."""
+    """Whether an Authentication-Results field speaks for `authserv_id` (case-insensitive),
+    however it spells it: comments (nested, escaped) around it, a quoted string; or
+    whether the `authres` parser, which dkimpy's ARC sealing uses, reads it so."""
     if field.name != "authentication-results":
         return False
-    first = field.value.split(";", 1)[0].strip()
-    # authserv-id [version]; a comment may precede it.
-    while first.startswith("("):
-        first = first.partition(")")[2].strip()
-    token = first.split()[0] if first.split() else ""
-    return token.rstrip(".").lower() == authserv_id.rstrip(".").lower()
+    ours = authserv_id.rstrip(".").lower()
+    if _first_value(field.value).rstrip(".").lower() == ours:
+        return True
+    try:
+        parsed = _PARSER.parse(f"Authentication-Results: {field.value}")
+    except Exception:  # authres cannot read it: neither can the sealing, so it is not ours
+        return False
+    return str(parsed.authserv_id or "").rstrip(".").lower() == ours
+
+
+def _first_value(text: str) -> str:
+    """The authserv-id: the first token or quoted string after any comments (RFC 5322 CFWS)."""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c.isspace():
+            i += 1
+        elif c == "(":
+            depth = 0
+            while i < n:
+                if text[i] == "\\":
+                    i += 2
+                    continue
+                if text[i] == "(":
+                    depth += 1
+                elif text[i] == ")":
+                    depth -= 1
+                    if depth == 0:
+                        i += 1
+                        break
+                i += 1
+        elif c == '"':
+            out, i = [], i + 1
+            while i < n and text[i] != '"':
+                if text[i] == "\\" and i + 1 < n:
+                    i += 1
+                out.append(text[i])
+                i += 1
+            return "".join(out)
+        else:
+            end = i
+            while end < n and not text[end].isspace() and text[end] not in ";(":
+                end += 1
+            return text[i:end]
+    return ""
 
 
 def forged_spans(fields: Sequence[Field], authserv_id: str) -> list[tuple[int, int]]:

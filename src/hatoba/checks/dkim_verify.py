@@ -19,6 +19,9 @@ from hatoba.checks.headers import Field
 from hatoba.checks.lookup import Lookup, TemporaryLookupError
 
 MIN_RSA_BITS = 1024  # RFC 8301 §3.2: shorter keys are not to be accepted
+# Signatures verified per message, the topmost first (RFC 6376 §6.1 lets a verifier limit
+# them): each costs a key lookup and a pass over the body, and senders add one or two.
+MAX_SIGNATURES = 5
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,17 @@ class _Reasons:
 
 
 def verify_all(message: bytes, fields: list[Field], lookup: Lookup) -> list[DkimResult]:
-    """One result per DKIM-Signature field, top first; [] when the message has none."""
-    count = sum(1 for f in fields if f.name == "dkim-signature")
+    """One result per DKIM-Signature field (the first MAX_SIGNATURES), top first; [] when none."""
+    count = min(MAX_SIGNATURES, sum(1 for f in fields if f.name == "dkim-signature"))
     return [_verify_one(message, index, lookup) for index in range(count)]
 
 
 def _verify_one(message: bytes, index: int, lookup: Lookup) -> DkimResult:
     reasons = _Reasons()
-    verifier = dkim.DKIM(message, logger=reasons, minkey=MIN_RSA_BITS, timeout=lookup.timeout)
+    try:
+        verifier = dkim.DKIM(message, logger=reasons, minkey=MIN_RSA_BITS, timeout=lookup.timeout)
+    except Exception as exc:  # the header section itself is beyond dkimpy
+        return DkimResult("permerror", "", "", reason=f"message header cannot be read: {exc}")
     try:
         ok = verifier.verify(idx=index, dnsfunc=lookup.for_dkimpy)
     except TemporaryLookupError as exc:

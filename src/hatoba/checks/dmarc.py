@@ -135,21 +135,27 @@ def evaluate(
     dkim: Sequence[DkimResult],
     *,
     rng: random.Random | None = None,
+    policy_found: tuple[DmarcRecord | None, str] | None = None,
 ) -> DmarcResult:
-    """The DMARC result for a message whose (single) From domain is `from_domain`."""
-    try:
-        record, where = find_record(lookup, from_domain)
-    except TemporaryLookupError as exc:
-        return DmarcResult("temperror", from_domain, reason=str(exc))
-    if record is None:
-        return DmarcResult("none", from_domain, reason="no DMARC policy published")
+    """The DMARC result for From domain `from_domain`; `policy_found` is what find_record
+    gave for it already (else it is looked up now)."""
+    if policy_found is not None:
+        record, where = policy_found
+    else:
+        try:
+            record, where = find_record(lookup, from_domain)
+        except TemporaryLookupError as exc:
+            return DmarcResult("temperror", from_domain, reason=str(exc))
+    passed: list[str] = []
+    spf_mode, dkim_mode = (record.spf_alignment, record.dkim_alignment) if record is not None else ("r", "r")
+    if spf is not None and spf.passed and aligned(spf.domain, from_domain, spf_mode):
+        passed.append("spf")
+    if any(d.passed and aligned(d.domain, from_domain, dkim_mode) for d in dkim):
+        passed.append("dkim")
+    if record is None:  # what aligned still tells whether the From was authenticated
+        return DmarcResult("none", from_domain, reason="no DMARC policy published", aligned=tuple(passed))
     subdomain = where != from_domain
     policy = record.subdomain_policy if subdomain else record.policy
-    passed: list[str] = []
-    if spf is not None and spf.passed and aligned(spf.domain, from_domain, record.spf_alignment):
-        passed.append("spf")
-    if any(d.passed and aligned(d.domain, from_domain, record.dkim_alignment) for d in dkim):
-        passed.append("dkim")
     if passed:
         return DmarcResult("pass", from_domain, policy, "none", record, where, aligned=tuple(passed))
     disposition, override_type = policy, ""

@@ -19,6 +19,8 @@ import datetime
 import gzip
 import ipaddress
 import json
+import logging
+import re
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -31,14 +33,20 @@ from hatoba.checks.dkim_verify import DkimResult
 from hatoba.checks.dmarc import DmarcResult, organizational_domain
 from hatoba.checks.lookup import Lookup, TemporaryLookupError
 from hatoba.checks.spf import SpfResult
+from hatoba.proto.address import AddressError, parse_domain
 from hatoba.store.sqltx import DirectoryTables, write_transaction
+
+log = logging.getLogger(__name__)
+
+# A local part a report may be sent to: RFC 5322 dot-atom text, nothing a header could trip on.
+_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 
 KEY_COLUMNS = ("day", "policy_domain", "source_ip", "header_from", "envelope_to", "disposition",
                "dkim_aligned", "spf_aligned", "reason", "auth")
 
 
 class ReportError(Exception):
-    """The report table cannot be used; one line for the operator."""
+    """The report table cannot be used, or a report cannot be queued; one line for the operator."""
 
 
 def _day(when: float) -> str:
@@ -199,15 +207,18 @@ def report_addresses(lookup: Lookup, policy_domain: str, rua: Iterable[str]) -> 
     for uri in rua:
         address = uri.strip()[len("mailto:"):].split("!", 1)[0].strip()  # "!10m": a size limit
         local, at, domain = address.rpartition("@")
-        if not at or not local or not domain:
+        if not at or not _LOCAL.match(local):
+            continue  # not an address a report can be sent to (a published record is anyone's text)
+        try:
+            domain = parse_domain(domain)
+        except AddressError:
             continue
-        domain = domain.lower()
         if organizational_domain(domain) != organizational_domain(policy_domain):
             try:
                 agreed = any(t.decode("utf-8", "replace").replace(" ", "").startswith("v=DMARC1")
                              for t in lookup.txt(f"{policy_domain}._report._dmarc.{domain}"))
             except TemporaryLookupError:
-                agreed = False  # asked again tomorrow: the rows are kept only until sent
+                agreed = False  # this day's report goes without it; tomorrow's asks again
             if not agreed:
                 continue
         out.append(f"{local}@{domain}")
@@ -222,18 +233,30 @@ class DmarcReporter:
         self.inject = inject  # queues one message to these recipients, durably
 
     def send_due(self, now: datetime.datetime) -> list[Queued]:
-        """Queue the reports of every finished day; returns what was queued."""
+        """Queue the reports of every finished day; returns what was queued. A report that
+        cannot be made is logged and dropped: one domain's odd record never holds up the others."""
         sent = []
         for (day, policy_domain), rows in self.store.due(now.strftime("%Y-%m-%d")).items():
-            rua = json.loads(rows[-1]["rua"])
-            to = report_addresses(self.lookup, policy_domain, rua)
-            if to:
-                report_id = f"{day}.{policy_domain}.{secrets.token_hex(6)}@{self.hostname}"
-                xml = report_xml(org_name=self.hostname, email=self.sender, report_id=report_id, day=day,
-                                 policy_domain=policy_domain, rows=rows)
-                message = report_message(xml=xml, hostname=self.hostname, sender=self.sender,
-                                         policy_domain=policy_domain, report_id=report_id, day=day, to=to, now=now)
-                self.inject(tuple(to), message)
-                sent.append(Queued(policy_domain, day, tuple(to), message))
+            try:
+                queued = self._send(day, policy_domain, rows, now)
+            except ReportError:
+                raise  # the queue cannot take it now: the rows stay for the next try
+            except Exception:
+                log.exception("the DMARC report for %s of %s was not made; dropped", policy_domain, day)
+                queued = None
+            if queued is not None:
+                sent.append(queued)
             self.store.forget(day, policy_domain)
         return sent
+
+    def _send(self, day: str, policy_domain: str, rows: list[sqlite3.Row], now: datetime.datetime) -> Queued | None:
+        to = report_addresses(self.lookup, policy_domain, json.loads(rows[-1]["rua"]))
+        if not to:
+            return None
+        report_id = f"{day}.{policy_domain}.{secrets.token_hex(6)}@{self.hostname}"
+        xml = report_xml(org_name=self.hostname, email=self.sender, report_id=report_id, day=day,
+                         policy_domain=policy_domain, rows=rows)
+        message = report_message(xml=xml, hostname=self.hostname, sender=self.sender,
+                                 policy_domain=policy_domain, report_id=report_id, day=day, to=to, now=now)
+        self.inject(tuple(to), message)  # raises ReportError when the queue cannot take it
+        return Queued(policy_domain, day, tuple(to), message)

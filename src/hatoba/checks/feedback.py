@@ -16,6 +16,7 @@ import email.policy
 import hashlib
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from hatoba.checks.rspamd import Rspamd, RspamdUnavailable
 from hatoba.logs import mail_log
@@ -49,11 +50,14 @@ class JunkFeedback:
     def __init__(self, lists: SpamLists, rspamd: Rspamd | None = None) -> None:
         self.lists = lists
         self.rspamd = rspamd if rspamd is not None and rspamd.controller_url else None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
+        # One thread of its own: a slow rspamd never takes the threads the sessions need.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="hatoba-junk-feedback")
 
     def transferred(self, account: str, boxes: object, source: str, dest: object, uids: Iterable[int]) -> None:
         """A COPY or MOVE of `uids` (their UIDs in `dest`) from folder `source` to mailbox `dest`."""
-        task = asyncio.create_task(asyncio.to_thread(self._learn, account, boxes, source, dest, list(uids)))
+        task = asyncio.get_running_loop().run_in_executor(
+            self._pool, self._learn, account, boxes, source, dest, list(uids))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -92,4 +96,5 @@ class JunkFeedback:
         mail_log("junk-feedback", account=account, verdict=verdict, message_id=mid, taught=taught or None)
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self.lists.close()

@@ -38,15 +38,23 @@ class GreylistDecision:
     note: str = ""  # why it was let through without waiting, for the log
 
 
-def client_network(ip: str) -> str:
+def network_of(ip: str, *, v4: int, v6: int) -> str:
+    """The /v4 (IPv4, also when mapped into IPv6) or /v6 network of `ip`, as text; `ip` itself when
+    it is no address. A whole IPv4 address is written without its /32."""
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         return ip
     if addr.version == 6 and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
-    prefix = 24 if addr.version == 4 else 64
+    prefix = v4 if addr.version == 4 else v6
+    if prefix == addr.max_prefixlen:
+        return str(addr)
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+
+
+def client_network(ip: str) -> str:
+    return network_of(ip, v4=24, v6=64)
 
 
 def normal_sender(sender: str) -> str:

@@ -1,17 +1,32 @@
 """The header section of a received message, as the checks need it.
 
-Works on the bytes as queued (CRLF line ends). A field is its name and its
-raw bytes span, continuation lines included, so a field can be cut out of the
-message without touching anything else (forged Authentication-Results).
+Works on the bytes as queued. A field is its name and its raw bytes span,
+continuation lines included, so a field can be cut out of the message
+without touching anything else (forged Authentication-Results).
+
+Lines end at CRLF, at a bare LF, and at a bare CR too: mail programs (and
+hatoba's own IMAP parser) split there, so a field hidden behind a bare CR
+must be seen by the checks as well.
+
+From (RFC 5322 §3.6.2) is read for every domain it names, the way a reader
+might see one: each address of each From field, and any "@domain" anywhere
+in it (a display name "service@bank.example" <x@evil.example> names
+bank.example to a person). Domains are validated and turned into A-labels.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import getaddresses
 
+from hatoba.proto.address import AddressError, parse_domain
+
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_AT_DOMAIN = re.compile(r"@([^\s<>@,;:\"()\[\]\\]+)")
+MAX_HEADER = 1024 * 1024  # bytes of header section read; a longer one is a problem in itself
 
 
 @dataclass(frozen=True)
@@ -26,49 +41,101 @@ class Field:
 
 
 def header_fields(message: bytes) -> list[Field]:
-    """Every field of the header section, in order; stops at the first empty line."""
+    """Every field of the header section, in order; stops at the first empty line
+    (or after MAX_HEADER bytes: see header_too_large)."""
+    return parse_header(message)[0]
+
+
+def header_too_large(message: bytes) -> bool:
+    """True when no empty line ends the header section within MAX_HEADER bytes."""
+    return not parse_header(message)[1] and len(message) > MAX_HEADER
+
+
+def parse_header(message: bytes) -> tuple[list[Field], bool]:
+    """The fields, and whether an empty line (or the end of the message) ended the section."""
     fields: list[Field] = []
-    pos, size = 0, len(message)
-    while pos < size:
-        end = _line_end(message, pos)
-        line = message[pos:end]
-        if line in (b"\r\n", b"\n", b""):
+    lines = _lines(message[:MAX_HEADER])
+    current: list[bytes] = []  # the lines of the field being read
+    start = end = 0
+    ended = False
+    for line_start, line_end, text in lines:
+        if current and text[:1] in (b" ", b"\t"):  # a continuation line
+            current.append(text)
+            end = line_end
+            continue
+        if current:
+            _add_field(fields, current, start, end)
+        if not text:
+            ended = True
             break
-        match = _FIELD_NAME.match(line)
-        # Continuation lines belong to the field above.
-        while end < size and message[end : end + 1] in (b" ", b"\t"):
-            end = _line_end(message, end)
-        if match:
-            name = match.group(1).decode("ascii").lower()
-            raw = message[pos + match.end() : end]
-            value = re.sub(rb"\r?\n([ \t])", rb"\1", raw).strip().decode("utf-8", "replace")
-            fields.append(Field(name, pos, end, value))
-        pos = end
-    return fields
+        current, start, end = [text], line_start, line_end
+    else:
+        if current:
+            _add_field(fields, current, start, end)
+        ended = len(message) <= MAX_HEADER
+    return fields, ended
 
 
-def _line_end(message: bytes, pos: int) -> int:
-    found = message.find(b"\n", pos)
-    return len(message) if found < 0 else found + 1
+def _add_field(fields: list[Field], parts: list[bytes], start: int, end: int) -> None:
+    match = _FIELD_NAME.match(parts[0])
+    if not match:
+        return
+    name = match.group(1).decode("ascii").lower()
+    raw = b" ".join(p.strip() for p in [parts[0][match.end():], *parts[1:]])
+    fields.append(Field(name, start, end, raw.strip().decode("utf-8", "replace")))
 
 
-def from_addresses(fields: list[Field]) -> tuple[list[str], str]:
-    """The addresses of the From field (RFC 5322 §3.6.2), domains in lower case, and what is wrong
-    with it ("" if nothing)."""
+def _lines(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(start, end with the line end, text without it) of each line, read as they are asked for."""
+    pos = 0
+    for match in _LINE_END.finditer(data):
+        yield pos, match.end(), data[pos : match.start()]
+        pos = match.end()
+    if pos < len(data):
+        yield pos, len(data), data[pos:]
+
+
+@dataclass(frozen=True)
+class FromField:
+    addresses: list[str]  # each parsed address, its domain lower case in A-labels
+    domains: list[str]  # every domain the From fields name, addresses' first, no repeats
+    problem: str  # "" when there is exactly one From field, naming addresses only, all of which parse
+
+
+def read_from(fields: list[Field]) -> FromField:
     froms = [f for f in fields if f.name == "from"]
     if not froms:
-        return [], "no From field"
+        return FromField([], [], "no From field")
+    problems: list[str] = []
     if len(froms) > 1:
-        return [], "more than one From field"
+        problems.append("more than one From field")
     addresses: list[str] = []
-    for _display, address in getaddresses([froms[0].value]):
-        local, at, domain = address.rpartition("@")
-        if not at or not local or not domain or " " in domain:
-            return [], f"From address {address!r} has no domain"
-        addresses.append(f"{local}@{domain.strip().rstrip('.').lower()}")
-    if not addresses:
-        return [], "From field names no address"
-    return addresses, ""
+    domains: list[str] = []
+    for field in froms:
+        try:
+            parsed = getaddresses([field.value])
+        except Exception:  # e.g. RecursionError on thousands of nested comments
+            parsed = []
+            problems.append("a From field that does not parse")
+        for _display, address in parsed:
+            local, at, domain = address.rpartition("@")
+            try:
+                if not at or not local:
+                    raise AddressError("no local part or domain")
+                domain = parse_domain(domain.strip().rstrip("."))
+            except AddressError:
+                problems.append(f"From address {address[:80]!r} is not an address")
+                continue
+            addresses.append(f"{local}@{domain}")
+            domains.append(domain)
+        for candidate in _AT_DOMAIN.findall(field.value):
+            try:
+                domains.append(parse_domain(candidate.rstrip(".")))
+            except AddressError:
+                problems.append(f"From names {candidate[:80]!r}, which is not a domain")
+    if not addresses and not problems:
+        problems.append("From field names no address")
+    return FromField(addresses, list(dict.fromkeys(domains)), problems[0] if problems else "")
 
 
 def without_spans(message: bytes, spans: list[tuple[int, int]]) -> bytes:

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+
+import authres
+import authres.arc
+import authres.dmarc
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from hatoba.checks import arc_verify, authresults, dkim_verify, dmarc, spf
-from hatoba.checks.headers import from_addresses, header_fields
-from hatoba.checks.lookup import Lookup
+from hatoba.checks.headers import parse_header, read_from
+from hatoba.checks.lookup import Lookup, NeedsNetwork, TemporaryLookupError
 from hatoba.checks.dmarc_reports import ReportError, ReportStore
 from hatoba.checks.dnsbl import DnsblScore, Site, SiteResult, check_site, parse_site
 from hatoba.checks.greylisting import Greylisting
@@ -25,6 +30,11 @@ from hatoba.checks.rspamd import Rspamd, RspamdAnswer, RspamdUnavailable
 from hatoba.config.schema import ChecksConfig
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_FROM_DOMAINS = 5  # From domains given a DMARC evaluation; more is a problem in itself
+MAX_ARC_SETS = 10  # RFC 8617 allows 50; real chains have a few
+AAR_PARSER = authres.FeatureContext(authres.dmarc, authres.arc)
 
 ACCEPT, JUNK, DEFER, REJECT = "accept", "junk", "defer", "reject"
 # rspamd's actions, as ours (reject: see [checks] rspamd_reject).
@@ -55,6 +65,7 @@ class Verdict:
     score: float = 0.0
     log_reason: str = ""  # one word for the mail log and the metrics: dmarc-reject, local-forgery, ...
     from_address: str = ""  # the (first) address of the From field
+    from_authenticated: bool = False  # its domain passed DMARC, or aligned SPF/DKIM where none is published
 
 
 @dataclass
@@ -67,6 +78,8 @@ class _Findings:
     from_problem: str = ""
     rspamd: RspamdAnswer | None = None
     dnsbl: DnsblScore | None = None
+    broken: list[str] = field(default_factory=list)  # checks that could not run on this message
+    policies: dict[str, tuple[dmarc.DmarcRecord | None, str]] = field(default_factory=dict)  # found early
 
 
 class Judge:
@@ -94,38 +107,101 @@ class Judge:
         self.trusted_sealers = frozenset(s.lower().rstrip(".") for s in config.trusted_arc_sealers)
 
     def assess(self, facts: MessageFacts, message: bytes) -> Verdict:
-        started = time.monotonic()
-        fields = header_fields(message)
+        """The verdict on `message`. Every DNS lookup ends by one deadline ([checks] timeout);
+        each check that fails is logged and counts as temperror, never as a pass."""
+        deadline = time.monotonic() + self.config.timeout
+        with self.lookup.deadline(deadline):
+            return self._assess(facts, message, deadline)
+
+    @property
+    def judges_from_cache(self) -> bool:
+        """Whether assess_from_cache may be tried: nothing it would do writes or talks to a service."""
+        return self.rspamd is None and self.greylisting is None and self.reports is None
+
+    def assess_from_cache(self, facts: MessageFacts, message: bytes) -> Verdict:
+        """The same verdict, when every answer it needs is in the cache (a sender seen a moment
+        ago), without waiting: the event loop may call it. Raises NeedsNetwork otherwise."""
+        with self.lookup.cache_only():
+            return self.assess(facts, message)
+
+    def _assess(self, facts: MessageFacts, message: bytes, deadline: float) -> Verdict:
         found = _Findings()
-        budget = self.config.timeout
-        found.spf = spf.check(self.lookup, ip=facts.client_ip, mail_from=facts.mail_from, helo=facts.helo,
-                              time_budget=budget)
+        fields, ended = parse_header(message)
+        if not ended:
+            found.broken.append("header section too large")
+        sender = read_from(fields)
+        domains = sender.domains[:MAX_FROM_DOMAINS]
+        found.from_problem = sender.problem or (
+            "From names too many domains" if len(sender.domains) > MAX_FROM_DOMAINS else "")
+        # The policies first: they decide the refusals, and once in the cache they are
+        # there for the evaluation below even if the checks in between use up the time.
+        for domain in domains:
+            self._stage("dmarc", found, lambda d=domain: self._prefetch_policy(d, found), None)
+        found.spf = self._stage(
+            "spf", found, lambda: spf.check(self.lookup, ip=facts.client_ip, mail_from=facts.mail_from,
+                                            helo=facts.helo, time_budget=self._left(deadline)),
+            spf.SpfResult("temperror", "mailfrom" if facts.mail_from else "helo",
+                          (facts.mail_from or f"@{facts.helo}").rpartition("@")[2].lower(), "check failed"))
         if facts.mail_from:
-            left = max(1.0, budget - (time.monotonic() - started))
-            found.helo = spf.check_helo(self.lookup, ip=facts.client_ip, helo=facts.helo, time_budget=left)
-        found.dkim = dkim_verify.verify_all(message, fields, self.lookup)
-        if any(f.name == "arc-seal" for f in fields):
-            found.arc = arc_verify.verify_chain(message, self.lookup)
-        addresses, found.from_problem = from_addresses(fields)
-        domains = [a.rpartition("@")[2] for a in addresses]
-        for domain in dict.fromkeys(domains):
-            found.dmarc.append(dmarc.evaluate(self.lookup, domain, found.spf, found.dkim, rng=self.rng))
+            found.helo = self._stage(
+                "spf", found, lambda: spf.check_helo(self.lookup, ip=facts.client_ip, helo=facts.helo,
+                                                     time_budget=self._left(deadline)), None)
+        found.dkim = self._stage("dkim", found, lambda: dkim_verify.verify_all(message, fields, self.lookup), [])
+        seals = sum(1 for f in fields if f.name == "arc-seal")
+        if seals and self.lookup.answering_from_cache_only():
+            raise NeedsNetwork("ARC")  # dkimpy's ARC code is not worth a cache-only path
+        if seals > MAX_ARC_SETS:
+            found.arc = arc_verify.ArcResult("fail", reason=f"{seals} ARC sets, more than {MAX_ARC_SETS}")
+        elif seals:
+            found.arc = self._stage("arc", found, lambda: arc_verify.verify_chain(message, self.lookup),
+                                    arc_verify.ArcResult("temperror", reason="check failed"))
+        for domain in domains:
+            found.dmarc.append(self._stage(
+                "dmarc", found, lambda d=domain: dmarc.evaluate(self.lookup, d, found.spf, found.dkim, rng=self.rng,
+                                                policy_found=found.policies.get(d)),
+                dmarc.DmarcResult("temperror", domain, reason="check failed")))
         if self.rspamd is not None:
-            left = max(1.0, budget - (time.monotonic() - started))
             try:
                 found.rspamd = self.rspamd.check(
                     message, ip=facts.client_ip, helo=facts.helo, mail_from=facts.mail_from,
-                    recipients=facts.recipients, hostname=self.hostname, timeout=left,
+                    recipients=facts.recipients, hostname=self.hostname, timeout=self._left(deadline),
                 )
             except RspamdUnavailable as exc:
                 self.rspamd.log_down(str(exc))
         found.dnsbl = facts.dnsbl
-        verdict = dataclasses.replace(self._decide(found, domains, fields), from_address=(addresses or [""])[0])
+        verdict = self._decide(found, domains, fields)
+        authenticated = [m.from_domain for m in found.dmarc if m.passed or m.result == "none" and m.aligned]
+        verdict = dataclasses.replace(
+            verdict, from_address=(sender.addresses or [""])[0],
+            from_authenticated=bool(sender.addresses) and not found.from_problem
+            and sender.addresses[0].rpartition("@")[2] in authenticated,
+        )
         if self.greylisting is not None and verdict.action in (ACCEPT, JUNK):
             verdict = self._greylist(facts, found, verdict)
         if self.reports is not None and verdict.action != DEFER:  # a deferred message comes again
             self._record_for_reports(facts, found, verdict)
         return verdict
+
+    def _prefetch_policy(self, domain: str, found: _Findings) -> None:
+        try:
+            found.policies[domain] = dmarc.find_record(self.lookup, domain)
+        except TemporaryLookupError:
+            pass  # asked again, and reported, by the evaluation
+
+    @staticmethod
+    def _left(deadline: float) -> float:
+        return max(0.1, deadline - time.monotonic())
+
+    @staticmethod
+    def _stage(name: str, found: _Findings, run: Callable[[], T], failed: T) -> T:
+        """One check; an exception in it (a library meeting input it did not expect) is logged and
+        gives `failed`, and the message is marked so it cannot pass for judged."""
+        try:
+            return run()
+        except Exception:
+            log.exception("the %s check failed on a message; its result counts as temperror", name)
+            found.broken.append(f"{name} check failed")
+            return failed
 
     def _record_for_reports(self, facts: MessageFacts, found: _Findings, verdict: Verdict) -> None:
         assert self.reports is not None
@@ -172,8 +248,9 @@ class Judge:
         action, reason, log_reason = ACCEPT, "", ""
         overridden = ""
         failing = [m for m in found.dmarc if m.result == "fail"]
-        if failing and found.arc is not None and found.arc.passed and found.arc.sealer in self.trusted_sealers:
-            overridden = found.arc.sealer  # a forwarder the operator trusts vouches for it
+        if failing and found.arc is not None and found.arc.passed and found.arc.sealer in self.trusted_sealers \
+                and all(_sealer_saw_it_pass(fields, m.from_domain) for m in failing):
+            overridden = found.arc.sealer  # a forwarder the operator trusts saw it authenticated
         for result in failing:
             if overridden:
                 break
@@ -186,8 +263,12 @@ class Judge:
                 action, log_reason = JUNK, "dmarc-quarantine"
                 reason = f"the DMARC policy of {result.from_domain} (p={result.policy}) says to treat it as spam"
         if action != REJECT and not overridden and cfg.local_forgery != "accept":
-            ours = [d for d in domains if self.is_local_domain(d)]
-            unauthenticated = [d for d in ours if not any(m.from_domain == d and m.passed for m in found.dmarc)]
+            # Authenticated domains first: they need no look in the directory.
+            unauthenticated = [d for d in domains if not any(
+                m.from_domain == d and (m.passed or m.result == "none" and m.aligned) for m in found.dmarc)]
+            if unauthenticated and self.lookup.answering_from_cache_only():
+                raise NeedsNetwork("the directory")  # a database read: not on the event loop
+            unauthenticated = [d for d in unauthenticated if self.is_local_domain(d)]
             if unauthenticated:
                 domain = unauthenticated[0]
                 if cfg.local_forgery == "reject":
@@ -197,6 +278,10 @@ class Judge:
                 elif action == ACCEPT:
                     action, log_reason = JUNK, "local-forgery"
                     reason = f"From: claims {domain}, a domain of this server, without passing DMARC"
+        trouble = found.from_problem or (found.broken[0] if found.broken else "")
+        if trouble and action == ACCEPT:  # what could not be judged is not let into the inbox
+            action, log_reason = JUNK, "unjudged" if found.broken else "from-problem"
+            reason = trouble
         if found.rspamd is not None:  # rspamd's verdict replaces our own score
             answer = found.rspamd
             score, threshold = answer.score, answer.required_score
@@ -277,3 +362,30 @@ class Judge:
         if found.rspamd is not None:
             parts.append(f"rspamd={found.rspamd.action.replace(' ', '-')}:{found.rspamd.score:.1f}")
         return " ".join(parts)
+
+
+def _sealer_saw_it_pass(fields: list, from_domain: str) -> bool:  # type: ignore[type-arg]
+    """Whether the newest ARC-Authentication-Results (what the last sealer saw on arrival) has
+    DMARC passing for `from_domain`, or a DKIM pass aligned with it."""
+    newest, text = -1, ""
+    for f in fields:
+        if f.name != "arc-authentication-results":
+            continue
+        tag, _, rest = f.value.partition(";")
+        key, _, number = tag.strip().partition("=")
+        if key.strip().lower() == "i" and number.strip().isdigit() and int(number) > newest:
+            newest, text = int(number), rest
+    if newest < 0:
+        return False
+    try:
+        parsed = AAR_PARSER.parse(f"Authentication-Results: {text.strip()}")
+    except Exception:
+        return False
+    for result in parsed.results:
+        if result.result != "pass":
+            continue
+        if result.method == "dmarc" and str(getattr(result, "header_from", "") or "").lower() == from_domain:
+            return True
+        if result.method == "dkim" and dmarc.aligned(str(getattr(result, "header_d", "") or ""), from_domain, "r"):
+            return True
+    return False

@@ -7,24 +7,42 @@ this is dnspython's blocking resolver, with:
   policy are asked for message after message), shared by the threads;
 - every failure sorted into "no such record" (an empty answer) and
   `TemporaryLookupError` (timeout, SERVFAIL, no server), which the checks
-  report as temperror instead of fail.
+  report as temperror instead of fail;
+- one deadline for all the lookups of a message (`with lookup.deadline(t)`),
+  so a sender whose name servers never answer costs at most the budget, not
+  five seconds for each of its names.
 """
 
 from __future__ import annotations
 
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dns.exception
 import dns.name
 import dns.nameserver
+import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
 from hatoba.dnsutil.resolver import EDNS_PAYLOAD, MAX_TRY_TIMEOUT, parse_nameserver
 
 CACHE_ENTRIES = 10_000
+_serials = itertools.count(1)
 
 
 class TemporaryLookupError(Exception):
     """A lookup that may work later; the message is one plain line."""
+
+
+class NeedsNetwork(BaseException):
+    """Raised in cache-only mode when an answer is not in the cache: the caller runs the
+    whole judgement again where it may wait (a BaseException, so no library's
+    `except Exception` turns it into a result)."""
 
 
 class Lookup:
@@ -46,17 +64,51 @@ class Lookup:
         resolver.cache = dns.resolver.LRUCache(CACHE_ENTRIES)
         self._resolver = resolver
         self.timeout = timeout
+        self.serial = next(_serials)  # tells results of this lookup's answers from another's
+        self._deadline = threading.local()  # per thread: each judges its own message
+
+    @contextmanager
+    def cache_only(self) -> Iterator[None]:
+        """Within the block, this thread's lookups answer from the cache or raise NeedsNetwork."""
+        self._deadline.cache_only = True
+        try:
+            yield
+        finally:
+            self._deadline.cache_only = False
+
+    def answering_from_cache_only(self) -> bool:
+        return bool(getattr(self._deadline, "cache_only", False))
+
+    @contextmanager
+    def deadline(self, when: float) -> Iterator[None]:
+        """Lookups of this thread within the block end by time.monotonic() == `when`."""
+        self._deadline.when = when
+        try:
+            yield
+        finally:
+            self._deadline.when = None
+
+    def remaining(self, wanted: float | None = None) -> float:
+        """How long the next lookup may take: `wanted` (or the timeout), cut to the deadline."""
+        limit = self.timeout if wanted is None else min(wanted, self.timeout)
+        when = getattr(self._deadline, "when", None)
+        if when is not None:
+            limit = min(limit, when - time.monotonic())
+        return limit
 
     def records(self, name: str, rdtype: str, *, lifetime: float | None = None) -> list[object]:
         """The rdatas of type `rdtype` at `name`; [] for NXDOMAIN and NODATA."""
         qname = name.rstrip(".")
         if not qname:
             return []
+        if self.answering_from_cache_only():
+            return self._from_cache(qname, rdtype)
+        allowed = self.remaining(lifetime)
+        if allowed <= 0.05:
+            raise TemporaryLookupError(f"no time left to look up {qname} {rdtype}")
         try:
-            answer = self._resolver.resolve(
-                qname + ".", rdtype, search=False, raise_on_no_answer=False,
-                lifetime=self.timeout if lifetime is None else max(0.1, min(lifetime, self.timeout)),
-            )
+            answer = self._resolver.resolve(qname + ".", rdtype, search=False, raise_on_no_answer=False,
+                                            lifetime=allowed)
         except (dns.resolver.NXDOMAIN, dns.resolver.YXDOMAIN):
             return []
         except (dns.name.LabelTooLong, dns.name.NameTooLong, dns.name.EmptyLabel, UnicodeError):
@@ -68,6 +120,21 @@ class Lookup:
         except dns.exception.DNSException as exc:
             raise TemporaryLookupError(f"DNS query for {qname} {rdtype} failed: {exc}") from None
         return list(answer.rrset) if answer.rrset is not None else []
+
+    def _from_cache(self, qname: str, rdtype: str) -> list[object]:
+        cache = self._resolver.cache
+        try:
+            name = dns.name.from_text(qname + ".")
+        except (dns.exception.DNSException, UnicodeError):
+            return []
+        kind = dns.rdatatype.from_text(rdtype)
+        answer = cache.get((name, kind, dns.rdataclass.IN))
+        if answer is not None:
+            return list(answer.rrset) if answer.rrset is not None else []
+        answer = cache.get((name, dns.rdatatype.ANY, dns.rdataclass.IN))
+        if answer is not None and answer.response.rcode() == dns.rcode.NXDOMAIN:
+            return []
+        raise NeedsNetwork(f"{qname} {rdtype}")
 
     def txt(self, name: str, *, lifetime: float | None = None) -> list[bytes]:
         """Each TXT record of `name`, its strings joined."""

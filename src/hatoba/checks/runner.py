@@ -5,9 +5,9 @@
 - Bounded memory: a message is read into memory only to be judged, at most
   SMALL_AT_ONCE small ones and one large one at a time per worker.
 - Bounded time: past `[checks] timeout` (and a little for the work itself)
-  the message is accepted with "none (checks did not finish)"; a filter that
-  fails never loses or refuses mail. Any exception is logged once and treated
-  the same way.
+  the message is delivered to Junk with "none (checks did not finish)": a
+  filter that fails never loses or refuses mail, and never lets unjudged mail
+  into an inbox either. Any exception is logged once and treated the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from hatoba.checks.authresults import forged_spans
 from hatoba.checks.dnsbl import DnsblScore
 from hatoba.checks.headers import header_fields
-from hatoba.checks.judge import ACCEPT, OUR_FIELDS, Judge, MessageFacts, Verdict
+from hatoba.checks.judge import DEFER, JUNK, OUR_FIELDS, Judge, MessageFacts, Verdict
+from hatoba.checks.lookup import NeedsNetwork
 
 log = logging.getLogger(__name__)
 
@@ -28,33 +29,84 @@ THREADS = 16
 LARGE = 1024 * 1024  # bytes: from here a message is judged alone
 SMALL_AT_ONCE = 16
 GRACE = 5.0  # seconds beyond the lookup budget for the parsing and the crypto
+FROM_CACHE_MAX = 64 * 1024  # bytes: smaller messages are first judged on the loop from the cache
 
 
 class CheckRunner:
     def __init__(self, judge: Judge) -> None:
         self.judge = judge
         self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="hatoba-checks")
+        self._strip_pool = ThreadPoolExecutor(2, thread_name_prefix="hatoba-checks-strip")
         self._small = asyncio.Semaphore(SMALL_AT_ONCE)
         self._large = asyncio.Semaphore(1)
 
     async def assess(self, facts: MessageFacts, size: int, read: Callable[[], Awaitable[bytes]]) -> tuple[Verdict, bytes]:
-        """The verdict on the message `read()` returns (`size` bytes), and those bytes."""
-        gate = self._large if size >= LARGE else self._small
-        async with gate:
+        """The verdict on the message `read()` returns (`size` bytes), and those bytes.
+
+        Waiting for a turn counts against the same time limit as the checks; a message
+        whose checks do not finish goes to Junk, unjudged, and the turn it held is
+        given back only when its thread is done, so memory stays bounded."""
+        if size <= FROM_CACHE_MAX and self.judge.judges_from_cache:
+            # A sender seen a moment ago: every answer is cached, and judging here costs less
+            # than handing the message to a thread and back.
             message = await read()
-            loop = asyncio.get_running_loop()
             try:
-                async with asyncio.timeout(self.judge.config.timeout + GRACE):
-                    return await loop.run_in_executor(self._pool, self.judge.assess, facts, message), message
-            except TimeoutError:
-                log.warning("the checks of a message from %s took more than %gs; accepted unjudged",
-                            facts.client_ip, self.judge.config.timeout + GRACE)
-                note = "checks did not finish in time"
+                return self.judge.assess_from_cache(facts, message), message
+            except NeedsNetwork:
+                pass
             except Exception:
-                log.exception("the checks of a message from %s failed; accepted unjudged", facts.client_ip)
-                note = "checks failed"
-            strip = await loop.run_in_executor(self._pool, self._strip_spans, message)
-            return self._unjudged(note, strip), message
+                pass  # judged again in a thread, where a failure is logged and handled
+        gate = self._large if size >= LARGE else self._small
+        loop = asyncio.get_running_loop()
+        limit = self.judge.config.timeout + GRACE
+        started = loop.time()
+        message = b""
+        try:
+            async with asyncio.timeout(limit):
+                await gate.acquire()
+        except TimeoutError:  # overloaded: the sender keeps it and tries again (nothing read, nothing lost)
+            log.warning("no turn for the checks of a message from %s within %gs; deferred", facts.client_ip, limit)
+            busy = "the server is busy checking other mail"
+            return Verdict(DEFER, busy, "", summary="checks-busy", log_reason="checks-busy"), b""
+        try:
+            message = await read()  # the message cannot be read (disk): the caller answers for it
+        except BaseException:
+            gate.release()
+            raise
+        handed_over = False
+        try:
+            job = loop.run_in_executor(self._pool, self.judge.assess, facts, message)
+            job.add_done_callback(lambda _f: gate.release())
+            handed_over = True
+            async with asyncio.timeout(max(0.1, limit - (loop.time() - started))):
+                return await asyncio.shield(job), message
+        except TimeoutError:
+            log.warning("the checks of a message from %s took more than %gs; delivered to Junk unjudged",
+                        facts.client_ip, limit)
+            note = "checks did not finish in time"
+        except Exception:
+            log.exception("the checks of a message from %s failed; delivered to Junk unjudged", facts.client_ip)
+            note = "checks failed"
+        finally:
+            if not handed_over:
+                gate.release()
+        strip = await self._strip_spans(message)
+        return self._unjudged(note, strip), message
+
+    async def _strip_spans(self, message: bytes) -> tuple[tuple[int, int], ...]:
+        """The forged fields to cut out, found in a pool of its own (the checks' may be full)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._strip_pool, self._forged, message)
+
+    def _forged(self, message: bytes) -> tuple[tuple[int, int], ...]:
+        fields = header_fields(message)
+        spans = forged_spans(fields, self.judge.hostname) + [(f.start, f.end) for f in fields if f.name in OUR_FIELDS]
+        return tuple(sorted(spans))
+
+    def _unjudged(self, note: str, strip: tuple[tuple[int, int], ...]) -> Verdict:
+        fields = (f"Authentication-Results: {self.judge.hostname}; none ({note})\r\n"
+                  f"X-Spam: Yes\r\nX-Spam-Score: unjudged ({note})\r\n")
+        return Verdict(JUNK, note, fields, strip, summary=note.replace(" ", "-"), log_reason="unjudged")
 
     @property
     def asks_blocklists(self) -> bool:
@@ -73,14 +125,6 @@ class CheckRunner:
         errors += [f"{len(pending)} blocklist(s) did not answer in time"] if pending else []
         return DnsblScore(sum(site.weight for site in listed), tuple(site.zone for site in listed), tuple(errors))
 
-    def _strip_spans(self, message: bytes) -> tuple[tuple[int, int], ...]:
-        fields = header_fields(message)
-        spans = forged_spans(fields, self.judge.hostname) + [(f.start, f.end) for f in fields if f.name in OUR_FIELDS]
-        return tuple(sorted(spans))
-
-    def _unjudged(self, note: str, strip: tuple[tuple[int, int], ...]) -> Verdict:
-        field = f"Authentication-Results: {self.judge.hostname}; none ({note})\r\n"
-        return Verdict(ACCEPT, note, field, strip, summary=note.replace(" ", "-"))
-
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._strip_pool.shutdown(wait=False, cancel_futures=True)

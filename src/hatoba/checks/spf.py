@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import spf
 
-from hatoba.checks.lookup import Lookup
+from hatoba.checks.lookup import Lookup, NeedsNetwork
 
 RESULTS = ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror")
 
 _current = threading.local()
 _install_lock = threading.Lock()
+
+# A sender's next messages come from the same address, saying the same HELO: its
+# result is kept this long (shorter than any sane TTL) instead of evaluated again.
+RESULT_SECONDS = 60.0
+RESULTS_KEPT = 10_000
 
 
 def _dispatch(name: str, qtype: str, strict: object = True, timeout: float = 20) -> list[tuple]:  # type: ignore[type-arg]
@@ -61,8 +68,50 @@ def check_helo(lookup: Lookup, *, ip: str, helo: str, time_budget: float = 20.0)
                      time_budget=time_budget)
 
 
+class _Recent:
+    """Results of the last RESULT_SECONDS, by everything an SPF record may look at."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[str, ...], tuple[float, SpfResult]] = OrderedDict()
+
+    def get(self, key: tuple[str, ...]) -> SpfResult | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None or found[0] < time.monotonic():
+                return None
+            return found[1]
+
+    def put(self, key: tuple[str, ...], result: SpfResult) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic() + RESULT_SECONDS, result)
+            self._items.move_to_end(key)
+            while len(self._items) > RESULTS_KEPT:
+                self._items.popitem(last=False)
+
+
+_recent = _Recent()
+
+
 def _evaluate(lookup: Lookup, *, ip: str, sender: str, helo: str, identity: str, domain: str,
               time_budget: float) -> SpfResult:
+    # The lookup is part of the key: two DNS servers (tests) never share results.
+    key = (str(lookup.serial), ip, sender.lower(), helo.lower(), identity)
+    known = _recent.get(key)
+    if known is not None:
+        return known
+    if lookup.answering_from_cache_only():
+        # pyspf has bare excepts that would swallow NeedsNetwork: only whole results are cached.
+        raise NeedsNetwork(f"SPF of {domain}")
+    result = _evaluate_now(lookup, ip=ip, sender=sender, helo=helo, identity=identity, domain=domain,
+                           time_budget=time_budget)
+    if result.result != "temperror":  # a failure of the moment is asked again next time
+        _recent.put(key, result)
+    return result
+
+
+def _evaluate_now(lookup: Lookup, *, ip: str, sender: str, helo: str, identity: str, domain: str,
+                  time_budget: float) -> SpfResult:
     _install()
     _current.lookup = lookup
     try:

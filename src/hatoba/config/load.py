@@ -376,6 +376,9 @@ def _checks(table: _Table) -> ChecksConfig:
         raise ConfigError("checks.greylist_delay must be 0 or more and shorter than checks.greylist_window_hours")
     if checks.greylist_keep_days <= 0 or checks.greylist_auto_allow < 0:
         raise ConfigError("checks.greylist_keep_days must be more than 0 and checks.greylist_auto_allow 0 or more")
+    if checks.dnsbl_threshold <= 0:
+        raise ConfigError(f"checks.dnsbl_threshold must be more than 0 (at 0 every client would be refused),"
+                          f" not {checks.dnsbl_threshold:g}")
     if not 0 <= checks.greet_pause <= 30:
         raise ConfigError(f"checks.greet_pause must be 0 to 30 seconds, not {checks.greet_pause:g}")
     if checks.junk_score <= 0:

@@ -46,8 +46,8 @@ def trace_prefix(envelope: Envelope, mailbox: str) -> bytes:
     ).encode("utf-8")
 
 
-# Junk reasons a sender allow list overrides; the others say the From field is forged,
-# and an allow list keyed on that field must not let a forgery in.
+# Junk reasons a sender allow list overrides, for a From its domain authenticated; the
+# others say the From field is forged or unreadable, which no list keyed on it can undo.
 ALLOWABLE_JUNK = ("score", "rspamd")
 
 
@@ -62,7 +62,7 @@ def goes_to_junk(envelope: Envelope, mailbox: str, sender_lists: Callable[[str, 
         return bool(envelope.junk)
     if choice == "block":
         return True
-    if choice == "allow" and envelope.junk in ALLOWABLE_JUNK:
+    if choice == "allow" and envelope.junk in ALLOWABLE_JUNK and envelope.from_authenticated:
         return False
     return bool(envelope.junk)
 

@@ -15,10 +15,17 @@ from __future__ import annotations
 
 import asyncio
 
+from hatoba.checks.greylisting import network_of
+
 from hatoba.net.limits import LocalCounts
 from hatoba.net.shared_counts import MAX_COUNT, SharedCounts
 
 CONNECTIONS, MESSAGES, UNKNOWN_RECIPIENTS = "connections", "messages", "unknown-recipients"
+
+
+def client_key(ip: str) -> str:
+    """Who a rate belongs to: an IPv4 address, or an IPv6 /64 (one host has a whole /64 to pick from)."""
+    return network_of(ip, v4=32, v6=64)
 
 
 class EventRates:
@@ -27,12 +34,12 @@ class EventRates:
         self.window = window
 
     def count(self, what: str, ip: str) -> int:
-        """The events of kind `what` from `ip` in the last `window` seconds."""
-        return self._counts.count_at(self._counts.cells(("rate", what, ip)))
+        """The events of kind `what` from `ip` (its /64, for IPv6) in the last `window` seconds."""
+        return self._counts.count_at(self._counts.cells(("rate", what, client_key(ip))))
 
     def note(self, what: str, ip: str) -> None:
         """One more event now; it stops counting after `window` seconds."""
-        cells = self._counts.cells(("rate", what, ip))
+        cells = self._counts.cells(("rate", what, client_key(ip)))
         if self._counts.count_at(cells) >= MAX_COUNT:  # the 16-bit counters: enough to refuse anyway
             return
         self._counts.add_at(cells, 1)

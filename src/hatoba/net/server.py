@@ -239,7 +239,10 @@ class Server:
 
         def inject(to: tuple[str, ...], message: bytes) -> None:
             envelope = Envelope(mail_from="", recipients=to, received_at=time.time())
-            qid = self.spool.inject(envelope, message)
+            try:
+                qid = self.spool.inject(envelope, message)
+            except SpoolError as exc:
+                raise ReportError(str(exc)) from None
             loop.call_soon_threadsafe(self._on_commit, qid)
 
         reporter = DmarcReporter(
@@ -252,7 +255,7 @@ class Server:
                 sent = await asyncio.to_thread(reporter.send_due, datetime.datetime.now(datetime.timezone.utc))
                 for report in sent:
                     mail_log("dmarc-report", domain=report.policy_domain, day=report.day, to=",".join(report.to))
-            except (ReportError, SpoolError) as exc:
+            except ReportError as exc:
                 log.error("DMARC reports not sent: %s; trying again in an hour", exc)
             await asyncio.sleep(DMARC_REPORTS_EVERY)
 

@@ -439,6 +439,7 @@ class SmtpSession(SessionBase):
             session_id=self.session_id,
             junk=verdict.log_reason if verdict is not None and verdict.action == JUNK else "",
             header_from=verdict.from_address if verdict is not None else "",
+            from_authenticated=verdict is not None and verdict.from_authenticated,
         )
         header = format_received(self._trace_info(envelope))
         if verdict is not None:

@@ -93,6 +93,14 @@ def _remote_report(outcome: Outcome, action: str) -> RecipientReport:
     )
 
 
+
+def judged_with_results(received: str, hostname: str) -> bool:
+    """Whether our trace fields hold an Authentication-Results with results (ARC has
+    something to vouch for), not the "none (checks did not finish)" of an unjudged message."""
+    marker = f"\nAuthentication-Results: {hostname};"
+    at = received.find(marker)
+    return at >= 0 and not received[at + len(marker):].lstrip().startswith("none")
+
 class QueueManager:
     def __init__(
         self,
@@ -295,7 +303,7 @@ class QueueManager:
                     signature = self.dkim.sign(body, domain) or b""
                 except Exception as exc:  # a broken key must not stop the mail
                     log.error("DKIM signing for %s failed (%s); sending %s unsigned", domain, exc, queued.qid)
-        elif self.dkim is not None and "\nAuthentication-Results: " in envelope.received:
+        elif self.dkim is not None and judged_with_results(envelope.received, self.hostname):
             # Mail judged on arrival and now forwarded (an alias to another server): seal what we saw.
             return self._arc_sealed(queued, envelope.received.encode("utf-8") + body)
         return signature + envelope.received.encode("utf-8") + body

@@ -78,6 +78,7 @@ class Envelope:
     # local copies go to each recipient's Junk folder, unless the recipient's sender lists say otherwise.
     junk: str = ""
     header_from: str = ""  # the From address of mail judged on arrival (for the recipients' sender lists)
+    from_authenticated: bool = False  # that address's domain passed DMARC (or aligned SPF/DKIM)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -121,7 +121,18 @@ class MaildirStore:
         unique = f"Q{unique_key}" if unique_key else unique_part()
         base = f"{when}.{unique}.{self._host}"
         tmp = maildir / "tmp" / base
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except FileNotFoundError:
+            if maildir not in self._ready:
+                raise
+            # Removed since we last made it (an IMAP DELETE of the folder): make it again.
+            self._ready.discard(maildir)
+            if folder:
+                self._ensure_folder(maildir.parent, folder)
+            else:
+                self._ensure(maildir)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with open(source, "rb") as src:
                 size, lines = _copy_as_lf(prefix, src, fd, length)
