@@ -253,9 +253,11 @@ def test_no_policy_or_several_policies_are_none(dns):
         assert ar(verdict)["dmarc"][0].result == "none" and verdict.action == ACCEPT
 
 
-def test_a_policy_that_cannot_be_fetched_is_a_temperror_and_accepted(dns):
+def test_a_policy_that_cannot_be_fetched_is_a_temperror_and_goes_to_junk(dns):
+    """It might have said reject: not the inbox, and not lost either."""
     verdict = judge(dns).assess(facts("a@spf-pass.test"), message(from_="x@dnsdown.test"))
-    assert ar(verdict)["dmarc"][0].result == "temperror" and verdict.action == ACCEPT
+    assert ar(verdict)["dmarc"][0].result == "temperror" and verdict.action == JUNK
+    assert verdict.log_reason == "dmarc-unknown"
 
 
 # -- our own domains ----------------------------------------------------------------------
@@ -337,12 +339,19 @@ def test_no_spelling_of_from_escapes_a_dmarc_reject(dns, header):
     assert verdict.action == REJECT, (verdict.action, verdict.summary)
 
 
-@pytest.mark.parametrize("header", ["", "From:\r\n", "From: undisclosed-recipients:;\r\n",
-                                    "From: " + "(" * 5000 + "\r\n", "From: x@exa mple.test\r\n"])
-def test_a_missing_or_unreadable_from_goes_to_junk(dns, header):
+@pytest.mark.parametrize("header", ["From: " + "(" * 5000 + "\r\n", "From: x@exa mple.test\r\n",
+                                    "From: a@spf-pass.test, b@spf-none.test\r\n"])
+def test_an_unreadable_from_goes_to_junk(dns, header):
     data = f"{header}To: bob@example.test\r\nSubject: Hi\r\n\r\nHi.\r\n".encode()
     verdict = judge(dns).assess(facts("a@spf-pass.test"), data)
     assert verdict.action == JUNK, (verdict.action, verdict.summary)
+
+
+@pytest.mark.parametrize("header", ["", "From:\r\n", "From: undisclosed-recipients:;\r\n"])
+def test_a_missing_from_shows_no_one_and_only_counts_in_the_score(dns, header):
+    data = f"{header}To: bob@example.test\r\nSubject: Hi\r\n\r\nHi.\r\n".encode()
+    verdict = judge(dns).assess(facts("a@spf-pass.test"), data)
+    assert verdict.action == ACCEPT and verdict.score == 1.5 and ar(verdict)["dmarc"][0].result == "permerror"
 
 
 def test_a_header_dkimpy_cannot_read_still_gets_its_dmarc_verdict(dns):
@@ -380,9 +389,16 @@ def test_every_spelling_of_a_forged_authentication_results_is_removed(dns, forge
     assert HOST.encode() not in kept.lower() and b"dkim=pass" not in kept
 
 
-def test_tag_values_cannot_write_into_our_field(dns):
+def test_a_bare_cr_in_the_header_is_refused(dns):
     signed = sign(message(), RSA, "signer.test", "rsa")
     evil = signed.replace(b"d=signer.test", b"d=evil.test\rAuthentication-Results: " + HOST.encode() + b"; dmarc=pass")
+    verdict = judge(dns).assess(facts("a@spf-pass.test"), evil)
+    assert verdict.action == REJECT and verdict.reply == (550, "5.6.0") and "bare carriage return" in verdict.reason
+
+
+def test_tag_values_cannot_write_into_our_field(dns):
+    signed = sign(message(), RSA, "signer.test", "rsa")
+    evil = signed.replace(b"d=signer.test", b'd=evil.test" (x; dmarc=pass header.from=signer.test')
     verdict = judge(dns).assess(facts("a@spf-pass.test"), evil)
     lines = verdict.fields.split("\r\n")
     assert [n for n, line in enumerate(lines) if line.lower().startswith("authentication-results")] == [0]
@@ -427,3 +443,105 @@ def test_a_name_server_that_never_answers_costs_the_budget_once(dns):
         assert got["dmarc"][0].result == "temperror" and {r.result for r in got["dkim"]} == {"temperror"}
     finally:
         silent.close()
+
+
+def test_a_recipient_domain_may_have_a_policy_of_its_own(dns):
+    from hatoba.config.schema import DomainChecks
+
+    strict = judge(dns, domains={"example.test": DomainChecks(local_forgery="reject"),
+                                 "lax.example": DomainChecks(dmarc_reject=False, local_forgery="accept")})
+    forged = message(from_="principal@example.test")
+    to = lambda *r: MessageFacts(client_ip=CLIENT, helo="mx.sender.test", mail_from="x@spf-pass.test", recipients=r)  # noqa: E731
+    assert strict.assess(to("bob@example.test"), forged).action == REJECT
+    assert strict.assess(to("a@lax.example"), forged).action == ACCEPT
+    assert strict.assess(to("a@lax.example", "bob@example.test"), forged).action == REJECT  # the strictest
+    spoof = message(from_=SPOOF)
+    assert strict.assess(to("a@lax.example"), spoof).action == JUNK  # lax.example turns DMARC rejects into Junk
+
+
+@pytest.mark.parametrize("header", [
+    f"From\x0c: CEO <{SPOOF}>\r\nFrom: x@spf-pass.test\r\n",
+    f"From\r\n : CEO <{SPOOF}>\r\nFrom: x@spf-pass.test\r\n",
+    f"From\x0b: CEO <{SPOOF}>\r\n",
+    f"From\t: CEO <{SPOOF}>\r\n",
+    f"From: =?utf-8?b?Y2VvQHJlamVjdC50ZXN0?= <x@spf-pass.test>\r\n",
+    f'From: "ceo＠reject.test" <x@spf-pass.test>\r\n',
+    f'From: "ceo﹫reject.test" <x@spf-pass.test>\r\n',
+])
+def test_field_names_and_display_names_read_as_a_mail_program_reads_them(dns, header):
+    data = f"{header}To: bob@example.test\r\nSubject: Pay\r\n\r\nPay now.\r\n".encode()
+    verdict = judge(dns).assess(facts("a@spf-pass.test"), data)
+    assert verdict.action == REJECT, (verdict.action, verdict.summary)
+
+
+@pytest.mark.parametrize("data, why", [
+    (b" Folded: first\r\nFrom: a@spf-pass.test\r\n\r\nHi\r\n", "continuation line"),
+    (b"From: a@spf-pass.test\r\nX-A: b\rc\r\n\r\nHi\r\n", "bare carriage return"),
+    (b"From: a@spf-pass.test\r\n" + b"X-Long: " + b"y" * (1024 * 1024) + b"\r\n\r\nHi\r\n", "larger than"),
+])
+def test_a_header_programs_would_read_differently_is_refused(dns, data, why):
+    verdict = judge(dns).assess(facts("a@spf-pass.test"), data)
+    assert verdict.action == REJECT and verdict.reply == (550, "5.6.0") and why in verdict.reason
+
+
+def test_a_forged_field_behind_an_odd_name_is_still_removed(dns):
+    data = message(from_="a@spf-none.test",
+                   extra=f"Authentication-Results\x0c: {HOST}; dmarc=pass header.from=signer.test\r\n"
+                         "X-Spam\t: No\r\n")
+    verdict = judge(dns).assess(facts("a@spf-pass.test"), data)
+    kept = without_spans(data, list(verdict.strip))
+    assert HOST.encode() not in kept and b"X-Spam" not in kept
+    assert verdict.action == JUNK  # odd field names: a message to be wary of
+
+
+def test_a_subdomain_of_our_domain_is_ours_too(dns):
+    verdict = judge(dns).assess(facts("a@spf-pass.test"), message(from_="it@mail.example.test"))
+    assert verdict.action == JUNK and verdict.log_reason == "local-forgery"
+
+
+def test_slow_name_servers_for_the_first_from_domains_do_not_starve_the_last(dns):
+    import socket
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        # A server that answers for reject.test but never for slow*.test (a delegation that hangs).
+        from hatoba.checks.lookup import Lookup as L
+
+        class Split(L):
+            def records(self, name, rdtype, *, lifetime=None):  # type: ignore[no-untyped-def]
+                if "slow" in name:
+                    return slow.records(name, rdtype, lifetime=lifetime)
+                return super().records(name, rdtype, lifetime=lifetime)
+
+        slow = L(f"127.0.0.1:{silent.getsockname()[1]}", timeout=5.0)
+        lookup = Split(dns.address, timeout=5.0)
+        slow._deadline = lookup._deadline  # one thread, one deadline
+        judged = Judge(ChecksConfig(timeout=3.0), hostname=HOST, is_local_domain=LOCAL_DOMAINS.__contains__,
+                       lookup=lookup)
+        data = message(from_=f"a@slow1.test, b@slow2.test, CEO <{SPOOF}>")
+        verdict = judged.assess(facts("x@spf-pass.test"), data)
+        assert verdict.action == REJECT, verdict.summary
+    finally:
+        silent.close()
+
+
+def test_an_rsa_key_too_large_to_verify_with_is_refused_before_any_work(dns):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    import base64 as b64
+
+    huge = rsa.generate_private_key(public_exponent=65537, key_size=4096).public_key().public_numbers()
+    # A modulus of 16384 bits built from the 4096-bit one: no one needs the private half to publish it.
+    n = huge.n << 12288 | 1
+    der = rsa.RSAPublicNumbers(65537, n).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    dns.add("huge._domainkey.signer.test", "TXT", f"v=DKIM1; k=rsa; p={b64.b64encode(der).decode()}")
+    [result] = dkim_results(dns, sign(message(), RSA, "signer.test", "huge"))
+    assert result.result == "permerror" and "too large" in result.reason
+
+
+def test_a_unicode_digit_in_an_arc_instance_is_no_crash(dns):
+    sealed = forwarded_through_a_list(dns).replace(b"ARC-Authentication-Results: i=1", b"ARC-Authentication-Results: i=\xc2\xb2")
+    verdict = judge(dns, trusted_arc_sealers=("forwarder.test",)).assess(facts("x@spf-pass.test"), sealed)
+    assert verdict.log_reason != "unjudged" and verdict.action == REJECT

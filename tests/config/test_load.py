@@ -489,3 +489,16 @@ def test_a_dns_resolver_that_is_no_address_is_refused_at_load(tmp_path: Path) ->
     assert refusal(path).startswith("dns.resolver: ")
     path = write_setup(tmp_path, MINIMAL + '[dns]\nresolver = "ns1.example.org:53"\n')
     assert refusal(path).startswith("dns.resolver: ")
+
+
+def test_checks_take_a_policy_per_recipient_domain(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, MINIMAL + '[checks.domains."Example.ORG"]\nlocal_forgery = "reject"\n'
+                                          '[checks.domains."school.example"]\ndmarc_reject = false\n')
+    checks = load_config(path).checks
+    assert checks.policy_for(("a@example.org",)) == (True, "reject")
+    assert checks.policy_for(("a@school.example",)) == (False, "junk")
+    assert checks.policy_for(("a@school.example", "b@example.org")) == (True, "reject")  # the strictest
+    path = write_setup(tmp_path, MINIMAL + '[checks.domains."x.example"]\nlocal_forgery = "maybe"\n')
+    assert "local_forgery must be one of" in refusal(path)
+    path = write_setup(tmp_path, MINIMAL + '[checks.domains."x.example"]\nrejekt = true\n')
+    assert "rejekt" in refusal(path)

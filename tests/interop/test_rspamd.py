@@ -13,7 +13,6 @@ import pytest
 from support.dnsserver import shared_server
 from support.harness import ServerThread, make_home
 from support.rspamd import GTUBE, PASSWORD, RspamdPeer, needs_rspamd
-from support.sink import free_port
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, *needs_rspamd]
 
@@ -59,22 +58,26 @@ def test_gtube_goes_to_junk_with_rspamd_s_score_and_plain_mail_to_the_inbox(tmp_
     assert ham["Subject"] == "Lunch" and ham["X-Spam"] == "No" and ham["X-Spam-Score"].endswith("(rspamd)")
 
 
-def test_rspamd_down_leaves_mail_to_hatoba_s_own_checks_and_says_so(tmp_path, caplog):
-    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    home = home_for(tmp_path, down)
+def test_rspamd_stopped_leaves_mail_to_hatoba_s_own_checks_and_says_so(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="hatoba.checks.rspamd")
-    with ServerThread(home) as server:
-        assert send(server, message("Hello", f"Despite the test string: {GTUBE}"))[0] == 250
-        assert send(server, message("Again", "A second one, while rspamd is still down."))[0] == 250
-        stored = home.wait_messages("bob@example.test", 2)
-    assert len(stored) == 2
-    for raw in stored:
-        msg = email.message_from_bytes(raw)
+    with RspamdPeer(shared_server().address) as own:  # this test's own rspamd: it is stopped halfway
+        home = home_for(tmp_path, own.url)
+        with ServerThread(home) as server:
+            assert send(server, message("Before", "While rspamd runs."))[0] == 250
+            [before] = home.wait_messages("bob@example.test", 1)
+            own.stop()
+            assert send(server, message("Hello", f"Despite the test string: {GTUBE}"))[0] == 250
+            assert send(server, message("Again", "A second one, while rspamd is still down."))[0] == 250
+            stored = home.wait_messages("bob@example.test", 3)
+    assert email.message_from_bytes(before)["X-Spam-Score"].endswith("(rspamd)")
+    later = [email.message_from_bytes(m) for m in stored if m != before]
+    assert sorted(m["Subject"] for m in later) == ["Again", "Hello"]
+    for msg in later:
         assert msg["X-Spam"] == "No" and not msg["X-Spam-Score"].endswith("(rspamd)")
         assert "Authentication-Results" in msg
     lines = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(lines) == 1, lines  # said once, not per message
-    assert down.removeprefix("http://") in lines[0] and "hatoba's own checks" in lines[0]
+    assert f"127.0.0.1:{own.port}" in lines[0] and "hatoba's own checks" in lines[0]
 
 
 def test_what_a_user_moves_into_junk_is_taught_to_rspamd(tmp_path, rspamd):

@@ -1365,7 +1365,7 @@ def test_delivery_while_selected_shows_exists_at_noop(conn, server, hatoba_home)
     c = conn()
     assert b"* 0 EXISTS" in c.ok("SELECT INBOX")
     with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as s:
-        s.sendmail("someone@elsewhere.example", [BOB[0]], b"Subject: delivered\r\n\r\nhi\r\n")
+        s.sendmail("someone@elsewhere.example", [BOB[0]], b"From: someone@elsewhere.example\r\nSubject: delivered\r\n\r\nhi\r\n")
     hatoba_home.wait_messages(BOB[0], 1)
     deadline = time.monotonic() + 10
     seen: list[bytes] = []

@@ -87,6 +87,8 @@ def _verify_one(message: bytes, index: int, lookup: Lookup) -> DkimResult:
         return _result(verifier, "pass", "")
     # dkimpy logs (and does not raise) what was wrong with the key record.
     said = " ".join(reasons.lines).lower()
+    if "too large to verify" in said:
+        return _result(verifier, "permerror", "the published key is too large to verify with")
     if "missing public key" in said:
         return _result(verifier, "permerror", "no key published for the signature")
     if "keyformaterror" in said or "key" in said and ("unparsable" in said or "invalid" in said or "unknown" in said):

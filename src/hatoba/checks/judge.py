@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from hatoba.checks import arc_verify, authresults, dkim_verify, dmarc, spf
-from hatoba.checks.headers import parse_header, read_from
+from hatoba.checks.headers import Field, Header, parse_header, read_from
 from hatoba.checks.lookup import Lookup, NeedsNetwork, TemporaryLookupError
 from hatoba.checks.dmarc_reports import ReportError, ReportStore
 from hatoba.checks.dnsbl import DnsblScore, Site, SiteResult, check_site, parse_site
@@ -34,6 +34,9 @@ T = TypeVar("T")
 
 MAX_FROM_DOMAINS = 5  # From domains given a DMARC evaluation; more is a problem in itself
 MAX_ARC_SETS = 10  # RFC 8617 allows 50; real chains have a few
+# What a message judged on the event loop (from the cache) may have at most; more goes to a thread.
+LOOP_MAX_FIELDS = 100
+LOOP_MAX_SIGNED_NAMES = 60
 AAR_PARSER = authres.FeatureContext(authres.dmarc, authres.arc)
 
 ACCEPT, JUNK, DEFER, REJECT = "accept", "junk", "defer", "reject"
@@ -66,6 +69,7 @@ class Verdict:
     log_reason: str = ""  # one word for the mail log and the metrics: dmarc-reject, local-forgery, ...
     from_address: str = ""  # the (first) address of the From field
     from_authenticated: bool = False  # its domain passed DMARC, or aligned SPF/DKIM where none is published
+    reply: tuple[int, str] = (550, "5.7.1")  # the code and enhanced status of a refusal
 
 
 @dataclass
@@ -79,6 +83,7 @@ class _Findings:
     rspamd: RspamdAnswer | None = None
     dnsbl: DnsblScore | None = None
     broken: list[str] = field(default_factory=list)  # checks that could not run on this message
+    from_missing: bool = False  # no From, or one naming nobody: counts in the score, not a reason for Junk
     policies: dict[str, tuple[dmarc.DmarcRecord | None, str]] = field(default_factory=dict)  # found early
 
 
@@ -126,17 +131,26 @@ class Judge:
 
     def _assess(self, facts: MessageFacts, message: bytes, deadline: float) -> Verdict:
         found = _Findings()
-        fields, ended = parse_header(message)
-        if not ended:
-            found.broken.append("header section too large")
+        header = parse_header(message)
+        fields = header.fields
+        refusal = self.refusal_for(header)
+        if refusal is not None:  # refused before any lookup: no reader could be shown it safely
+            return refusal
+        if header.oddities:
+            found.broken.append(f"malformed header: {header.oddities[0]}")
+        if self.lookup.answering_from_cache_only():
+            self._cheap_enough_for_the_loop(fields)
         sender = read_from(fields)
         domains = sender.domains[:MAX_FROM_DOMAINS]
         found.from_problem = sender.problem or (
             "From names too many domains" if len(sender.domains) > MAX_FROM_DOMAINS else "")
+        found.from_missing = sender.missing
         # The policies first: they decide the refusals, and once in the cache they are
         # there for the evaluation below even if the checks in between use up the time.
+        # Each domain gets its share of the time: slow names first must not starve the last.
+        share = self.config.timeout / max(1, len(domains))
         for domain in domains:
-            self._stage("dmarc", found, lambda d=domain: self._prefetch_policy(d, found), None)
+            self._stage("dmarc", found, lambda d=domain: self._prefetch_policy(d, found, share), None)
         found.spf = self._stage(
             "spf", found, lambda: spf.check(self.lookup, ip=facts.client_ip, mail_from=facts.mail_from,
                                             helo=facts.helo, time_budget=self._left(deadline)),
@@ -169,7 +183,7 @@ class Judge:
             except RspamdUnavailable as exc:
                 self.rspamd.log_down(str(exc))
         found.dnsbl = facts.dnsbl
-        verdict = self._decide(found, domains, fields)
+        verdict = self._decide(found, domains, fields, facts.recipients)
         authenticated = [m.from_domain for m in found.dmarc if m.passed or m.result == "none" and m.aligned]
         verdict = dataclasses.replace(
             verdict, from_address=(sender.addresses or [""])[0],
@@ -182,11 +196,47 @@ class Judge:
             self._record_for_reports(facts, found, verdict)
         return verdict
 
-    def _prefetch_policy(self, domain: str, found: _Findings) -> None:
+    def _prefetch_policy(self, domain: str, found: _Findings, share: float) -> None:
+        own = time.monotonic() + share
         try:
-            found.policies[domain] = dmarc.find_record(self.lookup, domain)
+            with self.lookup.deadline(own):  # within the message's own deadline
+                found.policies[domain] = dmarc.find_record(self.lookup, domain)
         except TemporaryLookupError:
             pass  # asked again, and reported, by the evaluation
+
+    def _ours(self, domain: str) -> bool:
+        """`domain` or a parent of it (below its public suffix) is one of ours: "it@mail.example.org"
+        claims example.org to a reader as much as "it@example.org" does."""
+        org = dmarc.organizational_domain(domain)
+        labels = domain.split(".")
+        for i in range(len(labels)):
+            candidate = ".".join(labels[i:])
+            if self.is_local_domain(candidate):
+                return True
+            if candidate == org:
+                break
+        return False
+
+    @staticmethod
+    def _cheap_enough_for_the_loop(fields: list[Field]) -> None:
+        """On the event loop only what is cheap: few fields, few names signed, no ARC (its
+        cost is in dkimpy's header selection, which grows with both)."""
+        signed_names = sum(f.value.count(":") + 1 for f in fields if f.name == "dkim-signature")
+        if len(fields) > LOOP_MAX_FIELDS or signed_names > LOOP_MAX_SIGNED_NAMES \
+                or any(f.name == "arc-seal" for f in fields):
+            raise NeedsNetwork("too much work for the event loop")
+
+    def refusal_for(self, header: Header) -> Verdict | None:
+        """The refusal of a header section that programs may read differently, or None."""
+        if not header.defect:
+            return None
+        return Verdict(REJECT, f"{header.defect}; fix the sending program", "", self.strip_spans(header.fields),
+                       summary="malformed-header", log_reason="malformed-header", reply=(550, "5.6.0"))
+
+    def strip_spans(self, fields: list[Field]) -> tuple[tuple[int, int], ...]:
+        """The fields only we may write that arrived from outside: cut out before queuing."""
+        return tuple(sorted(authresults.forged_spans(fields, self.hostname)
+                            + [(f.start, f.end) for f in fields if f.name in OUR_FIELDS]))
 
     @staticmethod
     def _left(deadline: float) -> float:
@@ -243,8 +293,10 @@ class Judge:
 
     # -- the decision ---------------------------------------------------------------------
 
-    def _decide(self, found: _Findings, domains: list[str], fields: list) -> Verdict:  # type: ignore[type-arg]
+    def _decide(self, found: _Findings, domains: list[str], fields: list,  # type: ignore[type-arg]
+                recipients: tuple[str, ...]) -> Verdict:
         cfg = self.config
+        dmarc_reject, local_forgery = cfg.policy_for(recipients)
         action, reason, log_reason = ACCEPT, "", ""
         overridden = ""
         failing = [m for m in found.dmarc if m.result == "fail"]
@@ -254,7 +306,7 @@ class Judge:
         for result in failing:
             if overridden:
                 break
-            if result.disposition == "reject" and cfg.dmarc_reject:
+            if result.disposition == "reject" and dmarc_reject:
                 action, log_reason = REJECT, "dmarc-reject"
                 reason = (f"the DMARC policy of {result.from_domain} (p=reject) refuses mail from it"
                           " that neither SPF nor DKIM authenticates")
@@ -262,23 +314,27 @@ class Judge:
             if result.disposition in ("reject", "quarantine") and action == ACCEPT:
                 action, log_reason = JUNK, "dmarc-quarantine"
                 reason = f"the DMARC policy of {result.from_domain} (p={result.policy}) says to treat it as spam"
-        if action != REJECT and not overridden and cfg.local_forgery != "accept":
+        if action != REJECT and not overridden and local_forgery != "accept":
             # Authenticated domains first: they need no look in the directory.
             unauthenticated = [d for d in domains if not any(
                 m.from_domain == d and (m.passed or m.result == "none" and m.aligned) for m in found.dmarc)]
             if unauthenticated and self.lookup.answering_from_cache_only():
                 raise NeedsNetwork("the directory")  # a database read: not on the event loop
-            unauthenticated = [d for d in unauthenticated if self.is_local_domain(d)]
+            unauthenticated = [d for d in unauthenticated if self._ours(d)]
             if unauthenticated:
                 domain = unauthenticated[0]
-                if cfg.local_forgery == "reject":
+                if local_forgery == "reject":
                     action, log_reason = REJECT, "local-forgery"
                     reason = (f"From: says {domain}, a domain of this server, but the message comes from"
                               " outside without passing DMARC for it; its users send through port 587 or 465")
                 elif action == ACCEPT:
                     action, log_reason = JUNK, "local-forgery"
                     reason = f"From: claims {domain}, a domain of this server, without passing DMARC"
-        trouble = found.from_problem or (found.broken[0] if found.broken else "")
+        unknown = [m.from_domain for m in found.dmarc if m.result == "temperror"]
+        if unknown and action == ACCEPT and not overridden:  # the policy may say reject: not the inbox
+            action, log_reason = JUNK, "dmarc-unknown"
+            reason = f"the DMARC policy of {unknown[0]} could not be read now"
+        trouble = ("" if found.from_missing else found.from_problem) or (found.broken[0] if found.broken else "")
         if trouble and action == ACCEPT:  # what could not be judged is not let into the inbox
             action, log_reason = JUNK, "unjudged" if found.broken else "from-problem"
             reason = trouble
@@ -304,10 +360,7 @@ class Judge:
             action=action,
             reason=reason,
             fields=self._fields(found, score, threshold, action, overridden),
-            strip=tuple(sorted(
-                authresults.forged_spans(fields, self.hostname)
-                + [(f.start, f.end) for f in fields if f.name in OUR_FIELDS]
-            )),
+            strip=self.strip_spans(fields),
             summary=self._summary(found),
             score=score,
             log_reason=log_reason,
@@ -373,7 +426,8 @@ def _sealer_saw_it_pass(fields: list, from_domain: str) -> bool:  # type: ignore
             continue
         tag, _, rest = f.value.partition(";")
         key, _, number = tag.strip().partition("=")
-        if key.strip().lower() == "i" and number.strip().isdigit() and int(number) > newest:
+        number = number.strip()
+        if key.strip().lower() == "i" and number.isascii() and number.isdigit() and int(number) > newest:
             newest, text = int(number), rest
     if newest < 0:
         return False

@@ -15,6 +15,8 @@ this is dnspython's blocking resolver, with:
 
 from __future__ import annotations
 
+import base64
+import functools
 import itertools
 import threading
 import time
@@ -45,6 +47,31 @@ class NeedsNetwork(BaseException):
     `except Exception` turns it into a result)."""
 
 
+# RSA keys verified at most this large: verifying with a larger modulus or exponent takes
+# seconds of CPU in one call that holds the interpreter (a record of a few KB can ask it).
+MAX_RSA_BITS = 8192
+MAX_RSA_EXPONENT = 2**32
+
+
+@functools.lru_cache(maxsize=1024)
+def _refuse_costly_key(record: bytes) -> None:
+    """Raise dkimpy's KeyFormatError for an RSA key too costly to verify with; the same
+    record is judged once (the cache), not once per message."""
+    import dkim
+    import dkim.crypto
+
+    tags = dict(part.strip().partition(b"=")[::2] for part in record.split(b";") if b"=" in part)
+    if tags.get(b"k", b"rsa").strip().lower() != b"rsa":
+        return
+    try:  # dkimpy's own parser: every form it would verify with
+        key = dkim.crypto.parse_public_key(base64.b64decode(b"".join(tags.get(b"p", b"").split())))
+    except Exception:
+        return  # dkimpy says what is wrong with it
+    bits = int(key["modulus"]).bit_length()
+    if bits > MAX_RSA_BITS or int(key["publicExponent"]) > MAX_RSA_EXPONENT:
+        raise dkim.KeyFormatError(f"public key too large to verify with ({bits} bits)")
+
+
 class Lookup:
     """TXT, address, MX and PTR records through one DNS server, cached by TTL."""
 
@@ -70,11 +97,12 @@ class Lookup:
     @contextmanager
     def cache_only(self) -> Iterator[None]:
         """Within the block, this thread's lookups answer from the cache or raise NeedsNetwork."""
+        outer = getattr(self._deadline, "cache_only", False)
         self._deadline.cache_only = True
         try:
             yield
         finally:
-            self._deadline.cache_only = False
+            self._deadline.cache_only = outer
 
     def answering_from_cache_only(self) -> bool:
         return bool(getattr(self._deadline, "cache_only", False))
@@ -82,11 +110,12 @@ class Lookup:
     @contextmanager
     def deadline(self, when: float) -> Iterator[None]:
         """Lookups of this thread within the block end by time.monotonic() == `when`."""
-        self._deadline.when = when
+        outer = getattr(self._deadline, "when", None)
+        self._deadline.when = when if outer is None else min(when, outer)
         try:
             yield
         finally:
-            self._deadline.when = None
+            self._deadline.when = outer
 
     def remaining(self, wanted: float | None = None) -> float:
         """How long the next lookup may take: `wanted` (or the timeout), cut to the deadline."""
@@ -105,7 +134,10 @@ class Lookup:
             return self._from_cache(qname, rdtype)
         allowed = self.remaining(lifetime)
         if allowed <= 0.05:
-            raise TemporaryLookupError(f"no time left to look up {qname} {rdtype}")
+            try:  # out of time, but an answer in the cache costs none
+                return self._from_cache(qname, rdtype)
+            except NeedsNetwork:
+                raise TemporaryLookupError(f"no time left to look up {qname} {rdtype}") from None
         try:
             answer = self._resolver.resolve(qname + ".", rdtype, search=False, raise_on_no_answer=False,
                                             lifetime=allowed)
@@ -147,7 +179,10 @@ class Lookup:
         text = name.decode("ascii", "replace") if isinstance(name, bytes) else name
         found = self.txt(text, lifetime=timeout)
         keys = [t for t in found if b"p=" in t]
-        return (keys or found or [None])[0]
+        record = (keys or found or [None])[0]
+        if record is not None:
+            _refuse_costly_key(record)
+        return record
 
     def for_pyspf(self, name: str, qtype: str, strict: object = True, timeout: float = 20) -> list[tuple]:  # type: ignore[type-arg]
         """pyspf's DNSLookup: [((name, type), value)], values shaped as pyspf's own dnspython lookup makes them."""

@@ -17,10 +17,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from hatoba.checks.authresults import forged_spans
 from hatoba.checks.dnsbl import DnsblScore
-from hatoba.checks.headers import header_fields
-from hatoba.checks.judge import DEFER, JUNK, OUR_FIELDS, Judge, MessageFacts, Verdict
+from hatoba.checks.headers import parse_header
+from hatoba.checks.judge import DEFER, JUNK, Judge, MessageFacts, Verdict
 from hatoba.checks.lookup import NeedsNetwork
 
 log = logging.getLogger(__name__)
@@ -29,6 +28,8 @@ THREADS = 16
 LARGE = 1024 * 1024  # bytes: from here a message is judged alone
 SMALL_AT_ONCE = 16
 GRACE = 5.0  # seconds beyond the lookup budget for the parsing and the crypto
+DNSBL_THREADS = 8
+DNSBL_MAX_WAITING = 400  # blocklist questions queued or running at most, per worker
 FROM_CACHE_MAX = 64 * 1024  # bytes: smaller messages are first judged on the loop from the cache
 
 
@@ -37,6 +38,10 @@ class CheckRunner:
         self.judge = judge
         self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="hatoba-checks")
         self._strip_pool = ThreadPoolExecutor(2, thread_name_prefix="hatoba-checks-strip")
+        # Blocklists have their own threads and a bound on what waits for them: a list that
+        # stops answering must not hold up the judging, nor pile up work from a flood.
+        self._dnsbl_pool = ThreadPoolExecutor(DNSBL_THREADS, thread_name_prefix="hatoba-dnsbl")
+        self._dnsbl_waiting = 0
         self._small = asyncio.Semaphore(SMALL_AT_ONCE)
         self._large = asyncio.Semaphore(1)
 
@@ -90,41 +95,51 @@ class CheckRunner:
         finally:
             if not handed_over:
                 gate.release()
-        strip = await self._strip_spans(message)
-        return self._unjudged(note, strip), message
+        return await self._unjudged(note, message), message
 
-    async def _strip_spans(self, message: bytes) -> tuple[tuple[int, int], ...]:
-        """The forged fields to cut out, found in a pool of its own (the checks' may be full)."""
+    async def _unjudged(self, note: str, message: bytes) -> Verdict:
+        """Junk with the forged fields cut out (found in a pool of its own: the checks' may be
+        full), or the refusal of a header no reader could be shown safely."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._strip_pool, self._forged, message)
-
-    def _forged(self, message: bytes) -> tuple[tuple[int, int], ...]:
-        fields = header_fields(message)
-        spans = forged_spans(fields, self.judge.hostname) + [(f.start, f.end) for f in fields if f.name in OUR_FIELDS]
-        return tuple(sorted(spans))
-
-    def _unjudged(self, note: str, strip: tuple[tuple[int, int], ...]) -> Verdict:
+        header = await loop.run_in_executor(self._strip_pool, parse_header, message)
+        refusal = self.judge.refusal_for(header)
+        if refusal is not None:
+            return refusal
         fields = (f"Authentication-Results: {self.judge.hostname}; none ({note})\r\n"
                   f"X-Spam: Yes\r\nX-Spam-Score: unjudged ({note})\r\n")
-        return Verdict(JUNK, note, fields, strip, summary=note.replace(" ", "-"), log_reason="unjudged")
+        return Verdict(JUNK, note, fields, self.judge.strip_spans(header.fields), summary=note.replace(" ", "-"),
+                       log_reason="unjudged")
 
     @property
     def asks_blocklists(self) -> bool:
         return bool(self.judge.sites)
 
     async def dnsbl(self, ip: str) -> DnsblScore:
-        """The client's blocklist score: every site asked at once, within `[checks] timeout`."""
+        """The client's blocklist score: every site asked at once, within `[checks] timeout`.
+        With too many questions already waiting, none is asked (the score is 0, and said so)."""
+        sites = self.judge.sites
+        if self._dnsbl_waiting + len(sites) > DNSBL_MAX_WAITING:
+            return DnsblScore(0.0, (), ("blocklists not asked: too many questions waiting",))
         loop = asyncio.get_running_loop()
-        jobs = [loop.run_in_executor(self._pool, self.judge.dnsbl_site, ip, site) for site in self.judge.sites]
-        done, pending = await asyncio.wait(jobs, timeout=self.judge.config.timeout)
-        for job in pending:
-            job.cancel()
+        self._dnsbl_waiting += len(sites)
+        jobs = [loop.run_in_executor(self._dnsbl_pool, self.judge.dnsbl_site, ip, site) for site in sites]
+        for job in jobs:
+            job.add_done_callback(self._dnsbl_done)
+        try:
+            done, pending = await asyncio.wait(jobs, timeout=self.judge.config.timeout)
+        finally:  # answered, timed out, or the client left: what has not started never will
+            for job in jobs:
+                job.cancel()
         results = [job.result() for job in done if job.exception() is None]
         listed = [r.site for r in results if r.listed]
         errors = [r.error for r in results if r.error]
         errors += [f"{len(pending)} blocklist(s) did not answer in time"] if pending else []
         return DnsblScore(sum(site.weight for site in listed), tuple(site.zone for site in listed), tuple(errors))
 
+    def _dnsbl_done(self, _job: object) -> None:
+        self._dnsbl_waiting -= 1
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._strip_pool.shutdown(wait=False, cancel_futures=True)
+        self._dnsbl_pool.shutdown(wait=False, cancel_futures=True)

@@ -126,7 +126,19 @@ def _evaluate_now(lookup: Lookup, *, ip: str, sender: str, helo: str, identity: 
     result = str(result).lower()
     if result not in RESULTS:  # pyspf's older names
         result = {"error": "temperror", "unknown": "permerror"}.get(result, "neutral")
-    return SpfResult(result, identity, domain, _one_line(str(explanation)))
+    # Our own words: pyspf's explanation may quote the sender's exp= record, which is theirs.
+    return SpfResult(result, identity, domain, _WORDS[result].format(ip=ip, domain=domain))
+
+
+_WORDS = {
+    "pass": "{domain} designates {ip} as permitted sender",
+    "fail": "{domain} does not designate {ip} as permitted sender",
+    "softfail": "{domain} does not quite designate {ip} as permitted sender",
+    "neutral": "{domain} neither permits nor denies {ip}",
+    "none": "{domain} publishes no SPF record",
+    "temperror": "the SPF record of {domain} could not be read now",
+    "permerror": "the SPF record of {domain} is broken",
+}
 
 
 def _install() -> None:

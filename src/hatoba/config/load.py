@@ -35,6 +35,7 @@ from hatoba.config.schema import (
     Config,
     DeliveryConfig,
     ChecksConfig,
+    DomainChecks,
     LOCAL_FORGERY_ACTIONS,
     DkimConfig,
     DnsConfig,
@@ -354,10 +355,25 @@ def _from_fields(cls: Callable[..., Any], table: _Table) -> Any:
     return cls(**values)
 
 
+def _checks_domains(table: _Table) -> dict[str, DomainChecks]:
+    out = {}
+    for domain in table.data:
+        t = table.table(domain)
+        forgery = t.get("local_forgery", str, None) if t.has("local_forgery") else None
+        if forgery is not None and forgery not in LOCAL_FORGERY_ACTIONS:
+            raise ConfigError(f"{t.key('local_forgery')} must be one of {', '.join(LOCAL_FORGERY_ACTIONS)},"
+                              f" not {forgery!r}")
+        reject = t.get("dmarc_reject", bool) if t.has("dmarc_reject") else None
+        t.done()
+        out[domain.lower().rstrip(".")] = DomainChecks(dmarc_reject=reject, local_forgery=forgery)
+    return out
+
+
 def _checks(table: _Table) -> ChecksConfig:
     from hatoba.checks.dnsbl import parse_site
 
     checks: ChecksConfig = _from_fields(ChecksConfig, table)
+    checks = dataclasses.replace(checks, domains=_checks_domains(table.table("domains")))
     if checks.local_forgery not in LOCAL_FORGERY_ACTIONS:
         raise ConfigError(f"checks.local_forgery must be one of {', '.join(LOCAL_FORGERY_ACTIONS)},"
                           f" not {checks.local_forgery!r}")

@@ -311,6 +311,14 @@ LOCAL_FORGERY_ACTIONS = ("junk", "reject", "accept")
 
 
 @dataclass(frozen=True)
+class DomainChecks:
+    """[checks.domains."DOMAIN"]: the policy for mail to one local domain; None = [checks]'s."""
+
+    dmarc_reject: bool | None = None
+    local_forgery: str | None = None
+
+
+@dataclass(frozen=True)
 class ChecksConfig:
     # Judge mail from other servers (port 25, no login, not from smtp.trusted_networks):
     # SPF, DKIM, DMARC and ARC, written down in an Authentication-Results field.
@@ -360,6 +368,20 @@ class ChecksConfig:
     # (rua=), once a day: who sent mail in their name, and how it fared.
     dmarc_reports: bool = False
     dmarc_report_from: str = ""  # the reports' From; "" = dmarc-reports@HOSTNAME
+    # Per recipient domain: [checks.domains."example.org"] dmarc_reject / local_forgery.
+    # A message to several domains gets the strictest of their policies.
+    domains: dict[str, DomainChecks] = field(default_factory=dict)
+
+    def policy_for(self, recipients: tuple[str, ...]) -> tuple[bool, str]:
+        """(dmarc_reject, local_forgery) for a message to `recipients`: each recipient domain's
+        own setting where it has one, else [checks]'s; the strictest of them."""
+        order = ("accept", "junk", "reject")
+        rejects, forgeries = [], []
+        for rcpt in recipients or ("",):
+            own = self.domains.get(rcpt.rpartition("@")[2].lower(), DomainChecks())
+            rejects.append(self.dmarc_reject if own.dmarc_reject is None else own.dmarc_reject)
+            forgeries.append(self.local_forgery if own.local_forgery is None else own.local_forgery)
+        return any(rejects), max(forgeries, key=order.index)
 
 
 @dataclass(frozen=True)

@@ -425,7 +425,8 @@ class SmtpSession(SessionBase):
                 self._clear_transaction()
                 if verdict.action == DEFER:
                     return R.R451_POLICY.with_text(f"Try again later: {verdict.reason}")
-                return R.R550_POLICY.with_text(f"Rejected: {verdict.reason}")
+                code, status = verdict.reply
+                return Reply(code, status, f"Rejected: {verdict.reason}")
         envelope = Envelope(
             mail_from=self.mail_from,
             recipients=tuple(self.recipients),
