@@ -464,9 +464,9 @@ def test_a_recipient_domain_may_have_a_policy_of_its_own(dns):
     f"From\r\n : CEO <{SPOOF}>\r\nFrom: x@spf-pass.test\r\n",
     f"From\x0b: CEO <{SPOOF}>\r\n",
     f"From\t: CEO <{SPOOF}>\r\n",
-    f"From: =?utf-8?b?Y2VvQHJlamVjdC50ZXN0?= <x@spf-pass.test>\r\n",
-    f'From: "ceo＠reject.test" <x@spf-pass.test>\r\n',
-    f'From: "ceo﹫reject.test" <x@spf-pass.test>\r\n',
+    "From: =?utf-8?b?Y2VvQHJlamVjdC50ZXN0?= <x@spf-pass.test>\r\n",
+    'From: "ceo＠reject.test" <x@spf-pass.test>\r\n',
+    'From: "ceo﹫reject.test" <x@spf-pass.test>\r\n',
 ])
 def test_field_names_and_display_names_read_as_a_mail_program_reads_them(dns, header):
     data = f"{header}To: bob@example.test\r\nSubject: Pay\r\n\r\nPay now.\r\n".encode()
