@@ -16,6 +16,9 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -105,8 +108,32 @@ def parse_record(text: str) -> DmarcRecord | None:
     )
 
 
+# Policies found lately, by (lookup, domain): a busy sender's policy is read once a minute,
+# not parsed again for every message.
+POLICY_SECONDS = 60.0
+POLICIES_KEPT = 10_000
+_policies: OrderedDict[tuple[int, str], tuple[float, tuple[DmarcRecord | None, str]]] = OrderedDict()
+_policies_lock = threading.Lock()
+
+
 def find_record(lookup: Lookup, domain: str) -> tuple[DmarcRecord | None, str]:
     """The policy for `domain` and where it was found (§6.6.3); raises TemporaryLookupError."""
+    key = (lookup.serial, domain)
+    now = time.monotonic()
+    with _policies_lock:
+        known = _policies.get(key)
+        if known is not None and known[0] > now:
+            return known[1]
+    found = _find_record(lookup, domain)
+    with _policies_lock:
+        _policies[key] = (now + POLICY_SECONDS, found)
+        _policies.move_to_end(key)
+        while len(_policies) > POLICIES_KEPT:
+            _policies.popitem(last=False)
+    return found
+
+
+def _find_record(lookup: Lookup, domain: str) -> tuple[DmarcRecord | None, str]:
     candidates = [domain]
     org = organizational_domain(domain)
     if org != domain:

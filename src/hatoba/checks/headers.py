@@ -158,6 +158,8 @@ def read_from(fields: list[Field]) -> FromField:
 def _as_read(value: str) -> str:
     """The field as a reader sees it: encoded-words (RFC 2047) decoded, compatibility
     characters folded (NFKC turns a full-width "＠" into "@")."""
+    if value.isascii() and "=?" not in value:
+        return value  # nothing encoded, nothing to fold
     try:
         decoded = str(make_header(decode_header(value)))
     except Exception:  # a broken encoded-word: read as written
