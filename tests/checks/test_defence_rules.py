@@ -123,3 +123,18 @@ def test_a_deleted_junk_folder_is_made_again_by_the_next_delivery(tmp_path):
     shutil.rmtree(first.path.parent.parent)  # the user deleted Junk over IMAP
     again = store.deliver("bob@example.test", src, folder=".Junk")
     assert again.path.is_file() and (again.path.parent.parent / "maildirfolder").is_file()
+
+
+def test_junk_feedback_keeps_a_year(tmp_path):
+    from hatoba.store.spamlists import SpamLists
+
+    path = tmp_path / "directory.sqlite3"
+    Directory(path)
+    lists = SpamLists(path)
+    lists.record_feedback("bob@example.test", "<old@x>", "spam", when=1_000_000.0)
+    lists.record_feedback("bob@example.test", "<new@x>", "ham", when=1_000_000.0 + 400 * 86400)
+    assert lists.feedback("bob@example.test") == [("<old@x>", "spam"), ("<new@x>", "ham")]
+    for n in range(99):  # the 101st verdict cleans up
+        lists.record_feedback("bob@example.test", f"<n{n}@x>", "ham", when=1_000_000.0 + 400 * 86400)
+    assert ("<old@x>", "spam") not in lists.feedback("bob@example.test")
+    lists.close()

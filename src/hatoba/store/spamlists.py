@@ -18,6 +18,8 @@ from hatoba.store.sqltx import DirectoryTables, write_transaction
 __all__ = ["SpamListError", "SpamLists"]
 
 KINDS = ("allow", "block")
+FEEDBACK_DAYS = 365  # how long a user's Junk verdicts are kept
+PRUNE_EVERY = 100  # verdicts recorded between two clean-ups
 
 
 class SpamListError(Exception):
@@ -39,6 +41,7 @@ class SpamLists(DirectoryTables):
     TABLES = ("spam_senders", "junk_feedback")
     WHAT = "spam tables"
     ERROR = SpamListError
+    _recorded = 0
 
     # -- sender lists -----------------------------------------------------------------------
 
@@ -84,11 +87,15 @@ class SpamLists(DirectoryTables):
     # -- Junk feedback ----------------------------------------------------------------------
 
     def record_feedback(self, account: str, message_id: str, verdict: str, when: float | None = None) -> None:
+        now = time.time() if when is None else when
         with write_transaction(self._conn(), self.path, SpamListError) as conn:
+            self._recorded += 1
+            if self._recorded % PRUNE_EVERY == 1:  # the table keeps a year, not forever
+                conn.execute("DELETE FROM junk_feedback WHERE at < ?", (now - FEEDBACK_DAYS * 86400,))
             conn.execute(
                 """INSERT INTO junk_feedback (account, message_id, verdict, at) VALUES (?, ?, ?, ?)
                    ON CONFLICT (account, message_id) DO UPDATE SET verdict = excluded.verdict, at = excluded.at""",
-                (account.lower(), message_id, verdict, time.time() if when is None else when),
+                (account.lower(), message_id, verdict, now),
             )
 
     def feedback(self, account: str) -> list[tuple[str, str]]:
