@@ -11,13 +11,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-import authres
-import authres.arc
-import authres.dmarc
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from hatoba.checks import arc_verify, authresults, dkim_verify, dmarc, spf
@@ -26,7 +23,8 @@ from hatoba.checks.lookup import Lookup, NeedsNetwork, TemporaryLookupError
 from hatoba.checks.dmarc_reports import ReportError, ReportStore
 from hatoba.checks.dnsbl import DnsblScore, Site, SiteResult, check_site, parse_site
 from hatoba.checks.greylisting import Greylisting
-from hatoba.checks.rspamd import Rspamd, RspamdAnswer, RspamdUnavailable
+from hatoba.checks.policy import ACCEPT, DEFER, JUNK, REJECT, Findings, decide
+from hatoba.checks.rspamd import Rspamd, RspamdUnavailable
 from hatoba.config.schema import ChecksConfig
 
 log = logging.getLogger(__name__)
@@ -37,12 +35,7 @@ MAX_ARC_SETS = 10  # RFC 8617 allows 50; real chains have a few
 # What a message judged on the event loop (from the cache) may have at most; more goes to a thread.
 LOOP_MAX_FIELDS = 100
 LOOP_MAX_SIGNED_NAMES = 60
-AAR_PARSER = authres.FeatureContext(authres.dmarc, authres.arc)
 
-ACCEPT, JUNK, DEFER, REJECT = "accept", "junk", "defer", "reject"
-# rspamd's actions, as ours (reject: see [checks] rspamd_reject).
-RSPAMD_ACTIONS = {"no action": ACCEPT, "greylist": DEFER, "soft reject": DEFER,
-                  "add header": JUNK, "rewrite subject": JUNK, "reject": JUNK}
 # Fields only we may write: any copy that arrives from outside is removed.
 OUR_FIELDS = ("x-spam", "x-spam-score")
 
@@ -70,21 +63,6 @@ class Verdict:
     from_address: str = ""  # the (first) address of the From field
     from_authenticated: bool = False  # its domain passed DMARC, or aligned SPF/DKIM where none is published
     reply: tuple[int, str] = (550, "5.7.1")  # the code and enhanced status of a refusal
-
-
-@dataclass
-class _Findings:
-    spf: spf.SpfResult | None = None
-    helo: spf.SpfResult | None = None
-    dkim: list[dkim_verify.DkimResult] = field(default_factory=list)
-    dmarc: list[dmarc.DmarcResult] = field(default_factory=list)
-    arc: arc_verify.ArcResult | None = None
-    from_problem: str = ""
-    rspamd: RspamdAnswer | None = None
-    dnsbl: DnsblScore | None = None
-    broken: list[str] = field(default_factory=list)  # checks that could not run on this message
-    from_missing: bool = False  # no From, or one naming nobody: counts in the score, not a reason for Junk
-    policies: dict[str, tuple[dmarc.DmarcRecord | None, str]] = field(default_factory=dict)  # found early
 
 
 class Judge:
@@ -130,7 +108,7 @@ class Judge:
             return self.assess(facts, message)
 
     def _assess(self, facts: MessageFacts, message: bytes, deadline: float) -> Verdict:
-        found = _Findings()
+        found = Findings()
         header = parse_header(message)
         fields = header.fields
         refusal = self.refusal_for(header)
@@ -196,7 +174,7 @@ class Judge:
             self._record_for_reports(facts, found, verdict)
         return verdict
 
-    def _prefetch_policy(self, domain: str, found: _Findings, share: float) -> None:
+    def _prefetch_policy(self, domain: str, found: Findings, share: float) -> None:
         own = time.monotonic() + share
         try:
             with self.lookup.deadline(own):  # within the message's own deadline
@@ -243,7 +221,7 @@ class Judge:
         return max(0.1, deadline - time.monotonic())
 
     @staticmethod
-    def _stage(name: str, found: _Findings, run: Callable[[], T], failed: T) -> T:
+    def _stage(name: str, found: Findings, run: Callable[[], T], failed: T) -> T:
         """One check; an exception in it (a library meeting input it did not expect) is logged and
         gives `failed`, and the message is marked so it cannot pass for judged."""
         try:
@@ -253,7 +231,7 @@ class Judge:
             found.broken.append(f"{name} check failed")
             return failed
 
-    def _record_for_reports(self, facts: MessageFacts, found: _Findings, verdict: Verdict) -> None:
+    def _record_for_reports(self, facts: MessageFacts, found: Findings, verdict: Verdict) -> None:
         assert self.reports is not None
         disposition = {"dmarc-reject": "reject", "dmarc-quarantine": "quarantine"}.get(verdict.log_reason, "none")
         envelope_to = (facts.recipients[0].rpartition("@")[2].lower() if facts.recipients else "")
@@ -270,7 +248,7 @@ class Judge:
             except ReportError as exc:
                 log.error("DMARC report data not recorded: %s", exc)
 
-    def _greylist(self, facts: MessageFacts, found: _Findings, verdict: Verdict) -> Verdict:
+    def _greylist(self, facts: MessageFacts, found: Findings, verdict: Verdict) -> Verdict:
         assert self.greylisting is not None
         authenticated = ""
         if found.spf is not None and found.spf.passed and found.spf.identity == "mailfrom":
@@ -291,98 +269,28 @@ class Judge:
         """One blocklist's answer for `ip` (blocking; the runner asks all sites at once)."""
         return check_site(self.lookup, ip, site)
 
-    # -- the decision ---------------------------------------------------------------------
+    # -- the verdict ----------------------------------------------------------------------
 
-    def _decide(self, found: _Findings, domains: list[str], fields: list,  # type: ignore[type-arg]
+    def _decide(self, found: Findings, domains: list[str], fields: list[Field],
                 recipients: tuple[str, ...]) -> Verdict:
-        cfg = self.config
-        dmarc_reject, local_forgery = cfg.policy_for(recipients)
-        action, reason, log_reason = ACCEPT, "", ""
-        overridden = ""
-        failing = [m for m in found.dmarc if m.result == "fail"]
-        if failing and found.arc is not None and found.arc.passed and found.arc.sealer in self.trusted_sealers \
-                and all(_sealer_saw_it_pass(fields, m.from_domain) for m in failing):
-            overridden = found.arc.sealer  # a forwarder the operator trusts saw it authenticated
-        for result in failing:
-            if overridden:
-                break
-            if result.disposition == "reject" and dmarc_reject:
-                action, log_reason = REJECT, "dmarc-reject"
-                reason = (f"the DMARC policy of {result.from_domain} (p=reject) refuses mail from it"
-                          " that neither SPF nor DKIM authenticates")
-                break
-            if result.disposition in ("reject", "quarantine") and action == ACCEPT:
-                action, log_reason = JUNK, "dmarc-quarantine"
-                reason = f"the DMARC policy of {result.from_domain} (p={result.policy}) says to treat it as spam"
-        if action != REJECT and not overridden and local_forgery != "accept":
-            # Authenticated domains first: they need no look in the directory.
-            unauthenticated = [d for d in domains if not any(
-                m.from_domain == d and (m.passed or m.result == "none" and m.aligned) for m in found.dmarc)]
-            if unauthenticated and self.lookup.answering_from_cache_only():
-                raise NeedsNetwork("the directory")  # a database read: not on the event loop
-            unauthenticated = [d for d in unauthenticated if self._ours(d)]
-            if unauthenticated:
-                domain = unauthenticated[0]
-                if local_forgery == "reject":
-                    action, log_reason = REJECT, "local-forgery"
-                    reason = (f"From: says {domain}, a domain of this server, but the message comes from"
-                              " outside without passing DMARC for it; its users send through port 587 or 465")
-                elif action == ACCEPT:
-                    action, log_reason = JUNK, "local-forgery"
-                    reason = f"From: claims {domain}, a domain of this server, without passing DMARC"
-        unknown = [m.from_domain for m in found.dmarc if m.result == "temperror"]
-        if unknown and action == ACCEPT and not overridden:  # the policy may say reject: not the inbox
-            action, log_reason = JUNK, "dmarc-unknown"
-            reason = f"the DMARC policy of {unknown[0]} could not be read now"
-        trouble = ("" if found.from_missing else found.from_problem) or (found.broken[0] if found.broken else "")
-        if trouble and action == ACCEPT:  # what could not be judged is not let into the inbox
-            action, log_reason = JUNK, "unjudged" if found.broken else "from-problem"
-            reason = trouble
-        if found.rspamd is not None:  # rspamd's verdict replaces our own score
-            answer = found.rspamd
-            score, threshold = answer.score, answer.required_score
-            theirs = RSPAMD_ACTIONS[answer.action]
-            if answer.action == "reject" and cfg.rspamd_reject and action != REJECT:
-                action, log_reason = REJECT, "rspamd-reject"
-                reason = f"the spam filter refuses it ({answer.message or f'score {score:.1f}'})"
-            elif theirs == DEFER and action in (ACCEPT, JUNK):
-                action, log_reason = DEFER, "rspamd-defer"
-                reason = "the spam filter asks to try again later"
-            elif theirs == JUNK and action == ACCEPT:
-                action, log_reason = JUNK, "rspamd"
-                reason = f"the spam filter says {answer.action} (score {score:.1f} of {threshold:.1f})"
-        else:
-            score, threshold = self._score(found), cfg.junk_score
-            if action == ACCEPT and score >= threshold:
-                action, log_reason = JUNK, "score"
-                reason = f"score {score:.1f} reaches {threshold:.1f}"
+        decision = decide(self.config, found, domains, fields, recipients,
+                          trusted_sealers=self.trusted_sealers, is_ours=self._ours_of)
         return Verdict(
-            action=action,
-            reason=reason,
-            fields=self._fields(found, score, threshold, action, overridden),
+            action=decision.action,
+            reason=decision.reason,
+            fields=self._fields(found, decision.score, decision.threshold, decision.action, decision.overridden),
             strip=self.strip_spans(fields),
             summary=self._summary(found),
-            score=score,
-            log_reason=log_reason,
+            score=decision.score,
+            log_reason=decision.log_reason,
         )
 
-    @staticmethod
-    def _score(found: _Findings) -> float:
-        """hatoba's own spam score from the authentication results (higher is worse)."""
-        score = 0.0
-        if found.spf is not None:
-            score += {"fail": 2.0, "softfail": 1.0, "permerror": 0.5}.get(found.spf.result, 0.0)
-        if any(d.result == "fail" for d in found.dkim) and not any(d.passed for d in found.dkim):
-            score += 1.0
-        if any(m.result == "fail" for m in found.dmarc):
-            score += 2.0
-        if found.from_problem:
-            score += 1.5
-        if found.dnsbl is not None:
-            score += found.dnsbl.score  # below the refusal threshold: counts towards Junk; allowlists subtract
-        return score
+    def _ours_of(self, domains: list[str]) -> list[str]:
+        if self.lookup.answering_from_cache_only():
+            raise NeedsNetwork("the directory")  # a database read: not on the event loop
+        return [d for d in domains if self._ours(d)]
 
-    def _fields(self, found: _Findings, score: float, threshold: float, action: str, overridden: str) -> str:
+    def _fields(self, found: Findings, score: float, threshold: float, action: str, overridden: str) -> str:
         dmarc_results = list(found.dmarc)
         if overridden:
             dmarc_results = [
@@ -402,7 +310,7 @@ class Judge:
         return text + f"X-Spam: {spam}\r\nX-Spam-Score: {score:.1f} / {threshold:.1f}{by}\r\n"
 
     @staticmethod
-    def _summary(found: _Findings) -> str:
+    def _summary(found: Findings) -> str:
         parts = []
         if found.spf is not None:
             parts.append(f"spf={found.spf.result}")
@@ -415,31 +323,3 @@ class Judge:
         if found.rspamd is not None:
             parts.append(f"rspamd={found.rspamd.action.replace(' ', '-')}:{found.rspamd.score:.1f}")
         return " ".join(parts)
-
-
-def _sealer_saw_it_pass(fields: list, from_domain: str) -> bool:  # type: ignore[type-arg]
-    """Whether the newest ARC-Authentication-Results (what the last sealer saw on arrival) has
-    DMARC passing for `from_domain`, or a DKIM pass aligned with it."""
-    newest, text = -1, ""
-    for f in fields:
-        if f.name != "arc-authentication-results":
-            continue
-        tag, _, rest = f.value.partition(";")
-        key, _, number = tag.strip().partition("=")
-        number = number.strip()
-        if key.strip().lower() == "i" and number.isascii() and number.isdigit() and int(number) > newest:
-            newest, text = int(number), rest
-    if newest < 0:
-        return False
-    try:
-        parsed = AAR_PARSER.parse(f"Authentication-Results: {text.strip()}")
-    except Exception:
-        return False
-    for result in parsed.results:
-        if result.result != "pass":
-            continue
-        if result.method == "dmarc" and str(getattr(result, "header_from", "") or "").lower() == from_domain:
-            return True
-        if result.method == "dkim" and dmarc.aligned(str(getattr(result, "header_d", "") or ""), from_domain, "r"):
-            return True
-    return False
