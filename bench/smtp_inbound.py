@@ -10,8 +10,8 @@ sessions to one user).
 hatoba judges mail from other servers as it arrives (SPF, DKIM, DMARC: its
 default); `--checks both` adds a run with `[checks] enabled = false` beside
 it, to show what the checks cost. hatoba's lookups go to a DNS server of the
-bench's own on loopback (localdns.py), which publishes SPF and DMARC for the
-sender's domain, so nothing waits on the Internet.
+bench's own on loopback, which publishes SPF and DMARC for the
+sender's domain (tests/support/dnsserver.py), so nothing waits on the Internet.
 
 accepted/s  = messages answered 250 / (time of the last 250 - start)
 delivered/s = messages in Maildir new/+cur/ / (mtime of the newest file - start)
@@ -35,7 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from localdns import LocalDns  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.dnsserver import DnsServer  # noqa: E402  (the tests' loopback DNS server)
 from common import (  # noqa: E402
     Interrupted,
     run_each,
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = [Spec(target, size, args.count if i == 0 else args.large_count, args.sessions)
              for i, size in enumerate(sizes) for target in targets]
     try:
-        with LocalDns(SENDER_DNS) as dns:
+        with DnsServer(SENDER_DNS) as dns:
             outcomes, failed = run_each(
                 [(f"{s.target:<15}{size_label(s.size):>5} ", job(s)) for s in specs],
                 troubled=lambda o: bool(o.note), show=format_outcome,

@@ -21,6 +21,7 @@ from hatoba.checks.dkim_verify import DkimResult
 from hatoba.checks.dmarc import DmarcResult
 from hatoba.checks.headers import Field
 from hatoba.checks.spf import SpfResult
+from hatoba.proto.imap.envelope import tokenize
 
 _PARSER = authres.FeatureContext(authres.dmarc, authres.arc)
 
@@ -109,40 +110,23 @@ def claims_our_id(field: Field, authserv_id: str) -> bool:
 
 
 def _first_value(text: str) -> str:
-    """The authserv-id: the first token or quoted string after any comments (RFC 5322 CFWS)."""
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c.isspace():
-            i += 1
-        elif c == "(":
-            depth = 0
-            while i < n:
-                if text[i] == "\\":
-                    i += 2
-                    continue
-                if text[i] == "(":
-                    depth += 1
-                elif text[i] == ")":
-                    depth -= 1
-                    if depth == 0:
-                        i += 1
-                        break
-                i += 1
-        elif c == '"':
-            out, i = [], i + 1
-            while i < n and text[i] != '"':
-                if text[i] == "\\" and i + 1 < n:
-                    i += 1
-                out.append(text[i])
-                i += 1
-            return "".join(out)
+    """The authserv-id: the first quoted string, or the first dot-atom, after any comments
+    (RFC 5322 CFWS, read by the tokenizer the IMAP envelope uses)."""
+    parts: list[str] = []
+    for kind, value in tokenize(text):
+        if kind == "comment":
+            if parts:
+                break
+            continue
+        if kind == "qs" and not parts:
+            return value
+        if kind == "atom" and (not parts or parts[-1] == "."):
+            parts.append(value)
+        elif kind == "special" and value == "." and parts and parts[-1] != ".":
+            parts.append(value)
         else:
-            end = i
-            while end < n and not text[end].isspace() and text[end] not in ";(":
-                end += 1
-            return text[i:end]
-    return ""
+            break
+    return "".join(parts)
 
 
 def forged_spans(fields: Sequence[Field], authserv_id: str) -> list[tuple[int, int]]:

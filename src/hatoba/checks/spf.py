@@ -116,7 +116,7 @@ def _evaluate_now(lookup: Lookup, *, ip: str, sender: str, helo: str, identity: 
     _current.lookup = lookup
     try:
         query = spf.query(i=ip, s=sender, h=helo, timeout=lookup.timeout, querytime=time_budget)
-        result, _code, explanation = query.check()
+        result, _code, _explanation = query.check()
     except (spf.TempError, OSError) as exc:
         return SpfResult("temperror", identity, domain, _one_line(str(exc)))
     except Exception as exc:  # pyspf on input it did not expect: no verdict, never a crash

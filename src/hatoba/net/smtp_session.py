@@ -478,8 +478,6 @@ class SmtpSession(SessionBase):
         if self.dnsbl is None:
             try:
                 self.dnsbl = await self.dnsbl_task
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("blocklist lookups of %s failed; not counted", self.client_ip)
                 self.dnsbl_task = None

@@ -18,28 +18,19 @@ Rules:
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 from hatoba.policy.pop_before_smtp import WindowStoreError
-from hatoba.store.sqltx import ThreadConnections, connect_existing, write_transaction
+from hatoba.store.sqltx import DirectoryTables, write_transaction
 
 __all__ = ["RelayLogins"]
 
 
-class RelayLogins:
+class RelayLogins(DirectoryTables):
     """The pop_before_smtp table of the directory database at `path`."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._connections = ThreadConnections()
-        self._conn()  # say now, not at the first login, when the database cannot be used
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = self._connections.current()
-        if conn is None:
-            conn = connect_existing(self.path, ("pop_before_smtp",), "POP-before-SMTP table", WindowStoreError)
-            self._connections.add(conn)
-        return conn
+    TABLES = ("pop_before_smtp",)
+    WHAT = "POP-before-SMTP table"
+    ERROR = WindowStoreError
 
     def open_window(self, address: str, login: str, until: float) -> None:
         with write_transaction(self._conn(), self.path, WindowStoreError) as conn:
@@ -61,10 +52,6 @@ class RelayLogins:
     def prune(self, before: float) -> None:
         with write_transaction(self._conn(), self.path, WindowStoreError) as conn:
             conn.execute("DELETE FROM pop_before_smtp WHERE expires < ?", (before,))
-
-    def close(self) -> None:
-        """Close every connection this object opened, in any thread."""
-        self._connections.close_all()
 
     def __enter__(self) -> RelayLogins:
         return self

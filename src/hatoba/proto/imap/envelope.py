@@ -20,7 +20,7 @@ Address = tuple[str | None, str | None, str | None, str | None]
 _SPECIALS = "<>@,;:."
 
 
-def _tokenize(text: str) -> list[tuple[str, str]]:
+def tokenize(text: str) -> list[tuple[str, str]]:
     """RFC 5322 lexical tokens: ("atom"|"qs"|"comment"|"special", text). Unclosed constructs run to the end."""
     tokens: list[tuple[str, str]] = []
     i, n = 0, len(text)
@@ -107,7 +107,7 @@ def parse_address_list(value: str) -> list[Address]:
 
     A mailbox without a display name takes its comment as name ("a@b (Ann)").
     """
-    tokens = _tokenize(value)
+    tokens = tokenize(value)
     out: list[Address] = []
     phrase: list[tuple[str, str]] = []
     angle: tuple[str | None, str, str] | None = None
