@@ -4,13 +4,15 @@
 # fetchmail (a real POP3 client), isync (mbsync) and mutt (real IMAP clients),
 # systemd (systemd-analyze verifies the unit; nothing is started), pebble (an
 # ACME CA for tests), knot (a DNS server that takes RFC 2136 updates), rspamd
-# (a spam filter hatoba hands messages to) and redis-server (its learning store).
+# (a spam filter hatoba hands messages to), redis-server (its learning store),
+# chromium and chromium-driver (the web admin's browser tests) with a Japanese
+# font (fonts-ipafont-gothic) for the screenshots of the Japanese pages.
 # A no-op when they are all present; otherwise needs root (or sudo) and apt.
 # Postfix is installed unconfigured ("No configuration"): the tests run
 # private instances and never touch the system one.
 set -euo pipefail
 
-declare -A wanted=([postfix]=postfix [swaks]=swaks [openssl]=openssl [curl]=curl [fetchmail]=fetchmail [mbsync]=isync [mutt]=mutt [systemd-analyze]=systemd [pebble]=pebble [knotd]=knot [rspamd]=rspamd [redis-server]=redis-server)
+declare -A wanted=([postfix]=postfix [swaks]=swaks [openssl]=openssl [curl]=curl [fetchmail]=fetchmail [mbsync]=isync [mutt]=mutt [systemd-analyze]=systemd [pebble]=pebble [knotd]=knot [rspamd]=rspamd [redis-server]=redis-server [chromium]=chromium [chromedriver]=chromium-driver)
 missing=()
 for cmd in "${!wanted[@]}"; do
   # postfix lives in /usr/sbin, which is not on every user's PATH.
@@ -18,6 +20,8 @@ for cmd in "${!wanted[@]}"; do
 done
 # swaks needs Net::SSLeay for --tls/--tlsc (a Recommends, absent on minimal installs).
 perl -MNet::SSLeay -e1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl)
+# Without a CJK font the Japanese screenshots show boxes.
+[ -e /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ] || fc-list :lang=ja 2>/dev/null | grep -q . || missing+=(fonts-ipafont-gothic)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

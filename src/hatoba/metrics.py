@@ -43,7 +43,7 @@ from hatoba.queue.reports import BOUNCE_KINDS, KINDS, RESULTS
 
 # The text format generate_latest() writes.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-PROTOCOLS = ("smtp", "pop3", "imap")
+PROTOCOLS = ("smtp", "pop3", "imap", "web")
 LOGIN_RESULTS = ("ok", "failed", "throttled", "busy", "refused", "abandoned")  # net/login.py
 THROTTLE_SCOPES = ("pair", "address", "account")  # policy/auth_throttle.py
 # Queue arrival to delivery: local deliveries take milliseconds, remote ones

@@ -83,7 +83,12 @@ def test_earlier_schema_is_migrated_with_data_intact(tmp_path: Path, version: in
         assert db.apop_secret("bob@example.test") == ("sealed-apop-secret" if version >= 2 else None)
         assert db.quota_mb("alice@example.test") == (100 if version >= 3 else None)
         db.add_user("carol@example.test", "carol-password-1")  # and it takes changes
+        assert db.user_settings("alice@example.test") == (None, None)  # 8: no language, no second factor
+        db.add_app_password("alice@example.test", "phone")
     conn = sqlite3.connect(path)
+    if version >= 7:
+        assert conn.execute("SELECT account, sender, kind FROM spam_senders").fetchall() == [
+            ("alice@example.test", "@spam.example", "block")]
     assert conn.execute("SELECT version FROM schema_version").fetchall() == [(CURRENT,)]
     conn.close()
     fresh = tmp_path / "fresh.sqlite3"

@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "hatoba.cli.user",
     "hatoba.cli.alias",
     "hatoba.cli.spam",
+    "hatoba.cli.admin",
     "hatoba.cli.queue",
     "hatoba.cli.dkim",
     "hatoba.cli.cert",

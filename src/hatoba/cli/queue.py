@@ -12,7 +12,8 @@ import time
 from hatoba.cli.common import CliError, load_config
 from hatoba.cli.domain import missing_action
 from hatoba.queue.ids import is_queue_id
-from hatoba.queue.spool import Spool, SpoolError
+from hatoba.queue.listing import queue_rows
+from hatoba.queue.spool import Spool
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -57,29 +58,23 @@ def _age(seconds: float) -> str:
 def run_list(args: argparse.Namespace) -> int:
     spool = _spool(args)
     now = time.time()
-    ids = spool.list_ids()
-    for qid in ids:
-        try:
-            env = spool.envelope(qid)
-        except FileNotFoundError:
-            continue  # delivered while we looked
-        except SpoolError as exc:
-            print(f"{qid}  {exc}")
+    rows = queue_rows(spool)
+    for row in rows:
+        if row.unreadable:
+            print(f"{row.qid}  {row.unreadable}")
             continue
-        state = spool.state(qid)
-        pending = state.pending or [r for r in env.recipients if r not in state.done]
-        if state.held:
+        if row.held:
             when = "held"
-        elif state.attempts == 0:
+        elif row.attempts == 0:
             when = "now"
         else:
-            when = "in " + _age(state.next_try - now)
+            when = "in " + _age(row.next_try - now)
         print(
-            f"{qid}  age {_age(now - env.received_at)}  from <{env.mail_from}>  "
-            f"to {', '.join(f'<{r}>' for r in pending) or '(done)'}  attempts {state.attempts}  "
-            f"next {when}" + (f"  last error: {state.last_error}" if state.last_error else "")
+            f"{row.qid}  age {_age(now - row.received_at)}  from <{row.sender}>  "
+            f"to {', '.join(f'<{r}>' for r in row.pending) or '(done)'}  attempts {row.attempts}  "
+            f"next {when}" + (f"  last error: {row.last_error}" if row.last_error else "")
         )
-    print(f"{len(ids)} message(s) in the queue")
+    print(f"{len(rows)} message(s) in the queue")
     return 0
 
 

@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 16384
 MAX_HEAD = 8192  # request line and header fields together (nginx: 1 KiB, then 4 x 8 KiB)
-MAX_BODY = 16384  # a request body (an Autodiscover request is a few hundred bytes)
+MAX_BODY = 16384  # a request body (an Autodiscover request or an admin form: a few hundred bytes)
 MAX_TARGET = 4096  # the request target alone (paths here are short): 414 past it
 ANSWER_TIMEOUT = 30.0  # seconds a route has to answer once the request is in
 WRITE_TIMEOUT = 30.0  # seconds the client has to take the answer
@@ -66,7 +66,7 @@ VERSIONS = (b"1.0", b"1.1")
 HSTS = "max-age=31536000"  # a year; no includeSubDomains: other names of the domain are not ours
 
 REASONS = {
-    200: "OK", 301: "Moved Permanently", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    200: "OK", 301: "Moved Permanently", 303: "See Other", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
     408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long", 421: "Misdirected Request", 431: "Request Header Fields Too Large",
     500: "Internal Server Error", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
 }
@@ -264,8 +264,9 @@ def _request(event: h11.Request, client_ip: str, body: bytes = b"") -> Request:
     target = _target(event.target.decode("ascii", "replace")) or "*"  # "*": matches no route
     path, _, query = target.partition("?")
     host = next((value for name, value in event.headers if name == b"host"), b"")
+    headers = tuple((name.decode("ascii", "replace"), value.decode("latin-1")) for name, value in event.headers)
     return Request(event.method.decode("ascii", "replace"), path, query,
-                   host.decode("ascii", "replace"), client_ip, body)
+                   host.decode("ascii", "replace"), client_ip, body, headers)
 
 
 def _capped(text: str, limit: int = 100) -> str:

@@ -106,6 +106,8 @@ def account_key(login: str) -> str:
 def protocol_of(listener: ListenerConfig) -> str:
     if listener.name in SMTP_LISTENERS:
         return "smtp"
+    if listener.name in ("http", "https"):
+        return "web"  # the web admin (web/admin/): a login per request, no connection to count
     return "pop3" if listener.name in ("pop3", "pop3s") else "imap"
 
 
@@ -269,7 +271,7 @@ class Logins:
             return LoginResult(FAILED)
         await LOGINS.run(self.throttle.succeeded, attempt)
         busy = None
-        if session.login_account != account:
+        if session.login_account != account and proto != "web":
             busy = self.limiter.log_in(ip, account, proto, previous=session.login_account)
         if busy is not None:
             self._logged(BUSY, proto, login=account, mech=mechanism, ip=ip,

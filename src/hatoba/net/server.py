@@ -54,6 +54,7 @@ from hatoba.store.maildir import MaildirStore
 from hatoba.store.folder_tree import MailboxStore
 from hatoba.store.secretbox import SecretBox
 from hatoba.web.ops import operations_routes
+from hatoba.web.admin.app import AdminApp, AdminContext
 from hatoba.web.public import acme_challenges, crl_routes, https_redirect, https_routes
 from hatoba.web.routes import Router
 
@@ -153,7 +154,6 @@ class Server:
                                                  others=self._workers_metrics),
                               *crl_routes(config)],
                              fallback=acme_challenges(self.acme_board, https_redirect(config, is_local, self._port_of)))
-        self.https_router = Router(https_routes(config, is_local, self._port_of))
         self.tls_context: ssl.SSLContext | None = server_context(served_tls(config))
         if forward is None:  # only the first worker delivers (its delivery processes)
             check_delivery_setup(config)
@@ -208,6 +208,15 @@ class Server:
             metrics=self.metrics,
             feedback=self._junk_feedback(config),
         )
+        # https: autoconfiguration and the MTA-STS policy, and the web admin (served by the first worker only).
+        self.admin: AdminApp | None = None
+        https = config.listeners.get("https")
+        if forward is None and https is not None and https.enabled:
+            mailboxes = self.imap.mailboxes
+            self.admin = AdminApp(AdminContext(config, self.directory, self.logins, https, self.spool,
+                                               lambda address: mailboxes.for_user(address).quota()))
+        self.https_router = Router([*https_routes(config, is_local, self._port_of),
+                                    *(self.admin.routes() if self.admin is not None else ())])
         self._servers: list[asyncio.Server | BalancedAcceptor] = []
         self._listening: dict[str, asyncio.Server | BalancedAcceptor] = {}  # for health()
         self._http: set[asyncio.Task[None]] = set()  # HTTP requests: cancelled at once on stop
@@ -605,6 +614,8 @@ class Server:
         await self.manager.stop()
         self.throttle.close()
         self.pop_before_smtp.close()
+        if self.admin is not None:
+            self.admin.close()
         if self.smtp.checks is not None:
             self.smtp.checks.close()
         if self.imap.feedback is not None:
@@ -689,7 +700,7 @@ _LISTENER_WORDS = {
     "imap": "mail access; STARTTLS before any password",
     "imaps": "mail access; implicit TLS",
     "http": "redirects to https; /metrics and /healthz for [metrics] networks",
-    "https": "autoconfiguration and the MTA-STS policy; implicit TLS",
+    "https": "web admin, autoconfiguration and the MTA-STS policy; implicit TLS",
 }
 
 

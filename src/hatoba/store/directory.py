@@ -47,6 +47,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from hatoba.proto.address import Address, AddressError, parse_address, parse_domain
 from hatoba.proto.sasl import ScramKeys
 from hatoba.proto.scram import SCRAM_ITERATIONS, derive_scram_keys
+from hatoba.store import app_passwords as AP
 from hatoba.store.login_cache import LoginCache, SharedLoginCache
 from hatoba.store.sqltx import ThreadConnections, rollback, write_transaction
 from hatoba.store.api import AliasLoopError, DirectoryError, Resolution
@@ -192,6 +193,42 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (day, policy_domain, source_ip, header_from, envelope_to, disposition,
                          dkim_aligned, spf_aligned, reason, auth)
         )""",
+    ),
+    (
+        # Administrators (store/roles.py): a user with scope "*" administers the
+        # server, with a domain name that domain only.
+        """CREATE TABLE admin_roles (
+            account TEXT NOT NULL,     -- a user's address_key
+            scope   TEXT NOT NULL,     -- "*" or a local domain
+            granted REAL NOT NULL,     -- Unix time
+            PRIMARY KEY (account, scope)
+        )""",
+        # Per-device passwords for mail programs (store/app_passwords.py). They are
+        # random with 120 bits of entropy, so a keyed SHA-256 suffices (no Argon2).
+        """CREATE TABLE app_passwords (
+            id        INTEGER PRIMARY KEY,
+            account   TEXT NOT NULL,
+            name      TEXT NOT NULL,
+            digest    BLOB NOT NULL UNIQUE,  -- SHA-256 of the password
+            created   REAL NOT NULL,
+            last_used REAL,
+            UNIQUE (account, name)
+        )""",
+        "CREATE INDEX app_passwords_account ON app_passwords(account)",
+        # Web admin sessions (store/web_sessions.py): only a hash of the cookie's token.
+        """CREATE TABLE web_sessions (
+            token_hash BLOB PRIMARY KEY,   -- SHA-256 of the cookie value
+            account    TEXT NOT NULL,
+            csrf       TEXT NOT NULL,      -- the token every form of the session carries
+            created    REAL NOT NULL,
+            last_seen  REAL NOT NULL,
+            verified   INTEGER NOT NULL    -- 1 once the second factor (when the user has one) was given
+        )""",
+        "CREATE INDEX web_sessions_account ON web_sessions(account)",
+        # The language of the web pages ("en", "ja"; NULL: the browser's), and the
+        # TOTP secret (RFC 6238) sealed by store/secretbox.py (NULL: no second factor).
+        "ALTER TABLE users ADD COLUMN language TEXT",
+        "ALTER TABLE users ADD COLUMN totp_secret TEXT",
     ),
 )
 
@@ -434,6 +471,7 @@ class Directory:
                     "remove them first with `hatoba user remove ADDRESS` and `hatoba alias remove SOURCE`"
                 )
             conn.execute("DELETE FROM domains WHERE name = ?", (domain,))
+            conn.execute("DELETE FROM admin_roles WHERE scope = ?", (domain,))
         return domain
 
     def list_domains(self) -> list[str]:
@@ -501,6 +539,8 @@ class Directory:
                 "UPDATE users SET password_hash = ?, scram_sha256 = ? WHERE address_key = ?",
                 (password_hash, scram, key),
             )
+            # A new password ends every web session made with the old one.
+            conn.execute("DELETE FROM web_sessions WHERE account = ?", (key,))
         return stored
 
     def remove_user(self, address: str) -> str:
@@ -514,6 +554,9 @@ class Directory:
             key, stored = self._find_user(conn, address)
             conn.execute("DELETE FROM users WHERE address_key = ?", (key,))
             self._refuse_loop(conn, key, stored, f"removing user {stored}")
+            # What belonged to the login goes with it: a user made again later starts with none.
+            for table in ("admin_roles", "app_passwords", "web_sessions"):
+                conn.execute(f"DELETE FROM {table} WHERE account = ?", (key,))
         return stored
 
     def list_users(self, domain: str | None = None) -> list[str]:
@@ -587,7 +630,7 @@ class Directory:
         """True only for an existing user and the right password (see authenticate)."""
         return self.authenticate(address, password) is not None
 
-    def authenticate(self, address: str, password: str) -> str | None:
+    def authenticate(self, address: str, password: str, *, app_passwords: bool = True) -> str | None:
         """The user's lookup key (lower-cased address) for the right password, else None.
 
         The key, not the spelling typed, names the account, so
@@ -603,6 +646,9 @@ class Directory:
             key = _key(parse_address(address))
         except AddressError:
             key = None
+        if key is not None and app_passwords and AP.looks_like_app_password(password):
+            if self._app_password_matches(key, password):
+                return key
         if key is not None:
             row = self._conn().execute(
                 "SELECT password_hash, scram_sha256 FROM users WHERE address_key = ?", (key,)
@@ -641,6 +687,76 @@ class Directory:
         elif cache is not None:
             cache.remember(key, proof, self.login_cache_seconds)
         return key
+
+    # -- app passwords (store/app_passwords.py) ----------------------------------------
+
+    def _app_password_matches(self, key: str, password: str) -> bool:
+        row = self._conn().execute(
+            "SELECT id, last_used FROM app_passwords WHERE digest = ? AND account = ?", (AP.digest(password), key)
+        ).fetchone()
+        if row is None:
+            return False
+        now = time.time()
+        if row[1] is None or now - row[1] > 60:  # "last used" to the minute: no write per login
+            with self._write() as conn:
+                conn.execute("UPDATE app_passwords SET last_used = ? WHERE id = ?", (now, row[0]))
+        return True
+
+    def add_app_password(self, address: str, name: str) -> tuple[str, str]:
+        """(the user's address, a new app password named `name`); the password is shown once, never stored."""
+        name = " ".join(name.split())
+        if not name or len(name) > AP.MAX_NAME or not name.isprintable():
+            raise DirectoryError(f"give the app password a name of 1 to {AP.MAX_NAME} characters, such as \"phone\"")
+        password = AP.new_app_password()
+        with self._write() as conn:
+            key, stored = self._find_user(conn, address)
+            count = conn.execute("SELECT COUNT(*) FROM app_passwords WHERE account = ?", (key,)).fetchone()[0]
+            if count >= AP.MAX_PER_USER:
+                raise DirectoryError(f"{stored} has {count} app passwords, the most allowed; revoke one first")
+            if conn.execute("SELECT 1 FROM app_passwords WHERE account = ? AND name = ?", (key, name)).fetchone():
+                raise DirectoryError(f"{stored} already has an app password named {name!r}; choose another name")
+            conn.execute("INSERT INTO app_passwords (account, name, digest, created) VALUES (?, ?, ?, ?)",
+                         (key, name, AP.digest(password), time.time()))
+        return stored, password
+
+    def app_passwords(self, address: str) -> list[tuple[str, float, float | None]]:
+        """(name, created, last used or None) of each app password of a user, oldest first."""
+        with self._read() as conn:
+            key, _ = self._find_user(conn, address)
+            rows = conn.execute("SELECT name, created, last_used FROM app_passwords WHERE account = ? ORDER BY id",
+                                (key,)).fetchall()
+        return [(str(n), float(c), None if u is None else float(u)) for n, c, u in rows]
+
+    def revoke_app_password(self, address: str, name: str) -> str:
+        with self._write() as conn:
+            key, stored = self._find_user(conn, address)
+            if not conn.execute("DELETE FROM app_passwords WHERE account = ? AND name = ?", (key, name)).rowcount:
+                raise DirectoryError(f"{stored} has no app password named {name!r}")
+        return stored
+
+    # -- web settings -------------------------------------------------------------------
+
+    def user_settings(self, address: str) -> tuple[str | None, str | None]:
+        """(language, sealed TOTP secret) of a user; (None, None) for no such user."""
+        try:
+            key = _key(parse_address(address))
+        except AddressError:
+            return None, None
+        row = self._conn().execute("SELECT language, totp_secret FROM users WHERE address_key = ?", (key,)).fetchone()
+        return (None, None) if row is None else (row[0], row[1])
+
+    def set_language(self, address: str, language: str | None) -> str:
+        with self._write() as conn:
+            key, stored = self._find_user(conn, address)
+            conn.execute("UPDATE users SET language = ? WHERE address_key = ?", (language, key))
+        return stored
+
+    def set_totp_secret(self, address: str, sealed: str | None) -> str:
+        """Store a user's sealed TOTP secret (None: no second factor)."""
+        with self._write() as conn:
+            key, stored = self._find_user(conn, address)
+            conn.execute("UPDATE users SET totp_secret = ? WHERE address_key = ?", (sealed, key))
+        return stored
 
     def _add_scram(self, key: str, stored_hash: str, password: str) -> None:
         """Give a user from before SCRAM its keys, made from the password just verified."""

@@ -33,6 +33,11 @@ class Request:
     host: str  # the Host header ("" when absent: HTTP/1.0)
     client_ip: str
     body: bytes = b""  # read only for routes that take POST, and bounded (net/http_server.py)
+    headers: tuple[tuple[str, str], ...] = ()  # names in lower case, values as sent (latin-1)
+
+    def header(self, name: str) -> str:
+        """The value of header field `name` (lower case), "" when absent; repeated fields joined by ", "."""
+        return ", ".join(value for key, value in self.headers if key == name)
 
     @property
     def hostname(self) -> str:

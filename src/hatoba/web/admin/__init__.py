@@ -1,0 +1,1 @@
+"""The web admin: pages for administrators and users on the https listener."""
