@@ -202,7 +202,7 @@ def test_alias_add_list_remove(home: Home) -> None:
 
 
 def test_missing_action_and_missing_config(home: Home, tmp_path: Path) -> None:
-    for noun, actions in (("domain", "add|remove|list"), ("user", "add|passwd|apop|quota|remove|list"), ("alias", "add|remove|list")):
+    for noun, actions in (("domain", "add|remove|list"), ("user", "add|passwd|apop|quota|forward|remove|list"), ("alias", "add|remove|list")):
         assert home.fails(noun) == f"give an action: hatoba {noun} {actions} (see --help)"
     result = subprocess.run(
         [sys.executable, "-m", "hatoba", "-c", str(tmp_path / "missing.toml"), "domain", "list"],

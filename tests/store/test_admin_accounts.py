@@ -150,3 +150,34 @@ def test_language_and_second_factor_settings(db):
     db.set_totp_secret("alice@example.test", "sealed")
     assert db.user_settings("Alice@example.test") == ("ja", "sealed")
     assert db.user_settings("ghost@example.test") == (None, None)
+
+
+# -- a user's own forwarding --------------------------------------------------------------------------------
+
+
+def test_forwarding_sends_a_users_mail_on_with_or_without_a_copy_and_never_in_a_loop(db):
+    db.add_user("bob@example.test", "bob-password-1")
+    db.add_alias("team@example.test", ["alice@example.test"])
+    assert db.forwards("alice@example.test") == ([], True)
+    db.set_forwards("Alice@example.test", ["bob@example.test", "Friend@Elsewhere.example", "bob@EXAMPLE.test"])
+    assert db.forwards("alice@example.test") == (["bob@example.test", "Friend@elsewhere.example"], True)
+    found = db.resolve("team@example.test")  # through an alias too
+    assert set(found.mailboxes) == {"alice@example.test", "bob@example.test"}
+    assert found.forwards == ("Friend@elsewhere.example",)
+    db.set_forwards("alice@example.test", ["bob@example.test"], keep_copy=False)
+    assert db.resolve("alice@example.test").mailboxes == ("bob@example.test",)
+    with pytest.raises(DirectoryError, match="loop"):
+        db.set_forwards("bob@example.test", ["team@example.test"])
+    assert db.forwards("bob@example.test") == ([], True)  # the refused change left nothing behind
+    with pytest.raises(DirectoryError, match="itself"):
+        db.set_forwards("alice@example.test", ["ALICE@example.test"])
+    with pytest.raises(DirectoryError, match="full address"):
+        db.set_forwards("alice@example.test", ["@elsewhere.example"])
+    with pytest.raises(DirectoryError, match="at most"):
+        db.set_forwards("alice@example.test", [f"x{n}@elsewhere.example" for n in range(21)])
+    db.set_forwards("alice@example.test", [])
+    assert db.resolve("alice@example.test").mailboxes == ("alice@example.test",)
+    db.set_forwards("alice@example.test", ["bob@example.test"])
+    db.remove_user("alice@example.test")
+    db.add_user("alice@example.test", "alice-password-1")
+    assert db.forwards("alice@example.test") == ([], True)

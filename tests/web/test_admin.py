@@ -274,28 +274,47 @@ def test_second_factor(site):
     cli(site, "user", "add", "erin@school.example", "--password-stdin", stdin="erin-password-1\n")
     cli(site, "admin", "grant", "erin@school.example", "school.example")
     web = logged_in(site, "erin@school.example", "erin-password-1")
+    other = logged_in(site, "erin@school.example", "erin-password-1")  # another browser, before two-step login
     page = web.get("/admin/security")
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page.body).group(1)
     uri = re.search(r'id="totp-uri" href="([^"]+)"|href="([^"]+)" id="totp-uri"', page.body)
     assert uri is not None and "otpauth://totp/" in (uri.group(1) or uri.group(2))
-    wrong = web.post("/admin/security", {"action": "enable", "secret": secret, "code": "000000"})
-    assert wrong.status == 400
-    on = web.post("/admin/security", {"action": "enable", "secret": secret, "code": pyotp.TOTP(secret).now()})
+    code = pyotp.TOTP(secret).now
+    for fields, status in (
+        ({"secret": secret, "code": "000000", "current": "erin-password-1"}, 400),  # wrong code
+        ({"secret": secret, "code": code(), "current": "not-her-password"}, 400),  # a stolen session alone
+        ({"secret": secret, "code": code()}, 400),
+        ({"secret": "0" * 32, "code": "123456", "current": "erin-password-1"}, 403),  # not a secret we make
+        ({"secret": "١" * 32, "code": "123456", "current": "erin-password-1"}, 403),
+    ):
+        assert web.post("/admin/security", {"action": "enable", **fields}).status == status, fields
+    on = web.post("/admin/security", {"action": "enable", "secret": secret, "code": code(), "current": "erin-password-1"})
     assert on.status == 200 and "Two-step login is on" in on.text
+    assert other.get("/admin/").status == 303  # opened without the second factor: ended
+    swap = pyotp.random_base32()
+    assert web.post("/admin/security", {"action": "enable", "secret": swap, "code": pyotp.TOTP(swap).now(),
+                                        "current": "erin-password-1"}).status == 403  # no silent replacement
     web.post("/admin/logout", {})
     answer = web.login("erin@school.example", "erin-password-1")
     assert answer.status == 303 and answer.header("location") == "/admin/totp"
     half = web.cookies["__Host-hatoba"]
     assert web.get("/admin/users").status == 303  # nothing but the code page until the code
     web.get("/admin/totp")
-    assert web.post("/admin/totp", {"code": "123456" if pyotp.TOTP(secret).now() != "123456" else "654321"}).status == 401
-    done = web.post("/admin/totp", {"code": pyotp.TOTP(secret).now()})
+    assert web.post("/admin/totp", {"code": "123456" if code() != "123456" else "654321"}).status == 401
+    used = code()
+    done = web.post("/admin/totp", {"code": used})
     assert done.status == 303 and done.header("location") == "/admin/"
     assert web.cookies["__Host-hatoba"] != half
     assert web.get("/admin/users").status == 200
     stale = client(site)
     stale.cookies["__Host-hatoba"] = half
     assert stale.get("/admin/").status == 303
+    # The same code does not open a second session.
+    again = client(site)
+    again.login("erin@school.example", "erin-password-1")
+    again.get("/admin/totp")
+    assert again.post("/admin/totp", {"code": used}).status == 401
+    cli(site, "auth", "release", "erin@school.example")
 
 
 # -- app passwords ------------------------------------------------------------------------------------------------
@@ -493,3 +512,57 @@ def test_queue_actions_on_the_page_and_in_the_cli_agree(site):
     gone = admin.post("/admin/queue", {"action": "delete", "id": first})
     assert gone.status == 400 and "No such message" in gone.text
     assert "no message" in _cli_error(site, "queue", "delete", first)
+
+
+def test_a_user_sets_and_clears_their_apop_secret(site):
+    server, home = site
+    cli(site, "user", "add", "fumi@school.example", "--password-stdin", stdin="fumi-password-1\n")
+    web = logged_in(site, "fumi@school.example", "fumi-password-1")
+    web.get("/admin/account")
+    same = web.post("/admin/account", {"action": "apop-on", "apop": "fumi-password-1", "apop_again": "fumi-password-1",
+                                       "current": "fumi-password-1"})
+    assert same.status == 400 and "other than your password" in same.text
+    unchecked = web.post("/admin/account", {"action": "apop-on", "apop": "fumi-apop-secret",
+                                            "apop_again": "fumi-apop-secret", "current": "a-guess-at-it"})
+    assert unchecked.status == 400 and "current password is not right" in unchecked.text
+    on = web.post("/admin/account", {"action": "apop-on", "apop": "fumi-apop-secret", "apop_again": "fumi-apop-secret",
+                                     "current": "fumi-password-1"})
+    assert on.status == 200 and 'id="apop-state"' in on.body
+
+    def apop(secret: str) -> bool:
+        pop = poplib.POP3_SSL("127.0.0.1", server.port("pop3s"), context=home.client_context())
+        try:
+            return pop.apop("fumi@school.example", secret).startswith(b"+OK")
+        except poplib.error_proto:
+            return False
+        finally:
+            pop.close()
+
+    assert apop("fumi-apop-secret") and not apop("fumi-password-1")
+    web.get("/admin/account")
+    assert web.post("/admin/account", {"action": "apop-off"}).status == 200
+    assert not apop("fumi-apop-secret")
+    cli(site, "auth", "release", "fumi@school.example")
+
+
+def test_a_user_forwards_their_mail_from_the_page_as_the_cli_does(site):
+    server, home = site
+    for name in ("gen", "hana"):
+        cli(site, "user", "add", f"{name}@school.example", "--password-stdin", stdin=f"{name}-password-1\n")
+    web = logged_in(site, "gen@school.example", "gen-password-1")
+    web.get("/admin/account")
+    saved = web.post("/admin/account", {"action": "forward", "targets": "hana@school.example"})  # no "keep": no copy
+    assert saved.status == 200 and "forwarded from now on" in saved.text
+    cli(site, "user", "forward", "pupil@school.example", "hana@school.example", "--no-copy")
+    assert cli(site, "user", "forward", "gen@school.example").replace("gen@", "X@") == \
+        cli(site, "user", "forward", "pupil@school.example").replace("pupil@", "X@")
+    with smtplib.SMTP("127.0.0.1", server.port("smtp")) as smtp:
+        smtp.sendmail("someone@elsewhere.example", ["gen@school.example"], b"Subject: for gen\r\n\r\nhello\r\n")
+    assert any(b"Subject: for gen" in m for m in home.wait_messages("hana@school.example", 1))
+    assert not home.messages("gen@school.example")
+    loop = web.post("/admin/account", {"action": "forward", "targets": "gen@school.example", "keep": "1"})
+    assert loop.status == 400 and "itself" in loop.text
+    off = web.post("/admin/account", {"action": "forward", "targets": "", "keep": "1"})
+    assert off.status == 200 and "Forwarding is off" in off.text
+    cli(site, "user", "forward", "pupil@school.example", "--off")
+    assert "no forwarding" in cli(site, "user", "forward", "gen@school.example")

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from hatoba.cli.common import CliError, load_config
+from hatoba.i18n import refusal
 
 PICKED_UP_WITHIN = 15.0  # seconds a running server takes to see a request
 ANSWERED_WITHIN = 600.0  # an order's validation and issuance, with room for a busy CA
@@ -74,7 +75,7 @@ def _as_service_user(config, folder: Path) -> None:  # type: ignore[no-untyped-d
             drop(user)
             return
     except PrivilegeError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
     for path in (folder, *folder.parents):  # the server runs as root: so may we, where only root writes
         try:
             st = os.lstat(path)

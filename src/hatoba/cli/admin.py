@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from hatoba.cli.common import CliError
+from hatoba.i18n import refusal
 from hatoba.cli.domain import missing_action, open_directory
 from hatoba.store.api import DirectoryError
 from hatoba.store.roles import Roles
@@ -34,7 +35,7 @@ def _roles(args: argparse.Namespace) -> Roles:
     try:
         return Roles(path)
     except DirectoryError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
 
 
 def _what(scope: str) -> str:
@@ -46,7 +47,7 @@ def _change(args: argparse.Namespace, grant: bool) -> int:
     try:
         account, scope = (roles.grant if grant else roles.revoke)(args.address, args.scope)
     except DirectoryError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
     finally:
         roles.close()
     print(f"{account} {'now administers' if grant else 'no longer administers'} {_what(scope)}")

@@ -10,6 +10,7 @@ import argparse
 
 from hatoba.cli.common import CliError
 from hatoba.cli.domain import missing_action, open_directory
+from hatoba.i18n import T
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run_add(args: argparse.Namespace) -> int:
     targets = [t.strip() for arg in args.targets for t in arg.split(",") if t.strip()]
     if not targets:
-        raise CliError("give at least one target address, like: hatoba alias add SOURCE user@example.org")
+        raise CliError(T("give at least one target address, like: hatoba alias add SOURCE user@example.org"))
     with open_directory(args) as directory:
         added = directory.add_alias(args.source, targets)
     if added:

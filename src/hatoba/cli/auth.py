@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from hatoba.cli.common import CliError, load_config
+from hatoba.i18n import refusal
 from hatoba.cli.domain import missing_action, open_directory
 from hatoba.net.login import account_key
 from hatoba.policy.auth_throttle import LoginThrottle, ScopeState
@@ -44,7 +45,7 @@ def open_throttle(args: argparse.Namespace) -> Iterator[LoginThrottle]:
             finally:
                 throttle.close()
         except LoginStateError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(refusal(exc)) from None
 
 
 def format_state(state: ScopeState) -> str:

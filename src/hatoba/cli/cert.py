@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from hatoba.cli.common import CliError
+from hatoba.i18n import refusal
 from hatoba.cli.domain import missing_action
 from hatoba.pki.errors import PkiError
 
@@ -146,7 +147,7 @@ def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
         try:
             return int(run(args))
         except PkiError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(refusal(exc)) from None
 
     return call
 

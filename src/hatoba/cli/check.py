@@ -15,6 +15,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from hatoba.cli.common import CliError, config_path
+from hatoba.i18n import refusal
 from hatoba.config.schema import Config
 
 if TYPE_CHECKING:
@@ -52,13 +53,16 @@ def run(args: argparse.Namespace) -> int:
         try:
             probe = parse_listen_address(args.probe, "--probe")
         except ConfigError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(refusal(exc)) from None
     report = run_checks(config, Options(live=not args.no_live, dns=not args.no_dns, probe=probe))
     path = str(config.config_path)
     if args.json:
         print(render_json(report, config=path, hostname=config.server.hostname))
     else:
-        print(render_text(report, config_path=path, hostname=config.server.hostname), end="")
+        from hatoba.i18n import terminal_language
+
+        print(render_text(report, config_path=path, hostname=config.server.hostname, language=terminal_language()),
+              end="")
     return report.exit_status
 
 
@@ -73,7 +77,7 @@ def load_unvalidated(args: argparse.Namespace) -> Config:
     try:
         return load_config(config_path(args), validate=False)
     except ConfigError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
 
 
 def unloadable_report(error: str) -> Report:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from hatoba.i18n import refusal
 
 from hatoba.config.schema import Config
 
@@ -32,4 +33,4 @@ def load_config(args: argparse.Namespace) -> Config:
     try:
         return load(path)
     except ConfigError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None

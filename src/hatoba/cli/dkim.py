@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from hatoba.cli.common import CliError, load_config
+from hatoba.i18n import T, refusal
 from hatoba.cli.domain import missing_action
 from hatoba.config.schema import Config
 from hatoba.dkim import keys
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run_keygen(args: argparse.Namespace) -> int:
     config = load_config(args)
     if args.algorithm == "ed25519" and args.bits is not None:
-        raise CliError("--bits is for RSA keys only; Ed25519 keys have one size")
+        raise CliError(T("--bits is for RSA keys only; Ed25519 keys have one size"))
     try:
         key = keys.generate(
             config.paths.dkim_dir,
@@ -54,7 +55,7 @@ def run_keygen(args: argparse.Namespace) -> int:
             bits=args.bits if args.bits is not None else 2048,
         )
     except keys.DkimError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
     for line in _warnings(config, key.domain):
         print(f"hatoba: warning: {line}", file=sys.stderr)
     size = f"{key.bits}-bit RSA" if key.algorithm == "rsa" else "Ed25519"
@@ -73,10 +74,11 @@ def run_show(args: argparse.Namespace) -> int:
     try:
         key = keys.load(config.paths.dkim_dir, args.domain)
     except keys.DkimError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
     if key is None:
         domain = keys.normalise_domain(args.domain)
-        raise CliError(f"no DKIM key for {domain}: create one with `hatoba dkim keygen {domain}`")
+        raise CliError(T("no DKIM key for %(domain)s: create one with `%(command)s`",
+                         domain=domain, command=f"hatoba dkim keygen {domain}"))
     print(key.zone_line())
     return 0
 
@@ -86,7 +88,7 @@ def run_list(args: argparse.Namespace) -> int:
     try:
         found = keys.list_keys(config.paths.dkim_dir)
     except keys.DkimError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
     for key in found:
         print(f"{key.domain} {key.selector} {key.algorithm}")
     return 0

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from hatoba.cli.common import CliError, load_config
+from hatoba.i18n import T, refusal
 from hatoba.store.api import DirectoryError
 from hatoba.store.directory import Directory
 
@@ -25,19 +26,21 @@ def open_directory(args: argparse.Namespace) -> Iterator[Directory]:
         # Same mode as the server gives it: the folder holds password hashes and mail.
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise CliError(f"cannot create the data folder {data_dir}: {exc.strerror or exc}") from None
+        raise CliError(T("cannot create the data folder %(folder)s: %(reason)s", folder=str(data_dir),
+                         reason=exc.strerror or str(exc))) from None
     try:
         with Directory(config.paths.directory_db) as directory:
             yield directory
     except DirectoryError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
 
 
 def missing_action(parser: argparse.ArgumentParser, actions: str) -> None:
     """Make `hatoba NOUN` without an action a one-line user error rather than a usage dump."""
 
     def run(args: argparse.Namespace) -> int:
-        raise CliError(f"give an action: hatoba {parser.prog.split()[-1]} {actions} (see --help)")
+        raise CliError(T("give an action: %(command)s (see --help)",
+                         command=f"hatoba {parser.prog.split()[-1]} {actions}"))
 
     parser.set_defaults(func=run)
 

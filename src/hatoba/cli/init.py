@@ -24,6 +24,7 @@ import stat
 from pathlib import Path
 
 from hatoba.cli.common import CliError
+from hatoba.i18n import refusal
 from hatoba.cli.init_service import Layout, Owner
 from hatoba.config.schema import STANDARD_PORTS
 
@@ -229,7 +230,7 @@ def _make_directory(db: Path, domain: str | None, made: _Made) -> None:
             if domain and not directory.is_local_domain(domain):
                 directory.add_domain(domain)
     except DirectoryError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
 
 
 def _write_config(layout: Layout, hostname: str, bind: str, offset: int, user: str,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hatoba.cli.common import CliError
+from hatoba.i18n import refusal
 from hatoba.config.schema import ServerConfig
 from hatoba.system.privileges import ServiceUser as Owner
 
@@ -83,7 +84,7 @@ def owner_for(args: argparse.Namespace, layout: Layout) -> tuple[str, Owner | No
             print(f"created system user {name}")
         owner = service_user(ServerConfig(hostname="-", user=name))
     except (AccountError, PrivilegeError) as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
     assert owner is not None
     if owner.uid == 0:
         raise CliError(f"--user {name} has uid 0 and would keep hatoba running as root; give an unprivileged user")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from hatoba import __version__
 from hatoba.cli.common import CliError
+from hatoba.i18n import say, terminal_language
 
 SUBCOMMAND_MODULES = (
     "hatoba.cli.init",
@@ -67,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CliError as exc:
-        print(f"hatoba: {exc}", file=sys.stderr)
+        # In the terminal's language when the refusal has a translation (hatoba/i18n.py).
+        print(f"hatoba: {say(exc.args[0] if exc.args else exc, terminal_language())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -11,6 +11,7 @@ import time
 
 from hatoba.cli.common import CliError, load_config
 from hatoba.cli.domain import missing_action
+from hatoba.i18n import T
 from hatoba.queue.ids import is_queue_id
 from hatoba.queue.listing import queue_rows
 from hatoba.queue.spool import Spool
@@ -35,15 +36,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _spool(args: argparse.Namespace) -> Spool:
     config = load_config(args)
     if not config.paths.queue_dir.is_dir():
-        raise CliError(f"no queue at {config.paths.queue_dir}; is the config right? (hatoba init creates it)")
+        raise CliError(T("no queue at %(folder)s; is the config right? (hatoba init creates it)",
+                         folder=str(config.paths.queue_dir)))
     return Spool(config.paths.queue_dir)
 
 
 def _queued(spool: Spool, qid: str) -> str:
     if not is_queue_id(qid):
-        raise CliError(f"{qid!r} is not a queue id; `hatoba queue list` shows them")
+        raise CliError(T("%(qid)s is not a queue id; `hatoba queue list` shows them", qid=repr(qid)))
     if not spool.exists(qid):
-        raise CliError(f"no message {qid} in the queue (already delivered or deleted?)")
+        raise CliError(T("no message %(qid)s in the queue (already delivered or deleted?)", qid=qid))
     return qid
 
 

@@ -26,6 +26,7 @@ import signal
 import socket
 
 from hatoba.cli.common import CliError, load_config
+from hatoba.i18n import refusal
 from hatoba.config.schema import Config
 from hatoba.logs import setup_logging
 from hatoba.net.sdnotify import Notifier
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         user = plan(config.server, os.geteuid())
     except PrivilegeError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
     level = "DEBUG" if args.debug else config.log.level
     try:
         log_file = setup_logging(level, config.log.file)
@@ -127,7 +128,7 @@ def _become(config: Config, user: ServiceUser) -> None:
     try:
         drop(user)
     except PrivilegeError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
     if given.changed:
         log.info("gave %d file(s) in %s back to user %s (made by commands run as root)", given.changed, data, user.name)
     if given.left:
@@ -166,7 +167,7 @@ async def _serve(config: Config, per_worker: list[dict[str, list[socket.socket]]
         # As many delivery processes as workers: remote delivery uses every core too.
         server = Server(config, log_fd=log_fd, counts=counts, delivery_parts=len(per_worker))
     except (TlsSetupError, DeliverySetupError) as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from hatoba.cli.common import CliError
+from hatoba.i18n import T, refusal
 from hatoba.cli.domain import missing_action, open_directory
 from hatoba.store.spamlists import SpamListError, SpamLists
 
@@ -36,12 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _lists(args: argparse.Namespace) -> tuple[str, SpamLists]:
     with open_directory(args) as directory:  # opening it brings an older database up to date
         if not directory.user_exists(args.account):
-            raise CliError(f"{args.account} is not a user here (see hatoba user list)")
+            raise CliError(T("%(account)s is not a user here (see hatoba user list)", account=args.account))
         path = directory.path
     try:
         return args.account.strip().lower(), SpamLists(path)
     except SpamListError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
 
 
 def run_set(args: argparse.Namespace) -> int:
@@ -49,7 +50,7 @@ def run_set(args: argparse.Namespace) -> int:
     try:
         entry = lists.set(account, args.sender, args.kind)
     except SpamListError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
     finally:
         lists.close()
     print(f"{account}: {args.kind} {entry}")
@@ -61,11 +62,11 @@ def run_remove(args: argparse.Namespace) -> int:
     try:
         removed = lists.remove(account, args.sender)
     except SpamListError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
     finally:
         lists.close()
     if not removed:
-        raise CliError(f"{args.sender} is not on the lists of {account}")
+        raise CliError(T("%(sender)s is not on the lists of %(account)s", sender=args.sender, account=account))
     print(f"{account}: removed {args.sender.strip().lower()}")
     return 0
 
@@ -76,7 +77,7 @@ def run_list(args: argparse.Namespace) -> int:
         for kind, sender in lists.entries(account):
             print(f"{kind} {sender}")
     except SpamListError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
     finally:
         lists.close()
     return 0

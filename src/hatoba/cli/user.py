@@ -1,4 +1,4 @@
-"""`hatoba user add|passwd|apop|quota|remove|list`: the mailbox owners; the login is the full address.
+"""`hatoba user add|passwd|apop|quota|forward|remove|list`: the mailbox owners; the login is the full address.
 
 A password never travels on the command line (other local users can read
 it in the process list): it is typed twice at a terminal prompt, or read as
@@ -12,6 +12,7 @@ import getpass
 import sys
 
 from hatoba.cli.common import CliError
+from hatoba.i18n import T, refusal
 from hatoba.cli.domain import missing_action, open_directory
 from hatoba.store.api import DirectoryError
 from hatoba.store.directory import check_password
@@ -19,7 +20,7 @@ from hatoba.store.directory import check_password
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("user", help="add, remove or list users, or change a password")
-    missing_action(p, "add|passwd|apop|quota|remove|list")
+    missing_action(p, "add|passwd|apop|quota|forward|remove|list")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
 
     add = actions.add_parser("add", help="create a user (prompts for the password)")
@@ -52,6 +53,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        help="MiB across all folders; none = no limit; default = imap.quota_mb")
     quota.set_defaults(func=run_quota)
 
+    forward = actions.add_parser(
+        "forward", help="forward a user's mail to other addresses (keeping a copy unless --no-copy), or --off")
+    forward.add_argument("address", metavar="ADDRESS")
+    forward.add_argument("targets", metavar="TARGET[,TARGET...]", nargs="*",
+                         help="where the mail goes; no targets shows the forwarding")
+    forward.add_argument("--no-copy", action="store_true", help="keep no copy in the user's own mailbox")
+    forward.add_argument("--off", action="store_true", help="stop forwarding")
+    forward.set_defaults(func=run_forward)
+
     listing = actions.add_parser("list", help="print the users, one a line")
     listing.add_argument("domain", metavar="DOMAIN", nargs="?", help="only the users of this domain")
     listing.set_defaults(func=run_list)
@@ -70,17 +80,17 @@ def read_password(args: argparse.Namespace, address: str) -> str:
     if args.password_stdin:
         line = sys.stdin.readline()
         if not line:
-            raise CliError("no password on standard input; write it as one line")
+            raise CliError(T("no password on standard input; write it as one line"))
         return line.removesuffix("\n").removesuffix("\r")
     if not sys.stdin.isatty():
-        raise CliError("standard input is not a terminal: use --password-stdin and write the password to it")
+        raise CliError(T("standard input is not a terminal: use --password-stdin and write the password to it"))
     first = getpass.getpass(f"Password for {address}: ")
     try:
         check_password(first)  # say so now, not after the second prompt
     except DirectoryError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(refusal(exc)) from None
     if getpass.getpass("Repeat the password: ") != first:
-        raise CliError("the two passwords differ; nothing was changed, try again")
+        raise CliError(T("the two passwords differ; nothing was changed, try again"))
     return first
 
 
@@ -97,7 +107,7 @@ def run_add(args: argparse.Namespace) -> int:
 def run_passwd(args: argparse.Namespace) -> int:
     with open_directory(args) as directory:
         if not directory.user_exists(args.address):
-            raise CliError(f"no user {args.address}; see `hatoba user list`")
+            raise CliError(T("no user %(address)s; see `hatoba user list`", address=args.address))
         password = read_password(args, args.address)
         address = directory.set_password(args.address, password)
     print(f"changed the password of {address}")
@@ -110,21 +120,21 @@ def run_apop(args: argparse.Namespace) -> int:
 
     with open_directory(args) as directory:
         if not directory.user_exists(args.address):
-            raise CliError(f"no user {args.address}; see `hatoba user list`")
+            raise CliError(T("no user %(address)s; see `hatoba user list`", address=args.address))
         if args.disable:
             address = directory.set_apop_secret(args.address, None)
             print(f"APOP is off for {address}")
             return 0
         secret = read_password(args, args.address)
         if directory.verify_password(args.address, secret):
-            raise CliError(
+            raise CliError(T(
                 "use a secret other than the login password: APOP keeps it readable by the server "
                 "and sends an MD5 digest of it"
-            )
+            ))
         try:
             box = SecretBox(load_config(args).paths.secrets_key)
         except (SecretBoxError, OSError) as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(refusal(exc)) from None
         address = directory.set_apop_secret(args.address, box.seal(secret))
     print(f"APOP is on for {address}; mail programs must use this secret with APOP (POP3S is still better)")
     return 0
@@ -139,7 +149,7 @@ def run_quota(args: argparse.Namespace) -> int:
     elif text.isdigit():
         megabytes = int(text)
     else:
-        raise CliError(f"{args.limit!r} is not a size in MiB, 'none' or 'default'")
+        raise CliError(T("%(limit)s is not a size in MiB, 'none' or 'default'", limit=repr(args.limit)))
     with open_directory(args) as directory:
         address = directory.set_quota(args.address, megabytes)
     if megabytes is None:
@@ -148,6 +158,23 @@ def run_quota(args: argparse.Namespace) -> int:
         print(f"{address} has no storage limit")
     else:
         print(f"{address} may store {megabytes} MiB; new mail waits in the queue while the mailbox is full")
+    return 0
+
+
+def run_forward(args: argparse.Namespace) -> int:
+    targets = [t.strip() for arg in args.targets for t in arg.split(",") if t.strip()]
+    if args.off and targets:
+        raise CliError("give either targets or --off, not both")
+    with open_directory(args) as directory:
+        if args.off or targets:
+            address = directory.set_forwards(args.address, targets, keep_copy=not args.no_copy)
+        else:
+            address = args.address
+        now, keep = directory.forwards(args.address)
+    if not now:
+        print(f"{address}: no forwarding; mail stays in the mailbox")
+    else:
+        print(f"{address} -> {', '.join(now)}" + ("" if keep else " (no copy kept)"))
     return 0
 
 

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from hatoba.fsutil import make_private_dir, write_atomic
+from hatoba.i18n import T, refusal
 from hatoba.pki.keys import write_new_file
 from hatoba.proto.address import AddressError, parse_domain
 
@@ -104,7 +105,8 @@ def normalise_domain(text: str) -> str:
     try:
         return parse_domain(text)
     except AddressError as exc:
-        raise DkimError(f"{text!r} is not a valid domain name: {exc}") from None
+        raise DkimError(T("%(name)s is not a valid domain name: %(reason)s", name=repr(text),
+                          reason=refusal(exc))) from None
 
 
 def check_selector(text: str) -> str:
@@ -112,10 +114,11 @@ def check_selector(text: str) -> str:
     selector = text.lower()
     labels = selector.split(".")
     if not text.isascii() or not all(_SELECTOR_LABEL.match(label) for label in labels):
-        raise DkimError(
-            f"{text!r} is not a valid selector: use letters, digits and inner hyphens, "
-            "in dot-separated parts of at most 63 characters"
-        )
+        raise DkimError(T(
+            "%(selector)s is not a valid selector: use letters, digits and inner hyphens, "
+            "in dot-separated parts of at most 63 characters",
+            selector=repr(text),
+        ))
     return selector
 
 
@@ -141,16 +144,17 @@ def generate(
     """
     domain = normalise_domain(domain)
     if algorithm not in ALGORITHMS:
-        raise DkimError(f"unknown algorithm {algorithm!r}: use rsa or ed25519")
+        raise DkimError(T("unknown algorithm %(algorithm)s: use rsa or ed25519", algorithm=repr(algorithm)))
     selector = check_selector(selector) if selector else default_selector(algorithm)
     private: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
     if algorithm == "rsa":
         if bits < RSA_BITS[0]:
-            raise DkimError(
-                f"RSA keys of {bits} bits are too weak for DKIM (RFC 8301): use 2048 bits or more"
-            )
+            raise DkimError(T(
+                "RSA keys of %(bits)s bits are too weak for DKIM (RFC 8301): use 2048 bits or more", bits=bits
+            ))
         if bits not in RSA_BITS:
-            raise DkimError(f"RSA key size must be one of {', '.join(map(str, RSA_BITS))} bits, not {bits}")
+            raise DkimError(T("RSA key size must be one of %(sizes)s bits, not %(bits)s",
+                              sizes=", ".join(map(str, RSA_BITS)), bits=bits))
         private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     else:
         # RFC 8463: Ed25519 has one size; many verifiers still lack it, so
@@ -166,12 +170,14 @@ def generate(
         make_private_dir(folder)
         write_new_file(path, pem, 0o600)
     except FileExistsError:
-        raise DkimError(
-            f"{path} already exists: choose another selector with --selector "
-            "(the existing key may still be published and in use)"
-        ) from None
+        raise DkimError(T(
+            "%(path)s already exists: choose another selector with --selector "
+            "(the existing key may still be published and in use)",
+            path=str(path),
+        )) from None
     except OSError as exc:
-        raise DkimError(f"cannot write {exc.filename or path}: {exc.strerror or exc}") from None
+        raise DkimError(T("cannot write %(path)s: %(reason)s", path=str(exc.filename or path),
+                          reason=exc.strerror or str(exc))) from None
     activate(dkim_dir, domain, selector)
     return DkimKey(domain, selector, algorithm, pem, path)
 
@@ -182,11 +188,12 @@ def activate(dkim_dir: Path, domain: str, selector: str) -> None:
     selector = check_selector(selector)
     folder = dkim_dir / domain
     if not (folder / f"{selector}{KEY_SUFFIX}").is_file():
-        raise DkimError(f"no key {selector}{KEY_SUFFIX} in {folder}")
+        raise DkimError(T("no key %(file)s in %(folder)s", file=f"{selector}{KEY_SUFFIX}", folder=str(folder)))
     try:
         write_atomic(folder / SELECTOR_FILE, f"{selector}\n".encode("ascii"), mode=0o600)
     except OSError as exc:
-        raise DkimError(f"cannot write {folder / SELECTOR_FILE}: {exc.strerror or exc}") from None
+        raise DkimError(T("cannot write %(path)s: %(reason)s", path=str(folder / SELECTOR_FILE),
+                          reason=exc.strerror or str(exc))) from None
 
 
 def selector_path(dkim_dir: Path, domain: str) -> Path:
@@ -207,18 +214,22 @@ def load(dkim_dir: Path, domain: str) -> DkimKey | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise DkimError(f"cannot read {marker}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise DkimError(T("cannot read %(path)s: %(reason)s", path=str(marker),
+                          reason=getattr(exc, "strerror", None) or str(exc))) from None
     try:
         selector = check_selector(text)
     except DkimError:
-        raise DkimError(f"{marker} does not hold a valid selector; rewrite it with one line") from None
+        raise DkimError(T("%(path)s does not hold a valid selector; rewrite it with one line",
+                          path=str(marker))) from None
     path = marker.parent / f"{selector}{KEY_SUFFIX}"
     try:
         pem = path.read_bytes()
     except FileNotFoundError:
-        raise DkimError(f"{marker} names selector {selector} but {path} is missing") from None
+        raise DkimError(T("%(marker)s names selector %(selector)s but %(path)s is missing",
+                          marker=str(marker), selector=selector, path=str(path))) from None
     except OSError as exc:
-        raise DkimError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise DkimError(T("cannot read %(path)s: %(reason)s", path=str(path),
+                          reason=exc.strerror or str(exc))) from None
     key = _parse_private_key(pem, path)
     algorithm = "rsa" if isinstance(key, rsa.RSAPrivateKey) else "ed25519"
     return DkimKey(domain, selector, algorithm, pem, path)
@@ -247,7 +258,7 @@ def _parse_private_key(pem: bytes, path: Path) -> rsa.RSAPrivateKey | ed25519.Ed
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):
-        raise DkimError(f"{path} is not an unencrypted PEM private key") from None
+        raise DkimError(T("%(path)s is not an unencrypted PEM private key", path=str(path))) from None
     if not isinstance(key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
-        raise DkimError(f"{path} holds neither an RSA nor an Ed25519 key")
+        raise DkimError(T("%(path)s holds neither an RSA nor an Ed25519 key", path=str(path)))
     return key

@@ -428,12 +428,16 @@ class Spool:
         (`hatoba queue hold|release`): the value on disk is kept, so a hold made
         while the attempt ran is not undone by it."""
         with self._state_lock():
+            if not self.message_path(qid).exists():
+                return  # deleted by the operator while the attempt ran
             state.held = self.state(qid).held
             self._write_state(qid, state)
 
     def set_held(self, qid: str, held: bool) -> None:
         """`hatoba queue hold|release`: change the flag alone, whatever an attempt is doing."""
         with self._state_lock():
+            if not self.message_path(qid).exists():  # deleted meanwhile: no state file without its message
+                raise SpoolError(f"no message {qid} in the queue (already delivered or deleted?)")
             state = self.state(qid)
             state.held = held
             self._write_state(qid, state)
@@ -459,11 +463,12 @@ class Spool:
         sync=False skips the folder fsync, as Postfix's queue manager does: if a
         crash undoes the unlink, the message is tried again; local deliveries
         notice they are done (store/maildir.py), remote ones are sent again."""
-        for path in (self.message_path(qid), self.state_path(qid)):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        with self._state_lock():  # a hold or release in between would leave a state file behind
+            for path in (self.message_path(qid), self.state_path(qid)):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
         if sync:
             fsync_dir(self.active_dir)
 

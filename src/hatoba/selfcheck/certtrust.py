@@ -16,10 +16,11 @@ from pathlib import Path
 
 from cryptography import x509
 
+from hatoba.i18n import T
 from hatoba.pki.chain import describe, is_ca, is_own_issuer, issued_by, weak_signature_hash
 from hatoba.pki.checks import check_trust, load_anchors, system_ca_file
 from hatoba.pki.errors import PkiError
-from hatoba.selfcheck.findings import Finding
+from hatoba.selfcheck.findings import NOTHING_TO_DO, Finding
 
 
 class Anchors:
@@ -60,38 +61,45 @@ def chain_findings(
         # nobody can confirm a signature made with a broken hash.
         weak = weak_signature_hash(broken)
         return [_finding(
-            where, "chain", "critical", f"chain broken by a {weak} signature",
-            f"{describe(broken)} is signed with {weak}, so clients cannot confirm that "
-            f"{broken.issuer.rfc4514_string()} issued it, whether or not that certificate is in the file.",
-            "Have the certificate reissued with a SHA-256 signature and replace "
-            f"{cert_path}.",
+            where, "chain", "critical", T("%(where)s: chain broken by a %(hash)s signature", hash=weak, where=where),
+            T("%(name)s is signed with %(hash)s, so clients cannot confirm that "
+              "%(issuer)s issued it, whether or not that certificate is in the file.",
+              name=describe(broken), hash=weak, issuer=broken.issuer.rfc4514_string()),
+            T("Have the certificate reissued with a SHA-256 signature and replace "
+              "%(path)s.", path=str(cert_path)),
         )]
     top = chain[-1]
     if is_own_issuer(top):
-        ends = "a self-signed certificate" if len(chain) == 1 else f"the root {describe(top)}"
-        complete = _finding(where, "chain", "ok", "chain complete", f"The file leads up to {ends}.")
+        if len(chain) == 1:
+            ends = T("The file leads up to a self-signed certificate.")
+        else:
+            ends = T("The file leads up to the root %(root)s.", root=describe(top))
+        complete = _finding(where, "chain", "ok", T("%(where)s: chain complete", where=where), ends)
     else:
         issuer = anchors.issuer_of(top)
         if issuer is None and not is_ca(top):
             return [_finding(
-                where, "chain", "critical", "intermediate certificate missing",
-                f"The file holds only {describe(top)}, issued by {top.issuer.rfc4514_string()}, which is neither "
-                "in the file nor a trusted root, so mail programs and servers cannot build a path to a root.",
-                f"Append the issuing CA's certificate (your CA's chain or fullchain file) after the server "
-                f"certificate in {cert_path}.",
+                where, "chain", "critical", T("%(where)s: intermediate certificate missing", where=where),
+                T("The file holds only %(name)s, issued by %(issuer)s, which is neither "
+                  "in the file nor a trusted root, so mail programs and servers cannot build a path to a root.",
+                  name=describe(top), issuer=top.issuer.rfc4514_string()),
+                T("Append the issuing CA's certificate (your CA's chain or fullchain file) after the server "
+                  "certificate in %(path)s.", path=str(cert_path)),
             )]
         if issuer is None:
             # The file has intermediates; what is missing is either one more
             # of them or a root nobody here trusts: the same fix either way.
             return [_finding(
-                where, "chain", "warning", "chain ends at an unknown CA",
-                f"The file ends at the CA {describe(top)}, whose issuer {top.issuer.rfc4514_string()} is not a "
-                "trusted root, so verifying clients refuse the certificate.",
-                f"Append the missing CA certificates to {cert_path}, or give clients the root certificate "
-                "(tls.ca_file for this check).",
+                where, "chain", "warning", T("%(where)s: chain ends at an unknown CA", where=where),
+                T("The file ends at the CA %(name)s, whose issuer %(issuer)s is not a "
+                  "trusted root, so verifying clients refuse the certificate.",
+                  name=describe(top), issuer=top.issuer.rfc4514_string()),
+                T("Append the missing CA certificates to %(path)s, or give clients the root certificate "
+                  "(tls.ca_file for this check).", path=str(cert_path)),
             )]
-        complete = _finding(where, "chain", "ok", "chain complete",
-                            f"The file ends at {describe(top)}, issued by the trusted root {describe(issuer)}.")
+        complete = _finding(where, "chain", "ok", T("%(where)s: chain complete", where=where),
+                            T("The file ends at %(name)s, issued by the trusted root %(root)s.",
+                              name=describe(top), root=describe(issuer)))
     findings = [complete]
     if check_trust:
         findings.append(_trust(where, chain, anchors, now))
@@ -101,20 +109,22 @@ def chain_findings(
 def _trust(where: str, chain: list[x509.Certificate], anchors: Anchors, now: datetime.datetime) -> Finding:
     public = check_trust(chain, None, now)
     if public.ok:
-        return _finding(where, "trust", "ok", "trusted by the system's roots", f"{_sentence(public.detail)}.")
+        return _finding(where, "trust", "ok", T("%(where)s: trusted by the system's roots", where=where),
+                        T("%(detail)s.", detail=_sentence(public.detail)))
     if anchors.ca_file is not None:
         private = check_trust(chain, anchors.ca_file, now)
         if private.ok:
             return _finding(
-                where, "trust", "info", "issued by a private CA (tls.ca_file)",
-                f"{_sentence(private.detail)}, but not by the system's roots: mail programs must be given "
-                f"{anchors.ca_file}, and servers delivering here encrypt without verifying.",
-                "For the public, install a certificate from a public CA (e.g. Let's Encrypt) for this name.",
+                where, "trust", "info", T("%(where)s: issued by a private CA (tls.ca_file)", where=where),
+                T("%(detail)s, but not by the system's roots: mail programs must be given "
+                  "%(path)s, and servers delivering here encrypt without verifying.",
+                  detail=_sentence(private.detail), path=str(anchors.ca_file)),
+                T("For the public, install a certificate from a public CA (e.g. Let's Encrypt) for this name."),
             )
     return _finding(
-        where, "trust", "warning", "not trusted by any known root",
-        f"{_sentence(public.detail)}; verifying clients refuse the connection.",
-        "Install a certificate from a public CA (e.g. Let's Encrypt), or give clients the issuing CA certificate.",
+        where, "trust", "warning", T("%(where)s: not trusted by any known root", where=where),
+        T("%(detail)s; verifying clients refuse the connection.", detail=_sentence(public.detail)),
+        T("Install a certificate from a public CA (e.g. Let's Encrypt), or give clients the issuing CA certificate."),
     )
 
 
@@ -123,7 +133,5 @@ def _sentence(text: str) -> str:
 
 
 def _finding(where: str, aspect: str, severity: str, title: str, explanation: str, fix: str = "") -> Finding:
-    return Finding(
-        "certificates", f"cert.{where}.{aspect}", severity, f"{where}: {title}", explanation,
-        fix or "Nothing to do.",
-    )
+    """`title` names the certificate setup (%(where)s: ...) as every title of this section does."""
+    return Finding("certificates", f"cert.{where}.{aspect}", severity, title, explanation, fix or NOTHING_TO_DO)

@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 
 from hatoba.dnsutil.resolver import DnsError, NullMx, Resolver
+from hatoba.i18n import T
 from hatoba.selfcheck.findings import DnsRecord, Finding
 
 LOOKUP_TIMEOUT = 5.0
@@ -43,7 +44,8 @@ async def compare_records(records: list[DnsRecord], resolver: Resolver) -> tuple
         elif isinstance(result, Exception):
             # An answer the resolver could not make sense of: the check cannot
             # tell, which is no reason to stop the whole report.
-            errors.append(f"unreadable answer for {record.name} ({type(result).__name__})")
+            errors.append(T("unreadable answer for %(name)s (%(error)s)",
+                            name=record.name, error=type(result).__name__))
             status, published = "unknown", ()
         elif isinstance(result, BaseException):
             raise result
@@ -53,9 +55,9 @@ async def compare_records(records: list[DnsRecord], resolver: Resolver) -> tuple
         compared.append((dataclasses.replace(record, status=status, published=published), reason))
     if records and len(errors) == len(records):
         return [r for r, _ in compared], [Finding(
-            "dns", "dns.lookup", "info", "Published DNS records not checked",
-            f"No lookup succeeded ({errors[0]}).",
-            "Set [dns] resolver to a reachable DNS server, or run the check where DNS works (--no-dns skips this).",
+            "dns", "dns.lookup", "info", T("Published DNS records not checked"),
+            T("No lookup succeeded (%(error)s).", error=errors[0]),
+            T("Set [dns] resolver to a reachable DNS server, or run the check where DNS works (--no-dns skips this)."),
         )]
     findings = [_finding(r, reason) for r, reason in compared]
     return [r for r, _ in compared], findings + _mta_sts_mx([r for r, _ in compared])
@@ -75,12 +77,13 @@ def _mta_sts_mx(records: list[DnsRecord]) -> list[Finding]:
             continue
         found.append(Finding(
             "dns", f"dns.{record.domain}.mta-sts-mx", "warning",
-            f"{record.domain}: the MTA-STS policy does not name every MX host",
-            f"The policy served for mta-sts.{record.domain} names mx: {ours}, but the domain's MX records also "
-            f"name {', '.join(others)}. Senders that apply the policy in enforce mode refuse to deliver there; "
-            "in testing mode they report each such delivery as a failure.",
-            f"Point every MX record of {record.domain} at {ours}, or keep [mta_sts] mode = \"testing\" "
-            "until they are.",
+            T("%(domain)s: the MTA-STS policy does not name every MX host", domain=record.domain),
+            T("The policy served for mta-sts.%(domain)s names mx: %(host)s, but the domain's MX records also "
+              "name %(others)s. Senders that apply the policy in enforce mode refuse to deliver there; "
+              "in testing mode they report each such delivery as a failure.",
+              domain=record.domain, host=ours, others=", ".join(others)),
+            T("Point every MX record of %(domain)s at %(host)s, or keep [mta_sts] mode = \"testing\" "
+              "until they are.", domain=record.domain, host=ours),
         ))
     return found
 
@@ -118,7 +121,8 @@ def _status(record: DnsRecord, published: list[str], host: str) -> tuple[str, st
         return ("mismatch" if published and record.kind != "SPF" else "missing"), ""
     if record.kind == "SPF":
         if len(mine) > 1:
-            return "mismatch", "there are several SPF records, which RFC 7208 §3.2 makes an error for every receiver"
+            return "mismatch", T("there are several SPF records, which RFC 7208 §3.2 makes an error "
+                                 "for every receiver")
         problem = _spf_problem(mine[0], record, host)
         return ("mismatch", problem) if problem else ("match", "")
     if record.kind == "DKIM":
@@ -154,7 +158,8 @@ def _mx_status(record: DnsRecord, published: list[str]) -> tuple[str, str]:
     better = [(p, name) for p, name in hosts if name != ours and p < min(mine)]
     if better:
         p, name = min(better)
-        return "mismatch", f"{name} has a better preference ({p}) than this server ({min(mine)}), so mail goes there first"
+        return "mismatch", T("%(host)s has a better preference (%(preference)s) than this server (%(ours)s), "
+                             "so mail goes there first", host=name, preference=p, ours=min(mine))
     return "match", ""
 
 
@@ -174,17 +179,20 @@ def _spf_problem(spf: str, record: DnsRecord, host: str) -> str:
     terms = [t.lower() for t in spf.split()[1:]]
     redirect = next((t for t in terms if t.startswith("redirect=")), None)
     if redirect is not None:
-        return f"it hands the decision to another domain ({redirect}), which this check does not follow"
+        return T("it hands the decision to another domain (%(redirect)s), which this check does not follow",
+                 redirect=redirect)
     mechanisms = [t for t in terms if "=" not in t.split(":", 1)[0]]  # modifiers are name=value
     alls = [t for t in mechanisms if t.lstrip("+-~?") == "all"]
     if any(t in ("all", "+all", "?all") for t in alls):
-        return "it has +all or ?all, which lets any host on the internet send mail as the domain"
+        return T("it has +all or ?all, which lets any host on the internet send mail as the domain")
     if not alls or mechanisms[-1] not in ("-all", "~all"):
-        return "it does not end in -all or ~all, so it says nothing about hosts it does not list"
+        return T("it does not end in -all or ~all, so it says nothing about hosts it does not list")
     allowed = {"mx", f"mx:{record.domain}"} | ({f"a:{host}"} if host else set())
     tried = mechanisms[: mechanisms.index(alls[0])]  # nothing after the first "all" is ever looked at
     if not any(t.lstrip("+").split("/", 1)[0] in allowed for t in tried if not t.startswith(("-", "~", "?"))):
-        return f"it does not let this server send (no mx{f' or a:{host}' if host else ''} before -all)"
+        if host:
+            return T("it does not let this server send (no mx or a:%(host)s before -all)", host=host)
+        return T("it does not let this server send (no mx before -all)")
     return ""
 
 
@@ -201,16 +209,21 @@ def _finding(record: DnsRecord, reason: str = "") -> Finding:
     if record.kind == "SRV":  # six of them per domain: _imaps._tcp.D -> dns.D.SRV.imaps
         check += "." + record.name.split(".", 1)[0].lstrip("_")
     label = f"{record.name} {record.kind}"
-    published = "; ".join(record.published) or "nothing"
+    published = "; ".join(record.published) or T("nothing")
     if record.status == "match":
-        return Finding("dns", check, "ok", f"{label}: published", f"DNS answers: {published}.")
+        return Finding("dns", check, "ok", T("%(record)s: published", record=label),
+                       T("DNS answers: %(published)s.", published=published))
     if record.status == "unknown":
-        return Finding("dns", check, "info", f"{label}: not checked", "The lookup failed.",
-                       "Run the check again when DNS answers.")
+        return Finding("dns", check, "info", T("%(record)s: not checked", record=label), T("The lookup failed."),
+                       T("Run the check again when DNS answers."))
     if record.status == "missing":
-        return Finding("dns", check, "warning", f"{label}: missing", f"DNS has no {record.kind} record at {record.name}.",
-                       f"Publish: {record.zone_line()}")
-    why = f": {reason}" if reason else ""
-    return Finding("dns", check, "warning", f"{label}: differs",
-                   f"DNS answers {published}, not what this server needs{why}.",
-                   f"Publish instead: {record.zone_line()}")
+        return Finding("dns", check, "warning", T("%(record)s: missing", record=label),
+                       T("DNS has no %(kind)s record at %(name)s.", kind=record.kind, name=record.name),
+                       T("Publish: %(line)s", line=record.zone_line()))
+    if reason:
+        explanation = T("DNS answers %(published)s, not what this server needs: %(reason)s.",
+                        published=published, reason=reason)
+    else:
+        explanation = T("DNS answers %(published)s, not what this server needs.", published=published)
+    return Finding("dns", check, "warning", T("%(record)s: differs", record=label), explanation,
+                   T("Publish instead: %(line)s", line=record.zone_line()))

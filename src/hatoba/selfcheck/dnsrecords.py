@@ -18,6 +18,7 @@ from cryptography import x509
 
 from hatoba.config.schema import Config
 from hatoba.dkim.keys import DkimKey
+from hatoba.i18n import T
 from hatoba.pki.keyfiles import public_der
 from hatoba.selfcheck.findings import DnsRecord, Finding
 from hatoba.web.mta_sts import policy_id, policy_text
@@ -37,9 +38,10 @@ def srv_records(config: Config, domain: str) -> list[DnsRecord]:
     for service, name, priority in SRV_SERVICES:
         listener = config.listeners.get(name)
         if listener is not None and listener.enabled:
-            value, note = f"{priority} 1 {listener.port} {host}.", f"Mail programs find {name} here (RFC 6186)."
+            value = f"{priority} 1 {listener.port} {host}."
+            note = T("Mail programs find %(name)s here (RFC 6186).", name=name)
         else:
-            value, note = "0 0 0 .", f"{name} is off: mail programs should not look for it."
+            value, note = "0 0 0 .", T("%(name)s is off: mail programs should not look for it.", name=name)
         records.append(DnsRecord(domain, "SRV", f"_{service}._tcp.{domain}", "SRV", value, note))
     return records
 
@@ -57,11 +59,11 @@ def is_public_name(hostname: str) -> bool:
 
 def _not_public(host: str) -> Finding:
     return Finding(
-        "dns", "dns.hostname", "warning", f"server.hostname {host} is not a public DNS name",
-        f"{host} is not a fully qualified name in public DNS, so no MX record can point at it and no other "
-        "server can deliver mail here; no DNS records are proposed for it.",
-        "For mail from the Internet, set server.hostname to this server's public name (e.g. mail.example.org) "
-        "with an A/AAAA record, and get a certificate for it.",
+        "dns", "dns.hostname", "warning", T("server.hostname %(host)s is not a public DNS name", host=host),
+        T("%(host)s is not a fully qualified name in public DNS, so no MX record can point at it and no other "
+          "server can deliver mail here; no DNS records are proposed for it.", host=host),
+        T("For mail from the Internet, set server.hostname to this server's public name (e.g. mail.example.org) "
+          "with an A/AAAA record, and get a certificate for it."),
     )
 
 
@@ -77,9 +79,9 @@ def expected_records(
     findings: list[Finding] = []
     if not domains:
         findings.append(Finding(
-            "dns", "dns.no-domain", "warning", "No hosted domain",
-            "The directory holds no domain, so this server accepts mail for no one.",
-            "Add one with: hatoba domain add DOMAIN",
+            "dns", "dns.no-domain", "warning", T("No hosted domain"),
+            T("The directory holds no domain, so this server accepts mail for no one."),
+            T("Add one with: hatoba domain add DOMAIN"),
         ))
     if not is_public_name(host):
         # Records naming such a host would send the Internet's mail nowhere.
@@ -89,38 +91,48 @@ def expected_records(
     served = https is not None and https.enabled
     for domain in domains:
         records += [
-            DnsRecord(domain, "MX", domain, "MX", f"10 {host}.", "Mail for the domain goes to this server."),
+            DnsRecord(domain, "MX", domain, "MX", f"10 {host}.", T("Mail for the domain goes to this server.")),
             DnsRecord(domain, "SPF", domain, "TXT", "v=spf1 mx -all",
-                      "Only the domain's MX hosts send its mail; merge with an existing SPF record, never publish two."),
+                      T("Only the domain's MX hosts send its mail; merge with an existing SPF record, "
+                        "never publish two.")),
         ]
         key = by_domain.get(domain)
         if key is not None:
             records.append(DnsRecord(domain, "DKIM", key.dns_name(), "TXT", key.txt_value(),
-                                     f"Public half of {key.path}; receivers check signatures with it."))
+                                     T("Public half of %(path)s; receivers check signatures with it.",
+                                       path=str(key.path))))
         else:
             findings.append(Finding(
-                "dns", f"dns.{domain}.dkim-key", "warning", f"{domain}: no DKIM key",
-                f"Mail from {domain} leaves unsigned, so receivers cannot tell it from forgeries and DMARC relies on SPF alone.",
-                f"Run: hatoba dkim keygen {domain}, then publish the record it prints.",
+                "dns", f"dns.{domain}.dkim-key", "warning", T("%(domain)s: no DKIM key", domain=domain),
+                T("Mail from %(domain)s leaves unsigned, so receivers cannot tell it from forgeries "
+                  "and DMARC relies on SPF alone.", domain=domain),
+                T("Run: hatoba dkim keygen %(domain)s, then publish the record it prints.", domain=domain),
             ))
         records += [
             DnsRecord(domain, "DMARC", f"_dmarc.{domain}", "TXT",
                       f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}",
-                      "Mail failing both SPF and DKIM goes to spam; daily reports go to postmaster."),
+                      T("Mail failing both SPF and DKIM goes to spam; daily reports go to postmaster.")),
             DnsRecord(domain, "MTA-STS", f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={policy_id(policy)}",
-                      (f"hatoba serves the policy at https://mta-sts.{domain}/.well-known/mta-sts.txt; point "
-                       f"mta-sts.{domain} at this server and give it a publicly trusted certificate" if served else
-                       f"Serve the policy at https://mta-sts.{domain}/.well-known/mta-sts.txt (turn on "
-                       "[listeners.https] and hatoba serves it)")
-                      + f": {'; '.join(policy.split(chr(13) + chr(10))[:-1])}"),
+                      _mta_sts_note(domain, policy, served)),
             DnsRecord(domain, "TLS-RPT", f"_smtp._tls.{domain}", "TXT",
                       f"v=TLSRPTv1; rua=mailto:postmaster@{domain}",
-                      "Senders report TLS failures delivering to this server."),
+                      T("Senders report TLS failures delivering to this server.")),
             *srv_records(config, domain),
         ]
     if leaf is not None:
         records.append(DnsRecord(
             host, "TLSA", f"_25._tcp.{host}", "TLSA", tlsa_value(leaf),
-            "DANE: counts only in a DNSSEC-signed zone; publish a new one before changing the server key.",
+            T("DANE: counts only in a DNSSEC-signed zone; publish a new one before changing the server key."),
         ))
     return records, findings
+
+
+def _mta_sts_note(domain: str, policy: str, served: bool) -> str:
+    """Where the policy is served (or should be), and the policy itself on one line."""
+    lines = "; ".join(policy.split("\r\n")[:-1])
+    if served:
+        return T("hatoba serves the policy at https://mta-sts.%(domain)s/.well-known/mta-sts.txt; point "
+                 "mta-sts.%(domain)s at this server and give it a publicly trusted certificate: %(policy)s",
+                 domain=domain, policy=lines)
+    return T("Serve the policy at https://mta-sts.%(domain)s/.well-known/mta-sts.txt (turn on "
+             "[listeners.https] and hatoba serves it): %(policy)s", domain=domain, policy=lines)

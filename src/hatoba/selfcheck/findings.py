@@ -12,23 +12,25 @@ Rules:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+
+from hatoba.i18n import T
 
 SEVERITIES = ("critical", "warning", "info", "ok")
-NOTHING_TO_DO = "Nothing to do."
+NOTHING_TO_DO = T("Nothing to do.")
 
 # Sections in the order the report prints them.
 SECTIONS = {
-    "config": "Configuration",
-    "service": "Service user",
-    "listeners": "Listeners",
-    "relay": "Relaying",
-    "relay-probe": "Open relay test",
-    "delivery": "Outgoing mail",
-    "incoming": "Incoming mail checks",
-    "certificates": "Certificates",
-    "files": "Data folders",
-    "dns": "DNS",
+    "config": T("Configuration"),
+    "service": T("Service user"),
+    "listeners": T("Listeners"),
+    "relay": T("Relaying"),
+    "relay-probe": T("Open relay test"),
+    "delivery": T("Outgoing mail"),
+    "incoming": T("Incoming mail checks"),
+    "certificates": T("Certificates"),
+    "files": T("Data folders"),
+    "dns": T("DNS"),
 }
 
 
@@ -48,7 +50,8 @@ class Finding:
             raise ValueError(f"unknown section {self.section!r}")
 
     def to_json(self) -> dict[str, str]:
-        return asdict(self)
+        # Not dataclasses.asdict: it deep-copies, which a Text (made from its msgid and values) does not survive.
+        return {f.name: str.__str__(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,8 @@ class DnsRecord:
         return f"{self.name}. IN TXT {quoted}"
 
     def to_json(self) -> dict[str, object]:
-        data = asdict(self)
+        data: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["note"] = str.__str__(self.note)  # as plain str, see Finding.to_json
         data["published"] = list(self.published)
         data["zone_line"] = self.zone_line()
         return data

@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 from hatoba.config.schema import Config
+from hatoba.i18n import T
 from hatoba.selfcheck.findings import Finding
 
 
@@ -24,18 +25,25 @@ def folder_findings(config: Config) -> list[Finding]:
 def _mode(name: str, path: Path) -> Finding:
     mode = stat.S_IMODE(path.stat().st_mode)
     check = f"files.{name}.mode"
+    octal = f"{mode:04o}"
     if mode & 0o022:
-        who = "every user of this machine" if mode & 0o002 else "its group"
+        if mode & 0o002:
+            explanation = T("Every user of this machine can create, replace or delete files in it, and so plant, "
+                            "swap or destroy mail and the server's data.")
+        else:
+            explanation = T("Its group can create, replace or delete files in it, and so plant, swap or "
+                            "destroy mail and the server's data.")
         return Finding(
-            "files", check, "critical", f"{path} can be written by others (mode {mode:04o})",
-            f"{who[0].upper()}{who[1:]} can create, replace or delete files in it, and so plant, swap or "
-            "destroy mail and the server's data.",
-            f"chmod 700 {path}",
+            "files", check, "critical",
+            T("%(path)s can be written by others (mode %(mode)s)", path=str(path), mode=octal),
+            explanation, T("chmod 700 %(path)s", path=str(path)),
         )
     if mode & 0o005:
         return Finding(
-            "files", check, "warning", f"{path} can be read by every user (mode {mode:04o})",
-            "Any user of this machine can list it and read the mail and data it holds.",
-            f"chmod 700 {path}",
+            "files", check, "warning",
+            T("%(path)s can be read by every user (mode %(mode)s)", path=str(path), mode=octal),
+            T("Any user of this machine can list it and read the mail and data it holds."),
+            T("chmod 700 %(path)s", path=str(path)),
         )
-    return Finding("files", check, "ok", f"{path}: mode {mode:04o}", "No one but its owner can change it.")
+    return Finding("files", check, "ok", T("%(path)s: mode %(mode)s", path=str(path), mode=octal),
+                   T("No one but its owner can change it."))

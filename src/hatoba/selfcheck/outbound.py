@@ -15,6 +15,7 @@ import stat
 from pathlib import Path
 
 from hatoba.config.schema import Config
+from hatoba.i18n import T
 from hatoba.selfcheck.findings import Finding
 
 UNVERIFIED = ("may", "encrypt")
@@ -30,15 +31,19 @@ def _default_tls(config: Config) -> Finding | None:
     level = config.delivery.tls
     if level not in ("encrypt", "verify") or config.delivery.relayhost:
         return None
-    refusal = "do not offer STARTTLS"
     if level == "verify":
-        refusal += " or show a certificate that does not verify"
+        explanation = T("Many public mail servers do not offer STARTTLS or show a certificate that does not verify, "
+                        "and a public MX may not require TLS (RFC 3207 §4), so mail to their "
+                        "domains would wait in the queue and then bounce.")
+    else:
+        explanation = T("Many public mail servers do not offer STARTTLS, and a public MX may not require TLS "
+                        "(RFC 3207 §4), so mail to their domains would wait in the queue and then bounce.")
     return Finding(
-        "delivery", "delivery.tls", "warning", f'TLS required towards every destination (delivery.tls = "{level}")',
-        f"Many public mail servers {refusal}, and a public MX may not require TLS (RFC 3207 §4), so mail to their "
-        "domains would wait in the queue and then bounce.",
-        'Set delivery.tls = "may" and require TLS only for the destinations known to support it, '
-        'in [delivery.tls_policies] ("example.org" = "verify").',
+        "delivery", "delivery.tls", "warning",
+        T('TLS required towards every destination (delivery.tls = "%(level)s")', level=level),
+        explanation,
+        T('Set delivery.tls = "may" and require TLS only for the destinations known to support it, '
+          'in [delivery.tls_policies] ("example.org" = "verify").'),
     )
 
 
@@ -48,21 +53,25 @@ def _relayhost_tls(config: Config) -> Finding | None:
     level = delivery.relayhost_tls
     if not delivery.relayhost or level not in UNVERIFIED:
         return None
-    fix = 'Set delivery.relayhost_tls = "verify" (or remove the line: "verify" is the default with a login).'
+    fix = T('Set delivery.relayhost_tls = "verify" (or remove the line: "verify" is the default with a login).')
     if delivery.relayhost_username:
         return Finding(
             "delivery", "delivery.relayhost-tls", "critical",
-            f'Smarthost password sent without checking the certificate (relayhost_tls = "{level}")',
-            f"hatoba logs in to {delivery.relayhost} without verifying its certificate, so anyone who can "
-            "intercept the connection poses as the smarthost and receives the password.",
+            T('Smarthost password sent without checking the certificate (relayhost_tls = "%(level)s")', level=level),
+            T("hatoba logs in to %(host)s without verifying its certificate, so anyone who can "
+              "intercept the connection poses as the smarthost and receives the password.", host=delivery.relayhost),
             fix,
         )
+    if level == "may":
+        explanation = T("All outgoing mail goes to %(host)s, but whoever intercepts the connection can pose as it "
+                        "and read or drop that mail, or make it go unencrypted.", host=delivery.relayhost)
+    else:
+        explanation = T("All outgoing mail goes to %(host)s, but whoever intercepts the connection can pose as it "
+                        "and read or drop that mail.", host=delivery.relayhost)
     return Finding(
         "delivery", "delivery.relayhost-tls", "warning",
-        f'Smarthost certificate not checked (relayhost_tls = "{level}")',
-        f"All outgoing mail goes to {delivery.relayhost}, but whoever intercepts the connection can pose as it "
-        "and read or drop that mail" + (", or make it go unencrypted." if level == "may" else "."),
-        fix,
+        T('Smarthost certificate not checked (relayhost_tls = "%(level)s")', level=level),
+        explanation, fix,
     )
 
 
@@ -84,11 +93,14 @@ def _readable_by_others(key: str, path: Path) -> Finding | None:
         return None  # a missing password file is a start-up error of its own
     if not mode & 0o077:
         return None
+    if key == "delivery.relayhost_password":
+        fix = T("chmod 600 %(path)s, or move the password to relayhost_password_file (mode 0600)", path=str(path))
+    else:
+        fix = T("chmod 600 %(path)s", path=str(path))
     return Finding(
         "delivery", "delivery.relayhost-password", "critical",
-        f"Smarthost password in a file others can read ({path}, mode {mode:04o})",
-        f"{key} puts the smarthost password in {path}, which its group or every user of this machine can read; "
-        "with it they can send mail as this server's account at the provider.",
-        f"chmod 600 {path}" + (", or move the password to relayhost_password_file (mode 0600)"
-                               if key == "delivery.relayhost_password" else ""),
+        T("Smarthost password in a file others can read (%(path)s, mode %(mode)s)", path=str(path), mode=f"{mode:04o}"),
+        T("%(key)s puts the smarthost password in %(path)s, which its group or every user of this machine can read; "
+          "with it they can send mail as this server's account at the provider.", key=key, path=str(path)),
+        fix,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hatoba.config.schema import Config
+from hatoba.i18n import T
 from hatoba.selfcheck.findings import Finding
 from hatoba.store.api import AliasLoopError, DirectoryError
 from hatoba.store.directory import Directory
@@ -20,13 +21,14 @@ def postmaster_findings(config: Config) -> list[Finding]:
     except DirectoryError:
         return []  # hosted_domains reports the unreadable directory
     if not unreached:
-        return [Finding("config", "config.postmaster", "ok", "Postmaster reaches a mailbox",
-                        "Mail to postmaster@ and abuse@ of every local domain is delivered.")]
+        return [Finding("config", "config.postmaster", "ok", T("Postmaster reaches a mailbox"),
+                        T("Mail to postmaster@ and abuse@ of every local domain is delivered."))]
     named = ", ".join(f"postmaster@{domain}" for domain in unreached)
-    return [Finding("config", "config.postmaster", "critical", "Postmaster reaches no mailbox",
-                    f"Mail to {named} would be refused or lost; RFC 5321 requires it to be delivered.",
-                    "Set [server] postmaster to a user's address, or add a user "
-                    "(hatoba user add) or an alias for postmaster@ the domain.")]
+    return [Finding("config", "config.postmaster", "critical", T("Postmaster reaches no mailbox"),
+                    T("Mail to %(addresses)s would be refused or lost; RFC 5321 requires it to be delivered.",
+                      addresses=named),
+                    T("Set [server] postmaster to a user's address, or add a user "
+                      "(hatoba user add) or an alias for postmaster@ the domain."))]
 
 
 def _reaches_mailbox(directory: Directory, domain: str) -> bool:

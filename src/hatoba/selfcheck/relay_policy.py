@@ -12,6 +12,7 @@ import ipaddress
 
 from hatoba.config.schema import Config
 from hatoba.config.validate import is_open_relay_network
+from hatoba.i18n import T
 from hatoba.selfcheck.findings import Finding
 
 # Trusting a network wider than this (a whole site, provider or private
@@ -40,31 +41,37 @@ def relay_findings(config: Config) -> list[Finding]:
         if open_relay:
             findings.append(Finding(
                 "relay", "relay.open-network", "critical",
-                f"Open relay: smtp.trusted_networks holds {cidr}",
-                f"Every client in {cidr} may send mail anywhere without logging in, so spammers can use this "
-                "server (hatoba serve refuses to start with it).",
-                f"Remove {cidr} from smtp.trusted_networks; list only your own networks, e.g. 192.168.1.0/24, "
-                "and have users log in on 587.",
+                T("Open relay: smtp.trusted_networks holds %(network)s", network=cidr),
+                T("Every client in %(network)s may send mail anywhere without logging in, so spammers can use this "
+                  "server (hatoba serve refuses to start with it).", network=cidr),
+                T("Remove %(network)s from smtp.trusted_networks; list only your own networks, e.g. 192.168.1.0/24, "
+                  "and have users log in on 587.", network=cidr),
             ))
         elif network.is_global:
             findings.append(Finding(
                 "relay", "relay.public-network", "warning",
-                f"Public network {cidr} may relay without login",
-                f"Whoever has an address in {cidr} may send mail anywhere through this server without a password.",
-                "Keep only networks you control in smtp.trusted_networks, or have those clients log in on 587.",
+                T("Public network %(network)s may relay without login", network=cidr),
+                T("Whoever has an address in %(network)s may send mail anywhere through this server "
+                  "without a password.", network=cidr),
+                T("Keep only networks you control in smtp.trusted_networks, or have those clients log in on 587."),
             ))
         elif is_wide_private_network(network):
             findings.append(_wide_network(cidr))
     minutes = config.smtp.pop_before_smtp_minutes
     if minutes > 0:
         critical = minutes > MAX_POP_BEFORE_SMTP_MINUTES
+        if critical:
+            explanation = T("After any POP3 or IMAP login, every client sharing that address (NAT, Wi-Fi) may relay "
+                            "on port 25 for %(minutes)s minutes, far longer than a mail check needs.", minutes=minutes)
+        else:
+            explanation = T("After any POP3 or IMAP login, every client sharing that address (NAT, Wi-Fi) may relay "
+                            "on port 25 for %(minutes)s minutes.", minutes=minutes)
         findings.append(Finding(
             "relay", "relay.pop-before-smtp", "critical" if critical else "warning",
-            f"POP-before-SMTP is on ({minutes} minutes)",
-            f"After any POP3 or IMAP login, every client sharing that address (NAT, Wi-Fi) may relay on port 25 "
-            f"for {minutes} minutes" + (", far longer than a mail check needs." if critical else "."),
-            "Set smtp.pop_before_smtp_minutes = 0 and have mail programs log in on 587; if old clients need it, "
-            f"keep the window at {MAX_POP_BEFORE_SMTP_MINUTES} minutes or less.",
+            T("POP-before-SMTP is on (%(minutes)s minutes)", minutes=minutes),
+            explanation,
+            T("Set smtp.pop_before_smtp_minutes = 0 and have mail programs log in on 587; if old clients need it, "
+              "keep the window at %(limit)s minutes or less.", limit=MAX_POP_BEFORE_SMTP_MINUTES),
         ))
     return findings
 
@@ -85,11 +92,11 @@ def is_wide_private_network(network: ipaddress.IPv4Network | ipaddress.IPv6Netwo
 def _wide_network(cidr: str) -> Finding:
     return Finding(
         "relay", "relay.wide-network", "warning",
-        f"Whole network {cidr} may relay without login",
-        f"Every machine in {cidr} may send mail anywhere through this server without a password; on a NAT'ed "
-        "or shared network one compromised PC is enough to send spam in this server's name.",
-        f"Replace {cidr} in smtp.trusted_networks with the few hosts or the small subnet that must relay "
-        "without login (e.g. 192.168.1.10/32), and have everyone else log in on 587.",
+        T("Whole network %(network)s may relay without login", network=cidr),
+        T("Every machine in %(network)s may send mail anywhere through this server without a password; on a NAT'ed "
+          "or shared network one compromised PC is enough to send spam in this server's name.", network=cidr),
+        T("Replace %(network)s in smtp.trusted_networks with the few hosts or the small subnet that must relay "
+          "without login (e.g. 192.168.1.10/32), and have everyone else log in on 587.", network=cidr),
     )
 
 
@@ -99,14 +106,15 @@ def _who_may_relay(config: Config) -> Finding:
         name for name, lc in config.listeners.items()
         if lc.enabled and (name in ("submission", "smtps") or (name == "smtp" and smtp.auth_on_smtp_port))
     ]
-    parts = [f"users who log in (AUTH) on {', '.join(ports)}" if ports else "no one by login (no AUTH listener)"]
-    parts.append(
-        f"clients in {', '.join(smtp.trusted_networks)} without login" if smtp.trusted_networks
-        else "no network without login"
-    )
+    login = (T("users who log in (AUTH) on %(ports)s", ports=", ".join(ports)) if ports
+             else T("no one by login (no AUTH listener)"))
+    networks = (T("clients in %(networks)s without login", networks=", ".join(smtp.trusted_networks))
+                if smtp.trusted_networks else T("no network without login"))
     if smtp.pop_before_smtp_minutes > 0:
-        parts.append(f"addresses with a POP3/IMAP login in the last {smtp.pop_before_smtp_minutes} minutes")
-    return Finding(
-        "relay", "relay.who", "info", "Who may send mail to other domains",
-        "Relaying is allowed for " + "; ".join(parts) + "; everyone else may only send to local users.",
-    )
+        explanation = T("Relaying is allowed for %(login)s; %(networks)s; addresses with a POP3/IMAP login "
+                        "in the last %(minutes)s minutes; everyone else may only send to local users.",
+                        login=login, networks=networks, minutes=smtp.pop_before_smtp_minutes)
+    else:
+        explanation = T("Relaying is allowed for %(login)s; %(networks)s; everyone else may only send to local users.",
+                        login=login, networks=networks)
+    return Finding("relay", "relay.who", "info", T("Who may send mail to other domains"), explanation)

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 from hatoba.config.schema import Config
 from hatoba.config.template import format_address
+from hatoba.i18n import T
 from hatoba.policy.relay import TrustedNetworks
-from hatoba.selfcheck.findings import Finding
+from hatoba.selfcheck.findings import NOTHING_TO_DO, Finding
 
 FOREIGN_SENDER = "check@example.net"
 FOREIGN_DOMAIN = "example.com"  # RFC 2606: reserved, never hosted by anyone real
@@ -50,12 +51,12 @@ def attempts(our_domain: str) -> list[Attempt]:
     user = "relay-test"
     foreign = FOREIGN_SENDER
     return [
-        Attempt("foreign recipient", foreign, f"{user}@{FOREIGN_DOMAIN}"),
-        Attempt("percent hack", foreign, f"{user}%{FOREIGN_DOMAIN}@{our_domain}"),
-        Attempt("bang path", foreign, f"{FOREIGN_DOMAIN}!{user}@{our_domain}"),
-        Attempt("quoted local part", foreign, f'"{user}@{FOREIGN_DOMAIN}"@{our_domain}'),
-        Attempt("source route", foreign, f"@{our_domain}:{user}@{FOREIGN_DOMAIN}"),
-        Attempt("sender from our domain", f"postmaster@{our_domain}", f"{user}@{FOREIGN_DOMAIN}"),
+        Attempt(T("foreign recipient"), foreign, f"{user}@{FOREIGN_DOMAIN}"),
+        Attempt(T("percent hack"), foreign, f"{user}%{FOREIGN_DOMAIN}@{our_domain}"),
+        Attempt(T("bang path"), foreign, f"{FOREIGN_DOMAIN}!{user}@{our_domain}"),
+        Attempt(T("quoted local part"), foreign, f'"{user}@{FOREIGN_DOMAIN}"@{our_domain}'),
+        Attempt(T("source route"), foreign, f"@{our_domain}:{user}@{FOREIGN_DOMAIN}"),
+        Attempt(T("sender from our domain"), f"postmaster@{our_domain}", f"{user}@{FOREIGN_DOMAIN}"),
     ]
 
 
@@ -72,17 +73,18 @@ def probe_target(config: Config, override: tuple[str, int] | None) -> tuple[str,
 
 def probe_findings(config: Config, target: tuple[str, int] | None, our_domain: str) -> list[Finding]:
     if target is None:
-        return [_info("relay-probe.skipped", "Open relay test skipped",
-                      "The smtp listener (port 25) is not enabled, so there is nothing to test.",
-                      "Nothing to do.")]
+        return [_info("relay-probe.skipped", T("Open relay test skipped"),
+                      T("The smtp listener (port 25) is not enabled, so there is nothing to test."),
+                      NOTHING_TO_DO)]
     where = format_address(*target)
     try:
         source, results = run_probe(target, our_domain)
     except (OSError, smtplib.SMTPException) as exc:
         return [_info(
-            "relay-probe.unreachable", f"Open relay test skipped: {where} not reachable",
-            f"Connecting to {where} failed ({_words(exc)}), so the live test could not run.",
-            "Start hatoba serve and run the check again, or give the address to test with --probe HOST:PORT.",
+            "relay-probe.unreachable", T("Open relay test skipped: %(address)s not reachable", address=where),
+            T("Connecting to %(address)s failed (%(error)s), so the live test could not run.",
+              address=where, error=_words(exc)),
+            T("Start hatoba serve and run the check again, or give the address to test with --probe HOST:PORT."),
         )]
     return judge(config, where, source, results)
 
@@ -137,50 +139,65 @@ def judge(config: Config, where: str, source: str, results: list[Attempt]) -> li
     relayed = [a for a in results if a.stage == "RCPT" and a.relayed]
     if not any(a.stage == "RCPT" for a in results):
         first = results[0] if results else None
-        reply = f"{first.code} {first.text}" if first else "no reply"
+        reply = f"{first.code} {first.text}" if first else T("no reply")
         return [_info(
-            "relay-probe.inconclusive", f"Open relay test inconclusive ({where})",
-            f"{where} refused every MAIL FROM ({reply}), so no recipient could be tried.",
-            "Check that the address tested is hatoba's port 25, then run the check again.",
+            "relay-probe.inconclusive", T("Open relay test inconclusive (%(address)s)", address=where),
+            T("%(address)s refused every MAIL FROM (%(reply)s), so no recipient could be tried.",
+              address=where, reply=reply),
+            T("Check that the address tested is hatoba's port 25, then run the check again."),
         )]
     deferred = [a for a in results if a.stage == "RCPT" and 400 <= a.code < 500]
     if not relayed and deferred:
         # "Try later" is no refusal: the same server may accept the retry.
-        answered = ", ".join(f"{a.label} {a.code}" for a in results)
         return [Finding(
             "relay-probe", "relay-probe.result", "warning",
-            f"Relay test inconclusive: the server answered 4xx ({where})",
-            f"From {source}, {where} answered {answered}; a temporary refusal may turn into acceptance "
-            "on a retry, so this run cannot tell whether the server relays.",
-            "Look at the server's log for why it deferred the recipients, then run the check again.",
+            T("Relay test inconclusive: the server answered 4xx (%(address)s)", address=where),
+            T("From %(source)s, %(address)s answered %(replies)s; a temporary refusal may turn into acceptance "
+              "on a retry, so this run cannot tell whether the server relays.",
+              source=source, address=where, replies=_replies(results)),
+            T("Look at the server's log for why it deferred the recipients, then run the check again."),
         )]
     if not relayed:
-        refused = ", ".join(f"{a.label} {a.code}" for a in results)
         return [Finding(
-            "relay-probe", "relay-probe.result", "ok", f"Not an open relay ({where})",
-            f"From {source}, every attempt to reach {FOREIGN_DOMAIN} was refused ({refused}); no DATA was sent.",
+            "relay-probe", "relay-probe.result", "ok", T("Not an open relay (%(address)s)", address=where),
+            T("From %(source)s, every attempt to reach %(domain)s was refused (%(replies)s); no DATA was sent.",
+              source=source, domain=FOREIGN_DOMAIN, replies=_replies(results)),
         )]
     try:
         trusted = source in TrustedNetworks.parse(config.smtp.trusted_networks)
     except ValueError:
         trusted = False
-    tricks = ", ".join(f"{a.label} <{a.recipient}>" for a in relayed)
+    tricks = _listed([T("%(label)s <%(recipient)s>", label=a.label, recipient=a.recipient) for a in relayed])
     if trusted:
         return [Finding(
             "relay-probe", "relay-probe.result", "warning",
-            f"Relays for trusted clients: open relay for {source} ({where})",
-            f"{where} accepted {tricks} from {source}, which is in smtp.trusted_networks, so any program on a "
-            "trusted address can send mail anywhere; this run cannot tell whether strangers can too.",
-            "Keep smtp.trusted_networks to machines you control, and run the check from outside them "
-            "with --probe HOST:PORT.",
+            T("Relays for trusted clients: open relay for %(source)s (%(address)s)", source=source, address=where),
+            T("%(address)s accepted %(accepted)s from %(source)s, which is in smtp.trusted_networks, so any program "
+              "on a trusted address can send mail anywhere; this run cannot tell whether strangers can too.",
+              address=where, accepted=tricks, source=source),
+            T("Keep smtp.trusted_networks to machines you control, and run the check from outside them "
+              "with --probe HOST:PORT."),
         )]
     return [Finding(
-        "relay-probe", "relay-probe.result", "critical", f"Open relay ({where})",
-        f"{where} accepted {tricks} from {source}, a client that never logged in, so anyone can send spam "
-        "through this server.",
-        "Remove wide networks from smtp.trusted_networks, set smtp.pop_before_smtp_minutes = 0, and check "
-        "that the address tested is really hatoba.",
+        "relay-probe", "relay-probe.result", "critical", T("Open relay (%(address)s)", address=where),
+        T("%(address)s accepted %(accepted)s from %(source)s, a client that never logged in, so anyone can send spam "
+          "through this server.", address=where, accepted=tricks, source=source),
+        T("Remove wide networks from smtp.trusted_networks, set smtp.pop_before_smtp_minutes = 0, and check "
+          "that the address tested is really hatoba."),
     )]
+
+
+def _replies(results: list[Attempt]) -> str:
+    """Each attempt and its reply code, e.g. "foreign recipient 554, percent hack 554"."""
+    return _listed([T("%(label)s %(code)s", label=a.label, code=a.code) for a in results])
+
+
+def _listed(items: list[str]) -> str:
+    """The items joined with ", " as nested Texts, so a translation can list them its own way."""
+    listed = items[0] if items else ""
+    for item in items[1:]:
+        listed = T("%(list)s, %(item)s", list=listed, item=item)
+    return listed
 
 
 def _answered(attempt: Attempt, code: int, text: bytes, stage: str = "RCPT") -> Attempt:
@@ -194,7 +211,7 @@ def _info(check: str, title: str, explanation: str, fix: str) -> Finding:
 
 def _words(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout):
-        return "timed out"
+        return T("timed out")
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return " ".join(str(exc).split()) or type(exc).__name__

@@ -19,6 +19,7 @@ from hatoba.config.schema import Config
 from hatoba.config.validate import find_problems
 from hatoba.dkim.keys import DkimError, DkimKey, list_keys
 from hatoba.dnsutil.resolver import Resolver
+from hatoba.i18n import T
 from hatoba.selfcheck.certificates import certificate_findings, read_leaf
 from hatoba.selfcheck.dnscompare import LOOKUP_TIMEOUT, compare_records
 from hatoba.selfcheck.dnsrecords import expected_records
@@ -57,8 +58,8 @@ def run(config: Config, options: Options = Options()) -> Report:
         our_domain = domains[0] if domains else config.server.hostname
         add(probe_findings(config, probe_target(config, options.probe), our_domain))
     else:
-        add([Finding("relay-probe", "relay-probe.skipped", "info", "Open relay test skipped (--no-live)",
-                     "No connection was made to port 25.", "Run without --no-live to test the running server.")])
+        add([Finding("relay-probe", "relay-probe.skipped", "info", T("Open relay test skipped (--no-live)"),
+                     T("No connection was made to port 25."), T("Run without --no-live to test the running server."))])
     add(outbound_findings(config))
     add(incoming_findings(config))
     add(certificate_findings(config, now))
@@ -69,15 +70,16 @@ def run(config: Config, options: Options = Options()) -> Report:
     records, dns_findings = expected_records(config, domains, keys, leaf)
     add(domain_findings + key_findings + dns_findings)
     if not options.dns and records:
-        add([Finding("dns", "dns.lookup", "info", "Published DNS records not checked (--no-dns)",
-                     "The records below are what to publish; DNS was not asked what is there now.",
-                     "Run without --no-dns to compare them with DNS.")])
+        add([Finding("dns", "dns.lookup", "info", T("Published DNS records not checked (--no-dns)"),
+                     T("The records below are what to publish; DNS was not asked what is there now."),
+                     T("Run without --no-dns to compare them with DNS."))])
     elif records:
         try:
             resolver = Resolver(config.dns.resolver, timeout=LOOKUP_TIMEOUT)
         except ValueError as exc:
-            add([Finding("dns", "dns.lookup", "info", "Published DNS records not checked", f"dns.resolver: {exc}.",
-                         "Fix [dns] resolver (host:port of a DNS server) or leave it empty for the system's.")])
+            add([Finding("dns", "dns.lookup", "info", T("Published DNS records not checked"),
+                         T("dns.resolver: %(detail)s.", detail=str(exc)),
+                         T("Fix [dns] resolver (host:port of a DNS server) or leave it empty for the system's."))])
         else:
             report.dns_records, compared = asyncio.run(compare_records(records, resolver))
             add(compared)
@@ -89,41 +91,44 @@ def run(config: Config, options: Options = Options()) -> Report:
 def config_findings(problems: list[str]) -> list[Finding]:
     """validate.find_problems lines ("key: what is wrong; what to do") as critical findings."""
     if not problems:
-        return [Finding("config", "config.valid", "ok", "Config file valid",
-                        "Every setting is understood and consistent.")]
+        return [Finding("config", "config.valid", "ok", T("Config file valid"),
+                        T("Every setting is understood and consistent."))]
     findings = []
     for problem in problems:
         key, sep, rest = problem.partition(": ")
         if not sep or " " in key:
             key, rest = "config", problem
         what, sep, fix = rest.rpartition("; ")
-        if not sep:
-            what, fix = rest, "change the setting named above"
-        findings.append(Finding("config", f"config.{key}", "critical", f"{key}: refused by hatoba serve",
-                                f"{_sentence(what)}.", f"{_sentence(fix)}."))
+        findings.append(Finding(
+            "config", f"config.{key}", "critical", T("%(key)s: refused by hatoba serve", key=key),
+            T("%(detail)s.", detail=_sentence(what if sep else rest)),
+            T("%(detail)s.", detail=_sentence(fix)) if sep else T("Change the setting named above."),
+        ))
     return findings
 
 
 def hosted_domains(config: Config) -> tuple[list[str], list[Finding]]:
     path = config.paths.directory_db
     if not path.is_file():
-        return [], [Finding("dns", "dns.directory", "warning", "No directory database",
-                            f"{path} does not exist, so no domain is hosted yet.",
-                            "Add a domain with: hatoba domain add DOMAIN")]
+        return [], [Finding("dns", "dns.directory", "warning", T("No directory database"),
+                            T("%(path)s does not exist, so no domain is hosted yet.", path=str(path)),
+                            T("Add a domain with: hatoba domain add DOMAIN"))]
     try:
         with Directory(path) as directory:
             return directory.list_domains(), []
     except DirectoryError as exc:
-        return [], [Finding("dns", "dns.directory", "warning", "Directory unreadable", f"{_sentence(str(exc))}.",
-                            "Check the data folder's permissions, then run the check again.")]
+        return [], [Finding("dns", "dns.directory", "warning", T("Directory unreadable"),
+                            T("%(detail)s.", detail=_sentence(str(exc))),
+                            T("Check the data folder's permissions, then run the check again."))]
 
 
 def dkim_keys(config: Config) -> tuple[list[DkimKey], list[Finding]]:
     try:
         return list_keys(config.paths.dkim_dir), []
     except DkimError as exc:
-        return [], [Finding("dns", "dns.dkim", "warning", "DKIM keys unreadable", f"{_sentence(str(exc))}.",
-                            "Make a new key with: hatoba dkim keygen DOMAIN")]
+        return [], [Finding("dns", "dns.dkim", "warning", T("DKIM keys unreadable"),
+                            T("%(detail)s.", detail=_sentence(str(exc))),
+                            T("Make a new key with: hatoba dkim keygen DOMAIN"))]
 
 
 def _sentence(text: str) -> str:

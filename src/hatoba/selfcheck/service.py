@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 
 from hatoba.config.schema import Config
+from hatoba.i18n import T
 from hatoba.selfcheck.findings import Finding
 from hatoba.system.accounts import useradd_line
 from hatoba.system.privileges import MissingAccount, service_user
 
 CHECK = "service.user"
-SET_USER = f'Set [server] user = "hatoba" (create it with: {useradd_line("hatoba")}) and remove allow_root.'
+SET_USER = T('Set [server] user = "hatoba" (create it with: %(command)s) and remove allow_root.',
+            command=useradd_line("hatoba"))
 
 
 def service_findings(config: Config, euid: int | None = None) -> list[Finding]:
@@ -26,26 +28,33 @@ def service_findings(config: Config, euid: int | None = None) -> list[Finding]:
     try:
         user = service_user(server)
     except MissingAccount as exc:
+        if exc.kind == "group":
+            title = T("Service group %(name)s does not exist", name=exc.name)
+        else:
+            title = T("Service user %(name)s does not exist", name=exc.name)
         return [Finding(
-            "service", CHECK, "critical" if as_root else "warning", f"Service {exc.kind} {exc.name} does not exist",
-            "Started as root, hatoba serve refuses to start: it has no unprivileged account to become.",
-            f"{exc.fix[:1].upper()}{exc.fix[1:]}.",
+            "service", CHECK, "critical" if as_root else "warning", title,
+            T("Started as root, hatoba serve refuses to start: it has no unprivileged account to become."),
+            T("%(detail)s.", detail=f"{exc.fix[:1].upper()}{exc.fix[1:]}"),
         )]
     if user is not None and user.uid != 0:
         if user.gid == 0:
-            return [Finding("service", CHECK, "critical", f"Service group of {user.name} is root",
-                            "Started as root, hatoba serve refuses to run with group root's access.",
-                            "Set [server] group to the user's own group.")]
-        return [Finding("service", CHECK, "ok", f"Runs as user {user} when started as root",
-                        f"After binding its ports hatoba drops root for user {user.name} (uid {user.uid}).")]
+            return [Finding("service", CHECK, "critical", T("Service group of %(user)s is root", user=user.name),
+                            T("Started as root, hatoba serve refuses to run with group root's access."),
+                            T("Set [server] group to the user's own group."))]
+        return [Finding("service", CHECK, "ok", T("Runs as user %(user)s when started as root", user=str(user)),
+                        T("After binding its ports hatoba drops root for user %(user)s (uid %(uid)s).",
+                          user=user.name, uid=user.uid))]
     setting = f'[server] user = "{server.user}"'
     if server.allow_root:
-        return [Finding("service", CHECK, "critical", "hatoba runs as root when started as root",
-                        f"{setting} with allow_root = true keeps every hatoba process root: a flaw in it "
-                        "gives away the whole machine.", SET_USER)]
+        return [Finding("service", CHECK, "critical", T("hatoba runs as root when started as root"),
+                        T("%(setting)s with allow_root = true keeps every hatoba process root: a flaw in it "
+                          "gives away the whole machine.", setting=setting), SET_USER)]
     if as_root:
-        return [Finding("service", CHECK, "critical", "Started as root, hatoba refuses to start",
-                        f"{setting} would keep it running as root, which it refuses without allow_root.", SET_USER)]
-    return [Finding("service", CHECK, "info", "Runs as the user who starts it",
-                    f"{setting}: started by another user it runs as that user; started as root it refuses to start.",
-                    'Set [server] user = "hatoba" to start it as root (as systemd does).')]
+        return [Finding("service", CHECK, "critical", T("Started as root, hatoba refuses to start"),
+                        T("%(setting)s would keep it running as root, which it refuses without allow_root.",
+                          setting=setting), SET_USER)]
+    return [Finding("service", CHECK, "info", T("Runs as the user who starts it"),
+                    T("%(setting)s: started by another user it runs as that user; started as root it refuses to start.",
+                      setting=setting),
+                    T('Set [server] user = "hatoba" to start it as root (as systemd does).'))]

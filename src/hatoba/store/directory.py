@@ -44,6 +44,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from hatoba.i18n import T, refusal
 from hatoba.proto.address import Address, AddressError, parse_address, parse_domain
 from hatoba.proto.sasl import ScramKeys
 from hatoba.proto.scram import SCRAM_ITERATIONS, derive_scram_keys
@@ -61,6 +62,7 @@ SCRAM_SALT_OCTETS = 16  # RFC 5802 §5.1 asks only for a random salt; 16 octets 
 # Postfix stops virtual alias expansion at 100 levels; real setups never nest
 # more than a handful, and a short limit keeps each RCPT cheap.
 MAX_ALIAS_DEPTH = 20
+MAX_FORWARDS = 20  # addresses one user's mail may be forwarded to
 # RFC 5321 §4.5.1 and RFC 2142: every local domain has these, alias or not.
 ROLE_ACCOUNTS = frozenset({"postmaster", "abuse"})
 # Characters a user or alias source may not have in its local part: '%'
@@ -229,6 +231,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # TOTP secret (RFC 6238) sealed by store/secretbox.py (NULL: no second factor).
         "ALTER TABLE users ADD COLUMN language TEXT",
         "ALTER TABLE users ADD COLUMN totp_secret TEXT",
+        # A user's own forwarding (set by the user in the web admin, or `hatoba user forward`):
+        # mail for the user also (forward_keep = 1) or only goes to these addresses.
+        """CREATE TABLE user_forwards (
+            id          INTEGER PRIMARY KEY,  -- keeps targets in the order they were given
+            account     TEXT NOT NULL,        -- a user's address_key
+            target_key  TEXT NOT NULL,
+            target      TEXT NOT NULL,
+            UNIQUE (account, target_key)
+        )""",
+        "ALTER TABLE users ADD COLUMN forward_keep INTEGER NOT NULL DEFAULT 1",
+        # The last TOTP step a login used (codes are not taken twice).
+        "ALTER TABLE users ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0",
     ),
 )
 
@@ -244,14 +258,15 @@ def check_password(password: str) -> str:
     no password holds a NUL that SASL PLAIN could never carry (RFC 4616 §2).
     """
     if not password:
-        raise DirectoryError("the password is empty; choose one of at least 8 characters")
+        raise DirectoryError(T("the password is empty; choose one of at least 8 characters"))
     password = unicodedata.normalize("NFC", password)
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise DirectoryError(
-            f"the password is too short ({len(password)} characters); use at least {MIN_PASSWORD_LENGTH}"
-        )
+        raise DirectoryError(T(
+            "the password is too short (%(length)s characters); use at least %(minimum)s",
+            length=len(password), minimum=MIN_PASSWORD_LENGTH,
+        ))
     if any(unicodedata.category(c) == "Cc" for c in password):
-        raise DirectoryError("the password holds a control character; use printable characters only")
+        raise DirectoryError(T("the password holds a control character; use printable characters only"))
     return password
 
 
@@ -334,10 +349,11 @@ class Directory:
         self._lock = threading.Lock()
         self._dummy_hash: str | None = None
         if not self.path.parent.is_dir():
-            raise DirectoryError(
-                f"folder {self.path.parent} for the directory database does not exist; "
-                "create it or run `hatoba init`"
-            )
+            raise DirectoryError(T(
+                "folder %(folder)s for the directory database does not exist; "
+                "create it or run `hatoba init`",
+                folder=str(self.path.parent),
+            ))
         if not self.path.exists():
             # The hashes are secrets: owner-only from the first byte. SQLite
             # gives its -wal and -shm files the mode of the database file.
@@ -357,7 +373,8 @@ class Directory:
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.DatabaseError as exc:
-                raise DirectoryError(f"cannot open the directory database {self.path}: {exc}") from None
+                raise DirectoryError(T("cannot open the directory database %(path)s: %(reason)s",
+                                       path=str(self.path), reason=str(exc))) from None
             self._connections.add(conn)
         return conn
 
@@ -373,11 +390,13 @@ class Directory:
         try:
             conn.execute("BEGIN")
         except sqlite3.OperationalError as exc:
-            raise DirectoryError(f"directory database {self.path}: {exc}") from None
+            raise DirectoryError(T("directory database %(path)s: %(reason)s", path=str(self.path),
+                                   reason=str(exc))) from None
         try:
             yield conn
         except sqlite3.Error as exc:
-            raise DirectoryError(f"directory database {self.path}: {exc}") from None
+            raise DirectoryError(T("directory database %(path)s: %(reason)s", path=str(self.path),
+                                   reason=str(exc))) from None
         finally:
             rollback(conn)
 
@@ -388,10 +407,11 @@ class Directory:
                 row = conn.execute("SELECT version FROM schema_version").fetchone()
                 version = 0 if row is None else int(row[0])
                 if version > len(_MIGRATIONS):
-                    raise DirectoryError(
-                        f"directory database {self.path} has schema version {version}, newer than this "
-                        f"hatoba knows ({len(_MIGRATIONS)}); upgrade hatoba"
-                    )
+                    raise DirectoryError(T(
+                        "directory database %(path)s has schema version %(version)s, newer than this "
+                        "hatoba knows (%(known)s); upgrade hatoba",
+                        path=str(self.path), version=version, known=len(_MIGRATIONS),
+                    ))
                 for statements in _MIGRATIONS[version:]:
                     for statement in statements:
                         conn.execute(statement)
@@ -400,7 +420,8 @@ class Directory:
                 elif version < len(_MIGRATIONS):
                     conn.execute("UPDATE schema_version SET version = ?", (len(_MIGRATIONS),))
         except sqlite3.DatabaseError as exc:
-            raise DirectoryError(f"cannot open the directory database {self.path}: {exc}") from None
+            raise DirectoryError(T("cannot open the directory database %(path)s: %(reason)s",
+                                   path=str(self.path), reason=str(exc))) from None
 
     def close(self) -> None:
         """Close every connection this object opened, in any thread."""
@@ -419,15 +440,22 @@ class Directory:
         try:
             return parse_address(text)
         except AddressError as exc:
-            raise DirectoryError(f"{text!r} is not a valid address: {exc}") from None
+            raise DirectoryError(T("%(text)s is not a valid address: %(reason)s",
+                                   text=repr(text), reason=refusal(exc))) from None
 
     def _parse_local(self, conn: sqlite3.Connection, text: str, what: str) -> Address:
-        """Parse a user or alias source address: plain local part, local domain."""
+        """Parse a user or alias source address (`what` is "user" or "alias"): plain local part, local domain."""
         address = self._parse(text)
         if address.quoted or not _is_plain_local(address.local):
-            raise DirectoryError(
-                f"{text!r} cannot be a {what}: local parts may not hold '%', '!', '@', quotes or spaces"
-            )
+            if what == "user":
+                raise DirectoryError(T(
+                    "%(text)s cannot be a user: local parts may not hold '%%', '!', '@', quotes or spaces",
+                    text=repr(text),
+                ))
+            raise DirectoryError(T(  # (sic: "a alias" is the English these refusals always had)
+                "%(text)s cannot be a alias: local parts may not hold '%%', '!', '@', quotes or spaces",
+                text=repr(text),
+            ))
         self._require_domain(conn, address.domain)
         return address
 
@@ -436,14 +464,16 @@ class Directory:
         try:
             return parse_domain(name)
         except AddressError as exc:
-            raise DirectoryError(f"{name!r} is not a valid domain name: {exc}") from None
+            raise DirectoryError(T("%(name)s is not a valid domain name: %(reason)s",
+                                   name=repr(name), reason=refusal(exc))) from None
 
     @staticmethod
     def _require_domain(conn: sqlite3.Connection, domain: str) -> None:
         if conn.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone() is None:
-            raise DirectoryError(
-                f"{domain} is not a local domain: add it first with `hatoba domain add {domain}`"
-            )
+            raise DirectoryError(T(
+                "%(domain)s is not a local domain: add it first with `%(command)s`",
+                domain=domain, command=f"hatoba domain add {domain}",
+            ))
 
     # -- domains ------------------------------------------------------------------
 
@@ -452,7 +482,7 @@ class Directory:
         domain = self._parse_domain(name)
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone():
-                raise DirectoryError(f"{domain} is already a local domain")
+                raise DirectoryError(T("%(domain)s is already a local domain", domain=domain))
             conn.execute("INSERT INTO domains (name, created) VALUES (?, ?)", (domain, int(time.time())))
         return domain
 
@@ -466,10 +496,11 @@ class Directory:
                 "SELECT COUNT(DISTINCT source_key) FROM aliases WHERE domain = ?", (domain,)
             ).fetchone()[0]
             if users or aliases:
-                raise DirectoryError(
-                    f"{domain} still has {_count(users, 'user')} and {_count(aliases, 'alias')}: "
-                    "remove them first with `hatoba user remove ADDRESS` and `hatoba alias remove SOURCE`"
-                )
+                raise DirectoryError(T(
+                    "%(domain)s still has %(users)s and %(aliases)s: "
+                    "remove them first with `hatoba user remove ADDRESS` and `hatoba alias remove SOURCE`",
+                    domain=domain, users=_count(users, "user"), aliases=_count(aliases, "alias"),
+                ))
             conn.execute("DELETE FROM domains WHERE name = ?", (domain,))
             conn.execute("DELETE FROM admin_roles WHERE scope = ?", (domain,))
         return domain
@@ -498,10 +529,12 @@ class Directory:
         key = _key(address)
         row = conn.execute("SELECT address FROM users WHERE address_key = ?", (key,)).fetchone()
         if row:
-            raise DirectoryError(f"user {row[0]} already exists; change its password with `hatoba user passwd`")
+            raise DirectoryError(T("user %(address)s already exists; change its password with `hatoba user passwd`",
+                                   address=row[0]))
         row = conn.execute("SELECT source FROM aliases WHERE source_key = ?", (key,)).fetchone()
         if row:
-            raise DirectoryError(f"{row[0]} is an alias; remove it first with `hatoba alias remove {row[0]}`")
+            raise DirectoryError(T("%(address)s is an alias; remove it first with `%(command)s`",
+                                   address=row[0], command=f"hatoba alias remove {row[0]}"))
         return address
 
     def add_user(self, address: str, password: str) -> str:
@@ -524,7 +557,7 @@ class Directory:
         address = self._parse(text)
         row = conn.execute("SELECT address FROM users WHERE address_key = ?", (_key(address),)).fetchone()
         if row is None:
-            raise DirectoryError(f"no user {address}; see `hatoba user list`")
+            raise DirectoryError(T("no user %(address)s; see `hatoba user list`", address=str(address)))
         return _key(address), str(row[0])
 
     def set_password(self, address: str, password: str) -> str:
@@ -539,8 +572,10 @@ class Directory:
                 "UPDATE users SET password_hash = ?, scram_sha256 = ? WHERE address_key = ?",
                 (password_hash, scram, key),
             )
-            # A new password ends every web session made with the old one.
+            # A new password ends every web session made with the old one, and revokes the app
+            # passwords: whoever knew the old password may have made some.
             conn.execute("DELETE FROM web_sessions WHERE account = ?", (key,))
+            conn.execute("DELETE FROM app_passwords WHERE account = ?", (key,))
         return stored
 
     def remove_user(self, address: str) -> str:
@@ -553,9 +588,9 @@ class Directory:
         with self._write() as conn:
             key, stored = self._find_user(conn, address)
             conn.execute("DELETE FROM users WHERE address_key = ?", (key,))
-            self._refuse_loop(conn, key, stored, f"removing user {stored}")
+            self._refuse_loop(conn, key, stored, T("removing user %(address)s", address=stored))
             # What belonged to the login goes with it: a user made again later starts with none.
-            for table in ("admin_roles", "app_passwords", "web_sessions"):
+            for table in ("admin_roles", "app_passwords", "web_sessions", "user_forwards"):
                 conn.execute(f"DELETE FROM {table} WHERE account = ?", (key,))
         return stored
 
@@ -601,7 +636,7 @@ class Directory:
     def set_quota(self, address: str, megabytes: int | None) -> str:
         """A user's own storage limit in MiB (0 = none; None = the server's imap.quota_mb)."""
         if megabytes is not None and megabytes < 0:
-            raise DirectoryError("a quota is 0 (no limit) or more MiB")
+            raise DirectoryError(T("a quota is 0 (no limit) or more MiB"))
         with self._write() as conn:
             key, stored = self._find_user(conn, address)
             conn.execute("UPDATE users SET quota_mb = ? WHERE address_key = ?", (megabytes, key))
@@ -706,15 +741,18 @@ class Directory:
         """(the user's address, a new app password named `name`); the password is shown once, never stored."""
         name = " ".join(name.split())
         if not name or len(name) > AP.MAX_NAME or not name.isprintable():
-            raise DirectoryError(f"give the app password a name of 1 to {AP.MAX_NAME} characters, such as \"phone\"")
+            raise DirectoryError(T('give the app password a name of 1 to %(most)s characters, such as "phone"',
+                                   most=AP.MAX_NAME))
         password = AP.new_app_password()
         with self._write() as conn:
             key, stored = self._find_user(conn, address)
             count = conn.execute("SELECT COUNT(*) FROM app_passwords WHERE account = ?", (key,)).fetchone()[0]
             if count >= AP.MAX_PER_USER:
-                raise DirectoryError(f"{stored} has {count} app passwords, the most allowed; revoke one first")
+                raise DirectoryError(T("%(address)s has %(count)s app passwords, the most allowed; revoke one first",
+                                       address=stored, count=count))
             if conn.execute("SELECT 1 FROM app_passwords WHERE account = ? AND name = ?", (key, name)).fetchone():
-                raise DirectoryError(f"{stored} already has an app password named {name!r}; choose another name")
+                raise DirectoryError(T("%(address)s already has an app password named %(name)s; choose another name",
+                                       address=stored, name=repr(name)))
             conn.execute("INSERT INTO app_passwords (account, name, digest, created) VALUES (?, ?, ?, ?)",
                          (key, name, AP.digest(password), time.time()))
         return stored, password
@@ -731,7 +769,8 @@ class Directory:
         with self._write() as conn:
             key, stored = self._find_user(conn, address)
             if not conn.execute("DELETE FROM app_passwords WHERE account = ? AND name = ?", (key, name)).rowcount:
-                raise DirectoryError(f"{stored} has no app password named {name!r}")
+                raise DirectoryError(T("%(address)s has no app password named %(name)s",
+                                       address=stored, name=repr(name)))
         return stored
 
     # -- web settings -------------------------------------------------------------------
@@ -750,6 +789,13 @@ class Directory:
             key, stored = self._find_user(conn, address)
             conn.execute("UPDATE users SET language = ? WHERE address_key = ?", (language, key))
         return stored
+
+    def use_totp_step(self, address: str, step: int) -> bool:
+        """Record that a login used TOTP step `step`; False when that step (or a later one) was used already."""
+        with self._write() as conn:
+            key, _ = self._find_user(conn, address)
+            return bool(conn.execute("UPDATE users SET totp_last_step = ? WHERE address_key = ? AND totp_last_step < ?",
+                                     (step, key, step)).rowcount)
 
     def set_totp_secret(self, address: str, sealed: str | None) -> str:
         """Store a user's sealed TOTP secret (None: no second factor)."""
@@ -810,19 +856,21 @@ class Directory:
         parsed_targets: dict[str, Address] = {}
         for text in targets:
             if text.strip(" \t").startswith("@"):
-                raise DirectoryError(f"alias target {text!r} must be a full address, like user@example.org")
+                raise DirectoryError(T("alias target %(target)s must be a full address, like user@example.org",
+                                       target=repr(text)))
             address = self._parse(text)
             parsed_targets.setdefault(_key(address), address)
         if not parsed_targets:
-            raise DirectoryError("give at least one alias target address")
+            raise DirectoryError(T("give at least one alias target address"))
         with self._write() as conn:
             key, display, domain = self._parse_source(conn, source)
             row = conn.execute("SELECT address FROM users WHERE address_key = ?", (key,)).fetchone()
             if row:
-                raise DirectoryError(
-                    f"{row[0]} is a user; an address cannot be a user and an alias "
-                    f"(remove the user with `hatoba user remove {row[0]}`)"
-                )
+                raise DirectoryError(T(
+                    "%(address)s is a user; an address cannot be a user and an alias "
+                    "(remove the user with `%(command)s`)",
+                    address=row[0], command=f"hatoba user remove {row[0]}",
+                ))
             existing = set()
             for target_key, stored_source in conn.execute(
                 "SELECT target_key, source FROM aliases WHERE source_key = ?", (key,)
@@ -840,7 +888,8 @@ class Directory:
                 )
                 added.append(str(address))
             if added:
-                self._refuse_loop(conn, key, display, f"alias {display} -> {', '.join(added)}")
+                self._refuse_loop(conn, key, display,
+                                  T("alias %(source)s -> %(targets)s", source=display, targets=", ".join(added)))
         return added
 
     def remove_alias(self, source: str, target: str | None = None) -> str:
@@ -854,7 +903,7 @@ class Directory:
                 key, display = _key(address), str(address)
             row = conn.execute("SELECT source FROM aliases WHERE source_key = ?", (key,)).fetchone()
             if row is None:
-                raise DirectoryError(f"no alias {display}; see `hatoba alias list`")
+                raise DirectoryError(T("no alias %(source)s; see `hatoba alias list`", source=display))
             display = str(row[0])
             if target is None:
                 conn.execute("DELETE FROM aliases WHERE source_key = ?", (key,))
@@ -864,10 +913,11 @@ class Directory:
                     "DELETE FROM aliases WHERE source_key = ? AND target_key = ?", (key, target_key)
                 ).rowcount
                 if not deleted:
-                    raise DirectoryError(f"{target} is not a target of alias {display}; see `hatoba alias list`")
+                    raise DirectoryError(T("%(target)s is not a target of alias %(source)s; see `hatoba alias list`",
+                                           target=target, source=display))
             if conn.execute("SELECT 1 FROM aliases WHERE source_key = ?", (key,)).fetchone() is None:
                 # The source now falls through to its domain's catch-all.
-                self._refuse_loop(conn, key, display, f"removing alias {display}")
+                self._refuse_loop(conn, key, display, T("removing alias %(source)s", source=display))
         return display
 
     def list_aliases(self) -> dict[str, list[str]]:
@@ -878,12 +928,55 @@ class Directory:
                 aliases.setdefault(source, []).append(target)
         return aliases
 
+    # -- a user's own forwarding -----------------------------------------------------
+
+    @staticmethod
+    def _forward_targets(conn: sqlite3.Connection, key: str) -> list[tuple[str, str]]:
+        rows = conn.execute("SELECT target_key, target FROM user_forwards WHERE account = ? ORDER BY id", (key,))
+        return list(rows)
+
+    def set_forwards(self, address: str, targets: list[str], *, keep_copy: bool = True) -> str:
+        """Forward a user's mail to `targets` (replacing any before; [] = forwarding off), keeping
+        a copy in the mailbox or not. Refused when it would make a loop, as alias changes are."""
+        parsed: dict[str, Address] = {}
+        for text in targets:
+            if not text.strip(" \t"):
+                continue
+            if text.strip(" \t").startswith("@"):
+                raise DirectoryError(T("forwarding target %(target)s must be a full address, like user@example.org",
+                                       target=repr(text)))
+            target = self._parse(text)
+            parsed.setdefault(_key(target), target)
+        if len(parsed) > MAX_FORWARDS:
+            raise DirectoryError(T("forward to at most %(count)s addresses", count=MAX_FORWARDS))
+        with self._write() as conn:
+            key, stored = self._find_user(conn, address)
+            if key in parsed:
+                raise DirectoryError(T("%(address)s cannot forward to itself; keep a copy instead", address=stored))
+            conn.execute("DELETE FROM user_forwards WHERE account = ?", (key,))
+            for target_key, target in parsed.items():
+                conn.execute("INSERT INTO user_forwards (account, target_key, target) VALUES (?, ?, ?)",
+                             (key, target_key, str(target)))
+            conn.execute("UPDATE users SET forward_keep = ? WHERE address_key = ?", (int(keep_copy), key))
+            if parsed:
+                self._refuse_loop(conn, key, stored, T("forwarding %(address)s -> %(targets)s", address=stored,
+                                                       targets=", ".join(str(a) for a in parsed.values())))
+        return stored
+
+    def forwards(self, address: str) -> tuple[list[str], bool]:
+        """(the addresses a user's mail is forwarded to, whether a copy stays in the mailbox)."""
+        with self._read() as conn:
+            key, _ = self._find_user(conn, address)
+            keep = conn.execute("SELECT forward_keep FROM users WHERE address_key = ?", (key,)).fetchone()[0]
+            return [target for _, target in self._forward_targets(conn, key)], bool(keep)
+
     def _refuse_loop(self, conn: sqlite3.Connection, key: str, display: str, change: str) -> None:
         """Inside a write transaction: raise (and so roll back) if `key` now leads into a loop."""
         try:
             self._expand(conn, key, display, [], _Expansion())
         except AliasLoopError as exc:
-            raise AliasLoopError(f"{change} refused ({exc}); change or remove one of those aliases") from None
+            raise AliasLoopError(T("%(change)s refused (%(loop)s); change or remove one of those aliases",
+                                   change=change, loop=refusal(exc))) from None
 
     # -- resolution ---------------------------------------------------------------
 
@@ -945,11 +1038,12 @@ class Directory:
         for index, (seen, _) in enumerate(path):
             if seen == key:
                 cycle = [name for _, name in path[index:]] + [display]
-                raise AliasLoopError(f"alias loop {' -> '.join(cycle)}")
+                raise AliasLoopError(T("alias loop %(cycle)s", cycle=" -> ".join(cycle)))
         if key in found.done:
             return
         if len(path) > MAX_ALIAS_DEPTH:
-            raise AliasLoopError(f"aliases nest deeper than {MAX_ALIAS_DEPTH} levels at {display}")
+            raise AliasLoopError(T("aliases nest deeper than %(depth)s levels at %(address)s",
+                                   depth=MAX_ALIAS_DEPTH, address=display))
         local, domain = _split_key(key)
         targets: list[tuple[str, str]] = []
         if not local:  # a catch-all node "@domain"
@@ -957,9 +1051,12 @@ class Directory:
         elif not self._is_local(conn, domain, found):
             found.forwards.setdefault(key, display)
         else:
-            row = conn.execute("SELECT address FROM users WHERE address_key = ?", (key,)).fetchone()
+            row = conn.execute("SELECT address, forward_keep FROM users WHERE address_key = ?", (key,)).fetchone()
             if row is not None:
-                found.mailboxes.setdefault(key, row[0])
+                # A user ends the expansion, unless the user forwards their mail (and keeps a copy or not).
+                targets = self._forward_targets(conn, key)
+                if not targets or row[1]:
+                    found.mailboxes.setdefault(key, row[0])
             else:
                 targets = self._targets(conn, key)
                 if not targets:
@@ -1059,5 +1156,9 @@ class Directory:
 
 
 def _count(n: int, noun: str) -> str:
-    plural = "aliases" if noun == "alias" else f"{noun}s"
-    return f"{n} {noun if n == 1 else plural}"
+    """"1 user", "2 aliases": a Text for the nouns refusals use, else plain English."""
+    if noun == "user":
+        return T("%(count)s user", count=n) if n == 1 else T("%(count)s users", count=n)
+    if noun == "alias":
+        return T("%(count)s alias", count=n) if n == 1 else T("%(count)s aliases", count=n)
+    return f"{n} {noun if n == 1 else noun + 's'}"

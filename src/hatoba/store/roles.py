@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from hatoba.i18n import T, refusal
 from hatoba.proto.address import AddressError, parse_address, parse_domain
 from hatoba.store.api import DirectoryError
 from hatoba.store.sqltx import DirectoryTables, write_transaction
@@ -44,41 +45,48 @@ class Roles(DirectoryTables):
     ERROR = DirectoryError
 
     @staticmethod
-    def _scope(text: str) -> str:
-        """"server" (or "*") → "*"; else a domain name, normalised."""
-        if text.strip().lower() in ("server", SERVER):
+    def _scope(text: str, domain_only: bool = False) -> str:
+        """"server" (or "*") → "*"; else a domain name, normalised. `domain_only`: always a
+        domain (the web admin's domain forms), so no spelling of a domain can mean the server."""
+        if not domain_only and text.strip().lower() in ("server", SERVER):
             return SERVER
         try:
             return parse_domain(text)
         except AddressError as exc:
-            raise DirectoryError(f"{text!r} is neither 'server' nor a domain name: {exc}") from None
+            raise DirectoryError(T("%(scope)s is neither 'server' nor a domain name: %(reason)s",
+                                   scope=repr(text), reason=refusal(exc))) from None
 
     @staticmethod
     def _account(text: str) -> str:
         try:
             return str(parse_address(text.strip())).lower()
         except AddressError as exc:
-            raise DirectoryError(f"{text!r} is not an address: {exc}") from None
+            raise DirectoryError(T("%(text)s is not an address: %(reason)s", text=repr(text),
+                                   reason=refusal(exc))) from None
 
-    def grant(self, address: str, scope: str) -> tuple[str, str]:
+    def grant(self, address: str, scope: str, *, domain_only: bool = False) -> tuple[str, str]:
         """(account, scope) granted; the account must be a user, a domain scope a local domain."""
-        account, scope = self._account(address), self._scope(scope)
+        account, scope = self._account(address), self._scope(scope, domain_only)
         with write_transaction(self._conn(), self.path, DirectoryError) as conn:
             if conn.execute("SELECT 1 FROM users WHERE address_key = ?", (account,)).fetchone() is None:
-                raise DirectoryError(f"no user {address}; an administrator logs in as a user: "
-                                     f"`hatoba user add {address}` first")
+                raise DirectoryError(T("no user %(address)s; an administrator logs in as a user: "
+                                       "`%(command)s` first", address=address, command=f"hatoba user add {address}"))
             if scope != SERVER and conn.execute("SELECT 1 FROM domains WHERE name = ?", (scope,)).fetchone() is None:
-                raise DirectoryError(f"{scope} is not a local domain: add it first with `hatoba domain add {scope}`")
+                raise DirectoryError(T("%(domain)s is not a local domain: add it first with `%(command)s`",
+                                       domain=scope, command=f"hatoba domain add {scope}"))
             conn.execute("INSERT OR IGNORE INTO admin_roles (account, scope, granted) VALUES (?, ?, ?)",
                          (account, scope, time.time()))
         return account, scope
 
-    def revoke(self, address: str, scope: str) -> tuple[str, str]:
-        account, scope = self._account(address), self._scope(scope)
+    def revoke(self, address: str, scope: str, *, domain_only: bool = False) -> tuple[str, str]:
+        account, scope = self._account(address), self._scope(scope, domain_only)
         with write_transaction(self._conn(), self.path, DirectoryError) as conn:
             if not conn.execute("DELETE FROM admin_roles WHERE account = ? AND scope = ?", (account, scope)).rowcount:
-                what = "the server" if scope == SERVER else scope
-                raise DirectoryError(f"{account} does not administer {what}; `hatoba admin list` shows who does")
+                if scope == SERVER:
+                    raise DirectoryError(T("%(account)s does not administer the server; "
+                                           "`hatoba admin list` shows who does", account=account))
+                raise DirectoryError(T("%(account)s does not administer %(domain)s; `hatoba admin list` shows who does",
+                                       account=account, domain=scope))
         return account, scope
 
     def grants(self, account: str) -> Grants:

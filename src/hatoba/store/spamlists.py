@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from hatoba.i18n import T
 from hatoba.store.sqltx import DirectoryTables, write_transaction
 
 __all__ = ["SpamListError", "SpamLists"]
@@ -20,6 +21,7 @@ __all__ = ["SpamListError", "SpamLists"]
 KINDS = ("allow", "block")
 FEEDBACK_DAYS = 365  # how long a user's Junk verdicts are kept
 PRUNE_EVERY = 100  # verdicts recorded between two clean-ups
+MAX_ENTRIES = 1000  # allow and block entries of one account
 
 
 class SpamListError(Exception):
@@ -33,7 +35,8 @@ def normal_entry(text: str) -> str:
     if not at:
         local, domain = "", entry  # a bare domain means the domain
     if not domain or "." not in domain or any(c.isspace() or c in "<>,;\"" for c in entry):
-        raise SpamListError(f"{text!r} is neither an address (name@example.org) nor a domain (@example.org)")
+        raise SpamListError(T("%(sender)s is neither an address (name@example.org) nor a domain (@example.org)",
+                              sender=repr(text)))
     return f"{local}@{domain}"
 
 
@@ -47,9 +50,14 @@ class SpamLists(DirectoryTables):
 
     def set(self, account: str, sender: str, kind: str) -> str:
         if kind not in KINDS:
-            raise SpamListError(f"kind must be allow or block, not {kind!r}")
+            raise SpamListError(T("kind must be allow or block, not %(kind)s", kind=repr(kind)))
         entry = normal_entry(sender)
         with write_transaction(self._conn(), self.path, SpamListError) as conn:
+            count = conn.execute("SELECT COUNT(*) FROM spam_senders WHERE account = ? AND sender != ?",
+                                 (account.lower(), entry)).fetchone()[0]
+            if count >= MAX_ENTRIES:
+                raise SpamListError(T("%(account)s has %(count)s senders on the lists, the most allowed; remove one first",
+                                      account=account.lower(), count=count))
             conn.execute(
                 """INSERT INTO spam_senders (account, sender, kind) VALUES (?, ?, ?)
                    ON CONFLICT (account, sender) DO UPDATE SET kind = excluded.kind""",
@@ -108,5 +116,6 @@ class SpamLists(DirectoryTables):
         try:
             return self._conn().execute(sql, args).fetchall()
         except sqlite3.Error as exc:
-            raise SpamListError(f"directory database {self.path}: {exc}") from None
+            raise SpamListError(T("directory database %(path)s: %(reason)s", path=str(self.path),
+                                  reason=str(exc))) from None
 

@@ -7,7 +7,8 @@ Rules:
 - A session ends after IDLE seconds without a request, after LIFETIME in
   all, at logout, when its user's password changes and when the user is
   removed (store/directory.py); an ended session's cookie is refused.
-- A new session at every login (never one the client brought: no fixation).
+- A new session at every login (never one the client brought: no fixation);
+  an account has at most MAX_PER_ACCOUNT, the oldest end first.
 - `verified` is False until the second factor was given, for users who have
   one: such a session opens only the second-factor page.
 Blocking SQLite; callers use threads.
@@ -28,6 +29,7 @@ __all__ = ["IDLE", "LIFETIME", "WebSession", "WebSessions"]
 IDLE = 30 * 60.0
 LIFETIME = 12 * 3600.0
 TOUCH_EVERY = 60.0  # last_seen is written at most once a minute per session
+MAX_PER_ACCOUNT = 20  # browsers logged in at once as one account
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,10 @@ class WebSessions(DirectoryTables):
                 "INSERT INTO web_sessions (token_hash, account, csrf, created, last_seen, verified) VALUES (?, ?, ?, ?, ?, ?)",
                 (_hash(token), account, csrf, now, now, int(verified)),
             )
+            # At most MAX_PER_ACCOUNT live sessions per account: the oldest make way.
+            conn.execute(
+                "DELETE FROM web_sessions WHERE account = ? AND token_hash NOT IN (SELECT token_hash FROM web_sessions "
+                "WHERE account = ? ORDER BY created DESC LIMIT ?)", (account, account, MAX_PER_ACCOUNT))
         return token, WebSession(account, csrf, verified, now)
 
     def find(self, token: str) -> WebSession | None:

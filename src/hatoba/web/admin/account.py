@@ -1,4 +1,5 @@
-"""Every user's own pages: password and language, app passwords, the second factor, spam lists.
+"""Every user's own pages: password, forwarding, APOP secret and language, app passwords, the second
+factor, spam lists.
 
 A user acts only on the account they logged in as: no field names another.
 Changing the password asks for the current one, ends every other session
@@ -10,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from hatoba.i18n import refusal
 from hatoba.store.api import DirectoryError
+from hatoba.store.directory import check_password
+from hatoba.store.secretbox import SecretBox, SecretBoxError
 from hatoba.store.spamlists import SpamListError, SpamLists
 from hatoba.web.admin import http as H
 from hatoba.web.admin import totp as T
@@ -27,22 +31,54 @@ async def account(app: AdminApp, request: Request, visitor: Visitor, fields: dic
     action = fields.get("action")
     if action == "password":
         current, new, again = fields.get("current", ""), fields.get("new", ""), fields.get("again", "")
-        if not await app.blocking(directory.authenticate, visitor.account, current, app_passwords=False):
-            error = "wrong-current"
-        elif new != again:
+        if new != again:
             error = "passwords-differ"
+        elif (checked := await app.password_check(request, visitor, current)) != "ok":
+            error = _wrong(checked)
         else:
             try:
                 await app.blocking(directory.set_password, visitor.account, new)
             except DirectoryError as exc:
-                error = str(exc)
+                error = refusal(exc)
             else:
                 visitor.audit("account.password", visitor.account)
                 token, session = await app.blocking(app.sessions.create, visitor.account, verified=True)
                 visitor = dataclasses.replace(visitor, token=token, csrf=session.csrf)
                 page = app.page(request, visitor, "account.html", notice="password-changed", error="",
-                                language_setting=(await app.blocking(directory.user_settings, visitor.account))[0])
+                                **await _account_state(app, visitor))
                 return H.html(page.status, page.body, H.set_cookie(H.SESSION_COOKIE, token), language=visitor.language)
+    elif action == "apop-on":
+        secret, again, current = fields.get("apop", ""), fields.get("apop_again", ""), fields.get("current", "")
+        if secret != again:
+            error = "passwords-differ"
+        elif secret == current:
+            error = "apop-not-password"
+        elif (checked := await app.password_check(request, visitor, current)) != "ok":
+            error = _wrong(checked)
+        else:
+            try:
+                check_password(secret)
+                sealed = await app.blocking(lambda: SecretBox(app.ctx.config.paths.secrets_key).seal(secret))
+                await app.blocking(directory.set_apop_secret, visitor.account, sealed)
+            except (DirectoryError, SecretBoxError) as exc:
+                error = refusal(exc)
+            else:
+                visitor.audit("account.apop-on", visitor.account)
+                notice = "apop-on"
+    elif action == "apop-off":
+        await app.blocking(directory.set_apop_secret, visitor.account, None)
+        visitor.audit("account.apop-off", visitor.account)
+        notice = "apop-off"
+    elif action == "forward":
+        targets = [part.strip() for part in fields.get("targets", "").replace("\n", ",").split(",") if part.strip()]
+        try:
+            await app.blocking(directory.set_forwards, visitor.account, targets, keep_copy=fields.get("keep") == "1")
+        except DirectoryError as exc:
+            error = refusal(exc)
+        else:
+            visitor.audit("account.forward", visitor.account, to=",".join(targets) or "off",
+                          keep=fields.get("keep") == "1")
+            notice = "forward-saved" if targets else "forward-off"
     elif action == "language":
         chosen = fields.get("language", "")
         await app.blocking(directory.set_language, visitor.account, chosen if chosen in LANGUAGES else None)
@@ -50,9 +86,22 @@ async def account(app: AdminApp, request: Request, visitor: Visitor, fields: dic
         return H.redirect("/admin/account")
     elif fields:
         return app.refuse(request, visitor)
-    setting = (await app.blocking(directory.user_settings, visitor.account))[0]
     return app.page(request, visitor, "account.html", 400 if error else 200, notice=notice, error=error,
-                    language_setting=setting)
+                    **await _account_state(app, visitor))
+
+
+def _wrong(checked: str) -> str:
+    """The words for a current password that was not accepted."""
+    return "throttled" if checked == "throttled" else "wrong-current"
+
+
+async def _account_state(app: AdminApp, visitor: Visitor) -> dict[str, object]:
+    """What the account page shows of the user's settings."""
+    directory = app.ctx.directory
+    targets, keep = await app.blocking(directory.forwards, visitor.account)
+    return {"language_setting": (await app.blocking(directory.user_settings, visitor.account))[0],
+            "apop": await app.blocking(directory.apop_secret, visitor.account) is not None,
+            "apop_offered": app.ctx.config.pop3.apop, "forward_targets": targets, "forward_keep": keep}
 
 
 async def app_passwords(app: AdminApp, request: Request, visitor: Visitor, fields: dict[str, str]) -> Response:
@@ -71,44 +120,53 @@ async def app_passwords(app: AdminApp, request: Request, visitor: Visitor, field
         elif fields:
             return app.refuse(request, visitor)
     except DirectoryError as exc:
-        error = str(exc)
+        error = refusal(exc)
     rows = await app.blocking(directory.app_passwords, visitor.account)
     return app.page(request, visitor, "app_passwords.html", 400 if error else 200, rows=rows, created=created,
                     notice=notice, error=error, hostname=app.ctx.config.server.hostname)
 
 
 async def security(app: AdminApp, request: Request, visitor: Visitor, fields: dict[str, str]) -> Response:
+    """Two-step login on or off. Both need the current password (a stolen session must not be
+    able to lock the owner out, or take the second factor over); turning it on ends the other
+    sessions, which were opened without it."""
     directory = app.ctx.directory
     key_path = app.ctx.config.paths.secrets_key
     notice = error = ""
     action = fields.get("action")
+    has_totp = (await app.blocking(directory.user_settings, visitor.account))[1] is not None
     pending = ""
-    if action == "enable":
+    if action == "enable" and not has_totp:
         pending = fields.get("secret", "")
-        if len(pending) != 32 or not pending.isalnum():
+        if not T.is_secret(pending):
             return app.refuse(request, visitor)
-        if T.secret_matches(pending, fields.get("code", "")):
-            await app.blocking(directory.set_totp_secret, visitor.account, await app.blocking(T.seal, key_path, pending))
-            visitor.audit("account.totp-on", visitor.account)
-            notice, pending = "totp-on", ""
-        else:
+        if (checked := await app.password_check(request, visitor, fields.get("current", ""))) != "ok":
+            error = _wrong(checked)
+        elif not T.secret_matches(pending, fields.get("code", "")):
             error = "wrong-code"
-    elif action == "disable":
-        current = fields.get("current", "")
-        if await app.blocking(directory.authenticate, visitor.account, current, app_passwords=False):
+        else:
+            await app.blocking(directory.set_totp_secret, visitor.account, await app.blocking(T.seal, key_path, pending))
+            await app.blocking(app.sessions.end_all, visitor.account)
+            token, session = await app.blocking(app.sessions.create, visitor.account, verified=True)
+            visitor = dataclasses.replace(visitor, token=token, csrf=session.csrf)
+            visitor.audit("account.totp-on", visitor.account)
+            page = app.page(request, visitor, "security.html", has_totp=True, secret="", uri="", notice="totp-on",
+                            error="")
+            return H.html(page.status, page.body, H.set_cookie(H.SESSION_COOKIE, token), language=visitor.language)
+    elif action == "disable" and has_totp:
+        if (checked := await app.password_check(request, visitor, fields.get("current", ""))) != "ok":
+            error = _wrong(checked)
+        else:
             await app.blocking(directory.set_totp_secret, visitor.account, None)
             visitor.audit("account.totp-off", visitor.account)
-            notice = "totp-off"
-        else:
-            error = "wrong-current"
+            notice, has_totp = "totp-off", False
     elif fields:
         return app.refuse(request, visitor)
-    has_totp = (await app.blocking(directory.user_settings, visitor.account))[1] is not None
     if not has_totp and not pending:
         pending = T.new_secret()
-    uri = T.provisioning_uri(pending, visitor.account, app.ctx.config.server.hostname) if pending else ""
-    return app.page(request, visitor, "security.html", 400 if error else 200, has_totp=has_totp, secret=pending,
-                    uri=uri, notice=notice, error=error)
+    uri = T.provisioning_uri(pending, visitor.account, app.ctx.config.server.hostname) if not has_totp else ""
+    return app.page(request, visitor, "security.html", 400 if error else 200, has_totp=has_totp,
+                    secret=pending if not has_totp else "", uri=uri, notice=notice, error=error)
 
 
 async def spam(app: AdminApp, request: Request, visitor: Visitor, fields: dict[str, str]) -> Response:
@@ -128,7 +186,7 @@ async def spam(app: AdminApp, request: Request, visitor: Visitor, fields: dict[s
             elif fields:
                 return app.refuse(request, visitor)
         except SpamListError as exc:
-            error = str(exc)
+            error = refusal(exc)
         entries = await app.blocking(lists.entries, visitor.account)
     finally:
         await app.blocking(lists.close)

@@ -112,6 +112,15 @@ class AdminApp:
     def refuse(self, request: Request, visitor: Visitor) -> Response:
         return self.page(request, visitor, "forbidden.html", 403)
 
+    async def password_check(self, request: Request, visitor: Visitor, password: str) -> str:
+        """Is `password` the visitor's own main password? ok | failed | throttled, through the
+        login path: a stolen session cannot guess the password faster than a login could."""
+        directory = self.ctx.directory
+        result = await self.ctx.logins.check(
+            _WebLogin(self.ctx.listener, request.client_ip), visitor.account, "password-check",
+            lambda: directory.authenticate(visitor.account, password, app_passwords=False))
+        return "ok" if result.ok else "throttled" if result.status == "throttled" else "failed"
+
     # -- who is asking -------------------------------------------------------------------
 
     async def visitor(self, request: Request) -> tuple[Visitor | None, bool]:
@@ -128,10 +137,24 @@ class AdminApp:
                           token, request.client_ip)
         return visitor, not session.verified
 
+    def elsewhere(self, request: Request) -> Response | None:
+        """The admin answers only under the server's own name: asked under another (an
+        autoconfig. or mta-sts. name of a customer's domain, an IP address), the browser is
+        sent there, so the pages never share a site with anyone else's."""
+        hostname = self.ctx.config.server.hostname.lower().rstrip(".")
+        if request.hostname == hostname:
+            return None
+        port = request.host.rsplit(":", 1)[1] if request.host.count(":") == 1 else ""
+        port = f":{port}" if port.isdigit() and port != "443" else ""
+        return Response(301, b"", H.HTML, (*H.SECURITY, ("Location", f"https://{hostname}{port}{PREFIX}/")))
+
     def guarded(self, handler: Page, *, need: str = "user") -> Callable[[Request], Awaitable[Response]]:
         """`handler` behind the session, role and CSRF rules. need: user | admin | server."""
 
         async def run(request: Request) -> Response:
+            moved = self.elsewhere(request)
+            if moved is not None:
+                return moved
             visitor, owes_factor = await self.visitor(request)
             if visitor is None:
                 return H.redirect(f"{PREFIX}/login")
@@ -152,6 +175,9 @@ class AdminApp:
     # -- logging in and out ------------------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
+        moved = self.elsewhere(request)
+        if moved is not None:
+            return moved
         language = choose(request.header("accept-language"))
         if request.method != "POST":
             token = secrets.token_urlsafe(24)
@@ -183,6 +209,9 @@ class AdminApp:
     async def second_factor(self, request: Request) -> Response:
         from hatoba.web.admin import totp as T
 
+        moved = self.elsewhere(request)
+        if moved is not None:
+            return moved
         token = H.cookie(request, H.SESSION_COOKIE)
         visitor, owes = await self.visitor(request)
         if visitor is None:
@@ -197,9 +226,13 @@ class AdminApp:
         code = posted.get("code", "")
         sealed = (await self.blocking(self.ctx.directory.user_settings, visitor.account))[1]
         paths = self.ctx.config.paths
-        result = await self.ctx.logins.check(
-            _WebLogin(self.ctx.listener, request.client_ip), visitor.account, "totp",
-            lambda: visitor.account if sealed and T.code_matches(paths.secrets_key, sealed, code) else None)
+        def verify() -> str | None:
+            step = T.code_step(paths.secrets_key, sealed, code) if sealed else None
+            return visitor.account if step is not None and directory.use_totp_step(visitor.account, step) else None
+
+        directory = self.ctx.directory
+        result = await self.ctx.logins.check(_WebLogin(self.ctx.listener, request.client_ip), visitor.account,
+                                             "totp", verify)
         if not result.ok:
             return self.page(request, visitor, "totp.html", 401,
                              error="throttled" if result.status == "throttled" else "wrong-code")
@@ -252,6 +285,7 @@ class AdminApp:
             Route(f"{PREFIX}/login", self.login, methods=ALL_METHODS),
             Route(f"{PREFIX}/totp", self.second_factor, methods=ALL_METHODS),
             *(Route(f"{PREFIX}/static/{name}", static) for name in ("hatoba.css", "hatoba.js")),
-            *(Route(f"{PREFIX}{path}", self.guarded(handler, need=need), methods=ALL_METHODS)
+            *(Route(f"{PREFIX}{path}", self.guarded(handler, need=need),
+                    methods=("POST",) if path == "/logout" else ALL_METHODS)  # no logging out by a link
               for path, handler, need in guarded),
         ]

@@ -15,6 +15,7 @@ from hatoba.proto.address import AddressError, parse_address, parse_domain
 from hatoba.queue.ids import is_queue_id
 from hatoba.queue.listing import queue_rows
 from hatoba.queue.spool import SpoolError
+from hatoba.i18n import refusal
 from hatoba.store.api import DirectoryError
 from hatoba.web.admin import http as H
 from hatoba.web.admin import maillog
@@ -24,6 +25,25 @@ if TYPE_CHECKING:
     from hatoba.web.routes import Request, Response
 
 PAGE_SIZE = 50
+
+
+def _normal_domain(text: str) -> str:
+    """A domain as the directory spells it ("" for none; the text itself when it is no domain,
+    which then matches none of the visitor's)."""
+    if not text.strip():
+        return ""
+    try:
+        return parse_domain(text.strip())
+    except AddressError:
+        return text
+
+
+def _page_of(items: list, asked: dict[str, str]) -> tuple[list, int, int]:  # type: ignore[type-arg]
+    """(the items of the page asked for, its number, the number of pages), PAGE_SIZE a page."""
+    pages = max(1, (len(items) + PAGE_SIZE - 1) // PAGE_SIZE)
+    text = asked.get("page", "1")
+    number = min(pages, max(1, int(text))) if text.isascii() and text.isdigit() and len(text) < 10 else 1
+    return items[(number - 1) * PAGE_SIZE: number * PAGE_SIZE], number, pages
 
 
 def _domain_of(text: str) -> str | None:
@@ -92,13 +112,13 @@ async def domains(app: AdminApp, request: Request, visitor: Visitor, fields: dic
                 notice = "domain-removed"
             elif action in ("grant", "revoke"):
                 change = app.roles.grant if action == "grant" else app.roles.revoke
-                account, scope = await app.blocking(change, fields.get("address", ""), name)
-                visitor.audit(f"admin.{action}", account, scope="server" if scope == "*" else scope)
-                notice = f"admin-{action}ed"
+                account, scope = await app.blocking(change, fields.get("address", ""), name, domain_only=True)
+                visitor.audit(f"admin.{action}", account, scope=scope)
+                notice = "admin-granted" if action == "grant" else "admin-revoked"
             else:
                 return app.refuse(request, visitor)
         except DirectoryError as exc:
-            error = str(exc)
+            error = refusal(exc)
     managed = await _managed_domains(app, visitor)
     counts = {d: len(await app.blocking(directory.list_users, d)) for d in managed}
     admins = await app.blocking(app.roles.listing)
@@ -113,7 +133,8 @@ async def users(app: AdminApp, request: Request, visitor: Visitor, fields: dict[
     directory = app.ctx.directory
     managed = await _managed_domains(app, visitor)
     asked = H.query(request)
-    domain = fields.get("domain") or asked.get("domain") or ("" if visitor.grants.server else (managed[0] if managed else ""))
+    domain = _normal_domain(fields.get("domain") or asked.get("domain") or "") or (
+        "" if visitor.grants.server else (managed[0] if managed else ""))
     if domain and domain not in managed:
         return app.refuse(request, visitor)
     notice = error = ""
@@ -125,6 +146,8 @@ async def users(app: AdminApp, request: Request, visitor: Visitor, fields: dict[
             if target is not None:
                 return app.refuse(request, visitor)
             error = "bad-address"
+        elif fields.get("action") != "add" and not await _may_change_account(app, visitor, address):
+            return app.refuse(request, visitor)
         else:
             action = fields.get("action")
             try:
@@ -153,24 +176,36 @@ async def users(app: AdminApp, request: Request, visitor: Visitor, fields: dict[
                 else:
                     return app.refuse(request, visitor)
             except DirectoryError as exc:
-                error = str(exc)
-    search = asked.get("q", "").strip().lower()
-    try:
-        page_number = max(1, int(asked.get("page", "1")))
-    except ValueError:
-        page_number = 1
+                error = refusal(exc)
+    search = asked.get("q", "").strip().lower()[:200]
     if domain:
         everyone = await app.blocking(directory.list_users, domain)
     else:
         everyone = [u for d in managed for u in await app.blocking(directory.list_users, d)]
     matching = [u for u in everyone if search in u.lower()] if search else everyone
-    pages = max(1, (len(matching) + PAGE_SIZE - 1) // PAGE_SIZE)
-    page_number = min(page_number, pages)
-    shown = matching[(page_number - 1) * PAGE_SIZE: page_number * PAGE_SIZE]
+    shown, page_number, pages = _page_of(matching, asked)
     usage = {u: await app.blocking(app.ctx.quota_of, u) for u in shown}
     return app.page(request, visitor, "users.html", 400 if error else 200, domains=managed, domain=domain,
                     users=shown, usage=usage, search=search, page_number=page_number, pages=pages,
                     total=len(matching), notice=notice, error=error, shown_password=shown_password)
+
+
+async def _may_change_account(app: AdminApp, visitor: Visitor, address: str) -> bool:
+    """Whether `visitor` may set the password or limit of, or remove, the user `address`: a server
+    administrator may; a domain administrator not for a user who administers anything beyond the
+    domains it administers itself, nor for the account postmaster@ of every domain reaches
+    (either would let it climb to their rights or read their mail)."""
+    if visitor.grants.server:
+        return True
+    try:
+        key = str(parse_address(address.strip())).lower()
+    except AddressError:
+        return False
+    theirs = await app.blocking(app.roles.grants, key)
+    if theirs.server or not theirs.domains <= visitor.grants.domains:
+        return False
+    postmaster = await app.blocking(app.ctx.directory.resolve, "postmaster@" + key.rsplit("@", 1)[-1])
+    return key not in {m.lower() for m in postmaster.mailboxes} or key == visitor.account
 
 
 # -- aliases ----------------------------------------------------------------------------------------
@@ -205,11 +240,15 @@ async def aliases(app: AdminApp, request: Request, visitor: Visitor, fields: dic
                 else:
                     return app.refuse(request, visitor)
             except DirectoryError as exc:
-                error = str(exc)
+                error = refusal(exc)
     everything: dict[str, list[str]] = await app.blocking(directory.list_aliases)
-    shown = {s: t for s, t in everything.items() if (d := _domain_of(s)) is not None and d in managed}
-    return app.page(request, visitor, "aliases.html", 400 if error else 200, aliases=shown, domains=managed,
-                    notice=notice, error=error)
+    asked = H.query(request)
+    search = asked.get("q", "").strip().lower()[:200]
+    mine = [(s, t) for s, t in everything.items() if (d := _domain_of(s)) is not None and d in managed
+            and (not search or search in s.lower() or any(search in x.lower() for x in t))]
+    shown, page_number, pages = _page_of(mine, asked)
+    return app.page(request, visitor, "aliases.html", 400 if error else 200, aliases=dict(shown), domains=managed,
+                    search=search, page_number=page_number, pages=pages, total=len(mine), notice=notice, error=error)
 
 
 # -- DKIM ----------------------------------------------------------------------------------------------
@@ -231,7 +270,7 @@ async def dkim(app: AdminApp, request: Request, visitor: Visitor, fields: dict[s
             visitor.audit("dkim.keygen", key.domain, selector=key.selector, algorithm=key.algorithm)
             notice = "dkim-made"
         except keys.DkimError as exc:
-            error = str(exc)
+            error = refusal(exc)
     found = {k.domain: k for k in await app.blocking(keys.list_keys, dkim_dir)}
     rows = [(d, found.get(d)) for d in managed]
     return app.page(request, visitor, "dkim.html", 400 if error else 200, rows=rows, notice=notice, error=error)
@@ -268,7 +307,7 @@ async def queue(app: AdminApp, request: Request, visitor: Visitor, fields: dict[
             else:
                 return app.refuse(request, visitor)
         except (SpoolError, OSError) as exc:
-            error = str(exc)
+            error = refusal(exc)
     rows = await app.blocking(queue_rows, spool)
     return app.page(request, visitor, "queue.html", 400 if error else 200, rows=rows, now=time.time(),
                     notice=notice, error=error)

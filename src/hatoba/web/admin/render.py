@@ -14,7 +14,7 @@ from importlib import resources
 
 import jinja2
 
-from hatoba.web.admin.i18n import LANGUAGES, translations
+from hatoba.i18n import LANGUAGES, say, translations
 
 __all__ = ["render", "static_file"]
 
@@ -58,6 +58,7 @@ def environment(language: str) -> jinja2.Environment:
             env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
             env.filters["when"] = _when
             env.filters["size"] = _size
+            env.filters["say"] = lambda text, language=language: say(text, language)  # a Text in this language
             env.globals["LANGUAGES"] = LANGUAGES
             _environments[language] = env
         return env
