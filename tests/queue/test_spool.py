@@ -155,3 +155,16 @@ def test_commit_failure_is_a_spool_error_and_leaves_no_entry(tmp_path):
     with pytest.raises(SpoolError):
         commit(spool, [b"x\r\n"])
     assert os.listdir(spool.incoming_dir) == []
+
+
+def test_a_hold_or_a_saved_state_after_a_delete_leaves_no_state_file_behind(tmp_path):
+    from hatoba.queue.spool import SpoolError
+
+    spool = Spool(tmp_path / "q")
+    qid = commit(spool, [b"Subject: hi\r\n\r\n", b"body\r\n"])
+    spool.set_held(qid, True)
+    spool.remove(qid)
+    with pytest.raises(SpoolError, match="no message"):
+        spool.set_held(qid, False)
+    spool.save_state(qid, QueueState(attempts=1))  # an attempt that ran while the operator deleted it
+    assert os.listdir(spool.active_dir) == []

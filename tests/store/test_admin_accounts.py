@@ -181,3 +181,30 @@ def test_forwarding_sends_a_users_mail_on_with_or_without_a_copy_and_never_in_a_
     db.remove_user("alice@example.test")
     db.add_user("alice@example.test", "alice-password-1")
     assert db.forwards("alice@example.test") == ([], True)
+
+
+def test_an_account_keeps_at_most_twenty_sessions_the_oldest_end_first(db):
+    from hatoba.store.web_sessions import MAX_PER_ACCOUNT
+
+    now = [2_000_000.0]
+    sessions = WebSessions(db.path, clock=lambda: now[0])
+    tokens = []
+    for _ in range(MAX_PER_ACCOUNT + 5):
+        now[0] += 1
+        tokens.append(sessions.create("alice@example.test", verified=True)[0])
+    other, _ = sessions.create("head@school.example", verified=True)
+    assert [sessions.find(t) is not None for t in tokens] == [False] * 5 + [True] * MAX_PER_ACCOUNT
+    assert sessions.find(other) is not None
+    sessions.close()
+
+
+def test_sender_lists_are_bounded(db):
+    from hatoba.store.spamlists import MAX_ENTRIES, SpamListError, SpamLists
+
+    lists = SpamLists(db.path)
+    for n in range(MAX_ENTRIES):
+        lists.set("alice@example.test", f"s{n}@spam.example", "block")
+    lists.set("alice@example.test", "s0@spam.example", "allow")  # changing one is not adding one
+    with pytest.raises(SpamListError, match="most allowed"):
+        lists.set("alice@example.test", "one-more@spam.example", "block")
+    lists.close()

@@ -46,7 +46,7 @@ class WebClient:
         conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.context, timeout=30)
         conn._tunnel_host = None  # noqa: SLF001
         sent = {"Host": self.host, "Accept-Language": self.language, **(headers or {})}
-        if self.cookies:
+        if self.cookies and "Cookie" not in sent:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         try:
             conn.request(method, path, body=body or None, headers=sent)

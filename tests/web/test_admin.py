@@ -566,3 +566,103 @@ def test_a_user_forwards_their_mail_from_the_page_as_the_cli_does(site):
     assert off.status == 200 and "Forwarding is off" in off.text
     cli(site, "user", "forward", "pupil@school.example", "--off")
     assert "no forwarding" in cli(site, "user", "forward", "gen@school.example")
+
+
+# -- what an attack on the pages found, kept found ---------------------------------------------------------------
+
+
+def test_a_domain_admin_cannot_take_over_an_account_with_wider_rights(site):
+    cli(site, "user", "add", "boss@school.example", "--password-stdin", stdin="boss-password-1\n")
+    cli(site, "admin", "grant", "boss@school.example", "server")
+    cli(site, "domain", "add", "college.example")
+    cli(site, "user", "add", "dean@school.example", "--password-stdin", stdin="dean-password-1\n")
+    cli(site, "admin", "grant", "dean@school.example", "college.example")  # administers another domain too
+    head = logged_in(site, HEAD, HEAD_PASSWORD)
+    head.get("/admin/users")
+    for target in ("boss@school.example", "BOSS@school.example", "dean@school.example"):
+        for fields in ({"action": "passwd", "password": "taken-over-1"}, {"action": "quota", "quota": "1"},
+                       {"action": "remove"}):
+            assert head.post("/admin/users", {"address": target, **fields}).status == 403, (target, fields)
+    # The roles of the domain it administers: the domain by name only, never the server.
+    assert head.post("/admin/domains", {"action": "grant", "address": HEAD, "domain": "server"}).status == 403
+    admin = logged_in(site, ADMIN, ADMIN_PASSWORD)
+    admin.get("/admin/domains")
+    refused = admin.post("/admin/domains", {"action": "grant", "address": PUPIL, "domain": "server"})
+    assert refused.status == 400 and "server" in refused.text
+    assert f"{PUPIL} server" not in cli(site, "admin", "list")
+    assert logged_in(site, "boss@school.example", "boss-password-1").get("/admin/queue").status == 200
+    # A server administrator may.
+    admin.get("/admin/users")
+    assert admin.post("/admin/users", {"action": "quota", "address": "dean@school.example", "quota": "5"}).status == 200
+    for account in ("boss@school.example", "dean@school.example"):
+        cli(site, "user", "remove", account)
+    cli(site, "domain", "remove", "college.example")
+
+
+def test_guessing_the_current_password_from_a_session_is_throttled(site):
+    cli(site, "user", "add", "gus@school.example", "--password-stdin", stdin="gus-password-1\n")
+    web = logged_in(site, "gus@school.example", "gus-password-1")
+    web.get("/admin/account")
+    answers = [web.post("/admin/account", {"action": "password", "current": f"guess-{n:02d}-xyz",
+                                           "new": "gus-password-2", "again": "gus-password-2"}) for n in range(14)]
+    assert answers[0].status == 400 and "current password is not right" in answers[0].text
+    assert any("Too many failed logins" in a.text for a in answers[-3:])
+    # Counted with the mail logins: the address and account are throttled for IMAP too.
+    assert "gus@school.example" in cli(site, "auth", "status", "gus@school.example")
+    cli(site, "auth", "release", "gus@school.example")
+
+
+def test_hostile_cookie_headers_are_read_quickly_and_do_not_hide_the_session(site):
+    import time
+
+    web = logged_in(site, PUPIL, PUPIL_PASSWORD)
+    session = web.cookies["__Host-hatoba"]
+    started = time.monotonic()
+    for _ in range(20):
+        answer = web.request("GET", "/admin/", headers={"Cookie": 'a="' + "\\" * 7900 + '"'})
+        assert answer.status in (303, 431)
+    assert time.monotonic() - started < 5
+    # Other sites' cookies that the standard library's parser gives up on do not hide ours.
+    odd = {"Cookie": f'prefs={{"a":1}}; x=a b; flag; path=/; __Host-hatoba={session}'}
+    assert web.request("GET", "/admin/", headers=odd).status == 200
+
+
+def test_no_logging_out_by_a_link_and_no_admin_under_other_names(site):
+    web = logged_in(site, PUPIL, PUPIL_PASSWORD)
+    assert web.get("/admin/logout").status == 405
+    assert web.get("/admin/").status == 200  # still logged in
+    other = client(site)
+    other.host = "autoconfig.example.test"
+    moved = other.get("/admin/login")
+    assert moved.status == 301
+    assert moved.header("location") == "https://mail.example.test/admin/"
+    assert other.get("/mail/config-v1.1.xml").status == 200  # what that name is for still answers
+
+
+def test_a_new_password_revokes_the_app_passwords(site):
+    server, home = site
+    cli(site, "user", "add", "ivy@school.example", "--password-stdin", stdin="ivy-password-1\n")
+    web = logged_in(site, "ivy@school.example", "ivy-password-1")
+    web.get("/admin/app-passwords")
+    made = web.post("/admin/app-passwords", {"action": "create", "name": "phone"})
+    password = re.search(r'id="new-app-password">([^<]+)<', made.body).group(1)
+    with imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"), ssl_context=home.client_context()) as imap:
+        assert imap.login("ivy@school.example", password)[0] == "OK"
+    cli(site, "user", "passwd", "ivy@school.example", "--password-stdin", stdin="ivy-password-2\n")
+    with imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"), ssl_context=home.client_context()) as imap:
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.login("ivy@school.example", password)
+    assert '<td class="name">phone</td>' not in logged_in(site, "ivy@school.example", "ivy-password-2").get(
+        "/admin/app-passwords").body
+    cli(site, "auth", "release", "ivy@school.example")
+
+
+def test_domain_names_in_links_are_read_in_any_spelling(site):
+    head = logged_in(site, HEAD, HEAD_PASSWORD)
+    for spelling in ("SCHOOL.EXAMPLE", "school.example.", "School.Example"):
+        answer = head.get(f"/admin/users?domain={spelling}")
+        assert answer.status == 200 and PUPIL in answer.text, spelling
+    assert head.get("/admin/users?domain=example.test.").status == 403
+    for page in ("-1", "10" * 100, "%D9%A3", "x"):
+        assert head.get(f"/admin/users?page={page}").status == 200
+        assert head.get(f"/admin/aliases?page={page}&q=%00").status == 200
