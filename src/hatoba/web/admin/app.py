@@ -26,10 +26,9 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hatoba.logs import mail_log
-from hatoba.net.login import Logins
 from hatoba.store.roles import Grants, Roles
 from hatoba.store.web_sessions import WebSessions
 from hatoba.web.admin import http as H
@@ -48,13 +47,19 @@ PREFIX = "/admin"
 ALL_METHODS = ("GET", "HEAD", "POST")
 
 
+class LoginPath(Protocol):
+    """The one login path (net/login.py Logins): the throttle, its log line and its metrics."""
+
+    async def check(self, session: Any, username: str, mechanism: str, verify: Callable[[], str | None]) -> Any: ...
+
+
 @dataclass(frozen=True)
 class AdminContext:
     """What the pages work with; net/server.py builds it."""
 
     config: Config
     directory: Directory
-    logins: Logins
+    logins: LoginPath
     listener: ListenerConfig  # the https listener (the login path names its protocol by it)
     spool: Spool
     quota_of: Callable[[str], tuple[int, int]]  # blocking: (bytes stored, limit; 0 = none)
