@@ -63,7 +63,8 @@ def test_every_text_has_a_japanese_translation_with_the_same_placeholders():
     assert not missing, f"untranslated: {missing}"
     for text in wanted:
         assert sorted(PLACEHOLDER.findall(text)) == sorted(PLACEHOLDER.findall(have[text])), text
-        assert have[text] != text or not re.search(r"[a-z]{3}", text), f"copied, not translated: {text}"
+        assert have[text] != text or not re.search(r"[a-z]{3}", PLACEHOLDER.sub("", text)), (
+            f"copied, not translated: {text}")
 
 
 def test_the_catalog_holds_no_text_the_templates_lost():

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hatoba.i18n import T, refusal
 from hatoba.config.schema import (
     MAX_WORKERS,
     AcmeConfig,
@@ -89,7 +90,7 @@ def load_config(path: Path, *, validate: bool = True) -> Config:
         if validate:
             check(config)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(T("%(path)s: %(problem)s", path=str(path), problem=refusal(exc))) from None
     return config
 
 

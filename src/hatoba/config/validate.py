@@ -6,6 +6,11 @@ Rules:
   certificate file that is not there).
 - Each problem is one line starting with the key, saying what to do.
 - It reads no file contents; it only asks whether the named files exist.
+- Each problem is a Text (hatoba/i18n.py), so it can be said in Japanese:
+  "key: what is wrong; what to do" is made by _line from the key (data) and
+  the two parts as Texts, so the self-check can show each part on its own
+  line and still translate it (selfcheck/runner.py). Keys, the values
+  found, paths and limits come in as values of the Texts, not in msgids.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Iterator
 
 from hatoba.config.load import ConfigError, parse_listen_address
 from hatoba.config.schema import ACME_CHALLENGES, MTA_STS_MODES, AuthConfig, Config, LimitsConfig
+from hatoba.i18n import T, Text, refusal
 from hatoba.proto.address import AddressError, parse_address, parse_domain
 
 BARE_NEWLINE_MODES = ("normalize", "reject")
@@ -54,7 +60,9 @@ def validate(config: Config) -> None:
 
 
 def find_problems(config: Config) -> list[str]:
-    """Every problem in `config`, one line each (for `hatoba check`, which lists them all)."""
+    """Every problem in `config`, one line each (for `hatoba check`, which lists them all).
+
+    Each is a Text: see _line for the parts the self-check takes from it."""
     return [
         *_server_problems(config),
         *_listener_problems(config),
@@ -74,21 +82,56 @@ def find_problems(config: Config) -> list[str]:
 
 def hostname_problem(hostname: str) -> str | None:
     """Why `hostname` cannot be this server's name, or None when it is a fine DNS name."""
+    parts = _hostname_parts(hostname)
+    return _joined(*parts) if parts else None
+
+
+def _hostname_parts(hostname: str) -> tuple[Text, Text] | None:
+    """What is wrong with `hostname` and what to do, or None when it is a fine DNS name."""
+    name = repr(hostname)
     try:
         ipaddress.ip_address(hostname)
     except ValueError:
         pass
     else:
-        return f"{hostname!r} is an IP address; give the server's DNS name, e.g. mail.example.org"
+        return (T("%(hostname)s is an IP address", hostname=name),
+                T("give the server's DNS name, e.g. %(example)s", example="mail.example.org"))
     if not hostname.isascii():
-        return f"{hostname!r} is not ASCII; write an internationalised name in its xn-- form"
+        return (T("%(hostname)s is not ASCII", hostname=name),
+                T("write an internationalised name in its %(prefix)s form", prefix="xn--"))
     try:
         parse_domain(hostname)
     except AddressError as exc:
-        return f"{hostname!r} is not a valid DNS name ({exc}); e.g. mail.example.org"
+        return (T("%(hostname)s is not a valid DNS name (%(reason)s)", hostname=name, reason=refusal(exc)),
+                T("e.g. %(example)s", example="mail.example.org"))
     if hostname.endswith("."):
-        return f"{hostname!r} ends with a dot; write it without the dot"
+        return T("%(hostname)s ends with a dot", hostname=name), T("write it without the dot")
     return None
+
+
+def _line(key: str, problem: str, fix: str | None = None) -> Text:
+    """The problem line "key: problem; fix" (or "key: problem").
+
+    CONTRACT (selfcheck/runner.py takes the parts from the values): a line is
+    made here (values key, problem, fix), by _joined (problem, fix) or is one
+    Text of its own; no part names a value of its own "problem" or "fix"."""
+    if fix is None:
+        return T("%(key)s: %(problem)s", key=key, problem=problem)
+    return T("%(key)s: %(problem)s; %(fix)s", key=key, problem=problem, fix=fix)
+
+
+def _joined(problem: str, fix: str) -> Text:
+    """A problem line that starts with no "key: " of its own: "problem; fix"."""
+    return T("%(problem)s; %(fix)s", problem=problem, fix=fix)
+
+
+def _not_cidr(key: str, cidr: str, example: str) -> Text:
+    return _line(key, T("%(network)s is not a network in CIDR notation", network=repr(cidr)),
+                 T("write e.g. %(example)s", example=example))
+
+
+def _not_one_of(key: str, value: str, choices: tuple[str, ...]) -> Text:
+    return _line(key, T("%(value)s is not one of %(choices)s", value=repr(value), choices=", ".join(choices)))
 
 
 def is_open_relay_network(cidr: str) -> bool:
@@ -107,9 +150,9 @@ def is_open_relay_network(cidr: str) -> bool:
 
 
 def _server_problems(config: Config) -> Iterator[str]:
-    problem = hostname_problem(config.server.hostname)
-    if problem:
-        yield f"server.hostname: {problem}"
+    parts = _hostname_parts(config.server.hostname)
+    if parts:
+        yield _line("server.hostname", *parts)
     yield from _postmaster_problems(config.server.postmaster)
 
 
@@ -119,7 +162,9 @@ def _postmaster_problems(postmaster: str) -> Iterator[str]:
     try:
         parse_address(postmaster)
     except AddressError as exc:
-        yield f"server.postmaster: {postmaster!r} is not an address ({exc}); give a user's address, or \"\""
+        yield _line("server.postmaster",
+                    T("%(address)s is not an address (%(reason)s)", address=repr(postmaster), reason=refusal(exc)),
+                    T("give a user's address, or %(empty)s", empty='""'))
 
 
 def _listener_problems(config: Config) -> Iterator[str]:
@@ -131,9 +176,11 @@ def _listener_problems(config: Config) -> Iterator[str]:
         # 0.0.0.0 takes the port on every IPv4 address: it clashes with each of them.
         clashes = [name for (host, port), name in seen.items() if port == listener.port and _overlap(host, listener.host)]
         if clashes:
-            yield (
-                f"listeners.{listener.name}: {_format(listener.host, listener.port)} is also the address of "
-                f"listeners.{clashes[0]}; give one of them another port or set enabled = false"
+            yield _line(
+                f"listeners.{listener.name}",
+                T("%(address)s is also the address of %(other)s",
+                  address=_format(listener.host, listener.port), other=f"listeners.{clashes[0]}"),
+                T("give one of them another port or set %(setting)s", setting="enabled = false"),
             )
         seen[where] = listener.name
 
@@ -155,19 +202,19 @@ def _format(host: str, port: int) -> str:
 def _tls_problems(config: Config) -> Iterator[str]:
     tls = config.tls
     files = [
-        ("tls.cert", tls.cert, "run hatoba init or point it at your certificate chain"),
-        ("tls.key", tls.key, "run hatoba init or point it at your private key"),
+        ("tls.cert", tls.cert, T("run hatoba init or point it at your certificate chain")),
+        ("tls.key", tls.key, T("run hatoba init or point it at your private key")),
     ]
     if tls.ca_file is not None:
-        files.append(("tls.ca_file", tls.ca_file, "remove the line or point it at a file of PEM CA certificates"))
+        files.append(("tls.ca_file", tls.ca_file, T("remove the line or point it at a file of PEM CA certificates")))
     for domain, d in tls.domains.items():
-        files.append((f'tls.domains."{domain}".cert', d.cert, "point it at that domain's certificate chain"))
-        files.append((f'tls.domains."{domain}".key', d.key, "point it at that domain's private key"))
+        files.append((f'tls.domains."{domain}".cert', d.cert, T("point it at that domain's certificate chain")))
+        files.append((f'tls.domains."{domain}".key', d.key, T("point it at that domain's private key")))
     for key, path, fix in files:
         if not path.exists():
-            yield f"{key}: {path} does not exist; {fix}"
+            yield _line(key, T("%(path)s does not exist", path=str(path)), fix)
         elif not path.is_file():
-            yield f"{key}: {path} is not a file; {fix}"
+            yield _line(key, T("%(path)s is not a file", path=str(path)), fix)
 
 
 def _smtp_problems(config: Config) -> Iterator[str]:
@@ -176,17 +223,18 @@ def _smtp_problems(config: Config) -> Iterator[str]:
         try:
             open_relay = is_open_relay_network(cidr)
         except ValueError:
-            yield f"smtp.trusted_networks: {cidr!r} is not a network in CIDR notation; write e.g. 192.168.1.0/24"
+            yield _not_cidr("smtp.trusted_networks", cidr, "192.168.1.0/24")
             continue
         if open_relay:
-            yield (
-                f"smtp.trusted_networks: {cidr} would make hatoba an open relay (anyone could send mail "
-                "through it); list only your own networks, e.g. 192.168.1.0/24"
+            yield _line(
+                "smtp.trusted_networks",
+                T("%(network)s would make hatoba an open relay (anyone could send mail through it)", network=cidr),
+                T("list only your own networks, e.g. %(example)s", example="192.168.1.0/24"),
             )
     if smtp.bare_newline not in BARE_NEWLINE_MODES:
-        yield f"smtp.bare_newline: {smtp.bare_newline!r} is not one of {', '.join(BARE_NEWLINE_MODES)}"
+        yield _not_one_of("smtp.bare_newline", smtp.bare_newline, BARE_NEWLINE_MODES)
     if smtp.pop_before_smtp_minutes < 0:
-        yield "smtp.pop_before_smtp_minutes: must be 0 (off) or more"
+        yield _line("smtp.pop_before_smtp_minutes", T("must be 0 (off) or more"))
 
 
 def _auth_problems(auth: AuthConfig) -> Iterator[str]:
@@ -194,33 +242,39 @@ def _auth_problems(auth: AuthConfig) -> Iterator[str]:
         try:
             too_wide = is_open_relay_network(cidr)
         except ValueError:
-            yield f"auth.plaintext_networks: {cidr!r} is not a network in CIDR notation; write e.g. 192.168.1.0/24"
+            yield _not_cidr("auth.plaintext_networks", cidr, "192.168.1.0/24")
             continue
         if too_wide:
-            yield (
-                f"auth.plaintext_networks: {cidr} would let passwords cross the Internet unencrypted; "
-                "list only networks you trust, e.g. 127.0.0.1/32"
+            yield _line(
+                "auth.plaintext_networks",
+                T("%(network)s would let passwords cross the Internet unencrypted", network=cidr),
+                T("list only networks you trust, e.g. %(example)s", example="127.0.0.1/32"),
             )
     for name, value in vars(auth).items():
         if name != "plaintext_networks" and value <= 0:
-            yield f"auth.{name}: {value:g} must be more than 0; remove the line for the default"
+            yield _line(f"auth.{name}", T("%(value)s must be more than 0", value=f"{value:g}"),
+                        T("remove the line for the default"))
     if auth.max_delay > MAX_LOGIN_DELAY:
-        yield (
-            f"auth.max_delay: {auth.max_delay:g} is more than {MAX_LOGIN_DELAY:g} seconds; "
-            "mail programs may give up waiting for the answer before that"
+        yield _line(
+            "auth.max_delay",
+            T("%(value)s is more than %(limit)s seconds", value=f"{auth.max_delay:g}", limit=f"{MAX_LOGIN_DELAY:g}"),
+            T("mail programs may give up waiting for the answer before that"),
         )
     if auth.max_block > MAX_LOGIN_BLOCK:
-        yield (
-            f"auth.max_block: {auth.max_block:g} is more than {MAX_LOGIN_BLOCK:g} seconds; "
-            "a longer block locks the account's owner out longer than it slows a guesser"
+        yield _line(
+            "auth.max_block",
+            T("%(value)s is more than %(limit)s seconds", value=f"{auth.max_block:g}", limit=f"{MAX_LOGIN_BLOCK:g}"),
+            T("a longer block locks the account's owner out longer than it slows a guesser"),
         )
 
 
 def _mta_sts_problems(config: Config) -> Iterator[str]:
     if config.mta_sts.mode not in MTA_STS_MODES:
-        yield f"mta_sts.mode must be one of {', '.join(MTA_STS_MODES)}, not {config.mta_sts.mode!r}"
+        yield T("%(key)s must be one of %(choices)s, not %(value)s",
+                key="mta_sts.mode", choices=", ".join(MTA_STS_MODES), value=repr(config.mta_sts.mode))
     if not 0 < config.mta_sts.max_age <= MTA_STS_MAX_AGE:  # RFC 8461 §3.2
-        yield f"mta_sts.max_age must be 1 to {MTA_STS_MAX_AGE} seconds (a year), not {config.mta_sts.max_age}"
+        yield T("%(key)s must be 1 to %(max)s seconds (a year), not %(value)s",
+                key="mta_sts.max_age", max=str(MTA_STS_MAX_AGE), value=str(config.mta_sts.max_age))
 
 
 def _dns_problems(config: Config) -> Iterator[str]:
@@ -230,7 +284,7 @@ def _dns_problems(config: Config) -> Iterator[str]:
         try:
             parse_nameserver(config.dns.resolver)
         except ValueError as exc:
-            yield f"dns.resolver: {exc}"
+            yield _line("dns.resolver", refusal(exc))
 
 
 def _acme_problems(config: Config) -> Iterator[str]:
@@ -238,50 +292,68 @@ def _acme_problems(config: Config) -> Iterator[str]:
     if not acme.enabled:
         return
     if not acme.directory_url.startswith("https://"):
-        yield (f"acme.directory must be an https:// URL, \"letsencrypt\" or \"letsencrypt-staging\", "
-               f"not {acme.directory!r}")
+        yield T("%(key)s must be an https:// URL, %(letsencrypt)s or %(staging)s, not %(value)s",
+                key="acme.directory", letsencrypt='"letsencrypt"', staging='"letsencrypt-staging"',
+                value=repr(acme.directory))
     if acme.contact and not acme.contact.startswith("mailto:"):
-        yield f'acme.contact must be a "mailto:" address, not {acme.contact!r}'
+        yield T("%(key)s must be a %(scheme)s address, not %(value)s",
+                key="acme.contact", scheme='"mailto:"', value=repr(acme.contact))
     if acme.ca_file is not None and not acme.ca_file.is_file():
-        yield f"acme.ca_file: {acme.ca_file} is not a file; point it at the PEM CA certificates of the CA's HTTPS"
+        yield _line("acme.ca_file", T("%(path)s is not a file", path=str(acme.ca_file)),
+                    T("point it at the PEM CA certificates of the CA's HTTPS"))
     if not acme.challenges:
-        yield f"acme.challenges is empty; name one or more of {', '.join(ACME_CHALLENGES)}"
+        yield _joined(T("%(key)s is empty", key="acme.challenges"),
+                      T("name one or more of %(choices)s", choices=", ".join(ACME_CHALLENGES)))
     for challenge in acme.challenges:
         if challenge not in ACME_CHALLENGES:
-            yield f"acme.challenges: {challenge!r} is not one of {', '.join(ACME_CHALLENGES)}"
+            yield _not_one_of("acme.challenges", challenge, ACME_CHALLENGES)
     listeners = config.listeners
-    if "http-01" in acme.challenges and not (listeners.get("http") and listeners["http"].enabled):
-        yield "acme.challenges has http-01 but [listeners.http] is off; enable it (port 80) or drop http-01"
-    if "tls-alpn-01" in acme.challenges and not (listeners.get("https") and listeners["https"].enabled):
-        yield "acme.challenges has tls-alpn-01 but [listeners.https] is off; enable it (port 443) or drop tls-alpn-01"
+    for challenge, name, port in (("http-01", "http", 80), ("tls-alpn-01", "https", 443)):
+        if challenge in acme.challenges and not (listeners.get(name) and listeners[name].enabled):
+            yield _joined(
+                T("%(key)s has %(challenge)s but %(table)s is off",
+                  key="acme.challenges", challenge=challenge, table=f"[listeners.{name}]"),
+                T("enable it (port %(port)s) or drop %(challenge)s", port=str(port), challenge=challenge),
+            )
     update = acme.dns_update
     if update.server:
         yield from _dns_update_server_problems(update.server)
     if "dns-01" in acme.challenges:
         if not update.server:
-            yield "acme.challenges has dns-01 but acme.dns_update.server is empty; give the \"address:port\" that takes updates"
+            yield _joined(
+                T("%(key)s has %(challenge)s but %(other)s is empty",
+                  key="acme.challenges", challenge="dns-01", other="acme.dns_update.server"),
+                T("give the %(form)s that takes updates", form='"address:port"'),
+            )
         if update.tsig_key is None:
-            yield "acme.challenges has dns-01 but acme.dns_update.tsig_key is empty; give the TSIG key file (tsig-keygen)"
+            yield _joined(
+                T("%(key)s has %(challenge)s but %(other)s is empty",
+                  key="acme.challenges", challenge="dns-01", other="acme.dns_update.tsig_key"),
+                T("give the TSIG key file (tsig-keygen)"),
+            )
         elif not update.tsig_key.is_file():
-            yield f"acme.dns_update.tsig_key: {update.tsig_key} is not a file; write it with tsig-keygen NAME > FILE"
+            yield _line("acme.dns_update.tsig_key", T("%(path)s is not a file", path=str(update.tsig_key)),
+                        T("write it with tsig-keygen NAME > FILE"))
     for name in acme.names:
         try:
             parse_domain(name)
         except AddressError as exc:
-            yield f"acme.names: {name!r} is not a domain name: {exc}"
+            yield _line("acme.names", T("%(name)s is not a domain name: %(reason)s", name=repr(name), reason=refusal(exc)))
 
 
 def _dns_update_server_problems(server: str) -> Iterator[str]:
     try:
         host, _port = parse_listen_address(server, "acme.dns_update.server")
     except ConfigError as exc:
-        yield f"{exc} (the primary DNS server's address and port, e.g. \"192.0.2.53:53\")"
+        # load.py's message is English (a str) until load.py makes it a Text; it is a value here either way.
+        yield T("%(error)s (the primary DNS server's address and port, e.g. %(example)s)",
+                error=refusal(exc), example='"192.0.2.53:53"')
         return
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        yield (f"acme.dns_update.server: {host!r} is a name; give the primary's IP address "
-               "(updates must not depend on the DNS they change)")
+        yield _line("acme.dns_update.server", T("%(host)s is a name", host=repr(host)),
+                    T("give the primary's IP address (updates must not depend on the DNS they change)"))
 
 
 def _metrics_problems(config: Config) -> Iterator[str]:
@@ -289,15 +361,15 @@ def _metrics_problems(config: Config) -> Iterator[str]:
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
-            yield f"metrics.networks: {cidr!r} is not a network in CIDR notation; write e.g. 127.0.0.1/32"
+            yield _not_cidr("metrics.networks", cidr, "127.0.0.1/32")
 
 
 def _pop3_problems(config: Config) -> Iterator[str]:
     pop3 = config.pop3
     if pop3.max_auth_failures <= 0:
-        yield "pop3.max_auth_failures: must be more than 0"
+        yield _line("pop3.max_auth_failures", T("must be more than 0"))
     if config.imap.quota_mb < 0:
-        yield "imap.quota_mb: must be 0 (no limit) or more"
+        yield _line("imap.quota_mb", T("must be 0 (no limit) or more"))
 
 
 def _limit_problems(limits: LimitsConfig) -> Iterator[str]:
@@ -305,49 +377,64 @@ def _limit_problems(limits: LimitsConfig) -> Iterator[str]:
         if name in ("login_cache_seconds", "queue_min_free", "client_connection_rate", "client_message_rate",
                     "unknown_recipient_limit"):  # 0 = off (no limit), 0 = the default rule
             if value < 0:
-                yield f"limits.{name}: {value} must be 0 (off) or more"
+                yield _line(f"limits.{name}", T("%(value)s must be 0 (off) or more", value=f"{value}"))
         elif value <= 0:
-            yield f"limits.{name}: {value} must be more than 0; remove the line for the default"
+            yield _line(f"limits.{name}", T("%(value)s must be more than 0", value=f"{value}"),
+                        T("remove the line for the default"))
     if limits.max_command_line < MIN_COMMAND_LINE:
-        yield f"limits.max_command_line: SMTP clients may send {MIN_COMMAND_LINE}-octet commands (RFC 5321); use at least that"
+        yield _line("limits.max_command_line",
+                    T("SMTP clients may send %(octets)s-octet commands (RFC 5321)", octets=str(MIN_COMMAND_LINE)),
+                    T("use at least that"))
     if limits.max_mime_depth > MAX_MIME_DEPTH:
-        yield f"limits.max_mime_depth: at most {MAX_MIME_DEPTH}; real mail nests a few levels deep"
+        yield _line("limits.max_mime_depth", T("at most %(depth)s", depth=str(MAX_MIME_DEPTH)),
+                    T("real mail nests a few levels deep"))
     if limits.max_data_line < MIN_DATA_LINE:
-        yield f"limits.max_data_line: mail may hold {MIN_DATA_LINE}-octet lines (RFC 5321); use at least that"
+        yield _line("limits.max_data_line",
+                    T("mail may hold %(octets)s-octet lines (RFC 5321)", octets=str(MIN_DATA_LINE)),
+                    T("use at least that"))
     if limits.max_command_before_login < MIN_COMMAND_BEFORE_LOGIN:
-        yield (f"limits.max_command_before_login: logins need up to {MIN_COMMAND_BEFORE_LOGIN} bytes; "
-               "use at least that")
+        yield _line("limits.max_command_before_login",
+                    T("logins need up to %(size)s bytes", size=str(MIN_COMMAND_BEFORE_LOGIN)),
+                    T("use at least that"))
 
 
 def _delivery_problems(config: Config) -> Iterator[str]:
     delivery = config.delivery
     if delivery.tls not in DELIVERY_TLS_MODES:
-        yield f"delivery.tls: {delivery.tls!r} is not one of {', '.join(DELIVERY_TLS_MODES)}"
+        yield _not_one_of("delivery.tls", delivery.tls, DELIVERY_TLS_MODES)
     for name in ("retry_min", "retry_max", "max_queue_lifetime"):
         value = getattr(delivery, name)
         if value <= 0:
-            yield f"delivery.{name}: {value:g} must be more than 0 seconds"
+            yield _line(f"delivery.{name}", T("%(value)s must be more than 0 seconds", value=f"{value:g}"))
     if 0 < delivery.retry_max < delivery.retry_min:
-        yield f"delivery.retry_max: {delivery.retry_max:g} is less than delivery.retry_min ({delivery.retry_min:g})"
+        yield _line("delivery.retry_max",
+                    T("%(value)s is less than %(other)s (%(minimum)s)", value=f"{delivery.retry_max:g}",
+                      other="delivery.retry_min", minimum=f"{delivery.retry_min:g}"))
     for domain, target in delivery.routes.items():
         if not target.strip():
-            yield f'delivery.routes."{domain}": empty next hop; give "host:port" or remove the line'
+            yield _line(f'delivery.routes."{domain}"', T("empty next hop"),
+                        T("give %(form)s or remove the line", form='"host:port"'))
     for domain, level in delivery.tls_policies.items():
         if level not in DELIVERY_TLS_MODES:
-            yield f'delivery.tls_policies."{domain}": {level!r} is not one of {", ".join(DELIVERY_TLS_MODES)}'
+            yield _not_one_of(f'delivery.tls_policies."{domain}"', level, DELIVERY_TLS_MODES)
     if delivery.relayhost_tls and delivery.relayhost_tls not in DELIVERY_TLS_MODES:
-        yield f"delivery.relayhost_tls: {delivery.relayhost_tls!r} is not one of {', '.join(DELIVERY_TLS_MODES)}"
+        yield _not_one_of("delivery.relayhost_tls", delivery.relayhost_tls, DELIVERY_TLS_MODES)
     if delivery.relayhost_password and delivery.relayhost_password_file:
-        yield "delivery.relayhost_password and relayhost_password_file are both set; keep one"
+        yield _joined(T("%(key)s and %(other)s are both set",
+                        key="delivery.relayhost_password", other="relayhost_password_file"),
+                      T("keep one"))
     if (delivery.relayhost_password or delivery.relayhost_password_file) and not delivery.relayhost_username:
-        yield "delivery.relayhost_username is empty but a password is set; give the login name too"
+        yield _joined(T("%(key)s is empty but a password is set", key="delivery.relayhost_username"),
+                      T("give the login name too"))
     if (delivery.relayhost_username or delivery.relayhost_password) and not delivery.relayhost:
-        yield "delivery.relayhost_username is set but delivery.relayhost is empty; give the smarthost"
+        yield _joined(T("%(key)s is set but %(other)s is empty", key="delivery.relayhost_username",
+                        other="delivery.relayhost"),
+                      T("give the smarthost"))
     for name in ("destination_concurrency", "max_recipients_per_transaction", "mx_port"):
         if getattr(delivery, name) <= 0:
-            yield f"delivery.{name}: must be more than 0; remove the line for the default"
+            yield _line(f"delivery.{name}", T("must be more than 0"), T("remove the line for the default"))
 
 
 def _log_problems(config: Config) -> Iterator[str]:
     if config.log.level.upper() not in LOG_LEVELS:
-        yield f"log.level: {config.log.level!r} is not one of {', '.join(LOG_LEVELS)}"
+        yield _not_one_of("log.level", config.log.level, LOG_LEVELS)

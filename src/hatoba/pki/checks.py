@@ -2,6 +2,11 @@
 
 Every check runs even after one fails, so the operator sees all problems of
 a certificate setup at once instead of fixing them one run at a time.
+
+A detail and a fix are Texts (hatoba/i18n.py): English wherever they are
+printed (`hatoba cert verify`), and said in Japanese by the self-check
+report, which passes them on as values of its own texts. Certificate names,
+paths, dates, numbers, key and hash names are values, never part of a msgid.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509 import verification
 
+from hatoba.i18n import T, refusal
 from hatoba.pki.chain import (
     describe, is_own_issuer, is_self_signed, links_to, order_chain, weak_signature_hash,
 )
@@ -50,74 +56,85 @@ def check_order(certs: Sequence[x509.Certificate]) -> tuple[Check, list[x509.Cer
     certificate even when the file has it in the wrong place.
     """
     ordered, unrelated = order_chain(certs)
-    expected = "the server certificate first, then the CA certificate that issued it, then that CA's issuer"
+    expected = T("the server certificate first, then the CA certificate that issued it, then that CA's issuer")
     for i in range(len(certs) - 1):
         cert, nxt = certs[i], certs[i + 1]
         if links_to(cert, nxt):
             continue
         if not unrelated and len(ordered) == len(certs):
             if certs[0] != ordered[0]:
-                where = f"the server certificate {describe(ordered[0])} is #{certs.index(ordered[0]) + 1}, not #1"
+                where = T("the server certificate %(name)s is #%(number)s, not #1",
+                          name=describe(ordered[0]), number=certs.index(ordered[0]) + 1)
             else:
-                where = f"{_place(certs, nxt)} is not the issuer of {_place(certs, cert)}"
+                where = T("%(next)s is not the issuer of %(cert)s", next=_place(certs, nxt), cert=_place(certs, cert))
             return (
                 Check(
                     "chain order",
                     False,
-                    f"the certificates are in the wrong order: {where}",
-                    f"expected order is {expected}: " + " -> ".join(describe(c) for c in ordered),
+                    T("the certificates are in the wrong order: %(where)s", where=where),
+                    T("expected order is %(order)s: %(chain)s",
+                      order=expected, chain=" -> ".join(describe(c) for c in ordered)),
                 ),
                 ordered,
             )
         if cert.issuer == nxt.subject:
-            detail = f"the signature of {_place(certs, cert)} does not verify with the key of {_place(certs, nxt)}"
-            fix = "use the CA certificate that really issued it (same name, but another key)"
+            detail = T("the signature of %(cert)s does not verify with the key of %(next)s",
+                       cert=_place(certs, cert), next=_place(certs, nxt))
+            fix = T("use the CA certificate that really issued it (same name, but another key)")
         else:
-            detail = (
-                f"{_place(certs, nxt)} did not issue {_place(certs, cert)}, "
-                f"which was issued by {cert.issuer.rfc4514_string()}"
-            )
-            fix = f"put the certificate of {cert.issuer.rfc4514_string()} right after it ({expected})"
+            detail = T("%(next)s did not issue %(cert)s, which was issued by %(issuer)s",
+                       next=_place(certs, nxt), cert=_place(certs, cert), issuer=cert.issuer.rfc4514_string())
+            fix = T("put the certificate of %(issuer)s right after it (%(order)s)",
+                    issuer=cert.issuer.rfc4514_string(), order=expected)
         # Only the ordered chain goes on: an unrelated certificate (a root
         # after a leaf whose intermediate is missing) must not make it look complete.
         return Check("chain order", False, detail, fix), ordered
     if len(certs) == 1:
         if is_own_issuer(certs[0]):
-            return Check("chain order", True, "one self-signed certificate"), list(certs)
-        return Check("chain order", True, "one certificate, no intermediates in the file"), list(certs)
-    in_order = "leaf first, each certificate issued by the next" + _by_name(certs)
+            return Check("chain order", True, T("one self-signed certificate")), list(certs)
+        return Check("chain order", True, T("one certificate, no intermediates in the file")), list(certs)
+    weak = _by_name(certs)
+    if weak is None:
+        return Check("chain order", True, T("leaf first, each certificate issued by the next")), list(certs)
+    in_order = T("leaf first, each certificate issued by the next (by name only: %(links)s; see its strength line)",
+                 links=weak)
     return Check("chain order", True, in_order), list(certs)
 
 
-def _by_name(certs: Sequence[x509.Certificate]) -> str:
-    """A note on the links that only names could confirm: their broken-hash signatures fail on their own."""
-    weak = [(c, w) for c in certs[:-1] if (w := weak_signature_hash(c)) is not None]
+def _by_name(certs: Sequence[x509.Certificate]) -> str | None:
+    """A note on the links that only names could confirm (their broken-hash signatures fail on
+    their own), or None when every link was confirmed by its signature."""
+    weak = [T("%(cert)s is signed with %(hash)s", cert=_place(certs, c), hash=w)
+            for c in certs[:-1] if (w := weak_signature_hash(c)) is not None]
     if not weak:
-        return ""
-    which = ", ".join(f"{_place(certs, c)} is signed with {w}" for c, w in weak)
-    return f" (by name only: {which}; see its strength line)"
+        return None
+    which = weak[0]
+    for item in weak[1:]:  # "a, b, c", each part still a Text
+        which = T("%(list)s, %(item)s", list=which, item=item)
+    return which
 
 
 def _place(certs: Sequence[x509.Certificate], cert: x509.Certificate) -> str:
-    return f"certificate #{certs.index(cert) + 1} ({describe(cert)})"
+    return T("certificate #%(number)s (%(name)s)", number=certs.index(cert) + 1, name=describe(cert))
 
 
 def check_key(leaf: x509.Certificate, key: PrivateKeyTypes, key_path: Path, certs: Sequence[x509.Certificate]) -> Check:
     if same_key(key.public_key(), leaf.public_key()):
-        return Check("private key", True, f"{key_path} belongs to {describe(leaf)}")
+        return Check("private key", True, T("%(path)s belongs to %(name)s", path=str(key_path), name=describe(leaf)))
     other = next((c for c in certs if same_key(key.public_key(), c.public_key())), None)
     if other is not None:
         return Check(
             "private key",
             False,
-            f"{key_path} belongs to {describe(other)}, not to the server certificate {describe(leaf)}",
-            "the server certificate must come first in the file, and the key must be its own",
+            T("%(path)s belongs to %(other)s, not to the server certificate %(name)s",
+              path=str(key_path), other=describe(other), name=describe(leaf)),
+            T("the server certificate must come first in the file, and the key must be its own"),
         )
     return Check(
         "private key",
         False,
-        f"{key_path} does not belong to {describe(leaf)}",
-        "give the key the certificate was issued for, or issue a certificate for this key",
+        T("%(path)s does not belong to %(name)s", path=str(key_path), name=describe(leaf)),
+        T("give the key the certificate was issued for, or issue a certificate for this key"),
     )
 
 
@@ -167,17 +184,18 @@ def check_host(leaf: x509.Certificate, host: str) -> Check:
         return Check(
             "host name",
             False,
-            f"{describe(leaf)} has no subjectAltName; clients ignore the common name",
-            f"issue a certificate with --san {host}",
+            T("%(name)s has no subjectAltName; clients ignore the common name", name=describe(leaf)),
+            T("issue a certificate with --san %(host)s", host=host),
         )
     match = host_matches(host, names)
     if match is not None:
-        return Check("host name", True, f"{host} matches {format_name(match)}")
+        return Check("host name", True, T("%(host)s matches %(name)s", host=host, name=format_name(match)))
     return Check(
         "host name",
         False,
-        f"{host} matches none of the certificate's names ({', '.join(format_name(n) for n in names)})",
-        f"issue a certificate with --san {host}, or connect with one of those names",
+        T("%(host)s matches none of the certificate's names (%(names)s)",
+          host=host, names=", ".join(format_name(n) for n in names)),
+        T("issue a certificate with --san %(host)s, or connect with one of those names", host=host),
     )
 
 
@@ -188,17 +206,18 @@ def check_validity(cert: x509.Certificate, now: datetime.datetime) -> Check:
         return Check(
             name,
             False,
-            f"EXPIRED {(now - after).days} days ago ({after:%Y-%m-%d})",
-            "issue a new certificate and replace this one",
+            T("EXPIRED %(days)s days ago (%(date)s)", days=(now - after).days, date=f"{after:%Y-%m-%d}"),
+            T("issue a new certificate and replace this one"),
         )
     if now < before:
         return Check(
             name,
             False,
-            f"not valid until {before:%Y-%m-%d %H:%M} UTC",
-            "check this machine's clock (date -u), or wait until then",
+            T("not valid until %(time)s UTC", time=f"{before:%Y-%m-%d %H:%M}"),
+            T("check this machine's clock (date -u), or wait until then"),
         )
-    return Check(name, True, f"valid until {after:%Y-%m-%d} ({(after - now).days} days left)")
+    return Check(name, True, T("valid until %(date)s (%(days)s days left)",
+                               date=f"{after:%Y-%m-%d}", days=(after - now).days))
 
 
 # Curves every TLS client accepts (RFC 8422 §5.1.1); cryptography's names.
@@ -215,25 +234,31 @@ def check_strength(cert: x509.Certificate, root: bool) -> Check:
     try:
         public = cert.public_key()
     except (UnsupportedAlgorithm, ValueError):
-        return Check(name, False, "its key is of a kind this system cannot read", "use an ECDSA P-256 or RSA 2048+ key")
+        return Check(name, False, T("its key is of a kind this system cannot read"),
+                     T("use an ECDSA P-256 or RSA 2048+ key"))
     key = describe_key(public)
     if isinstance(public, rsa.RSAPublicKey) and public.key_size < MIN_RSA_BITS:
         return Check(
-            name, False, f"{key}: under {MIN_RSA_BITS} bits, RSA can be factored and clients refuse it",
-            "make a new key (hatoba cert key) and have the certificate reissued for it",
+            name, False, T("%(key)s: under %(bits)s bits, RSA can be factored and clients refuse it",
+                           key=key, bits=MIN_RSA_BITS),
+            T("make a new key (hatoba cert key) and have the certificate reissued for it"),
         )
     if isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name not in STRONG_CURVES:
-        return Check(name, False, f"{key}: a curve TLS clients do not accept", "use an ECDSA P-256 or P-384 key")
+        return Check(name, False, T("%(key)s: a curve TLS clients do not accept", key=key),
+                     T("use an ECDSA P-256 or P-384 key"))
     if not isinstance(public, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
-        return Check(name, False, f"{key}: many mail clients accept only RSA and ECDSA keys",
-                     "use an ECDSA P-256 or RSA 2048+ key")
+        return Check(name, False, T("%(key)s: many mail clients accept only RSA and ECDSA keys", key=key),
+                     T("use an ECDSA P-256 or RSA 2048+ key"))
     weak = weak_signature_hash(cert)
     if weak is not None and not root:
         return Check(
-            name, False, f"{key}, but signed with {weak}, which can be forged and which clients refuse",
-            "have the certificate reissued with a SHA-256 signature",
+            name, False, T("%(key)s, but signed with %(hash)s, which can be forged and which clients refuse",
+                           key=key, hash=weak),
+            T("have the certificate reissued with a SHA-256 signature"),
         )
-    return Check(name, True, key if weak is None else f"{key} (a root: its own {weak} signature is not used)")
+    if weak is None:
+        return Check(name, True, key)  # "ECDSA P-256", "RSA 3072 bits": data, as describe_key gives it
+    return Check(name, True, T("%(key)s (a root: its own %(hash)s signature is not used)", key=key, hash=weak))
 
 
 def is_root(chain: Sequence[x509.Certificate], index: int) -> bool:
@@ -270,7 +295,7 @@ def load_anchors(path: Path) -> list[x509.Certificate]:
             except PkiError:
                 continue
     if not anchors:
-        raise PkiError(f"{path} holds no CA certificate")
+        raise PkiError(T("%(path)s holds no CA certificate", path=str(path)))
     return anchors
 
 
@@ -286,21 +311,21 @@ def check_trust(
     """
     source = ca_file if ca_file is not None else system_ca_file()
     if source is None:
-        return Check("trust", False, "no system trust store found", "give the CA certificate with --ca-file")
+        return Check("trust", False, T("no system trust store found"), T("give the CA certificate with --ca-file"))
     try:
         anchors = load_anchors(source)
     except PkiError as exc:
-        return Check("trust", False, str(exc), "give a PEM file of CA certificates with --ca-file")
+        return Check("trust", False, refusal(exc), T("give a PEM file of CA certificates with --ca-file"))
     leaf, intermediates = chain[0], list(chain[1:])
     subject = _verifier_subject(leaf)
     if subject is None:
         return Check(
             "trust",
             False,
-            f"cannot check: {describe(leaf)} has no DNS or IP subjectAltName",
-            "issue a certificate with --san for each server name",
+            T("cannot check: %(name)s has no DNS or IP subjectAltName", name=describe(leaf)),
+            T("issue a certificate with --san for each server name"),
         )
-    trusted_by = "the CA file" if ca_file is not None else f"the system store {source}"
+    trusted_by = T("the CA file") if ca_file is not None else T("the system store %(path)s", path=str(source))
     verifier = (
         verification.PolicyBuilder()
         .store(verification.Store(anchors))
@@ -310,14 +335,16 @@ def check_trust(
     try:
         path = verifier.verify(leaf, intermediates)
     except verification.VerificationError as exc:
+        # cryptography's own words (English) stay as they are, except the one that means nothing to an operator.
         reason = str(exc).split(" (encountered", 1)[0].removeprefix("validation failed: ")
         if "candidates exhausted" in reason:
-            reason = "no path from the certificate to a trusted root"
-        return Check("trust", False, f"not trusted by {trusted_by}: {reason}", _trust_fix(chain, anchors, ca_file, now))
+            reason = T("no path from the certificate to a trusted root")
+        return Check("trust", False, T("not trusted by %(source)s: %(reason)s", source=trusted_by, reason=reason),
+                     _trust_fix(chain, anchors, ca_file, now))
     root = path[-1]
     if is_self_signed(leaf) and len(path) == 1:
-        return Check("trust", True, f"self-signed, and listed in {trusted_by}")
-    return Check("trust", True, f"issued under {describe(root)}, trusted by {trusted_by}")
+        return Check("trust", True, T("self-signed, and listed in %(source)s", source=trusted_by))
+    return Check("trust", True, T("issued under %(root)s, trusted by %(source)s", root=describe(root), source=trusted_by))
 
 
 def _trust_fix(
@@ -326,26 +353,30 @@ def _trust_fix(
     """What to do when no trusted path was found: the advice fits the cause, most specific first."""
     stale = next((c for c in chain if not c.not_valid_before_utc <= now <= c.not_valid_after_utc), None)
     if stale is not None:
-        return f"renew {describe(stale)}, which is outside its validity (see its validity line)"
+        return T("renew %(name)s, which is outside its validity (see its validity line)", name=describe(stale))
     top = chain[-1]
     if len(chain) == 1 and is_own_issuer(top) and top not in anchors:
         # No CA vouches for it: each client must be given the certificate itself.
-        return (
-            f"{describe(top)} is self-signed (fine for a private setup, where clients are told to trust it): "
-            "give the certificate itself with --ca-file, or get one from a CA"
+        return T(
+            "%(name)s is self-signed (fine for a private setup, where clients are told to trust it): "
+            "give the certificate itself with --ca-file, or get one from a CA", name=describe(top),
         )
     if is_self_signed(top) and len(chain) > 1:
         if any(a.subject == top.subject and same_key(a.public_key(), top.public_key()) for a in anchors):
-            return f"the root {describe(top)} is trusted, so a certificate below it is wrong: check the chain order line"
+            return T("the root %(name)s is trusted, so a certificate below it is wrong: check the chain order line",
+                     name=describe(top))
         if ca_file is not None:
-            return f"the chain ends at the root {describe(top)}, which is not in {ca_file}: give the file that holds it"
-        return f"the chain ends at the root {describe(top)}, which is not among the trusted roots: give it with --ca-file"
+            return T("the chain ends at the root %(name)s, which is not in %(path)s: give the file that holds it",
+                     name=describe(top), path=str(ca_file))
+        return T("the chain ends at the root %(name)s, which is not among the trusted roots: give it with --ca-file",
+                 name=describe(top))
     if any(a.subject == top.issuer for a in anchors):
-        return f"{top.issuer.rfc4514_string()} is trusted, but it did not issue {describe(top)} with this key: check the chain"
-    missing = f"add the missing intermediate certificate {top.issuer.rfc4514_string()} (--chain)"
+        return T("%(issuer)s is trusted, but it did not issue %(name)s with this key: check the chain",
+                 issuer=top.issuer.rfc4514_string(), name=describe(top))
     if ca_file is not None:
-        return missing
-    return f"{missing}, or give the issuing root with --ca-file"
+        return T("add the missing intermediate certificate %(issuer)s (--chain)", issuer=top.issuer.rfc4514_string())
+    return T("add the missing intermediate certificate %(issuer)s (--chain), or give the issuing root with --ca-file",
+             issuer=top.issuer.rfc4514_string())
 
 
 def _verifier_subject(leaf: x509.Certificate) -> verification.Subject | None:

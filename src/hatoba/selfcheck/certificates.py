@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from hatoba.acme.files import AcmeFiles, served_tls
 from hatoba.config.schema import Config
-from hatoba.i18n import T
+from hatoba.i18n import T, capitalized, refusal
 from hatoba.pki.certinfo import signature_name
 from hatoba.pki.chain import describe, is_own_issuer
 from hatoba.pki.checks import check_key, check_order, format_name, host_matches, is_root, san_list
@@ -122,7 +122,7 @@ def _setup_findings(setup: CertSetup, anchors: Anchors, now: datetime.datetime) 
         certs = read_certs(setup.cert)
     except PkiError as exc:
         return [_finding(setup, "read", "critical", T("%(where)s: certificate file unreadable", where=setup.where),
-                         T("%(detail)s.", detail=str(exc)),
+                         T("%(detail)s.", detail=refusal(exc)),
                          T("Point %(where)s.cert at a PEM chain file (server certificate first).", where=setup.where))]
     order, chain = check_order(certs)
     leaf = chain[0]
@@ -145,7 +145,7 @@ def _key_match(setup: CertSetup, leaf: x509.Certificate, certs: list[x509.Certif
         key = read_key(setup.key)
     except PkiError as exc:
         return _finding(setup, "key", "critical", T("%(where)s: private key unreadable", where=setup.where),
-                        T("%(detail)s.", detail=str(exc)),
+                        T("%(detail)s.", detail=refusal(exc)),
                         T("Point %(where)s.key at the unencrypted PEM key of the certificate (mode 0600).",
                           where=setup.where))
     check = check_key(leaf, key, setup.key, certs)
@@ -154,7 +154,7 @@ def _key_match(setup: CertSetup, leaf: x509.Certificate, certs: list[x509.Certif
                         T("%(detail)s.", detail=check.detail))
     return _finding(setup, "key", "critical", T("%(where)s: key does not match the certificate", where=setup.where),
                     T("%(detail)s.", detail=check.detail),
-                    T("%(detail)s.", detail=f"{check.fix[0].upper()}{check.fix[1:]}"))
+                    T("%(detail)s.", detail=capitalized(check.fix)))
 
 
 def _key_mode(setup: CertSetup) -> Finding:
@@ -320,7 +320,7 @@ def _loads(config: Config) -> Finding:
         server_context(served_tls(config))
     except TlsSetupError as exc:
         return Finding("certificates", "cert.load", "critical", T("hatoba serve cannot load the certificates"),
-                       T("%(detail)s.", detail=str(exc)),
+                       T("%(detail)s.", detail=refusal(exc)),
                        T("Fix the certificate and key named above; hatoba serve will not start until then."))
     return Finding("certificates", "cert.load", "ok", T("TLS loads as hatoba serve will load it"),
                    T("OpenSSL accepts every certificate and key in [tls]."))

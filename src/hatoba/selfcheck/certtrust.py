@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from hatoba.i18n import T
+from hatoba.i18n import T, capitalized
 from hatoba.pki.chain import describe, is_ca, is_own_issuer, issued_by, weak_signature_hash
 from hatoba.pki.checks import check_trust, load_anchors, system_ca_file
 from hatoba.pki.errors import PkiError
@@ -110,7 +110,7 @@ def _trust(where: str, chain: list[x509.Certificate], anchors: Anchors, now: dat
     public = check_trust(chain, None, now)
     if public.ok:
         return _finding(where, "trust", "ok", T("%(where)s: trusted by the system's roots", where=where),
-                        T("%(detail)s.", detail=_sentence(public.detail)))
+                        T("%(detail)s.", detail=capitalized(public.detail)))
     if anchors.ca_file is not None:
         private = check_trust(chain, anchors.ca_file, now)
         if private.ok:
@@ -118,18 +118,14 @@ def _trust(where: str, chain: list[x509.Certificate], anchors: Anchors, now: dat
                 where, "trust", "info", T("%(where)s: issued by a private CA (tls.ca_file)", where=where),
                 T("%(detail)s, but not by the system's roots: mail programs must be given "
                   "%(path)s, and servers delivering here encrypt without verifying.",
-                  detail=_sentence(private.detail), path=str(anchors.ca_file)),
+                  detail=capitalized(private.detail), path=str(anchors.ca_file)),
                 T("For the public, install a certificate from a public CA (e.g. Let's Encrypt) for this name."),
             )
     return _finding(
         where, "trust", "warning", T("%(where)s: not trusted by any known root", where=where),
-        T("%(detail)s; verifying clients refuse the connection.", detail=_sentence(public.detail)),
+        T("%(detail)s; verifying clients refuse the connection.", detail=capitalized(public.detail)),
         T("Install a certificate from a public CA (e.g. Let's Encrypt), or give clients the issuing CA certificate."),
     )
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def _finding(where: str, aspect: str, severity: str, title: str, explanation: str, fix: str = "") -> Finding:

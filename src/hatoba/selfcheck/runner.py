@@ -19,7 +19,7 @@ from hatoba.config.schema import Config
 from hatoba.config.validate import find_problems
 from hatoba.dkim.keys import DkimError, DkimKey, list_keys
 from hatoba.dnsutil.resolver import Resolver
-from hatoba.i18n import T
+from hatoba.i18n import T, Text, capitalized
 from hatoba.selfcheck.certificates import certificate_findings, read_leaf
 from hatoba.selfcheck.dnscompare import LOOKUP_TIMEOUT, compare_records
 from hatoba.selfcheck.dnsrecords import expected_records
@@ -95,16 +95,35 @@ def config_findings(problems: list[str]) -> list[Finding]:
                         T("Every setting is understood and consistent."))]
     findings = []
     for problem in problems:
-        key, sep, rest = problem.partition(": ")
-        if not sep or " " in key:
-            key, rest = "config", problem
-        what, sep, fix = rest.rpartition("; ")
+        key, what, fix = _problem_parts(problem)
         findings.append(Finding(
             "config", f"config.{key}", "critical", T("%(key)s: refused by hatoba serve", key=key),
-            T("%(detail)s.", detail=_sentence(what if sep else rest)),
-            T("%(detail)s.", detail=_sentence(fix)) if sep else T("Change the setting named above."),
+            T("%(detail)s.", detail=_sentence(what)),
+            T("%(detail)s.", detail=_sentence(fix)) if fix is not None else T("Change the setting named above."),
         ))
     return findings
+
+
+def _problem_parts(problem: str) -> tuple[str, str, str | None]:
+    """The key, what is wrong and what to do (None: nothing said) of a find_problems line.
+
+    The line is split as its English reads ("key: what; fix"; a line whose first
+    word is no key is under "config"). Where validate.py made a part as a Text of
+    its own (the values problem and fix, see validate._line) and it is that
+    English piece, the Text is the part, so it can be said in another language."""
+    key, sep, rest = problem.partition(": ")
+    if not sep or " " in key:
+        key, rest = "config", problem
+    what, sep, fix = rest.rpartition("; ")
+    if not sep:
+        what, fix = rest, None
+    values = problem.values if isinstance(problem, Text) else {}
+    made_what, made_fix = values.get("problem", problem), values.get("fix")
+    if made_what == what:
+        what = made_what
+    if fix is not None and made_fix == fix:
+        fix = made_fix
+    return key, what, fix
 
 
 def hosted_domains(config: Config) -> tuple[list[str], list[Finding]]:
@@ -132,5 +151,7 @@ def dkim_keys(config: Config) -> tuple[list[DkimKey], list[Finding]]:
 
 
 def _sentence(text: str) -> str:
-    text = text.strip().rstrip(".")
-    return text[:1].upper() + text[1:]
+    """`text` begun with a capital and without a final full stop (the T() around it adds one);
+    a Text stays one (translatable) unless there was space or a stop to remove."""
+    stripped = text.strip().rstrip(".")
+    return capitalized(text if stripped == text else stripped)
