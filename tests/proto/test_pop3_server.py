@@ -336,17 +336,18 @@ def capa(h: Harness) -> list[bytes]:
 def test_capa_before_and_after_stls():
     h = Harness(tls_active=False)
     assert capa(h) == [b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING", b"STLS",
-                       b"IMPLEMENTATION hatoba"]
+                       b"LANG", b"IMPLEMENTATION hatoba"]
     # Bytes pipelined after STLS are plaintext: dropped, never read inside TLS.
     out = h.feed(b"STLS\r\nUSER evil\r\n")
     assert out == b"+OK Begin TLS negotiation now\r\n"
     assert h.conn.discarded_after_stls == len(b"USER evil\r\n")
     assert h.conn.tls_active
     assert capa(h) == [b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING", b"USER",
-                       b"SASL PLAIN LOGIN SCRAM-SHA-256", b"IMPLEMENTATION hatoba"]
+                       b"SASL PLAIN LOGIN SCRAM-SHA-256", b"LANG", b"IMPLEMENTATION hatoba"]
     assert h.feed(b"STLS\r\n") == fmt(R.ERR_TLS_ACTIVE)
     assert h.login().endswith(b"octets)\r\n")
-    assert capa(h) == [b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING", b"IMPLEMENTATION hatoba"]
+    assert capa(h) == [b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING", b"LANG",
+                       b"IMPLEMENTATION hatoba"]
 
 
 def test_tls_started_forgets_user():

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from hatoba.i18n import T
 from hatoba.imap.common import is_utf8, mailbox_name, one_mailbox, refresh_selected, status_response
 from hatoba.imap.folder_work import in_folder_turn, in_turn_of
 from hatoba.imap.replies import TRYCREATE
@@ -41,7 +42,7 @@ SYSTEM_FLAGS = E.format_list(PERMANENT_FLAGS[:-1])
 
 async def _select(s: ImapSession, cmd: RawCommand, readonly: bool) -> None:
     if not cmd.args:
-        raise ArgError(f"{cmd.name} needs a mailbox name")
+        raise ArgError(T("%(command)s needs a mailbox name", command=cmd.name))
     name = parse_mailbox(cmd.args[0], utf8_accepted=is_utf8(s))
     params = cmd.args[1].items if len(cmd.args) > 1 and isinstance(cmd.args[1], ArgList) else ()
     condstore = "CONDSTORE" in s.enabled
@@ -54,7 +55,7 @@ async def _select(s: ImapSession, cmd: RawCommand, readonly: bool) -> None:
             s.enabled |= {"CONDSTORE"}
         elif word == "QRESYNC" and i + 1 < len(params) and isinstance(params[i + 1], ArgList):
             if "QRESYNC" not in s.enabled:
-                raise ArgError("QRESYNC must be enabled first (ENABLE QRESYNC)")
+                raise ArgError(T("QRESYNC must be enabled first (ENABLE QRESYNC)"))
             q = params[i + 1].items
             qresync = (as_number(q[0]), as_number(q[1]) if len(q) > 1 else 0,
                        parse_sequence_set(as_text(q[2])) if len(q) > 2 else None)
@@ -63,7 +64,7 @@ async def _select(s: ImapSession, cmd: RawCommand, readonly: bool) -> None:
     if s.selected is not None:
         s.selected = None
         s.state = State.AUTHENTICATED
-        s.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
+        s.untagged("OK", T("[CLOSED] Previous mailbox closed"))
     assert s.boxes is not None
     rev1 = "IMAP4REV2" not in s.enabled
     # Flushed before the answer: its UIDs are on disk before the client hears of them.
@@ -71,17 +72,17 @@ async def _select(s: ImapSession, cmd: RawCommand, readonly: bool) -> None:
     view = SelectedMailbox.open(mailbox, readonly=readonly, condstore=condstore, recent_flag=rev1)
     s.selected = view
     s.state = State.SELECTED
-    s.write(view.flags_news())
+    s.write(view.flags_news(s.language))
     s.write(b"* %d EXISTS\r\n" % view.exists)
     if rev1:  # RFC 9051 dropped RECENT and UNSEEN; RFC 3501 §6.3.1 has them
         s.write(b"* %d RECENT\r\n" % len(mailbox.recent))
         unseen = view.first_unseen()
         if unseen is not None:
-            s.write(b"* OK [UNSEEN %d] First unseen message\r\n" % unseen)
-    s.write(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % mailbox.uidvalidity)
-    s.write(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % mailbox.uidnext)
+            s.untagged("OK", T("[UNSEEN %(number)s] First unseen message", number=unseen))
+    s.untagged("OK", T("[UIDVALIDITY %(uidvalidity)s] UIDs valid", uidvalidity=mailbox.uidvalidity))
+    s.untagged("OK", T("[UIDNEXT %(uidnext)s] Predicted next UID", uidnext=mailbox.uidnext))
     if condstore or qresync:
-        s.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % max(mailbox.highestmodseq, 1))
+        s.untagged("OK", T("[HIGHESTMODSEQ %(modseq)s] Highest", modseq=max(mailbox.highestmodseq, 1)))
     if "IMAP4REV2" in s.enabled:  # RFC 9051 §6.3.2: the canonical name; IMAP4rev1 clients do not expect it
         s.write(b"* LIST () \".\" " + mailbox_name(s, name) + b"\r\n")
     if qresync is not None and qresync[0] == mailbox.uidvalidity:
@@ -93,7 +94,7 @@ async def _select(s: ImapSession, cmd: RawCommand, readonly: bool) -> None:
         for record in changed:
             if record.uid in view.records:
                 s.write(view.flags_line(record))
-    s.tagged(cmd.tag, "OK", "[READ-ONLY] EXAMINE completed" if readonly else "[READ-WRITE] SELECT completed")
+    s.tagged(cmd.tag, "OK", T("[READ-ONLY] EXAMINE completed") if readonly else T("[READ-WRITE] SELECT completed"))
 
 
 async def cmd_select(s: ImapSession, cmd: RawCommand) -> None:
@@ -108,10 +109,10 @@ async def cmd_create(s: ImapSession, cmd: RawCommand) -> None:
     assert s.boxes is not None
     name = parse_mailbox(cmd.args[0], utf8_accepted=is_utf8(s)) if cmd.args else ""
     if not name:
-        raise ArgError("CREATE needs a mailbox name")
+        raise ArgError(T("CREATE needs a mailbox name"))
     made = await asyncio.to_thread(s.boxes.create, name.rstrip(DELIMITER))
     s.mailbox_changed(*(NameChanged(n) for n in made))
-    s.tagged(cmd.tag, "OK", "CREATE completed")
+    s.tagged(cmd.tag, "OK", T("CREATE completed"))
 
 
 async def cmd_delete(s: ImapSession, cmd: RawCommand) -> None:
@@ -119,19 +120,19 @@ async def cmd_delete(s: ImapSession, cmd: RawCommand) -> None:
     name = one_mailbox(s, cmd)
     await asyncio.to_thread(s.boxes.delete, name)
     s.mailbox_changed(NameChanged(normalize_name(name)))
-    s.tagged(cmd.tag, "OK", "DELETE completed")
+    s.tagged(cmd.tag, "OK", T("DELETE completed"))
 
 
 async def cmd_rename(s: ImapSession, cmd: RawCommand) -> None:
     assert s.boxes is not None
     if len(cmd.args) != 2:
-        raise ArgError("RENAME needs the old and the new name")
+        raise ArgError(T("RENAME needs the old and the new name"))
     old = parse_mailbox(cmd.args[0], utf8_accepted=is_utf8(s))
     new = parse_mailbox(cmd.args[1], utf8_accepted=is_utf8(s))
     renamed = await asyncio.to_thread(s.boxes.rename, old, new)
     moved = (in_folder("INBOX", EXPUNGED), in_folder(normalize_name(new), NEW)) if old == "INBOX" else ()
     s.mailbox_changed(*(NameChanged(n, was) for n, was in renamed), *moved)
-    s.tagged(cmd.tag, "OK", "RENAME completed")
+    s.tagged(cmd.tag, "OK", T("RENAME completed"))
 
 
 async def cmd_subscribe(s: ImapSession, cmd: RawCommand) -> None:
@@ -139,7 +140,7 @@ async def cmd_subscribe(s: ImapSession, cmd: RawCommand) -> None:
     name = one_mailbox(s, cmd)
     await asyncio.to_thread(s.boxes.subscribe, name)
     s.mailbox_changed(SubscriptionChanged(normalize_name(name), True))
-    s.tagged(cmd.tag, "OK", "SUBSCRIBE completed")
+    s.tagged(cmd.tag, "OK", T("SUBSCRIBE completed"))
 
 
 async def cmd_unsubscribe(s: ImapSession, cmd: RawCommand) -> None:
@@ -147,7 +148,7 @@ async def cmd_unsubscribe(s: ImapSession, cmd: RawCommand) -> None:
     name = one_mailbox(s, cmd)
     await asyncio.to_thread(s.boxes.unsubscribe, name)
     s.mailbox_changed(SubscriptionChanged(normalize_name(name), False))
-    s.tagged(cmd.tag, "OK", "UNSUBSCRIBE completed")
+    s.tagged(cmd.tag, "OK", T("UNSUBSCRIBE completed"))
 
 
 async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
@@ -158,7 +159,7 @@ async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
     if len(patterns) == 1 and patterns[0] == "" and not lsub:
         # RFC 9051 §6.3.9: the delimiter and the root of the reference.
         s.write(b'* LIST (\\Noselect) "." ""\r\n')
-        s.tagged(cmd.tag, "OK", "LIST completed")
+        s.tagged(cmd.tag, "OK", T("LIST completed"))
         return
     infos = await asyncio.to_thread(s.boxes.list)
     selection = {o.upper() for o in largs.selection}
@@ -177,7 +178,7 @@ async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
         await _list_subscribed(s, infos, subscribed, matches, verb, lsub=lsub, special_only=special_only,
                                recursive="RECURSIVEMATCH" in selection and "SUBSCRIBED" in selection,
                                children="CHILDREN" in returns)
-        s.tagged(cmd.tag, "OK", f"{verb.decode()} completed")
+        s.tagged(cmd.tag, "OK", T("LSUB completed") if lsub else T("LIST completed"))
         return
     for info in infos:
         if not matches(info.name):
@@ -198,7 +199,7 @@ async def _list(s: ImapSession, cmd: RawCommand, *, lsub: bool) -> None:
         s.out[-1] = b"* " + s.out[-1]
         if status_items and info.selectable:
             await _status_line(s, info.name, status_items)
-    s.tagged(cmd.tag, "OK", f"{verb.decode()} completed")
+    s.tagged(cmd.tag, "OK", T("LSUB completed") if lsub else T("LIST completed"))
 
 
 def _names_matching(reference: str, patterns: tuple[str, ...], names: list[str]) -> set[str]:
@@ -279,7 +280,7 @@ async def cmd_lsub(s: ImapSession, cmd: RawCommand) -> None:
 
 async def cmd_namespace(s: ImapSession, cmd: RawCommand) -> None:
     s.write(b'* NAMESPACE (("" ".")) NIL NIL\r\n')
-    s.tagged(cmd.tag, "OK", "NAMESPACE completed")
+    s.tagged(cmd.tag, "OK", T("NAMESPACE completed"))
 
 
 async def _status_line(s: ImapSession, name: str, items: tuple[str, ...]) -> None:
@@ -291,10 +292,10 @@ async def _status_line(s: ImapSession, name: str, items: tuple[str, ...]) -> Non
 
 async def cmd_status(s: ImapSession, cmd: RawCommand) -> None:
     if len(cmd.args) != 2:
-        raise ArgError("STATUS needs a mailbox name and a list of items")
+        raise ArgError(T("STATUS needs a mailbox name and a list of items"))
     name = parse_mailbox(cmd.args[0], utf8_accepted=is_utf8(s))
     await _status_line(s, name, parse_status_items(cmd.args[1]))
-    s.tagged(cmd.tag, "OK", "STATUS completed")
+    s.tagged(cmd.tag, "OK", T("STATUS completed"))
 
 
 async def cmd_append(s: ImapSession, cmd: RawCommand) -> None:
@@ -302,7 +303,7 @@ async def cmd_append(s: ImapSession, cmd: RawCommand) -> None:
     a literal or CATENATE parts (RFC 4469); all stored or none, one APPENDUID set."""
     assert s.boxes is not None
     if len(cmd.args) < 2:
-        raise ArgError("APPEND needs a mailbox name and a message")
+        raise ArgError(T("APPEND needs a mailbox name and a message"))
     utf8 = is_utf8(s)
     name = parse_mailbox(cmd.args[0], utf8_accepted=utf8)
     messages = parse_append(list(cmd.args[1:]))
@@ -323,7 +324,8 @@ async def cmd_append(s: ImapSession, cmd: RawCommand) -> None:
     except MailboxError:
         pass  # the selected folder went away: the message is stored all the same, and the next command says so
     uid_set = E.format_sequence_set(uids).decode()
-    s.tagged(cmd.tag, "OK", f"[APPENDUID {mailbox.uidvalidity} {uid_set}] APPEND completed")
+    s.tagged(cmd.tag, "OK", T("[APPENDUID %(uidvalidity)s %(uids)s] APPEND completed",
+                              uidvalidity=mailbox.uidvalidity, uids=uid_set))
 
 
 def _assemble(boxes: UserMailboxes, messages: list[AppendMessage], limit: int,
@@ -341,7 +343,7 @@ def _assemble(boxes: UserMailboxes, messages: list[AppendMessage], limit: int,
             piece = part if isinstance(part, bytes) else _url_data(boxes, part, utf8)
             total += len(piece)
             if total > limit:
-                raise ArgRefused(f"[TOOBIG] Messages of one APPEND are over {limit} octets")
+                raise ArgRefused(T("[TOOBIG] Messages of one APPEND are over %(limit)s octets", limit=limit))
             pieces.append(piece)
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         from_urls = any(isinstance(part, CatenateUrl) for part in message.parts)
@@ -349,7 +351,8 @@ def _assemble(boxes: UserMailboxes, messages: list[AppendMessage], limit: int,
             encoded = encode_binary_parts(data)
             total += len(encoded) - len(data)
             if total > limit:
-                raise ArgRefused(f"[TOOBIG] Messages of one APPEND are over {limit} octets once encoded")
+                raise ArgRefused(T("[TOOBIG] Messages of one APPEND are over %(limit)s octets once encoded",
+                                   limit=limit))
             data = encoded
         out.append((data, message.flags, message.when))
     return out
@@ -357,7 +360,7 @@ def _assemble(boxes: UserMailboxes, messages: list[AppendMessage], limit: int,
 
 def _url_data(boxes: UserMailboxes, url: CatenateUrl, utf8: bool) -> bytes:
     """The octets a CATENATE URL names: a message, BODY[section], and <partial> of that."""
-    bad = ArgRefused(f"[BADURL {url.text}] Bad URL" if _plain(url.text) else "[BADURL] Bad URL")
+    bad = ArgRefused(T("[BADURL %(url)s] Bad URL", url=url.text) if _plain(url.text) else T("[BADURL] Bad URL"))
     if not url.uid:
         raise bad
     try:
@@ -392,18 +395,18 @@ async def cmd_getquotaroot(s: ImapSession, cmd: RawCommand) -> None:
     else:
         s.write(b"* QUOTAROOT " + mailbox_name(s, name) + b' ""\r\n')
         s.write(b'* QUOTA "" (STORAGE %d %d)\r\n' % ((used + 1023) // 1024, limit // 1024))
-    s.tagged(cmd.tag, "OK", "GETQUOTAROOT completed")
+    s.tagged(cmd.tag, "OK", T("GETQUOTAROOT completed"))
 
 
 async def cmd_getquota(s: ImapSession, cmd: RawCommand) -> None:
     assert s.boxes is not None
     used, limit = await asyncio.to_thread(s.boxes.quota)
     if not limit:
-        s.tagged(cmd.tag, "NO", "[NONEXISTENT] No quota is set for you")
+        s.tagged(cmd.tag, "NO", T("[NONEXISTENT] No quota is set for you"))
         return
     s.write(b'* QUOTA "" (STORAGE %d %d)\r\n' % ((used + 1023) // 1024, limit // 1024))
-    s.tagged(cmd.tag, "OK", "GETQUOTA completed")
+    s.tagged(cmd.tag, "OK", T("GETQUOTA completed"))
 
 
 async def cmd_setquota(s: ImapSession, cmd: RawCommand) -> None:
-    s.tagged(cmd.tag, "NO", "[NOPERM] Quotas are set by the operator")
+    s.tagged(cmd.tag, "NO", T("[NOPERM] Quotas are set by the operator"))

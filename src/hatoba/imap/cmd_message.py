@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hatoba.i18n import T, refusal
 from hatoba.imap.common import enable_condstore, is_utf8, refresh_selected, selected_view
 from hatoba.imap.folder_work import in_folder_turn
 from hatoba.imap.contexts import MAX_UPDATE_CONTEXTS, SORT_FIELDS, UpdateContext, pin_numbers, sort_key_of
-from hatoba.imap.replies import TRYCREATE
+from hatoba.imap.replies import TRYCREATE, with_code
 from hatoba.imap.selected import SelectedMailbox
 from hatoba.imap.structures import STRUCTURES
 from hatoba.net.workers import MAILBOX
@@ -60,26 +61,26 @@ async def cmd_close(s: ImapSession, cmd: RawCommand) -> None:
             s.mailbox_changed(in_folder(view.mailbox.name, EXPUNGED))
     s.selected = None
     s.state = State.AUTHENTICATED
-    s.tagged(cmd.tag, "OK", "CLOSE completed")
+    s.tagged(cmd.tag, "OK", T("CLOSE completed"))
 
 
 async def cmd_unselect(s: ImapSession, cmd: RawCommand) -> None:
     s.selected = None
     s.state = State.AUTHENTICATED
-    s.tagged(cmd.tag, "OK", "UNSELECT completed")
+    s.tagged(cmd.tag, "OK", T("UNSELECT completed"))
 
 
 async def _expunge(s: ImapSession, cmd: RawCommand, uids: list[int] | None) -> None:
     view = selected_view(s)
     if view.readonly:
-        s.tagged(cmd.tag, "NO", "[READ-ONLY] Mailbox was opened with EXAMINE")
+        s.tagged(cmd.tag, "NO", T("[READ-ONLY] Mailbox was opened with EXAMINE"))
         return
     expunged = await in_folder_turn(view.mailbox, view.mailbox.expunge, uids)
     if expunged:
         s.write(view.forget(expunged, qresync="QRESYNC" in s.enabled))
         s.mailbox_changed(in_folder(view.mailbox.name, EXPUNGED))
     await refresh_selected(s)
-    s.tagged(cmd.tag, "OK", "EXPUNGE completed")
+    s.tagged(cmd.tag, "OK", T("EXPUNGE completed"))
 
 
 async def cmd_expunge(s: ImapSession, cmd: RawCommand) -> None:
@@ -93,16 +94,17 @@ def _largest(view: SelectedMailbox) -> tuple[int, int]:
 async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> None:
     view = selected_view(s)
     if len(args) < 2:
-        raise ArgError("FETCH needs a sequence set and data items")
+        raise ArgError(T("FETCH needs a sequence set and data items"))
     sequence = parse_sequence_set(as_text(args[0]))
     if not uid and view.bad_sequence(sequence):
-        s.tagged(cmd.tag, "BAD", "Message sequence number beyond the last message")
+        s.tagged(cmd.tag, "BAD", T("Message sequence number beyond the last message"))
         s.count_bad()
         return
     items, modifiers = parse_fetch_items(args[1:])
     most = s.ctx.config.limits.max_fetch_items
     if len(items) > most:  # RFC 5530 §3: an implementation limit
-        s.tagged(cmd.tag, "NO", f"[LIMIT] At most {most} data items in one FETCH; ask for the rest in another")
+        s.tagged(cmd.tag, "NO", T("[LIMIT] At most %(most)s data items in one FETCH; ask for the rest in another",
+                                  most=most))
         return
     if uid and not any(i.name == "UID" for i in items):
         items = [*items, FetchItem("UID")]
@@ -206,7 +208,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
             try:
                 pieces = answer(u, record, message, known)
             except F.FetchError as exc:  # e.g. BINARY of an unknown encoding: NO [UNKNOWN-CTE]
-                batch.error = str(exc)
+                batch.error = refusal(exc)
                 break
             size += _take(pieces, batch, FETCH_BATCH_BYTES - size)
             if batch.rest is not None:
@@ -251,7 +253,7 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
             s.write(view.flags_line(record))
         s.mailbox_changed(in_folder(view.mailbox.name, FLAGS))
     await refresh_selected(s, allow_expunge=uid)
-    s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}FETCH completed")
+    s.tagged(cmd.tag, "OK", T("%(command)s completed", command="UID FETCH" if uid else "FETCH"))
 
 
 @dataclass
@@ -318,23 +320,23 @@ async def cmd_fetch(s: ImapSession, cmd: RawCommand) -> None:
 async def _store(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> None:
     view = selected_view(s)
     if view.readonly:
-        s.tagged(cmd.tag, "NO", "[READ-ONLY] Mailbox was opened with EXAMINE")
+        s.tagged(cmd.tag, "NO", T("[READ-ONLY] Mailbox was opened with EXAMINE"))
         return
     if len(args) < 3:
-        raise ArgError("STORE needs a sequence set, an action and flags")
+        raise ArgError(T("STORE needs a sequence set, an action and flags"))
     sequence = parse_sequence_set(as_text(args[0]))
     if not uid and view.bad_sequence(sequence):
-        s.tagged(cmd.tag, "BAD", "Message sequence number beyond the last message")
+        s.tagged(cmd.tag, "BAD", T("Message sequence number beyond the last message"))
         return
     mode, silent, flags, unchangedsince = parse_store(args[1:])
     if "\\Recent" in flags:
-        raise ArgError("\\Recent cannot be stored")
+        raise ArgError(T("\\Recent cannot be stored"))
     if unchangedsince is not None:
         enable_condstore(s)
     uids = view.uids_for(sequence, uid=uid)
     changed, failed = await in_folder_turn(view.mailbox, view.mailbox.store_flags, uids, mode, flags,
                                              unchangedsince=unchangedsince)
-    s.write(view.flags_news())  # a new keyword is named in FLAGS before a FETCH shows it
+    s.write(view.flags_news(s.language))  # a new keyword is named in FLAGS before a FETCH shows it
     for record in changed:
         view.set_record(record)
         if not silent or unchangedsince is not None:
@@ -344,9 +346,10 @@ async def _store(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
     await refresh_selected(s, allow_expunge=uid)
     if failed:
         numbers = sorted(failed) if uid else sorted(view.seq_of(u) or 0 for u in failed)
-        s.tagged(cmd.tag, "OK", f"[MODIFIED {E.format_sequence_set(numbers).decode()}] Conditional STORE failed")
+        s.tagged(cmd.tag, "OK", T("[MODIFIED %(numbers)s] Conditional STORE failed",
+                                  numbers=E.format_sequence_set(numbers).decode()))
         return
-    s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}STORE completed")
+    s.tagged(cmd.tag, "OK", T("%(command)s completed", command="UID STORE" if uid else "STORE"))
 
 
 async def cmd_store(s: ImapSession, cmd: RawCommand) -> None:
@@ -357,13 +360,13 @@ async def _copy(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool, move
     view = selected_view(s)
     assert s.boxes is not None
     if len(args) != 2:
-        raise ArgError(f"{'MOVE' if move else 'COPY'} needs a sequence set and a mailbox")
+        raise ArgError(T("%(command)s needs a sequence set and a mailbox", command="MOVE" if move else "COPY"))
     if move and view.readonly:
-        s.tagged(cmd.tag, "NO", "[READ-ONLY] Mailbox was opened with EXAMINE")
+        s.tagged(cmd.tag, "NO", T("[READ-ONLY] Mailbox was opened with EXAMINE"))
         return
     sequence = parse_sequence_set(as_text(args[0]))
     if not uid and view.bad_sequence(sequence):
-        s.tagged(cmd.tag, "BAD", "Message sequence number beyond the last message")
+        s.tagged(cmd.tag, "BAD", T("Message sequence number beyond the last message"))
         return
     dest_name = parse_mailbox(args[1], utf8_accepted=is_utf8(s))
     try:
@@ -383,16 +386,16 @@ async def _copy(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool, move
     if pairs:
         src = E.format_sequence_set([p[0] for p in pairs]).decode()
         new = ",".join(str(p[1]) for p in pairs)
-        code = f"[COPYUID {dest.uidvalidity} {src} {new}] "
+        code = f"COPYUID {dest.uidvalidity} {src} {new}"
     if move:
         if code:
-            s.write(f"* OK {code}Moved\r\n".encode())
+            s.untagged("OK", with_code(code, T("Moved")))
         s.write(view.forget([p[0] for p in pairs], qresync="QRESYNC" in s.enabled))
         await refresh_selected(s, allow_expunge=True, fetch_new=False)
-        s.tagged(cmd.tag, "OK", f"{'UID ' if uid else ''}MOVE completed")
+        s.tagged(cmd.tag, "OK", T("%(command)s completed", command="UID MOVE" if uid else "MOVE"))
     else:
         await refresh_selected(s, allow_expunge=uid, fetch_new=False)
-        s.tagged(cmd.tag, "OK", f"{code}{'UID ' if uid else ''}COPY completed")
+        s.tagged(cmd.tag, "OK", with_code(code, T("%(command)s completed", command="UID COPY" if uid else "COPY")))
 
 
 async def cmd_copy(s: ImapSession, cmd: RawCommand) -> None:
@@ -454,16 +457,16 @@ async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) ->
             line = line.rstrip(b"\r\n") + b" (MODSEQ %d)\r\n" % top
         s.write(line)
     await refresh_selected(s, allow_expunge=uid)
-    s.tagged(cmd.tag, "OK", f"{code}{'UID ' if uid else ''}SEARCH completed")
+    s.tagged(cmd.tag, "OK", with_code(code, T("%(command)s completed", command="UID SEARCH" if uid else "SEARCH")))
 
 
 def _track(s: ImapSession, view: SelectedMailbox, tag: str, key, options: dict,  # type: ignore[no-untyped-def]
            *, uid: bool, criteria: list[tuple[str, bool]] | None, found: list[int],
            keys: dict | None = None) -> str:  # type: ignore[type-arg]
     """RETURN (UPDATE): keep the result up to date (imap/contexts.py); the response code
-    of the tagged OK, "[NOUPDATE tag] " when it is not kept (RFC 5267 §4.2)."""
+    of the tagged OK, "NOUPDATE tag" when it is not kept (RFC 5267 §4.2), else ""."""
     if "partial" in options or len(view.contexts) >= MAX_UPDATE_CONTEXTS:
-        return "[NOUPDATE " + E.string(tag).decode("utf-8", "replace") + "] "
+        return "NOUPDATE " + E.string(tag).decode("utf-8", "replace")
     view.contexts.append(UpdateContext(tag, pin_numbers(key, view), uid=uid, criteria=criteria,
                                        members=found, keys=keys))
     return ""
@@ -473,17 +476,17 @@ async def cmd_cancelupdate(s: ImapSession, cmd: RawCommand) -> None:
     """CANCELUPDATE tag... (RFC 5267 §4.3): those contexts send no more updates."""
     view = selected_view(s)
     if not cmd.args:
-        raise ArgError("CANCELUPDATE needs the tags of the searches")
+        raise ArgError(T("CANCELUPDATE needs the tags of the searches"))
     tags = [as_text(a) for a in cmd.args]
     known = {c.tag for c in view.contexts}
     if any(t not in known for t in tags):
-        s.tagged(cmd.tag, "BAD", "Unknown search context")
+        s.tagged(cmd.tag, "BAD", T("Unknown search context"))
         s.count_bad()
         return
     view.contexts = [c for c in view.contexts if c.tag not in tags]
     if not view.contexts:
         view.dirty.clear()
-    s.tagged(cmd.tag, "OK", "CANCELUPDATE completed")
+    s.tagged(cmd.tag, "OK", T("CANCELUPDATE completed"))
 
 
 def _uses_modseq(key) -> bool:  # type: ignore[no-untyped-def]
@@ -512,19 +515,19 @@ async def _sort_or_thread(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: 
     options: dict = {}  # type: ignore[type-arg]
     if not thread and args and isinstance(args[0], Atom) and args[0].value.upper() == "RETURN":
         if len(args) < 2:
-            raise ArgError("RETURN needs options")
+            raise ArgError(T("RETURN needs options"))
         options = parse_return(args[1])  # ESORT (RFC 5267 §3), CONTEXT=SORT (§4)
         args = args[2:]
     if len(args) < 3:
-        raise ArgError("SORT/THREAD need criteria, a charset and search keys")
+        raise ArgError(T("SORT/THREAD need criteria, a charset and search keys"))
     if thread:
         algorithm = as_text(args[0]).upper()
         if algorithm not in ("REFERENCES", "ORDEREDSUBJECT"):
-            raise ArgError("THREAD algorithm must be REFERENCES or ORDEREDSUBJECT")
+            raise ArgError(T("THREAD algorithm must be REFERENCES or ORDEREDSUBJECT"))
         criteria: list[tuple[str, bool]] = []
     else:
         if not isinstance(args[0], ArgList):
-            raise ArgError("SORT criteria must be a list")
+            raise ArgError(T("SORT criteria must be a list"))
         criteria, reverse = [], False
         for item in args[0].items:
             word = as_text(item).upper()
@@ -532,11 +535,11 @@ async def _sort_or_thread(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: 
                 reverse = True
                 continue
             if word not in SORT_CRITERIA:
-                raise ArgError(f"Unknown sort criterion {word[:30]}")
+                raise ArgError(T("Unknown sort criterion %(criterion)s", criterion=word[:30]))
             criteria.append((word, reverse))
             reverse = False
         if reverse or not criteria:
-            raise ArgError("Sort criteria missing")
+            raise ArgError(T("Sort criteria missing"))
     key, _ = parse_search((Atom("CHARSET"), *args[1:]), utf8_accepted=is_utf8(s))
     if _uses_modseq(key):
         enable_condstore(s)
@@ -588,7 +591,8 @@ async def _sort_or_thread(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: 
                                        shown or (("UPDATE",) if "UPDATE" in returns else ("ALL",)), uid=uid,
                                        partial=options.get("partial"), ordered=True))  # type: ignore[arg-type]
     await refresh_selected(s, allow_expunge=uid)
-    s.tagged(cmd.tag, "OK", f"{code}{'UID ' if uid else ''}{'THREAD' if thread else 'SORT'} completed")
+    command = f"{'UID ' if uid else ''}{'THREAD' if thread else 'SORT'}"
+    s.tagged(cmd.tag, "OK", with_code(code, T("%(command)s completed", command=command)))
 
 
 async def cmd_sort(s: ImapSession, cmd: RawCommand) -> None:
@@ -601,7 +605,7 @@ async def cmd_thread(s: ImapSession, cmd: RawCommand) -> None:
 
 async def cmd_uid(s: ImapSession, cmd: RawCommand) -> None:
     if not cmd.args:
-        raise ArgError("UID needs a command")
+        raise ArgError(T("UID needs a command"))
     sub = as_text(cmd.args[0]).upper()
     rest = cmd.args[1:]
     if sub == "FETCH":
@@ -618,8 +622,8 @@ async def cmd_uid(s: ImapSession, cmd: RawCommand) -> None:
         await _sort_or_thread(s, cmd, rest, uid=True, thread=True)
     elif sub == "EXPUNGE":
         if len(rest) != 1:
-            raise ArgError("UID EXPUNGE needs a uid set")
+            raise ArgError(T("UID EXPUNGE needs a uid set"))
         view = selected_view(s)
         await _expunge(s, cmd, view.uids_for(parse_sequence_set(as_text(rest[0])), uid=True))
     else:
-        raise ArgError(f"UID {sub[:20]} is not a UID command")
+        raise ArgError(T("UID %(command)s is not a UID command", command=sub[:20]))

@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from hatoba.i18n import T
 from hatoba.imap.common import is_utf8, mailbox_name, refresh_selected, status_response
 from hatoba.imap.cmd_message import FETCH_BATCH_BYTES
 from hatoba.imap.notify import MAX_EAGER_FETCH, MAX_WATCHED, Watch, watched_count
@@ -51,7 +52,7 @@ NEWS_STATUS = {
     FLAG_CHANGE: {"UIDVALIDITY", "HIGHESTMODSEQ"},
 }
 STATUS_EVENTS = frozenset(FIRST_STATUS)
-OVERFLOW = b"* OK [NOTIFICATIONOVERFLOW] Too many changes to tell; NOTIFY is off, look for yourself\r\n"
+OVERFLOW = T("[NOTIFICATIONOVERFLOW] Too many changes to tell; NOTIFY is off, look for yourself")
 
 
 async def cmd_notify(s: ImapSession, cmd: RawCommand) -> None:
@@ -59,20 +60,20 @@ async def cmd_notify(s: ImapSession, cmd: RawCommand) -> None:
     request = parse_notify(cmd.args, utf8_accepted=is_utf8(s))
     if request is None:  # NOTIFY NONE
         s.notify = None
-        s.tagged(cmd.tag, "OK", "NOTIFY completed")
+        s.tagged(cmd.tag, "OK", T("NOTIFY completed"))
         return
     if request.unsupported:
         # RFC 5465 §3.1: NO, not BAD, naming every event the server supports.
-        s.tagged(cmd.tag, "NO", f"[BADEVENT ({' '.join(SUPPORTED_EVENTS)})] Unsupported NOTIFY event "
-                                f"{request.unsupported[0]}")
+        s.tagged(cmd.tag, "NO", T("[BADEVENT (%(events)s)] Unsupported NOTIFY event %(event)s",
+                                  events=" ".join(SUPPORTED_EVENTS), event=request.unsupported[0]))
         return
     most = s.ctx.config.limits.max_fetch_items
     if request.selected is not None and len(request.selected.fetch) > most:
-        s.tagged(cmd.tag, "NO", f"[LIMIT] At most {most} fetch attributes after MessageNew")
+        s.tagged(cmd.tag, "NO", T("[LIMIT] At most %(most)s fetch attributes after MessageNew", most=most))
         return
     infos, subscribed = await asyncio.to_thread(_folders, s.boxes)
     if watched_count(request, subscribed) > MAX_WATCHED:
-        s.tagged(cmd.tag, "NO", f"[NOTIFICATIONOVERFLOW] At most {MAX_WATCHED} mailboxes in one NOTIFY")
+        s.tagged(cmd.tag, "NO", T("[NOTIFICATIONOVERFLOW] At most %(most)s mailboxes in one NOTIFY", most=MAX_WATCHED))
         return
     watch = Watch(request, subscribed)
     if request.status:
@@ -80,14 +81,15 @@ async def cmd_notify(s: ImapSession, cmd: RawCommand) -> None:
                  if info.selectable and info.name != s.selected_name}
         first = {name: events for name, events in first.items() if events & STATUS_EVENTS}
         if len(first) > MAX_WATCHED:
-            s.tagged(cmd.tag, "NO", f"[NOTIFICATIONOVERFLOW] At most {MAX_WATCHED} mailboxes for NOTIFY SET STATUS")
+            s.tagged(cmd.tag, "NO", T("[NOTIFICATIONOVERFLOW] At most %(most)s mailboxes for NOTIFY SET STATUS",
+                                      most=MAX_WATCHED))
             return
         statuses = await asyncio.to_thread(_statuses, s.boxes, first)
         for name, status in statuses.items():
             s.write(status_response(s, name, status, _status_items(s, first[name], FIRST_STATUS)))
     s.notify = watch  # replaces the last NOTIFY SET, and what it still had to tell
     await refresh_selected(s)  # RFC 5465 §3.1: a NOTIFY SET is a NOOP too
-    s.tagged(cmd.tag, "OK", "NOTIFY completed")
+    s.tagged(cmd.tag, "OK", T("NOTIFY completed"))
 
 
 async def tell(s: ImapSession, *, idle: bool) -> None:
@@ -97,7 +99,7 @@ async def tell(s: ImapSession, *, idle: bool) -> None:
     assert watch is not None and s.boxes is not None
     if watch.overflowed:  # RFC 5465 §5.8: as after NOTIFY NONE
         s.notify = None
-        s.write(OVERFLOW)
+        s.untagged("OK", OVERFLOW)
         return
     selected, names, statuses = watch.take()
     if selected:

@@ -8,8 +8,10 @@ these handlers check the arguments and the state and hand it over.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
+from hatoba.i18n import LANGUAGES, T
 from hatoba.imap.common import enable_condstore, refresh_selected
 from hatoba.proto.imap.reader import RawCommand
 from hatoba.proto.imap.scalars import ArgError, as_text
@@ -25,24 +27,58 @@ if TYPE_CHECKING:
 async def cmd_capability(s: ImapSession, cmd: RawCommand) -> None:
     caps = capabilities(s.facts, s.state, compress_available=s._compress is None)
     s.write(f"* CAPABILITY {caps}\r\n".encode())
-    s.tagged(cmd.tag, "OK", "CAPABILITY completed")
+    s.tagged(cmd.tag, "OK", T("CAPABILITY completed"))
 
 
 async def cmd_noop(s: ImapSession, cmd: RawCommand) -> None:
     await refresh_selected(s)
-    s.tagged(cmd.tag, "OK", f"{cmd.name} completed")
+    s.tagged(cmd.tag, "OK", T("%(command)s completed", command=cmd.name))
 
 
 async def cmd_logout(s: ImapSession, cmd: RawCommand) -> None:
-    s.write(b"* BYE hatoba logging out\r\n")
-    s.tagged(cmd.tag, "OK", "LOGOUT completed")
+    s.untagged("BYE", T("hatoba logging out"))
+    s.tagged(cmd.tag, "OK", T("LOGOUT completed"))
     s.state = State.LOGOUT
     s.closed = True
 
 
 async def cmd_id(s: ImapSession, cmd: RawCommand) -> None:
     s.write(b'* ID ("name" "hatoba")\r\n')  # RFC 2971; no version: less to fingerprint
-    s.tagged(cmd.tag, "OK", "ID completed")
+    s.tagged(cmd.tag, "OK", T("ID completed"))
+
+
+IMAP_LANGUAGES = ("i-default", *LANGUAGES)  # RFC 5255 §3.1: i-default (English here) is always there
+MAX_LANGUAGE_RANGES = 20
+
+
+async def cmd_language(s: ImapSession, cmd: RawCommand) -> None:
+    """RFC 5255 §3: no argument lists the languages; ranges pick the first we have (a regional tag
+    its language; "default" the user's own setting from the web admin, else i-default). The
+    untagged LANGUAGE goes first: the tagged OK is already in the new language (§3.2)."""
+    if not cmd.args:
+        s.write(b"* LANGUAGE (" + " ".join(IMAP_LANGUAGES).encode() + b")\r\n")
+        s.tagged(cmd.tag, "OK", T("LANGUAGE completed"))
+        return
+    for arg in cmd.args[:MAX_LANGUAGE_RANGES]:
+        chosen = await _language_of(s, as_text(arg).strip().lower())
+        if chosen is not None:
+            s.language = chosen
+            s.write(b"* LANGUAGE (" + chosen.encode() + b")\r\n")
+            s.tagged(cmd.tag, "OK", T("LANGUAGE completed"))
+            return
+    s.tagged(cmd.tag, "NO", T("Unsupported language; this server speaks English (en) and Japanese (ja)"))
+
+
+async def _language_of(s: ImapSession, asked: str) -> str | None:
+    if asked == "default":
+        if s.user is None:
+            return "i-default"
+        setting, _ = await asyncio.to_thread(s.ctx.directory.user_settings, s.user)
+        return setting if setting in IMAP_LANGUAGES else "i-default"
+    if asked in ("i-default", "*"):
+        return "i-default"
+    primary = asked.split("-", 1)[0]
+    return primary if primary in IMAP_LANGUAGES else None
 
 
 # -- not authenticated ------------------------------------------------------------------------
@@ -50,16 +86,16 @@ async def cmd_id(s: ImapSession, cmd: RawCommand) -> None:
 
 async def cmd_starttls(s: ImapSession, cmd: RawCommand) -> None:
     if not s.facts.tls_available:
-        s.tagged(cmd.tag, "BAD", "TLS is already active" if s.facts.tls_active else "STARTTLS is not available")
+        s.tagged(cmd.tag, "BAD", T("TLS is already active") if s.facts.tls_active else T("STARTTLS is not available"))
         return
     await s.start_tls(cmd.tag)
 
 
 async def cmd_login(s: ImapSession, cmd: RawCommand) -> None:
     if len(cmd.args) != 2:
-        raise ArgError("LOGIN needs a user name and a password")
+        raise ArgError(T("LOGIN needs a user name and a password"))
     if not s.facts.may_login:
-        s.tagged(cmd.tag, "NO", "[PRIVACYREQUIRED] Use STARTTLS first, or port 993: no passwords in clear")
+        s.tagged(cmd.tag, "NO", T("[PRIVACYREQUIRED] Use STARTTLS first, or port 993: no passwords in clear"))
         return
     await s.login(cmd.tag, as_text(cmd.args[0]), as_text(cmd.args[1]), "LOGIN")
 
@@ -84,7 +120,7 @@ async def cmd_enable(s: ImapSession, cmd: RawCommand) -> None:
     if s.selected is not None and "IMAP4REV2" in s.enabled:
         s.selected.recent_flag = False
     s.write(("* ENABLED " + " ".join(enabled)).rstrip().encode() + b"\r\n")
-    s.tagged(cmd.tag, "OK", "ENABLE completed")
+    s.tagged(cmd.tag, "OK", T("ENABLE completed"))
 
 
 async def cmd_idle(s: ImapSession, cmd: RawCommand) -> None:
@@ -93,11 +129,11 @@ async def cmd_idle(s: ImapSession, cmd: RawCommand) -> None:
 
 async def cmd_compress(s: ImapSession, cmd: RawCommand) -> None:
     if not cmd.args or as_text(cmd.args[0]).upper() != "DEFLATE":
-        raise ArgError("COMPRESS DEFLATE is the only kind")
+        raise ArgError(T("COMPRESS DEFLATE is the only kind"))
     if s._compress is not None:
-        s.tagged(cmd.tag, "NO", "[COMPRESSIONACTIVE] Already compressing")
+        s.tagged(cmd.tag, "NO", T("[COMPRESSIONACTIVE] Already compressing"))
         return
-    s.tagged(cmd.tag, "OK", "DEFLATE active")
+    s.tagged(cmd.tag, "OK", T("DEFLATE active"))
     await s.flush()
     s.start_compression()
 

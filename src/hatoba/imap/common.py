@@ -8,6 +8,7 @@ import bisect
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from hatoba.i18n import T
 from hatoba.imap.contexts import context_news
 from hatoba.imap.folder_work import in_folder_turn
 from hatoba.imap.selected import SelectedMailbox
@@ -47,7 +48,7 @@ def enable_condstore(session: ImapSession) -> None:
     view = session.selected
     if view is not None and not view.condstore:
         view.condstore = True
-        session.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % max(view.mailbox.highestmodseq, 1))
+        session.untagged("OK", T("[HIGHESTMODSEQ %(modseq)s] Highest", modseq=max(view.mailbox.highestmodseq, 1)))
 
 
 async def refresh_selected(session: ImapSession, *, allow_expunge: bool = True, flags: bool = True,
@@ -62,7 +63,7 @@ async def refresh_selected(session: ImapSession, *, allow_expunge: bool = True, 
         last = view.uids[-1] if view.uids else 0
         # Flushed before it is sent: new UIDs are on disk before a client hears of them.
         news = await in_folder_turn(view.mailbox, view.refresh, allow_expunge=allow_expunge, qresync=qresync,
-                                    flags=flags)
+                                    flags=flags, language=session.language)
         session.write(news)
         notify = session.notify
         if fetch_new and notify is not None and notify.fetch and view.uids and view.uids[-1] > last:
@@ -96,5 +97,5 @@ def selected_view(s: ImapSession) -> SelectedMailbox:
 def one_mailbox(s: ImapSession, cmd: RawCommand) -> str:
     """The only argument of DELETE, SUBSCRIBE, GETQUOTAROOT...: a mailbox name."""
     if len(cmd.args) != 1:
-        raise ArgError(f"{cmd.name} needs one mailbox name")
+        raise ArgError(T("%(command)s needs one mailbox name", command=cmd.name))
     return parse_mailbox(cmd.args[0], utf8_accepted=is_utf8(s))

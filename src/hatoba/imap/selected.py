@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hatoba.i18n import T, say
 from hatoba.proto.imap import encode as E
 from hatoba.store.folder_tree import Mailbox, MessageRecord
 from hatoba.store.mailbox_view import SyncResult
@@ -99,8 +100,9 @@ class SelectedMailbox:
 
     # -- news ---------------------------------------------------------------------------
 
-    def flags_news(self) -> bytes:
-        """FLAGS and PERMANENTFLAGS when the folder's keywords differ from those last named.
+    def flags_news(self, language: str = "i-default") -> bytes:
+        """FLAGS and PERMANENTFLAGS when the folder's keywords differ from those last named;
+        the text after PERMANENTFLAGS in `language` (the session's, LANGUAGE of RFC 5255).
 
         A client learns a keyword from FLAGS before any FETCH shows it (RFC 9051
         §7.3.5): STORE, APPEND and COPY (this session's or another's) may add one.
@@ -112,15 +114,21 @@ class SelectedMailbox:
         names = [k.encode() for k in keywords]
         flags = b"* FLAGS " + E.format_list([*PERMANENT_FLAGS[:-1], *names]) + b"\r\n"
         perm = b"()" if self.readonly else E.format_list([*PERMANENT_FLAGS[:-1], *names, PERMANENT_FLAGS[-1]])
-        return flags + b"* OK [PERMANENTFLAGS " + perm + b"] Flags you can change\r\n"
+        # The flags go back as they were: only the words after them are said in `language`.
+        text = say(T("[PERMANENTFLAGS %(flags)s] Flags you can change", flags=perm.decode("utf-8", "surrogateescape")),
+                   language)
+        return flags + b"* OK " + text.encode("utf-8", "surrogateescape") + b"\r\n"
 
-    def refresh(self, *, allow_expunge: bool, qresync: bool = False, flags: bool = True) -> bytes:
+    def refresh(self, *, allow_expunge: bool, qresync: bool = False, flags: bool = True,
+                language: str = "i-default") -> bytes:
         """Untagged responses for what changed in the store since we last looked;
-        flags=False keeps flag changes for a later refresh."""
-        return self._news(self.mailbox.sync(), allow_expunge=allow_expunge, qresync=qresync, flags=flags)
+        flags=False keeps flag changes for a later refresh; texts in `language`."""
+        return self._news(self.mailbox.sync(), allow_expunge=allow_expunge, qresync=qresync, flags=flags,
+                          language=language)
 
-    def _news(self, result: SyncResult, *, allow_expunge: bool, qresync: bool, flags: bool) -> bytes:
-        out: list[bytes] = [self.flags_news()]
+    def _news(self, result: SyncResult, *, allow_expunge: bool, qresync: bool, flags: bool,
+              language: str = "i-default") -> bytes:
+        out: list[bytes] = [self.flags_news(language)]
         self.pending_expunges += [u for u in result.expunged if u in self.records]
         if allow_expunge and self.pending_expunges:
             gone, self.pending_expunges = self.pending_expunges, []

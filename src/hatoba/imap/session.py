@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hatoba.i18n import T, refusal, say
 from hatoba.checks.feedback import JunkFeedback
 from hatoba.config.schema import Config, ListenerConfig
 from hatoba.imap.cmd_notify import tell
@@ -22,7 +23,7 @@ from hatoba.imap.commands import COMMANDS
 from hatoba.imap.common import refresh_selected
 from hatoba.imap.inflate import Inflater, InflateError
 from hatoba.imap.notify import Watch
-from hatoba.imap.replies import login_refusal, store_refusal
+from hatoba.imap.replies import either, login_refusal, store_refusal
 from hatoba.imap.wakeclock import WakeClock
 from hatoba.metrics import Metrics
 from hatoba.net import login as L
@@ -60,10 +61,12 @@ IDLE_AUTOLOGOUT = 30 * 60.0
 # Deliveries, POP3 and other sessions wake IDLE at once; this slow rescan only
 # catches files that outside tools put into the Maildir.
 IDLE_RESCAN = 120.0
-AUTOLOGOUT_BYE = b"* BYE Autologout; idle for too long\r\n"
-LOGIN_DEADLINE_BYE = b"* BYE Too slow: no login in time\r\n"
-SHUTDOWN_BYE = b"* BYE Server shutting down; try again later\r\n"
-BAD_DEFLATE_BYE = b"* BYE Invalid compressed data\r\n"
+# The texts of the untagged BYEs: said in the session's language (LANGUAGE, RFC 5255).
+AUTOLOGOUT_BYE = T("Autologout; idle for too long")
+LOGIN_DEADLINE_BYE = T("Too slow: no login in time")
+SHUTDOWN_BYE = T("Server shutting down; try again later")
+BAD_DEFLATE_BYE = T("Invalid compressed data")
+TOO_MANY_ERRORS_BYE = T("Too many errors; closing")
 NOTHING_ENABLED: frozenset[str] = frozenset()
 
 
@@ -133,7 +136,7 @@ class ImapSession(SessionBase):
     # Slots: one of these lives as long as its connection, and IDLE clients
     # keep connections for hours; a slotted instance has no per-object dict.
     __slots__ = (
-        "facts", "commands", "state", "user", "boxes", "selected", "enabled",
+        "facts", "commands", "state", "user", "boxes", "selected", "enabled", "language",
         "bad_commands", "command_count", "closed", "_compress", "_decompress",
         "_subscribed", "news", "idling", "_idle_deadline", "_idle_rescan", "notify",
     )
@@ -163,6 +166,7 @@ class ImapSession(SessionBase):
         self.boxes: UserMailboxes | None = None
         self.selected = None  # SelectedMailbox when in State.SELECTED
         self.enabled: frozenset[str] = NOTHING_ENABLED  # ENABLEd extensions; a new set on change
+        self.language = "i-default"  # of the status texts: LANGUAGE (RFC 5255 §3) chooses
         self.bad_commands = 0
         self.command_count = 0
         self.closed = False
@@ -247,17 +251,17 @@ class ImapSession(SessionBase):
         try:
             await self.report_news(idle=False)
         except MailboxError as exc:  # the selected folder was deleted under us
-            self.write(b"* NO " + resp_text(str(exc)) + b"\r\n")
+            self.untagged("NO", refusal(exc))
         except (ConnectionError, ssl.SSLError):
             raise
         except Exception:
             log.exception("error in IMAP NOTIFY")
-            self.write(f"* NO [SERVERBUG] Internal error; try again later (id={self.session_id})\r\n".encode())
+            self.untagged("NO", self.internal_error())
         await self.flush()
 
-    def _bye(self, line: bytes) -> None:
+    def _bye(self, text: str) -> None:
         """End the session with an untagged BYE (RFC 9051 §7.1.5); the server closes it."""
-        self.write(line)
+        self.untagged("BYE", text)
         self.closed = True
 
     async def _wait_for_input(self, due: float) -> bool:
@@ -309,20 +313,20 @@ class ImapSession(SessionBase):
 
     async def command_error(self, error: CommandError) -> None:
         tag = error.tag.encode() if error.tag else b"*"
+        text = resp_text(say(error.text, self.language))
         if error.toobig:
-            self.write(tag + b" NO [TOOBIG] " + resp_text(error.text) + b"\r\n")
+            self.write(tag + b" NO [TOOBIG] " + text + b"\r\n")
         else:
-            self.write(tag + b" BAD " + resp_text(error.text) + b"\r\n")
+            self.write(tag + b" BAD " + text + b"\r\n")
         self.count_bad()
         if error.fatal:
-            self.write(b"* BYE " + resp_text(error.text) + b"\r\n")
+            self.write(b"* BYE " + text + b"\r\n")
             self.closed = True
 
     def count_bad(self) -> None:
         self.bad_commands += 1
         if self.bad_commands >= self.facts.max_bad_commands and not self.closed:
-            self.write(b"* BYE Too many errors; closing\r\n")
-            self.closed = True
+            self._bye(TOO_MANY_ERRORS_BYE)
 
     async def dispatch(self, cmd: RawCommand) -> None:
         self.command_count += 1
@@ -330,25 +334,25 @@ class ImapSession(SessionBase):
         tag = cmd.tag
         name = cmd.name
         if name not in KNOWN or name not in COMMANDS:
-            self.tagged(tag, "BAD", f"Unknown command {name[:20]}")
+            self.tagged(tag, "BAD", T("Unknown command %(command)s", command=name[:20]))
             self.count_bad()
             return
         if name not in ALLOWED[self.state]:
             where = {
-                State.NOT_AUTHENTICATED: "log in first",
-                State.AUTHENTICATED: "select a mailbox first",
-                State.SELECTED: "not in this state",
-            }.get(self.state, "closing")
-            self.tagged(tag, "BAD", f"{name} is not allowed now: {where}")
+                State.NOT_AUTHENTICATED: T("log in first"),
+                State.AUTHENTICATED: T("select a mailbox first"),
+                State.SELECTED: T("not in this state"),
+            }.get(self.state, T("closing"))
+            self.tagged(tag, "BAD", T("%(command)s is not allowed now: %(where)s", command=name, where=where))
             self.count_bad()
             return
         handler = COMMANDS[name]
         try:
             await handler(self, cmd)
         except ArgRefused as exc:
-            self.tagged(tag, "NO", str(exc))
+            self.tagged(tag, "NO", refusal(exc))
         except ArgError as exc:
-            self.tagged(tag, "BAD", str(exc) or "Syntax error")
+            self.tagged(tag, "BAD", refusal(exc) or T("Syntax error"))
             self.count_bad()
         except MailboxError as exc:
             self.tagged(tag, "NO", store_refusal(exc))
@@ -356,7 +360,7 @@ class ImapSession(SessionBase):
             raise
         except Exception:
             log.exception("error in IMAP %s", name)
-            self.tagged(tag, "NO", f"[SERVERBUG] Internal error; try again later (id={self.session_id})")
+            self.tagged(tag, "NO", self.internal_error())
 
     # -- output ---------------------------------------------------------------------
 
@@ -365,9 +369,17 @@ class ImapSession(SessionBase):
     trace_output = False
 
     def tagged(self, tag: str, status: str, text: str) -> None:
-        line = f"{tag} {status} ".encode() + resp_text(text) + b"\r\n"
+        line = f"{tag} {status} ".encode() + resp_text(say(text, self.language)) + b"\r\n"
         trace_line("->", line)
         self.write(line)
+
+    def untagged(self, status: str, text: str) -> None:
+        """An untagged status response ("* OK", "* NO", "* BYE"), its text in the session's language."""
+        self.write(f"* {status} ".encode() + resp_text(say(text, self.language)) + b"\r\n")
+
+    def internal_error(self) -> str:
+        """The text of a NO for a failure of the server's own (the id finds it in the log)."""
+        return T("[SERVERBUG] Internal error; try again later (id=%(id)s)", id=self.session_id)
 
     def wire_form(self, data: bytes) -> bytes:
         """`data` as it must go out now, compressed after COMPRESS (the server's farewell)."""
@@ -384,7 +396,7 @@ class ImapSession(SessionBase):
     # -- TLS --------------------------------------------------------------------------
 
     async def start_tls(self, tag: str) -> None:
-        self.tagged(tag, "OK", "Begin TLS negotiation now")
+        self.tagged(tag, "OK", T("Begin TLS negotiation now"))
         await self.flush()
         if self.closed or not await self.upgrade_tls("imap"):
             self.closed = True
@@ -424,7 +436,8 @@ class ImapSession(SessionBase):
         self._subscribed = True
         if self.ctx.pop_before_smtp.enabled:  # off by default: then no thread and no disk
             await asyncio.to_thread(self.ctx.pop_before_smtp.record_login, self.client_ip, self.user)
-        self.tagged(tag, "OK", f"[CAPABILITY {capabilities(self.facts, self.state, compress_available=True)}] Logged in")
+        caps = capabilities(self.facts, self.state, compress_available=True)
+        self.tagged(tag, "OK", T("[CAPABILITY %(capabilities)s] Logged in", capabilities=caps))
 
     def _open_user(self) -> UserMailboxes:
         assert self.user is not None
@@ -435,16 +448,16 @@ class ImapSession(SessionBase):
     async def authenticate(self, cmd: RawCommand) -> None:
         tag = cmd.tag
         if not cmd.args:
-            raise ArgError("AUTHENTICATE needs a mechanism")
+            raise ArgError(T("AUTHENTICATE needs a mechanism"))
         mech_name = as_text(cmd.args[0]).upper()
         if not self.facts.may_login:
-            self.tagged(tag, "NO", "[PRIVACYREQUIRED] Use STARTTLS first, or port 993")
+            self.tagged(tag, "NO", T("[PRIVACYREQUIRED] Use STARTTLS first, or port 993"))
             return
         offered = self.facts.offered_mechanisms
         bindings = self.channel_bindings() if self.facts.channel_binding else {}
         mechanism = sasl.server_mechanism(mech_name, bindings) if mech_name in offered else None
         if mechanism is None:
-            self.tagged(tag, "NO", f"[CANNOT] Unsupported mechanism; use {' or '.join(offered)}")
+            self.tagged(tag, "NO", T("[CANNOT] Unsupported mechanism; use %(mechanisms)s", mechanisms=either(offered)))
             return
         scram: ScramLogin | None = None
         try:
@@ -452,7 +465,7 @@ class ImapSession(SessionBase):
             if len(cmd.args) > 1:  # SASL-IR (RFC 4959)
                 decoded = sasl.decode_response(as_text(cmd.args[1]).encode())
                 if isinstance(decoded, sasl.Cancelled):
-                    self.tagged(tag, "BAD", "Authentication cancelled")
+                    self.tagged(tag, "BAD", T("Authentication cancelled"))
                     return
                 initial = decoded
             result = mechanism.start(initial)
@@ -474,7 +487,7 @@ class ImapSession(SessionBase):
                 trace_line("<-", line, secret=True)
                 decoded = sasl.decode_response(line)
                 if isinstance(decoded, sasl.Cancelled):
-                    self.tagged(tag, "BAD", "Authentication cancelled")
+                    self.tagged(tag, "BAD", T("Authentication cancelled"))
                     return
                 result = mechanism.step(decoded)
             if isinstance(result, sasl.Verified):
@@ -485,7 +498,7 @@ class ImapSession(SessionBase):
                 await self.logged_in(tag, await self.ctx.logins.password(
                     self, result.username, result.password, mechanism=mech_name, authzid=result.authzid))
         except sasl.SaslError as exc:
-            self.tagged(tag, "BAD", str(exc))
+            self.tagged(tag, "BAD", refusal(exc))
             self.count_bad()
         finally:
             if scram is not None:  # ended after the salt, before a verdict: cancelled, malformed or dropped
@@ -556,7 +569,7 @@ class ImapSession(SessionBase):
                         return False
                     except Exception:
                         log.exception("error in IMAP IDLE")
-                        self.tagged(tag, "NO", f"[SERVERBUG] Internal error; try again later (id={self.session_id})")
+                        self.tagged(tag, "NO", self.internal_error())
                         return False
                     await self.flush()
                     if self.closed:
@@ -581,9 +594,9 @@ class ImapSession(SessionBase):
             if not parked:
                 self.idling = None
         if line.strip().upper() != b"DONE":
-            self.tagged(tag, "BAD", "Expected DONE to end IDLE")
+            self.tagged(tag, "BAD", T("Expected DONE to end IDLE"))
             return False
-        self.tagged(tag, "OK", "IDLE terminated")
+        self.tagged(tag, "OK", T("IDLE terminated"))
         return False
 
     def mailbox_news(self, changes: tuple[Change, ...], *, own: bool = False) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+from hatoba.i18n import T
 from hatoba.net.shared_counts import MAX_COUNT, SharedCounts
 from hatoba.proto.smtp import replies as R
 from hatoba.proto.smtp.replies import Reply
@@ -89,13 +90,13 @@ class ConnectionLimiter:
         """None when the connection may proceed; else the reply that refuses it."""
         if self._counts.total() >= self.max_total:
             return R.R421_TOO_MANY_CONNECTIONS.with_text(
-                f"Too many connections to this server ({self.max_total}); try again later"
+                T("Too many connections to this server (%(most)s); try again later", most=self.max_total)
             )
         cells = self._counts.cells(ip)
         if self._counts.count_at(cells) >= self.max_per_ip:
             return R.R421_TOO_MANY_FROM_IP.with_text(
-                f"Too many connections from your address that have not logged in ({self.max_per_ip}); "
-                "try again later"
+                T("Too many connections from your address that have not logged in (%(most)s); try again later",
+                  most=self.max_per_ip)
             )
         self._counts.add_total(1)
         self._counts.add_at(cells, 1)
@@ -108,9 +109,10 @@ class ConnectionLimiter:
         it may not (the connection then stays where it was)."""
         cells = self._counts.cells((account, ip, proto))
         if proto != "smtp" and self._counts.count_at(cells) >= self.max_per_user_ip:
-            return (
-                f"Too many {proto.upper()} connections for {account} from your address "
-                f"({self.max_per_user_ip}); close one in another program first"
+            return T(
+                "Too many %(protocol)s connections for %(account)s from your address (%(most)s); "
+                "close one in another program first",
+                protocol=proto.upper(), account=account, most=self.max_per_user_ip,
             )
         self._counts.add_at(self._counts.cells(ip if previous is None else (previous, ip, proto)), -1)
         self._counts.add_at(cells, 1)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from hatoba.config.schema import SMTP_LISTENERS, Config, ListenerConfig
+from hatoba.i18n import T, capitalized
 from hatoba.logs import mail_log
 from hatoba.net.limits import ConnectionLimiter
 from hatoba.net.workers import LOGINS
@@ -66,7 +67,7 @@ MAX_LOGIN_NAME = 512
 class LoginResult:
     status: str
     account: str | None = None  # the canonical login (lower-cased address) when ok
-    text: str = ""  # plain words for a refusal, for the client
+    text: str = ""  # plain words for a refusal, for the client (a Text: POP3 and IMAP may translate it)
     retry_after: float = 0.0
     reason: str = ""  # REFUSED: "no-tls" or "authzid"
 
@@ -236,15 +237,15 @@ class Logins:
         if len(username) > MAX_LOGIN_NAME or len(authzid) > MAX_LOGIN_NAME:
             self._logged(REFUSED, proto, login=username[:64] + "...", mech=mechanism,
                      ip=session.client_ip, reason="name-too-long")
-            return LoginResult(REFUSED, text="Login name too long", reason="name-too-long")
+            return LoginResult(REFUSED, text=T("Login name too long"), reason="name-too-long")
         if not self._may_log_in(session):
             self._logged(REFUSED, proto, login=username, mech=mechanism, ip=session.client_ip,
                      reason="no-tls")
-            return LoginResult(REFUSED, text="Use TLS first: no passwords in clear", reason="no-tls")
+            return LoginResult(REFUSED, text=T("Use TLS first: no passwords in clear"), reason="no-tls")
         if authzid and account_key(authzid) != account_key(username):
             self._logged(REFUSED, proto, login=username, mech=mechanism, ip=session.client_ip,
                      reason="authzid")
-            return LoginResult(REFUSED, text="Acting as another user is not allowed", reason="authzid")
+            return LoginResult(REFUSED, text=T("Acting as another user is not allowed"), reason="authzid")
         return None
 
     async def _begin(self, session: LoginSession, username: str, mechanism: str) -> Attempt | LoginResult:
@@ -285,4 +286,5 @@ class Logins:
 
 
 def _capitalised(text: str) -> str:
-    return text[:1].upper() + text[1:]
+    """A refusal's words as a sentence that starts them; a Text stays one (hatoba/i18n.py)."""
+    return capitalized(text)

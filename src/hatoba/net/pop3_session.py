@@ -145,8 +145,8 @@ class Pop3Session(SessionBase):
                             data = await self.stream.read(READ_SIZE)
                 except TimeoutError:
                     overdue = self.login_overdue()
-                    text = "Too slow: no login in time" if overdue else "Autologout; idle for too long"
-                    self._write(R.format_reply(R.err(text)))
+                    reply = R.ERR_LOGIN_TIMEOUT if overdue else R.ERR_AUTOLOGOUT
+                    self._write(R.format_reply(reply, self.conn.language))
                     mail_log("timeout", ip=self.client_ip, proto="pop3", reason="login-deadline" if overdue else "idle")
                     break
                 if not data:
@@ -173,7 +173,7 @@ class Pop3Session(SessionBase):
                 log.exception("error handling %s", type(event).__name__)
                 if self.conn.closed:
                     return
-                self._write(self.conn.send(R.err(f"Local error; try again later (id={self.session_id})", "SYS/TEMP")))
+                self._write(self.conn.send(R.local_error(self.session_id)))
             if self.unflushed >= FLUSH_AT:
                 await self._flush()
 
@@ -220,7 +220,7 @@ class Pop3Session(SessionBase):
     # -- STLS ----------------------------------------------------------------------
 
     async def _starttls(self) -> None:
-        self._write(self.conn.send(R.ok("Begin TLS negotiation")))
+        self._write(self.conn.send(R.OK_STLS_BEGIN))
         await self._flush()
         if self.conn.closed or not await self.upgrade_tls("pop3"):
             self.conn.state = State.CLOSED
@@ -256,7 +256,7 @@ class Pop3Session(SessionBase):
             if result.status == L.FAILED:
                 self.auth_failures += 1
                 if self.auth_failures >= self.ctx.config.pop3.max_auth_failures:
-                    self._write(R.format_reply(R.err("Too many failed logins; closing")))
+                    self._write(R.format_reply(R.ERR_TOO_MANY_FAILED_LOGINS, self.conn.language))
                     self.conn.state = State.CLOSED
             return
         mailbox = result.account
@@ -269,7 +269,7 @@ class Pop3Session(SessionBase):
             maildrop = await asyncio.to_thread(_open_locked, lock, maildir)
         except OSError as exc:
             log.error("cannot open the maildrop of %s: %s", mailbox, exc)
-            self._write(self.conn.send(R.err("Cannot open your maildrop now; try again later", "SYS/TEMP")))
+            self._write(self.conn.send(R.ERR_MAILDROP_UNAVAILABLE))
             return
         finally:
             if maildrop is None:
@@ -305,7 +305,7 @@ class Pop3Session(SessionBase):
                 f = await asyncio.to_thread(maildrop.open_message, index)
         except FileNotFoundError:
             # Removed by another client (IMAP) since the session began.
-            self._write(self.conn.send(R.err("That message was deleted by another session", "SYS/PERM")))
+            self._write(self.conn.send(R.ERR_MESSAGE_GONE))
             return False
         except OSError as exc:
             log.error("cannot read message %d of %s: %s", index + 1, self.mailbox, exc)
@@ -340,7 +340,7 @@ class Pop3Session(SessionBase):
         if removed and self.ctx.events is not None and self.mailbox is not None:
             self.ctx.events.changed(self.mailbox, POP3_DELETED)
         mail_log("pop3-update", login=self.mailbox, ip=self.client_ip, retrieved=self.retrieved, deleted=removed)
-        self._write(self.conn.send(R.ok(f"{self.ctx.config.server.hostname} closing; {removed} messages deleted")))
+        self._write(self.conn.send(R.update_done(self.ctx.config.server.hostname, removed)))
 
     # -- output ----------------------------------------------------------------------------
 

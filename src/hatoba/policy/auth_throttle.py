@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from hatoba.config.schema import AuthConfig
+from hatoba.i18n import T
 
 __all__ = [
     "Attempt",
@@ -145,14 +146,16 @@ class Refusal:
 
     @property
     def text(self) -> str:
-        wait = f"try again in {max(1, math.ceil(self.retry_after))} s"
+        """Plain words for the client (a Text: POP3 and IMAP may say them in its language)."""
+        seconds = max(1, math.ceil(self.retry_after))
         if self.in_flight:
-            return f"too many logins at once; {wait}"
+            return T("too many logins at once; try again in %(seconds)s s", seconds=seconds)
         if self.scope == "pair":
-            return f"too many failed logins for this account from your address; {wait}"
+            return T("too many failed logins for this account from your address; try again in %(seconds)s s",
+                     seconds=seconds)
         if self.scope == "address":
-            return f"too many failed logins from your address; {wait}"
-        return f"too many failed logins for this account; {wait}"
+            return T("too many failed logins from your address; try again in %(seconds)s s", seconds=seconds)
+        return T("too many failed logins for this account; try again in %(seconds)s s", seconds=seconds)
 
 
 @dataclass(eq=False)
@@ -291,17 +294,27 @@ def answer_delay(level: float, limit: Limit, max_delay: float) -> float:
 
 
 def describe(row: ScopeRow, limit: Limit, now: float) -> str:
-    """Plain words for `hatoba auth status`."""
-    what = {
-        "pair": "failed logins for this account from this address",
-        "address": "failed logins from this address, any account",
-        "account": "failed logins for this account, any address",
-    }.get(row.key.scope, "failed logins")
-    text = f"{row.level:.1f} {what} (limit {limit.burst}; one more allowed every {limit.slot:.0f} s)"
+    """Plain words for `hatoba auth status` (a Text, said in the terminal's language)."""
+    if row.key.scope == "pair":
+        what = T("failed logins for this account from this address")
+    elif row.key.scope == "address":
+        what = T("failed logins from this address, any account")
+    elif row.key.scope == "account":
+        what = T("failed logins for this account, any address")
+    else:
+        what = T("failed logins")
+    text = T(
+        "%(level)s %(what)s (limit %(burst)s; one more allowed every %(slot)s s)",
+        level=f"{row.level:.1f}", what=what, burst=limit.burst, slot=f"{limit.slot:.0f}",
+    )
     if now < row.blocked_until:
-        text += f"; tries refused for {math.ceil(row.blocked_until - now)} s more"
+        seconds = math.ceil(row.blocked_until - now)
         if row.strikes > 1:
-            text += f" ({row.strikes} times over the limit in a row)"
+            return T(
+                "%(status)s; tries refused for %(seconds)s s more (%(strikes)s times over the limit in a row)",
+                status=text, seconds=seconds, strikes=row.strikes,
+            )
+        return T("%(status)s; tries refused for %(seconds)s s more", status=text, seconds=seconds)
     return text
 
 

@@ -21,7 +21,7 @@ class State(enum.Enum):
     LOGOUT = "logout"
 
 
-ANY = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
+ANY = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID", "LANGUAGE"})
 NOT_AUTHENTICATED = ANY | {"STARTTLS", "AUTHENTICATE", "LOGIN"}
 AUTHENTICATED = ANY | {
     "ENABLE", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE",
@@ -71,13 +71,13 @@ EXTENSIONS = (
     "SORT=DISPLAY", "ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT",
     "QUOTA", "QUOTA=RES-STORAGE", "CHILDREN", "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS",
     "NAMESPACE", "ID", "UNSELECT", "BINARY", "STATUS=SIZE", "SASL-IR", "LIST-MYRIGHTS",
-    "MULTIAPPEND", "CATENATE", "NOTIFY",
+    "MULTIAPPEND", "CATENATE", "NOTIFY", "LANGUAGE",
 )
 
 
 def capabilities(facts: ImapFacts, state: State, *, compress_available: bool = False) -> str:
     """The CAPABILITY list for this connection now (RFC 9051 §6.1.1, RFC 2595 LOGINDISABLED)."""
-    caps = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
+    caps = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "LANGUAGE"]
     if state is State.NOT_AUTHENTICATED:
         if facts.tls_available and not facts.tls_active:
             caps.append("STARTTLS")

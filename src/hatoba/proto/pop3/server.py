@@ -27,6 +27,7 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from hatoba.i18n import LANGUAGES
 from hatoba.proto import sasl
 from hatoba.proto.errors import LocalProtocolError
 from hatoba.proto.lines import LINE_TOO_LONG, Line, LineBuffer
@@ -75,8 +76,8 @@ class State(enum.Enum):
 
 # Which verbs each state accepts (RFC 1939 §4-§7, RFC 2449 §5, RFC 2595 §4,
 # RFC 5034 §4); a known verb in the wrong state gets a state error.
-AUTHORIZATION_VERBS = frozenset({"CAPA", "QUIT", "NOOP", "USER", "PASS", "APOP", "AUTH", "STLS"})
-TRANSACTION_VERBS = frozenset({"CAPA", "QUIT", "NOOP", "STAT", "LIST", "UIDL", "RETR", "DELE", "RSET", "TOP"})
+AUTHORIZATION_VERBS = frozenset({"CAPA", "QUIT", "NOOP", "USER", "PASS", "APOP", "AUTH", "STLS", "LANG"})
+TRANSACTION_VERBS = frozenset({"CAPA", "QUIT", "NOOP", "STAT", "LIST", "UIDL", "RETR", "DELE", "RSET", "TOP", "LANG"})
 ALLOWED: dict[State, frozenset[str]] = {
     State.AUTHORIZATION: AUTHORIZATION_VERBS,
     State.TRANSACTION: TRANSACTION_VERBS,
@@ -109,6 +110,7 @@ class Pop3ServerConn:
         self.bad_commands = 0
         self.commands = 0
         self.discarded_after_stls = 0
+        self.language = "en"  # of the replies' texts (LANG, RFC 6856)
         self._lines = LineBuffer(facts.max_line)
         self._last_line: tuple[bytes, bool] | None = None  # for take_line()
         self._pending: Event | None = None
@@ -152,11 +154,12 @@ class Pop3ServerConn:
         return index in self._deleted
 
     def greeting(self) -> bytes:
-        # RFC 1939 §4; §7: the APOP timestamp is the last thing in the greeting.
+        # RFC 1939 §4; §7: the APOP timestamp is the last thing in the greeting. Not translated:
+        # it goes out before any LANG could choose a language (RFC 6856 §3).
         text = f"{self.facts.implementation} ready"
         if self.facts.apop_timestamp:
             text += " " + self.facts.apop_timestamp
-        return R.format_reply(R.ok(text))
+        return R.format_reply(R.ok(text), self.language)
 
     def receive_data(self, data: bytes) -> None:
         if self.state is State.CLOSED:
@@ -205,12 +208,12 @@ class Pop3ServerConn:
             self.discarded_after_stls += len(self._lines.take_all())
         if not reply.ok and reply.code not in R.SERVER_SIDE_CODES:
             self.bad_commands += 1
-        out = R.format_reply(reply)
+        out = R.format_reply(reply, self.language)
         if reply.closes or isinstance(event, Quit):  # RFC 1939 §6: QUIT closes even on -ERR
             self._close()
         elif self.bad_commands >= self.facts.max_bad_commands and self.state is not State.CLOSED:
             self._close()
-            out += R.format_reply(R.ERR_TOO_MANY_ERRORS)
+            out += R.format_reply(R.ERR_TOO_MANY_ERRORS, self.language)
         return out
 
     def login_succeeded(self, user: str, maildrop: Sequence[MessageInfo]) -> bytes:
@@ -225,7 +228,7 @@ class Pop3ServerConn:
         self._maildrop = tuple(maildrop)
         self._deleted = set()
         self.state = State.TRANSACTION
-        return R.format_reply(R.logged_in(len(self._maildrop), sum(m.size for m in self._maildrop)))
+        return R.format_reply(R.logged_in(len(self._maildrop), sum(m.size for m in self._maildrop)), self.language)
 
     def retr_ok(self, info: MessageInfo | None = None) -> bytes:
         """The "+OK N octets" line that starts a RETR answer; the message follows."""
@@ -233,14 +236,14 @@ class Pop3ServerConn:
         if not isinstance(event, Retrieve) or self._streaming:
             raise LocalProtocolError("retr_ok() without a pending Retrieve")
         self._streaming = True
-        return R.format_reply(R.retr_ok((info or event.info).size))
+        return R.format_reply(R.retr_ok((info or event.info).size), self.language)
 
     def top_ok(self, info: MessageInfo | None = None) -> bytes:
         """The "+OK" line that starts a TOP answer; the encoded message head follows."""
         if not isinstance(self._pending, Top) or self._streaming:
             raise LocalProtocolError("top_ok() without a pending Top")
         self._streaming = True
-        return R.format_reply(R.OK_TOP)
+        return R.format_reply(R.OK_TOP, self.language)
 
     def message_sent(self) -> None:
         """The message and its "." terminator are written: the RETR/TOP is answered."""
@@ -277,6 +280,7 @@ class Pop3ServerConn:
                     caps.append("SASL " + " ".join(mechanisms))
             if self.facts.tls_available and not self.tls_active:
                 caps.append("STLS")  # RFC 2595 §4
+        caps.append("LANG")  # RFC 6856 §3
         caps.append(f"IMPLEMENTATION {self.facts.implementation}")
         return caps
 
@@ -346,6 +350,21 @@ class Pop3ServerConn:
         if self._args(rest):
             return self._core("CAPA", R.SYNTAX["CAPA"])
         return self._core("CAPA", R.multiline(R.OK_CAPA_HEAD, self.capabilities()))
+
+    def cmd_lang(self, rest: str) -> Event:
+        """RFC 6856 §3: no argument lists the languages; one picks the first that matches the
+        range (a regional tag matches its language; "*" is the server's choice, English). The
+        +OK that says so is already in the new language."""
+        args = self._args(rest)
+        if not args:
+            return self._core("LANG", R.multiline(R.OK_LANG_HEAD, [f"{tag} {name}" for tag, name in LANGUAGES.items()]))
+        if len(args) > 1:
+            return self._core("LANG", R.SYNTAX["LANG"])
+        chosen = _language_of(args[0])
+        if chosen is None:
+            return self._core("LANG", R.ERR_LANG)
+        self.language = chosen
+        return self._core("LANG", R.lang_ok(chosen, LANGUAGES[chosen]))
 
     def cmd_noop(self, rest: str) -> Event:
         if self._args(rest):
@@ -498,7 +517,7 @@ class Pop3ServerConn:
             return self._core(verb, R.ok(f"{index + 1} {value(index)}"))
         live = self._live()
         lines = [f"{i + 1} {value(i)}" for i in live]
-        head = f"{len(live)} messages ({self._octets()} octets)" if verb == "LIST" else R.OK_UIDL_HEAD
+        head = R.list_head(len(live), self._octets()) if verb == "LIST" else R.OK_UIDL_HEAD
         return self._core(verb, R.multiline(head, lines))
 
     def cmd_retr(self, rest: str) -> Event:
@@ -540,7 +559,17 @@ class Pop3ServerConn:
         return self._core("RSET", R.maildrop_summary(len(self._maildrop), self._octets()))
 
 
+def _language_of(asked: str) -> str | None:
+    """The language of ours a LANG argument (a range, RFC 4647) asks for, or None."""
+    tag = asked.strip().lower()
+    if tag in ("*", "i-default"):
+        return "en"
+    primary = tag.split("-", 1)[0]
+    return primary if primary in LANGUAGES else None
+
+
 COMMANDS: dict[str, Callable[[Pop3ServerConn, str], Event]] = {
+    "LANG": Pop3ServerConn.cmd_lang,
     "CAPA": Pop3ServerConn.cmd_capa,
     "NOOP": Pop3ServerConn.cmd_noop,
     "QUIT": Pop3ServerConn.cmd_quit,
