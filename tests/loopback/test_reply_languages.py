@@ -64,7 +64,7 @@ def test_imap_language_lists_switches_and_falls_back(server, hatoba_home):
         wire.send("a LANGUAGE")
         assert wire.until("a ") == ["* LANGUAGE (i-default en ja)", "a OK LANGUAGE completed"]
         wire.send("b LANGUAGE fr ja-JP en")  # the first range we have: ja, from its regional tag
-        assert wire.until("b ") == ["* LANGUAGE (ja)", "b OK 言語を切り替えました"]
+        assert wire.until("b ") == ["* LANGUAGE (ja)", "b OK LANGUAGE が完了しました"]
         wire.send("c LANGUAGE fr de")
         lines = wire.until("c ")
         assert lines[-1].startswith("c NO ") and "日本語" in lines[-1]  # refused, in the language in force
@@ -101,7 +101,7 @@ def test_imap_language_default_is_the_users_own_setting(server, hatoba_home):
         wire.send(f"b LOGIN {ALICE} {PASSWORD}")
         wire.until("b OK")
         wire.send("c LANGUAGE default")
-        assert wire.until("c ") == ["* LANGUAGE (ja)", "c OK 言語を切り替えました"]
+        assert wire.until("c ") == ["* LANGUAGE (ja)", "c OK LANGUAGE が完了しました"]
     finally:
         wire.close()
 
@@ -113,7 +113,7 @@ def test_pop3_lang_lists_switches_and_refuses(server, hatoba_home):
         wire.send("CAPA")
         assert "LANG" in wire.until(".")
         wire.send("LANG")
-        assert wire.until(".") == ["+OK Language listing follows", "en English", "ja 日本語", "."]
+        assert wire.until(".") == ["+OK Language listing follows", "en English", "ja Japanese", "."]
         wire.send("LANG ja-JP")
         assert wire.line() == "+OK ja これから日本語で応答します"
         wire.send("PASS secret")
@@ -132,3 +132,26 @@ def test_pop3_lang_lists_switches_and_refuses(server, hatoba_home):
         assert wire.line().startswith("-ERR")
     finally:
         wire.close()
+
+
+def test_a_language_chosen_before_tls_is_forgotten_with_it(server, hatoba_home):
+    sock = socket.create_connection(("127.0.0.1", server.port("imap")), timeout=10)
+    try:
+        sock.recv(65536)  # greeting
+        sock.sendall(b"a LANGUAGE ja\r\n")
+        data = b""
+        while b"a OK" not in data:
+            data += sock.recv(65536)
+        sock.sendall(b"b STARTTLS\r\n")
+        data = b""
+        while b"b OK" not in data:
+            data += sock.recv(65536)
+        tls = hatoba_home.client_context().wrap_socket(sock, server_hostname="mail.example.test")
+        tls.sendall(b"c NOOP\r\n")
+        data = b""
+        while b"c " not in data:
+            data += tls.recv(65536)
+        assert data.isascii() and b"c OK" in data  # English again: the choice in clear is gone
+        tls.close()
+    finally:
+        sock.close()

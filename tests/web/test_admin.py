@@ -666,3 +666,44 @@ def test_domain_names_in_links_are_read_in_any_spelling(site):
     for page in ("-1", "10" * 100, "%D9%A3", "x"):
         assert head.get(f"/admin/users?page={page}").status == 200
         assert head.get(f"/admin/aliases?page={page}&q=%00").status == 200
+
+
+def test_a_domain_admin_cannot_make_again_an_address_whose_mail_is_still_stored(site):
+    server, home = site
+    cli(site, "user", "add", "kai@school.example", "--password-stdin", stdin="kai-password-1\n")
+    with smtplib.SMTP("127.0.0.1", server.port("smtp")) as smtp:
+        smtp.sendmail("someone@elsewhere.example", ["kai@school.example"], b"Subject: private\r\n\r\nfor kai\r\n")
+    assert home.wait_messages("kai@school.example", 1)
+    cli(site, "user", "remove", "kai@school.example")  # its mail stays in place
+    head = logged_in(site, HEAD, HEAD_PASSWORD)
+    head.get("/admin/users")
+    taken = head.post("/admin/users", {"action": "add", "address": "kai@school.example", "password": "head-owns-it"})
+    assert taken.status == 403 and "kai@school.example" not in cli(site, "user", "list")
+    fresh = head.post("/admin/users", {"action": "add", "address": "new-kai@school.example", "password": "new-kai-pass"})
+    assert fresh.status == 200 and "new-kai@school.example" in cli(site, "user", "list")
+    admin = logged_in(site, ADMIN, ADMIN_PASSWORD)
+    admin.get("/admin/users")
+    assert admin.post("/admin/users", {"action": "add", "address": "kai@school.example",
+                                       "password": "kai-password-2"}).status == 200
+
+
+def test_two_cookie_fields_and_odd_host_spellings(site):
+    web = logged_in(site, PUPIL, PUPIL_PASSWORD)
+    session = web.cookies.pop("__Host-hatoba")
+    conn_headers = [("Cookie", "a=b"), ("Cookie", f"__Host-hatoba={session}")]
+    import http.client
+
+    conn = http.client.HTTPSConnection("127.0.0.1", site[0].port("https"), context=site[1].client_context(), timeout=10)
+    conn.putrequest("GET", "/admin/", skip_host=True)
+    conn.putheader("Host", "mail.example.test")
+    for name, value in conn_headers:
+        conn.putheader(name, value)
+    conn.endheaders()
+    assert conn.getresponse().status == 200
+    conn.close()
+    web.cookies["__Host-hatoba"] = session
+    for host in ("mail.example.test..", "mail.example.test:abc", "evil.example"):
+        web.host = host
+        assert web.get("/admin/").status == 301, host
+    web.host = "mail.example.test."
+    assert web.get("/admin/").status == 200

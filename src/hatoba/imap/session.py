@@ -401,8 +401,11 @@ class ImapSession(SessionBase):
         if self.closed or not await self.upgrade_tls("imap"):
             self.closed = True
             return
-        # RFC 9051 §6.2.1: forget anything pipelined before TLS (CVE-2011-0411 style injection).
+        # RFC 9051 §6.2.1: forget anything pipelined before TLS (CVE-2011-0411 style injection),
+        # and the language asked for in clear: whoever sat in the middle may have chosen it
+        # (RFC 5255 §3: the client asks again after TLS).
         self.commands = self.new_reader()
+        self.language = "i-default"
         self.facts = dataclasses.replace(
             self.facts, tls_active=True, tls_available=False, channel_binding=bool(self.channel_bindings())
         )

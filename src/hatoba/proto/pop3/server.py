@@ -265,6 +265,7 @@ class Pop3ServerConn:
     def tls_started(self) -> None:
         """STLS finished (RFC 2595 §4): forget input and half-done logins from before TLS."""
         self.tls_active = True
+        self.language = "en"  # chosen in clear, perhaps by someone in the middle (RFC 6856 §7)
         self.discarded_after_stls += len(self._lines.take_all())
         self._user = None
         self._sasl = None
@@ -357,14 +358,15 @@ class Pop3ServerConn:
         +OK that says so is already in the new language."""
         args = self._args(rest)
         if not args:
-            return self._core("LANG", R.multiline(R.OK_LANG_HEAD, [f"{tag} {name}" for tag, name in LANGUAGES.items()]))
+            # Described in English (ASCII): the client has not said it reads UTF-8 yet.
+            return self._core("LANG", R.multiline(R.OK_LANG_HEAD, [f"{tag} {name}" for tag, name in LANG_NAMES.items()]))
         if len(args) > 1:
             return self._core("LANG", R.SYNTAX["LANG"])
         chosen = _language_of(args[0])
         if chosen is None:
             return self._core("LANG", R.ERR_LANG)
         self.language = chosen
-        return self._core("LANG", R.lang_ok(chosen, LANGUAGES[chosen]))
+        return self._core("LANG", R.lang_ok(chosen, LANGUAGES[chosen]))  # in the new language
 
     def cmd_noop(self, rest: str) -> Event:
         if self._args(rest):
@@ -557,6 +559,9 @@ class Pop3ServerConn:
             return self._core("RSET", R.SYNTAX["RSET"])
         self._deleted.clear()
         return self._core("RSET", R.maildrop_summary(len(self._maildrop), self._octets()))
+
+
+LANG_NAMES = {"en": "English", "ja": "Japanese"}
 
 
 def _language_of(asked: str) -> str | None:

@@ -147,10 +147,10 @@ class AdminApp:
         autoconfig. or mta-sts. name of a customer's domain, an IP address), the browser is
         sent there, so the pages never share a site with anyone else's."""
         hostname = self.ctx.config.server.hostname.lower().rstrip(".")
-        if request.hostname == hostname:
+        name, _, port = request.host.strip().lower().partition(":")
+        if name in (hostname, hostname + ".") and (port == "" or (port.isascii() and port.isdigit())):
             return None
-        port = request.host.rsplit(":", 1)[1] if request.host.count(":") == 1 else ""
-        port = f":{port}" if port.isdigit() and port != "443" else ""
+        port = f":{port}" if port.isascii() and port.isdigit() and port != "443" else ""
         return Response(301, b"", H.HTML, (*H.SECURITY, ("Location", f"https://{hostname}{port}{PREFIX}/")))
 
     def guarded(self, handler: Page, *, need: str = "user") -> Callable[[Request], Awaitable[Response]]:

@@ -49,10 +49,13 @@ def cookie(request: Request, name: str) -> str:
     dislikes (another site's JSON value locks the user out) and, before Python 3.11.10, took
     quadratic time on backslashes (CVE-2024-7592), on the event loop. Our own values are
     token characters, so no quoting is needed (RFC 6265 §4.2.1)."""
-    for pair in request.header("cookie").split(";"):
-        key, found, value = pair.strip().partition("=")
-        if found and key == name:
-            return value.strip()
+    for field, text in request.headers:
+        if field != "cookie":
+            continue  # each Cookie field on its own: joined, two fields would merge their pairs
+        for pair in text.split(";"):
+            key, found, value = pair.partition("=")
+            if found and key.strip() == name:
+                return value.strip()
     return ""
 
 

@@ -152,6 +152,10 @@ async def users(app: AdminApp, request: Request, visitor: Visitor, fields: dict[
             action = fields.get("action")
             try:
                 if action == "add":
+                    if not visitor.grants.server and (await app.blocking(app.ctx.quota_of, address))[0]:
+                        # A removed user's mail is left in place: whoever makes the address again
+                        # reads it. Only a server administrator may (it may be a server admin's).
+                        return app.refuse(request, visitor)
                     done = await app.blocking(directory.add_user, address, fields.get("password", ""))
                     visitor.audit("user.add", done)
                     notice = "user-added"
