@@ -94,7 +94,21 @@ def quote(value: object) -> str:
     text = text[:200]
     if text and not _UNSAFE.search(text) and '"' not in text:
         return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').encode("unicode_escape").decode("ascii") + '"'
+    # unicode_escape escapes backslashes and controls; the quotes after it, so read_fields can undo both.
+    return '"' + text.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
+
+
+_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def read_fields(text: str) -> dict[str, str]:
+    """The key=value fields of a mail-log line's text, as quote() wrote them (quoted values unquoted)."""
+    out = {}
+    for key, value in _FIELD.findall(text):
+        if value.startswith('"'):
+            value = value[1:-1].encode("ascii", "backslashreplace").decode("unicode_escape")
+        out[key] = value
+    return out
 
 
 def mail_log(event: str, **fields: object) -> None:

@@ -535,3 +535,12 @@ def test_adapter_misuse_raises_local_protocol_error():
     assert h.conn.next_event() is PAUSED
     h.conn.message_sent()
     assert h.conn.next_event() is NEED_DATA
+
+
+def test_a_language_chosen_before_stls_is_forgotten_with_it():
+    h = Harness(tls_active=False)
+    assert h.feed(b"LANG ja\r\n").decode() == "+OK ja これから日本語で応答します\r\n"
+    assert not h.feed(b"NOOP x\r\n").isascii()  # the syntax error in Japanese
+    assert h.feed(b"STLS\r\n").startswith(b"+OK ")  # still in the language asked for, in clear
+    assert h.conn.tls_active and h.conn.language == "en"
+    assert h.feed(b"NOOP x\r\n").isascii()  # English again: the choice made in clear is gone

@@ -80,7 +80,7 @@ def test_every_answer_carries_the_security_headers(site):
         assert answer.header("cache-control") == "no-store"
         assert answer.header("x-content-type-options") == "nosniff"
     for page in (answers[0], answers[2]):
-        assert "<script>" not in page.body and " style=" not in page.body and " on" not in re.sub(r"<[^>]*>", "", "")
+        assert "<script>" not in page.body and " style=" not in page.body
         assert not re.search(r"<[^>]+\son[a-z]+=", page.body)  # no inline event handlers either
 
 
@@ -178,7 +178,6 @@ def test_a_domain_admin_sees_and_changes_only_their_domain(site):
         answer = head.post(path, fields, csrf=csrf)
         assert answer.status == 403, (path, fields, answer.status)
     # Nothing moved.
-    assert cli(site, "user", "list").split() == sorted(cli(site, "user", "list").split(), key=str.lower)
     assert "intruder@example.test" not in cli(site, "user", "list")
     assert "team@example.test alice@example.test,bob@example.test,friends@example.test" in cli(site, "alias", "list")
     assert "@example.test" not in [line.split()[0] for line in cli(site, "alias", "list").splitlines()]
@@ -707,3 +706,21 @@ def test_two_cookie_fields_and_odd_host_spellings(site):
         assert web.get("/admin/").status == 301, host
     web.host = "mail.example.test."
     assert web.get("/admin/").status == 200
+
+
+def test_every_change_is_an_audit_line_naming_who_from_where_and_what(site, caplog):
+    import logging
+
+    admin = logged_in(site, ADMIN, ADMIN_PASSWORD)
+    admin.get("/admin/aliases")
+    with caplog.at_level(logging.INFO, logger="hatoba.mail"):
+        assert admin.post("/admin/aliases", {"action": "add", "source": "audit@school.example",
+                                             "targets": HEAD}).status == 200
+        admin.post("/admin/aliases", {"action": "remove", "source": "audit@school.example"})
+        admin.get("/admin/account")
+        admin.post("/admin/account", {"action": "language", "language": "en"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "hatoba.mail" and r.getMessage().startswith("admin ")]
+    for action in ("alias.add", "alias.remove", "account.language"):
+        assert any(f"by={ADMIN}" in line and "ip=127.0.0.1" in line and f"action={action}" in line for line in lines), (
+            action, lines)
+    assert any("target=audit@school.example" in line and f"to={HEAD}" in line for line in lines)

@@ -128,7 +128,10 @@ class Page:
         return self.driver.find_element(By.ID, "notice").text
 
     def shot(self, name: str) -> None:
-        self.driver.save_screenshot(str(SCREENSHOTS / f"{name}-{self.language}.png"))
+        path = SCREENSHOTS / f"{name}-{self.language}.png"
+        path.unlink(missing_ok=True)
+        assert self.driver.save_screenshot(str(path))
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
     def login(self, address: str, password: str) -> None:
         self.open("/admin/")

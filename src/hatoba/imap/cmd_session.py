@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from hatoba.i18n import LANGUAGES, T
+from hatoba.i18n import LANGUAGES, T, translations
 from hatoba.imap.common import enable_condstore, refresh_selected
 from hatoba.proto.imap.reader import RawCommand
 from hatoba.proto.imap.scalars import ArgError, as_text
@@ -62,6 +62,7 @@ async def cmd_language(s: ImapSession, cmd: RawCommand) -> None:
     for arg in cmd.args[:MAX_LANGUAGE_RANGES]:
         chosen = await _language_of(s, as_text(arg).strip().lower())
         if chosen is not None:
+            await asyncio.to_thread(translations, chosen)  # a catalog's first read takes ~0.2 s
             s.language = chosen
             s.write(b"* LANGUAGE (" + chosen.encode() + b")\r\n")
             s.tagged(cmd.tag, "OK", T("LANGUAGE completed"))

@@ -18,6 +18,7 @@ from pathlib import Path
 from secrets import token_hex
 from typing import Protocol
 
+from hatoba.i18n import translations
 from hatoba.config.schema import Config, ListenerConfig
 from hatoba.logs import mail_log
 from hatoba.metrics import Metrics
@@ -180,9 +181,11 @@ class Pop3Session(SessionBase):
     async def _handle(self, event: object) -> None:
         logins = self.ctx.logins
         match event:
-            case CoreReply(reply=reply):
+            case CoreReply(verb=verb, reply=reply):
                 if self.scram is not None and not self.conn.in_sasl:
                     await self._abandon_scram()  # cancelled or malformed before the proof
+                if verb == "LANG":  # a catalog's first read takes ~0.2 s: not on the event loop
+                    await asyncio.to_thread(translations, self.conn.language)
                 self._write(self.conn.send(reply))
             case StartTlsRequested():
                 await self._starttls()

@@ -15,7 +15,7 @@ from hatoba.i18n import refusal
 from hatoba.store.api import DirectoryError
 from hatoba.store.directory import check_password
 from hatoba.store.secretbox import SecretBox, SecretBoxError
-from hatoba.store.spamlists import SpamListError, SpamLists
+from hatoba.store.spamlists import SpamListError
 from hatoba.web.admin import http as H
 from hatoba.web.admin import totp as T
 from hatoba.web.admin.i18n import LANGUAGES
@@ -170,24 +170,21 @@ async def security(app: AdminApp, request: Request, visitor: Visitor, fields: di
 
 
 async def spam(app: AdminApp, request: Request, visitor: Visitor, fields: dict[str, str]) -> Response:
-    lists = await app.blocking(SpamLists, app.ctx.config.paths.directory_db)
+    lists = app.spam_lists
+    notice = error = ""
+    action = fields.get("action")
     try:
-        notice = error = ""
-        action = fields.get("action")
-        try:
-            if action in ("allow", "block"):
-                entry = await app.blocking(lists.set, visitor.account, fields.get("sender", ""), action)
-                visitor.audit(f"spam.{action}", visitor.account, sender=entry)
-                notice = "spam-saved"
-            elif action == "remove":
-                await app.blocking(lists.remove, visitor.account, fields.get("sender", ""))
-                visitor.audit("spam.remove", visitor.account, sender=fields.get("sender", ""))
-                notice = "spam-removed"
-            elif fields:
-                return app.refuse(request, visitor)
-        except SpamListError as exc:
-            error = refusal(exc)
-        entries = await app.blocking(lists.entries, visitor.account)
-    finally:
-        await app.blocking(lists.close)
+        if action in ("allow", "block"):
+            entry = await app.blocking(lists.set, visitor.account, fields.get("sender", ""), action)
+            visitor.audit(f"spam.{action}", visitor.account, sender=entry)
+            notice = "spam-saved"
+        elif action == "remove":
+            await app.blocking(lists.remove, visitor.account, fields.get("sender", ""))
+            visitor.audit("spam.remove", visitor.account, sender=fields.get("sender", ""))
+            notice = "spam-removed"
+        elif fields:
+            return app.refuse(request, visitor)
+    except SpamListError as exc:
+        error = refusal(exc)
+    entries = await app.blocking(lists.entries, visitor.account)
     return app.page(request, visitor, "spam.html", 400 if error else 200, entries=entries, notice=notice, error=error)

@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hatoba.logs import mail_log
 from hatoba.store.roles import Grants, Roles
+from hatoba.store.spamlists import SpamLists
 from hatoba.store.web_sessions import WebSessions
 from hatoba.web.admin import http as H
 from hatoba.web.admin.i18n import choose
-from hatoba.web.admin.render import render, static_file
+from hatoba.web.admin.render import environment, ready, render, static_files
 from hatoba.web.routes import Request, Response, Route
 
 if TYPE_CHECKING:
@@ -97,16 +98,21 @@ class AdminApp:
         path = ctx.config.paths.directory_db
         self.roles = Roles(path)
         self.sessions = WebSessions(path)
+        self.spam_lists = SpamLists(path)
 
     def close(self) -> None:
-        self.roles.close()
-        self.sessions.close()
+        for tables in (self.roles, self.sessions, self.spam_lists):
+            tables.close()
 
     # -- helpers the pages use -----------------------------------------------------------
 
     @staticmethod
     async def blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def languages_ready(self, language: str) -> None:
+        if not ready(language):
+            await self.blocking(environment, language)
 
     def page(self, request: Request, visitor: Visitor | None, template: str, status: int = 200,
              **context: object) -> Response:
@@ -133,14 +139,20 @@ class AdminApp:
         token = H.cookie(request, H.SESSION_COOKIE)
         if not token:
             return None, False
-        session = await self.blocking(self.sessions.find, token)
-        if session is None:
+
+        def look_up():  # type: ignore[no-untyped-def]  # one thread trip for the three reads
+            session = self.sessions.find(token)
+            if session is None:
+                return None
+            return session, self.roles.grants(session.account), self.ctx.directory.user_settings(session.account)[0]
+
+        found = await self.blocking(look_up)
+        if found is None:
             return None, False
-        grants = await self.blocking(self.roles.grants, session.account)
-        language_setting, _ = await self.blocking(self.ctx.directory.user_settings, session.account)
-        visitor = Visitor(session.account, grants, session.csrf, choose(request.header("accept-language"), language_setting),
-                          token, request.client_ip)
-        return visitor, not session.verified
+        session, grants, language_setting = found
+        language = choose(request.header("accept-language"), language_setting)
+        await self.languages_ready(language)
+        return Visitor(session.account, grants, session.csrf, language, token, request.client_ip), not session.verified
 
     def elsewhere(self, request: Request) -> Response | None:
         """The admin answers only under the server's own name: asked under another (an
@@ -184,6 +196,7 @@ class AdminApp:
         if moved is not None:
             return moved
         language = choose(request.header("accept-language"))
+        await self.languages_ready(language)
         if request.method != "POST":
             token = secrets.token_urlsafe(24)
             body = render("login.html", language, me=None, path=request.path, login_csrf=token, error="")
@@ -229,13 +242,13 @@ class AdminApp:
         if not hmac.compare_digest(posted.get("csrf", "").encode(), visitor.csrf.encode()):
             return self.page(request, visitor, "expired.html", 403)
         code = posted.get("code", "")
-        sealed = (await self.blocking(self.ctx.directory.user_settings, visitor.account))[1]
-        paths = self.ctx.config.paths
+        directory, key_path = self.ctx.directory, self.ctx.config.paths.secrets_key
+        sealed = (await self.blocking(directory.user_settings, visitor.account))[1]
+
         def verify() -> str | None:
-            step = T.code_step(paths.secrets_key, sealed, code) if sealed else None
+            step = T.code_step(key_path, sealed, code) if sealed else None
             return visitor.account if step is not None and directory.use_totp_step(visitor.account, step) else None
 
-        directory = self.ctx.directory
         result = await self.ctx.logins.check(_WebLogin(self.ctx.listener, request.client_ip), visitor.account,
                                              "totp", verify)
         if not result.ok:
@@ -260,14 +273,11 @@ class AdminApp:
         async def to_admin(request: Request) -> Response:
             return H.redirect(f"{PREFIX}/")
 
-        async def static(request: Request) -> Response:
-            found = static_file(request.path.rsplit("/", 1)[1])
-            assert found is not None
-            body, kind = found
-            return Response(200, body, kind, H.SECURITY)
+        files = static_files()
 
-        async def logout(app: AdminApp, request: Request, visitor: Visitor, fields: dict[str, str]) -> Response:
-            return await app.logout(request, visitor, fields)
+        async def static(request: Request) -> Response:
+            body, kind = files[request.path.rsplit("/", 1)[1]]
+            return Response(200, body, kind, H.SECURITY)
 
         guarded: list[tuple[str, Page, str]] = [
             ("/", pages.dashboard, "user"),
@@ -282,14 +292,14 @@ class AdminApp:
             ("/app-passwords", account.app_passwords, "user"),
             ("/security", account.security, "user"),
             ("/spam", account.spam, "user"),
-            ("/logout", logout, "user"),
+            ("/logout", AdminApp.logout, "user"),
         ]
         return [
             Route("/", to_admin),
             Route(PREFIX, to_admin),
             Route(f"{PREFIX}/login", self.login, methods=ALL_METHODS),
             Route(f"{PREFIX}/totp", self.second_factor, methods=ALL_METHODS),
-            *(Route(f"{PREFIX}/static/{name}", static) for name in ("hatoba.css", "hatoba.js")),
+            *(Route(f"{PREFIX}/static/{name}", static) for name in files),
             *(Route(f"{PREFIX}{path}", self.guarded(handler, need=need),
                     methods=("POST",) if path == "/logout" else ALL_METHODS)  # no logging out by a link
               for path, handler, need in guarded),

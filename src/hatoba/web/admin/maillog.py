@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path
 
+from hatoba.logs import read_fields
+
 __all__ = ["lines_of", "recent_deliveries"]
 
 TAIL_BYTES = 1 << 20
@@ -49,7 +51,7 @@ def recent_deliveries(path: Path) -> list[tuple[str, str, dict[str, str]]]:
         stamp, text = part
         event, _, rest = text.partition(" ")
         if event in EVENTS:
-            found.append((stamp, event, dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', rest))))
+            found.append((stamp, event, read_fields(rest)))
             if len(found) >= MAX_RECENT:
                 break
     return found

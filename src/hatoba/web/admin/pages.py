@@ -120,7 +120,7 @@ async def domains(app: AdminApp, request: Request, visitor: Visitor, fields: dic
         except DirectoryError as exc:
             error = refusal(exc)
     managed = await _managed_domains(app, visitor)
-    counts = {d: len(await app.blocking(directory.list_users, d)) for d in managed}
+    counts = await app.blocking(lambda: {d: len(directory.list_users(d)) for d in managed})
     admins = await app.blocking(app.roles.listing)
     return app.page(request, visitor, "domains.html", 400 if error else 200, domains=managed, counts=counts,
                     admins=admins, notice=notice, error=error)
@@ -185,10 +185,10 @@ async def users(app: AdminApp, request: Request, visitor: Visitor, fields: dict[
     if domain:
         everyone = await app.blocking(directory.list_users, domain)
     else:
-        everyone = [u for d in managed for u in await app.blocking(directory.list_users, d)]
+        everyone = await app.blocking(lambda: [u for d in managed for u in directory.list_users(d)])
     matching = [u for u in everyone if search in u.lower()] if search else everyone
     shown, page_number, pages = _page_of(matching, asked)
-    usage = {u: await app.blocking(app.ctx.quota_of, u) for u in shown}
+    usage = await app.blocking(lambda: {u: app.ctx.quota_of(u) for u in shown})  # one thread trip for the page
     return app.page(request, visitor, "users.html", 400 if error else 200, domains=managed, domain=domain,
                     users=shown, usage=usage, search=search, page_number=page_number, pages=pages,
                     total=len(matching), notice=notice, error=error, shown_password=shown_password)
