@@ -30,6 +30,7 @@ SUBCOMMAND_MODULES = (
     "hatoba.cli.auth",
     "hatoba.cli.backup",
     "hatoba.cli.restore",
+    "hatoba.cli.importing",
 )
 
 

@@ -28,6 +28,7 @@ from hatoba.selfcheck.folders import folder_findings
 from hatoba.selfcheck.incoming import incoming_findings
 from hatoba.selfcheck.listeners import listener_findings
 from hatoba.selfcheck.outbound import outbound_findings
+from hatoba.selfcheck.legacy_passwords import legacy_password_findings
 from hatoba.selfcheck.postmaster import postmaster_findings
 from hatoba.selfcheck.relay_policy import relay_findings
 from hatoba.selfcheck.relay_probe import probe_findings, probe_target
@@ -53,6 +54,7 @@ def run(config: Config, options: Options = Options()) -> Report:
     add(listener_findings(config))
     add(relay_findings(config))
     add(postmaster_findings(config))
+    add(legacy_password_findings(config))
     domains, domain_findings = hosted_domains(config)
     if options.live:
         our_domain = domains[0] if domains else config.server.hostname

@@ -21,6 +21,9 @@ Rules:
 - Passwords are never logged or stored; only their Argon2id hashes and their
   SCRAM-SHA-256 keys (RFC 5802 §3) are, both made from the same normalised
   password. Users from before SCRAM get keys at their next successful login.
+  Users brought over from another system (hatoba import) may instead hold that
+  system's hash ("{SCHEME}...", store/legacy_hashes.py) until their first
+  login, which replaces it with Argon2id and SCRAM keys.
 - The logic uses plain SQL (no SQLite-only functions) so that another backend,
   PostgreSQL for several nodes, can implement the same methods; only the
   connection handling, the DDL and the transaction statements are SQLite's.
@@ -49,6 +52,7 @@ from hatoba.proto.address import Address, AddressError, parse_address, parse_dom
 from hatoba.proto.sasl import ScramKeys
 from hatoba.proto.scram import SCRAM_ITERATIONS, derive_scram_keys
 from hatoba.store import app_passwords as AP
+from hatoba.store import legacy_hashes
 from hatoba.store.login_cache import LoginCache, SharedLoginCache
 from hatoba.store.sqltx import ThreadConnections, rollback, write_transaction
 from hatoba.store.api import AliasLoopError, DirectoryError, Resolution
@@ -675,6 +679,7 @@ class Directory:
         successful check, a hash made with older parameters is replaced and a
         user without SCRAM keys gets them.
         """
+        raw_password = password  # as another system hashed it, for a hash brought over (legacy_hashes)
         password = unicodedata.normalize("NFC", password)  # as check_password stored it
         row = None
         try:
@@ -695,6 +700,8 @@ class Directory:
                 pass
             return None
         stored_hash: str = row[0]
+        if legacy_hashes.is_legacy(stored_hash):
+            return self._authenticate_legacy(key, stored_hash, raw_password, password)
         has_scram = row[1] is not None
         cache = self.login_cache if self.login_cache_seconds else None
         proof = cache.proof(key, stored_hash, password) if cache is not None else b""
@@ -722,6 +729,70 @@ class Directory:
         elif cache is not None:
             cache.remember(key, proof, self.login_cache_seconds)
         return key
+
+    def _authenticate_legacy(self, key: str, stored_hash: str, raw_password: str, password: str) -> str | None:
+        """A hash brought over from another system: checked with its own scheme, then
+        replaced by an Argon2id hash (and SCRAM keys) at once, as if set here."""
+        try:
+            matched = legacy_hashes.verify(stored_hash, raw_password) or (
+                raw_password != password and legacy_hashes.verify(stored_hash, password))
+        except legacy_hashes.UnknownScheme as exc:
+            log.error("password of %s cannot be checked (%s); set a new one with `hatoba user passwd`", key, exc)
+            return None
+        if not matched:
+            try:  # as long as a wrong Argon2 password takes: the time tells no hash scheme
+                self._hasher.verify(self._dummy(), password)
+            except VerificationError:
+                pass
+            return None
+        new_hash, scram = self._hasher.hash(password), _new_scram(password)
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE users SET password_hash = ?, scram_sha256 = ? WHERE address_key = ? AND password_hash = ?",
+                (new_hash, scram, key, stored_hash),
+            )
+        log.info("password of %s moved from its %s hash to Argon2id", key, legacy_hashes.scheme_of(stored_hash))
+        return key
+
+    def import_user(self, address: str, *, legacy_hash: str | None = None, password: str | None = None,
+                    replace: bool = False) -> tuple[str, bool]:
+        """Create a user brought over from another system, keeping its password: a hash in
+        another scheme (checked and replaced at the first login) or a readable password
+        (hashed now, whatever its length: it is the user's, not a new one). With `replace`,
+        an existing user's password is set again (changed at the source since).
+        Returns (address, whether the user was created)."""
+        if (legacy_hash is None) == (password is None):
+            raise ValueError("give a legacy hash or a password")
+        if password is not None:
+            password = unicodedata.normalize("NFC", password)
+            password_hash, scram = self._hasher.hash(password), _new_scram(password)
+        else:  # one no scheme here can check is kept all the same: `hatoba check` names its user
+            password_hash, scram = legacy_hash, None  # type: ignore[assignment]
+        with self._write() as conn:
+            address_text = address
+            parsed = self._parse(address_text)
+            row = conn.execute("SELECT address FROM users WHERE address_key = ?", (_key(parsed),)).fetchone()
+            if row is not None:
+                if replace:
+                    conn.execute("UPDATE users SET password_hash = ?, scram_sha256 = ? WHERE address_key = ?",
+                                 (password_hash, scram, _key(parsed)))
+                    conn.execute("DELETE FROM web_sessions WHERE account = ?", (_key(parsed),))
+                    conn.execute("DELETE FROM app_passwords WHERE account = ?", (_key(parsed),))
+                return str(row[0]), False
+            parsed = self._check_new_user(conn, address_text)
+            conn.execute(
+                "INSERT INTO users (address_key, address, domain, password_hash, scram_sha256, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (_key(parsed), str(parsed), parsed.domain, password_hash, scram, int(time.time())),
+            )
+        return str(parsed), True
+
+    def legacy_hash_users(self) -> list[tuple[str, str]]:
+        """(address, scheme) of every user whose password is still in another system's hash."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT address, password_hash FROM users WHERE password_hash LIKE '{%' "
+                                "ORDER BY address_key").fetchall()
+        return [(address, legacy_hashes.scheme_of(stored)) for address, stored in rows]
 
     # -- app passwords (store/app_passwords.py) ----------------------------------------
 
@@ -919,6 +990,13 @@ class Directory:
                 # The source now falls through to its domain's catch-all.
                 self._refuse_loop(conn, key, display, T("removing alias %(source)s", source=display))
         return display
+
+    def list_aliases_of(self, source: str) -> list[str]:
+        """The targets of one alias source (an address or "@domain"); [] when it is none."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT target FROM aliases WHERE source_key = ? ORDER BY id",
+                                (source.strip(" \t").lower(),))
+            return [row[0] for row in rows]
 
     def list_aliases(self) -> dict[str, list[str]]:
         """Every alias source with its targets, in the order they were added."""

@@ -309,6 +309,21 @@ class UserMailboxes:
         self._update_meta(renew)
         return changed
 
+    def last_uidvalidity(self) -> int:
+        """The highest UIDVALIDITY handed out to this user's folders (0 before any)."""
+        return int(self._read_meta()["last_uidvalidity"]) if self.root.is_dir() else 0
+
+    def adopt_imported(self, subscribed: list[str], uidvalidity_floor: int) -> None:
+        """After folders were brought over from another server (migrate/): their
+        subscriptions, and UIDVALIDITYs handed out later stay above theirs."""
+        def adopt(meta: dict) -> None:  # type: ignore[type-arg]
+            meta["last_uidvalidity"] = max(meta["last_uidvalidity"], uidvalidity_floor)
+            for name in subscribed:
+                if name not in meta["subscribed"]:
+                    meta["subscribed"].append(name)
+
+        self._update_meta(adopt)
+
     def _names(self) -> dict[str, bool]:
         """Every folder name -> selectable; parents that only exist through children are not."""
         self._ensure_root()

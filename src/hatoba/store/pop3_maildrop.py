@@ -7,7 +7,11 @@ W= are read once to count their lines.
 
 Unique ids (UIDL) are the Maildir base names: stable across sessions,
 restarts and moves from new/ to cur/ (RFC 1939 §7 allows 1-70 printable
-characters; longer or odd names are replaced by their SHA-1).
+characters; longer or odd names are replaced by their SHA-1). Mail brought over
+from another server keeps the UIDL that server showed: "hatoba-pop3-uidls" in
+the Maildir holds "NAME UIDL" lines (NAME: the file name before ":") in the old
+server's POP3 order (migrate/mailfolders.py writes it); those messages come
+first, so "leave mail on the server" clients do not fetch them again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from hatoba.fsutil import fsync_dir
 from hatoba.store.maildir import MaildirName
 
 MAX_UID_LENGTH = 70
+UIDL_FILE = "hatoba-pop3-uidls"
+MAX_UIDL_FILE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,26 @@ class DropMessage:
     path: Path
     uid: str
     wire_size: int  # octets with CRLF line ends, before dot-stuffing (what LIST reports)
+
+
+def default_uidl(name: str) -> str:
+    """The UIDL hatoba shows for a message file of its own."""
+    return _uid(MaildirName.parse(name).base)
+
+
+def read_uidls(maildir: Path) -> dict[str, str]:
+    """File name before ":" -> UIDL kept from the old server (empty when none were)."""
+    try:
+        with open(maildir / UIDL_FILE, "rb") as f:
+            data = f.read(MAX_UIDL_FILE_BYTES)
+    except FileNotFoundError:
+        return {}
+    kept: dict[str, str] = {}
+    for line in data.decode("utf-8", "surrogateescape").split("\n"):
+        base, _, uidl = line.partition(" ")
+        if base and uidl:
+            kept[base] = uidl
+    return kept
 
 
 def _uid(base: str) -> str:
@@ -56,7 +82,9 @@ class Maildrop:
 
     @classmethod
     def open(cls, maildir: Path) -> Maildrop:
-        found: list[tuple[tuple[int, str], DropMessage]] = []
+        found: list[tuple[tuple[int, int, str], DropMessage]] = []
+        kept = read_uidls(maildir)
+        rank = {stem: index for index, stem in enumerate(kept)}
         for sub in ("cur", "new"):
             try:
                 entries = list(os.scandir(maildir / sub))
@@ -71,7 +99,12 @@ class Maildrop:
                     wire = name.wire_size if name.wire_size is not None else _wire_size(path)
                 except FileNotFoundError:
                     continue  # removed while we looked (IMAP expunge)
-                found.append((_order(name), DropMessage(path, _uid(name.base), wire)))
+                stem = entry.name.split(":", 1)[0]
+                if kept and stem in kept:  # brought over: the old server's UIDL, in its order
+                    uid, order = kept[stem], (0, rank[stem], "")
+                else:
+                    uid, order = _uid(name.base), (1, *_order(name))
+                found.append((order, DropMessage(path, uid, wire)))
         found.sort(key=lambda item: item[0])
         return cls(maildir, [message for _, message in found])
 

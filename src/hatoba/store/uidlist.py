@@ -1140,6 +1140,44 @@ def parse_list(data: bytes) -> ParsedList:
     return ParsedList(uidvalidity, numbers, entries, vanished, batches.done[0][2], batches.done[-1][2], batched)
 
 
+@contextmanager
+def list_for_import(folder: Path) -> Iterator[ParsedList | None]:
+    """The folder's UID list read whole under the folder's lock (None when it has none),
+    for a change made outside any server (migrate/mailfolders.py) and written with
+    write_whole_list() before the lock is released. A server's sessions re-read it."""
+    fd = os.open(folder / LOCKFILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            data = (folder / UIDLIST).read_bytes()
+        except FileNotFoundError:
+            yield None
+            return
+        yield parse_list(data)
+    finally:
+        os.close(fd)
+
+
+def write_whole_list(folder: Path, parsed: ParsedList) -> None:
+    """Write `parsed` as the folder's whole UID list (atomically, flushed)."""
+    uidnext, highest, first_recent, floor = parsed.numbers
+    lines = [f"V1 {parsed.uidvalidity} {uidnext} {highest} {first_recent} {floor}\n"]
+    lines += [f"{e.uid} {e.modseq} {e.name}\n" for e in sorted(parsed.entries.values(), key=lambda e: e.uid)]
+    lines += [f"X {uid} {modseq}\n" for uid, modseq in parsed.vanished[-MAX_VANISHED:]]
+    lines.append(f"C {uidnext} {highest} {first_recent} {floor}\n")
+    write_atomic(folder / UIDLIST, "".join(lines).encode("utf-8", "surrogateescape"))
+
+
+def read_keywords(folder: Path) -> list[str | None]:
+    """The folder's keyword letters: index = letter - "a"; None = a gap."""
+    return _parse_keywords(folder / KEYWORDS)
+
+
+def write_keywords(folder: Path, keywords: list[str | None]) -> None:
+    text = "".join(f"{i} {k}\n" for i, k in enumerate(keywords) if k)
+    write_atomic(folder / KEYWORDS, text.encode("utf-8"))
+
+
 def _fsync_path(path: str) -> None:
     """fsync a file or folder; gone (a folder deleted, a list replaced) is nothing to flush."""
     try:

@@ -1,0 +1,478 @@
+"""Bringing one user's Maildir tree over: every folder's messages with their flags and
+keywords, the IMAP UIDs and UIDVALIDITY the old server gave them, INBOX's POP3 UIDLs,
+and the subscriptions.
+
+Rules:
+- The source is never written to. A message is hard-linked when the link can be
+  hatoba's as it is (same file system, same owner as hatoba's files), copied
+  otherwise: a link shares its owner, and giving it to hatoba would take it from
+  the old server.
+- A folder is changed under its UID list's lock, and files are placed before the
+  list that names them is written: a running server never gives an imported
+  message a UID of its own, and re-reads the list when it changes.
+- The base names brought over, with the flags they had, are remembered per folder
+  (hatoba-imported). A second run brings new messages, applies flags changed at the
+  source since, removes what was removed at the source, and does not bring back
+  what a user deleted in hatoba meanwhile.
+- A folder hatoba already holds mail in, under another UIDVALIDITY, keeps it: the
+  imported messages get new UIDs there (said in the report).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hatoba.fsutil import fsync_dir, make_private_dir, write_atomic
+from hatoba.migrate.model import Problem, at
+from hatoba.migrate.uidl import UidlFormat
+from hatoba.migrate.uidsources import FolderUids, read_folder_uids
+from hatoba.store.errors import InvalidName
+from hatoba.store.folder_tree import decode_mutf7, dirname_of, name_of_dirname, normalize_name
+from hatoba.store.pop3_maildrop import UIDL_FILE, default_uidl, read_uidls
+from hatoba.store.uidlist import (
+    MAX_KEYWORDS,
+    SYSTEM_FLAGS,
+    Entry,
+    ParsedList,
+    list_for_import,
+    order_key,
+    parse_list,
+    read_keywords,
+    write_keywords,
+    write_whole_list,
+    UIDLIST,
+)
+
+IMPORTED = "hatoba-imported"
+_SYSTEM_LETTERS = frozenset(SYSTEM_FLAGS.values())
+_DOVECOT_SUBSCRIPTIONS = "subscriptions"
+_COURIER_SUBSCRIPTIONS = "courierimapsubscribed"
+
+
+@dataclass
+class Counts:
+    folders: int = 0
+    messages: int = 0  # brought over in this run
+    bytes: int = 0
+    linked: int = 0
+    flag_changes: int = 0
+    removed: int = 0  # removed at the source since the last run
+    new_uids: int = 0  # messages that could not keep their old UID
+
+
+@dataclass
+class Placement:
+    """How this run writes: for real or not (dry run), and as whom."""
+
+    dry_run: bool
+    owner: tuple[int, int] | None  # (uid, gid) hatoba's files belong to; None = whoever runs this
+    new_uidvalidity: Callable[[], int]
+    counts: Counts = field(default_factory=Counts)
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said, but nothing was skipped
+
+    def own(self, path: Path) -> None:
+        if self.owner is not None and not self.dry_run:
+            os.chown(path, *self.owner, follow_symlinks=False)
+
+    def make_dir(self, path: Path) -> None:
+        if self.dry_run or path.is_dir():
+            return
+        missing = [p for p in (path, *path.parents) if not p.exists()]
+        make_private_dir(path)
+        for made in missing:
+            self.own(made)
+
+    def owner_uid(self) -> int:
+        return self.owner[0] if self.owner is not None else os.geteuid()
+
+
+@dataclass
+class Imported:
+    """A folder's hatoba-imported file: what earlier runs brought, and the source's UIDNEXT then."""
+
+    source_uidnext: int = 0
+    letters: dict[str, str] = field(default_factory=dict)  # base name -> flag letters at the source
+
+    @classmethod
+    def read(cls, folder: Path) -> Imported:
+        try:
+            lines = (folder / IMPORTED).read_text("utf-8", "surrogateescape").splitlines()
+        except FileNotFoundError:
+            return cls()
+        found = cls()
+        if lines and lines[0].startswith("I1 ") and lines[0][3:].isdigit():
+            found.source_uidnext = int(lines[0][3:])
+        for line in lines[1:]:
+            base, _, letters = line.partition(" ")
+            if base:
+                found.letters[base] = letters
+        return found
+
+    def write(self, folder: Path) -> None:
+        text = f"I1 {self.source_uidnext}\n" + "".join(f"{b} {l}\n" for b, l in sorted(self.letters.items()))
+        write_atomic(folder / IMPORTED, text.encode("utf-8", "surrogateescape"))
+
+
+@dataclass
+class SourceMessage:
+    path: Path
+    letters: str  # info letters as the source named them ("" for new/)
+
+
+def source_messages(folder: Path, problems: list[Problem]) -> dict[str, SourceMessage]:
+    """The folder's messages by base name; broken names are reported and left."""
+    found: dict[str, SourceMessage] = {}
+    for sub in ("cur", "new"):
+        try:
+            entries = list(os.scandir(folder / sub))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            base, colon, info = entry.name.partition(":")
+            if not entry.is_file(follow_symlinks=False):
+                problems.append(Problem(at(entry.path), "not a plain file; left out"))
+                continue
+            if (not base or any(c.isspace() or ord(c) < 0x20 or c == "/" for c in entry.name)
+                    or (colon and not info.startswith("2,")) or not base.isprintable()):
+                problems.append(Problem(at(entry.path), "not a Maildir message file name; left out"))
+                continue
+            if base in found:
+                problems.append(Problem(at(entry.path), "a second file with this base name; left out"))
+                continue
+            found[base] = SourceMessage(Path(entry.path), info[2:] if colon else "")
+    return found
+
+
+def source_folders(root: Path, problems: list[Problem]) -> list[tuple[str, Path, str]]:
+    """(IMAP name, source folder, target directory name) for INBOX (the root, "") and each
+    Maildir++ folder. Names in modified UTF-7 are kept; UTF-8 names (Courier 5) are encoded."""
+    folders = [("INBOX", root, "")]
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except FileNotFoundError:
+        return folders
+    for entry in entries:
+        if not entry.name.startswith(".") or entry.name in (".", "..") or not entry.is_dir(follow_symlinks=False):
+            continue
+        if not (Path(entry.path) / "cur").is_dir():
+            continue  # a parent that only exists through its children, or not a folder
+        name = name_of_dirname(entry.name)
+        if name is None:
+            name = _utf8_folder_name(entry.name)
+        if name is None:
+            problems.append(Problem(at(entry.path), "a folder name hatoba cannot read; left out"))
+            continue
+        folders.append((name, Path(entry.path), dirname_of(name)))
+    return folders
+
+
+def _utf8_folder_name(dirname: str) -> str | None:
+    try:
+        return normalize_name(dirname[1:])
+    except InvalidName:
+        return None
+
+
+@contextmanager
+def _target_list(folder: Path, dry_run: bool) -> Iterator[ParsedList | None]:
+    if dry_run:
+        try:
+            yield parse_list((folder / UIDLIST).read_bytes())
+        except (FileNotFoundError, NotADirectoryError):
+            yield None
+        return
+    with list_for_import(folder) as parsed:
+        yield parsed
+
+
+class FolderSync:
+    """One folder brought over (see the module's rules)."""
+
+    def __init__(self, source: Path, target: Path, place: Placement) -> None:
+        self.source, self.target, self.place = source, target, place
+        self.problems = place.problems
+        self.uids: FolderUids | None = read_folder_uids(source, self.problems)
+        self.source_keywords = read_keywords(source)
+        self.messages = source_messages(source, self.problems)
+
+    def run(self, label: str) -> None:
+        place = self.place
+        place.make_dir(self.target)
+        for sub in ("tmp", "new", "cur"):
+            place.make_dir(self.target / sub)
+        if self.target.name.startswith(".") and not (self.target / "maildirfolder").exists() and not place.dry_run:
+            (self.target / "maildirfolder").touch(mode=0o600)
+            place.own(self.target / "maildirfolder")
+        place.counts.folders += 1
+        with _target_list(self.target, place.dry_run) as parsed:
+            self._merge(parsed, label)
+
+    def _merge(self, parsed: ParsedList | None, label: str) -> None:
+        place, uids = self.place, self.uids
+        imported = Imported.read(self.target)
+        entries: dict[int, Entry] = dict(parsed.entries) if parsed else {}
+        vanished = list(parsed.vanished) if parsed else []
+        uidnext, highest, first_recent, floor = parsed.numbers if parsed else (1, 1, 1, 0)
+        if uids is not None and (parsed is None or not entries):
+            uidvalidity = uids.uidvalidity  # the folder is hatoba's only through this import: the old numbers
+        elif parsed is not None:
+            uidvalidity = parsed.uidvalidity
+        else:
+            uidvalidity = place.new_uidvalidity()
+        keep_uids = uids is not None and uids.uidvalidity == uidvalidity
+        if uids is not None and not keep_uids:
+            place.notes.append(f"{label}: hatoba already holds mail here under its own UIDVALIDITY; "
+                               "the imported messages get new UIDs (mail programs fetch this folder again)")
+        by_stem = {entry.stem: entry for entry in entries.values()}
+        used = set(entries) | {uid for uid, _ in vanished}
+        keywords = read_keywords(self.target)
+        keywords_before = list(keywords)
+        modseq = highest + 1
+        changed = parsed is None and uids is not None  # even an empty folder keeps its UIDVALIDITY
+        fresh: list[tuple[str, SourceMessage, str]] = []
+        for base, message in self.messages.items():
+            letters = self._letters(message.letters, keywords, label)
+            entry = by_stem.get(base)
+            if entry is not None:
+                if imported.letters.get(base, None) != message.letters and base in imported.letters:
+                    # Changed at the source since the last run: the source's flags win.
+                    if self._relabel(entry, letters, modseq):
+                        place.counts.flag_changes += 1
+                        changed = True
+                imported.letters[base] = message.letters
+                continue
+            if base in imported.letters:
+                continue  # brought over before and deleted in hatoba since
+            fresh.append((base, message, letters))
+        # Messages with their old UIDs first, then the others in delivery order.
+        fresh.sort(key=lambda item: (self._old_uid(item[0]) or 1 << 62, order_key(item[0])))
+        start_next = max(uidnext, uids.uidnext if keep_uids and uids else 1)
+        for base, message, letters in fresh:
+            uid = self._old_uid(base) if keep_uids else None
+            if uid is None or uid in used or not (uid >= uidnext or uid < imported.source_uidnext or not parsed):
+                if uid is not None:
+                    place.counts.new_uids += 1
+                uid = None
+            if uid is None:
+                uid = start_next
+            name = f"{base}:2,{letters}"
+            if not self._place(message.path, name):
+                continue
+            entries[uid] = Entry(uid, modseq, name)
+            used.add(uid)
+            start_next = max(start_next, uid + 1)
+            imported.letters[base] = message.letters
+            changed = True
+        for base in [b for b in imported.letters if b not in self.messages]:
+            entry = by_stem.get(base)
+            del imported.letters[base]
+            changed = True
+            if entry is None:
+                continue  # deleted on both sides
+            if not place.dry_run:
+                try:
+                    os.unlink(self.target / "cur" / entry.name)
+                except FileNotFoundError:
+                    pass
+            del entries[entry.uid]
+            vanished.append((entry.uid, modseq))
+            place.counts.removed += 1
+        if uids is not None and keep_uids:
+            imported.source_uidnext = max(imported.source_uidnext, uids.uidnext)
+        if not changed or place.dry_run:
+            return
+        if keywords != keywords_before:
+            write_keywords(self.target, keywords)
+            place.own(self.target / "dovecot-keywords")
+        uidnext = max([start_next, uidnext, *(uid + 1 for uid in entries)])
+        if parsed is None:
+            first_recent = uidnext  # nothing imported is \Recent
+        write_whole_list(self.target, ParsedList(
+            uidvalidity, (uidnext, modseq, first_recent, floor), entries, vanished, 0, 0, True))
+        fsync_dir(self.target / "cur")
+        imported.write(self.target)
+        for name in ("hatoba-uidlist", IMPORTED, "hatoba-uidlist.lock"):
+            place.own(self.target / name)
+
+    def _old_uid(self, base: str) -> int | None:
+        return self.uids.uid_of.get(base) if self.uids is not None else None
+
+    def _letters(self, source_letters: str, keywords: list[str | None], label: str) -> str:
+        """The target's letters for the source's: system flags kept, keywords by name."""
+        out = set()
+        for letter in source_letters:
+            if letter in _SYSTEM_LETTERS:
+                out.add(letter)
+            elif "a" <= letter <= "z":
+                index = ord(letter) - ord("a")
+                keyword = self.source_keywords[index] if index < len(self.source_keywords) else None
+                if keyword is None:
+                    continue  # a letter its own server did not know either
+                if keyword not in keywords:
+                    if len(keywords) >= MAX_KEYWORDS:
+                        self.place.notes.append(f"{label}: more than {MAX_KEYWORDS} keywords; {keyword} left off")
+                        continue
+                    gap = keywords.index(None) if None in keywords else len(keywords)
+                    if gap == len(keywords):
+                        keywords.append(keyword)
+                    else:
+                        keywords[gap] = keyword
+                out.add(chr(ord("a") + keywords.index(keyword)))
+        return "".join(sorted(out))
+
+    def _relabel(self, entry: Entry, letters: str, modseq: int) -> bool:
+        name = f"{entry.stem}:2,{letters}"
+        if name == entry.name:
+            return False
+        if not self.place.dry_run:
+            try:
+                os.rename(self.target / "cur" / entry.name, self.target / "cur" / name)
+            except FileNotFoundError:
+                return False  # removed in hatoba meanwhile: its next scan tells
+        entry.name, entry.modseq = name, modseq
+        return True
+
+    def _place(self, source: Path, name: str) -> bool:
+        """Link or copy one message into cur/ under `name`; False when it could not be read."""
+        place = self.place
+        try:
+            st = source.stat()
+        except OSError as exc:
+            self.problems.append(Problem(at(source), f"cannot read it ({exc.strerror}); left out"))
+            return False
+        place.counts.messages += 1
+        place.counts.bytes += st.st_size
+        target = self.target / "cur" / name
+        if place.dry_run:
+            return True
+        if st.st_uid == place.owner_uid():
+            try:
+                os.link(source, target, follow_symlinks=False)
+                place.counts.linked += 1
+                return True
+            except FileExistsError:
+                return True  # placed by a run that stopped before writing its list
+            except OSError:
+                pass  # another file system, or links not allowed: copy
+        tmp = self.target / "tmp" / f"{name.split(':', 1)[0]}.import"
+        try:
+            with open(source, "rb") as src, open(tmp, "wb", buffering=0, opener=_private) as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+                os.fsync(dst.fileno())
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))  # INTERNALDATE is the file's time
+            place.own(tmp)
+            os.rename(tmp, target)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            if exc.errno in (28, 122):  # ENOSPC, EDQUOT: nothing after it would fit either
+                raise
+            self.problems.append(Problem(at(source), f"cannot copy it ({exc.strerror}); left out"))
+            place.counts.messages -= 1
+            place.counts.bytes -= st.st_size
+            return False
+        return True
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_EXCL, 0o600)
+
+
+def sync_mailbox(source_root: Path, target_root: Path, place: Placement, *, label: str,
+                 uidl_format: UidlFormat) -> list[str]:
+    """Bring a user's whole Maildir tree over; returns the subscribed folder names."""
+    place.make_dir(target_root)
+    inbox: FolderSync | None = None
+    for name, folder, dirname in source_folders(source_root, place.problems):
+        sync = FolderSync(folder, target_root / dirname if dirname else target_root, place)
+        sync.run(f"{label} {name}")
+        if not dirname:
+            inbox = sync
+    if inbox is not None:
+        _keep_uidls(inbox, target_root, uidl_format, place)
+    return read_subscriptions(source_root, place.problems)
+
+
+def _keep_uidls(inbox: FolderSync, target_root: Path, uidl_format: UidlFormat, place: Placement) -> None:
+    """INBOX's POP3 UIDLs as the old server showed them. With UIDs in the format (Dovecot,
+    Courier) every imported message is listed, in UID order, which was the old POP3 order;
+    otherwise only those whose UIDL is not hatoba's own."""
+    uids = inbox.uids
+    kept = read_uidls(target_root)
+    wanted = {base: uidl for base, uidl in kept.items() if base not in inbox.messages}
+    ordered = uidl_format.needs_uid and uids is not None
+
+    def old_order(base: str) -> tuple[int, tuple[int, str]]:
+        uid = uids.uid_of.get(base) if uids is not None else None
+        return (uid if uid is not None else 1 << 62, order_key(base))
+
+    for base in sorted(inbox.messages, key=old_order):
+        uidl = uids.saved_uidl.get(base) if uids is not None else None
+        if uidl is None:
+            uid = uids.uid_of.get(base) if uids is not None else None
+            uidl = uidl_format.render(uid=uid, uidvalidity=uids.uidvalidity if uids else None, base=base,
+                                      guid=uids.guid_of.get(base, "") if uids else "")
+        if uidl is None or (uidl == default_uidl(base) and not ordered):
+            continue
+        if 0 < len(uidl) <= 70 and uidl.isascii() and uidl.isprintable() and " " not in uidl:
+            wanted[base] = uidl
+        else:
+            place.problems.append(Problem(at(inbox.source / "cur"), f"POP3 UIDL {uidl[:80]!r} is not one POP3 "
+                                          "allows (1-70 printable characters); hatoba's own is shown"))
+    if list(wanted.items()) != list(kept.items()) and not place.dry_run:
+        text = "".join(f"{base} {uidl}\n" for base, uidl in wanted.items())
+        write_atomic(target_root / UIDL_FILE, text.encode("utf-8", "surrogateescape"))
+        place.own(target_root / UIDL_FILE)
+
+
+def read_subscriptions(root: Path, problems: list[Problem]) -> list[str]:
+    """Subscribed names from Dovecot's "subscriptions" (version 2: a "V\\t2" line and a blank
+    line, then one name a line with TAB between levels; before that, one name a line) or
+    Courier's "courierimapsubscribed" ("INBOX.Name" a line)."""
+    names: list[str] = []
+    for filename in (_DOVECOT_SUBSCRIPTIONS, _COURIER_SUBSCRIPTIONS):
+        path = root / filename
+        try:
+            lines = path.read_bytes().decode("utf-8", "surrogateescape").split("\n")
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            problems.append(Problem(at(path), f"cannot read it ({exc.strerror}); subscriptions left out"))
+            continue
+        if lines and lines[0].startswith("V\t"):
+            lines = lines[lines.index("") + 1:] if "" in lines else []
+        for line in lines:
+            line = line.strip("\r")
+            if not line:
+                continue
+            if filename == _COURIER_SUBSCRIPTIONS and line.upper().startswith("INBOX."):
+                line = line[6:]
+            levels = line.split("\t") if filename == _DOVECOT_SUBSCRIPTIONS else line.split(".")
+            try:  # on disk in modified UTF-7, as the folders' names
+                names.append(normalize_name(".".join(decode_mutf7(level) for level in levels)))
+            except (ValueError, InvalidName):
+                continue
+    return names
+
+
+def new_uidvalidity_source() -> Callable[[], int]:
+    """UIDVALIDITYs for folders without old ones: the time, never the same twice in a run."""
+    last = 0
+
+    def next_value() -> int:
+        nonlocal last
+        last = max(int(time.time()), last + 1)
+        return last
+
+    return next_value
