@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hatoba.store.directory import Directory
 from hatoba.store.folder_tree import MailboxStore
 from hatoba.store.pop3_maildrop import Maildrop
@@ -209,3 +211,20 @@ def test_maildir_import_needs_the_user_and_keeps_names_as_uidls(tmp_path):
     assert sorted(m.uid for m in drop.messages) == [
         "1700000001.M1P1.old", "1700000002.M2P1.old", "1700000003.M3P1.old"]
     assert not (home.mail / "example.test/alice/Maildir/hatoba-pop3-uidls").exists()  # the names are the UIDLs
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the source to another user")
+def test_messages_of_another_owner_are_copied_and_links_never_share_an_owner_change(tmp_path):
+    tree, inbox = _source(tmp_path)
+    for path in tree.mail.rglob("*"):
+        os.chown(path, 65534, 65534)  # the old server's files, not hatoba's user's
+    home = Home(tmp_path / "home")
+    result = home.run("import", "dovecot", "--passwd-file", str(tree.passwd), "--mail-root", str(tree.mail))
+    assert result.returncode == 0, result.stderr
+    assert "(0 hard-linked, 3 copied)" in result.stdout
+    for source in (inbox / "cur").iterdir():
+        copy = home.mail / "example.test/alice/Maildir/cur" / source.name
+        assert copy.read_bytes() == source.read_bytes()
+        assert copy.stat().st_ino != source.stat().st_ino
+        assert copy.stat().st_mtime_ns == source.stat().st_mtime_ns  # INTERNALDATE kept
+        assert (source.stat().st_uid, copy.stat().st_uid) == (65534, 0)

@@ -20,9 +20,11 @@ Rules:
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +52,7 @@ from hatoba.store.uidlist import (
 )
 
 IMPORTED = "hatoba-imported"
+FLUSH_THREADS = 16
 _SYSTEM_LETTERS = frozenset(SYSTEM_FLAGS.values())
 _DOVECOT_SUBSCRIPTIONS = "subscriptions"
 _COURIER_SUBSCRIPTIONS = "courierimapsubscribed"
@@ -203,6 +206,10 @@ class FolderSync:
         self.uids: FolderUids | None = read_folder_uids(source, self.problems)
         self.source_keywords = read_keywords(source)
         self.messages = source_messages(source, self.problems)
+        self._copies: list[tuple[Path, Path]] = []  # (tmp/ file, its cur/ name), flushed together
+        if (source / "courierimapkeywords").is_dir():
+            self.problems.append(Problem(at(source / "courierimapkeywords"),
+                                         "Courier-IMAP keywords are not carried over (flags are)"))
 
     def run(self, label: str) -> None:
         place = self.place
@@ -296,9 +303,10 @@ class FolderSync:
         uidnext = max([start_next, uidnext, *(uid + 1 for uid in entries)])
         if parsed is None:
             first_recent = uidnext  # nothing imported is \Recent
+        self._finish_copies()
+        fsync_dir(self.target / "cur")  # the names before the list that gives them UIDs
         write_whole_list(self.target, ParsedList(
             uidvalidity, (uidnext, modseq, first_recent, floor), entries, vanished, 0, 0, True))
-        fsync_dir(self.target / "cur")
         imported.write(self.target)
         for name in ("hatoba-uidlist", IMPORTED, "hatoba-uidlist.lock"):
             place.own(self.target / name)
@@ -367,22 +375,40 @@ class FolderSync:
         try:
             with open(source, "rb") as src, open(tmp, "wb", buffering=0, opener=_private) as dst:
                 shutil.copyfileobj(src, dst, 1024 * 1024)
-                os.fsync(dst.fileno())
             os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))  # INTERNALDATE is the file's time
             place.own(tmp)
-            os.rename(tmp, target)
         except OSError as exc:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
-            if exc.errno in (28, 122):  # ENOSPC, EDQUOT: nothing after it would fit either
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # nothing after it would fit either
                 raise
             self.problems.append(Problem(at(source), f"cannot copy it ({exc.strerror}); left out"))
             place.counts.messages -= 1
             place.counts.bytes -= st.st_size
             return False
+        self._copies.append((tmp, target))
         return True
+
+    def _finish_copies(self) -> None:
+        """The copies made durable, then moved into cur/, before the list naming them is
+        written. The flushes run side by side: the disk takes them in fewer journal commits."""
+        copies, self._copies = self._copies, []
+        if not copies:
+            return
+        with ThreadPoolExecutor(max_workers=FLUSH_THREADS) as pool:
+            list(pool.map(_fsync_file, [tmp for tmp, _ in copies]))
+        for tmp, target in copies:
+            os.rename(tmp, target)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _private(path: str, flags: int) -> int:

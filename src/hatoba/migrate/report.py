@@ -35,5 +35,6 @@ def print_outcome(outcome: Outcome, out: TextIO, err: TextIO) -> None:
     for problem in outcome.problems:
         print(f"skipped: {problem}", file=err)
     if outcome.problems:
-        print(f"{len(outcome.problems)} things were left out (above); the rest was "
+        count = len(outcome.problems)
+        print(f"{count} {'thing was' if count == 1 else 'things were'} left out (above); the rest was "
               f"{'checked' if outcome.dry_run else 'imported'}", file=err)
