@@ -228,3 +228,26 @@ def test_messages_of_another_owner_are_copied_and_links_never_share_an_owner_cha
         assert copy.stat().st_ino != source.stat().st_ino
         assert copy.stat().st_mtime_ns == source.stat().st_mtime_ns  # INTERNALDATE kept
         assert (source.stat().st_uid, copy.stat().st_uid) == (65534, 0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand files to the service user")
+def test_messages_already_the_service_users_are_linked_and_serve_leaves_them_alone(tmp_path):
+    import pwd
+
+    from hatoba.system.ownership import give_to
+
+    tree, inbox = _source(tmp_path)
+    nobody = pwd.getpwnam("nobody")
+    for path in [tree.mail, *tree.mail.rglob("*")]:
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    home = Home(tmp_path / "home")
+    text = home.config.read_text().replace('user = ""', 'user = "nobody"', 1)
+    home.config.write_text(text)
+    result = home.run("import", "dovecot", "--passwd-file", str(tree.passwd), "--mail-root", str(tree.mail))
+    assert result.returncode == 0, result.stderr
+    assert "(3 hard-linked, 0 copied)" in result.stdout
+    before = {p: (p.stat().st_uid, p.stat().st_gid, p.stat().st_mode) for p in (inbox / "cur").iterdir()}
+    for source in before:
+        assert (home.mail / "example.test/alice/Maildir/cur" / source.name).stat().st_ino == source.stat().st_ino
+    give_to(home.data, nobody.pw_uid, nobody.pw_gid)  # what `serve` does before it drops root
+    assert {p: (p.stat().st_uid, p.stat().st_gid, p.stat().st_mode) for p in before} == before

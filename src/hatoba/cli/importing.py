@@ -11,6 +11,7 @@ nothing. Exit status 0 when everything came over, 2 when something was left out
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from hatoba.cli.common import CliError, load_config
 from hatoba.cli.domain import missing_action, open_directory
 from hatoba.i18n import T
-from hatoba.migrate.model import Source, SourceUser
+from hatoba.migrate.model import Source, SourceUser, inside
 from hatoba.migrate.uidl import UidlFormat, UidlFormatError
 
 SKIPPED_STATUS = 2
@@ -96,6 +97,9 @@ def run_maildir(args: argparse.Namespace) -> int:
                     address = f"{user_dir.name}@{domain_dir.name}"
                     if not (maildir / "cur").is_dir():
                         continue
+                    if not inside(maildir, args.directory):
+                        source.problem(str(maildir), "leads out of the tree given (a link); left out")
+                        continue
                     if not directory.user_exists(address):
                         source.problem(str(maildir), f"no user {address} in hatoba; add it first "
                                        f"(hatoba user add {address}), then import again")
@@ -133,8 +137,11 @@ def _run(args: argparse.Namespace, source: Source) -> int:
         try:
             outcome = importer.run(source, uidl_format)
         except OSError as exc:
-            raise CliError(f"the import stopped: {exc.strerror or exc} ({exc.filename or ''}); "
-                           "free some space or fix the folder, then run it again: it goes on where it stopped") \
-                from None
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise CliError(f"the import stopped: {config.paths.data_dir} is full ({exc.strerror}); free some "
+                               "space and run it again: it goes on where it stopped") from None
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise CliError(f"the import stopped: {exc.strerror or exc}{where}; fix that and run it again: it "
+                           "goes on where it stopped") from None
     print_outcome(outcome, sys.stdout, sys.stderr)
     return SKIPPED_STATUS if outcome.problems else 0

@@ -10,6 +10,7 @@ users changed in hatoba.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -81,12 +82,20 @@ class Importer:
         outcome = Outcome(self.dry_run, problems=list(source.problems))
         self._domains(source, outcome)
         known_domains = set(self.directory.list_domains()) | (set(source.domains) if self.dry_run else set())
+        self._maildirs_seen: dict[str, str] = {}
         for user in source.users:
             if user.address.rpartition("@")[2].lower() not in known_domains:
                 outcome.problems.append(Problem(user.origin, f"the domain of {user.address} could not be added"))
                 continue
-            self._user(user, outcome, uidl_format)
-            self._write_state()  # after each user: a run stopped halfway resumes where it was
+            try:
+                self._user(user, outcome, uidl_format)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise  # nothing after it would fit either: the run stops, and says so
+                outcome.problems.append(Problem(user.origin, f"{user.address}: {exc.strerror or exc} "
+                                                f"({exc.filename or ''}); the rest of its mail is left out"))
+            finally:
+                self._write_state()  # after each user: a run stopped halfway resumes where it was
         for alias in source.aliases:
             self._alias(alias.source, alias.targets, alias.origin, outcome)
         for forward in source.forwards:
@@ -137,9 +146,10 @@ class Importer:
                 except DirectoryError as exc:
                     outcome.problems.append(Problem(user.origin, f"{user.address}: {exc}; left out"))
                     return
+                self.state["users"][key] = digest
+                self._write_state()  # the user is made: a later run knows it was this import's
                 if user.quota_mb is not None:
                     self.directory.set_quota(user.address, user.quota_mb)
-                self.state["users"][key] = digest
             if exists:
                 outcome.users_updated += 1
             else:
@@ -149,8 +159,19 @@ class Importer:
     def _mail(self, user, outcome: Outcome, uidl_format: UidlFormat) -> None:  # type: ignore[no-untyped-def]
         if user.maildir is None:
             return
+        real = os.path.realpath(user.maildir)
+        first = self._maildirs_seen.setdefault(real, user.address)
+        if first != user.address:  # a link to another user's Maildir: its mail is that user's alone
+            outcome.problems.append(Problem(user.origin, f"{user.address}'s Maildir is {first}'s; "
+                                            "its mail is left out"))
+            return
         place = Placement(self.dry_run, self.owner, self._uidvalidities(user.address))
-        target = self.addresses.maildir(user.address)
+        try:
+            target = self.addresses.maildir(user.address)
+        except ValueError:
+            outcome.problems.append(Problem(user.origin, f"{user.address} cannot be a folder name; "
+                                            "its mail is left out"))
+            return
         subscribed = sync_mailbox(user.maildir, target, place, label=user.address, uidl_format=uidl_format)
         _add_counts(outcome.mail, place.counts)
         outcome.problems += place.problems

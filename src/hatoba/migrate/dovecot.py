@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hatoba.migrate.model import Source, SourceAlias, SourceForward, SourceUser, at
+from hatoba.migrate.model import SourceFileError, read_source, Source, SourceAlias, SourceForward, SourceUser, at, inside, plain_name
 from hatoba.migrate.postfix_maps import read_aliases, read_virtual
 from hatoba.store import legacy_hashes
 
@@ -33,10 +33,12 @@ def read_dovecot(passwd_file: Path, mail_root: Path, *, virtual: Path | None = N
 
 def _read_passwd(path: Path, mail_root: Path, source: Source) -> None:
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PASSWD_BYTES + 1)
-    except OSError as exc:
-        source.problem(at(path), f"cannot read it ({exc.strerror})")
+        data = read_source(path, MAX_PASSWD_BYTES)
+    except SourceFileError as exc:
+        source.problem(at(path), f"{exc}; no users read")
+        return
+    if data is None:
+        source.problem(at(path), "not found; no users read")
         return
     seen: set[str] = set()
     for number, raw in enumerate(data.decode("utf-8", "surrogateescape").split("\n"), start=1):
@@ -50,8 +52,8 @@ def _read_passwd(path: Path, mail_root: Path, source: Source) -> None:
             continue
         user = fields[0].strip()
         local, _, domain = user.rpartition("@")
-        if not local or not domain:
-            source.problem(where, f"{user!r} is not a full address (user@domain); left out")
+        if not plain_name(local) or not plain_name(domain):
+            source.problem(where, f"{user!r} is not a full address (user@domain) hatoba can keep; left out")
             continue
         # The password may hold ":" only inside a scheme's data; crypt strings never do.
         password = fields[1]
@@ -69,11 +71,17 @@ def _read_passwd(path: Path, mail_root: Path, source: Source) -> None:
         maildir = _maildir(mail_root / domain.lower() / local.lower())
         if maildir is None and (mail_root / domain / local) != (mail_root / domain.lower() / local.lower()):
             maildir = _maildir(mail_root / domain / local)
+        if maildir is not None and not inside(maildir, mail_root):
+            source.problem(where, f"{user}'s Maildir leads out of {mail_root}; its mail is left out")
+            maildir = None
         stored = legacy_hashes.from_dovecot(password)
         scheme = legacy_hashes.scheme_of(stored)
         if scheme in ("PLAIN", "CLEARTEXT") and stored.startswith("{"):
             # Kept readable by the old server: hashed now, never stored as it is.
             clear = stored.partition("}")[2]
+            if not clear:
+                source.problem(where, f"{user} has an empty password; left out (add it with `hatoba user add`)")
+                continue
             source.users.append(SourceUser(user, None, clear, maildir, quota, where))
             continue
         source.users.append(SourceUser(user, stored, None, maildir, quota, where))

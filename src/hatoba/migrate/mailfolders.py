@@ -23,15 +23,17 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from typing import BinaryIO
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hatoba.fsutil import fsync_dir, make_private_dir, write_atomic
-from hatoba.migrate.model import Problem, at
+from hatoba.migrate.model import Problem, SourceFileError, at, read_source
 from hatoba.migrate.uidl import UidlFormat
 from hatoba.migrate.uidsources import FolderUids, read_folder_uids
 from hatoba.store.errors import InvalidName
@@ -52,6 +54,7 @@ from hatoba.store.uidlist import (
 )
 
 IMPORTED = "hatoba-imported"
+MAX_SMALL_FILE = 4 * 1024 * 1024  # subscriptions, keywords: a few KiB in real life
 FLUSH_THREADS = 16
 _SYSTEM_LETTERS = frozenset(SYSTEM_FLAGS.values())
 _DOVECOT_SUBSCRIPTIONS = "subscriptions"
@@ -92,35 +95,48 @@ class Placement:
         for made in missing:
             self.own(made)
 
-    def owner_uid(self) -> int:
-        return self.owner[0] if self.owner is not None else os.geteuid()
+    def may_link(self, st: os.stat_result) -> bool:
+        """Whether a hard link to this file can be hatoba's as it is. A link shares owner,
+        group and mode: the file must already be the service user's (uid and group), so
+        `serve`, giving the data folder to that user, never changes the old server's
+        file; root's files are never linked (whoever serves later would be handed them)."""
+        owner = self.owner if self.owner is not None else (os.geteuid(), os.getegid())
+        return owner[0] != 0 and (st.st_uid, st.st_gid) == owner
 
 
 @dataclass
 class Imported:
-    """A folder's hatoba-imported file: what earlier runs brought, and the source's UIDNEXT then."""
+    """A folder's hatoba-imported file: for each source folder brought in ("S PATH" line),
+    the base names it gave with their flag letters there ("BASE LETTERS" lines)."""
 
-    source_uidnext: int = 0
-    letters: dict[str, str] = field(default_factory=dict)  # base name -> flag letters at the source
+    by_source: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def read(cls, folder: Path) -> Imported:
+        found = cls()
         try:
             lines = (folder / IMPORTED).read_text("utf-8", "surrogateescape").splitlines()
         except FileNotFoundError:
-            return cls()
-        found = cls()
-        if lines and lines[0].startswith("I1 ") and lines[0][3:].isdigit():
-            found.source_uidnext = int(lines[0][3:])
-        for line in lines[1:]:
-            base, _, letters = line.partition(" ")
-            if base:
-                found.letters[base] = letters
+            return found
+        current: dict[str, str] | None = None
+        for line in lines[1:] if lines and lines[0] == "I2" else []:
+            if line.startswith("S "):
+                current = found.by_source.setdefault(line[2:], {})
+            elif current is not None:
+                base, _, letters = line.partition(" ")
+                if base:
+                    current[base] = letters
         return found
 
+    def brought(self, base: str) -> bool:
+        return any(base in letters for letters in self.by_source.values())
+
     def write(self, folder: Path) -> None:
-        text = f"I1 {self.source_uidnext}\n" + "".join(f"{b} {l}\n" for b, l in sorted(self.letters.items()))
-        write_atomic(folder / IMPORTED, text.encode("utf-8", "surrogateescape"))
+        lines = ["I2"]
+        for source, letters in sorted(self.by_source.items()):
+            lines.append(f"S {source}")
+            lines += [f"{base} {flags}" for base, flags in sorted(letters.items())]
+        write_atomic(folder / IMPORTED, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
 
 
 @dataclass
@@ -133,9 +149,15 @@ def source_messages(folder: Path, problems: list[Problem]) -> dict[str, SourceMe
     """The folder's messages by base name; broken names are reported and left."""
     found: dict[str, SourceMessage] = {}
     for sub in ("cur", "new"):
+        if (folder / sub).is_symlink():
+            problems.append(Problem(at(folder / sub), "a link, not a folder; left out"))
+            continue
         try:
             entries = list(os.scandir(folder / sub))
         except FileNotFoundError:
+            continue
+        except OSError as exc:
+            problems.append(Problem(at(folder / sub), f"cannot read it ({exc.strerror}); its mail is left out"))
             continue
         for entry in entries:
             if entry.name.startswith("."):
@@ -162,6 +184,9 @@ def source_folders(root: Path, problems: list[Problem]) -> list[tuple[str, Path,
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except FileNotFoundError:
+        return folders
+    except OSError as exc:
+        problems.append(Problem(at(root), f"cannot read it ({exc.strerror}); only INBOX is looked at"))
         return folders
     for entry in entries:
         if not entry.name.startswith(".") or entry.name in (".", "..") or not entry.is_dir(follow_symlinks=False):
@@ -204,7 +229,7 @@ class FolderSync:
         self.source, self.target, self.place = source, target, place
         self.problems = place.problems
         self.uids: FolderUids | None = read_folder_uids(source, self.problems)
-        self.source_keywords = read_keywords(source)
+        self.source_keywords = _source_keywords(source, self.problems)
         self.messages = source_messages(source, self.problems)
         self._copies: list[tuple[Path, Path]] = []  # (tmp/ file, its cur/ name), flushed together
         if (source / "courierimapkeywords").is_dir():
@@ -221,11 +246,22 @@ class FolderSync:
             place.own(self.target / "maildirfolder")
         place.counts.folders += 1
         with _target_list(self.target, place.dry_run) as parsed:
-            self._merge(parsed, label)
+            try:
+                self._merge(parsed, label)
+            except BaseException:
+                for tmp, _ in self._copies:  # copies no list names: a full disk keeps no space for them
+                    try:
+                        os.unlink(tmp)
+                    except OSError:
+                        pass
+                raise
 
     def _merge(self, parsed: ParsedList | None, label: str) -> None:
         place, uids = self.place, self.uids
-        imported = Imported.read(self.target)
+        record = Imported.read(self.target)
+        # Only what this source gave is mirrored from it: a second Maildir imported into the
+        # same folder (import maildir) leaves the first one's messages alone.
+        imported = record.by_source.setdefault(os.path.realpath(self.source), {})
         entries: dict[int, Entry] = dict(parsed.entries) if parsed else {}
         vanished = list(parsed.vanished) if parsed else []
         uidnext, highest, first_recent, floor = parsed.numbers if parsed else (1, 1, 1, 0)
@@ -236,6 +272,8 @@ class FolderSync:
         else:
             uidvalidity = place.new_uidvalidity()
         keep_uids = uids is not None and uids.uidvalidity == uidvalidity
+        if parsed is not None and uidvalidity != parsed.uidvalidity:
+            uidnext, first_recent, vanished = 1, 1, []  # hatoba's numbers for the empty folder go with it
         if uids is not None and not keep_uids:
             place.notes.append(f"{label}: hatoba already holds mail here under its own UIDVALIDITY; "
                                "the imported messages get new UIDs (mail programs fetch this folder again)")
@@ -250,14 +288,14 @@ class FolderSync:
             letters = self._letters(message.letters, keywords, label)
             entry = by_stem.get(base)
             if entry is not None:
-                if imported.letters.get(base, None) != message.letters and base in imported.letters:
+                if base in imported and imported[base] != message.letters:
                     # Changed at the source since the last run: the source's flags win.
                     if self._relabel(entry, letters, modseq):
                         place.counts.flag_changes += 1
                         changed = True
-                imported.letters[base] = message.letters
+                imported[base] = message.letters
                 continue
-            if base in imported.letters:
+            if record.brought(base):
                 continue  # brought over before and deleted in hatoba since
             fresh.append((base, message, letters))
         # Messages with their old UIDs first, then the others in delivery order.
@@ -265,7 +303,8 @@ class FolderSync:
         start_next = max(uidnext, uids.uidnext if keep_uids and uids else 1)
         for base, message, letters in fresh:
             uid = self._old_uid(base) if keep_uids else None
-            if uid is None or uid in used or not (uid >= uidnext or uid < imported.source_uidnext or not parsed):
+            # Never below a UIDNEXT hatoba may have shown: a client would not look there.
+            if uid is None or uid in used or not (uid >= uidnext or not entries and not vanished):
                 if uid is not None:
                     place.counts.new_uids += 1
                 uid = None
@@ -277,11 +316,11 @@ class FolderSync:
             entries[uid] = Entry(uid, modseq, name)
             used.add(uid)
             start_next = max(start_next, uid + 1)
-            imported.letters[base] = message.letters
+            imported[base] = message.letters
             changed = True
-        for base in [b for b in imported.letters if b not in self.messages]:
+        for base in [b for b in imported if b not in self.messages]:
             entry = by_stem.get(base)
-            del imported.letters[base]
+            del imported[base]
             changed = True
             if entry is None:
                 continue  # deleted on both sides
@@ -293,8 +332,6 @@ class FolderSync:
             del entries[entry.uid]
             vanished.append((entry.uid, modseq))
             place.counts.removed += 1
-        if uids is not None and keep_uids:
-            imported.source_uidnext = max(imported.source_uidnext, uids.uidnext)
         if not changed or place.dry_run:
             return
         if keywords != keywords_before:
@@ -307,7 +344,7 @@ class FolderSync:
         fsync_dir(self.target / "cur")  # the names before the list that gives them UIDs
         write_whole_list(self.target, ParsedList(
             uidvalidity, (uidnext, modseq, first_recent, floor), entries, vanished, 0, 0, True))
-        imported.write(self.target)
+        record.write(self.target)
         for name in ("hatoba-uidlist", IMPORTED, "hatoba-uidlist.lock"):
             place.own(self.target / name)
 
@@ -350,30 +387,55 @@ class FolderSync:
         return True
 
     def _place(self, source: Path, name: str) -> bool:
-        """Link or copy one message into cur/ under `name`; False when it could not be read."""
+        """Link or copy one message into cur/ under `name`; False when it could not be read.
+
+        The source is opened without following links and must be a plain file: a user's
+        own folder could otherwise swap a message for a link to a file of the system's."""
         place = self.place
         try:
-            st = source.stat()
+            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
-            self.problems.append(Problem(at(source), f"cannot read it ({exc.strerror}); left out"))
+            reason = "a link, not a message" if exc.errno == errno.ELOOP else f"cannot read it ({exc.strerror})"
+            self.problems.append(Problem(at(source), f"{reason}; left out"))
             return False
-        place.counts.messages += 1
-        place.counts.bytes += st.st_size
-        target = self.target / "cur" / name
-        if place.dry_run:
-            return True
-        if st.st_uid == place.owner_uid():
-            try:
-                os.link(source, target, follow_symlinks=False)
-                place.counts.linked += 1
+        with os.fdopen(fd, "rb") as src:
+            st = os.fstat(src.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                self.problems.append(Problem(at(source), "not a plain file; left out"))
+                return False
+            place.counts.messages += 1
+            place.counts.bytes += st.st_size
+            if place.dry_run:
                 return True
-            except FileExistsError:
-                return True  # placed by a run that stopped before writing its list
-            except OSError:
-                pass  # another file system, or links not allowed: copy
-        tmp = self.target / "tmp" / f"{name.split(':', 1)[0]}.import"
+            target = self.target / "cur" / name
+            if place.may_link(st) and self._link(source, st, target):
+                return True
+            return self._copy(src, source, st, target)
+
+    def _link(self, source: Path, st: os.stat_result, target: Path) -> bool:
+        """A hard link to the very file opened (same inode), else False (then it is copied)."""
         try:
-            with open(source, "rb") as src, open(tmp, "wb", buffering=0, opener=_private) as dst:
+            os.link(source, target, follow_symlinks=False)
+        except FileExistsError:
+            pass  # placed by a run that stopped before writing its list
+        except OSError:
+            return False  # another file system, or links not allowed
+        linked = os.lstat(target)
+        if (linked.st_ino, linked.st_dev) != (st.st_ino, st.st_dev) or not stat.S_ISREG(linked.st_mode):
+            os.unlink(target)  # swapped since it was opened, or a stale other file
+            return False
+        self.place.counts.linked += 1
+        return True
+
+    def _copy(self, src: BinaryIO, source: Path, st: os.stat_result, target: Path) -> bool:
+        place = self.place
+        tmp = self.target / "tmp" / f"{target.name.split(':', 1)[0]}.import"
+        try:
+            os.unlink(tmp)  # left by a run that stopped on a full disk
+        except FileNotFoundError:
+            pass
+        try:
+            with open(tmp, "wb", buffering=0, opener=_private) as dst:
                 shutil.copyfileobj(src, dst, 1024 * 1024)
             os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))  # INTERNALDATE is the file's time
             place.own(tmp)
@@ -411,6 +473,21 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def _source_keywords(folder: Path, problems: list[Problem]) -> list[str | None]:
+    """The old server's dovecot-keywords ("N keyword" lines; letter "a" + N)."""
+    try:
+        data = read_source(folder / "dovecot-keywords", MAX_SMALL_FILE)
+    except SourceFileError as exc:
+        problems.append(Problem(at(folder / "dovecot-keywords"), f"{exc}; keywords left out"))
+        return []
+    found: dict[int, str] = {}
+    for line in (data or b"").decode("utf-8", "replace").splitlines():
+        number, _, keyword = line.partition(" ")
+        if number.isdigit() and int(number) < MAX_KEYWORDS and keyword.strip():
+            found[int(number)] = keyword.strip()
+    return [found.get(i) for i in range(max(found, default=-1) + 1)]
+
+
 def _private(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_EXCL, 0o600)
 
@@ -443,6 +520,7 @@ def _keep_uidls(inbox: FolderSync, target_root: Path, uidl_format: UidlFormat, p
         uid = uids.uid_of.get(base) if uids is not None else None
         return (uid if uid is not None else 1 << 62, order_key(base))
 
+    shown = {uidl for base, uidl in wanted.items()}
     for base in sorted(inbox.messages, key=old_order):
         uidl = uids.saved_uidl.get(base) if uids is not None else None
         if uidl is None:
@@ -451,8 +529,12 @@ def _keep_uidls(inbox: FolderSync, target_root: Path, uidl_format: UidlFormat, p
                                       guid=uids.guid_of.get(base, "") if uids else "")
         if uidl is None or (uidl == default_uidl(base) and not ordered):
             continue
-        if 0 < len(uidl) <= 70 and uidl.isascii() and uidl.isprintable() and " " not in uidl:
+        if uidl in shown:  # RFC 1939 §7: unique in the maildrop; hatoba's own for the second
+            place.problems.append(Problem(at(inbox.source / "cur" / base), f"POP3 UIDL {uidl!r} was shown for "
+                                          "another message too; this one gets hatoba's own"))
+        elif 0 < len(uidl) <= 70 and uidl.isascii() and uidl.isprintable() and " " not in uidl:
             wanted[base] = uidl
+            shown.add(uidl)
         else:
             place.problems.append(Problem(at(inbox.source / "cur"), f"POP3 UIDL {uidl[:80]!r} is not one POP3 "
                                           "allows (1-70 printable characters); hatoba's own is shown"))
@@ -470,12 +552,13 @@ def read_subscriptions(root: Path, problems: list[Problem]) -> list[str]:
     for filename in (_DOVECOT_SUBSCRIPTIONS, _COURIER_SUBSCRIPTIONS):
         path = root / filename
         try:
-            lines = path.read_bytes().decode("utf-8", "surrogateescape").split("\n")
-        except FileNotFoundError:
+            data = read_source(path, MAX_SMALL_FILE)
+        except SourceFileError as exc:
+            problems.append(Problem(at(path), f"{exc}; subscriptions left out"))
             continue
-        except OSError as exc:
-            problems.append(Problem(at(path), f"cannot read it ({exc.strerror}); subscriptions left out"))
+        if data is None:
             continue
+        lines = data.decode("utf-8", "surrogateescape").split("\n")
         if lines and lines[0].startswith("V\t"):
             lines = lines[lines.index("") + 1:] if "" in lines else []
         for line in lines:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +17,52 @@ class Problem:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.reason}"
+        # One line whatever the names hold: a folder called "x\nskipped: ..." forges nothing.
+        text = f"{self.where}: {self.reason}"
+        return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+class SourceFileError(Exception):
+    """A file of the old system that cannot be read as one: str() says why, in a few words."""
+
+
+def read_source(path: Path, limit: int) -> bytes | None:
+    """A plain file's bytes (None when it does not exist). Links are not followed and
+    fifos or devices not opened for reading, so a user's own folder cannot make the
+    import read elsewhere or wait; `limit` bounds the memory it takes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        reason = "a link, not a file" if exc.errno == errno.ELOOP else f"cannot read it ({exc.strerror})"
+        raise SourceFileError(reason) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SourceFileError("not a plain file")
+        if st.st_size > limit:
+            raise SourceFileError(f"larger than {limit // (1024 * 1024)} MiB")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise SourceFileError(f"cannot read it ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise SourceFileError(f"larger than {limit // (1024 * 1024)} MiB")
+    return data
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether `path`, links resolved, lies within `root`: an import reads the tree it was given."""
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return real == top or real.startswith(top.rstrip("/") + "/")
+
+
+def plain_name(text: str) -> bool:
+    """A local part or domain usable as one folder name (no "/", not "." or "..")."""
+    return bool(text) and "/" not in text and "\0" not in text and text not in (".", "..")
 
 
 def at(path: Path | str, line: int | None = None) -> str:

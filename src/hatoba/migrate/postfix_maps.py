@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatoba.migrate.model import Problem, at
+from hatoba.migrate.model import Problem, SourceFileError, at, read_source
 
 MAX_TABLE_BYTES = 64 * 1024 * 1024
 
@@ -28,13 +28,12 @@ class TableEntry:
 
 def _logical_lines(path: Path, problems: list[Problem]) -> Iterator[tuple[int, str]]:
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_TABLE_BYTES + 1)
-    except OSError as exc:
-        problems.append(Problem(at(path), f"cannot read it ({exc.strerror})"))
+        data = read_source(path, MAX_TABLE_BYTES)
+    except SourceFileError as exc:
+        problems.append(Problem(at(path), f"{exc}; not read"))
         return
-    if len(data) > MAX_TABLE_BYTES:
-        problems.append(Problem(at(path), "larger than 64 MiB; not read"))
+    if data is None:
+        problems.append(Problem(at(path), "not found; not read"))
         return
     start, parts = 0, []
     for number, raw in enumerate(data.decode("utf-8", "replace").split("\n"), start=1):

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hatoba.migrate.model import Problem, at
+from hatoba.migrate.model import Problem, SourceFileError, at, read_source
 
 DOVECOT_UIDLIST = "dovecot-uidlist"
 COURIER_UIDDB = "courierimapuiddb"
-MAX_LIST_BYTES = 256 * 1024 * 1024  # a list this large is not a mail folder's
+MAX_UID = 2**32 - 1  # IMAP's UIDs and UIDVALIDITY are 32-bit (RFC 3501 §2.3.1.1)
+MAX_LIST_BYTES = 64 * 1024 * 1024  # a million messages take about 60 MiB
 
 
 @dataclass
@@ -38,13 +39,11 @@ def read_folder_uids(folder: Path, problems: list[Problem]) -> FolderUids | None
 
 def _lines(path: Path, problems: list[Problem]) -> list[str] | None:
     try:
-        if path.stat().st_size > MAX_LIST_BYTES:
-            problems.append(Problem(at(path), "too large to be a UID list; the folder gets new UIDs"))
-            return None
-        return path.read_bytes().decode("utf-8", "surrogateescape").split("\n")
-    except OSError as exc:
-        problems.append(Problem(at(path), f"cannot read it ({exc.strerror}); the folder gets new UIDs"))
+        data = read_source(path, MAX_LIST_BYTES)
+    except SourceFileError as exc:
+        problems.append(Problem(at(path), f"{exc}; the folder gets new UIDs"))
         return None
+    return None if data is None else data.decode("utf-8", "surrogateescape").split("\n")
 
 
 def _base(name: str) -> str:
@@ -78,8 +77,9 @@ def _read_dovecot(path: Path, problems: list[Problem]) -> FolderUids | None:
             problems.append(Problem(at(path, 1), "dovecot-uidlist header without V and N; the folder gets new UIDs"))
             return None
         uids = FolderUids(int(fields["V"]), int(fields["N"]))
-    if uids.uidvalidity == 0:
-        problems.append(Problem(at(path, 1), "UIDVALIDITY 0 in dovecot-uidlist; the folder gets new UIDs"))
+    if not 0 < uids.uidvalidity <= MAX_UID or uids.uidnext > MAX_UID + 1:
+        problems.append(Problem(at(path, 1), "UIDVALIDITY or next UID out of IMAP's range (1 to 2^32-1); "
+                                "the folder gets new UIDs"))
         return None
     last = 0
     for number, line in enumerate(lines[1:], start=2):
@@ -93,7 +93,7 @@ def _read_dovecot(path: Path, problems: list[Problem]) -> FolderUids | None:
             if not colon:
                 problems.append(Problem(at(path, number), "a line without \":FILENAME\"; skipped"))
                 continue
-        if not uid_text.isdigit() or not name or int(uid_text) <= last:
+        if not uid_text.isdigit() or not name or int(uid_text) <= last or int(uid_text) > MAX_UID:
             problems.append(Problem(at(path, number), "a damaged line; skipped"))
             continue
         uid = last = int(uid_text)

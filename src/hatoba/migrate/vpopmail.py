@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatoba.migrate.model import Source, SourceAlias, SourceForward, SourceUser, at
+from hatoba.migrate.model import SourceFileError, read_source, Source, SourceAlias, SourceForward, SourceUser, at, inside, plain_name
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_DOMAIN_DEPTH = 4  # domains/, then up to three levels of hashing
@@ -39,7 +39,7 @@ def read_vpopmail(home: Path, assign: Path | None = None) -> Source:
     for domain in domains:
         if domain.name not in source.domains:
             source.domains.append(domain.name)
-        _read_users(domain, source, maildirs)
+        _read_users(domain, home, source, maildirs)
     for domain in domains:
         _read_dot_qmails(domain, source, maildirs)
         for alias in domain.aliases:
@@ -51,15 +51,10 @@ def read_vpopmail(home: Path, assign: Path | None = None) -> Source:
 
 def _read(path: Path, source: Source) -> bytes | None:
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        source.problem(at(path), f"cannot read it ({exc.strerror})")
+        return read_source(path, MAX_FILE_BYTES)
+    except SourceFileError as exc:
+        source.problem(at(path), f"{exc}; not read")
         return None
-    if len(data) > MAX_FILE_BYTES:
-        source.problem(at(path), "larger than 64 MiB; not read")
-        return None
-    return data
 
 
 # -- domains -----------------------------------------------------------------------
@@ -131,7 +126,7 @@ def _alias_domain(alias: str, domain: _Domain, source: Source) -> None:
 # -- users -------------------------------------------------------------------------
 
 
-def _read_users(domain: _Domain, source: Source, maildirs: dict[str, str]) -> None:
+def _read_users(domain: _Domain, tree: Path, source: Source, maildirs: dict[str, str]) -> None:
     path = domain.folder / "vpasswd"
     if path.is_file():
         data = _read(path, source)
@@ -148,7 +143,7 @@ def _read_users(domain: _Domain, source: Source, maildirs: dict[str, str]) -> No
         name, crypted, _uid, gid, _gecos, home, quota = fields[:7]
         clear = fields[7] if len(fields) > 7 else ""
         address = f"{name}@{domain.name}"
-        if not name or name.lower() in seen:
+        if not plain_name(name) or "@" in name or name.lower() in seen:
             source.problem(where, f"{address!r}: an empty or repeated name; left out")
             continue
         seen.add(name.lower())
@@ -161,6 +156,9 @@ def _read_users(domain: _Domain, source: Source, maildirs: dict[str, str]) -> No
                 source.problem(where, f"{address} has {meaning}; hatoba has no such switch, so it is not "
                                "carried over")
         maildir = _user_maildir(domain, home)
+        if maildir is not None and not (inside(maildir, tree) or inside(maildir, domain.folder)):
+            source.problem(where, f"{address}'s folder {home} leads out of {tree}; its mail is left out")
+            maildir = None
         if maildir is not None:
             for spelling in (str(Path(home) / "Maildir"), str(maildir), os.path.realpath(maildir)):
                 maildirs[spelling.rstrip("/")] = address
@@ -190,9 +188,12 @@ def _quota_mb(text: str, maildir: Path | None, where: str, source: Source) -> in
     """vpasswd's quota: "NOQUOTA", or a comma list whose size item is digits with an
     optional S, B and K/M; empty means the first line of Maildir/maildirsize."""
     text = text.strip()
-    if not text and maildir is not None and (maildir / "maildirsize").is_file():
-        with open(maildir / "maildirsize", "rb") as f:
-            text = f.readline(200).decode("ascii", "replace").strip()
+    if not text and maildir is not None:
+        try:
+            data = read_source(maildir / "maildirsize", 1024 * 1024) or b""
+        except SourceFileError:
+            data = b""  # vpopmail rebuilds it when it is damaged; the default applies
+        text = data.split(b"\n", 1)[0].decode("ascii", "replace").strip()
     if not text:
         return None
     if text[:2].upper() == "NO":

@@ -460,6 +460,9 @@ class Directory:
                 "%(text)s cannot be a alias: local parts may not hold '%%', '!', '@', quotes or spaces",
                 text=repr(text),
             ))
+        if what == "user" and "/" in address.local:
+            raise DirectoryError(T("%(text)s cannot be a user: its mail folder is named by its local part, "
+                                   "which may not hold '/'", text=repr(text)))
         self._require_domain(conn, address.domain)
         return address
 

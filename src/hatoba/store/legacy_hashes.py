@@ -30,6 +30,14 @@ from collections.abc import Callable
 from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import VerificationError
 
+# Costs past these would make one login take seconds to minutes on a thread other logins
+# share: such a hash is refused (the user is given a new password) rather than checked.
+MAX_ROUNDS = 1_000_000  # PBKDF2, SCRAM, SHA-crypt (their defaults: 5,000 to 10,000)
+MAX_BCRYPT_COST = 14  # about a second; 10 to 12 is usual
+MAX_ARGON2_MEMORY_KIB = 1024 * 1024
+MAX_ARGON2_TIME = 16
+_TOO_COSTLY = "its cost is too high to check at a login"
+
 __all__ = ["UnknownScheme", "check_supported", "from_dovecot", "is_legacy", "scheme_of", "verify"]
 
 _Check = Callable[[bytes], bool]  # the password's UTF-8 bytes -> matches
@@ -91,6 +99,8 @@ def _parse(stored: str) -> _Check:
     except UnknownScheme:
         raise
     except ValueError as exc:  # binascii.Error and UnicodeError too
+        if str(exc) == _TOO_COSTLY:
+            raise UnknownScheme(f"{{{name}}} hash: {exc}; the user must set a new password") from None
         raise UnknownScheme(f"malformed {{{name}}} hash: {exc}") from None
 
 
@@ -149,8 +159,10 @@ def _salted(algorithm: str) -> Callable[[bytes], _Check]:
 def _pbkdf2(raw: bytes) -> _Check:
     # $1$<salt>$<rounds>$<hex key>: PBKDF2-HMAC-SHA1 with the salt's text as the salt
     fields = raw.split(b"$")
-    if len(fields) != 5 or fields[:2] != [b"", b"1"] or not fields[3].isdigit() or not 0 < int(fields[3]) < 2**32:
+    if len(fields) != 5 or fields[:2] != [b"", b"1"] or not fields[3].isdigit() or not 0 < int(fields[3]):
         raise ValueError("expected $1$salt$rounds$hash")
+    if int(fields[3]) > MAX_ROUNDS:
+        raise ValueError(_TOO_COSTLY)
     salt, rounds, key = fields[2], int(fields[3]), binascii.unhexlify(fields[4])
     if len(key) != 20:
         raise ValueError("the key is not 20 bytes")
@@ -165,6 +177,8 @@ def _scram(algorithm: str) -> Callable[[bytes], _Check]:
         if len(fields) != 4 or not fields[0].isdigit() or not 4096 <= int(fields[0]) < 2**31:
             raise ValueError("expected iterations (4096 or more),salt,StoredKey,ServerKey")
         rounds = int(fields[0])
+        if rounds > MAX_ROUNDS:
+            raise ValueError(_TOO_COSTLY)
         salt, stored_key, server_key = (_b64(f) for f in fields[1:])
         if len(stored_key) != size or len(server_key) != size:
             raise ValueError(f"the keys are not {size} bytes")
@@ -181,7 +195,9 @@ _ARGON2 = PasswordHasher()  # verify() reads the type and parameters from the ha
 
 def _argon2(raw: bytes) -> _Check:
     text = raw.decode("ascii")
-    extract_parameters(text)  # InvalidHashError is a ValueError
+    parameters = extract_parameters(text)  # InvalidHashError is a ValueError
+    if parameters.memory_cost > MAX_ARGON2_MEMORY_KIB or parameters.time_cost > MAX_ARGON2_TIME:
+        raise ValueError(_TOO_COSTLY)
 
     def check(password: bytes) -> bool:
         try:
@@ -227,6 +243,8 @@ def _cram_md5(raw: bytes) -> _Check:
 
 # the method's prefix: "$6$", "$2b$"...; "_" for BSDi DES, "" for traditional DES
 _CRYPT_PREFIX = re.compile(rb"\$[0-9a-z]+\$|_|")
+_SHA_CRYPT_ROUNDS = re.compile(rb"\$[56]\$rounds=(\d{1,12})\$")
+_BCRYPT_COST = re.compile(rb"\$2[abxy]\$(\d\d)\$")
 _CRYPT_NAMES = {
     b"": "DES", b"_": "BSDi DES", b"$1$": "MD5-crypt", b"$5$": "SHA-256-crypt", b"$6$": "SHA-512-crypt",
     b"$2a$": "bcrypt", b"$2b$": "bcrypt", b"$2x$": "bcrypt", b"$2y$": "bcrypt",
@@ -254,6 +272,10 @@ class _Crypt:
     def __init__(self, setting: bytes) -> None:
         if not setting or b"\0" in setting:
             raise ValueError("empty" if not setting else "holds a NUL")
+        rounds = _SHA_CRYPT_ROUNDS.match(setting)
+        cost = _BCRYPT_COST.match(setting)
+        if (rounds and int(rounds.group(1)) > MAX_ROUNDS) or (cost and int(cost.group(1)) > MAX_BCRYPT_COST):
+            raise ValueError(_TOO_COSTLY)
         self.setting = setting
 
     def __call__(self, password: bytes) -> bool:

@@ -1161,9 +1161,12 @@ def list_for_import(folder: Path) -> Iterator[ParsedList | None]:
 def write_whole_list(folder: Path, parsed: ParsedList) -> None:
     """Write `parsed` as the folder's whole UID list (atomically, flushed)."""
     uidnext, highest, first_recent, floor = parsed.numbers
+    vanished = parsed.vanished[-MAX_VANISHED:]
+    if len(parsed.vanished) > MAX_VANISHED:  # forgotten expunges: QRESYNC clients then get all missing UIDs
+        floor = max([floor, *(modseq for _, modseq in parsed.vanished[:-MAX_VANISHED])])
     lines = [f"V1 {parsed.uidvalidity} {uidnext} {highest} {first_recent} {floor}\n"]
     lines += [f"{e.uid} {e.modseq} {e.name}\n" for e in sorted(parsed.entries.values(), key=lambda e: e.uid)]
-    lines += [f"X {uid} {modseq}\n" for uid, modseq in parsed.vanished[-MAX_VANISHED:]]
+    lines += [f"X {uid} {modseq}\n" for uid, modseq in vanished]
     lines.append(f"C {uidnext} {highest} {first_recent} {floor}\n")
     write_atomic(folder / UIDLIST, "".join(lines).encode("utf-8", "surrogateescape"))
 
