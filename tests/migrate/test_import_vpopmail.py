@@ -77,11 +77,14 @@ def tree(tmp_path: Path) -> VpopmailTree:
 
 
 def test_vpopmail_users_passwords_quotas_and_uids_come_over(tmp_path, tree):
+    tree.lines.append("dave:$1$cut:1:0:Dave")  # cut short (a disk that filled while vpopmail wrote it)
+    (tree.domain / "vpasswd").write_text("\n".join(tree.lines) + "\n")
     home = make_home(tmp_path / "hatoba")
     result = home.cli("import", "vpopmail", str(tree.home))
-    assert result.returncode == 2, result.stderr  # the list and the extension addresses are left out
+    assert result.returncode == 2, result.stderr  # the list, the extension addresses and dave are left out
     skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped: ")]
-    assert len(skipped) == 2, result.stderr
+    assert len(skipped) == 3, result.stderr
+    assert f"skipped: {tree.domain / 'vpasswd'}:4: a truncated vpasswd line (5 of 7 or 8 fields); left out" in skipped
     assert any(".qmail-announce" in line and "ezmlm" in line for line in skipped)
     assert any(".qmail-news-default" in line for line in skipped)
     with Directory(home.root / "data" / "directory.sqlite3") as directory:
