@@ -129,6 +129,7 @@ def test_an_address_that_cannot_be_a_folder_is_refused_not_a_crash(tmp_path):
     "{CRYPT}$2b$31$" + "a" * 53,
     "{SHA512-CRYPT}$6$rounds=999999999$salt$" + "x" * 86,
     "{SCRAM-SHA-256}4000000000,c2FsdA==,AAAA,AAAA",
+    "{ARGON2ID}$argon2id$v=19$m=1048576,t=16,p=1$c2FsdHNhbHQ$" + "A" * 43,
 ])
 def test_hashes_too_costly_to_check_at_a_login_are_refused_at_once(stored):
     start = time.monotonic()
@@ -171,3 +172,56 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_next_run_goes_on(tmp_path
         assert not list(home.mail.rglob("tmp/*.import"))
     with home.directory() as directory:  # made by the first run, and known to be the import's
         assert directory.authenticate("alice@example.test", "alice-old-password")
+
+
+def test_folders_swapped_for_links_after_they_were_read_lead_nowhere(tmp_path):
+    from hatoba.migrate.apply import Importer
+    from hatoba.migrate.dovecot import read_dovecot
+    from hatoba.migrate.mailfolders import FolderSync, Placement
+    from hatoba.migrate.model import open_dir
+    from hatoba.migrate.uidl import UidlFormat
+
+    outside = tmp_path / "outside"
+    for sub in ("cur", "new", "tmp"):
+        (outside / sub).mkdir(parents=True)
+    (outside / "cur" / "1700000099.M9P9.secret:2,S").write_text("Subject: not yours\n\nsecret\n")
+    tree, inbox = _source(tmp_path)
+    # cur/ swapped between the listing and the copies.
+    target = tmp_path / "target"
+    place = Placement(False, None, lambda: 1)
+    fd = open_dir(inbox)
+    try:
+        sync = FolderSync(inbox, fd, target, place)
+        os.rename(inbox / "cur", tmp_path / "real-cur")
+        os.symlink(outside / "cur", inbox / "cur")
+        sync.run("alice INBOX")
+    finally:
+        os.close(fd)
+    placed = [p.read_bytes() for p in (target / "cur").iterdir()]
+    assert placed and not any(b"secret" in data for data in placed)
+    os.unlink(inbox / "cur")
+    os.rename(tmp_path / "real-cur", inbox / "cur")
+    # The whole Maildir swapped between reading the passwd-file and importing its mail.
+    home = Home(tmp_path / "home")
+    source = read_dovecot(tree.passwd, tree.mail)
+    os.rename(inbox, tmp_path / "real-inbox")
+    os.symlink(outside, inbox)
+    with home.directory() as directory:
+        outcome = Importer(directory, home.data, home.mail, hostname="mail.example.test", owner=None,
+                           dry_run=False).run(source, UidlFormat.parse("dovecot"))
+    assert any("leads out of" in str(p) for p in outcome.problems)
+    stored = b"".join(p.read_bytes() for p in home.mail.rglob("*") if p.is_file())
+    assert b"secret" not in stored
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a file of another user's")
+def test_a_second_name_of_someone_elses_file_is_not_imported(tmp_path):
+    tree, inbox = _source(tmp_path)
+    theirs = tmp_path / "theirs"
+    theirs.write_text("Subject: theirs\n\nnot for alice\n")
+    os.chown(theirs, 65534, 65534)
+    os.link(theirs, inbox / "cur" / "1700000077.M7P7.old:2,S")
+    home = Home(tmp_path / "home")
+    result = _import(home, tree)
+    assert result.returncode == 2 and "a second name of a file its folder's owner does not own" in result.stderr
+    assert len(_status(home, "alice@example.test")[2]) == 3

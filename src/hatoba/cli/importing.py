@@ -104,7 +104,8 @@ def run_maildir(args: argparse.Namespace) -> int:
                         source.problem(str(maildir), f"no user {address} in hatoba; add it first "
                                        f"(hatoba user add {address}), then import again")
                         continue
-                    source.users.append(SourceUser(address, None, None, maildir, None, str(maildir)))
+                    source.users.append(SourceUser(address, None, None, maildir, None, str(maildir),
+                                                   args.directory))
     return _run(args, source)
 
 

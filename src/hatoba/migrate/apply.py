@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hatoba.fsutil import write_atomic
 from hatoba.migrate.mailfolders import Counts, Placement, sync_mailbox
-from hatoba.migrate.model import Problem, Source
+from hatoba.migrate.model import Problem, Source, inside
 from hatoba.migrate.uidl import UidlFormat
 from hatoba.store import legacy_hashes
 from hatoba.store.api import DirectoryError
@@ -160,6 +160,10 @@ class Importer:
         if user.maildir is None:
             return
         real = os.path.realpath(user.maildir)
+        if user.tree is not None and not inside(Path(real), user.tree):  # again: a link made since it was read
+            outcome.problems.append(Problem(user.origin, f"{user.address}'s Maildir leads out of {user.tree}; "
+                                            "its mail is left out"))
+            return
         first = self._maildirs_seen.setdefault(real, user.address)
         if first != user.address:  # a link to another user's Maildir: its mail is that user's alone
             outcome.problems.append(Problem(user.origin, f"{user.address}'s Maildir is {first}'s; "
@@ -172,7 +176,7 @@ class Importer:
             outcome.problems.append(Problem(user.origin, f"{user.address} cannot be a folder name; "
                                             "its mail is left out"))
             return
-        subscribed = sync_mailbox(user.maildir, target, place, label=user.address, uidl_format=uidl_format)
+        subscribed = sync_mailbox(Path(real), target, place, label=user.address, uidl_format=uidl_format)
         _add_counts(outcome.mail, place.counts)
         outcome.problems += place.problems
         outcome.notes += place.notes

@@ -82,9 +82,9 @@ def _read_passwd(path: Path, mail_root: Path, source: Source) -> None:
             if not clear:
                 source.problem(where, f"{user} has an empty password; left out (add it with `hatoba user add`)")
                 continue
-            source.users.append(SourceUser(user, None, clear, maildir, quota, where))
+            source.users.append(SourceUser(user, None, clear, maildir, quota, where, mail_root))
             continue
-        source.users.append(SourceUser(user, stored, None, maildir, quota, where))
+        source.users.append(SourceUser(user, stored, None, maildir, quota, where, mail_root))
 
 
 def _maildir(home: Path) -> Path | None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hatoba.fsutil import fsync_dir, make_private_dir, write_atomic
-from hatoba.migrate.model import Problem, SourceFileError, at, read_source
+from hatoba.migrate.model import Problem, SourceFileError, at, open_dir, read_source
 from hatoba.migrate.uidl import UidlFormat
 from hatoba.migrate.uidsources import FolderUids, read_folder_uids
 from hatoba.store.errors import InvalidName
@@ -141,65 +141,67 @@ class Imported:
 
 @dataclass
 class SourceMessage:
-    path: Path
+    path: Path  # for messages
+    sub: str  # "cur" or "new": the name is opened in the folder read then, never by its path
+    name: str
     letters: str  # info letters as the source named them ("" for new/)
 
 
-def source_messages(folder: Path, problems: list[Problem]) -> dict[str, SourceMessage]:
-    """The folder's messages by base name; broken names are reported and left."""
+def source_messages(folder: Path, folder_fd: int, problems: list[Problem],
+                    subs: dict[str, int]) -> dict[str, SourceMessage]:
+    """The folder's messages by base name; broken names are reported and left. The cur/
+    and new/ folders are opened once, without following links, into `subs` (the caller
+    closes them): a user who swaps one for a link later reaches nothing through it."""
     found: dict[str, SourceMessage] = {}
     for sub in ("cur", "new"):
-        if (folder / sub).is_symlink():
-            problems.append(Problem(at(folder / sub), "a link, not a folder; left out"))
-            continue
         try:
-            entries = list(os.scandir(folder / sub))
+            subs[sub] = open_dir(sub, dir_fd=folder_fd)
+            entries = list(os.scandir(subs[sub]))
         except FileNotFoundError:
             continue
         except OSError as exc:
-            problems.append(Problem(at(folder / sub), f"cannot read it ({exc.strerror}); its mail is left out"))
+            reason = "a link, not a folder" if exc.errno in (errno.ELOOP, errno.ENOTDIR) else \
+                f"cannot read it ({exc.strerror})"
+            problems.append(Problem(at(folder / sub), f"{reason}; its mail is left out"))
             continue
         for entry in entries:
+            path = folder / sub / entry.name
             if entry.name.startswith("."):
                 continue
             base, colon, info = entry.name.partition(":")
             if not entry.is_file(follow_symlinks=False):
-                problems.append(Problem(at(entry.path), "not a plain file; left out"))
+                problems.append(Problem(at(path), "not a plain file; left out"))
                 continue
             if (not base or any(c.isspace() or ord(c) < 0x20 or c == "/" for c in entry.name)
                     or (colon and not info.startswith("2,")) or not base.isprintable()):
-                problems.append(Problem(at(entry.path), "not a Maildir message file name; left out"))
+                problems.append(Problem(at(path), "not a Maildir message file name; left out"))
                 continue
             if base in found:
-                problems.append(Problem(at(entry.path), "a second file with this base name; left out"))
+                problems.append(Problem(at(path), "a second file with this base name; left out"))
                 continue
-            found[base] = SourceMessage(Path(entry.path), info[2:] if colon else "")
+            found[base] = SourceMessage(path, sub, entry.name, info[2:] if colon else "")
     return found
 
 
-def source_folders(root: Path, problems: list[Problem]) -> list[tuple[str, Path, str]]:
-    """(IMAP name, source folder, target directory name) for INBOX (the root, "") and each
-    Maildir++ folder. Names in modified UTF-7 are kept; UTF-8 names (Courier 5) are encoded."""
-    folders = [("INBOX", root, "")]
+def source_folders(root: Path, root_fd: int, problems: list[Problem]) -> list[tuple[str, str]]:
+    """(IMAP name, directory name) of each Maildir++ folder below INBOX (the root). Names
+    in modified UTF-7 are kept; UTF-8 names (Courier 5) are given their UTF-7 spelling."""
+    folders = []
     try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
-    except FileNotFoundError:
-        return folders
+        entries = sorted(os.scandir(root_fd), key=lambda e: e.name)
     except OSError as exc:
         problems.append(Problem(at(root), f"cannot read it ({exc.strerror}); only INBOX is looked at"))
         return folders
     for entry in entries:
         if not entry.name.startswith(".") or entry.name in (".", "..") or not entry.is_dir(follow_symlinks=False):
             continue
-        if not (Path(entry.path) / "cur").is_dir():
-            continue  # a parent that only exists through its children, or not a folder
         name = name_of_dirname(entry.name)
         if name is None:
             name = _utf8_folder_name(entry.name)
         if name is None:
-            problems.append(Problem(at(entry.path), "a folder name hatoba cannot read; left out"))
+            problems.append(Problem(at(root / entry.name), "a folder name hatoba cannot read; left out"))
             continue
-        folders.append((name, Path(entry.path), dirname_of(name)))
+        folders.append((name, entry.name))
     return folders
 
 
@@ -225,18 +227,28 @@ def _target_list(folder: Path, dry_run: bool) -> Iterator[ParsedList | None]:
 class FolderSync:
     """One folder brought over (see the module's rules)."""
 
-    def __init__(self, source: Path, target: Path, place: Placement) -> None:
+    def __init__(self, source: Path, source_fd: int, target: Path, place: Placement) -> None:
+        """`source_fd`: the source folder, opened by the caller (who closes it after run())."""
         self.source, self.target, self.place = source, target, place
         self.problems = place.problems
-        self.uids: FolderUids | None = read_folder_uids(source, self.problems)
-        self.source_keywords = _source_keywords(source, self.problems)
-        self.messages = source_messages(source, self.problems)
+        self.uids: FolderUids | None = read_folder_uids(source, self.problems, source_fd)
+        self.source_keywords = _source_keywords(source, source_fd, self.problems)
+        self._subs: dict[str, int] = {}
+        self.messages = source_messages(source, source_fd, self.problems, self._subs)
         self._copies: list[tuple[Path, Path]] = []  # (tmp/ file, its cur/ name), flushed together
-        if (source / "courierimapkeywords").is_dir():
+        if _entry_kind(source_fd, "courierimapkeywords") == stat.S_IFDIR:
             self.problems.append(Problem(at(source / "courierimapkeywords"),
                                          "Courier-IMAP keywords are not carried over (flags are)"))
 
     def run(self, label: str) -> None:
+        try:
+            self._run(label)
+        finally:
+            for fd in self._subs.values():
+                os.close(fd)
+            self._subs = {}
+
+    def _run(self, label: str) -> None:
         place = self.place
         place.make_dir(self.target)
         for sub in ("tmp", "new", "cur"):
@@ -311,7 +323,7 @@ class FolderSync:
             if uid is None:
                 uid = start_next
             name = f"{base}:2,{letters}"
-            if not self._place(message.path, name):
+            if not self._place(message, name):
                 continue
             entries[uid] = Entry(uid, modseq, name)
             used.add(uid)
@@ -386,14 +398,16 @@ class FolderSync:
         entry.name, entry.modseq = name, modseq
         return True
 
-    def _place(self, source: Path, name: str) -> bool:
+    def _place(self, message: SourceMessage, name: str) -> bool:
         """Link or copy one message into cur/ under `name`; False when it could not be read.
 
         The source is opened without following links and must be a plain file: a user's
         own folder could otherwise swap a message for a link to a file of the system's."""
         place = self.place
+        source = message.path
+        sub_fd = self._subs[message.sub]
         try:
-            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(message.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=sub_fd)
         except OSError as exc:
             reason = "a link, not a message" if exc.errno == errno.ELOOP else f"cannot read it ({exc.strerror})"
             self.problems.append(Problem(at(source), f"{reason}; left out"))
@@ -407,15 +421,22 @@ class FolderSync:
             place.counts.bytes += st.st_size
             if place.dry_run:
                 return True
+            if st.st_nlink > 1 and st.st_uid != os.fstat(sub_fd).st_uid:
+                # another name of someone else's file, put here by the folder's owner
+                self.problems.append(Problem(at(source), "a second name of a file its folder's owner does "
+                                             "not own; left out"))
+                place.counts.messages -= 1
+                place.counts.bytes -= st.st_size
+                return False
             target = self.target / "cur" / name
-            if place.may_link(st) and self._link(source, st, target):
+            if place.may_link(st) and self._link(message, sub_fd, st, target):
                 return True
             return self._copy(src, source, st, target)
 
-    def _link(self, source: Path, st: os.stat_result, target: Path) -> bool:
+    def _link(self, message: SourceMessage, sub_fd: int, st: os.stat_result, target: Path) -> bool:
         """A hard link to the very file opened (same inode), else False (then it is copied)."""
         try:
-            os.link(source, target, follow_symlinks=False)
+            os.link(message.name, target, src_dir_fd=sub_fd, follow_symlinks=False)
         except FileExistsError:
             pass  # placed by a run that stopped before writing its list
         except OSError:
@@ -473,10 +494,18 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _source_keywords(folder: Path, problems: list[Problem]) -> list[str | None]:
+def _entry_kind(dir_fd: int, name: str) -> int | None:
+    """S_IFDIR, S_IFLNK... of `name` in the folder `dir_fd` (links not followed); None when absent."""
+    try:
+        return stat.S_IFMT(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return None
+
+
+def _source_keywords(folder: Path, folder_fd: int, problems: list[Problem]) -> list[str | None]:
     """The old server's dovecot-keywords ("N keyword" lines; letter "a" + N)."""
     try:
-        data = read_source(folder / "dovecot-keywords", MAX_SMALL_FILE)
+        data = read_source("dovecot-keywords", MAX_SMALL_FILE, folder_fd)
     except SourceFileError as exc:
         problems.append(Problem(at(folder / "dovecot-keywords"), f"{exc}; keywords left out"))
         return []
@@ -494,17 +523,37 @@ def _private(path: str, flags: int) -> int:
 
 def sync_mailbox(source_root: Path, target_root: Path, place: Placement, *, label: str,
                  uidl_format: UidlFormat) -> list[str]:
-    """Bring a user's whole Maildir tree over; returns the subscribed folder names."""
-    place.make_dir(target_root)
-    inbox: FolderSync | None = None
-    for name, folder, dirname in source_folders(source_root, place.problems):
-        sync = FolderSync(folder, target_root / dirname if dirname else target_root, place)
-        sync.run(f"{label} {name}")
-        if not dirname:
-            inbox = sync
-    if inbox is not None:
+    """Bring a user's whole Maildir tree over; returns the subscribed folder names. Everything
+    below `source_root` is reached through descriptors opened without following links."""
+    try:
+        root_fd = open_dir(source_root)
+    except OSError as exc:
+        reason = "a link, not a folder" if exc.errno in (errno.ELOOP, errno.ENOTDIR) else \
+            f"cannot read it ({exc.strerror})"
+        place.problems.append(Problem(at(source_root), f"{reason}; its mail is left out"))
+        return []
+    try:
+        place.make_dir(target_root)
+        inbox = FolderSync(source_root, root_fd, target_root, place)
+        inbox.run(f"{label} INBOX")
+        for name, dirname in source_folders(source_root, root_fd, place.problems):
+            try:
+                folder_fd = open_dir(dirname, dir_fd=root_fd)
+            except OSError as exc:
+                place.problems.append(Problem(at(source_root / dirname), f"cannot read it ({exc.strerror}); "
+                                              "left out"))
+                continue
+            try:
+                if _entry_kind(folder_fd, "cur") is None:
+                    continue  # a parent that only exists through its children
+                sync = FolderSync(source_root / dirname, folder_fd, target_root / dirname_of(name), place)
+                sync.run(f"{label} {name}")
+            finally:
+                os.close(folder_fd)
         _keep_uidls(inbox, target_root, uidl_format, place)
-    return read_subscriptions(source_root, place.problems)
+        return read_subscriptions(source_root, root_fd, place.problems)
+    finally:
+        os.close(root_fd)
 
 
 def _keep_uidls(inbox: FolderSync, target_root: Path, uidl_format: UidlFormat, place: Placement) -> None:
@@ -544,7 +593,7 @@ def _keep_uidls(inbox: FolderSync, target_root: Path, uidl_format: UidlFormat, p
         place.own(target_root / UIDL_FILE)
 
 
-def read_subscriptions(root: Path, problems: list[Problem]) -> list[str]:
+def read_subscriptions(root: Path, root_fd: int, problems: list[Problem]) -> list[str]:
     """Subscribed names from Dovecot's "subscriptions" (version 2: a "V\\t2" line and a blank
     line, then one name a line with TAB between levels; before that, one name a line) or
     Courier's "courierimapsubscribed" ("INBOX.Name" a line)."""
@@ -552,7 +601,7 @@ def read_subscriptions(root: Path, problems: list[Problem]) -> list[str]:
     for filename in (_DOVECOT_SUBSCRIPTIONS, _COURIER_SUBSCRIPTIONS):
         path = root / filename
         try:
-            data = read_source(path, MAX_SMALL_FILE)
+            data = read_source(filename, MAX_SMALL_FILE, root_fd)
         except SourceFileError as exc:
             problems.append(Problem(at(path), f"{exc}; subscriptions left out"))
             continue

@@ -26,12 +26,22 @@ class SourceFileError(Exception):
     """A file of the old system that cannot be read as one: str() says why, in a few words."""
 
 
-def read_source(path: Path, limit: int) -> bytes | None:
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_dir(path: Path | str, dir_fd: int | None = None) -> int:
+    """A folder of the old system, its last name not followed if it is a link (OSError
+    ELOOP or ENOTDIR then): what is read below it is read through this descriptor, so a
+    folder swapped for a link after it was opened leads nowhere."""
+    return os.open(path, DIR_FLAGS, dir_fd=dir_fd)
+
+
+def read_source(path: Path | str, limit: int, dir_fd: int | None = None) -> bytes | None:
     """A plain file's bytes (None when it does not exist). Links are not followed and
     fifos or devices not opened for reading, so a user's own folder cannot make the
     import read elsewhere or wait; `limit` bounds the memory it takes."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -78,6 +88,7 @@ class SourceUser:
     maildir: Path | None  # the user's Maildir (INBOX), None when it has none yet
     quota_mb: int | None  # None: the server's default; 0: no limit
     origin: str  # where the user was read, for messages
+    tree: Path | None = None  # the Maildir must stay within this folder (checked again at import)
 
 
 @dataclass

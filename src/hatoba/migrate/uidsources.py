@@ -27,19 +27,20 @@ class FolderUids:
     guid_of: dict[str, str] = field(default_factory=dict)  # base name -> GUID (G), for %g
 
 
-def read_folder_uids(folder: Path, problems: list[Problem]) -> FolderUids | None:
+def read_folder_uids(folder: Path, problems: list[Problem], dir_fd: int | None = None) -> FolderUids | None:
     """What the folder's old server recorded; None when it recorded nothing readable
     (the messages then get new UIDs, and a problem says why when a list was there)."""
-    if (folder / DOVECOT_UIDLIST).is_file():
-        return _read_dovecot(folder / DOVECOT_UIDLIST, problems)
-    if (folder / COURIER_UIDDB).is_file():
-        return _read_courier(folder / COURIER_UIDDB, problems)
+    for name, reader in ((DOVECOT_UIDLIST, _read_dovecot), (COURIER_UIDDB, _read_courier)):
+        lines = _lines(folder / name, problems, dir_fd, name)
+        if lines is not None:
+            return reader(folder / name, lines, problems)
     return None
 
 
-def _lines(path: Path, problems: list[Problem]) -> list[str] | None:
+def _lines(path: Path, problems: list[Problem], dir_fd: int | None, name: str) -> list[str] | None:
+    """The file's lines (read as `name` in `dir_fd` when given); None when it is absent or unreadable."""
     try:
-        data = read_source(path, MAX_LIST_BYTES)
+        data = read_source(name if dir_fd is not None else path, MAX_LIST_BYTES, dir_fd)
     except SourceFileError as exc:
         problems.append(Problem(at(path), f"{exc}; the folder gets new UIDs"))
         return None
@@ -50,12 +51,9 @@ def _base(name: str) -> str:
     return name.split(":", 1)[0]
 
 
-def _read_dovecot(path: Path, problems: list[Problem]) -> FolderUids | None:
+def _read_dovecot(path: Path, lines: list[str], problems: list[Problem]) -> FolderUids | None:
     """Version 3 (Dovecot 1.1 and later): "3 V<uidvalidity> N<nextuid> G<guid>", then
     "UID [KEYVALUE ...] :FILENAME"; version 1: "1 UIDVALIDITY NEXTUID", then "UID FILENAME"."""
-    lines = _lines(path, problems)
-    if lines is None:
-        return None
     head = lines[0].split()
     if not head or not head[0].isdigit():
         problems.append(Problem(at(path, 1), "not a dovecot-uidlist header; the folder gets new UIDs"))
@@ -109,13 +107,10 @@ def _read_dovecot(path: Path, problems: list[Problem]) -> FolderUids | None:
     return uids
 
 
-def _read_courier(path: Path, problems: list[Problem]) -> FolderUids | None:
+def _read_courier(path: Path, lines: list[str], problems: list[Problem]) -> FolderUids | None:
     """Courier's list is Dovecot's version 1: "1 UIDVALIDITY NEXTUID", then "UID BASENAME".
     Courier's POP3 server showed "UID<uid>-<uidvalidity>" (courierpop3dsizelist)."""
-    head = _lines(path, problems)
-    if head is None:
-        return None
-    if not head[0].startswith("1 "):
+    if not lines[0].startswith("1 "):
         problems.append(Problem(at(path, 1), "not a version-1 courierimapuiddb header; the folder gets new UIDs"))
         return None
-    return _read_dovecot(path, problems)
+    return _read_dovecot(path, lines, problems)

@@ -164,7 +164,8 @@ def _read_users(domain: _Domain, tree: Path, source: Source, maildirs: dict[str,
                 maildirs[spelling.rstrip("/")] = address
         stored = crypted if crypted.startswith("{") else f"{{CRYPT}}{crypted}"
         user = SourceUser(address, None if clear else stored, clear or None, maildir,
-                          _quota_mb(quota, maildir, where, source), where)
+                          _quota_mb(quota, maildir, where, source), where,
+                          tree if maildir is not None and inside(maildir, tree) else domain.folder)
         source.users.append(user)
         if maildir is not None:
             _read_user_dot_qmail(user, maildir.parent, domain, source, maildirs)

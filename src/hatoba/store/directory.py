@@ -737,8 +737,7 @@ class Directory:
         """A hash brought over from another system: checked with its own scheme, then
         replaced by an Argon2id hash (and SCRAM keys) at once, as if set here."""
         try:
-            matched = legacy_hashes.verify(stored_hash, raw_password) or (
-                raw_password != password and legacy_hashes.verify(stored_hash, password))
+            matched = legacy_hashes.verify(stored_hash, raw_password)  # the bytes the old system hashed
         except legacy_hashes.UnknownScheme as exc:
             log.error("password of %s cannot be checked (%s); set a new one with `hatoba user passwd`", key, exc)
             return None

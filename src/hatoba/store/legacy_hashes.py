@@ -34,8 +34,9 @@ from argon2.exceptions import VerificationError
 # share: such a hash is refused (the user is given a new password) rather than checked.
 MAX_ROUNDS = 1_000_000  # PBKDF2, SCRAM, SHA-crypt (their defaults: 5,000 to 10,000)
 MAX_BCRYPT_COST = 14  # about a second; 10 to 12 is usual
-MAX_ARGON2_MEMORY_KIB = 1024 * 1024
-MAX_ARGON2_TIME = 16
+MAX_ARGON2_MEMORY_KIB = 128 * 1024  # Dovecot's and argon2-cffi's defaults use 64 MiB
+MAX_ARGON2_TIME = 4
+MAX_ARGON2_LANES = 8
 _TOO_COSTLY = "its cost is too high to check at a login"
 
 __all__ = ["UnknownScheme", "check_supported", "from_dovecot", "is_legacy", "scheme_of", "verify"]
@@ -196,7 +197,8 @@ _ARGON2 = PasswordHasher()  # verify() reads the type and parameters from the ha
 def _argon2(raw: bytes) -> _Check:
     text = raw.decode("ascii")
     parameters = extract_parameters(text)  # InvalidHashError is a ValueError
-    if parameters.memory_cost > MAX_ARGON2_MEMORY_KIB or parameters.time_cost > MAX_ARGON2_TIME:
+    if (parameters.memory_cost > MAX_ARGON2_MEMORY_KIB or parameters.time_cost > MAX_ARGON2_TIME
+            or parameters.parallelism > MAX_ARGON2_LANES):
         raise ValueError(_TOO_COSTLY)
 
     def check(password: bytes) -> bool:
