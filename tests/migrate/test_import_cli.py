@@ -251,3 +251,48 @@ def test_messages_already_the_service_users_are_linked_and_serve_leaves_them_alo
         assert (home.mail / "example.test/alice/Maildir/cur" / source.name).stat().st_ino == source.stat().st_ino
     give_to(home.data, nobody.pw_uid, nobody.pw_gid)  # what `serve` does before it drops root
     assert {p: (p.stat().st_uid, p.stat().st_gid, p.stat().st_mode) for p in before} == before
+
+
+def test_postfix_virtual_and_aliases_become_aliases_and_forwards(tmp_path):
+    tree, _ = _source(tmp_path)
+    tree.user("bob@example.test", "{PLAIN}bob-old-password")
+    virtual = tmp_path / "virtual"
+    virtual.write_text(
+        "# as a tutorial writes it\n"
+        "example.net                 anything\n"          # declares a virtual alias domain
+        "sales@example.test          alice@example.test,\n"
+        "    bob@example.test\n"                           # a continuation line
+        "bob@example.test            bob@example.test someone@elsewhere.example\n"  # keeps a copy
+        "@example.net                alice@example.test\n"  # catch-all
+        "postmaster                  alice\n")             # a bare user: Postfix's own domains
+    aliases = tmp_path / "aliases"
+    aliases.write_text("root: admin\nadmin: alice@example.test\nbackup: \"|/usr/local/bin/keep\"\n")
+    home = Home(tmp_path / "home")
+    result = home.run("import", "dovecot", "--passwd-file", str(tree.passwd), "--mail-root", str(tree.mail),
+                      "--postfix-virtual", str(virtual), "--postfix-aliases", str(aliases))
+    assert result.returncode == 2, result.stderr
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped: ")]
+    assert len(skipped) == 2, result.stderr
+    assert any(f"{virtual}:7: postmaster (no domain)" in line for line in skipped)
+    assert any(f"{aliases}:3: backup" in line and "program" in line for line in skipped)
+    with home.directory() as directory:
+        assert "example.net" in directory.list_domains()
+        assert directory.list_aliases_of("sales@example.test") == ["alice@example.test", "bob@example.test"]
+        assert directory.list_aliases_of("@example.net") == ["alice@example.test"]
+        assert directory.forwards("bob@example.test") == (["someone@elsewhere.example"], True)
+        # aliases(5) serves the server's own name, as Postfix's $mydestination
+        assert directory.list_aliases_of("root@mail.example.test") == ["admin@mail.example.test"]
+        assert list(directory.resolve("root@mail.example.test").mailboxes) == ["alice@example.test"]
+
+
+def test_the_pop3_uidl_format_can_be_chosen(tmp_path):
+    tree, inbox = _source(tmp_path)
+    home = Home(tmp_path / "home")
+    result = home.run("import", "dovecot", "--passwd-file", str(tree.passwd), "--mail-root", str(tree.mail),
+                      "--pop3-uidl-format", "UID%u-%v")
+    assert result.returncode == 0, result.stderr
+    drop = Maildrop.open(home.mail / "example.test/alice/Maildir")
+    assert [m.uid for m in drop.messages][:2] == ["UID3-1690000000", "UID8-1690000000"]  # in the old UID order
+    bad = home.run("import", "dovecot", "--passwd-file", str(tree.passwd), "--mail-root", str(tree.mail),
+                   "--pop3-uidl-format", "%m")
+    assert bad.returncode == 1 and "%m" in bad.stderr and bad.stderr.count("\n") == 1

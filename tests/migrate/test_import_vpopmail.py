@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import smtplib
+import struct
 import subprocess
 from pathlib import Path
 
@@ -141,3 +142,44 @@ def test_mail_to_every_alias_and_forward_goes_where_qmail_sent_it(tmp_path, tree
 
 def _has(home, box: str, rcpt: str) -> bool:
     return any(f"Subject: to {rcpt}".encode() in m for m in home.messages(box))
+
+
+def _cdb(records: list[tuple[bytes, bytes]]) -> bytes:
+    """A cdb file as cdbmake writes one (cr.yp.to/cdb/cdb.txt): records, then 256 hash tables."""
+    def cdb_hash(key: bytes) -> int:
+        h = 5381
+        for c in key:
+            h = ((h << 5) + h ^ c) & 0xFFFFFFFF
+        return h
+
+    body, slots = b"", [[] for _ in range(256)]
+    for key, value in records:
+        slots[cdb_hash(key) & 255].append((cdb_hash(key), 2048 + len(body)))
+        body += struct.pack("<II", len(key), len(value)) + key + value
+    header, tables, position = b"", b"", 2048 + len(body)
+    for entries in slots:
+        size = len(entries) * 2
+        table = [(0, 0)] * size
+        for h, pos in entries:
+            i = (h >> 8) % size
+            while table[i][1]:
+                i = (i + 1) % size
+            table[i] = (h, pos)
+        header += struct.pack("<II", position + len(tables), size)
+        tables += b"".join(struct.pack("<II", h, p) for h, p in table)
+    return header + body + tables
+
+
+def test_users_are_read_from_vpasswd_cdb_when_there_is_no_vpasswd(tmp_path, tree):
+    lines = (tree.domain / "vpasswd").read_text().splitlines()
+    (tree.domain / "vpasswd").unlink()
+    records = [(line.split(":", 1)[0].encode(), line.split(":", 1)[1].encode()) for line in lines]
+    (tree.domain / "vpasswd.cdb").write_bytes(_cdb(records))
+    home = make_home(tmp_path / "hatoba")
+    result = home.cli("import", "vpopmail", str(tree.home))
+    assert "users: 3 new" in result.stdout, result.stderr
+    with Directory(home.root / "data" / "directory.sqlite3") as directory:
+        assert directory.authenticate(f"bob@{D}", "bob-clear-pw") == f"bob@{D}"
+        assert directory.authenticate(f"alice@{D}", "alice-qmail-pw") == f"alice@{D}"
+        assert directory.quota_mb(f"alice@{D}") == 5
+    assert len(home.messages(f"alice@{D}")) == 3

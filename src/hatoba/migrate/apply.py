@@ -25,9 +25,8 @@ from hatoba.migrate.uidl import UidlFormat
 from hatoba.store import legacy_hashes
 from hatoba.store.api import DirectoryError
 from hatoba.store.directory import Directory
-from hatoba.store.folder_tree import MailboxStore
+from hatoba.store.folder_tree import META, MailboxStore
 from hatoba.store.maildir import MaildirStore
-from hatoba.store.uidlist import UIDLIST
 
 STATE_FILE = "import-state.json"
 
@@ -63,6 +62,7 @@ class Importer:
         self.owner = owner
         self.dry_run = dry_run
         self.state = self._read_state()
+        self._maildirs_seen: dict[str, str] = {}  # a Maildir's real path -> the user it was imported for
 
     def _read_state(self) -> dict:  # type: ignore[type-arg]
         try:
@@ -82,7 +82,6 @@ class Importer:
         outcome = Outcome(self.dry_run, problems=list(source.problems))
         self._domains(source, outcome)
         known_domains = set(self.directory.list_domains()) | (set(source.domains) if self.dry_run else set())
-        self._maildirs_seen: dict[str, str] = {}
         for user in source.users:
             if user.address.rpartition("@")[2].lower() not in known_domains:
                 outcome.problems.append(Problem(user.origin, f"the domain of {user.address} could not be added"))
@@ -181,11 +180,9 @@ class Importer:
         outcome.problems += place.problems
         outcome.notes += place.notes
         if not self.dry_run:
-            mailboxes = self.mailboxes.for_user(user.address)
-            mailboxes.adopt_imported(subscribed, _highest_uidvalidity(target))
-            for name in ("hatoba-mailboxes.json",):
-                if self.owner is not None and (target / name).exists():
-                    os.chown(target / name, *self.owner)
+            self.mailboxes.for_user(user.address).adopt_imported(subscribed, place.highest_uidvalidity)
+            if self.owner is not None:
+                os.chown(target / META, *self.owner)
 
     def _uidvalidities(self, address: str):  # type: ignore[no-untyped-def]
         """New UIDVALIDITYs for the user's folders that had none: above every one handed out."""
@@ -238,17 +235,3 @@ class Importer:
 def _add_counts(total: Counts, more: Counts) -> None:
     for name in vars(total):
         setattr(total, name, getattr(total, name) + getattr(more, name))
-
-
-def _highest_uidvalidity(root: Path) -> int:
-    """The highest UIDVALIDITY in a user's folders' UID lists (first fields of their heads)."""
-    highest = 0
-    for folder in [root, *(p for p in root.glob(".*") if p.is_dir())]:
-        try:
-            with open(folder / UIDLIST, "rb") as f:
-                head = f.readline().split()
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        if len(head) > 1 and head[1].isdigit():
-            highest = max(highest, int(head[1]))
-    return highest

@@ -24,7 +24,6 @@ import errno
 import os
 import shutil
 import stat
-import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
@@ -42,6 +41,7 @@ from hatoba.store.pop3_maildrop import UIDL_FILE, default_uidl, read_uidls
 from hatoba.store.uidlist import (
     MAX_KEYWORDS,
     SYSTEM_FLAGS,
+    LOCKFILE,
     Entry,
     ParsedList,
     list_for_import,
@@ -82,6 +82,7 @@ class Placement:
     counts: Counts = field(default_factory=Counts)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # said, but nothing was skipped
+    highest_uidvalidity: int = 0  # of the folders written: the user's next ones must be above it
 
     def own(self, path: Path) -> None:
         if self.owner is not None and not self.dry_run:
@@ -356,8 +357,9 @@ class FolderSync:
         fsync_dir(self.target / "cur")  # the names before the list that gives them UIDs
         write_whole_list(self.target, ParsedList(
             uidvalidity, (uidnext, modseq, first_recent, floor), entries, vanished, 0, 0, True))
+        place.highest_uidvalidity = max(place.highest_uidvalidity, uidvalidity)
         record.write(self.target)
-        for name in ("hatoba-uidlist", IMPORTED, "hatoba-uidlist.lock"):
+        for name in (UIDLIST, IMPORTED, LOCKFILE):
             place.own(self.target / name)
 
     def _old_uid(self, base: str) -> int | None:
@@ -569,7 +571,7 @@ def _keep_uidls(inbox: FolderSync, target_root: Path, uidl_format: UidlFormat, p
         uid = uids.uid_of.get(base) if uids is not None else None
         return (uid if uid is not None else 1 << 62, order_key(base))
 
-    shown = {uidl for base, uidl in wanted.items()}
+    shown = set(wanted.values())
     for base in sorted(inbox.messages, key=old_order):
         uidl = uids.saved_uidl.get(base) if uids is not None else None
         if uidl is None:
@@ -622,15 +624,3 @@ def read_subscriptions(root: Path, root_fd: int, problems: list[Problem]) -> lis
             except (ValueError, InvalidName):
                 continue
     return names
-
-
-def new_uidvalidity_source() -> Callable[[], int]:
-    """UIDVALIDITYs for folders without old ones: the time, never the same twice in a run."""
-    last = 0
-
-    def next_value() -> int:
-        nonlocal last
-        last = max(int(time.time()), last + 1)
-        return last
-
-    return next_value

@@ -771,8 +771,7 @@ class Directory:
         else:  # one no scheme here can check is kept all the same: `hatoba check` names its user
             password_hash, scram = legacy_hash, None  # type: ignore[assignment]
         with self._write() as conn:
-            address_text = address
-            parsed = self._parse(address_text)
+            parsed = self._parse(address)
             row = conn.execute("SELECT address FROM users WHERE address_key = ?", (_key(parsed),)).fetchone()
             if row is not None:
                 if replace:
@@ -781,7 +780,7 @@ class Directory:
                     conn.execute("DELETE FROM web_sessions WHERE account = ?", (_key(parsed),))
                     conn.execute("DELETE FROM app_passwords WHERE account = ?", (_key(parsed),))
                 return str(row[0]), False
-            parsed = self._check_new_user(conn, address_text)
+            parsed = self._check_new_user(conn, address)
             conn.execute(
                 "INSERT INTO users (address_key, address, domain, password_hash, scram_sha256, created) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
