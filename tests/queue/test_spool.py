@@ -168,3 +168,38 @@ def test_a_hold_or_a_saved_state_after_a_delete_leaves_no_state_file_behind(tmp_
         spool.set_held(qid, False)
     spool.save_state(qid, QueueState(attempts=1))  # an attempt that ran while the operator deleted it
     assert os.listdir(spool.active_dir) == []
+
+
+def test_a_hold_waiting_for_a_removal_finds_the_message_gone_and_writes_no_state(tmp_path):
+    """The lock is the message file's own: a hold that opened the file before a
+    removal took it, and waited, must see that it is gone once it has the lock."""
+    import fcntl
+    import threading
+
+    from hatoba.queue.spool import SpoolError
+
+    spool = Spool(tmp_path / "q")
+    qid = commit(spool, [b"Subject: hi\r\n\r\n", b"body\r\n"])
+    other = commit(spool, [b"Subject: other\r\n\r\n", b"body\r\n"])
+    fd = os.open(spool.message_path(qid), os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a removal in progress holds the lock
+    outcome: list[object] = []
+
+    def hold() -> None:
+        try:
+            spool.set_held(qid, True)
+            outcome.append("held")
+        except SpoolError as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=hold)
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and outcome == []  # waits for this message's lock ...
+    spool.set_held(other, True)  # ... while another message's state changes at once
+    assert spool.state(other).held
+    os.unlink(spool.message_path(qid))
+    os.close(fd)  # the removal is done
+    waiter.join(5)
+    assert len(outcome) == 1 and isinstance(outcome[0], SpoolError)
+    assert not spool.state_path(qid).exists()

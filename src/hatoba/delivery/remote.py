@@ -8,7 +8,8 @@
   or refuses the connection is skipped. Null MX (RFC 7505) bounces at once.
 - Up to delivery.max_recipients_per_transaction recipients share a
   transaction; at most delivery.destination_concurrency transactions run
-  at once per next hop; idle connections are kept a few seconds and reused.
+  at once per next hop in the whole server (each delivery process opens
+  its share); idle connections are kept a few seconds and reused.
 - Every attempt writes one mail-log line: the host and address, TLS version
   and cipher, whether the certificate was verified, and the remote reply.
 
@@ -43,6 +44,12 @@ log = logging.getLogger(__name__)
 MAX_ADDRESSES = 5
 MAX_HOPS = 50  # Received headers before a message counts as looping
 REAP_INTERVAL = 1.0
+
+
+def share_of(limit: int, part: int, parts: int) -> int:
+    """Part `part`'s share of a limit split over `parts` processes: the shares add up
+    to the limit (20 over 3: 7, 7, 6), and each is at least one."""
+    return max(1, limit // parts + (1 if part < limit % parts else 0))
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,11 @@ class RemoteDelivery:
         *,
         resolver: Resolver | None = None,
         policies: TlsPolicyLookup | None = None,
+        share: tuple[int, int] = (0, 1),
     ) -> None:
+        """`share` = (part, parts): with several delivery processes this one opens its
+        share of delivery.destination_concurrency, so that the server as a whole
+        keeps to the limit a destination was promised."""
         delivery = config.delivery
         self.config = config
         self.delivery = delivery
@@ -131,6 +142,7 @@ class RemoteDelivery:
         self.credentials = relayhost_credentials(config)
         self.pool = ConnectionPool(delivery.connection_reuse_seconds)
         self._limits: dict[tuple[object, ...], asyncio.Semaphore] = {}
+        self.destination_limit = share_of(delivery.destination_concurrency, *share)
         self._reaper: asyncio.Task[None] | None = None
 
     # -- life cycle ------------------------------------------------------------
@@ -188,7 +200,7 @@ class RemoteDelivery:
             reply = Reply(451, f"4.3.5 next hop for {domain} is misconfigured: {exc}", remote=False)
             return self._log_all(queued, recipients, reply, relay="none")
         policy = await self.policies.lookup(domain, hop)
-        limit = self._limits.setdefault(hop.key, asyncio.Semaphore(self.delivery.destination_concurrency))
+        limit = self._limits.setdefault(hop.key, asyncio.Semaphore(self.destination_limit))
         size = self.delivery.max_recipients_per_transaction
         outcomes: list[Outcome] = []
         for start in range(0, len(recipients), size):

@@ -427,16 +427,16 @@ class Spool:
         """Write the delivery progress of an attempt. `held` is the operator's
         (`hatoba queue hold|release`): the value on disk is kept, so a hold made
         while the attempt ran is not undone by it."""
-        with self._state_lock():
-            if not self.message_path(qid).exists():
+        with self._message_lock(qid) as present:
+            if not present:
                 return  # deleted by the operator while the attempt ran
             state.held = self.state(qid).held
             self._write_state(qid, state)
 
     def set_held(self, qid: str, held: bool) -> None:
         """`hatoba queue hold|release`: change the flag alone, whatever an attempt is doing."""
-        with self._state_lock():
-            if not self.message_path(qid).exists():  # deleted meanwhile: no state file without its message
+        with self._message_lock(qid) as present:
+            if not present:  # deleted meanwhile: no state file without its message
                 raise SpoolError(f"no message {qid} in the queue (already delivered or deleted?)")
             state = self.state(qid)
             state.held = held
@@ -447,13 +447,20 @@ class Spool:
         write_atomic(self.state_path(qid), json.dumps(asdict(state)).encode(), sync_dir=False)
 
     @contextmanager
-    def _state_lock(self) -> Iterator[None]:
-        """Serialises read-change-write of state files between the server and the CLI
-        (an flock on active/; held for a read and a small write)."""
-        fd = os.open(self.active_dir, os.O_RDONLY)
+    def _message_lock(self, qid: str) -> Iterator[bool]:
+        """Serialises read-change-write of one message's state file and its removal,
+        between delivery processes and the CLI: an flock on the message file itself,
+        so that removals of different messages never wait for each other (one lock
+        on active/ made every delivery process queue behind every unlink). Yields
+        whether the message is still there once the lock is held."""
+        try:
+            fd = os.open(self.message_path(qid), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            yield False
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            yield os.fstat(fd).st_nlink > 0  # 0: removed while we waited for the lock
         finally:
             os.close(fd)  # releases the lock
 
@@ -463,7 +470,7 @@ class Spool:
         sync=False skips the folder fsync, as Postfix's queue manager does: if a
         crash undoes the unlink, the message is tried again; local deliveries
         notice they are done (store/maildir.py), remote ones are sent again."""
-        with self._state_lock():  # a hold or release in between would leave a state file behind
+        with self._message_lock(qid):  # a hold or release in between would leave a state file behind
             for path in (self.message_path(qid), self.state_path(qid)):
                 try:
                     os.unlink(path)
