@@ -89,3 +89,49 @@ def test_cr_at_chunk_boundary_of_long_line():
     p2 = dec.feed(b"\n.\r\n")
     assert not p2.bare_lf and p2.finished
     assert p.content + p2.content == b"x" * (PARTIAL_FLUSH + 10) + b"\r\n"
+
+
+def _decode_all(decoder, chunks, feed):
+    """Feed `chunks` until the end of data or a bare LF stop; the whole result."""
+    content, leftover = [], b""
+    for chunk in chunks:
+        progress = feed(decoder, chunk)
+        content.append(progress.content)
+        if progress.finished or progress.bare_lf:
+            return b"".join(content), progress.finished, progress.bare_lf, progress.leftover
+    return b"".join(content), False, False, leftover
+
+
+def test_the_whole_chunk_decoding_agrees_with_the_line_by_line_rules():
+    """The fast path (whole-buffer operations) must give exactly what the line-by-line
+    decoder gives, on every chunking of messages full of dots, bare LFs and CRs."""
+    import random
+
+    from hatoba.proto.smtp.data import DataDecoder
+
+    rng = random.Random(20261207)
+    pieces = [b"text", b".", b"..", b".x", b"", b"a\r", b"\r", b"x" * 90, b". ", b".\r"]
+    fast_taken = 0
+    for case in range(3000):
+        lines = [rng.choice(pieces) for _ in range(rng.randrange(0, 30))]
+        ends = [b"\n" if rng.random() < 0.05 else b"\r\n" for _ in lines]
+        message = b"".join(line + end for line, end in zip(lines, ends))
+        message += rng.choice([b".\r\n", b".\r\n", b".\n", b""]) + rng.choice([b"", b"QUIT\r\n", b"MAIL FROM:<>\r\n."])
+        cuts = sorted(rng.sample(range(1, len(message)), min(len(message) - 1, rng.randrange(0, 6)))) if len(message) > 1 else []
+        chunks = [message[a:b] for a, b in zip([0] + cuts, cuts + [len(message)])]
+        for reject in (False, True):
+            whole = DataDecoder(reject_bare_lf=reject)
+            taken = []
+
+            def feed(decoder, chunk):
+                buf = decoder._buf + chunk if decoder._buf else chunk
+                result = decoder._feed_whole_lines(buf)
+                taken.append(result is not None)
+                return result if result is not None else decoder._feed_line_by_line(buf)
+
+            got = _decode_all(whole, chunks, feed)
+            want = _decode_all(DataDecoder(reject_bare_lf=reject), chunks,
+                               lambda d, c: d._feed_line_by_line(d._buf + c if d._buf else c))
+            assert got == want, (case, reject, chunks)
+            fast_taken += any(taken)
+    assert fast_taken > 1000  # the fast path was really exercised

@@ -37,6 +37,45 @@ class DataDecoder:
 
     def feed(self, data: bytes) -> DataProgress:
         buf = self._buf + data if self._buf else data
+        fast = self._feed_whole_lines(buf)
+        if fast is not None:
+            return fast
+        return self._feed_line_by_line(buf)
+
+    def _feed_whole_lines(self, buf: bytes) -> DataProgress | None:
+        """The usual chunk, decoded by whole-buffer operations instead of a loop over
+        its lines (a 50 KB message has some 700): every line ends in a real CRLF and
+        the chunk starts at a line start. None when the chunk needs the line-by-line
+        rules (a bare LF, a line still open after a partial flush, a long open tail)."""
+        if self._mid_line or not self._after_crlf:
+            return None
+        last_lf = buf.rfind(b"\n")
+        if last_lf < 0 or len(buf) - last_lf - 1 > PARTIAL_FLUSH:
+            return None
+        whole = buf[: last_lf + 1]
+        if whole.count(b"\n") != whole.count(b"\r\n"):
+            return None  # a bare LF somewhere: rejected or normalized line by line
+        first_dot = whole.find(b"\r\n.")  # a line after the first that starts with "."
+        if whole.startswith(b".\r\n"):
+            end, rest = 0, 3
+        else:
+            end = whole.find(b"\r\n.\r\n", first_dot) if first_dot >= 0 else -1
+            end, rest = (end + 2, end + 5) if end >= 0 else (-1, -1)
+        lines = whole if end < 0 else whole[:end]
+        # Unstuffing: every line that starts with "." loses that dot; lines start at
+        # 0 and after each CRLF (no bare LF here), and none is the "." line itself.
+        if lines.startswith(b"."):
+            lines = lines[1:]
+            first_dot -= 1
+        if 0 <= first_dot < len(lines) - 2:
+            lines = lines.replace(b"\r\n.", b"\r\n")
+        if end >= 0:
+            self._buf = b""
+            return DataProgress(lines, True, False, buf[rest:])
+        self._buf = buf[last_lf + 1 :]
+        return DataProgress(lines, False, False, b"")
+
+    def _feed_line_by_line(self, buf: bytes) -> DataProgress:
         out: list[bytes] = []
         pos = 0
         n = len(buf)
