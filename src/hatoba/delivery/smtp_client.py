@@ -1,6 +1,7 @@
 """One outbound SMTP connection: connect, EHLO, TLS by policy, AUTH, transactions.
 
-Built on aiosmtplib for the wire protocol. What this module adds is the
+Built on aiosmtplib for the wire protocol (transactions with a server that
+offers PIPELINING: delivery/pipelining.py). What this module adds is the
 policy: when STARTTLS must succeed, when a certificate must verify, when a
 password may be sent (only over TLS), and turning every failure into a
 reply code that says whether to retry (4xx) or bounce (5xx).
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
+from hatoba.delivery.pipelining import Pipeline, can_pipeline
 from hatoba.delivery.tlspolicy import TlsPolicy
 
 
@@ -238,6 +240,8 @@ class SmtpConnection:
             options.append("SMTPUTF8")
             encoding = "utf-8"
         try:
+            if smtp.supports_extension("pipelining") and can_pipeline(mail_from, recipients, options):
+                return await self._send_pipelined(mail_from, recipients, data, options, encoding)
             try:
                 await smtp.mail(mail_from, options=options, encoding=encoding)
             except aiosmtplib.SMTPResponseException as exc:
@@ -281,6 +285,41 @@ class SmtpConnection:
             ) from None
         finally:
             self.last_used = time.monotonic()
+
+    async def _send_pipelined(
+        self, mail_from: str, recipients: list[str], data: bytes, options: list[str], encoding: str
+    ) -> TransactionResult:
+        """The transaction in two round trips (delivery/pipelining.py); the replies mean
+        what they mean in the step-by-step path of send()."""
+        replies: dict[str, Reply] = {}
+        async with Pipeline(self.smtp) as pipeline:
+            answers = await pipeline.envelope(mail_from, recipients, options, encoding)
+            mail = Reply(answers.mail.code, answers.mail.text)
+            accepted = []
+            for rcpt, answer in zip(recipients, answers.rcpts):
+                reply = Reply(answer.code, answer.text)
+                if reply.code == 552:  # RFC 5321 §4.5.3.1.10: too many recipients, a 452
+                    reply = Reply(452, reply.text.replace("5.", "4.", 1) if reply.text.startswith("5.") else reply.text)
+                replies[rcpt] = reply
+                if mail.ok and reply.ok:
+                    accepted.append(rcpt)
+            final: Reply | None = None
+            if answers.data.code == 354:
+                if accepted:
+                    answer = await pipeline.message(data)
+                    final = Reply(answer.code, answer.text)
+                else:
+                    await pipeline.abandon_data()
+            elif accepted:
+                final = Reply(answers.data.code, answers.data.text)
+        if not mail.ok:
+            replies = {rcpt: mail for rcpt in recipients}
+        for rcpt in accepted:
+            assert final is not None
+            replies[rcpt] = final
+        if final is None or not final.ok:
+            await self._reset()  # a transaction left open, or refused: a clean one for the next message
+        return TransactionResult(replies)
 
     async def _reset(self) -> None:
         try:
