@@ -81,15 +81,20 @@ class Envelope:
     from_authenticated: bool = False  # that address's domain passed DMARC (or aligned SPF/DKIM)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        # Every field is a str, float, bool, None or a tuple of str: no deep copy (asdict) needed.
+        values = {name: getattr(self, name) for name in _ENVELOPE_ORDER}
+        return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes) -> Envelope:
         raw = json.loads(data)
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in raw.items() if k in known}
+        values = {k: v for k, v in raw.items() if k in _ENVELOPE_FIELDS}
         values["recipients"] = tuple(values.get("recipients", ()))
         return cls(**values)
+
+
+_ENVELOPE_ORDER = tuple(f.name for f in fields(Envelope))
+_ENVELOPE_FIELDS = frozenset(_ENVELOPE_ORDER)
 
 
 @dataclass(frozen=True)
