@@ -168,3 +168,31 @@ def test_an_endless_reply_is_cut_off():
     script = Scripted(raw_envelope_reply=b"250-" + b"x" * 1000 + b"\r\n" + (b"250-" + b"y" * 1000 + b"\r\n") * 80)
     with pytest.raises(ConnectionFailed, match="too long"):
         _run(script, [("a@example.test", ["ok@peer.example"], b"hi\r\n")])
+
+
+def test_replies_out_of_step_never_count_as_delivered():
+    """One reply too many (MAIL answered twice) shifts every reply by one: the last RCPT's
+    250 would be read as the answer to DATA. Only 354 lets the message go; anything else
+    below 400 there means the replies cannot be trusted: the connection is given up and
+    the message stays queued."""
+    extra = b"250 2.1.0 sender ok\r\n250 2.1.0 (and welcome)\r\n250 2.1.5 ok\r\n354 go\r\n"
+    script = Scripted(raw_envelope_reply=extra)
+    with pytest.raises(ConnectionFailed, match="out of step"):
+        _run(script, [("a@example.test", ["x@peer.example"], b"Subject: t\r\n\r\nhi\r\n")])
+    assert b"Subject: t" not in b"".join(script.bodies)  # nothing went: the connection was closed
+
+
+def test_a_250_to_data_step_by_step_is_not_delivery_either():
+    script = Scripted(pipelining=False)
+
+    async def envelope(reader, writer):  # the step-by-step server: 250 to MAIL, RCPT and DATA
+        writer.write(b"250 2.1.0 ok\r\n")
+        await writer.drain()
+        for _ in range(2):
+            await reader.readline()
+            writer.write(b"250 2.0.0 ok\r\n")
+            await writer.drain()
+
+    script._envelope = envelope
+    with pytest.raises(ConnectionFailed, match="unexpected reply 250 to DATA"):
+        _run(script, [("a@example.test", ["x@peer.example"], b"hi\r\n")])

@@ -203,3 +203,35 @@ def test_a_hold_waiting_for_a_removal_finds_the_message_gone_and_writes_no_state
     waiter.join(5)
     assert len(outcome) == 1 and isinstance(outcome[0], SpoolError)
     assert not spool.state_path(qid).exists()
+
+
+def test_a_second_name_of_the_message_file_does_not_make_a_removed_message_present(tmp_path):
+    """`hatoba backup` hard-links queue files: after a removal the locked file still has a
+    link, yet the message is gone and a waiting hold must say so (no orphan state file)."""
+    import fcntl
+    import threading
+
+    from hatoba.queue.spool import SpoolError
+
+    spool = Spool(tmp_path / "q")
+    qid = commit(spool, [b"Subject: hi\r\n\r\n", b"body\r\n"])
+    os.link(spool.message_path(qid), tmp_path / "backup-copy")
+    fd = os.open(spool.message_path(qid), os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    outcome: list[object] = []
+    waiter = threading.Thread(target=lambda: outcome.append(_try_hold(spool, qid, SpoolError)))
+    waiter.start()
+    waiter.join(0.3)
+    os.unlink(spool.message_path(qid))
+    os.close(fd)
+    waiter.join(5)
+    assert len(outcome) == 1 and isinstance(outcome[0], SpoolError)
+    assert not spool.state_path(qid).exists()
+
+
+def _try_hold(spool, qid, error):
+    try:
+        spool.set_held(qid, True)
+        return "held"
+    except error as exc:
+        return exc

@@ -70,6 +70,7 @@ class _ReplyReader(asyncio.Protocol):
         self.buffer = bytearray()
         self.replies: deque[WireReply] = deque()
         self.lines: list[str] = []  # the current reply's texts so far
+        self.line_bytes = 0  # their length together
         self.error: Exception | None = None
         self.waiter: asyncio.Future[None] | None = None
 
@@ -123,11 +124,13 @@ class _ReplyReader(asyncio.Protocol):
             if len(code) < 3 or not code.isdigit() or line[3:4] not in (b" ", b"-", b"\r", b"\n"):
                 raise aiosmtplib.SMTPServerDisconnected(f"malformed reply line {line[:40]!r}")
             self.lines.append(line[4:].decode("utf-8", "replace"))
+            self.line_bytes += len(line)
             if line[3:4] != b"-":
                 text = " ".join(" ".join(self.lines).split())
                 self.replies.append(WireReply(int(code), text))
                 self.lines = []
-        if len(self.buffer) + sum(map(len, self.lines)) > MAX_REPLY_BYTES:
+                self.line_bytes = 0
+        if len(self.buffer) + self.line_bytes > MAX_REPLY_BYTES:
             raise aiosmtplib.SMTPServerDisconnected("reply too long")
 
     def _fail(self, exc: Exception) -> None:

@@ -270,6 +270,10 @@ class SmtpConnection:
                 response = await smtp.data(data)
                 final = Reply(response.code, " ".join(response.message.split()))
             except aiosmtplib.SMTPResponseException as exc:
+                if exc.code < 400:
+                    # aiosmtplib raises for a DATA reply other than 354 and a final one other
+                    # than 250: a 2xx here cannot be told from "DATA refused" out of step.
+                    raise aiosmtplib.SMTPServerDisconnected(f"unexpected reply {exc.code} to DATA") from None
                 final = _reply_of(exc)
                 # Refused at the DATA command itself the transaction is still
                 # open; after the body it is over. RSET is right either way and
@@ -311,6 +315,11 @@ class SmtpConnection:
                 else:
                     await pipeline.abandon_data()
             elif accepted:
+                if answers.data.code < 400:
+                    # Only 354 lets the message go; a 2xx/3xx here means the replies are out
+                    # of step with the commands (an extra or missing line): nothing was sent.
+                    raise aiosmtplib.SMTPServerDisconnected(
+                        f"reply out of step: {answers.data.code} {answers.data.text} to DATA")
                 final = Reply(answers.data.code, answers.data.text)
         if not mail.ok:
             replies = {rcpt: mail for rcpt in recipients}

@@ -465,7 +465,13 @@ class Spool:
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield os.fstat(fd).st_nlink > 0  # 0: removed while we waited for the lock
+            st = os.fstat(fd)
+            try:
+                now = os.stat(self.message_path(qid), follow_symlinks=False)
+            except FileNotFoundError:
+                yield False  # removed while we waited for the lock
+            else:  # the name still ours (st_nlink alone: a backup's hard link keeps it above 0)
+                yield (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
         finally:
             os.close(fd)  # releases the lock
 
