@@ -81,3 +81,19 @@ def test_serve_refuses_a_relayhost_password_file_others_can_read(hatoba_home):
     assert r.returncode == 1
     assert "relay-password" in r.stderr and "chmod 600" in r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_a_message_delivered_while_hold_looks_is_one_line_not_a_traceback(hatoba_home, monkeypatch, capsys):
+    """`hold` finds the message, then delivery removes it before the state is written."""
+    from hatoba.cli.main import main
+    from hatoba.queue.spool import Spool, SpoolError
+
+    def gone(self, qid, held):
+        raise SpoolError(f"no message {qid} in the queue (already delivered or deleted?)")
+
+    monkeypatch.setattr(Spool, "exists", lambda self, qid: True)
+    monkeypatch.setattr(Spool, "set_held", gone)
+    qid = "0" * 19
+    assert main(["-c", str(hatoba_home.config_path), "queue", "hold", qid]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hatoba: no message") and err.count("\n") == 1

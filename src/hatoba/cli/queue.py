@@ -14,7 +14,7 @@ from hatoba.cli.domain import missing_action
 from hatoba.i18n import T
 from hatoba.queue.ids import is_queue_id
 from hatoba.queue.listing import queue_rows
-from hatoba.queue.spool import Spool
+from hatoba.queue.spool import Spool, SpoolError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -97,7 +97,10 @@ def run_delete(args: argparse.Namespace) -> int:
 def _set_held(args: argparse.Namespace, held: bool) -> Spool:
     spool = _spool(args)
     qid = _queued(spool, args.qid)
-    spool.set_held(qid, held)
+    try:
+        spool.set_held(qid, held)
+    except SpoolError:  # delivered or deleted since _queued looked
+        raise CliError(T("no message %(qid)s in the queue (already delivered or deleted?)", qid=qid)) from None
     return spool
 
 
