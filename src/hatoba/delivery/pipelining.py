@@ -9,6 +9,10 @@ and given back afterwards: RSET and QUIT go through aiosmtplib again. Two
 round trips per message instead of three plus one per recipient, which is
 what Postfix does and what a server across an ocean notices most.
 
+A server that offers PIPELINING and then leaves pipelined commands
+unanswered (some firewalls and old servers read one command per packet)
+gets one command at a time for a day after the first timeout.
+
 This module only speaks; what the replies mean for each recipient is
 decided by SmtpConnection.send, the same as for the step-by-step path.
 """
@@ -16,11 +20,15 @@ decided by SmtpConnection.send, the same as for the step-by-step path.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import time
 from collections import deque
 from dataclasses import dataclass
 
 import aiosmtplib
+
+log = logging.getLogger(__name__)
 
 MAX_REPLY_BYTES = 64 * 1024  # one reply's lines together (aiosmtplib's own cap is 8 KiB a line)
 _LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
@@ -38,6 +46,31 @@ class PipelinedReplies:
     mail: WireReply
     rcpts: list[WireReply]
     data: WireReply  # the reply to DATA (354 when the message may follow)
+
+
+# Servers that offered PIPELINING and then left pipelined commands unanswered (a
+# timeout waiting for the envelope's replies): (address, port) -> until when they
+# get one command at a time. Per delivery process; a restart forgets them.
+DISTRUST_SECONDS = 24 * 3600
+_distrusted: dict[tuple[str, int], float] = {}
+
+
+def pipelining_trusted(ip: str, port: int) -> bool:
+    until = _distrusted.get((ip, port))
+    if until is None:
+        return True
+    if time.monotonic() >= until:
+        del _distrusted[(ip, port)]
+        return True
+    return False
+
+
+def distrust_pipelining(ip: str, port: int) -> None:
+    if len(_distrusted) > 10_000:  # bounded: forget the lot rather than grow
+        _distrusted.clear()
+    _distrusted[(ip, port)] = time.monotonic() + DISTRUST_SECONDS
+    log.warning("%s:%s offered PIPELINING but did not answer pipelined commands; "
+                "sending it one command at a time for %d hours", ip, port, DISTRUST_SECONDS // 3600)
 
 
 def can_pipeline(mail_from: str, recipients: list[str], options: list[str]) -> bool:

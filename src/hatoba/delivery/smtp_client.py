@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from hatoba.delivery.pipelining import Pipeline, can_pipeline
+from hatoba.delivery.pipelining import Pipeline, can_pipeline, distrust_pipelining, pipelining_trusted
 from hatoba.delivery.tlspolicy import TlsPolicy
 
 
@@ -240,7 +240,8 @@ class SmtpConnection:
             options.append("SMTPUTF8")
             encoding = "utf-8"
         try:
-            if smtp.supports_extension("pipelining") and can_pipeline(mail_from, recipients, options):
+            if (smtp.supports_extension("pipelining") and can_pipeline(mail_from, recipients, options)
+                    and pipelining_trusted(self.ip, self.port)):
                 return await self._send_pipelined(mail_from, recipients, data, options, encoding)
             try:
                 await smtp.mail(mail_from, options=options, encoding=encoding)
@@ -297,7 +298,13 @@ class SmtpConnection:
         what they mean in the step-by-step path of send()."""
         replies: dict[str, Reply] = {}
         async with Pipeline(self.smtp) as pipeline:
-            answers = await pipeline.envelope(mail_from, recipients, options, encoding)
+            try:
+                answers = await pipeline.envelope(mail_from, recipients, options, encoding)
+            except aiosmtplib.SMTPReadTimeoutError:
+                # Offered but lost: some firewalls and old servers read one command per
+                # packet. The next attempt goes step by step (the message stays queued).
+                distrust_pipelining(self.ip, self.port)
+                raise
             mail = Reply(answers.mail.code, answers.mail.text)
             accepted = []
             for rcpt, answer in zip(recipients, answers.rcpts):
