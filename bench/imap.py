@@ -774,6 +774,12 @@ def run_hatoba(spec: Spec, message: bytes, port_offset: int | None, keep: bool, 
             set_hatoba_setting(home, "limits", "max_connections", room)
             set_hatoba_setting(home, "limits", "max_connections_per_ip", room)
             set_hatoba_setting(home, "limits", "max_user_connections_per_ip", room)
+            # The login throttle counts logins under way against one account from one
+            # address (a guesser's parallel tries): the idle clients are one user on
+            # 127.0.0.1, `--idle-concurrency` of them at once.
+            burst = str(max(spec.idle_concurrency * 2, 100))
+            for scope in ("pair", "address", "account"):
+                set_hatoba_setting(home, "auth", f"{scope}_failures", burst)
             if spec.idle_plain:
                 set_hatoba_setting(home, "auth", "plaintext_networks", '["127.0.0.1/32"]')
         logins = []
