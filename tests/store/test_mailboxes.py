@@ -543,6 +543,22 @@ def test_a_folder_trusts_fine_times_only_once_its_own_write_got_one_from_our_clo
     assert folder._fine_times  # this test's file system (ext4, tmpfs) stamps from our clock
 
 
+def test_a_folder_another_process_wrote_trusts_fine_times_once_the_device_was_probed(root, monkeypatch):
+    """A worker that only reads a folder's UID list never saw a write of its own get a
+    fine time; the probe made at start tells it the file system gives them."""
+    from hatoba.store import uidlist
+
+    monkeypatch.setattr(uidlist, "_FINE_DEVICES", set())
+    deliver(root, 1)
+    MailboxStore(root, hostname="imap.example.test").for_user(USER).open("INBOX")  # the writer
+    reader = MailboxStore(root, hostname="imap.example.test").for_user(USER).open("INBOX")._folder
+    assert not reader._fine_times  # it read the list, wrote nothing: the two-second window
+    assert uidlist.learn_file_times(root)  # ext4 and tmpfs stamp from our clock
+    assert not any(name.startswith(".hatoba-clock") for name in os.listdir(root))  # the probe is gone
+    reader._stamp()
+    assert reader._fine_times
+
+
 def test_without_rwf_nowait_every_read_goes_to_a_thread(root, monkeypatch):
     from hatoba import fsutil
 

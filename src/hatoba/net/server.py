@@ -53,6 +53,7 @@ from hatoba.store.login_cache import SharedLoginCache
 from hatoba.store.maildir import MaildirStore
 from hatoba.store.folder_tree import MailboxStore
 from hatoba.store.secretbox import SecretBox
+from hatoba.store.uidlist import learn_file_times
 from hatoba.web.ops import operations_routes
 from hatoba.web.admin.app import AdminApp, AdminContext
 from hatoba.web.public import acme_challenges, crl_routes, https_redirect, https_routes
@@ -119,6 +120,7 @@ class Server:
         paths = config.paths
         for folder in (paths.data_dir, paths.mail_dir, paths.queue_dir):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        learn_file_times(paths.mail_dir)  # how far folder times can be trusted (store/uidlist.py)
         self.directory = Directory(paths.directory_db)
         self.directory.login_cache_seconds = config.limits.login_cache_seconds
         if counts is not None:  # a login remembered by one worker is remembered by all

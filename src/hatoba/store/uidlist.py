@@ -694,11 +694,13 @@ class Folder:
 
     def _stamp(self) -> tuple[object, ...] | None:
         try:
-            cur = os.stat(self.path / "cur").st_mtime_ns
+            cur_st = os.stat(self.path / "cur")
             new = os.stat(self.path / "new").st_mtime_ns
         except FileNotFoundError:
             return None
-        return (cur, new, self._list_stat)
+        if not self._fine_times and cur_st.st_dev in _FINE_DEVICES:
+            self._fine_times = True
+        return (cur_st.st_mtime_ns, new, self._list_stat)
 
     def _full_refresh(self, strict: bool) -> bool:
         """The scan behind refresh(); False when the UID list could not be written."""
@@ -1245,6 +1247,35 @@ def _settled(stamp: tuple[object, ...], listed_at: int, fine_times: bool) -> boo
     assert isinstance(cur, int) and isinstance(new, int)
     fine = fine_times and cur % 1_000_000_000 and new % 1_000_000_000
     return listed_at - max(cur, new) > (STAMP_TRUST_FINE_NS if fine else STAMP_TRUST_NS)
+
+
+# Devices whose file system was seen to stamp a file written here with our clock in
+# nanoseconds (learn_file_times), so that a Folder this process never wrote can
+# trust its folder times after STAMP_TRUST_FINE_NS too: a folder another worker
+# changed a second ago is then listed again for a tenth of a second, not for two.
+_FINE_DEVICES: set[int] = set()
+
+
+def learn_file_times(folder: Path) -> bool:
+    """Write and remove a probe file in `folder` (at start, not on the event loop):
+    whether its file system stamps files from our clock in nanoseconds. Remembered
+    for every folder on that device in this process."""
+    probe = folder / f".hatoba-clock-{os.getpid()}"
+    before = time.time_ns()
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"x")
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError:
+        return False  # not writable here: folders keep the coarse window
+    fine = _our_clock(st.st_mtime_ns, before, time.time_ns())
+    if fine:
+        _FINE_DEVICES.add(st.st_dev)
+    return fine
 
 
 def _our_clock(mtime_ns: int, before: int, after: int) -> bool:
