@@ -22,6 +22,7 @@ class Scripted:
                  raw_envelope_reply: bytes | None = None, lossy: bool = False) -> None:
         self.pipelining = pipelining
         self.lossy = lossy  # offers PIPELINING, loses all but the first command of a packet
+        self.pipelined_unasked = False  # commands came after MAIL before its reply, though not offered
         self.rcpt = rcpt or {}
         self.mail = mail
         self.data = data
@@ -61,6 +62,9 @@ class Scripted:
     async def _envelope(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         replies = [self.mail]
         accepted = False
+        if not self.pipelining:  # not offered: the client must wait for this reply before RCPT
+            await asyncio.sleep(0.05)
+            self.pipelined_unasked = self.pipelined_unasked or bool(reader._buffer)  # type: ignore[attr-defined]
         if self.lossy:  # reads one packet, answers its first command, loses the rest
             await asyncio.sleep(0.05)
             if reader._buffer:  # type: ignore[attr-defined]  # what came with MAIL in the same packet
@@ -169,6 +173,14 @@ def test_without_pipelining_the_commands_go_one_by_one():
     script = Scripted(pipelining=False)
     (result,), _ = _run(script, [("a@example.test", ["ok@peer.example"], b"hi\r\n")])
     assert result.replies["ok@peer.example"].ok and script.bodies == [b"hi\r\n"]
+    assert not script.pipelined_unasked
+
+
+def test_bare_crs_become_line_ends_so_no_server_further_on_sees_an_early_end():
+    from hatoba.delivery.pipelining import stuffed
+
+    # "<CR>.<CR>" ends the data for a server that takes a bare CR for a line end.
+    assert stuffed(b"a\r.\rb\r\n.c") == b"a\r\n..\r\nb\r\n..c\r\n.\r\n"
 
 
 def test_a_server_that_loses_pipelined_commands_gets_them_one_at_a_time_next_time():

@@ -270,3 +270,47 @@ def test_the_destination_limit_is_shared_by_the_delivery_parts():
     assert [share_of(20, part, 3) for part in range(3)] == [7, 7, 6]
     assert share_of(20, 0, 1) == 20
     assert [share_of(2, part, 4) for part in range(4)] == [1, 1, 1, 1]  # never none at all
+
+
+def test_two_delivery_parts_together_keep_to_one_destination_limit(tmp_path):
+    """Each delivery process opens its share: two parts with a limit of 4 never hold more
+    than 4 connections to the destination between them (each opening 4 made 8)."""
+    from support.fakesmtp import ScriptedSmtp
+
+    with ScriptedSmtp() as peer:
+        peer.delay = 0.05
+        home = make_home(tmp_path / "home", extra_config=(
+            f'[delivery.routes]\n"far.example" = "127.0.0.1:{peer.port}"\n[delivery]\ndestination_concurrency = 4\n'))
+        parts = [RemoteDelivery(home.config(), share=(part, 2)) for part in range(2)]
+        message, data = queued(tmp_path, ("a@far.example",))
+
+        async def run():
+            for remote in parts:
+                remote.start()
+            try:
+                return await asyncio.gather(*(remote.deliver(message, [f"u{i}@far.example"], data)
+                                              for remote in parts for i in range(8)))
+            finally:
+                for remote in parts:
+                    await remote.close()
+
+        results = asyncio.run(run())
+    assert all(o.delivered for outcomes in results for o in outcomes)
+    assert len(peer.messages) == 16
+    assert peer.most_open == 4
+
+
+def test_a_delivery_process_is_given_its_share(tmp_path):
+    from hatoba.queue.process import build_manager
+    from hatoba.queue.spool import Spool
+    from hatoba.store.directory import Directory
+    from hatoba.store.maildir import MaildirStore
+
+    config = make_home(tmp_path / "home").config()
+    directory = Directory(config.paths.directory_db)
+    try:
+        manager = build_manager(config, Spool(config.paths.queue_dir), directory, MaildirStore(config.paths.mail_dir, hostname="mail.example.test"),
+                                part=2, parts=3, on_foreign=lambda qid: None)
+        assert manager.remote is not None and manager.remote.destination_limit == 6  # 20 over 3: 7, 7, 6
+    finally:
+        directory.close()

@@ -85,7 +85,12 @@ def commands(mail_from: str, recipients: list[str], options: list[str], encoding
 
 
 def stuffed(data: bytes) -> bytes:
-    """The message as it goes after DATA: CRLF line ends, leading dots doubled, the "." line."""
+    """The message as it goes after DATA: CRLF line ends, leading dots doubled, the "." line.
+
+    Every CR or LF alone becomes a CRLF, as aiosmtplib's step-by-step DATA does. Not
+    POP3's RetrEncoder, which keeps a bare CR as data: a server further on that
+    takes a bare CR for a line end would read "<CR>.<CR>" in a message as the end
+    of its data (SMTP smuggling), and inbound SMTP accepts bare CRs as data."""
     if data.count(b"\n") != data.count(b"\r\n") or data.count(b"\r") != data.count(b"\r\n"):
         data = _LINE_ENDINGS.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):

@@ -79,6 +79,14 @@ def _reply_of(exc: aiosmtplib.SMTPResponseException) -> Reply:
     return Reply(exc.code, " ".join(exc.message.split()))
 
 
+def _rcpt_reply(reply: Reply) -> Reply:
+    """A refused RCPT as we count it: 552 is "too many recipients", to try again
+    later (RFC 5321 §4.5.3.1.10), so a 452."""
+    if reply.code != 552:
+        return reply
+    return Reply(452, reply.text.replace("5.", "4.", 1) if reply.text.startswith("5.") else reply.text)
+
+
 class SmtpConnection:
     """An open, greeted (and maybe TLS-protected, authenticated) connection to one server."""
 
@@ -255,10 +263,7 @@ class SmtpConnection:
                 try:
                     response = await smtp.rcpt(rcpt, encoding=encoding)
                 except aiosmtplib.SMTPResponseException as exc:
-                    reply = _reply_of(exc)
-                    if reply.code == 552:  # RFC 5321 §4.5.3.1.10: too many recipients, a 452
-                        reply = Reply(452, reply.text.replace("5.", "4.", 1) if reply.text.startswith("5.") else reply.text)
-                    replies[rcpt] = reply
+                    replies[rcpt] = _rcpt_reply(_reply_of(exc))
                     continue
                 accepted.append(rcpt)
                 replies[rcpt] = Reply(response.code, response.message)
@@ -308,10 +313,7 @@ class SmtpConnection:
             mail = Reply(answers.mail.code, answers.mail.text)
             accepted = []
             for rcpt, answer in zip(recipients, answers.rcpts):
-                reply = Reply(answer.code, answer.text)
-                if reply.code == 552:  # RFC 5321 §4.5.3.1.10: too many recipients, a 452
-                    reply = Reply(452, reply.text.replace("5.", "4.", 1) if reply.text.startswith("5.") else reply.text)
-                replies[rcpt] = reply
+                reply = replies[rcpt] = _rcpt_reply(Reply(answer.code, answer.text))
                 if mail.ok and reply.ok:
                     accepted.append(rcpt)
             final: Reply | None = None
