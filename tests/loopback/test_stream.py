@@ -32,6 +32,19 @@ async def tls_client(port: int, client_ctx: ssl.SSLContext):
     return await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname="mail.example.test")
 
 
+async def ready_then_hello_world(handler, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> None:
+    """A client that waits for "ready", sends one line, waits 0.4 s and closes; the session is `handler`."""
+    server, port, tasks = await serve(handler, server_ctx)
+    async with server:
+        reader, writer = await tls_client(port, client_ctx)
+        assert await reader.readline() == b"ready\n"
+        writer.write(b"hello world\n")
+        await writer.drain()
+        await asyncio.sleep(0.4)
+        writer.close()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+
 @pytest.fixture
 def contexts(hatoba_home):
     return server_context(hatoba_home.config().tls), hatoba_home.client_context()
@@ -83,19 +96,31 @@ def test_reads_wait_and_a_cancelled_read_loses_nothing(contexts):
         seen.append(await stream.read(100))  # the client closed: end of input
         stream.close()
 
-    async def main():
-        server, port, tasks = await serve(reader_task, server_ctx)
-        async with server:
-            reader, writer = await tls_client(port, client_ctx)
-            assert await reader.readline() == b"ready\n"
-            writer.write(b"hello world\n")
-            await writer.drain()
-            await asyncio.sleep(0.4)
-            writer.close()
-            await asyncio.wait_for(asyncio.gather(*tasks), 10)
-
-    asyncio.run(main())
+    asyncio.run(ready_then_hello_world(reader_task, server_ctx, client_ctx))
     assert seen == [b"hel", b"lo world\n", b""]
+
+
+def test_a_timed_read_times_out_once_loses_nothing_and_a_wake_does_not_restart_it(contexts):
+    server_ctx, client_ctx = contexts
+    seen: list[object] = []
+
+    async def reader_task(stream: Stream) -> None:
+        loop = asyncio.get_running_loop()
+        # A wake() with nothing to read goes on waiting, for what is left of the time.
+        loop.call_later(0.15, stream.wake)
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await stream.read(100, 0.3)
+        seen.append(round(loop.time() - started, 1))
+        stream.write(b"ready\n")
+        await stream.drain()
+        await asyncio.sleep(0.2)  # the client's line arrives while nobody reads
+        seen.append(await stream.read(100, 0.01))  # here already: no wait, no timeout
+        seen.append(await stream.read(100, 5))  # the client closed: end of input
+        stream.close()
+
+    asyncio.run(ready_then_hello_world(reader_task, server_ctx, client_ctx))
+    assert seen == [0.3, b"hello world\n", b""]
 
 
 def test_starttls_drops_plaintext_sent_after_the_command(contexts):

@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 from hatoba.store.pop3_maildrop import Maildrop
 
-READ_AHEAD_BYTES = 64 * 1024  # memory per session held for messages not asked for yet
-READ_AHEAD_COUNT = 16
+READ_AHEAD_BYTES = 128 * 1024  # memory per session held for messages not asked for yet
+READ_AHEAD_COUNT = 32
 
 
 class ReadAhead:

@@ -139,11 +139,7 @@ class Pop3Session(SessionBase):
         try:
             while not self.conn.closed:
                 try:
-                    if self.stream.has_input():  # pipelined: here already, no timer needed
-                        data = await self.stream.read(READ_SIZE)
-                    else:
-                        async with asyncio.timeout(self.read_timeout(timeout)):
-                            data = await self.stream.read(READ_SIZE)
+                    data = await self.stream.read(READ_SIZE, self.read_timeout(timeout))
                 except TimeoutError:
                     overdue = self.login_overdue()
                     reply = R.ERR_LOGIN_TIMEOUT if overdue else R.ERR_AUTOLOGOUT

@@ -142,8 +142,7 @@ class SmtpSession(SessionBase):
             while not self.conn.closed:
                 timeout = limits.data_timeout if self.conn.state in (State.DATA, State.BDAT) else limits.command_timeout
                 try:
-                    async with asyncio.timeout(self.read_timeout(timeout)):
-                        data = await self.stream.read(READ_SIZE)
+                    data = await self.stream.read(READ_SIZE, self.read_timeout(timeout))
                 except TimeoutError:
                     overdue = self.login_overdue()
                     self._write(R.format_reply(R.R421_LOGIN_DEADLINE if overdue else R.R421_TIMEOUT))

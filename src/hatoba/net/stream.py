@@ -12,7 +12,7 @@ OpenSSL's state; a future exists only while someone waits.
 
 Rules:
 - read(n) returns what has arrived (at most n bytes), b"" at end of input.
-  A cancelled read loses nothing: the bytes stay for the next read.
+  A cancelled or timed-out read loses nothing: the bytes stay for the next read.
 - wait_for_input() waits without reading, and wake() ends that wait early.
   park() goes further: the session's task ends, and on_open runs again when
   there is something to do (an IMAP IDLE that lasts hours holds no task).
@@ -220,18 +220,33 @@ class Stream(asyncio.Protocol):
 
     # -- the session's side -----------------------------------------------------------
 
-    async def read(self, n: int) -> bytes:
-        """Up to n bytes that arrived; waits when none did; b"" at the end of input."""
+    async def read(self, n: int, timeout: float | None = None) -> bytes:
+        """Up to n bytes that arrived; waits when none did; b"" at the end of input.
+        With `timeout`, TimeoutError when nothing arrives within that many seconds.
+
+        The timeout is one loop timer, set only when the read must wait: a
+        session reads once per command, and asyncio.timeout() around every
+        read cost several times as much (a Timeout object, the task's
+        cancel bookkeeping) for a timer that almost never fires."""
+        deadline = None
         while not self._chunks:
             if self._error is not None:
                 raise self._error
             if self._eof:
                 return b""
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = None
+            if timeout is not None:
+                if deadline is None:
+                    deadline = loop.time() + timeout
+                timer = loop.call_at(deadline, _expire, waiter)
             try:
-                await self._waiter
+                await waiter
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
         chunks = self._chunks
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
@@ -436,6 +451,11 @@ class Stream(asyncio.Protocol):
         data = self._tls_out.read()
         if data and self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _reason(exc: BaseException) -> str:
