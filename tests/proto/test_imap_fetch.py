@@ -347,15 +347,15 @@ def test_multipart_digest_defaults_to_message_parts():
     )
 
 
-# -- many messages at once: meta_lines, and the whole-message sections without a MIME tree ----
+# -- many messages at once: meta_text, and the whole-message sections without a MIME tree ----
 
 
 @pytest.mark.parametrize("names", [
     ("FLAGS",), ("FLAGS", "UID"), ("UID", "FLAGS", "MODSEQ"),
     ("RFC822.SIZE", "INTERNALDATE", "FLAGS", "UID", "MODSEQ"),
 ])
-def test_meta_lines_equal_fetch_line_by_line(names):
-    from hatoba.proto.imap.fetch import meta_lines
+def test_meta_text_equals_fetch_line_by_line(names):
+    from hatoba.proto.imap.fetch import meta_text
 
     items = [FetchItem(n) for n in names]
     metas = [
@@ -372,7 +372,8 @@ def test_meta_lines_equal_fetch_line_by_line(names):
         shown = MessageMeta(uid=m.uid, seq=m.seq, flags=flags, internal_date=m.internal_date, size=m.size,
                             modseq=m.modseq)
         want.append(b"* %d FETCH " % m.seq + fetch(items, shown, None).data + b"\r\n")
-    assert meta_lines(items, [(m.seq, m) for m in metas], recent) == want
+    assert meta_text(items, [m.seq for m in metas], metas, recent) == b"".join(want)
+    assert meta_text(items, [], [], recent) == b""
 
 
 @pytest.mark.parametrize("raw", [b"a\nb\n", b"a\r\nb\n", b"a\rb\r\r\n\n", b"", b"\n\n\r\n"])

@@ -136,11 +136,17 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
     def meta_work(start: int) -> tuple[list[bytes], int]:
         """FLAGS, UID, ...: answered from the records alone, one format per line."""
         end = start + FETCH_BATCH
-        positions = view.positions()
-        chosen = [(positions.get(u, 0), records[u]) for u in uids[start:end] if u in records]
+        batch = uids[start:end]
+        chosen = list(map(records.get, batch))
+        if None in chosen:  # expunged by this session since the uids were picked
+            batch = [u for u in batch if u in records]
+            chosen = list(map(records.__getitem__, batch))
         if since is not None:
-            chosen = [pair for pair in chosen if pair[1].modseq > since]
-        return F.meta_lines(items, chosen, recent), end
+            batch = [u for u, record in zip(batch, chosen) if record.modseq > since]
+            chosen = list(map(records.__getitem__, batch))
+        positions = view.positions()
+        seqs = [positions.get(u, 0) for u in batch]
+        return [F.meta_text(items, seqs, chosen, recent)], end
 
     # ENVELOPE reads only fields the folder's header cache keeps: no message file is opened.
     from_cache = all(item.name.upper() in F.META_ITEMS or item.name.upper() == "ENVELOPE" for item in items)
@@ -435,8 +441,9 @@ async def _search(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) ->
         enable_condstore(s)
     uids = view.uids  # as the search saw them: only this session's commands change them
     hits = await _search_positions(s, key, view)
-    found = [uids[i] for i in hits]
     returns = options.get("return")
+    # The UIDs only where they are shown or kept: a SEARCH UNSEEN of 10,000 messages shows numbers.
+    found = [uids[i] for i in hits] if uid or returns is not None or modseq_key else []
     numbers = found if uid else [i + 1 for i in hits]
     code = ""
     if returns is not None:
