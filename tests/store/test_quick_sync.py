@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,10 @@ def root(tmp_path: Path) -> Path:
     return tmp_path / "mail"
 
 
-def sync_now(box):  # type: ignore[no-untyped-def]
-    """What the event loop does (imap.folder_work): sync() at once, None when it would wait."""
-    if not box.at_once_allowed:
+def sync_now(box, *, any_size: bool = False):  # type: ignore[no-untyped-def]
+    """What the event loop does (imap.folder_work): sync() at once, None when it would wait.
+    any_size: as refresh_selected tries it, whatever the folder's size."""
+    if not (box.quiet_look_at_once_allowed if any_size else box.at_once_allowed):
         return None
     try:
         with flushes_deferred(at_once=True):
@@ -180,3 +182,37 @@ def test_a_folder_over_the_quick_size_is_left_to_a_full_sync(root, monkeypatch):
     assert sync_now(box) is None
     monkeypatch.setattr(uidlist, "QUICK_REFRESH_MESSAGES", 3)
     assert sync_now(box) is not None
+
+
+def age_folder_times(root: Path) -> None:
+    """cur/ and new/ last changed seconds ago: old enough for a scan to trust them."""
+    maildir = user(root).root
+    then = time.time_ns() - 5_000_000_000
+    for sub in ("cur", "new"):
+        os.utime(maildir / sub, ns=(then, then))
+
+
+def test_a_large_folder_is_looked_at_at_once_only_while_nothing_changed(root, monkeypatch):
+    import hatoba.store.uidlist as uidlist
+
+    monkeypatch.setattr(uidlist, "QUICK_REFRESH_MESSAGES", 2)
+    deliver(root, 3)
+    mailboxes = user(root)
+    box = mailboxes.open("INBOX")
+    assert not box.at_once_allowed  # other work on it (STORE, EXPUNGE) stays in a thread
+    age_folder_times(root)
+    assert box.sync().added == []  # a full look (in a thread, in the server) trusts the folder times
+    result = sync_now(box, any_size=True)
+    assert result is not None and (result.added, result.expunged, result.flags_changed) == ([], [], [])
+
+    deliver(root, 1, start=3)  # new mail: listing 3,000 names is not for the event loop
+    assert sync_now(box, any_size=True) is None
+    assert [r.uid for r in box.messages()] == [1, 2, 3]  # nothing changed by the try
+    assert [r.uid for r in box.sync().added] == [4]
+
+    age_folder_times(root)
+    assert box.sync().added == []
+    other = mailboxes.open("INBOX")
+    other.store_flags([2], "+", ["\\Flagged"])  # a walk over every message to find what changed
+    assert sync_now(box, any_size=True) is None
+    assert [(r.uid, r.flags) for r in box.sync().flags_changed] == [(2, {"\\Flagged"})]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from hatoba.i18n import T
 from hatoba.imap.contexts import context_news
-from hatoba.imap.folder_work import in_folder_turn
+from hatoba.imap.folder_work import in_folder_turn_trying
 from hatoba.imap.selected import SelectedMailbox
 from hatoba.proto.imap import encode as E
 from hatoba.proto.imap.args import parse_mailbox
@@ -62,8 +62,11 @@ async def refresh_selected(session: ImapSession, *, allow_expunge: bool = True, 
         qresync = "QRESYNC" in session.enabled
         last = view.uids[-1] if view.uids else 0
         # Flushed before it is sent: new UIDs are on disk before a client hears of them.
-        news = await in_folder_turn(view.mailbox, view.refresh, allow_expunge=allow_expunge, qresync=qresync,
-                                    flags=flags, language=session.language)
+        # Tried at once whatever the folder's size (nothing changed is the common answer
+        # after a FETCH or SEARCH), unless news held back from earlier looks is to be told.
+        at_once = view.mailbox.quiet_look_at_once_allowed and not view.pending_expunges and not view.held_flags
+        news = await in_folder_turn_trying(at_once, view.mailbox, view.refresh, allow_expunge=allow_expunge,
+                                           qresync=qresync, flags=flags, language=session.language)
         session.write(news)
         notify = session.notify
         if fetch_new and notify is not None and notify.fetch and view.uids and view.uids[-1] > last:

@@ -99,7 +99,15 @@ async def in_folder_turn(mailbox: Mailbox, work: Callable[..., Result], *args: A
     """work(*args, **kwargs) in the folder's turn, at once on the loop if the folder allows
     it (Mailbox.at_once_allowed) and nothing in it must wait, else in a pool thread;
     flushed before this returns."""
-    result = await folder_turn(mailbox.folder).run(lambda: work(*args, **kwargs), at_once=mailbox.at_once_allowed)
+    return await in_folder_turn_trying(mailbox.at_once_allowed, mailbox, work, *args, **kwargs)
+
+
+async def in_folder_turn_trying(at_once: bool, mailbox: Mailbox, work: Callable[..., Result], *args: Any,
+                                **kwargs: Any) -> Result:
+    """in_folder_turn() with the caller saying whether to try at once: a look at a large
+    folder (Mailbox.quiet_look_at_once_allowed) runs on the loop when it finds nothing
+    changed, and goes to a thread (WouldWait) before any walk over its messages."""
+    result = await folder_turn(mailbox.folder).run(lambda: work(*args, **kwargs), at_once=at_once)
     await flushed(mailbox.folder)
     return result
 

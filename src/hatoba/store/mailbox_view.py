@@ -135,11 +135,12 @@ class Mailbox:
     def sync(self) -> SyncResult:
         # First a look under the shared lock, which other processes' looks do not wait
         # for; only news that must be written (new files, a \\Recent claim) takes it alone.
-        if self._folder.small_enough_for_quick_refresh:
-            with self._folder.lock(shared=True):
-                result = self._sync_without_writing()
-            if result is not None:
-                return result
+        with self._folder.lock(shared=True):
+            result = self._sync_without_writing()
+        if result is not None:
+            return result
+        if at_once_work() and not self._folder.small_enough_for_quick_refresh:
+            raise WouldWait()  # a large folder's full look: in a thread, not on the event loop
         with self._folder.lock():
             self._folder.refresh()
             return self._take(self._folder)
@@ -151,14 +152,22 @@ class Mailbox:
         file system that says when a read would wait."""
         return self._folder.reads_without_waiting and self._folder.small_enough_for_quick_refresh
 
+    @property
+    def quiet_look_at_once_allowed(self) -> bool:
+        """Whether sync() may be tried at once on an event loop whatever the folder's size:
+        it raises WouldWait before a large folder's listing or walk, so only the look that
+        finds nothing changed (two stats and the lock) runs there."""
+        return self._folder.reads_without_waiting
+
     def _sync_without_writing(self) -> SyncResult | None:
         """sync() under the lock, shared or not, if it needs no write and no message
         read; else None (and nothing changed)."""
         folder = self._folder
         if not folder.refresh_without_writing():
             return None
-        if folder.generation != self._generation and not self._quick_take(folder):
-            return None
+        if folder.generation != self._generation and (
+                not self._quick_take(folder) or not folder.small_enough_for_quick_refresh):
+            return None  # a large folder's changes: a walk over every message, left to sync()'s full look
         return self._take(folder)
 
     def _quick_take(self, folder: Folder) -> bool:

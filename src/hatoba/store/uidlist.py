@@ -657,16 +657,19 @@ class Folder:
     def refresh_without_writing(self) -> bool:
         """refresh() for a caller that may neither write nor wait long, with the lock held:
         True when the state in memory matches the files afterwards; False when only
-        refresh() can tell (new or renamed files, a UID list to write, a large folder).
+        refresh() can tell (new or renamed files, a UID list to write, a large folder
+        whose folder times changed since its last scan).
 
         It reads what the other processes wrote (the UID list, keywords) and lists
         cur/ and new/; it changes nothing on disk.
         """
-        if not self.small_enough_for_quick_refresh or not self._load(may_write=False):
+        if not self._load(may_write=False):
             return False
         stamp = self._stamp()
         if stamp is not None and stamp == self._scanned:
-            return True
+            return True  # nothing in cur/ or new/ changed since the last scan: any size
+        if not self.small_enough_for_quick_refresh:
+            return False
         listed_at = time.time_ns()
         cur, new = self._list()
         if any(not name.startswith(".") for name in new):
