@@ -239,12 +239,13 @@ class QueueManager:
             qid = await self._ready.get()
             next_try: float | None = None
             try:
-                step = await loop.run_in_executor(self._executor, self._local_step, qid)
+                step, finished = await loop.run_in_executor(self._executor, self._local_step_finished, qid)
                 if step is not None:
-                    outcomes: list[Outcome] = []
-                    if step.remote_targets and self.remote is not None:
-                        outcomes = await self.remote.deliver(step.queued, step.remote_targets, step.data)
-                    next_try, new_ids = await loop.run_in_executor(self._executor, self._finish, step, outcomes)
+                    if finished is None:
+                        outcomes: list[Outcome] = await self.remote.deliver(  # type: ignore[union-attr]
+                            step.queued, step.remote_targets, step.data)
+                        finished = await loop.run_in_executor(self._executor, self._finish, step, outcomes)
+                    next_try, new_ids = finished
                     for new_qid in new_ids:
                         if self._is_own(new_qid):
                             self._enqueue(new_qid)
@@ -265,6 +266,14 @@ class QueueManager:
                 heapq.heappush(self._deferred, (next_try, qid))
                 self._waiting.add(qid)
                 self._wake.set()
+
+    def _local_step_finished(self, qid: str) -> tuple[_Step | None, tuple[float | None, list[str]] | None]:
+        """_local_step(), and _finish() at once when nothing is left to send to another
+        server (in one thread trip: most mail to local users needs no second one)."""
+        step = self._local_step(qid)
+        if step is None or (step.remote_targets and self.remote is not None):
+            return step, None
+        return step, self._finish(step, [])
 
     def _local_step(self, qid: str) -> _Step | None:
         """Local deliveries (in a thread), and the bytes for the remote ones; None when
