@@ -7,6 +7,7 @@ import asyncio
 import logging
 import ssl
 import struct
+import time
 
 import pytest
 
@@ -248,3 +249,27 @@ def test_close_drops_what_a_client_that_stopped_reading_never_took(monkeypatch):
 
     asyncio.run(main())
     assert ended and ended[0] < 5
+
+
+class _QuietTransport(asyncio.Transport):
+    """A transport that is never closing and drops what is written (Stream's own logic only)."""
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
+def test_bytes_that_come_in_the_loop_turn_the_read_timed_out_are_read_not_a_timeout():
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        stream = Stream(lambda s: None)
+        stream.connection_made(_QuietTransport())
+        reading = asyncio.ensure_future(stream.read(100, 0.01))
+        await asyncio.sleep(0)  # waiting now, its timer set
+        loop.call_later(0.02, stream.data_received, b"a1 NOOP\r\n")  # due after the read's deadline
+        time.sleep(0.05)  # both are due when the loop next looks: the timer runs first
+        return await reading
+
+    assert asyncio.run(main()) == b"a1 NOOP\r\n"

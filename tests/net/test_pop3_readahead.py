@@ -129,3 +129,23 @@ def test_an_out_of_order_read_of_a_held_message_keeps_the_budget(tmp_path):
         ahead.close()
 
     asyncio.run(main())
+
+
+def test_a_batch_in_flight_counts_against_the_budget_and_is_not_read_again(tmp_path):
+    drop = maildrop(tmp_path, [1000] * 20)
+    size = drop.messages[0].wire_size
+
+    def planned(budget_bytes: int, budget_count: int) -> list[int]:
+        async def main() -> list[int]:
+            ahead = ReadAhead(drop, 256 * 1024, lambda i: True, budget_bytes=budget_bytes,
+                              budget_count=budget_count)
+            ahead.pending = asyncio.get_running_loop().create_future()  # messages 1 to 3 on their way
+            ahead.pending_indices = [1, 2, 3]
+            try:
+                return ahead._plan(1)
+            finally:
+                ahead.close()
+        return asyncio.run(main())
+
+    assert planned(100_000, 8) == [4, 5, 6, 7, 8]
+    assert planned(size * 5, 100) == [4, 5]

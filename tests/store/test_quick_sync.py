@@ -216,3 +216,19 @@ def test_a_large_folder_is_looked_at_at_once_only_while_nothing_changed(root, mo
     other.store_flags([2], "+", ["\\Flagged"])  # a walk over every message to find what changed
     assert sync_now(box, any_size=True) is None
     assert [(r.uid, r.flags) for r in box.sync().flags_changed] == [(2, {"\\Flagged"})]
+
+
+def test_what_another_process_wrote_to_a_large_folder_is_not_read_on_the_loop(root, monkeypatch):
+    import hatoba.store.uidlist as uidlist
+
+    monkeypatch.setattr(uidlist, "QUICK_REFRESH_MESSAGES", 2)
+    deliver(root, 3)
+    box = user(root).open("INBOX")
+    age_folder_times(root)
+    assert box.sync().added == []
+    there = user(root).open("INBOX")  # its own store: another process's
+    there.store_flags([1, 2, 3], "+", ["\\Seen"])  # appended to the UID list: a read as long as the change
+    generation = box.folder.generation
+    assert sync_now(box, any_size=True) is None
+    assert box.folder.generation == generation  # the list was not read on the loop
+    assert sorted(r.uid for r in box.sync().flags_changed) == [1, 2, 3]

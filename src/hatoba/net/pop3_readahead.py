@@ -79,16 +79,18 @@ class ReadAhead:
     # -- inside ------------------------------------------------------------------------
 
     def _plan(self, start: int) -> list[int]:
-        """The indices from `start` on to read next, within the budget."""
-        room = self.budget_bytes - self.held_bytes
-        indices: list[int] = []
+        """The indices from `start` on to read next, within the budget (what a batch
+        in flight will bring counts as held)."""
         messages = self.maildrop.messages
+        coming = set(self.pending_indices) if self.pending is not None else set()
+        room = self.budget_bytes - self.held_bytes - sum(messages[i].wire_size for i in coming)
+        indices: list[int] = []
         index = start
-        while index < len(messages) and len(indices) + len(self.held) < self.budget_count:
+        while index < len(messages) and len(indices) + len(self.held) + len(coming) < self.budget_count:
             size = messages[index].wire_size
             if size > self.small or size > room:
                 break  # a big one is streamed when it is asked for; stop here
-            if index not in self.held and self.wanted(index):
+            if index not in self.held and index not in coming and self.wanted(index):
                 indices.append(index)
                 room -= size
             index += 1

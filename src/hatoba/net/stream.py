@@ -243,6 +243,9 @@ class Stream(asyncio.Protocol):
                 timer = loop.call_at(deadline, _expire, waiter)
             try:
                 await waiter
+            except TimeoutError:
+                if not self._chunks:
+                    raise  # else the timer fired in the loop turn that brought bytes: take them
             finally:
                 self._waiter = None
                 if timer is not None:

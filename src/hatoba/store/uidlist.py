@@ -663,6 +663,8 @@ class Folder:
         It reads what the other processes wrote (the UID list, keywords) and lists
         cur/ and new/; it changes nothing on disk.
         """
+        if not self.small_enough_for_quick_refresh and at_once_work() and not self._lists_unchanged():
+            return False  # another process's changes to a large folder: read in a thread, not on a loop
         if not self._load(may_write=False):
             return False
         stamp = self._stamp()
@@ -687,6 +689,11 @@ class Folder:
             return False  # files gone (or two with one stem)
         self._mark_scanned(listed_at)
         return True
+
+    def _lists_unchanged(self) -> bool:
+        """The UID list and the keywords file are as this process last read or wrote them."""
+        return (self._loaded and _stat_key(self.path / UIDLIST) == self._list_stat
+                and _stat_key(self.path / KEYWORDS) == self._keywords_stat)
 
     def _mark_scanned(self, listed_at: int) -> None:
         """After a scan that began at `listed_at` left the state matching the files:
