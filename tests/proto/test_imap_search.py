@@ -361,3 +361,20 @@ def test_esearch_response_partial_and_sort_order():
     # RFC 5267 §3: a SORT's results keep their order; MIN and MAX are its first and last
     assert esearch_response("s", [5, 3, 4, 2, 1], ("MIN", "MAX", "ALL"), uid=False, ordered=True) == (
         b'* ESEARCH (TAG "s") MIN 5 MAX 1 ALL 5,3:4,2,1\r\n')
+
+
+def test_a_header_key_never_matches_across_two_fields_and_empty_text_needs_the_field():
+    two_to = b"From: A <a@example.org>\nTo: one@example.org\nTo: \"Two\" <two@example.net>\nSubject: s\n\nbody\n"
+    no_to = b"From: B <b@example.org>\nSubject: t\n\nbody\n"
+    metas = [MessageMeta(uid=u, seq=i + 1, flags=frozenset(), size=10, internal_date=None, modseq=1)
+             for i, u in enumerate((3, 4))]
+    messages = {3: two_to, 4: no_to}
+    source = Source(messages)
+    kept = {u: ParsedHeader(m.split(b"\n\n")[0] + b"\n") for u, m in messages.items()}
+    source.headers = lambda uids, names: {u: kept[u] for u in uids}  # as the header cache keeps them
+    for text, want in [("orgtwo", []), ("org\ntwo", []), ("org\x00two", []), ("two@", [3]),
+                       ("TWO", [3]), ("", [3]), ("nobody", [])]:
+        key = K("TO", text=text)
+        assert one_by_one(key, metas, messages) == want, text
+        assert search(key, metas, source) == want, text
+        assert search(key, metas, source) == want, text  # again, with what the first search made

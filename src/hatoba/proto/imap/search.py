@@ -166,13 +166,14 @@ class ParsedHeader:
     or only some of its fields as written: then only those can be asked for.
     """
 
-    __slots__ = ("raw", "_values", "_text", "_addresses")
+    __slots__ = ("raw", "_values", "_text", "_addresses", "_haystacks")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         self._values: dict[str, list[bytes]] | None = None
         self._text: dict[str, list[str]] = {}
         self._addresses: dict[str, list[str]] = {}
+        self._haystacks: dict[tuple[str, bool], str] | None = None
 
     def fields(self) -> list[HeaderField]:
         return header_fields(self.raw)
@@ -200,6 +201,22 @@ class ParsedHeader:
         known = self._addresses.get(key)
         if known is None:
             known = self._addresses[key] = [address_text(v) for v in self.values(key)]
+        return known
+
+    def haystack(self, name: str, *, with_addresses: bool) -> str:
+        """text() (and addresses()) of every field called `name` in one string, the parts
+        joined by NUL: a needle without NUL is in it exactly when it is in one of them,
+        so a search key costs one `in` per message (repeated SEARCHes find it made)."""
+        key = (name.lower(), with_addresses)
+        if self._haystacks is None:
+            self._haystacks = {}
+        known = self._haystacks.get(key)
+        if known is None:  # made from the values, not kept as text() and addresses() too
+            values = self.values(name)
+            parts = self._text.get(key[0]) or [search_text(v) for v in values]
+            if with_addresses:
+                parts = parts + (self._addresses.get(key[0]) or [address_text(v) for v in values])
+            known = self._haystacks[key] = "\x00".join(parts)
         return known
 
 
@@ -614,8 +631,12 @@ class _Search:
                     if _compare_day(_sent_day_of(h.values("Date"), records[i].internal_date), k.day, op)}
         field_name = k.header if k.name == "HEADER" else _ADDRESS_HEADERS[k.name]
         needle = k.text.casefold()
+        with_addresses = k.name in ("FROM", "TO", "CC", "BCC")  # also as the addresses read, comments gone
+        if needle and "\x00" not in needle:
+            return {i for i, h in headers.items() if needle in h.haystack(field_name, with_addresses=with_addresses)}
+        # "" is in every field there is, and only then; a NUL could join two of them
         found = {i for i, h in headers.items() if any(needle in v for v in h.text(field_name))}
-        if k.name in ("FROM", "TO", "CC", "BCC"):  # also as the addresses read, comments gone
+        if with_addresses:
             found.update(i for i, h in headers.items()
                          if i not in found and any(needle in v for v in h.addresses(field_name)))
         return found
