@@ -285,8 +285,7 @@ class SmtpSession(SessionBase):
         if not pause or self.ctx.checks is None or not self._from_outside():
             return False
         try:
-            async with asyncio.timeout(pause):
-                await self.stream.read(READ_SIZE)  # data, or the end: either way it did not wait
+            await self.stream.read(READ_SIZE, pause)  # data, or the end: either way it did not wait
         except TimeoutError:
             return False
         self._rejected("early-talker", stage="connect", ip=self.client_ip)

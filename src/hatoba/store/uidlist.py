@@ -663,9 +663,10 @@ class Folder:
         It reads what the other processes wrote (the UID list, keywords) and lists
         cur/ and new/; it changes nothing on disk.
         """
-        if not self.small_enough_for_quick_refresh and at_once_work() and not self._lists_unchanged():
-            return False  # another process's changes to a large folder: read in a thread, not on a loop
-        if not self._load(may_write=False):
+        if not self.small_enough_for_quick_refresh and at_once_work():
+            if not self._lists_unchanged():
+                return False  # another process's changes to a large folder: read in a thread, not on a loop
+        elif not self._load(may_write=False):
             return False
         stamp = self._stamp()
         if stamp is not None and stamp == self._scanned:
