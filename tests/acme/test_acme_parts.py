@@ -103,7 +103,7 @@ def test_the_tls_alpn01_certificate_is_what_rfc_8737_asks():
     cert_pem, _key = tls_alpn01_certificate("mail.example.org", "tok.thumb")
     cert = x509.load_pem_x509_certificate(cert_pem)
     assert covered_names(cert) == {"mail.example.org"}
-    extension = cert.extensions.get_extension_for_oid(ACME_IDENTIFIER)
+    extension = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(ACME_IDENTIFIER))
     assert extension.critical
     assert extension.value.value == b"\x04\x20" + hashlib.sha256(b"tok.thumb").digest()
 

@@ -232,6 +232,8 @@ def board_server(tmp_path):
 
 
 def test_only_an_acme_tls_client_is_shown_the_challenge_certificate(board_server, tmp_path):
+    from cryptography import x509
+
     from hatoba.acme.challenges import ACME_IDENTIFIER
 
     server, home = board_server
@@ -240,7 +242,7 @@ def test_only_an_acme_tls_client_is_shown_the_challenge_certificate(board_server
     board.put_tls_alpn01(HOSTNAME, "token.thumbprint", tmp_path)
     chain, alpn = s_client(port, HOSTNAME, "acme-tls/1")
     assert alpn == "acme-tls/1" and len(chain) == 1
-    assert chain[0].extensions.get_extension_for_oid(ACME_IDENTIFIER).critical
+    assert chain[0].extensions.get_extension_for_oid(x509.ObjectIdentifier(ACME_IDENTIFIER)).critical
     # The validation ends with the handshake: nothing is served on that connection.
     import socket
 

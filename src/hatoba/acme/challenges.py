@@ -25,16 +25,11 @@ import ssl
 import tempfile
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from hatoba.acme import clienthello
 
 HTTP01_PREFIX = "/.well-known/acme-challenge/"
 ACME_TLS_ALPN = b"acme-tls/1"
-ACME_IDENTIFIER = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")  # id-pe-acmeIdentifier, RFC 8737 §6.1
+ACME_IDENTIFIER = "1.3.6.1.5.5.7.1.31"  # id-pe-acmeIdentifier, RFC 8737 §6.1
 MAX_TOKEN = 256  # RFC 8555 tokens are 43 base64url characters; anything past this is not one
 
 
@@ -87,6 +82,12 @@ class ChallengeBoard:
 def tls_alpn01_certificate(name: str, key_authorization: str) -> tuple[bytes, bytes]:
     """PEM certificate and key of RFC 8737 §3: self-signed, SAN `name` only, and the
     critical acmeIdentifier extension holding the SHA-256 digest of the key authorization."""
+    # Loaded here, not with the module: a worker that only keeps the board never needs them.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     digest = hashlib.sha256(key_authorization.encode("ascii")).digest()
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -101,7 +102,7 @@ def tls_alpn01_certificate(name: str, key_authorization: str) -> tuple[bytes, by
         .not_valid_after(now + datetime.timedelta(days=7))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
         # The extension's value is the DER OCTET STRING of the digest (RFC 8737 §3).
-        .add_extension(x509.UnrecognizedExtension(ACME_IDENTIFIER, b"\x04\x20" + digest), critical=True)
+        .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(ACME_IDENTIFIER), b"\x04\x20" + digest), critical=True)
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -31,12 +31,13 @@ import secrets
 import stat
 import time
 from pathlib import Path
-from typing import Any
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Any
 
 from hatoba.config.schema import Config, TlsConfig
 from hatoba.fsutil import write_atomic
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 FOLDER = "acme"
 MAX_STATE = 1 << 20
@@ -145,6 +146,8 @@ def number(state: Any, key: str, default: float = 0.0) -> float:
 
 def read_chain(path: Path) -> list[x509.Certificate]:
     """The certificates in a PEM file; [] when it is missing or holds none."""
+    from cryptography import x509  # only with ACME on: workers without it never load cryptography
+
     try:
         return x509.load_pem_x509_certificates(path.read_bytes())
     except (OSError, ValueError):

@@ -46,7 +46,6 @@ from hatoba.proto.pop3 import replies as pop3_replies
 from hatoba.proto.smtp import replies as R
 from hatoba.delivery.setup import check_setup as check_delivery_setup
 from hatoba.queue.process import DeliveryProcesses, build_manager
-from hatoba.pki.renew import CHECK_EVERY as RENEW_CHECK_EVERY, can_tend, tend_own_ca
 from hatoba.queue.spool import Envelope, Spool, SpoolError
 from hatoba.store.directory import Directory
 from hatoba.store.login_cache import SharedLoginCache
@@ -55,13 +54,15 @@ from hatoba.store.folder_tree import MailboxStore
 from hatoba.store.secretbox import SecretBox
 from hatoba.store.uidlist import learn_file_times
 from hatoba.web.ops import operations_routes
-from hatoba.web.admin.app import AdminApp, AdminContext
 from hatoba.web.public import acme_challenges, crl_routes, https_redirect, https_routes
 from hatoba.web.routes import Router
 
 if TYPE_CHECKING:  # the delivery machinery (DNS, SMTP client, DKIM) loads only where it runs
     from hatoba.net.shared_counts import SharedCounts
     from hatoba.queue.manager import QueueManager
+    # Likewise the web admin (jinja2) and the CA's renewal (cryptography): in the first
+    # worker only, and only when the https listener is on or the CA key is ours.
+    from hatoba.web.admin.app import AdminApp
 
 log = logging.getLogger(__name__)
 DMARC_REPORTS_EVERY = 3600.0  # seconds between two looks for a finished day's reports
@@ -214,6 +215,8 @@ class Server:
         self.admin: AdminApp | None = None
         https = config.listeners.get("https")
         if forward is None and https is not None and https.enabled:
+            from hatoba.web.admin.app import AdminApp, AdminContext
+
             mailboxes = self.imap.mailboxes
             self.admin = AdminApp(AdminContext(config, self.directory, self.logins, https, self.spool,
                                                lambda address: mailboxes.for_user(address).quota()))
@@ -234,11 +237,13 @@ class Server:
     async def _tend_own_ca(self) -> None:
         """Renew a certificate of hatoba's CA before two thirds of its life, and keep its CRL
         fresh (pki/renew.py); a renewal is loaded in place, as SIGHUP would."""
+        from hatoba.pki.renew import CHECK_EVERY, tend_own_ca
+
         while True:
             renewed = await asyncio.to_thread(tend_own_ca, self.config.tls)
             if renewed is not None:
                 self.reload()
-            await asyncio.sleep(RENEW_CHECK_EVERY)
+            await asyncio.sleep(CHECK_EVERY)
 
     async def _send_dmarc_reports(self) -> None:
         """Queue yesterday's DMARC aggregate reports (checks/dmarc_reports.py), checked every hour."""
@@ -330,8 +335,11 @@ class Server:
             if recovered:
                 log.info("queue: %d message(s) from before the start", len(recovered))
         await self.manager.start()
-        if self.first_worker and can_tend(self.config.tls):  # the CA key is ours: renew while running
-            self._tending = loop.create_task(self._tend_own_ca())
+        if self.first_worker:
+            from hatoba.pki.renew import can_tend  # with cryptography: the other workers never load it
+
+            if can_tend(self.config.tls):  # the CA key is ours: renew while running
+                self._tending = loop.create_task(self._tend_own_ca())
         if self.acme_board is not None:
             self._acme = loop.create_task(self._keep_acme_certificate())
         if self.first_worker and self.config.checks.enabled and self.config.checks.dmarc_reports:

@@ -24,12 +24,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from hatoba.pki.ca import load_certs
 from hatoba.pki.errors import PkiError
-from hatoba.pki.keyfiles import read_signing_key, signature_hash
 
 CRL_PATH = "/crl/ca.crl"
 CRL_TYPE = "application/pkix-crl"  # RFC 5280 §4.2.1.13: DER
@@ -79,6 +74,13 @@ def revoke(folder: Path, serial: int, when: datetime.datetime | None = None) -> 
 def build_crl(ca_key_path: Path, ca_cert_path: Path, revoked: Iterable[tuple[int, datetime.datetime]],
               now: datetime.datetime | None = None) -> bytes:
     """The CRL, DER, signed by the CA key, valid NEXT_UPDATE_DAYS from `now`."""
+    # Loaded when signing, not with CrlFile: the workers that serve the file never sign.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from hatoba.pki.ca import load_certs
+    from hatoba.pki.keyfiles import read_signing_key, signature_hash
+
     now = now or datetime.datetime.now(datetime.timezone.utc)
     ca_cert = load_certs(ca_cert_path)[0]
     ca_key = read_signing_key(ca_key_path)

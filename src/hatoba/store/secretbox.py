@@ -10,8 +10,10 @@ does not reveal them.
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 from pathlib import Path
+from typing import Any
 
 
 class SecretBoxError(Exception):
@@ -20,19 +22,25 @@ class SecretBoxError(Exception):
 
 class SecretBox:
     def __init__(self, key_path: Path) -> None:
-        # cryptography loads here, not on import: APOP is off by default, and
-        # the server process need not carry the library's few MiB without it.
-        from cryptography.fernet import Fernet
-
         self.key_path = Path(key_path)
-        self._fernet = Fernet(self._load_or_create())
+        self._key = self._load_or_create()  # read at start: a bad key file is reported then
+        self._fernet: Any = None
+
+    def _box(self) -> Any:
+        """Fernet, made at the first APOP secret used: cryptography loads then, not with
+        every worker (a few MiB each where no user has an APOP secret)."""
+        if self._fernet is None:
+            from cryptography.fernet import Fernet
+
+            self._fernet = Fernet(self._key)
+        return self._fernet
 
     def _load_or_create(self) -> bytes:
         try:
             fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             key = self.key_path.read_bytes().strip()
-            if len(key) != 44:
+            if len(key) != 44 or len(_decoded(key)) != 32:
                 raise SecretBoxError(f"{self.key_path} is not a secrets key; restore it from a backup") from None
             return key
         key = base64.urlsafe_b64encode(os.urandom(32))  # what Fernet.generate_key() makes
@@ -44,15 +52,22 @@ class SecretBox:
         return key
 
     def seal(self, secret: str) -> str:
-        return self._fernet.encrypt(secret.encode("utf-8")).decode("ascii")
+        return self._box().encrypt(secret.encode("utf-8")).decode("ascii")
 
     def open(self, sealed: str) -> str:
         from cryptography.fernet import InvalidToken
 
         try:
-            return self._fernet.decrypt(sealed.encode("ascii")).decode("utf-8")
+            return self._box().decrypt(sealed.encode("ascii")).decode("utf-8")
         except (InvalidToken, ValueError):
             raise SecretBoxError(
                 f"a stored secret does not match {self.key_path}; was the key replaced? "
                 "set the secret again (hatoba user apop ADDRESS --enable)"
             ) from None
+
+
+def _decoded(key: bytes) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(key)
+    except (binascii.Error, ValueError):
+        return b""

@@ -21,10 +21,6 @@ import plistlib
 import uuid
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.serialization import pkcs7
-
 from hatoba.config.schema import Config
 from hatoba.web.autoconfig import Offer, PortOf, offers
 
@@ -81,6 +77,11 @@ def profile(config: Config, address: str, port_of: PortOf | None = None) -> byte
 
 def sign(data: bytes, cert_path: Path, key_path: Path) -> bytes:
     """CMS SignedData over `data` (attached) with the server's chain and key, DER."""
+    # Loaded when a profile is asked for, not by every worker that imports the routes.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
     chain = x509.load_pem_x509_certificates(Path(cert_path).read_bytes())
     key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
     builder = pkcs7.PKCS7SignatureBuilder().set_data(data).add_signer(chain[0], key, hashes.SHA256())  # type: ignore[arg-type]
