@@ -18,7 +18,7 @@ import scramp
 import scramp.core
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 
@@ -40,7 +40,8 @@ USER, PW = "alice@example.test", "correct horse"
 KEYS = derive_scram_keys(PW, b"s" * 16, 4096)
 
 
-def make_context(tmp: Path, name: str, key: Any, digest: hashes.HashAlgorithm | None) -> ssl.SSLContext:
+def make_context(tmp: Path, name: str, key: Any, digest: hashes.HashAlgorithm | None,
+                 rsa_padding: Any = None) -> ssl.SSLContext:
     """A server context with a self-signed certificate for `key`, signed with `digest`."""
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -49,7 +50,7 @@ def make_context(tmp: Path, name: str, key: Any, digest: hashes.HashAlgorithm | 
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, digest)
+        .sign(key, digest, rsa_padding=rsa_padding)
     )
     cert_path, key_path = tmp / f"{name}.crt", tmp / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -193,6 +194,14 @@ def test_sha1_signed_certificate_is_hashed_with_sha256(tmp_path: Path) -> None:
     context.load_cert_chain(tmp_path / "sha1.crt", tmp_path / "sha1.key")
     server, client = serve_one(context, pyopenssl_client(SSL.TLS1_3_VERSION))
     assert server["tls-server-end-point"] == hashlib.sha256(client["der"]).digest() == end_point(client["der"])
+
+
+def test_rsa_pss_certificate_is_hashed_with_its_pss_hash(tmp_path: Path) -> None:
+    # RFC 5929 §4.1 names the hash of the signature algorithm: for RSASSA-PSS, its parameters' hash.
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA512()), salt_length=padding.PSS.DIGEST_LENGTH)
+    context = make_context(tmp_path, HOST, rsa.generate_private_key(65537, 2048), hashes.SHA512(), pss)
+    server, client = serve_one(context, pyopenssl_client(SSL.TLS1_3_VERSION))
+    assert server["tls-server-end-point"] == hashlib.sha512(client["der"]).digest()
 
 
 def test_ed25519_certificate_has_no_end_point(tmp_path: Path) -> None:

@@ -72,3 +72,12 @@ def test_a_missing_user_or_group_is_refused_with_how_to_make_it(tmp_path: Path) 
         "[server] group 'hatoba-nogroup' does not exist; create it with: groupadd --system hatoba-nogroup, "
         f'or set group = "" for the primary group of {TEST_USER}'
     )
+
+
+def test_a_secrets_key_that_is_no_key_is_refused(tmp_path: Path) -> None:
+    # Past the service checks (kept as root here), at the start of the server itself.
+    extra = '[server]\nuser = ""\nallow_root = true\n' if os.geteuid() == 0 else ""
+    home = make_home(tmp_path / "h", port_offset=free_port_offset(), extra_config=extra)
+    key = home.root / "data" / "secrets.key"  # APOP's secrets (on by default)
+    key.write_text("!" * 44 + "\n")
+    assert refusal(serve(home.config_path)) == f"{key} is not a secrets key; restore it from a backup"

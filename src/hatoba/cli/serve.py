@@ -161,12 +161,13 @@ async def _serve(config: Config, per_worker: list[dict[str, list[socket.socket]]
     from hatoba.net.server import Server
     from hatoba.net.shared_counts import SharedCounts
     from hatoba.pki.tlsctx import TlsSetupError
+    from hatoba.store.secretbox import SecretBoxError
 
     counts = SharedCounts.create(len(per_worker)) if len(per_worker) > 1 else None
     try:
         # As many delivery processes as workers: remote delivery uses every core too.
         server = Server(config, log_fd=log_fd, counts=counts, delivery_parts=len(per_worker))
-    except (TlsSetupError, DeliverySetupError) as exc:
+    except (TlsSetupError, DeliverySetupError, SecretBoxError) as exc:
         raise CliError(refusal(exc)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -45,6 +45,10 @@ TLS_SERVER_END_POINT = "tls-server-end-point"
 _EXPORTER_LABEL = b"EXPORTER-Channel-Binding"  # RFC 9266 §2
 _EXPORTER_LENGTH = 32
 
+# OpenSSL's numeric ids (obj_mac.h) and EVP_MAX_MD_SIZE.
+_NID_UNDEF, _NID_MD5, _NID_SHA1, _NID_MD5_SHA1, _NID_SHA256 = 0, 4, 64, 114, 672
+_MAX_DIGEST = 64
+
 _PTR = ctypes.sizeof(ctypes.c_void_p)
 _HEAD = object.__basicsize__  # PyObject_HEAD: reference count and type
 
@@ -62,8 +66,14 @@ class _OpenSSL:
             [vp, ctypes.c_char_p, c_size, ctypes.c_char_p, c_size, ctypes.c_char_p, c_size, c_int],
         )
         self.get_certificate = _function(lib, "SSL_get_certificate", vp, [vp])
-        # int i2d_X509(X509 *x, unsigned char **out): writes at *out and advances it.
-        self.i2d_x509 = _function(lib, "i2d_X509", c_int, [vp, ctypes.POINTER(ctypes.c_char_p)])
+        # libcrypto's, found through libssl: the certificate's signature hash, and its digest.
+        c_int_p = ctypes.POINTER(c_int)
+        self.signature_info = _function(lib, "X509_get_signature_info", c_int,
+                                        [vp, c_int_p, c_int_p, c_int_p, ctypes.POINTER(ctypes.c_uint32)])
+        self.nid_to_name = _function(lib, "OBJ_nid2sn", ctypes.c_char_p, [c_int])
+        self.digest_by_name = _function(lib, "EVP_get_digestbyname", vp, [ctypes.c_char_p])
+        self.x509_digest = _function(lib, "X509_digest", c_int,
+                                     [vp, vp, ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint)])
 
 
 def _function(lib: ctypes.CDLL, name: str, restype: Any, argtypes: list[Any]) -> Any:
@@ -145,38 +155,27 @@ def channel_bindings(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> dict[str, byt
 
 
 def _server_end_point(lib: _OpenSSL, pointer: int) -> bytes | None:
-    """RFC 5929 §4.1 for the certificate this connection presented (after SNI chose it)."""
+    """RFC 5929 §4.1 for the certificate this connection presented (after SNI chose it):
+    its hash with the certificate's signature hash, SHA-256 for MD5 and SHA-1; None
+    (undefined) for signatures without one hash, such as Ed25519. OpenSSL does it all,
+    so a worker serving TLS never loads `cryptography` for this."""
     cert = lib.get_certificate(pointer)  # borrowed: owned by the SSL, not freed here
     if not cert:
         return None
-    size = lib.i2d_x509(cert, None)
-    if size <= 0:
+    hash_nid = ctypes.c_int(_NID_UNDEF)
+    if lib.signature_info(cert, ctypes.byref(hash_nid), None, None, None) != 1:
         return None
-    # Our own buffer, so nothing OpenSSL allocated needs freeing.
-    buffer = ctypes.create_string_buffer(size)
-    cursor = ctypes.c_char_p(ctypes.addressof(buffer))
-    if lib.i2d_x509(cert, ctypes.byref(cursor)) != size:
+    nid = hash_nid.value
+    if nid == _NID_UNDEF or nid == _NID_MD5_SHA1:
         return None
-    return _certificate_hash(buffer.raw)
-
-
-@functools.lru_cache(maxsize=16)
-def _certificate_hash(der: bytes) -> bytes | None:
-    """RFC 5929 §4.1: the certificate's signature hash, SHA-256 for MD5 and SHA-1;
-    None (undefined) for signatures without one hash, such as Ed25519."""
-    # Imported here: the server loads `cryptography` only when a client asks for -PLUS.
-    from cryptography import x509
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import hashes
-
-    try:
-        algorithm = x509.load_der_x509_certificate(der).signature_hash_algorithm
-    except (ValueError, UnsupportedAlgorithm):
+    if nid in (_NID_MD5, _NID_SHA1):
+        nid = _NID_SHA256
+    name = lib.nid_to_name(nid)
+    algorithm = lib.digest_by_name(name) if name else None
+    if not algorithm:
         return None
-    if algorithm is None:
+    out = ctypes.create_string_buffer(_MAX_DIGEST)
+    size = ctypes.c_uint(0)
+    if lib.x509_digest(cert, algorithm, out, ctypes.byref(size)) != 1:
         return None
-    if isinstance(algorithm, (hashes.MD5, hashes.SHA1)):
-        algorithm = hashes.SHA256()
-    digest = hashes.Hash(algorithm)
-    digest.update(der)
-    return digest.finalize()
+    return out.raw[:size.value]

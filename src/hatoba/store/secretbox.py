@@ -30,8 +30,10 @@ class SecretBox:
         """Fernet, made at the first APOP secret used: cryptography loads then, not with
         every worker (a few MiB each where no user has an APOP secret)."""
         if self._fernet is None:
-            from cryptography.fernet import Fernet
-
+            try:
+                from cryptography.fernet import Fernet
+            except ImportError as exc:  # removed or half upgraded under a running server
+                raise SecretBoxError(f"cannot load cryptography for the secrets in {self.key_path}: {exc}") from None
             self._fernet = Fernet(self._key)
         return self._fernet
 
@@ -55,10 +57,11 @@ class SecretBox:
         return self._box().encrypt(secret.encode("utf-8")).decode("ascii")
 
     def open(self, sealed: str) -> str:
+        box = self._box()
         from cryptography.fernet import InvalidToken
 
         try:
-            return self._box().decrypt(sealed.encode("ascii")).decode("utf-8")
+            return box.decrypt(sealed.encode("ascii")).decode("utf-8")
         except (InvalidToken, ValueError):
             raise SecretBoxError(
                 f"a stored secret does not match {self.key_path}; was the key replaced? "
