@@ -430,3 +430,46 @@ def test_binary_named_many_times_decodes_its_part_once():
     assert took < 1.0, took
     assert pieces[0].startswith(b"* 1 FETCH (BINARY.SIZE[1] 1536000 BINARY.SIZE[1] 1536000 ")
     assert pieces.count(bytes(range(256)) * 6000) == 150
+
+
+# -- the whole-message download, planned once a command -----------------------------------------
+
+WHOLE_ITEMS = [FetchItem("BODY", section=Section()), FetchItem("BODY", section=Section(), peek=True),
+               FetchItem("RFC822")]
+NOT_WHOLE = [FetchItem("BODY", section=Section(), partial=(0, 10)), FetchItem("BODY", section=Section(text="TEXT")),
+             FetchItem("BODY", section=Section(part=(1,))), FetchItem("BINARY", section=Section()),
+             FetchItem("RFC822.TEXT"), FetchItem("ENVELOPE"), FetchItem("BODYSTRUCTURE"), FetchItem("BODY")]
+
+
+def test_whole_message_pieces_equal_fetch_pieces_for_every_mix():
+    import random
+
+    from hatoba.proto.imap.fetch import whole_message_pieces
+
+    rng = random.Random(19)
+    metas = ("UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ")
+    bodies = [b"", b"a", b"Subject: x\n\nbody\n", b"Subject: x\r\n\r\nbody\r\n", b"x\r\ny\nz\r", b"\n" * 5,
+              b"From: a@b\n\n" + bytes(range(256)) * 20]
+    tried = 0
+    for _ in range(3000):
+        chosen = [FetchItem(name) for name in rng.sample(metas, rng.randint(0, len(metas)))]
+        chosen.insert(rng.randint(0, len(chosen)), rng.choice(WHOLE_ITEMS))
+        meta = MessageMeta(uid=rng.randint(1, 2**32 - 1), seq=rng.randint(1, 10**6),
+                           flags=frozenset(rng.sample(["\\Seen", "\\Recent", "$Work", "\\Flagged"], rng.randint(0, 3))),
+                           internal_date=rng.choice([None, META.internal_date]), size=rng.randint(0, 2**40),
+                           modseq=rng.randint(1, 2**63 - 1))
+        raw = rng.choice(bodies)
+        plan = whole_message_pieces(chosen)
+        assert plan is not None, chosen
+        assert plan(meta, raw) == list(fetch_pieces(chosen, meta, raw)), (chosen, raw)
+        tried += 1
+    assert tried == 3000
+
+
+@pytest.mark.parametrize("odd", NOT_WHOLE)
+def test_whole_message_pieces_decline_what_is_not_the_whole_message_with_metadata(odd):
+    from hatoba.proto.imap.fetch import whole_message_pieces
+
+    assert whole_message_pieces([odd]) is None
+    assert whole_message_pieces([FetchItem("UID"), odd, WHOLE_ITEMS[0]]) is None
+    assert whole_message_pieces([WHOLE_ITEMS[0], WHOLE_ITEMS[2]]) is None  # two bodies: the general way

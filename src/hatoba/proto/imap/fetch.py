@@ -23,7 +23,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import chain
@@ -390,6 +390,54 @@ def _pieces(items: Sequence[FetchItem], meta: MessageMeta, msg: _Message | None,
             text = []
     text.append(after)
     yield b"".join(text)
+
+
+def whole_message_pieces(items: Sequence[FetchItem]) -> Callable[[MessageMeta, bytes], list[bytes]] | None:
+    """For a FETCH of the whole message with metadata only (BODY[] or BODY.PEEK[] without
+    a partial, or RFC822; with any of UID, FLAGS, INTERNALDATE, RFC822.SIZE, MODSEQ): a
+    function giving one message's answer as fetch_pieces() does, the same pieces, made
+    without its per-message checks and item dispatch. None for any other item list.
+
+    What most mail programs ask when they download a message, decided once a command
+    instead of once a message."""
+    wholes = [n for n, item in enumerate(items) if _whole_label(item) is not None]
+    if len(wholes) != 1 or any(item.name.upper() not in META_ITEMS
+                               for n, item in enumerate(items) if n != wholes[0]):
+        return None
+    at = wholes[0]
+    label = _whole_label(items[at])
+    assert label is not None
+    before, after = items[:at], items[at + 1:]
+
+    def pieces(meta: MessageMeta, raw: bytes) -> list[bytes]:
+        data = to_crlf(raw)
+        text = [b"* %d FETCH (" % meta.seq]
+        for item in before:
+            text += (_item(item, meta, None)[0], b" ")
+        if not data:  # an empty string is no literal: the answer stays one piece
+            text.append(label + b' ""')
+            text += [b" " + _item(item, meta, None)[0] for item in after]
+            text.append(b")\r\n")
+            return [b"".join(text)]
+        text.append(label + b" {%d}\r\n" % len(data))
+        rest = [b" " + _item(item, meta, None)[0] for item in after]
+        rest.append(b")\r\n")
+        return [b"".join(text), data, b"".join(rest)]
+
+    return pieces
+
+
+def _whole_label(item: FetchItem) -> bytes | None:
+    """The response name of an item that is the whole message as it is, else None."""
+    name = item.name.upper()
+    if item.partial is not None:
+        return None
+    if name == "RFC822" and item.section is None:
+        return b"RFC822"
+    section = item.section
+    if name == "BODY" and section is not None and not section.part and section.text == "" and not section.fields:
+        return b"BODY[]"
+    return None
 
 
 def fetch(items: Sequence[FetchItem], meta: MessageMeta, message: bytes | None,
