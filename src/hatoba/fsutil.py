@@ -120,7 +120,10 @@ def read_if_cached(path: str, limit: int) -> bytes | None:
         _O_NOATIME = 0
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        size = os.fstat(fd).st_size
+        try:
+            size = os.lseek(fd, 0, os.SEEK_END)  # the size, without fstat's whole stat_result
+        except OSError:  # not a regular file: the reader in a thread will say what it is
+            return None
         if size > limit:
             return None
         buffer = bytearray(size)

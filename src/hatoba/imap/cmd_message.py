@@ -156,17 +156,21 @@ async def _fetch(s: ImapSession, cmd: RawCommand, args: tuple, *, uid: bool) -> 
     structures = None if from_cache else F.structure_names(items)
     wants_envelope = any(item.name.upper() == "ENVELOPE" for item in items)
 
-    whole = F.whole_message_pieces(items)  # the common download: one plan for every message
+    whole = F.whole_message_plan(items)  # the common download: one plan for every message
 
     def answer(u: int, record: MessageRecord, message: bytes,
                known: dict[str, bytes] | None = None) -> Iterator[bytes]:
         """The "* n FETCH (...)" line of one message, in pieces; FetchError before the first."""
-        flags = record.flags | {"\\Recent"} if u in recent else record.flags
-        meta = MessageMeta(uid=u, seq=view.seq_of(u) or 0, flags=flags,
-                           internal_date=record.internal_date, size=record.size, modseq=record.modseq)
+        seq = view.seq_of(u) or 0
+        meta = None
+        if whole is None or whole.uses_meta:
+            flags = record.flags | {"\\Recent"} if u in recent else record.flags
+            meta = MessageMeta(uid=u, seq=seq, flags=flags,
+                               internal_date=record.internal_date, size=record.size, modseq=record.modseq)
         if whole is not None:
-            pieces: Iterator[bytes] = iter(whole(meta, message))
+            pieces: Iterator[bytes] = iter(whole.pieces(seq, meta, message))
         else:
+            assert meta is not None
             pieces = F.fetch_pieces(items, meta, message, mime_limits, known)
         if marks_seen and "\\Seen" not in record.flags and not view.readonly:
             seen_uids.append(u)

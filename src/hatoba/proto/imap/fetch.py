@@ -23,7 +23,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import chain
@@ -392,14 +392,39 @@ def _pieces(items: Sequence[FetchItem], meta: MessageMeta, msg: _Message | None,
     yield b"".join(text)
 
 
-def whole_message_pieces(items: Sequence[FetchItem]) -> Callable[[MessageMeta, bytes], list[bytes]] | None:
-    """For a FETCH of the whole message with metadata only (BODY[] or BODY.PEEK[] without
-    a partial, or RFC822; with any of UID, FLAGS, INTERNALDATE, RFC822.SIZE, MODSEQ): a
-    function giving one message's answer as fetch_pieces() does, the same pieces, made
-    without its per-message checks and item dispatch. None for any other item list.
+class WholeMessagePlan:
+    """The answer's shape for a FETCH of the whole message with metadata only (BODY[] or
+    BODY.PEEK[] without a partial, or RFC822; with any of UID, FLAGS, INTERNALDATE,
+    RFC822.SIZE, MODSEQ), decided once a command: pieces() gives one message's answer
+    as fetch_pieces() does, the same pieces, without its per-message checks and item
+    dispatch. What most mail programs ask when they download a message."""
 
-    What most mail programs ask when they download a message, decided once a command
-    instead of once a message."""
+    __slots__ = ("label", "before", "after", "uses_meta")
+
+    def __init__(self, label: bytes, before: Sequence[FetchItem], after: Sequence[FetchItem]) -> None:
+        self.label = label
+        self.before = before
+        self.after = after
+        self.uses_meta = bool(before or after)  # else pieces() needs no MessageMeta
+
+    def pieces(self, seq: int, meta: MessageMeta | None, raw: bytes) -> list[bytes]:
+        data = to_crlf(raw)
+        text = [b"* %d FETCH (" % seq]
+        for item in self.before:
+            text += (_item(item, meta, None)[0], b" ")  # type: ignore[arg-type]  # uses_meta: given
+        if not data:  # an empty string is no literal: the answer stays one piece
+            text.append(self.label + b' ""')
+            text += [b" " + _item(item, meta, None)[0] for item in self.after]  # type: ignore[arg-type]
+            text.append(b")\r\n")
+            return [b"".join(text)]
+        text.append(self.label + b" {%d}\r\n" % len(data))
+        rest = [b" " + _item(item, meta, None)[0] for item in self.after]  # type: ignore[arg-type]
+        rest.append(b")\r\n")
+        return [b"".join(text), data, b"".join(rest)]
+
+
+def whole_message_plan(items: Sequence[FetchItem]) -> WholeMessagePlan | None:
+    """The WholeMessagePlan of these items; None for any other item list."""
     wholes = [n for n, item in enumerate(items) if _whole_label(item) is not None]
     if len(wholes) != 1 or any(item.name.upper() not in META_ITEMS
                                for n, item in enumerate(items) if n != wholes[0]):
@@ -407,24 +432,7 @@ def whole_message_pieces(items: Sequence[FetchItem]) -> Callable[[MessageMeta, b
     at = wholes[0]
     label = _whole_label(items[at])
     assert label is not None
-    before, after = items[:at], items[at + 1:]
-
-    def pieces(meta: MessageMeta, raw: bytes) -> list[bytes]:
-        data = to_crlf(raw)
-        text = [b"* %d FETCH (" % meta.seq]
-        for item in before:
-            text += (_item(item, meta, None)[0], b" ")
-        if not data:  # an empty string is no literal: the answer stays one piece
-            text.append(label + b' ""')
-            text += [b" " + _item(item, meta, None)[0] for item in after]
-            text.append(b")\r\n")
-            return [b"".join(text)]
-        text.append(label + b" {%d}\r\n" % len(data))
-        rest = [b" " + _item(item, meta, None)[0] for item in after]
-        rest.append(b")\r\n")
-        return [b"".join(text), data, b"".join(rest)]
-
-    return pieces
+    return WholeMessagePlan(label, tuple(items[:at]), tuple(items[at + 1:]))
 
 
 def _whole_label(item: FetchItem) -> bytes | None:
