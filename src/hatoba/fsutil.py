@@ -113,16 +113,17 @@ def read_if_cached(path: str, limit: int) -> bytes | None:
     if _RWF_NOWAIT is None:
         raise NoWaitUnsupported
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _O_NOATIME)
+        # O_NONBLOCK: a FIFO someone put in cur/ must not hold the event loop in open().
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | _O_NOATIME)
     except PermissionError as exc:
         if not _O_NOATIME or exc.errno != errno.EPERM:  # EACCES: the file is unreadable anyway
             raise
         _O_NOATIME = 0
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         try:
             size = os.lseek(fd, 0, os.SEEK_END)  # the size, without fstat's whole stat_result
-        except OSError:  # not a regular file: the reader in a thread will say what it is
+        except OSError:  # no size to seek to (a FIFO, a file under /proc): the thread's reader looks closer
             return None
         if size > limit:
             return None

@@ -19,6 +19,7 @@ from hatoba.store.errors import (
     ImpossibleChange,
     InvalidFlag,
     InvalidName,
+    MailboxError,
     MailboxExists,
     NoSuchMailbox,
     OverQuota,
@@ -673,3 +674,35 @@ def test_append_many_when_the_uid_list_cannot_be_written_stores_none_of_them(roo
     monkeypatch.undo()
     assert os.listdir(mailboxes.root / "tmp") == [] and os.listdir(mailboxes.root / "cur") == []
     assert inbox.sync().added == []
+
+
+def test_a_name_in_cur_that_is_no_regular_file_is_never_read(tmp_path):
+    # Whoever can write in cur/ could leave a FIFO (its open() would wait for a writer, on the
+    # event loop), a directory, or a symlink to /proc (a size of 0 and endless text).
+    deliver(tmp_path, 4)
+    box = user(tmp_path).open("INBOX")
+    paths = [Path(record.path) for record in box.messages()]
+    for path in paths[1:]:
+        path.unlink()
+    os.mkfifo(paths[1])
+    paths[2].mkdir()
+    paths[3].symlink_to("/proc/version")
+    outcome: list[object] = []
+
+    def read_all() -> None:
+        for uid in (2, 3):
+            try:
+                box.read_now(uid, 1 << 20)
+                outcome.append(box.read(uid))
+            except MailboxError as exc:
+                outcome.append(exc)
+        outcome.append(box.read(4))
+
+    reader = threading.Thread(target=read_all, daemon=True)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive(), "a FIFO in cur/ held the reader"
+    assert [type(o) for o in outcome[:2]] == [MailboxError, MailboxError]
+    assert "not a regular file" in str(outcome[0])
+    assert outcome[2] == b""  # /proc/version says it is empty: as much is read
+    assert box.read(1) == b"Subject: 0\n\nbody 0\n"

@@ -24,6 +24,7 @@ import errno
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -252,19 +253,27 @@ class Mailbox:
         return list(self._view.values())
 
     def open_file(self, uid: int) -> BinaryIO:
+        """The message's file, open for reading. MailboxError for a name in cur/ that is not
+        a regular file (a FIFO, a directory, a device a symlink leads to): never read."""
         for _ in range(3):  # another session may rename it (flags) between look-up and open
             path = self._folder.file_path(uid)  # no flock per message: it halved FETCH throughput
             if path is None:
                 break
             try:
-                return open(path, "rb")
+                # O_NONBLOCK: opening a FIFO someone put in cur/ must not wait for a writer.
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
             except FileNotFoundError:
                 continue
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise MailboxError(f"{path} is not a regular file; not read")
+            return os.fdopen(fd, "rb")
         raise Expunged()
 
     def read(self, uid: int) -> bytes:
         with self.open_file(uid) as f:
-            return f.read()
+            # As many bytes as the file says it has (a file under /proc says 0: nothing).
+            return f.read(os.fstat(f.fileno()).st_size)
 
     def read_now(self, uid: int, limit: int) -> bytes | None:
         """The message if it is at most `limit` bytes and reading it cannot wait on a disk.
