@@ -408,19 +408,16 @@ class WholeMessagePlan:
         self.uses_meta = bool(before or after)  # else pieces() needs no MessageMeta
 
     def pieces(self, seq: int, meta: MessageMeta | None, raw: bytes) -> list[bytes]:
-        data = to_crlf(raw)
+        # meta is given whenever uses_meta: only the metadata items read it.
         text = [b"* %d FETCH (" % seq]
-        for item in self.before:
-            text += (_item(item, meta, None)[0], b" ")  # type: ignore[arg-type]  # uses_meta: given
-        if not data:  # an empty string is no literal: the answer stays one piece
-            text.append(self.label + b' ""')
-            text += [b" " + _item(item, meta, None)[0] for item in self.after]  # type: ignore[arg-type]
-            text.append(b")\r\n")
-            return [b"".join(text)]
-        text.append(self.label + b" {%d}\r\n" % len(data))
+        text += [_item(item, meta, None)[0] + b" " for item in self.before]  # type: ignore[arg-type]
+        start, content = _value(to_crlf(raw))
+        text.append(self.label + b" " + start)
         rest = [b" " + _item(item, meta, None)[0] for item in self.after]  # type: ignore[arg-type]
         rest.append(b")\r\n")
-        return [b"".join(text), data, b"".join(rest)]
+        if not content:  # an empty message is "", no literal: the answer stays one piece
+            return [b"".join(text + rest)]
+        return [b"".join(text), content, b"".join(rest)]
 
 
 def whole_message_plan(items: Sequence[FetchItem]) -> WholeMessagePlan | None:
