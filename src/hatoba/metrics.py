@@ -312,7 +312,8 @@ class _ChildProcess(Collector):
         return self._seen
 
     def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily("hatoba_delivery_process_up", "1 while the delivery process runs and is ready.",
+        yield GaugeMetricFamily("hatoba_delivery_process_up",
+                                "1 while the delivery processes run and are ready (or rest, with nothing to deliver).",
                                 value=1.0 if self._alive() else 0.0)
         self._seen = self._pid()
         if self._seen is not None:

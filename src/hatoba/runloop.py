@@ -45,17 +45,18 @@ def start_child(name: str, config_path: Path, log_level: str, log_fd: int | None
 
 
 def run_child(name: str, main: Coroutine[Any, Any, Any]) -> int:
-    """run(main) in a child process of serve: its exit status, with one line on
-    stderr for a setup error (certificates, delivery settings) instead of a traceback."""
+    """run(main) in a child process of serve: its exit status (what `main` returns
+    when that is a number, else 0), with one line on stderr for a setup error
+    (certificates, delivery settings) instead of a traceback."""
     from hatoba.delivery.setup import DeliverySetupError
     from hatoba.pki.tlsctx import TlsSetupError
 
     try:
-        run(main)
+        status = run(main)
     except (DeliverySetupError, TlsSetupError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 def run(main: Coroutine[Any, Any, Any]) -> Any:

@@ -193,8 +193,10 @@ def _toml(value: object) -> str:
 class ServerThread:
     """The real Server, in-process, on kernel-chosen loopback ports."""
 
-    def __init__(self, home: HatobaHome, config: Config | None = None) -> None:
+    def __init__(self, home: HatobaHome, config: Config | None = None, **server_options: object) -> None:
+        """`server_options`: more arguments for Server (delivery_parts=2)."""
         self.home = home
+        self.server_options = server_options
         config = config or home.config()
         listeners = {
             name: dataclasses.replace(lc, host="127.0.0.1", port=0)
@@ -211,7 +213,7 @@ class ServerThread:
         self.thread.start()
 
         async def start():
-            self.server = Server(self.config)
+            self.server = Server(self.config, **self.server_options)
             await self.server.start()
 
         asyncio.run_coroutine_threadsafe(start(), self.loop).result(30)

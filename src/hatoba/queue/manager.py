@@ -224,6 +224,14 @@ class QueueManager:
         """Started, and no worker has ended (for /healthz)."""
         return bool(self._tasks) and not any(task.done() for task in self._tasks)
 
+    async def holds_nothing(self) -> bool:
+        """No message of this part is waiting, deferred, being delivered or on disk (held
+        ones included): its delivery process may stop until the next one arrives."""
+        if self._queued or self._waiting:
+            return False
+        ids = await asyncio.to_thread(self.spool.list_ids)
+        return not self._queued and not any(self._is_own(qid) for qid in ids)
+
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Until nothing is waiting to be delivered now (deferred messages may remain)."""
         async with asyncio.timeout(timeout):

@@ -15,6 +15,13 @@ The child answers on its stdout, one report a line (queue/reports.py): that
 it is ready, each new message in a mailbox, and what each delivery attempt
 did, which the server counts for /metrics.
 
+With several delivery processes (one per core, each owning a part of the
+queue), all but the first stop once their part of the queue has been empty
+for RETIRE_AFTER seconds, as Postfix's delivery agents stop after max_idle:
+an idle server keeps one delivery interpreter, not one per core. The
+server starts such a process again for the next message of its part; the
+process finds that message on disk.
+
 It runs at a lower CPU priority (DELIVERY_NICENESS) than the listeners: when
 the cores are all busy, accepting a message (the client waits for our 250)
 goes before delivering one (the queue holds it, on disk), as Postfix's queue
@@ -35,7 +42,7 @@ from pathlib import Path
 from hatoba.config.schema import Config
 from hatoba.queue.ids import is_queue_id
 from hatoba.queue.ids import part_of
-from hatoba.queue.reports import BounceQueued, Delivered, DeliveryDone, DeliveryStats, Queued, Ready, ReportWriter
+from hatoba.queue.reports import BounceQueued, Delivered, DeliveryDone, DeliveryStats, Idle, Queued, Ready, ReportWriter
 from hatoba.queue.reports import apply_report, parse_report
 from hatoba.linebatch import LineBatch
 from hatoba.runloop import run_child, start_child
@@ -47,6 +54,12 @@ RESTART_DELAY = 1.0
 # tenth of a busy core's time (Linux CFS weights 110 against 1024) until the burst ends.
 DELIVERY_NICENESS = 10
 STOP_TIMEOUT = 30.0
+# A delivery process other than the first offers to stop once its part of the queue
+# has been empty this long (Postfix's max_idle is 100 s).
+RETIRE_AFTER = 60.0
+# The exit status of a delivery process that was let stop but holds messages of its
+# part again (one arrived meanwhile): the server starts it again at once.
+STILL_HOLDS = 3
 
 
 class DeliveryProcess:
@@ -57,6 +70,7 @@ class DeliveryProcess:
         log_fd: int | None = None,
         stats: DeliveryStats | None = None, on_restart: Callable[[], None] | None = None,
         part: int = 0, parts: int = 1, on_queued: Callable[[str], None] | None = None,
+        retire_after: float | None = None,
     ) -> None:
         """`on_delivered(mailbox)` is called for each new message the child reports,
         `stats` counts its deliveries and bounces, `on_restart()` runs when it is
@@ -64,7 +78,8 @@ class DeliveryProcess:
         child writes to as well (the server opened it before dropping root; the child
         could not open it itself). With several delivery processes this one
         delivers part `part` of `parts` (queue/ids.part_of), and `on_queued(qid)`
-        gets the bounces it queued for another part."""
+        gets the bounces it queued for another part. With `retire_after` it may
+        stop once its part has been empty that long, until notify() needs it."""
         self.part = part
         self.parts = parts
         self.on_queued = on_queued
@@ -79,11 +94,25 @@ class DeliveryProcess:
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
         self._ids = LineBatch(self._stdin)  # committed queue ids, one write per turn of the loop
+        self.retire_after = retire_after
+        # Let stop on its "idle" (stdin closed), or stopped so; notify() wakes it up.
+        self._retiring = False
+        self._dormant = False
+        self._waking = False  # started for a message: healthy until it says ready (or dies)
+        self._wanted = asyncio.Event()  # a message of its part came while it was retiring or stopped
 
     @property
     def alive(self) -> bool:
-        """The child runs and has said it is ready (for /healthz)."""
-        return self._ready and self._proc is not None and self._proc.returncode is None
+        """The child runs and has said it is ready, or it rests with nothing to deliver (for /healthz)."""
+        if self._dormant or self._retiring:
+            return True
+        running = self._proc is not None and self._proc.returncode is None
+        return running and (self._ready or self._waking)
+
+    @property
+    def dormant(self) -> bool:
+        """Stopped because its part of the queue was empty; the next message of its part starts it."""
+        return self._dormant
 
     @property
     def pid(self) -> int | None:
@@ -97,10 +126,11 @@ class DeliveryProcess:
 
     async def _spawn(self) -> None:
         log_file = () if self.log_fd is None else ("--log-fd", str(self.log_fd))
+        retire = () if self.retire_after is None else ("--retire-after", str(self.retire_after))
         self._ready = False
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hatoba.queue.process", str(self.config_path), "--log-level", self.log_level,
-            *log_file, "--part", str(self.part), "--parts", str(self.parts),
+            *log_file, "--part", str(self.part), "--parts", str(self.parts), *retire,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             pass_fds=() if self.log_fd is None else (self.log_fd,),
@@ -116,6 +146,9 @@ class DeliveryProcess:
                     self.on_delivered(mailbox)
                 case Ready() if proc is self._proc:
                     self._ready = True
+                    self._waking = False
+                case Idle() if proc is self._proc and self.retire_after is not None and not self._stopping:
+                    self._retire(proc)
                 case DeliveryDone() | BounceQueued() as report if self.stats is not None:
                     apply_report(report, self.stats)
                 case Queued(qid=qid) if self.on_queued is not None:
@@ -123,7 +156,18 @@ class DeliveryProcess:
 
     def notify(self, qid: str) -> None:
         """Tell the child of a committed message (a restarted child finds it on disk)."""
+        if self._dormant or self._retiring:
+            self._wanted.set()  # _watch starts it; it lists its part of the queue
+            return
         self._ids.add(qid.encode("ascii") + b"\n")
+
+    def _retire(self, proc: asyncio.subprocess.Process) -> None:
+        """Let the child stop: the end of its stdin. It exits STILL_HOLDS if a message came meanwhile."""
+        self._ids.flush()
+        self._retiring = True
+        self._wanted.clear()
+        if proc.stdin is not None:
+            proc.stdin.close()
 
     def _stdin(self) -> asyncio.StreamWriter | None:
         proc = self._proc
@@ -135,6 +179,20 @@ class DeliveryProcess:
             status = await self._proc.wait()
             if self._stopping:
                 return
+            if self._retiring and status in (0, STILL_HOLDS):
+                self._retiring = False
+                if status == 0 and not self._wanted.is_set():
+                    log.info("delivery process %d of %d stopped: its part of the queue is empty",
+                             self.part + 1, self.parts)
+                    self._dormant = True
+                    await self._wanted.wait()
+                    self._dormant = False
+                    if self._stopping:
+                        return
+                self._waking = True
+                await self._spawn()
+                continue
+            self._retiring = self._waking = False
             log.error("delivery process exited with status %s; starting it again", status)
             if self.on_restart is not None:
                 self.on_restart()
@@ -144,6 +202,7 @@ class DeliveryProcess:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._wanted.set()  # a dormant watcher returns
         proc = self._proc
         if proc is None:
             return
@@ -169,7 +228,8 @@ class DeliveryProcesses:
 
     def __init__(self, parts: int, config_path: Path, log_level: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
         self.parts = [
-            DeliveryProcess(config_path, log_level, part=i, parts=parts, on_queued=self.notify, **kwargs)
+            DeliveryProcess(config_path, log_level, part=i, parts=parts, on_queued=self.notify,
+                            retire_after=RETIRE_AFTER if i else None, **kwargs)
             for i in range(parts)
         ]
 
@@ -247,7 +307,7 @@ def build_manager(config: Config, spool, directory, store, *, on_delivered=None,
     )
 
 
-async def _serve(config: Config, part: int = 0, parts: int = 1) -> None:
+async def _serve(config: Config, part: int = 0, parts: int = 1, retire_after: float | None = None) -> int:
     from hatoba.queue.spool import Spool
     from hatoba.store.directory import Directory
     from hatoba.store.maildir import MaildirStore
@@ -282,11 +342,29 @@ async def _serve(config: Config, part: int = 0, parts: int = 1) -> None:
                 manager.notify(qid)
         stop.set()  # end of file: the server stopped or died
 
+    async def offer_to_retire(after: float) -> None:
+        """Say "idle" once the part has held nothing for `after` seconds; the server then closes stdin."""
+        empty_since = None
+        while True:
+            await asyncio.sleep(min(after / 4, 15.0))
+            if not await manager.holds_nothing():
+                empty_since = None
+            elif empty_since is None:
+                empty_since = loop.time()
+            elif loop.time() - empty_since >= after:
+                reports.send(Idle())
+                return
+
     reading = loop.create_task(read_ids())
+    retiring = loop.create_task(offer_to_retire(retire_after)) if retire_after is not None else None
     await stop.wait()
     reading.cancel()
+    if retiring is not None:
+        retiring.cancel()
     await manager.stop()
     directory.close()
+    # A message that came between "idle" and the end of stdin: the server starts this part again.
+    return 0 if retire_after is None or await manager.holds_nothing() else STILL_HOLDS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,12 +374,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-fd", type=int, help="the server's open log file")
     parser.add_argument("--part", type=int, default=0, help="the part of the queue this process delivers")
     parser.add_argument("--parts", type=int, default=1, help="delivery processes in all")
+    parser.add_argument("--retire-after", type=float, help="offer to stop after the part held nothing this long")
     args = parser.parse_args(argv)
     _lower_priority()
     config = start_child("hatoba delivery", args.config, args.log_level, args.log_fd)
     if config is None:
         return 1
-    return run_child("hatoba delivery", _serve(config, args.part, args.parts))
+    return run_child("hatoba delivery", _serve(config, args.part, args.parts, args.retire_after))
 
 def _lower_priority() -> None:
     """Leave the cores to the listeners when both want them (see the module docstring)."""

@@ -49,6 +49,11 @@ class Ready:
 
 
 @dataclass(frozen=True, slots=True)
+class Idle:
+    """Its part of the queue has been empty a while: the server may let it stop."""
+
+
+@dataclass(frozen=True, slots=True)
 class Delivered:
     mailbox: str
 
@@ -71,13 +76,15 @@ class Queued:
     qid: str
 
 
-Report = Ready | Delivered | DeliveryDone | BounceQueued | Queued
+Report = Ready | Idle | Delivered | DeliveryDone | BounceQueued | Queued
 
 
 def format_report(report: Report) -> bytes:
     match report:
         case Ready():
             text = "ready"
+        case Idle():
+            text = "idle"
         case Delivered(mailbox=mailbox):
             text = f"delivered {mailbox}"
         case DeliveryDone(kind=kind, tls=tls, result=result, seconds=seconds):
@@ -94,6 +101,8 @@ def parse_report(line: bytes) -> Report | None:
     word, _, rest = line.decode("utf-8", "replace").strip().partition(" ")
     if word == "ready" and not rest:
         return Ready()
+    if word == "idle" and not rest:
+        return Idle()
     if word == "delivered" and rest:
         return Delivered(rest)
     if word == "bounce" and rest in BOUNCE_KINDS:
