@@ -12,6 +12,7 @@ Real delivery processes, a real server on loopback, real SMTP.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import logging
 import smtplib
@@ -129,3 +130,70 @@ def test_the_first_delivery_process_never_offers_to_stop(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert b"idle" not in rest
+
+
+def queue_in_part(spool: Spool, envelope: Envelope, message: bytes, part: int) -> str:
+    """A message queued (never told to anyone) whose queue id falls in `part` of 2."""
+    while True:
+        qid = spool.inject(envelope, message)
+        if part_of(qid, 2) == part:
+            return qid
+        spool.remove(qid)
+
+
+def test_a_message_told_as_the_part_goes_idle_is_finished_and_reported(tmp_path, monkeypatch):
+    """Told in the very turn its "idle" is handled: the part delivers it before it stops, the
+    mailbox it reached is reported (IMAP IDLE hears of it), and the bounce it queued for
+    another part is handed over, not left untried. The bounce's part is chance: rounds
+    go on until one bounce has gone to the first part."""
+    monkeypatch.setattr(process, "RETIRE_AFTER", RETIRE_AFTER)
+    home = make_home(tmp_path / "h")
+    rounds, heard_first, heard_second = [], [], []
+    with ServerThread(home, delivery_parts=2) as srv:
+        spool = srv.server.spool
+        first, second = srv.server.manager.parts
+        first.on_delivered, second.on_delivered = heard_first.append, heard_second.append
+        retire = process.DeliveryProcess._retire
+
+        def told_at_retire(self, proc):
+            if self is second and "bob@example.test" not in heard_first and len(rounds) < 12:
+                to_alice = Envelope(mail_from="x@elsewhere.example", recipients=(ALICE,), received_at=time.time())
+                to_nobody = Envelope(mail_from="bob@example.test", recipients=("nosuchuser@example.test",),
+                                     received_at=time.time())
+                told = [queue_in_part(spool, to_alice, b"Subject: hi\r\n\r\nbody\r\n", 1),
+                        queue_in_part(spool, to_nobody, b"Subject: lost\r\n\r\nbody\r\n", 1)]
+                rounds.append(told)
+                for qid in told:
+                    self.notify(qid)
+            retire(self, proc)
+
+        monkeypatch.setattr(process.DeliveryProcess, "_retire", told_at_retire)
+        wait_for(lambda: "bob@example.test" in heard_first or len(rounds) >= 12, 60)
+        wait_for(lambda: not spool.list_ids() and second.dormant, 20)
+        assert spool.list_ids() == [], "a message left in the queue with nobody to try it"
+        assert "bob@example.test" in heard_first, f"no bounce went to the first part in {len(rounds)} rounds"
+        n = len(rounds)
+        assert len(home.messages(ALICE)) == n and len(home.messages("bob@example.test")) == n
+        assert heard_second.count(ALICE) == n, "a delivery made while stopping was not reported"
+
+
+def test_a_part_that_is_woken_counts_as_healthy_all_along(tmp_path, monkeypatch):
+    monkeypatch.setattr(process, "RETIRE_AFTER", RETIRE_AFTER)
+    home = make_home(tmp_path / "h")
+    with ServerThread(home, delivery_parts=2) as srv:
+        second = srv.server.manager.parts[1]
+        wait_for(lambda: second.dormant, 20)
+        envelope = Envelope(mail_from="", recipients=(ALICE,), received_at=time.time())
+        qid = queue_in_part(srv.server.spool, envelope, b"Subject: wake\r\n\r\nbody\r\n", 1)
+
+        async def wake_and_watch() -> list[str | None]:
+            srv.server.manager.notify(qid)
+            seen = []
+            while not home.messages(ALICE):  # until the new child has started and delivered it
+                seen.append(srv.server.health())
+                await asyncio.sleep(0.002)
+                assert len(seen) < 10_000, "the part did not start"
+            return seen
+
+        seen = srv.call(wake_and_watch())
+        assert len(seen) > 10 and [h for h in seen if h] == [], f"unhealthy while waking: {set(seen)}"

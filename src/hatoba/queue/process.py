@@ -147,7 +147,8 @@ class DeliveryProcess:
                 case Ready() if proc is self._proc:
                     self._ready = True
                     self._waking = False
-                case Idle() if proc is self._proc and self.retire_after is not None and not self._stopping:
+                case Idle() if (proc is self._proc and self.retire_after is not None
+                                and not self._stopping and not self._retiring):
                     self._retire(proc)
                 case DeliveryDone() | BounceQueued() as report if self.stats is not None:
                     apply_report(report, self.stats)
@@ -168,6 +169,15 @@ class DeliveryProcess:
         self._wanted.clear()
         if proc.stdin is not None:
             proc.stdin.close()
+        # It finishes what it was told before stopping (STOP_TIMEOUT at most); one that hangs
+        # is killed, and started again like one that crashed.
+        asyncio.get_running_loop().call_later(2 * STOP_TIMEOUT, self._kill_if_running, proc)
+
+    def _kill_if_running(self, proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is None and proc is self._proc and not self._stopping:
+            log.warning("delivery process %d of %d did not stop within %.0f s; killed",
+                        self.part + 1, self.parts, 2 * STOP_TIMEOUT)
+            proc.kill()
 
     def _stdin(self) -> asyncio.StreamWriter | None:
         proc = self._proc
@@ -180,17 +190,17 @@ class DeliveryProcess:
             if self._stopping:
                 return
             if self._retiring and status in (0, STILL_HOLDS):
-                self._retiring = False
                 if status == 0 and not self._wanted.is_set():
                     log.info("delivery process %d of %d stopped: its part of the queue is empty",
                              self.part + 1, self.parts)
-                    self._dormant = True
+                    self._dormant, self._retiring = True, False
                     await self._wanted.wait()
-                    self._dormant = False
                     if self._stopping:
                         return
+                # Resting (healthy, notify() only sets _wanted) until the new child runs.
                 self._waking = True
                 await self._spawn()
+                self._dormant = self._retiring = False
                 continue
             self._retiring = self._waking = False
             log.error("delivery process exited with status %s; starting it again", status)
@@ -342,18 +352,28 @@ async def _serve(config: Config, part: int = 0, parts: int = 1, retire_after: fl
                 manager.notify(qid)
         stop.set()  # end of file: the server stopped or died
 
+    offered = False  # "idle" was said: an end of stdin now means "stop if you may"
+
     async def offer_to_retire(after: float) -> None:
-        """Say "idle" once the part has held nothing for `after` seconds; the server then closes stdin."""
+        """Say "idle" once the part has held nothing for `after` seconds; the server then
+        closes stdin (one that did not, stopping itself, hears it again a period later)."""
+        nonlocal offered
         empty_since = None
         while True:
             await asyncio.sleep(min(after / 4, 15.0))
-            if not await manager.holds_nothing():
+            try:
+                empty = await manager.holds_nothing()
+            except OSError as exc:  # the queue folder unreadable: keep running, and say why
+                log.warning("delivery part %d cannot list the queue: %s", part + 1, exc.strerror)
+                empty = False
+            if not empty:
                 empty_since = None
             elif empty_since is None:
                 empty_since = loop.time()
             elif loop.time() - empty_since >= after:
+                offered = True
                 reports.send(Idle())
-                return
+                empty_since = None
 
     reading = loop.create_task(read_ids())
     retiring = loop.create_task(offer_to_retire(retire_after)) if retire_after is not None else None
@@ -361,10 +381,20 @@ async def _serve(config: Config, part: int = 0, parts: int = 1, retire_after: fl
     reading.cancel()
     if retiring is not None:
         retiring.cancel()
+    if offered:
+        # Messages told between "idle" and the end of stdin are finished, not cut short:
+        # the bounces they queue for other parts and the mailboxes they reached must be
+        # reported (the server passes them on), and a remote send must be recorded.
+        try:
+            await manager.wait_idle(STOP_TIMEOUT)
+        except TimeoutError:
+            log.warning("delivery part %d: deliveries still running after %.0f s; stopping anyway",
+                        part + 1, STOP_TIMEOUT)
     await manager.stop()
     directory.close()
-    # A message that came between "idle" and the end of stdin: the server starts this part again.
-    return 0 if retire_after is None or await manager.holds_nothing() else STILL_HOLDS
+    # A message of its part that is still queued (deferred, or arrived at the last moment):
+    # the server starts this part again at once.
+    return STILL_HOLDS if offered and not await manager.holds_nothing() else 0
 
 
 def main(argv: list[str] | None = None) -> int:
