@@ -3,9 +3,11 @@
 With one delivery process per core (queue/process.py), an idle server would
 keep an interpreter per core for nothing. All but the first offer to stop
 ("idle") once their part has held nothing for RETIRE_AFTER seconds; the
-server lets them go by closing their stdin, and starts one again for the
-next message of its part. A message that reaches a stopping process makes
-it exit STILL_HOLDS, and the server starts it again at once.
+server asks them to ("retire", after the ids it sent before) and keeps the
+ids that come meanwhile. A process whose part holds nothing exits RETIRED
+at once; one that holds mail again answers "busy", runs on and is sent the
+ids kept. The server starts a stopped one again for the next message of
+its part.
 
 Real delivery processes, a real server on loopback, real SMTP.
 """
@@ -95,23 +97,28 @@ def read_until(proc: subprocess.Popen, word: bytes, timeout: float = 20.0) -> li
 
 
 @pytest.mark.parametrize("message_meanwhile", [False, True])
-def test_a_stopping_delivery_process_says_whether_its_part_holds_mail_again(tmp_path, message_meanwhile):
+def test_a_delivery_process_asked_to_retire_stops_only_when_its_part_is_empty(tmp_path, message_meanwhile):
     home = make_home(tmp_path / "h")
     proc = child(home, "--retire-after", str(RETIRE_AFTER))
     try:
         lines = read_until(proc, b"idle")
         assert lines[0] == b"ready"
-        if message_meanwhile:  # queued after "idle", never told to it: found on disk at the end
+        if message_meanwhile:  # queued after "idle", never told to it: found on disk at "retire"
             spool = Spool(home.config().paths.queue_dir)
             envelope = Envelope(mail_from="", recipients=(ALICE,), received_at=time.time())
-            while part_of(spool.inject(envelope, b"Subject: late\r\n\r\nbody\r\n"), 2) != 1:
-                pass
-        proc.stdin.close()
-        status = proc.wait(20)
+            queue_in_part(spool, envelope, b"Subject: late\r\n\r\nbody\r\n", 1)
+        proc.stdin.write(b"retire\n")
+        proc.stdin.flush()
+        if message_meanwhile:
+            assert read_until(proc, b"busy")[-1] == b"busy"
+            assert proc.poll() is None, "it holds mail: it must run on"
+            proc.stdin.close()  # the end of stdin still stops it, as a server's stop does
+            assert proc.wait(20) == 0
+        else:
+            assert proc.wait(20) == process.RETIRED
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert status == (process.STILL_HOLDS if message_meanwhile else 0)
 
 
 def test_the_first_delivery_process_never_offers_to_stop(tmp_path):
@@ -175,6 +182,31 @@ def test_a_message_told_as_the_part_goes_idle_is_finished_and_reported(tmp_path,
         n = len(rounds)
         assert len(home.messages(ALICE)) == n and len(home.messages("bob@example.test")) == n
         assert heard_second.count(ALICE) == n, "a delivery made while stopping was not reported"
+
+
+def test_a_message_told_after_retire_was_asked_is_delivered_either_way(tmp_path, monkeypatch):
+    """Told while the server waits for the answer to "retire": kept, then sent to a part that
+    answers "busy", or found on disk by the part started again after it stopped."""
+    monkeypatch.setattr(process, "RETIRE_AFTER", RETIRE_AFTER)
+    home = make_home(tmp_path / "h")
+    told = []
+    with ServerThread(home, delivery_parts=2) as srv:
+        spool = srv.server.spool
+        second = srv.server.manager.parts[1]
+        retire = process.DeliveryProcess._retire
+
+        def told_after_retire(self, proc):
+            retire(self, proc)
+            if self is second and len(told) < 4:
+                envelope = Envelope(mail_from="x@elsewhere.example", recipients=(ALICE,), received_at=time.time())
+                qid = queue_in_part(spool, envelope, f"Subject: late {len(told)}\r\n\r\nbody\r\n".encode(), 1)
+                told.append(qid)
+                self.notify(qid)
+
+        monkeypatch.setattr(process.DeliveryProcess, "_retire", told_after_retire)
+        wait_for(lambda: len(told) == 4 and len(home.messages(ALICE)) == 4 and second.dormant, 60)
+        assert len(home.messages(ALICE)) == 4
+        assert spool.list_ids() == []
 
 
 def test_a_part_that_is_woken_counts_as_healthy_all_along(tmp_path, monkeypatch):

@@ -18,9 +18,14 @@ did, which the server counts for /metrics.
 With several delivery processes (one per core, each owning a part of the
 queue), all but the first stop once their part of the queue has been empty
 for RETIRE_AFTER seconds, as Postfix's delivery agents stop after max_idle:
-an idle server keeps one delivery interpreter, not one per core. The
-server starts such a process again for the next message of its part; the
-process finds that message on disk.
+an idle server keeps one delivery interpreter, not one per core. Such a
+process says "idle"; the server writes "retire" after the ids it sent
+before, and keeps the ids of its part that come meanwhile. The process,
+having read every id before "retire", exits at once if its part holds
+nothing (so no delivery is ever cut short), or answers "busy" and runs on,
+and the server then sends it the ids it kept. The server starts a stopped
+process again for the next message of its part; the process finds that
+message, and any other of its part, on disk.
 
 It runs at a lower CPU priority (DELIVERY_NICENESS) than the listeners: when
 the cores are all busy, accepting a message (the client waits for our 250)
@@ -42,7 +47,8 @@ from pathlib import Path
 from hatoba.config.schema import Config
 from hatoba.queue.ids import is_queue_id
 from hatoba.queue.ids import part_of
-from hatoba.queue.reports import BounceQueued, Delivered, DeliveryDone, DeliveryStats, Idle, Queued, Ready, ReportWriter
+from hatoba.queue.reports import BounceQueued, Busy, Delivered, DeliveryDone, DeliveryStats, Idle, Queued, Ready
+from hatoba.queue.reports import ReportWriter
 from hatoba.queue.reports import apply_report, parse_report
 from hatoba.linebatch import LineBatch
 from hatoba.runloop import run_child, start_child
@@ -57,9 +63,8 @@ STOP_TIMEOUT = 30.0
 # A delivery process other than the first offers to stop once its part of the queue
 # has been empty this long (Postfix's max_idle is 100 s).
 RETIRE_AFTER = 60.0
-# The exit status of a delivery process that was let stop but holds messages of its
-# part again (one arrived meanwhile): the server starts it again at once.
-STILL_HOLDS = 3
+RETIRE = b"retire"  # on a delivery process's stdin: stop now if your part holds nothing
+RETIRED = 3  # its exit status when it stopped so (any other exit is a crash, started again)
 
 
 class DeliveryProcess:
@@ -95,19 +100,22 @@ class DeliveryProcess:
         self._stopping = False
         self._ids = LineBatch(self._stdin)  # committed queue ids, one write per turn of the loop
         self.retire_after = retire_after
-        # Let stop on its "idle" (stdin closed), or stopped so; notify() wakes it up.
-        self._retiring = False
-        self._dormant = False
-        self._waking = False  # started for a message: healthy until it says ready (or dies)
-        self._wanted = asyncio.Event()  # a message of its part came while it was retiring or stopped
+        # Resting: the child says "idle", is asked to retire, and stops (dormant) or says "busy".
+        self._retiring = False  # "retire" sent, no answer yet: ids of its part are kept in _held
+        self._held: list[bytes] = []
+        self._dormant = False  # stopped with its part empty: notify() wakes it
+        self._waking = False  # being started for a message: healthy until it says ready (or fails)
+        self._wanted = asyncio.Event()  # a message of its part came while it was retiring or resting
 
     @property
     def alive(self) -> bool:
-        """The child runs and has said it is ready, or it rests with nothing to deliver (for /healthz)."""
-        if self._dormant or self._retiring:
+        """The child runs and has said it is ready, or it rests with nothing to deliver, or
+        it is being started for a message (for /healthz)."""
+        if self._watcher is None or self._watcher.done():
+            return False
+        if self._dormant or self._retiring or self._waking:
             return True
-        running = self._proc is not None and self._proc.returncode is None
-        return running and (self._ready or self._waking)
+        return self._ready and self._proc is not None and self._proc.returncode is None
 
     @property
     def dormant(self) -> bool:
@@ -135,21 +143,41 @@ class DeliveryProcess:
             stdout=asyncio.subprocess.PIPE,
             pass_fds=() if self.log_fd is None else (self.log_fd,),
         )
+        # A new child lists its part of the queue: what an old one was asked or kept is void.
+        self._retiring = self._dormant = False
+        self._held = []
         asyncio.get_running_loop().create_task(self._read_reports(self._proc))
+
+    async def _start_again(self) -> None:
+        """_spawn, tried again every RESTART_DELAY while the system refuses (descriptors, memory)."""
+        while not self._stopping:
+            try:
+                await self._spawn()
+                return
+            except OSError as exc:
+                self._waking = False  # not healthy until a child runs
+                log.error("cannot start delivery process %d of %d: %s; trying again in %.0f s",
+                          self.part + 1, self.parts, exc.strerror or exc, RESTART_DELAY)
+                await asyncio.sleep(RESTART_DELAY)
 
     async def _read_reports(self, proc: asyncio.subprocess.Process) -> None:
         """What the child writes on its stdout, one report a line (queue/reports.py)."""
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
+            current = proc is self._proc and proc.returncode is None  # not a line left by a dead child
             match parse_report(line):
                 case Delivered(mailbox=mailbox) if self.on_delivered is not None:
                     self.on_delivered(mailbox)
-                case Ready() if proc is self._proc:
+                case Ready() if current:
                     self._ready = True
                     self._waking = False
-                case Idle() if (proc is self._proc and self.retire_after is not None
-                                and not self._stopping and not self._retiring):
+                case Idle() if current and self.retire_after is not None and not (self._stopping or self._retiring):
                     self._retire(proc)
+                case Busy() if current and self._retiring:
+                    self._retiring = False
+                    held, self._held = self._held, []
+                    for line in held:
+                        self._ids.add(line)
                 case DeliveryDone() | BounceQueued() as report if self.stats is not None:
                     apply_report(report, self.stats)
                 case Queued(qid=qid) if self.on_queued is not None:
@@ -157,26 +185,30 @@ class DeliveryProcess:
 
     def notify(self, qid: str) -> None:
         """Tell the child of a committed message (a restarted child finds it on disk)."""
+        line = qid.encode("ascii") + b"\n"
         if self._dormant or self._retiring:
-            self._wanted.set()  # _watch starts it; it lists its part of the queue
+            self._wanted.set()  # a resting part is started; one that stays ("busy") is told
+            self._held.append(line)
             return
-        self._ids.add(qid.encode("ascii") + b"\n")
+        self._ids.add(line)
 
     def _retire(self, proc: asyncio.subprocess.Process) -> None:
-        """Let the child stop: the end of its stdin. It exits STILL_HOLDS if a message came meanwhile."""
+        """Ask the child to stop, after every id told so far."""
         self._ids.flush()
+        stdin = proc.stdin
+        if stdin is None or stdin.is_closing():
+            return
         self._retiring = True
         self._wanted.clear()
-        if proc.stdin is not None:
-            proc.stdin.close()
-        # It finishes what it was told before stopping (STOP_TIMEOUT at most); one that hangs
-        # is killed, and started again like one that crashed.
-        asyncio.get_running_loop().call_later(2 * STOP_TIMEOUT, self._kill_if_running, proc)
+        stdin.write(RETIRE + b"\n")
+        # It answers at once (a look at its part of the queue); one that neither stops nor
+        # answers is killed, and started again like one that crashed.
+        asyncio.get_running_loop().call_later(STOP_TIMEOUT, self._kill_if_retiring, proc)
 
-    def _kill_if_running(self, proc: asyncio.subprocess.Process) -> None:
-        if proc.returncode is None and proc is self._proc and not self._stopping:
-            log.warning("delivery process %d of %d did not stop within %.0f s; killed",
-                        self.part + 1, self.parts, 2 * STOP_TIMEOUT)
+    def _kill_if_retiring(self, proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is None and proc is self._proc and self._retiring and not self._stopping:
+            log.warning("delivery process %d of %d did not answer \"retire\" within %.0f s; killed",
+                        self.part + 1, self.parts, STOP_TIMEOUT)
             proc.kill()
 
     def _stdin(self) -> asyncio.StreamWriter | None:
@@ -189,26 +221,24 @@ class DeliveryProcess:
             status = await self._proc.wait()
             if self._stopping:
                 return
-            if self._retiring and status in (0, STILL_HOLDS):
-                if status == 0 and not self._wanted.is_set():
+            if self._retiring and status == RETIRED:  # it stopped as asked: its part held nothing
+                if not self._wanted.is_set():
                     log.info("delivery process %d of %d stopped: its part of the queue is empty",
                              self.part + 1, self.parts)
                     self._dormant, self._retiring = True, False
                     await self._wanted.wait()
                     if self._stopping:
                         return
-                # Resting (healthy, notify() only sets _wanted) until the new child runs.
-                self._waking = True
-                await self._spawn()
-                self._dormant = self._retiring = False
+                # Healthy while it starts; the ids that come meanwhile it finds on disk.
+                self._dormant, self._retiring, self._waking = False, False, True
+                await self._start_again()
                 continue
             self._retiring = self._waking = False
             log.error("delivery process exited with status %s; starting it again", status)
             if self.on_restart is not None:
                 self.on_restart()
             await asyncio.sleep(RESTART_DELAY)
-            if not self._stopping:
-                await self._spawn()
+            await self._start_again()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -345,56 +375,60 @@ async def _serve(config: Config, part: int = 0, parts: int = 1, retire_after: fl
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
 
+    retired = False
+
     async def read_ids() -> None:
+        nonlocal retired
         while line := await reader.readline():
-            qid = line.strip().decode("ascii", "replace")
+            word = line.strip()
+            if word == RETIRE:  # every id written before it has been taken
+                if await may_retire():
+                    retired = True
+                    break
+                reports.send(Busy())
+                continue
+            qid = word.decode("ascii", "replace")
             if is_queue_id(qid):
                 manager.notify(qid)
-        stop.set()  # end of file: the server stopped or died
+        stop.set()  # asked to retire, or end of file: the server stopped or died
 
-    offered = False  # "idle" was said: an end of stdin now means "stop if you may"
+    async def may_retire() -> bool:
+        try:
+            return await manager.holds_nothing()
+        except OSError as exc:  # the queue folder unreadable: keep running, and say why
+            log.warning("delivery part %d cannot list the queue: %s", part + 1, exc.strerror)
+            return False
 
     async def offer_to_retire(after: float) -> None:
-        """Say "idle" once the part has held nothing for `after` seconds; the server then
-        closes stdin (one that did not, stopping itself, hears it again a period later)."""
-        nonlocal offered
+        """Say "idle" each time the part has held nothing for `after` seconds."""
         empty_since = None
         while True:
             await asyncio.sleep(min(after / 4, 15.0))
-            try:
-                empty = await manager.holds_nothing()
-            except OSError as exc:  # the queue folder unreadable: keep running, and say why
-                log.warning("delivery part %d cannot list the queue: %s", part + 1, exc.strerror)
-                empty = False
-            if not empty:
+            if not await may_retire():
                 empty_since = None
             elif empty_since is None:
                 empty_since = loop.time()
             elif loop.time() - empty_since >= after:
-                offered = True
                 reports.send(Idle())
                 empty_since = None
 
     reading = loop.create_task(read_ids())
-    retiring = loop.create_task(offer_to_retire(retire_after)) if retire_after is not None else None
+    offering = None
+    if retire_after is not None:
+        offering = loop.create_task(offer_to_retire(retire_after))
+        offering.add_done_callback(_log_failure)
     await stop.wait()
     reading.cancel()
-    if retiring is not None:
-        retiring.cancel()
-    if offered:
-        # Messages told between "idle" and the end of stdin are finished, not cut short:
-        # the bounces they queue for other parts and the mailboxes they reached must be
-        # reported (the server passes them on), and a remote send must be recorded.
-        try:
-            await manager.wait_idle(STOP_TIMEOUT)
-        except TimeoutError:
-            log.warning("delivery part %d: deliveries still running after %.0f s; stopping anyway",
-                        part + 1, STOP_TIMEOUT)
+    if offering is not None:
+        offering.cancel()
     await manager.stop()
     directory.close()
-    # A message of its part that is still queued (deferred, or arrived at the last moment):
-    # the server starts this part again at once.
-    return STILL_HOLDS if offered and not await manager.holds_nothing() else 0
+    return RETIRED if retired else 0
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("delivery part stopped offering to rest", exc_info=task.exception())
 
 
 def main(argv: list[str] | None = None) -> int:

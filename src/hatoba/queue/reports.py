@@ -50,7 +50,12 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class Idle:
-    """Its part of the queue has been empty a while: the server may let it stop."""
+    """Its part of the queue has been empty a while: the server may ask it to stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """Asked to stop, it holds mail again: it runs on, and wants the ids kept meanwhile."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +81,7 @@ class Queued:
     qid: str
 
 
-Report = Ready | Idle | Delivered | DeliveryDone | BounceQueued | Queued
+Report = Ready | Idle | Busy | Delivered | DeliveryDone | BounceQueued | Queued
 
 
 def format_report(report: Report) -> bytes:
@@ -85,6 +90,8 @@ def format_report(report: Report) -> bytes:
             text = "ready"
         case Idle():
             text = "idle"
+        case Busy():
+            text = "busy"
         case Delivered(mailbox=mailbox):
             text = f"delivered {mailbox}"
         case DeliveryDone(kind=kind, tls=tls, result=result, seconds=seconds):
@@ -103,6 +110,8 @@ def parse_report(line: bytes) -> Report | None:
         return Ready()
     if word == "idle" and not rest:
         return Idle()
+    if word == "busy" and not rest:
+        return Busy()
     if word == "delivered" and rest:
         return Delivered(rest)
     if word == "bounce" and rest in BOUNCE_KINDS:
