@@ -229,3 +229,35 @@ def test_a_part_that_is_woken_counts_as_healthy_all_along(tmp_path, monkeypatch)
 
         seen = srv.call(wake_and_watch())
         assert len(seen) > 10 and [h for h in seen if h] == [], f"unhealthy while waking: {set(seen)}"
+
+
+def test_a_part_that_answered_busy_is_not_killed_after_the_server_stalled(tmp_path, monkeypatch, caplog):
+    """The server's loop stalls past the answer's deadline just after "retire" (a paused
+    process, swapping): on resuming, the timer must not kill a part whose "busy" is
+    already in the pipe, in the middle of a delivery."""
+    monkeypatch.setattr(process, "RETIRE_AFTER", RETIRE_AFTER)
+    monkeypatch.setattr(process, "STOP_TIMEOUT", 1.0)
+    caplog.set_level(logging.INFO, logger="hatoba.queue.process")
+    home = make_home(tmp_path / "h")
+    told = []
+    with ServerThread(home, delivery_parts=2) as srv:
+        spool = srv.server.spool
+        second = srv.server.manager.parts[1]
+        retire = process.DeliveryProcess._retire
+
+        def busy_then_stall(self, proc):
+            if self is second and not told:
+                envelope = Envelope(mail_from="x@elsewhere.example", recipients=(ALICE,), received_at=time.time())
+                told.append(queue_in_part(spool, envelope, b"Subject: busy\r\n\r\nbody\r\n", 1))
+                told.append(proc.pid)
+                self.notify(told[0])  # before "retire" in the pipe: the part answers "busy"
+                retire(self, proc)
+                asyncio.get_running_loop().call_soon(time.sleep, 2.5)  # the stall
+                return
+            retire(self, proc)
+
+        monkeypatch.setattr(process.DeliveryProcess, "_retire", busy_then_stall)
+        wait_for(lambda: told, 20)
+        wait_for(lambda: home.messages(ALICE) and second.dormant, 30)
+        assert len(home.messages(ALICE)) == 1
+    assert "did not answer" not in caplog.text and "exited with status" not in caplog.text, caplog.text

@@ -157,6 +157,7 @@ class QueueManager:
         self._idle = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
+        self._taking_none = False  # stopping with nothing to do: what comes stays on disk
 
     # -- life cycle --------------------------------------------------------------
 
@@ -213,7 +214,7 @@ class QueueManager:
         self._enqueue(qid)
 
     def _enqueue(self, qid: str) -> None:
-        if qid in self._queued:
+        if qid in self._queued or self._taking_none:
             return
         self._queued.add(qid)
         self._idle.clear()
@@ -231,6 +232,12 @@ class QueueManager:
             return False
         ids = await asyncio.to_thread(self.spool.list_ids)
         return not self._queued and not any(self._is_own(qid) for qid in ids)
+
+    def take_nothing_more(self) -> None:
+        """After holds_nothing() said so, with no await between: no message is started from
+        now on (a flush, a late notify), so stopping cuts nothing short. What comes stays on
+        disk for the next start."""
+        self._taking_none = True
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Until nothing is waiting to be delivered now (deferred messages may remain)."""

@@ -103,6 +103,7 @@ class DeliveryProcess:
         # Resting: the child says "idle", is asked to retire, and stops (dormant) or says "busy".
         self._retiring = False  # "retire" sent, no answer yet: ids of its part are kept in _held
         self._held: list[bytes] = []
+        self._retire_count = 0  # which "retire" a kill timer belongs to
         self._dormant = False  # stopped with its part empty: notify() wakes it
         self._waking = False  # being started for a message: healthy until it says ready (or fails)
         self._wanted = asyncio.Event()  # a message of its part came while it was retiring or resting
@@ -199,17 +200,25 @@ class DeliveryProcess:
         if stdin is None or stdin.is_closing():
             return
         self._retiring = True
+        self._retire_count += 1
         self._wanted.clear()
         stdin.write(RETIRE + b"\n")
         # It answers at once (a look at its part of the queue); one that neither stops nor
         # answers is killed, and started again like one that crashed.
-        asyncio.get_running_loop().call_later(STOP_TIMEOUT, self._kill_if_retiring, proc)
+        asyncio.get_running_loop().call_later(STOP_TIMEOUT, self._kill_if_silent, proc, self._retire_count, True)
 
-    def _kill_if_retiring(self, proc: asyncio.subprocess.Process) -> None:
-        if proc.returncode is None and proc is self._proc and self._retiring and not self._stopping:
-            log.warning("delivery process %d of %d did not answer \"retire\" within %.0f s; killed",
-                        self.part + 1, self.parts, STOP_TIMEOUT)
-            proc.kill()
+    def _kill_if_silent(self, proc: asyncio.subprocess.Process, request: int, first_look: bool) -> None:
+        if not (proc is self._proc and proc.returncode is None and self._retiring
+                and request == self._retire_count and not self._stopping):
+            return  # answered, stopped, or asked again since
+        if first_look:
+            # After a stalled loop (a paused server) timers run before the lines already in
+            # the pipe are read: an answer may be there. Judge once they have been.
+            asyncio.get_running_loop().call_later(1.0, self._kill_if_silent, proc, request, False)
+            return
+        log.warning("delivery process %d of %d did not answer \"retire\" within %.0f s; killed",
+                    self.part + 1, self.parts, STOP_TIMEOUT)
+        proc.kill()
 
     def _stdin(self) -> asyncio.StreamWriter | None:
         proc = self._proc
@@ -234,7 +243,8 @@ class DeliveryProcess:
                 await self._start_again()
                 continue
             self._retiring = self._waking = False
-            log.error("delivery process exited with status %s; starting it again", status)
+            log.error("delivery process %d of %d exited with status %s; starting it again",
+                      self.part + 1, self.parts, status)
             if self.on_restart is not None:
                 self.on_restart()
             await asyncio.sleep(RESTART_DELAY)
@@ -383,6 +393,7 @@ async def _serve(config: Config, part: int = 0, parts: int = 1, retire_after: fl
             word = line.strip()
             if word == RETIRE:  # every id written before it has been taken
                 if await may_retire():
+                    manager.take_nothing_more()  # no await since the look: nothing started since
                     retired = True
                     break
                 reports.send(Busy())
