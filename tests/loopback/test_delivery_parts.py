@@ -15,6 +15,7 @@ Real delivery processes, a real server on loopback, real SMTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import logging
 import smtplib
@@ -139,6 +140,15 @@ def test_the_first_delivery_process_never_offers_to_stop(tmp_path):
     assert b"idle" not in rest
 
 
+@contextlib.contextmanager
+def resting_parts(tmp_path, monkeypatch):
+    """A server with two delivery parts, the second resting after RETIRE_AFTER: (home, server, second part)."""
+    monkeypatch.setattr(process, "RETIRE_AFTER", RETIRE_AFTER)
+    home = make_home(tmp_path / "h")
+    with ServerThread(home, delivery_parts=2) as srv:
+        yield home, srv, srv.server.manager.parts[1]
+
+
 def queue_in_part(spool: Spool, envelope: Envelope, message: bytes, part: int) -> str:
     """A message queued (never told to anyone) whose queue id falls in `part` of 2."""
     while True:
@@ -187,12 +197,9 @@ def test_a_message_told_as_the_part_goes_idle_is_finished_and_reported(tmp_path,
 def test_a_message_told_after_retire_was_asked_is_delivered_either_way(tmp_path, monkeypatch):
     """Told while the server waits for the answer to "retire": kept, then sent to a part that
     answers "busy", or found on disk by the part started again after it stopped."""
-    monkeypatch.setattr(process, "RETIRE_AFTER", RETIRE_AFTER)
-    home = make_home(tmp_path / "h")
     told = []
-    with ServerThread(home, delivery_parts=2) as srv:
+    with resting_parts(tmp_path, monkeypatch) as (home, srv, second):
         spool = srv.server.spool
-        second = srv.server.manager.parts[1]
         retire = process.DeliveryProcess._retire
 
         def told_after_retire(self, proc):
@@ -210,10 +217,7 @@ def test_a_message_told_after_retire_was_asked_is_delivered_either_way(tmp_path,
 
 
 def test_a_part_that_is_woken_counts_as_healthy_all_along(tmp_path, monkeypatch):
-    monkeypatch.setattr(process, "RETIRE_AFTER", RETIRE_AFTER)
-    home = make_home(tmp_path / "h")
-    with ServerThread(home, delivery_parts=2) as srv:
-        second = srv.server.manager.parts[1]
+    with resting_parts(tmp_path, monkeypatch) as (home, srv, second):
         wait_for(lambda: second.dormant, 20)
         envelope = Envelope(mail_from="", recipients=(ALICE,), received_at=time.time())
         qid = queue_in_part(srv.server.spool, envelope, b"Subject: wake\r\n\r\nbody\r\n", 1)
@@ -235,14 +239,11 @@ def test_a_part_that_answered_busy_is_not_killed_after_the_server_stalled(tmp_pa
     """The server's loop stalls past the answer's deadline just after "retire" (a paused
     process, swapping): on resuming, the timer must not kill a part whose "busy" is
     already in the pipe, in the middle of a delivery."""
-    monkeypatch.setattr(process, "RETIRE_AFTER", RETIRE_AFTER)
     monkeypatch.setattr(process, "STOP_TIMEOUT", 1.0)
     caplog.set_level(logging.INFO, logger="hatoba.queue.process")
-    home = make_home(tmp_path / "h")
     told = []
-    with ServerThread(home, delivery_parts=2) as srv:
+    with resting_parts(tmp_path, monkeypatch) as (home, srv, second):
         spool = srv.server.spool
-        second = srv.server.manager.parts[1]
         retire = process.DeliveryProcess._retire
 
         def busy_then_stall(self, proc):
