@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import email
 import logging
+import os
+import resource
 import smtplib
 import subprocess
 import sys
@@ -52,9 +54,10 @@ def test_the_second_delivery_process_stops_when_idle_and_starts_for_a_message_of
     home = make_home(tmp_path / "h")
     with ServerThread(home, delivery_parts=2) as srv:
         first, second = srv.server.manager.parts
+        first_pid = first.pid
         wait_for(lambda: second.dormant, 20)
         assert second.pid is None
-        assert first.pid is not None and not first.dormant  # the first always runs
+        assert first.pid == first_pid and not first.dormant  # the first always runs
         assert srv.server.health() is None, "a resting delivery process is not a fault"
 
         # Messages until one belongs to the resting part: it starts and delivers it.
@@ -67,9 +70,9 @@ def test_the_second_delivery_process_stops_when_idle_and_starts_for_a_message_of
         assert subjects == sorted(f"message {i}" for i in range(len(qids)))
         assert not any(srv.server.spool.list_ids()), "nothing may stay queued"
 
-        # ...and rests again once its part is empty.
+        # ...and rests again once its part is empty; the first never stopped meanwhile.
         wait_for(lambda: second.dormant, 20)
-        assert first.pid is not None
+        assert first.pid == first_pid
     stops = [r.getMessage() for r in caplog.records if "its part of the queue is empty" in r.getMessage()]
     assert stops and all(text.startswith("delivery process 2 of 2 stopped") for text in stops), stops
     assert "exited with status" not in caplog.text  # resting is no crash
@@ -120,24 +123,6 @@ def test_a_delivery_process_asked_to_retire_stops_only_when_its_part_is_empty(tm
     finally:
         if proc.poll() is None:
             proc.kill()
-
-
-def test_the_first_delivery_process_never_offers_to_stop(tmp_path):
-    home = make_home(tmp_path / "h")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hatoba.queue.process", str(home.config_path), "--log-level", "WARNING"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    try:
-        assert read_until(proc, b"ready")[-1] == b"ready"
-        time.sleep(1.0)
-        proc.stdin.close()
-        rest = proc.stdout.read()
-        assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert b"idle" not in rest
 
 
 @contextlib.contextmanager
@@ -262,3 +247,35 @@ def test_a_part_that_answered_busy_is_not_killed_after_the_server_stalled(tmp_pa
         wait_for(lambda: home.messages(ALICE) and second.dormant, 30)
         assert len(home.messages(ALICE)) == 1
     assert "did not answer" not in caplog.text and "exited with status" not in caplog.text, caplog.text
+
+
+def test_a_part_that_cannot_be_started_is_unhealthy_and_started_once_it_can(tmp_path, monkeypatch, caplog):
+    """The server is out of descriptors when a resting part is needed: /healthz says so, and
+    the start is tried again until it works; the message is then delivered."""
+    caplog.set_level(logging.INFO, logger="hatoba.queue.process")
+    with resting_parts(tmp_path, monkeypatch) as (home, srv, second):
+        wait_for(lambda: second.dormant, 20)
+        envelope = Envelope(mail_from="", recipients=(ALICE,), received_at=time.time())
+        qid = queue_in_part(srv.server.spool, envelope, b"Subject: later\r\n\r\nbody\r\n", 1)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        spent = []
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
+            with contextlib.suppress(OSError):
+                while True:
+                    spent.append(os.open("/dev/null", os.O_RDONLY))
+
+            async def wake() -> None:
+                srv.server.manager.notify(qid)
+
+            srv.call(wake())
+            wait_for(lambda: "cannot start delivery process 2 of 2" in caplog.text, 10)
+            health = srv.server.health()
+        finally:
+            for fd in spent:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert "cannot start delivery process 2 of 2" in caplog.text
+        assert health == "the delivery process is not running"
+        wait_for(lambda: home.messages(ALICE), 20)
+        assert len(home.messages(ALICE)) == 1 and srv.server.health() is None
