@@ -146,6 +146,46 @@ def test_two_views_see_each_others_flags_and_expunges_only_after_sync(root):
     assert result.flags_changed[0].modseq > record.modseq
 
 
+def test_views_share_one_record_per_message_until_it_changes(root):
+    """Thousands of sessions may keep one folder selected for hours: they hold the same
+    record objects, and a changed message gets a new record that the old views never see."""
+    deliver(root, 3)
+    mailboxes = user(root)
+    assert user(root) is not mailboxes  # another store: its own everything
+    assert mailboxes.store.for_user(USER) is mailboxes  # one per address while held
+    a = mailboxes.open("INBOX")
+    b = mailboxes.open("INBOX", readonly=True)
+    assert all(x is y for x, y in zip(a.messages(), b.messages(), strict=True))
+    before = b.messages()[0]
+    a.store_flags([1], "+", ["\\Flagged"])
+    assert b.messages()[0] is before and before.flags == frozenset()  # b's view is as it was
+    b.sync()
+    assert b.messages()[0] is a.messages()[0] is not before
+    assert b.messages()[0].flags == {"\\Flagged"}
+
+
+def test_a_lent_view_never_changes_afterwards(root):
+    """lend_view(): the dict handed out stays as it was, whatever the view does next."""
+    deliver(root, 3)
+    mailboxes = user(root)
+    a = mailboxes.open("INBOX")
+    other = mailboxes.open("INBOX")
+    lent = a.lend_view()
+    snapshot = dict(lent)
+    assert a.view_matches(lent)
+    a.store_flags([1], "+", ["\\Seen"])  # a change of a's own
+    other.store_flags([2], "+", ["\\Deleted"])
+    assert other.expunge([2]) == [2]
+    deliver(root, 1, start=3)
+    a.sync()  # another session's change, an expunge and new mail
+    assert lent == snapshot and list(lent) == [1, 2, 3]
+    assert not a.view_matches(lent)
+    assert [r.uid for r in a.messages()] == [1, 3, 4]
+    again = a.lend_view()
+    a.expunge()  # nothing is \\Deleted in a's view: nothing changes
+    assert a.lend_view() is again
+
+
 def test_store_modes_modseq_and_unchangedsince(root):
     deliver(root, 3)
     box = user(root).open("INBOX")

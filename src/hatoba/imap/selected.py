@@ -27,6 +27,8 @@ class SelectedMailbox:
     readonly: bool
     condstore: bool = False
     uids: list[int] = field(default_factory=list)  # index = sequence number - 1
+    # What the client was told, by uid. While that is all the Mailbox knows, this is the
+    # Mailbox's own dict (lend_view), never changed in place: _own_records() copies it first.
     records: dict[int, MessageRecord] = field(default_factory=dict)
     pending_expunges: list[int] = field(default_factory=list)
     saved: list[int] = field(default_factory=list)  # SEARCHRES "$" (uids)
@@ -44,9 +46,8 @@ class SelectedMailbox:
     def open(cls, mailbox: Mailbox, *, readonly: bool, condstore: bool, recent_flag: bool = True) -> SelectedMailbox:
         """The view of a Mailbox just opened (which brought itself up to date)."""
         view = cls(mailbox, readonly, condstore, recent_flag=recent_flag)
-        for record in mailbox.messages():
-            view.uids.append(record.uid)
-            view.records[record.uid] = record
+        view.records = mailbox.lend_view()  # in ascending uid order
+        view.uids = list(view.records)
         return view
 
     # -- numbers ------------------------------------------------------------------
@@ -149,7 +150,22 @@ class SelectedMailbox:
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
             if self.recent_flag:
                 out.append(b"* %d RECENT\r\n" % len(self.mailbox.recent))
+        self._borrow_if_same()
         return b"".join(out)
+
+    def _borrow_if_same(self) -> None:
+        """Hold the Mailbox's dict instead of a copy once nothing is left untold."""
+        if self.pending_expunges or self.held_flags or self.mailbox.holds(self.records):
+            return
+        if self.mailbox.view_matches(self.records):
+            self.records = self.mailbox.lend_view()
+
+    def _own_records(self) -> dict[int, MessageRecord]:
+        """records, copied first if it is still the Mailbox's: call before changing it.
+        (Once the Mailbox has changed, it holds a copy, and this one is the session's alone.)"""
+        if self.mailbox.holds(self.records):
+            self.records = dict(self.records)
+        return self.records
 
     def forget(self, uids, *, qresync: bool) -> bytes:  # type: ignore[no-untyped-def]
         """Drop expunged messages from the view; the EXPUNGE (or VANISHED) responses that say so."""
@@ -171,15 +187,16 @@ class SelectedMailbox:
                 if self.uids[seq - 1] in gone:
                     out.append(b"* %d EXPUNGE\r\n" % seq)
                     del self.uids[seq - 1]
+        records = self._own_records()
         for u in gone:
-            self.records.pop(u, None)
+            records.pop(u, None)
             self.held_flags.pop(u, None)
         self._positions = None
         return b"".join(out)
 
     def set_record(self, record: MessageRecord) -> None:
         """A message's record, new or with other flags: update contexts look at it again."""
-        self.records[record.uid] = record
+        self._own_records()[record.uid] = record
         self.held_flags.pop(record.uid, None)  # an older record must not come back later
         if self.contexts:
             self.dirty.add(record.uid)

@@ -191,9 +191,15 @@ class MailboxStore:
         self._recent: OrderedDict[Path, Folder] = OrderedDict()
         # Weak: a user's lock lives while some thread holds or waits for it, not forever.
         self._meta_locks: weakref.WeakValueDictionary[Path, threading.Lock] = weakref.WeakValueDictionary()
+        # One per address while some session holds it: a user's many IMAP connections share it.
+        self._users: weakref.WeakValueDictionary[str, UserMailboxes] = weakref.WeakValueDictionary()
 
     def for_user(self, address: str) -> UserMailboxes:
-        return UserMailboxes(self, self._addresses.maildir(address), address)
+        with self._lock:
+            user = self._users.get(address)
+            if user is None:
+                user = self._users[address] = UserMailboxes(self, self._addresses.maildir(address), address)
+            return user
 
     def quota_limit(self, address: str) -> int:
         """The storage limit of `address` in bytes (0 = none)."""

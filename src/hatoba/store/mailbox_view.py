@@ -99,7 +99,7 @@ class Mailbox:
     """A selected folder as one IMAP session sees it (see the module Rules)."""
 
     # One lives as long as its session keeps the folder selected: hours, for IDLE.
-    __slots__ = ("name", "readonly", "_claims", "_owner", "_folder", "_view", "_generation", "_cur", "recent",
+    __slots__ = ("name", "readonly", "_claims", "_owner", "_folder", "_view", "_view_lent", "_generation", "recent",
                  "uidvalidity", "uidnext", "highestmodseq", "__weakref__")
 
     def __init__(self, owner: UserMailboxes, folder: Folder, name: str, *, readonly: bool = False,
@@ -111,8 +111,8 @@ class Mailbox:
         self._owner = owner
         self._folder = folder
         self._view: dict[int, MessageRecord] = {}
+        self._view_lent = False  # lend_view() gave _view out: it is copied before it changes
         self._generation = 0  # the folder generation the view last matched
-        self._cur = os.path.join(folder.path, "cur")
         # RFC 3501 §2.3.2 \Recent, for this session only; most sessions never have any.
         self.recent: set[int] | frozenset[int] = NO_RECENT
         folder.views.add(self)
@@ -199,21 +199,22 @@ class Mailbox:
             self.uidnext = folder.uidnext
             self.highestmodseq = folder.highestmodseq
             return SyncResult([], [], [])
-        expunged = [uid for uid in self._view if uid not in folder.entries]
+        view = self._own_view()
+        expunged = [uid for uid in view if uid not in folder.entries]
         for uid in expunged:
-            del self._view[uid]
+            del view[uid]
             self._forget_recent(uid)
         added: list[MessageRecord] = []
         changed: list[MessageRecord] = []
         for uid, entry in folder.entries.items():
-            known = self._view.get(uid)
+            known = view.get(uid)
             if known is None:
                 record = self._record(entry)
                 added.append(record)
-                self._view[uid] = record
+                view[uid] = record
             elif known.modseq != entry.modseq or known.name != entry.name:
                 record = self._record(entry)
-                self._view[uid] = record
+                view[uid] = record
                 if record.modseq != known.modseq or record.flags != known.flags:
                     changed.append(record)
         if added and len(self._view) > len(added) and added[0].uid < max(self._view):
@@ -234,9 +235,17 @@ class Mailbox:
             self.recent.discard(uid)  # type: ignore[union-attr]
 
     def _record(self, entry: Entry) -> MessageRecord:
-        date, size = self._folder.details(entry)
-        return MessageRecord(entry.uid, entry.name, self._folder.flags(entry.name), date, size, entry.modseq,
-                             self._cur)
+        """The entry's record, the one every session of this process shares while the
+        message's name, MODSEQ and flags stay as they were (a session can keep
+        thousands of them for hours)."""
+        folder = self._folder
+        flags = folder.flags(entry.name)
+        record = entry.record
+        if record is not None and record.name == entry.name and record.modseq == entry.modseq and record.flags is flags:
+            return record
+        date, size = folder.details(entry)
+        record = entry.record = MessageRecord(entry.uid, entry.name, flags, date, size, entry.modseq, folder.cur_dir)
+        return record
 
     def _own_change(self, before: int, generation: int | None = None) -> None:
         """Advance HIGHESTMODSEQ past our own change only if no unseen change lies between.
@@ -251,6 +260,28 @@ class Mailbox:
 
     def messages(self) -> list[MessageRecord]:
         return list(self._view.values())
+
+    def lend_view(self) -> dict[int, MessageRecord]:
+        """The records this view holds, by uid in ascending order, to keep without a copy:
+        the dict given is never changed again (the view copies it before its next change).
+        A session that has told its client all the view knows holds this one dict, not two."""
+        self._view_lent = True
+        return self._view
+
+    def view_matches(self, records: dict[int, MessageRecord]) -> bool:
+        """Whether `records` holds just what this view does (the same record objects)."""
+        return records is self._view or records == self._view
+
+    def holds(self, records: dict[int, MessageRecord]) -> bool:
+        """Whether `records` is the dict this view goes on with (lent, not yet copied)."""
+        return records is self._view
+
+    def _own_view(self) -> dict[int, MessageRecord]:
+        """_view, copied first if it was lent: call before changing it."""
+        if self._view_lent:
+            self._view = dict(self._view)
+            self._view_lent = False
+        return self._view
 
     def open_file(self, uid: int) -> BinaryIO:
         """The message's file, open for reading. MailboxError for a name in cur/ that is not
@@ -392,7 +423,7 @@ class Mailbox:
                 letters = [(entry, folder.letters(new, entry.name)) for entry, new in pending]
                 for entry in folder.relabel(letters):
                     record = self._record(entry)
-                    self._view[entry.uid] = record
+                    self._own_view()[entry.uid] = record
                     changed.append(record)
                 self._own_change(before, generation)
             return changed, failed
@@ -499,7 +530,7 @@ class Mailbox:
             pairs = transfer_messages(self._owner.store, source, target, picked, remove=remove)
             if remove:
                 for uid, _ in pairs:
-                    self._view.pop(uid, None)
+                    self._own_view().pop(uid, None)
                     self._forget_recent(uid)
                 self._own_change(before)
             return pairs
@@ -521,7 +552,7 @@ class Mailbox:
             ]
             removed = folder.remove(targets)
             for uid in removed:
-                del self._view[uid]
+                del self._own_view()[uid]
                 self._forget_recent(uid)
             if removed:
                 self._own_change(before, generation)

@@ -51,9 +51,10 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from hatoba.fsutil import write_all, write_atomic
 from hatoba.store.errors import InvalidFlag, NoSuchMailbox, TooManyKeywords
@@ -178,6 +179,9 @@ class Entry:
     name: str  # file name in cur/
     date: datetime | None = None  # cached file mtime
     size: int | None = None  # cached size with CRLF line ends
+    # The MessageRecord (store/mailbox_view.py) last made of this entry: every session
+    # that selects the folder shares it instead of holding a copy per message.
+    record: Any = field(default=None, compare=False, repr=False)
 
     @property
     def stem(self) -> str:
@@ -190,6 +194,7 @@ class Folder:
     def __init__(self, path: Path, new_uidvalidity: Callable[[], int]) -> None:
         self.path = path
         self._cur = f"{path}/cur/"  # plain string prefixes: joined once per message in a scan
+        self.cur_dir = f"{path}/cur"  # what MessageRecord.cur holds, one string for every session
         self._new = f"{path}/new/"
         self._identity = _identity(path)
         self._thread_lock = threading.Lock()
