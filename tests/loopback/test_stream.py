@@ -1,21 +1,66 @@
 """net/stream.py over real loopback sockets: implicit TLS, STARTTLS, big writes,
-cancelled reads, close_notify, failed handshakes."""
+cancelled reads, close_notify, failed handshakes.
+
+Implicit TLS is tested both ways a Stream can carry it: over memory BIOs on the
+loop's transport ("bio": STARTTLS, and ports that read the ClientHello first)
+and with OpenSSL on the socket itself ("socket", net/tls_socket.py: what the
+server's acceptor uses for implicit-TLS ports)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import struct
 import time
 
 import pytest
 
-from hatoba.net.stream import CHUNK, Stream
+from hatoba.net.stream import CHUNK, Stream, connect_accepted
+from hatoba.net.tls_socket import TlsSocketTransport
 from hatoba.pki.tlsctx import server_context
 
+PATHS = ("bio", "socket")
 
-def serve(handler, tls: ssl.SSLContext | None):
+
+class _AcceptingServer:
+    """A listening socket whose connections go through connect_accepted, as the server's
+    acceptor does (an implicit-TLS Stream gets OpenSSL on its socket)."""
+
+    def __init__(self, factory) -> None:  # type: ignore[no-untyped-def]
+        self.factory = factory
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.setblocking(False)
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(self.sock.fileno(), self._accept)
+        self.sockets = [self.sock]
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(False)
+        self.loop.create_task(connect_accepted(self.loop, self.factory, conn))
+
+    async def __aenter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    async def __aexit__(self, *exc) -> None:  # type: ignore[no-untyped-def]
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+async def start_server(factory, path: str = "bio"):  # type: ignore[no-untyped-def]
+    if path == "socket":
+        return _AcceptingServer(factory)
+    return await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
+
+
+def serve(handler, tls: ssl.SSLContext | None, path: str = "bio", **options):  # type: ignore[no-untyped-def]
     """Start a loopback server whose sessions run handler(stream); returns (server, port, tasks)."""
     tasks: list[asyncio.Task] = []
 
@@ -23,19 +68,40 @@ def serve(handler, tls: ssl.SSLContext | None):
         tasks.append(asyncio.get_running_loop().create_task(handler(stream)))
 
     async def start():
-        server = await asyncio.get_running_loop().create_server(lambda: Stream(opened, tls), "127.0.0.1", 0)
+        server = await start_server(lambda: Stream(opened, tls, **options), path)
         return server, server.sockets[0].getsockname()[1], tasks
 
     return start()
+
+
+async def session_of(tasks: list[asyncio.Task]) -> None:
+    """Wait until the server side has opened its session (after its end of the handshake)."""
+    for _ in range(500):
+        if tasks:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no session opened")
+
+
+def carried_as(stream: Stream) -> str:
+    """How the stream's TLS is carried: "socket" (no BIOs at all) or "bio"."""
+    if stream._tls is not None:
+        assert stream._tls_in is not None
+        return "bio"
+    assert stream._tls_in is None and stream._tls_out is None
+    assert isinstance(stream._transport, TlsSocketTransport)
+    assert isinstance(stream.get_extra_info("ssl_object"), ssl.SSLSocket)
+    return "socket"
 
 
 async def tls_client(port: int, client_ctx: ssl.SSLContext):
     return await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname="mail.example.test")
 
 
-async def ready_then_hello_world(handler, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> None:
+async def ready_then_hello_world(handler, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext,
+                                 path: str = "bio") -> None:
     """A client that waits for "ready", sends one line, waits 0.4 s and closes; the session is `handler`."""
-    server, port, tasks = await serve(handler, server_ctx)
+    server, port, tasks = await serve(handler, server_ctx, path)
     async with server:
         reader, writer = await tls_client(port, client_ctx)
         assert await reader.readline() == b"ready\n"
@@ -51,7 +117,8 @@ def contexts(hatoba_home):
     return server_context(hatoba_home.config().tls), hatoba_home.client_context()
 
 
-def test_implicit_tls_echo_of_a_large_write_and_close_notify(contexts):
+@pytest.mark.parametrize("path", PATHS)
+def test_implicit_tls_echo_of_a_large_write_and_close_notify(contexts, path):
     server_ctx, client_ctx = contexts
     payload = bytes(range(256)) * 4096 + b"end"  # 1 MiB + 3: many TLS records
 
@@ -62,12 +129,13 @@ def test_implicit_tls_echo_of_a_large_write_and_close_notify(contexts):
             assert data, "input ended early"
             got += data
         assert stream.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
+        assert carried_as(stream) == path
         stream.write(bytes(got))
         await stream.drain()
         stream.close()
 
     async def main():
-        server, port, tasks = await serve(echo_all, server_ctx)
+        server, port, tasks = await serve(echo_all, server_ctx, path)
         async with server:
             reader, writer = await tls_client(port, client_ctx)
             writer.write(payload)
@@ -81,7 +149,8 @@ def test_implicit_tls_echo_of_a_large_write_and_close_notify(contexts):
     assert asyncio.run(main()) == payload
 
 
-def test_reads_wait_and_a_cancelled_read_loses_nothing(contexts):
+@pytest.mark.parametrize("path", PATHS)
+def test_reads_wait_and_a_cancelled_read_loses_nothing(contexts, path):
     server_ctx, client_ctx = contexts
     seen: list[bytes] = []
 
@@ -97,11 +166,12 @@ def test_reads_wait_and_a_cancelled_read_loses_nothing(contexts):
         seen.append(await stream.read(100))  # the client closed: end of input
         stream.close()
 
-    asyncio.run(ready_then_hello_world(reader_task, server_ctx, client_ctx))
+    asyncio.run(ready_then_hello_world(reader_task, server_ctx, client_ctx, path))
     assert seen == [b"hel", b"lo world\n", b""]
 
 
-def test_a_timed_read_times_out_once_loses_nothing_and_a_wake_does_not_restart_it(contexts):
+@pytest.mark.parametrize("path", PATHS)
+def test_a_timed_read_times_out_once_loses_nothing_and_a_wake_does_not_restart_it(contexts, path):
     server_ctx, client_ctx = contexts
     seen: list[object] = []
 
@@ -120,7 +190,7 @@ def test_a_timed_read_times_out_once_loses_nothing_and_a_wake_does_not_restart_i
         seen.append(await stream.read(100, 5))  # the client closed: end of input
         stream.close()
 
-    asyncio.run(ready_then_hello_world(reader_task, server_ctx, client_ctx))
+    asyncio.run(ready_then_hello_world(reader_task, server_ctx, client_ctx, path))
     assert seen == [0.3, b"hello world\n", b""]
 
 
@@ -154,7 +224,8 @@ def test_starttls_drops_plaintext_sent_after_the_command(contexts):
     assert after_tls == [b"SECRET\r\n"]
 
 
-def test_a_failed_handshake_never_opens_a_session_and_is_one_log_line(contexts, caplog):
+@pytest.mark.parametrize("path", PATHS)
+def test_a_failed_handshake_never_opens_a_session_and_is_one_log_line(contexts, caplog, path):
     server_ctx, _ = contexts
     opened: list[Stream] = []
 
@@ -162,7 +233,7 @@ def test_a_failed_handshake_never_opens_a_session_and_is_one_log_line(contexts, 
         opened.append(stream)
 
     async def main():
-        server, port, _tasks = await serve(never, server_ctx)
+        server, port, _tasks = await serve(never, server_ctx, path)
         async with server:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             # Not a ClientHello: a TLS record header for an unknown content type.
@@ -249,6 +320,98 @@ def test_close_drops_what_a_client_that_stopped_reading_never_took(monkeypatch):
 
     asyncio.run(main())
     assert ended and ended[0] < 5
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_tls_receiving_pauses_while_much_waits_unread_and_loses_nothing(contexts, path):
+    server_ctx, client_ctx = contexts
+    limit = 4 * CHUNK
+    payload = bytes(range(256)) * (64 * CHUNK // 256)
+    held: list[object] = []
+
+    async def slow_reader(stream: Stream) -> None:
+        await asyncio.sleep(0.5)  # the client writes much more than the limit meanwhile
+        held.append(stream._size)
+        got = bytearray()
+        while len(got) < len(payload):
+            data = await stream.read(CHUNK)
+            assert data
+            got += data
+        held.append(bytes(got) == payload)
+        stream.close()
+
+    async def main():
+        server, port, tasks = await serve(slow_reader, server_ctx, path, max_buffer=limit)
+        async with server:
+            reader, writer = await tls_client(port, client_ctx)
+            writer.write(payload)
+            await session_of(tasks)
+            await asyncio.wait_for(asyncio.gather(*tasks), 20)
+            writer.close()
+
+    asyncio.run(main())
+    unread_at_pause, intact = held
+    assert unread_at_pause <= limit + 256 * 1024  # held back near the limit; the rest waited
+    assert unread_at_pause < len(payload)
+    assert intact
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_tls_close_drops_what_a_client_that_stopped_reading_never_took(contexts, path, monkeypatch):
+    from hatoba.net import stream as stream_module
+
+    server_ctx, client_ctx = contexts
+    monkeypatch.setattr(stream_module, "CLOSE_TIMEOUT", 0.5)
+    ended: list[float] = []
+
+    async def flood_then_close(stream: Stream) -> None:
+        stream.write(b"x" * (32 * 1024 * 1024))  # far more than the kernel buffers hold
+        stream.close()
+        closed_at = asyncio.get_running_loop().time()
+        while not stream._eof:  # connection_lost sets it
+            await asyncio.sleep(0.05)
+        ended.append(asyncio.get_running_loop().time() - closed_at)
+
+    async def main():
+        server, port, tasks = await serve(flood_then_close, server_ctx, path)
+        async with server:
+            # The client's reader pauses its transport once 2 x 4 KiB wait unread: then the
+            # kernel's buffers fill, and nothing more is taken.
+            _reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx, server_hostname="mail.example.test", limit=4096)
+            await session_of(tasks)
+            await asyncio.wait_for(asyncio.gather(*tasks), 10)
+            writer.close()
+
+    asyncio.run(main())
+    assert ended and ended[0] < 5
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_client_that_never_says_hello_is_dropped_at_the_handshake_timeout(contexts, path):
+    server_ctx, _ = contexts
+    opened: list[Stream] = []
+    failed: list[Stream] = []
+
+    async def main() -> tuple[bytes, float]:
+        loop = asyncio.get_running_loop()
+
+        def factory() -> Stream:
+            return Stream(opened.append, server_ctx, handshake_timeout=0.3, on_fail=failed.append)
+
+        async with await start_server(factory, path) as server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            started = loop.time()
+            answer = await asyncio.wait_for(reader.read(), 10)
+            waited = loop.time() - started
+            writer.close()
+            await asyncio.sleep(0.1)  # connection_lost runs on_fail
+            return answer, waited
+
+    answer, waited = asyncio.run(main())
+    assert answer == b"" and 0.25 < waited < 5
+    assert opened == [] and len(failed) == 1
 
 
 class _QuietTransport(asyncio.Transport):

@@ -27,6 +27,8 @@ import select
 import socket
 from collections.abc import Callable
 
+from hatoba.net.stream import connect_accepted
+
 log = logging.getLogger(__name__)
 
 DEFER = 0.001
@@ -132,7 +134,7 @@ class BalancedAcceptor:
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
-            await self.loop.connect_accepted_socket(self.factory, sock=conn)
+            await connect_accepted(self.loop, self.factory, conn)
         except OSError as exc:  # the client left before the transport was made
             log.debug("accepted connection lost at once: %s", exc)
             conn.close()

@@ -36,9 +36,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from hatoba.net.tls_socket import TlsSocketTransport, serve_tls_socket
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +120,31 @@ class Stream(asyncio.Protocol):
         handshake = self._handshake = asyncio.get_running_loop().create_future()
         self._timer = asyncio.get_running_loop().call_later(self._handshake_timeout, self._handshake_timed_out)
         handshake.add_done_callback(self._implicit_handshake_done)
+        if isinstance(transport, TlsSocketTransport):  # OpenSSL on the socket: no BIOs here
+            self._implicit_tls = None
+            transport.start_handshake(self._socket_handshake_done)
+            return
         if self._chooser is not None and self._chooser.reads_hello():
             self._hello = b""
             return
         self._begin_tls(self._implicit_tls)
         self._implicit_tls = None
+
+    def socket_tls_context(self) -> ssl.SSLContext | None:
+        """The context to serve this connection's TLS with straight from its socket
+        (net/tls_socket.py), asked at accept; None for a plaintext port (STARTTLS may
+        follow) and for one whose ClientHello must be seen before a context is chosen."""
+        if self._implicit_tls is None or (self._chooser is not None and self._chooser.reads_hello()):
+            return None
+        return self._implicit_tls
+
+    def _socket_handshake_done(self, exc: BaseException | None) -> None:
+        if exc is not None:
+            self._fail_handshake(exc)
+            return
+        handshake, self._handshake = self._handshake, None
+        if handshake is not None and not handshake.done():
+            handshake.set_result(None)
 
     def _opened(self) -> None:
         transport = self._transport
@@ -338,8 +361,8 @@ class Stream(asyncio.Protocol):
         await self._begin_tls(context)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "ssl_object":
-            return self._tls if self._tls is not None else default
+        if name == "ssl_object" and self._tls is not None:
+            return self._tls
         if self._transport is None:
             return default
         try:
@@ -465,3 +488,15 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError) and exc.reason:
         return exc.reason.replace("_", " ").lower()
     return str(exc) or type(exc).__name__
+
+
+async def connect_accepted(loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol],
+                           conn: socket.socket) -> None:
+    """Give an accepted connection (not blocking) its protocol and transport: OpenSSL on
+    the socket for a Stream that asks for it (socket_tls_context), else the loop's own."""
+    protocol = factory()
+    context = protocol.socket_tls_context() if isinstance(protocol, Stream) else None
+    if context is None:
+        await loop.connect_accepted_socket(lambda: protocol, sock=conn)
+    else:
+        serve_tls_socket(loop, conn, context, protocol)
