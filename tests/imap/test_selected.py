@@ -81,3 +81,24 @@ def test_what_the_session_drops_itself_leaves_the_store_view_alone(tmp_path):
     one.forget([2], qresync=True)  # as after its own EXPUNGE, were the store's view not yet changed
     assert list(one.records) == [1, 3]
     assert list(one.mailbox.lend_view()) == [1, 2, 3]
+
+
+def test_sessions_in_step_share_one_dict_and_news_for_one_leaves_the_other_as_told(tmp_path):
+    root = tmp_path / "mail"
+    deliver(root, 3)
+    one, two = open_two(root)
+    assert one.records is two.records  # both see the folder as it is: one dict between them
+    changed, _ = two.mailbox.store_flags([1], "+", ["\\Flagged"])  # two's STORE, as cmd_store does it
+    for record in changed:
+        two.set_record(record)
+    assert two.records[1].flags == {"\\Flagged"}
+    assert one.records[1].flags == frozenset()  # not told yet, and not changed under it
+    deliver(root, 1, start=3)
+    one.refresh(allow_expunge=True, flags=False)  # the flag change held back (NOTIFY without FlagChange)
+    assert one.uids == [1, 2, 3, 4] and 1 in one.held_flags
+    assert one.records[1].flags == frozenset()
+    assert two.uids == [1, 2, 3] and list(two.records) == [1, 2, 3]  # told nothing of the new one yet
+    assert b"FLAGS (\\Flagged" in one.refresh(allow_expunge=True)
+    two.refresh(allow_expunge=True)
+    assert one.records == two.records and one.records[1].flags == {"\\Flagged"}
+    assert one.records is two.records  # in step again

@@ -164,6 +164,36 @@ def test_views_share_one_record_per_message_until_it_changes(root):
     assert b.messages()[0].flags == {"\\Flagged"}
 
 
+def test_a_record_guessed_while_its_file_was_away_is_not_kept_for_later_sessions(root, monkeypatch):
+    """An outside tool renames a file between hatoba's listing and its look at the file:
+    that session gets a guess (now, size 0), but the next SELECT gets the truth."""
+    from hatoba.store.uidlist import Folder
+
+    md = root / "example.test" / "bob" / "Maildir"
+    for sub in ("tmp", "new", "cur"):
+        (md / sub).mkdir(parents=True)
+    name = "1700000000.M1P1.otherhost:2,"  # another MDA's name: no S= or W= to learn the size from
+    body = b"Subject: hi\n\n" + b"line\n" * 100
+    (md / "cur" / name).write_bytes(body)
+    os.utime(md / "cur" / name, (1700000000, 1700000000))
+    boxes = user(root)
+    real_refresh = Folder.refresh
+
+    def refresh_then_a_tool_renames(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        real_refresh(self, *args, **kwargs)
+        monkeypatch.setattr(Folder, "refresh", real_refresh)
+        os.rename(md / "cur" / name, md / "cur" / (name + "S"))
+
+    monkeypatch.setattr(Folder, "refresh", refresh_then_a_tool_renames)
+    guessed = boxes.open("INBOX").messages()[0]
+    os.rename(md / "cur" / (name + "S"), md / "cur" / name)  # and puts it back
+    assert guessed.size == 0  # the file was away: a guess
+    later = boxes.open("INBOX").messages()[0]
+    assert later is not guessed
+    assert later.size == len(body) + body.count(b"\n")
+    assert later.internal_date == datetime.fromtimestamp(1700000000, UTC)
+
+
 def test_a_lent_view_never_changes_afterwards(root):
     """lend_view(): the dict handed out stays as it was, whatever the view does next."""
     deliver(root, 3)

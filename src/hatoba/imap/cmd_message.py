@@ -15,7 +15,7 @@ from hatoba.imap.common import enable_condstore, is_utf8, refresh_selected, sele
 from hatoba.imap.folder_work import in_folder_turn
 from hatoba.imap.contexts import MAX_UPDATE_CONTEXTS, SORT_FIELDS, UpdateContext, pin_numbers, sort_key_of
 from hatoba.imap.replies import TRYCREATE, with_code
-from hatoba.imap.selected import SelectedMailbox
+from hatoba.imap.selected import NO_DIRTY, SelectedMailbox
 from hatoba.imap.structures import STRUCTURES
 from hatoba.net.workers import MAILBOX
 from hatoba.proto.imap import encode as E
@@ -501,7 +501,7 @@ async def cmd_cancelupdate(s: ImapSession, cmd: RawCommand) -> None:
         return
     view.contexts = [c for c in view.contexts if c.tag not in tags]
     if not view.contexts:
-        view.dirty.clear()
+        view.dirty = NO_DIRTY
     s.tagged(cmd.tag, "OK", T("CANCELUPDATE completed"))
 
 

@@ -33,7 +33,7 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hatoba.imap.selected import SelectedMailbox
+from hatoba.imap.selected import NO_DIRTY, SelectedMailbox
 from hatoba.net.workers import MAILBOX
 from hatoba.proto.imap import search as S
 from hatoba.proto.imap import sort as SORT
@@ -136,9 +136,9 @@ async def context_news(view: SelectedMailbox, recent: set[int] | frozenset[int],
                        mime_limits: MimeLimits) -> bytes:
     """ADDTO / REMOVEFROM for the messages changed or arrived since the last call."""
     if not view.contexts or not view.dirty:
-        view.dirty.clear()
+        view.dirty = NO_DIRTY
         return b""
-    dirty, view.dirty = view.dirty, set()
+    dirty, view.dirty = view.dirty, NO_DIRTY
     uids = sorted(u for u in dirty if u in view.records and u not in view.pending_expunges)
     if not uids:
         return b""

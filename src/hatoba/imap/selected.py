@@ -17,6 +17,9 @@ from hatoba.proto.imap import encode as E
 from hatoba.store.folder_tree import Mailbox, MessageRecord
 from hatoba.store.mailbox_view import SyncResult
 
+# Most sessions never have UPDATE contexts (RFC 5267): they share this empty set.
+NO_DIRTY: frozenset[int] = frozenset()
+
 # FLAGS names these and the folder's keywords; PERMANENTFLAGS adds \* (keywords may be made).
 PERMANENT_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft", b"\\*")
 
@@ -27,9 +30,11 @@ class SelectedMailbox:
     readonly: bool
     condstore: bool = False
     uids: list[int] = field(default_factory=list)  # index = sequence number - 1
-    # What the client was told, by uid. While that is all the Mailbox knows, this is the
-    # Mailbox's own dict (lend_view), never changed in place: _own_records() copies it first.
+    # What the client was told, by uid. While that is all the Mailbox knows, this is a dict
+    # lent by the Mailbox (lend_view), which other sessions of the folder may hold too: it is
+    # never changed in place (_own_records() copies it first).
     records: dict[int, MessageRecord] = field(default_factory=dict)
+    borrowed: bool = False
     pending_expunges: list[int] = field(default_factory=list)
     saved: list[int] = field(default_factory=list)  # SEARCHRES "$" (uids)
     recent_flag: bool = True  # \Recent and RECENT are IMAP4rev1 (RFC 3501 §2.3.2); IMAP4rev2 dropped them
@@ -38,7 +43,7 @@ class SelectedMailbox:
     # SEARCH / SORT RETURN (UPDATE) contexts (RFC 5267 §4, imap/contexts.py), and the
     # messages whose flags changed or that arrived since they were last brought up to date.
     contexts: list[Any] = field(default_factory=list)
-    dirty: set[int] = field(default_factory=set)
+    dirty: set[int] | frozenset[int] = NO_DIRTY  # a set of its own once something is dirty
     # Flag changes not yet told: NOTIFY without FlagChange reports them at the next command.
     held_flags: dict[int, MessageRecord] = field(default_factory=dict)
 
@@ -47,6 +52,7 @@ class SelectedMailbox:
         """The view of a Mailbox just opened (which brought itself up to date)."""
         view = cls(mailbox, readonly, condstore, recent_flag=recent_flag)
         view.records = mailbox.lend_view()  # in ascending uid order
+        view.borrowed = True
         view.uids = list(view.records)
         return view
 
@@ -155,16 +161,17 @@ class SelectedMailbox:
 
     def _borrow_if_same(self) -> None:
         """Hold the Mailbox's dict instead of a copy once nothing is left untold."""
-        if self.pending_expunges or self.held_flags or self.mailbox.holds(self.records):
+        if self.borrowed or self.pending_expunges or self.held_flags:
             return
         if self.mailbox.view_matches(self.records):
             self.records = self.mailbox.lend_view()
+            self.borrowed = True
 
     def _own_records(self) -> dict[int, MessageRecord]:
-        """records, copied first if it is still the Mailbox's: call before changing it.
-        (Once the Mailbox has changed, it holds a copy, and this one is the session's alone.)"""
-        if self.mailbox.holds(self.records):
+        """records, copied first if it was lent: call before changing it."""
+        if self.borrowed:
             self.records = dict(self.records)
+            self.borrowed = False
         return self.records
 
     def forget(self, uids, *, qresync: bool) -> bytes:  # type: ignore[no-untyped-def]
@@ -177,7 +184,7 @@ class SelectedMailbox:
             positions = self.positions()
             for context in self.contexts:
                 out.append(context.removed(gone, positions.__getitem__))
-            self.dirty -= gone
+            self.dirty = self.dirty - gone
         if qresync:
             out.append(b"* VANISHED " + E.format_sequence_set(sorted(gone)) + b"\r\n")
             self.uids = [u for u in self.uids if u not in gone]
@@ -199,7 +206,9 @@ class SelectedMailbox:
         self._own_records()[record.uid] = record
         self.held_flags.pop(record.uid, None)  # an older record must not come back later
         if self.contexts:
-            self.dirty.add(record.uid)
+            if not self.dirty:
+                self.dirty = set()
+            self.dirty.add(record.uid)  # type: ignore[union-attr]
 
     def flags_line(self, record: MessageRecord, *, with_uid: bool = True) -> bytes:
         seq = self.seq_of(record.uid)

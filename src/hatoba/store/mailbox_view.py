@@ -228,6 +228,7 @@ class Mailbox:
         self.uidnext = folder.uidnext
         self.highestmodseq = folder.highestmodseq
         self._generation = folder.generation
+        self._share_view(folder)
         return SyncResult(added, expunged, changed)
 
     def _forget_recent(self, uid: int) -> None:
@@ -244,7 +245,9 @@ class Mailbox:
         if record is not None and record.name == entry.name and record.modseq == entry.modseq and record.flags is flags:
             return record
         date, size = folder.details(entry)
-        record = entry.record = MessageRecord(entry.uid, entry.name, flags, date, size, entry.modseq, folder.cur_dir)
+        record = MessageRecord(entry.uid, entry.name, flags, date, size, entry.modseq, folder.cur_dir)
+        if entry.date is not None and entry.size is not None:  # else a guess (the file was gone): not kept
+            entry.record = record
         return record
 
     def _own_change(self, before: int, generation: int | None = None) -> None:
@@ -272,9 +275,16 @@ class Mailbox:
         """Whether `records` holds just what this view does (the same record objects)."""
         return records is self._view or records == self._view
 
-    def holds(self, records: dict[int, MessageRecord]) -> bool:
-        """Whether `records` is the dict this view goes on with (lent, not yet copied)."""
-        return records is self._view
+    def _share_view(self, folder: Folder) -> None:
+        """Keep the folder's shared dict for this generation if it holds what this view does
+        (sessions that all see the folder as it is hold one dict between them); else offer
+        this one. Either way the dict is lent: whoever changes it copies it first."""
+        shared = folder.shared_view
+        if shared is not None and shared[0] == folder.generation and shared[1] == self._view:
+            self._view = shared[1]
+        else:
+            folder.shared_view = (folder.generation, self._view)
+        self._view_lent = True
 
     def _own_view(self) -> dict[int, MessageRecord]:
         """_view, copied first if it was lent: call before changing it."""

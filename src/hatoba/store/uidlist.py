@@ -195,6 +195,9 @@ class Folder:
         self.path = path
         self._cur = f"{path}/cur/"  # plain string prefixes: joined once per message in a scan
         self.cur_dir = f"{path}/cur"  # what MessageRecord.cur holds, one string for every session
+        # (generation, records by uid) that a session's view matched at that generation: the
+        # others that match it too keep this dict instead of an equal one (mailbox_view.py).
+        self.shared_view: tuple[int, dict[int, Any]] | None = None
         self._new = f"{path}/new/"
         self._identity = _identity(path)
         self._thread_lock = threading.Lock()
