@@ -83,6 +83,21 @@ async def session_of(tasks: list[asyncio.Task]) -> None:
     raise AssertionError("no session opened")
 
 
+def flooder(ended: list[float]):  # type: ignore[no-untyped-def]
+    """A session that writes far more than the kernel buffers hold, closes, and notes in
+    `ended` how long the connection took to end after that."""
+
+    async def flood_then_close(stream: Stream) -> None:
+        stream.write(b"x" * (32 * 1024 * 1024))
+        stream.close()
+        closed_at = asyncio.get_running_loop().time()
+        while not stream._eof:  # connection_lost sets it
+            await asyncio.sleep(0.05)
+        ended.append(asyncio.get_running_loop().time() - closed_at)
+
+    return flood_then_close
+
+
 def carried_as(stream: Stream) -> str:
     """How the stream's TLS is carried: "socket" (no BIOs at all) or "bio"."""
     if stream._tls is not None:
@@ -297,13 +312,7 @@ def test_close_drops_what_a_client_that_stopped_reading_never_took(monkeypatch):
     monkeypatch.setattr(stream_module, "CLOSE_TIMEOUT", 0.5)
     ended: list[float] = []
 
-    async def flood_then_close(stream: Stream) -> None:
-        stream.write(b"x" * (32 * 1024 * 1024))  # far more than the kernel buffers hold
-        stream.close()
-        closed_at = asyncio.get_running_loop().time()
-        while not stream._eof:  # connection_lost sets it
-            await asyncio.sleep(0.05)
-        ended.append(asyncio.get_running_loop().time() - closed_at)
+    flood_then_close = flooder(ended)
 
     async def main():
         tasks: list[asyncio.Task] = []
@@ -364,13 +373,7 @@ def test_tls_close_drops_what_a_client_that_stopped_reading_never_took(contexts,
     monkeypatch.setattr(stream_module, "CLOSE_TIMEOUT", 0.5)
     ended: list[float] = []
 
-    async def flood_then_close(stream: Stream) -> None:
-        stream.write(b"x" * (32 * 1024 * 1024))  # far more than the kernel buffers hold
-        stream.close()
-        closed_at = asyncio.get_running_loop().time()
-        while not stream._eof:  # connection_lost sets it
-            await asyncio.sleep(0.05)
-        ended.append(asyncio.get_running_loop().time() - closed_at)
+    flood_then_close = flooder(ended)
 
     async def main():
         server, port, tasks = await serve(flood_then_close, server_ctx, path)
