@@ -391,6 +391,45 @@ def test_tls_close_drops_what_a_client_that_stopped_reading_never_took(contexts,
 
 
 @pytest.mark.parametrize("path", PATHS)
+def test_a_client_that_half_closes_without_close_notify_still_gets_its_answer(contexts, path):
+    """`a LOGOUT`, then FIN without close_notify (some clients end so): the reply still goes out."""
+    server_ctx, client_ctx = contexts
+    heard: list[bytes] = []
+
+    async def answer_after_the_end(stream: Stream) -> None:
+        got = b""
+        while data := await stream.read(100, 10):
+            got += data
+        heard.append(got)
+        stream.write(b"* BYE done\r\n")
+        await stream.drain()
+        stream.close()
+
+    def client(port: int) -> bytes:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        tls = client_ctx.wrap_socket(raw, server_hostname="mail.example.test")
+        tls.sendall(b"a LOGOUT\r\n")
+        socket.socket.shutdown(tls, socket.SHUT_WR)  # the TCP FIN alone: no close_notify
+        answer = b""
+        try:
+            while chunk := tls.recv(100):
+                answer += chunk
+        finally:
+            tls.close()
+        return answer
+
+    async def main() -> bytes:
+        server, port, tasks = await serve(answer_after_the_end, server_ctx, path)
+        async with server:
+            answer = await asyncio.to_thread(client, port)
+            await asyncio.wait_for(asyncio.gather(*tasks), 10)
+            return answer
+
+    assert asyncio.run(main()) == b"* BYE done\r\n"
+    assert heard == [b"a LOGOUT\r\n"]
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_a_client_that_never_says_hello_is_dropped_at_the_handshake_timeout(contexts, path):
     server_ctx, _ = contexts
     opened: list[Stream] = []
@@ -439,3 +478,26 @@ def test_bytes_that_come_in_the_loop_turn_the_read_timed_out_are_read_not_a_time
         return await reading
 
     assert asyncio.run(main()) == b"a1 NOOP\r\n"
+
+
+def test_a_lone_server_serves_implicit_tls_from_the_socket_and_answers_a_half_close(server, hatoba_home):
+    """One worker (no balancing): imaps, pop3s and smtps still get the socket transport, and
+    a client that says its last command and half-closes gets the answer."""
+    from hatoba.net.acceptor import BalancedAcceptor
+
+    listening = server.server._listening
+    assert all(isinstance(listening[name], BalancedAcceptor) for name in ("imaps", "pop3s", "smtps"))
+    assert not isinstance(listening["imap"], BalancedAcceptor)  # STARTTLS: the loop's own server
+    ctx = hatoba_home.client_context()
+    raw = socket.create_connection(("127.0.0.1", server.port("imaps")), timeout=10)
+    tls = ctx.wrap_socket(raw, server_hostname="mail.example.test")
+    try:
+        assert tls.recv(1000).startswith(b"* OK")
+        tls.sendall(b"a LOGOUT\r\n")
+        socket.socket.shutdown(tls, socket.SHUT_WR)  # FIN, no close_notify
+        answer = b""
+        while chunk := tls.recv(1000):
+            answer += chunk
+    finally:
+        tls.close()
+    assert answer.startswith(b"* BYE") and b"a OK" in answer

@@ -14,6 +14,7 @@ import os
 import resource
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -360,6 +361,11 @@ class Server:
                     server = BalancedAcceptor(sock, self._stream_factory(listener), self.counts.loads)
                     if not self.first_worker:
                         server.start()
+                elif listener.implicit_tls:
+                    # Alone on its socket: nothing to balance, but the acceptor gives implicit
+                    # TLS its own transport (net/tls_socket.py), as with several workers.
+                    server = BalancedAcceptor(sock, self._stream_factory(listener), _alone)
+                    server.start()
                 else:
                     server = await loop.create_server(self._stream_factory(listener), sock=sock, backlog=BACKLOG)
                 self._servers.append(server)
@@ -712,6 +718,11 @@ _LISTENER_WORDS = {
     "http": "redirects to https; /metrics and /healthz for [metrics] networks",
     "https": "web admin, autoconfiguration and the MTA-STS policy; implicit TLS",
 }
+
+
+def _alone() -> tuple[int, int]:
+    """The loads of a worker that shares its listening socket with nobody: never over."""
+    return 0, sys.maxsize
 
 
 def _describe(listener: ListenerConfig) -> str:

@@ -142,6 +142,9 @@ class TlsSocketTransport(asyncio.Transport):
         if self._want_read_to_write:
             self._want_read_to_write = False
             self._flush()
+            if self._paused and not self._want_read_to_write:
+                self._unwatch_input()  # it was watched for the write alone
+                return
         sock = self._sock
         for _ in range(MAX_READS):
             if sock is None or self._paused or self._closed:
@@ -168,7 +171,8 @@ class TlsSocketTransport(asyncio.Transport):
 
     def pause_reading(self) -> None:
         self._paused = True
-        self._unwatch_input()
+        if not self._want_read_to_write:  # else the peer's next record lets a write go on
+            self._unwatch_input()
 
     def resume_reading(self) -> None:
         if not self._paused or self._closed:
@@ -220,6 +224,7 @@ class TlsSocketTransport(asyncio.Transport):
             except ssl.SSLWantReadError:
                 self._stop_writer()
                 self._want_read_to_write = True
+                self._watch_input()  # even while reading is paused
                 return
             except (ssl.SSLError, OSError) as exc:
                 self._close_now(exc)

@@ -76,6 +76,11 @@ def _server_context(cert: Path, key: Path, where: str) -> ssl.SSLContext:
     # No compression (CRIME); our cipher order, not the client's; no
     # client-initiated renegotiation (a cheap way to burn our CPU).
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
+    # A client that half-closes without close_notify (its last command, then FIN) still gets
+    # its answer: OpenSSL 3 would otherwise fail the connection at the FIN (net/tls_socket.py
+    # reads the socket through OpenSSL). Every command and message has its own end marker, so
+    # a cut-off one is never taken as whole.
+    ctx.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
     try:
         # The password callback stops OpenSSL from prompting on the terminal
         # for an encrypted key; the empty password then fails to decrypt it.
