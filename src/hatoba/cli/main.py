@@ -34,7 +34,30 @@ SUBCOMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose module is not named after them.
+MODULE_OF_COMMAND = {"import": "hatoba.cli.importing"}
+
+
+def _module_of(argv: Sequence[str]) -> str | None:
+    """The module of the command `argv` names (None: none, or one not known), so that only it
+    is loaded: `hatoba serve` then keeps out of memory what the other commands use
+    (cryptography, the service set-up, the importers), some 4 MiB, for as long as it runs."""
+    rest = list(argv)
+    while rest:
+        word = rest.pop(0)
+        if word in ("-c", "--config"):
+            if rest:
+                rest.pop(0)
+            continue
+        if word.startswith("-"):
+            continue
+        module = MODULE_OF_COMMAND.get(word, f"hatoba.cli.{word}")
+        return module if module in SUBCOMMAND_MODULES else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of the one command `argv` names."""
     import importlib
 
     parser = argparse.ArgumentParser(
@@ -49,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hatoba {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
+    only = _module_of(argv) if argv is not None else None
+    for name in (only,) if only is not None else SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -61,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
