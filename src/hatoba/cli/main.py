@@ -40,8 +40,8 @@ MODULE_OF_COMMAND = {"import": "hatoba.cli.importing"}
 
 def _module_of(argv: Sequence[str]) -> str | None:
     """The module of the command `argv` names (None: none, or one not known), so that only it
-    is loaded: `hatoba serve` then keeps out of memory what the other commands use
-    (cryptography, the service set-up, the importers), some 4 MiB, for as long as it runs."""
+    is loaded: `hatoba serve` then keeps out of memory what the other commands use (the
+    service set-up, the importers, the backup tools) for as long as it runs."""
     rest = list(argv)
     while rest:
         word = rest.pop(0)
