@@ -72,7 +72,7 @@ class TlsSocketTransport(asyncio.Transport):
         self._closing = False
         self._closed = False
         self._writing_paused = False
-        self._want_read_to_write = False  # SSL_write waits for the peer (a TLS key update)
+        self._want_read_to_write = False  # SSL_write must read the peer's next record first
         self._read_soon: asyncio.Handle | None = None
         self._secure = False  # the handshake is done: close_notify can be said
         protocol.connection_made(self)

@@ -192,10 +192,12 @@ class MailboxStore:
         # Weak: a user's lock lives while some thread holds or waits for it, not forever.
         self._meta_locks: weakref.WeakValueDictionary[Path, threading.Lock] = weakref.WeakValueDictionary()
         # One per address while some session holds it: a user's many IMAP connections share it.
+        # Its own lock: for_user runs on the event loop, and _lock is held around file looks.
         self._users: weakref.WeakValueDictionary[str, UserMailboxes] = weakref.WeakValueDictionary()
+        self._users_lock = threading.Lock()
 
     def for_user(self, address: str) -> UserMailboxes:
-        with self._lock:
+        with self._users_lock:
             user = self._users.get(address)
             if user is None:
                 user = self._users[address] = UserMailboxes(self, self._addresses.maildir(address), address)
